@@ -1,0 +1,66 @@
+/**
+ * The shape every threshold protocol has: a pure state machine per party.
+ *
+ * A party consumes envelopes and emits envelopes. It never does I/O, never reads a clock, and
+ * draws randomness only from the injected `Rng`. The transport (src/net, src/service) carries
+ * envelopes between servers and honours `persist` before sending anything emitted with it.
+ */
+import { enc, u32be, u8 } from '../crypto/encoding.js';
+
+/** EP = 1, Partner = 2, Aux = 3: the Shamir x-coordinate of each server's share. */
+export type PartyId = 1 | 2 | 3;
+export const PARTY_IDS: readonly PartyId[] = [1, 2, 3];
+export const PARTY_NAMES: Record<PartyId, 'ep' | 'partner' | 'aux'> = { 1: 'ep', 2: 'partner', 3: 'aux' };
+
+/** Injected randomness: returns `n` uniformly random bytes. */
+export type Rng = (n: number) => Uint8Array;
+
+/** One protocol message, as the wire carries it (§1.4: version, sid, proto, round, from, to, body). */
+export interface Envelope {
+  readonly sid: Uint8Array;
+  readonly proto: string;
+  readonly round: number;
+  readonly from: PartyId;
+  readonly to: PartyId;
+  readonly body: Uint8Array;
+}
+
+export const ENVELOPE_VERSION = 1;
+
+/** Canonical bytes of an envelope: `enc(version, sid, proto, round, from, to, body)`. */
+export function encodeEnvelope(e: Envelope): Uint8Array {
+  return enc(u32be(ENVELOPE_VERSION), e.sid, e.proto, u32be(e.round), u8(e.from), u8(e.to), e.body);
+}
+
+/** Why a session stopped, and whom the honest party suspects (null: cannot tell). */
+export class ProtocolAbort extends Error {
+  readonly code = 'EKM_PROTOCOL_ABORT';
+  constructor(
+    readonly proto: string,
+    readonly round: number,
+    readonly reason: string,
+    readonly suspect: PartyId | null,
+  ) {
+    super(`${proto} round ${round} aborted: ${reason}${suspect ? ` (suspect party ${suspect})` : ''}`);
+  }
+}
+
+/**
+ * What a party asks of its host after consuming a message: durable writes that must complete
+ * (fsync'd) before any of `send` leaves, then the messages, then possibly a final output.
+ */
+export interface Step<Out, Persist = unknown> {
+  readonly persist: readonly Persist[];
+  readonly send: readonly Envelope[];
+  readonly output?: Out;
+}
+
+/** A party of one protocol session. `receive` throws `ProtocolAbort` to abort. */
+export interface Party<Out, Persist = unknown> {
+  readonly id: PartyId;
+  /** Messages this party sends before hearing anything (may be empty). */
+  start(): Step<Out, Persist>;
+  receive(msg: Envelope): Step<Out, Persist>;
+  /** True once the party has produced its output or aborted; later messages are refused. */
+  readonly finished: boolean;
+}

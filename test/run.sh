@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): unit tests, then cluster tests on real processes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mapfile -t unit < <(find test/unit -name '*.test.ts' | sort)
+mapfile -t cluster < <(find test/cluster -name '*.test.ts' 2>/dev/null | sort)
+if [ "${#unit[@]}" -eq 0 ]; then echo "test/run.sh: no unit test files found" >&2; exit 1; fi
+node --import tsx --test --test-concurrency=2 "${unit[@]}"
+if [ "${#cluster[@]}" -gt 0 ]; then
+  node --import tsx --test --test-concurrency=1 "${cluster[@]}"
+fi
