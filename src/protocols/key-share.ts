@@ -1,0 +1,45 @@
+/**
+ * What one server holds of one threshold EC key at one epoch: its Shamir share x_i = f(i) and
+ * the public data every party can check it against (threshold-protocols.md §2 "Public key").
+ */
+import type { CurveName } from '../crypto/curves.js';
+import type { PartyId } from './types.js';
+
+/** A key is bound to one algorithm for life (it is part of every sid). */
+export type EcAlg = 'ecdsa-secp256k1' | 'ecdsa-p256' | 'ecdsa-p384' | 'eddsa-ed25519' | 'schnorr-bip340';
+export const EC_ALGS: readonly EcAlg[] = [
+  'ecdsa-secp256k1',
+  'ecdsa-p256',
+  'ecdsa-p384',
+  'eddsa-ed25519',
+  'schnorr-bip340',
+];
+
+/** The curve each algorithm's DKG runs on. */
+export const ALG_CURVE: Record<EcAlg, CurveName> = {
+  'ecdsa-secp256k1': 'secp256k1',
+  'ecdsa-p256': 'p256',
+  'ecdsa-p384': 'p384',
+  'eddsa-ed25519': 'ed25519',
+  'schnorr-bip340': 'secp256k1',
+};
+
+/** Public data of a key at an epoch; identical at all three parties (compared in PREPARED). */
+export interface KeyPublic {
+  readonly keyId: string;
+  readonly alg: EcAlg;
+  readonly epoch: number;
+  /** Y = x·G = C0, encoded point. */
+  readonly Y: Uint8Array;
+  /** C1 = c·G, encoded point (f(X) = x + c·X). */
+  readonly C1: Uint8Array;
+  /** A_j = x_j·G = Y + j·C1 for j = 1, 2, 3, encoded points. */
+  readonly A: Readonly<Record<PartyId, Uint8Array>>;
+}
+
+/** One party's secret share with its public data. Never logged, encrypted at rest. */
+export interface KeyShare extends KeyPublic {
+  readonly partyId: PartyId;
+  /** x_i = f(i), a scalar in [1, q). */
+  readonly share: bigint;
+}
