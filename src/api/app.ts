@@ -1,0 +1,77 @@
+/**
+ * The EP's HTTPS API (fastify). This layer validates and maps errors; the work lives in services.
+ * Every error leaves as `{ error: { code, message } }` with a 4xx/5xx status, never a stack trace.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { EkmError } from '../errors.js';
+import { listenError } from '../net/peers.js';
+import type { ServerContext } from '../server/server.js';
+import { VERSION } from '../version.js';
+
+export interface ApiErrorBody {
+  error: { code: string; message: string };
+}
+
+export function errorBody(code: string, message: string): ApiErrorBody {
+  return { error: { code, message } };
+}
+
+export async function startApi(ctx: ServerContext, identity: { keyPem: string; certPem: string }): Promise<FastifyInstance> {
+  const api = ctx.config.api;
+  if (!api) throw new EkmError('EKM_CONFIG_CORRUPT', 'the EP configuration has no API address');
+  const app = Fastify({
+    https: { key: identity.keyPem, cert: identity.certPem, minVersion: 'TLSv1.2' },
+    logger: false,
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+  });
+
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof EkmError) {
+      void reply.status(err.httpStatus).send(errorBody(err.code, err.message));
+      return;
+    }
+    const status = typeof (err as { statusCode?: number }).statusCode === 'number' ? (err as { statusCode: number }).statusCode : 500;
+    if (status >= 500) ctx.log.error({ err: (err as Error).message }, 'API request failed');
+    void reply.status(status).send(errorBody(status >= 500 ? 'EKM_INTERNAL' : 'EKM_BAD_REQUEST', status >= 500 ? 'internal error' : (err as Error).message));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send(errorBody('EKM_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
+  });
+
+  const health = async (): Promise<{ status: number; body: unknown }> => {
+    const t = await ctx.probe();
+    return { status: t.inService ? 200 : 503, body: { status: t.inService ? 'ok' : 'unavailable', triplet: t } };
+  };
+  app.get('/api/v1/health', async (_req, reply) => {
+    const h = await health();
+    return reply.status(h.status).send(h.body);
+  });
+
+  app.get('/api/v1/info', async () => ({
+    product: 'ekm',
+    version: VERSION,
+    role: ctx.config.role,
+    server: ctx.config.name,
+    clusterId: ctx.config.clusterId,
+    tripletId: ctx.config.tripletId,
+    fips: ctx.config.fips,
+    schemaVersion: await ctx.store.schemaVersion(),
+  }));
+
+  /** Membership as recorded, without probing (`ucl server list`). */
+  app.get('/api/v1/servers', async () => ({ clusterId: ctx.config.clusterId, servers: await ctx.store.listServers() }));
+
+  /** Live probe of every server (`ucl server test`). */
+  app.get('/api/v1/servers/test', async () => {
+    const t = await ctx.probe();
+    return { clusterId: ctx.config.clusterId, inService: t.inService, triplets: [t] };
+  });
+
+  try {
+    await app.listen({ host: api.host, port: api.port });
+  } catch (e) {
+    throw listenError(e as NodeJS.ErrnoException, api.host, api.port, 'API');
+  }
+  return app;
+}

@@ -1,0 +1,84 @@
+/**
+ * Where `ucl` finds the cluster: `--server` / `UCL_SERVERS` name EPs (`host:port[,host:port]`);
+ * `client.conf` (`$UCL_CONF`, `$EKM_HOME/client.conf`, `/etc/ekm/client.conf`) has
+ * `servers=` and `trust=<PEM file of the EP certificates>`; run where an EP's EKM_HOME is, ucl
+ * uses that EP's own API address and certificate.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { homePaths } from '../config/home.js';
+import { isBootstrapped, loadServerConfig } from '../config/server-config.js';
+import { EkmError } from '../errors.js';
+import { DEFAULT_API_PORT, type ServerAddress, parseServerName } from '../cluster/names.js';
+import type { ClientOptions } from '../client/client.js';
+
+export const SYSTEM_CLIENT_CONF = '/etc/ekm/client.conf';
+
+interface ClientConf {
+  servers?: string;
+  trust?: string;
+}
+
+function parseConf(path: string): ClientConf {
+  const out: ClientConf = {};
+  const text = readFileSync(path, 'utf8');
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const eq = line.indexOf('=');
+    if (eq < 0) throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: expected key=value`);
+    const key = line.slice(0, eq).trim();
+    const value = line.slice(eq + 1).trim();
+    if (key === 'servers' || key === 'trust') out[key] = value;
+    else throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: unknown setting "${key}"`, 'known settings: servers, trust');
+  });
+  return out;
+}
+
+function parseServers(list: string, what: string): ServerAddress[] {
+  return list
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map((s) => parseServerName(s, what, DEFAULT_API_PORT));
+}
+
+function readPemBundle(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new EkmError('EKM_CLIENT_CONF', `cannot read the trusted certificates file ${path}`, 'fix trust= in client.conf');
+  }
+  const certs = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (certs.length === 0) throw new EkmError('EKM_CLIENT_CONF', `${path} holds no PEM certificate`, 'fix trust= in client.conf');
+  return certs.map((c) => `${c}\n`);
+}
+
+export function resolveClientOptions(serverFlag: string | undefined): ClientOptions {
+  const paths = homePaths();
+  const candidates = [process.env.UCL_CONF, paths.clientConf, SYSTEM_CLIENT_CONF].filter((p): p is string => !!p);
+  const confPath = candidates.find((p) => existsSync(p));
+  const conf = confPath ? parseConf(confPath) : {};
+  const trusted: string[] = conf.trust ? readPemBundle(conf.trust) : [];
+
+  let servers: ServerAddress[] = [];
+  if (serverFlag) servers = parseServers(serverFlag, '--server');
+  else if (process.env.UCL_SERVERS) servers = parseServers(process.env.UCL_SERVERS, 'UCL_SERVERS');
+  else if (conf.servers) servers = parseServers(conf.servers, 'client.conf servers');
+
+  // Where this is an EP's EKM_HOME, its own API and certificate need no configuration.
+  if (isBootstrapped(paths)) {
+    const cfg = loadServerConfig(paths);
+    if (cfg.role === 'ep' && cfg.api) {
+      trusted.push(readFileSync(paths.tlsCert, 'utf8'));
+      if (servers.length === 0) {
+        const host = cfg.api.host === '0.0.0.0' ? '127.0.0.1' : cfg.api.host;
+        servers = [{ host, port: cfg.api.port }];
+      }
+    }
+  }
+  if (servers.length === 0) {
+    throw new EkmError('EKM_NO_SERVER', 'no EP to talk to', 'give --server host:port, set UCL_SERVERS, write servers= in client.conf, or set EKM_HOME to an EP\'s home');
+  }
+  return { servers, trustedCertsPem: trusted };
+}

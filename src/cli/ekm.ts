@@ -1,0 +1,138 @@
+/**
+ * `ekm`: bootstrap (`ekm boot <role> …`, wrapped by bin/ekm_boot_*.sh) and service control
+ * (`ekm start|stop|restart|status|run`). Every command works on the server whose EKM_HOME is set.
+ */
+import { Command } from 'commander';
+import { homePaths } from '../config/home.js';
+import { ROLES, type Role } from '../config/server-config.js';
+import { EkmError, usageError } from '../errors.js';
+import { autoApprover, promptApprover } from '../cluster/approval.js';
+import { BOOT_USAGE, parseBootArgs } from '../cluster/boot-args.js';
+import { bootstrap } from '../cluster/bootstrap.js';
+import { describeRunning, startDaemon, stopDaemon } from '../server/daemon.js';
+import { daemonPid, removePid, writePid } from '../server/pidfile.js';
+import { EkmServer } from '../server/server.js';
+import { VERSION } from '../version.js';
+import { runCli } from './run.js';
+
+const print = (line: string): void => void process.stdout.write(`${line}\n`);
+
+async function boot(argv: string[]): Promise<number> {
+  const role = argv[0];
+  if (role === 'additional') {
+    throw new EkmError(
+      'EKM_UNSUPPORTED',
+      'adding servers to a running cluster (ekm_boot_additional_server.sh) is not in this release yet',
+      'bootstrap a complete triplet with ekm_boot_ep.sh, ekm_boot_partner.sh and ekm_boot_auxiliary.sh',
+    );
+  }
+  if (!role || !(ROLES as readonly string[]).includes(role)) {
+    throw usageError(`ekm boot: unknown role "${role ?? ''}"`, 'the role is one of ep, partner, aux');
+  }
+  const r = role as Role;
+  if (argv.length === 1 || argv.includes('-h') || argv.includes('--help')) {
+    print(`usage: ${BOOT_USAGE[r]}`);
+    return argv.length === 1 ? 2 : 0;
+  }
+  const args = parseBootArgs(r, argv.slice(1));
+  const approver = args.force ? autoApprover(print) : promptApprover(process.stdin, process.stdout);
+  await bootstrap(args, homePaths(), approver, print);
+  return 0;
+}
+
+/** Runs the server in the foreground until SIGTERM/SIGINT; the daemon is this, detached. */
+async function run(): Promise<number> {
+  const paths = homePaths();
+  const other = daemonPid(paths);
+  if (other !== undefined && other !== process.pid) {
+    throw new EkmError('EKM_RUNNING', `ekm is already running in ${paths.home} (pid ${other})`, 'stop it first: ekm stop');
+  }
+  let server: EkmServer;
+  try {
+    server = await EkmServer.start(paths);
+  } catch (e) {
+    // `ekm start` reads this line from the log to say why the daemon did not start.
+    process.stdout.write(`ekm: ${e instanceof EkmError ? e.oneLine() : (e as Error).message}\n`);
+    throw e;
+  }
+  writePid(paths, process.pid);
+  await new Promise<void>((resolve) => {
+    const onSignal = (): void => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  await server.stop();
+  removePid(paths, process.pid);
+  return 0;
+}
+
+async function main(): Promise<number | void> {
+  const argv = process.argv.slice(2);
+  // The bootstrap flags (-fips, -restore, -externaldb) are not POSIX-style, so boot parses its own.
+  if (argv[0] === 'boot') return boot(argv.slice(1));
+
+  const program = new Command('ekm')
+    .description('ekm server: bootstrap and service control (the server is chosen by EKM_HOME)')
+    .version(VERSION, '-V, --version')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `ekm: ${s.slice(7)}` : s) })
+    .showSuggestionAfterError(true);
+
+  let code = 0;
+  program.command('boot').description('bootstrap this server: ekm boot ep|partner|aux <flags> (see ekm_boot_*.sh)');
+  program
+    .command('start')
+    .description('start the ekm service in the background')
+    .action(async () => {
+      const paths = homePaths();
+      const r = await startDaemon(paths);
+      print(r.alreadyRunning ? `ekm is already running (pid ${r.pid})` : describeRunning(paths, r.pid).replace('is running', 'started'));
+    });
+  program
+    .command('stop')
+    .description('stop the ekm service gracefully (in-flight requests finish first)')
+    .action(async () => {
+      const r = await stopDaemon(homePaths());
+      print(r.pid === undefined ? 'ekm is not running' : r.killed ? `ekm (pid ${r.pid}) did not stop in time and was killed` : `ekm stopped (pid ${r.pid})`);
+    });
+  program
+    .command('restart')
+    .description('stop, then start the ekm service')
+    .action(async () => {
+      const paths = homePaths();
+      await stopDaemon(paths);
+      const r = await startDaemon(paths);
+      print(describeRunning(paths, r.pid).replace('is running', 'restarted'));
+    });
+  program
+    .command('status')
+    .description('say whether the ekm service runs (exit 0) or not (exit 3)')
+    .action(() => {
+      const paths = homePaths();
+      const pid = daemonPid(paths);
+      if (pid === undefined) {
+        print('ekm is not running');
+        code = 3;
+        return;
+      }
+      print(describeRunning(paths, pid));
+    });
+  program.command('run').description('run the server in the foreground (what the service runs)').action(async () => {
+    code = await run();
+  });
+
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof Error && 'code' in e && (e as { code: string }).code === 'commander.helpDisplayed') return 0;
+    if (e instanceof Error && 'code' in e && (e as { code: string }).code === 'commander.version') return 0;
+    throw e;
+  }
+  return code;
+}
+
+runCli('ekm', main);

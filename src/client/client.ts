@@ -1,0 +1,131 @@
+/**
+ * A small client of the EP API, used by `ucl` (and usable by applications): it knows several EPs
+ * and fails over to the next when one does not answer, and trusts the cluster only through the
+ * certificates it was given (pinned), never a public CA.
+ */
+import https from 'node:https';
+import { X509Certificate } from 'node:crypto';
+import { EkmError } from '../errors.js';
+import type { ServerAddress } from '../cluster/names.js';
+import { formatAddress } from '../cluster/names.js';
+
+export interface ClientOptions {
+  readonly servers: readonly ServerAddress[];
+  /** PEM certificates of the EPs (self-signed); a server presenting anything else is refused. */
+  readonly trustedCertsPem: readonly string[];
+  readonly timeoutMs?: number;
+}
+
+export interface ApiResponse<T = unknown> {
+  readonly status: number;
+  readonly body: T;
+  readonly server: string;
+}
+
+/** Failures that mean "this EP is not there": try the next one. */
+const FAILOVER_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+
+export class EkmClient {
+  private readonly fingerprints: Set<string>;
+  private preferred = 0;
+
+  constructor(private readonly opts: ClientOptions) {
+    if (opts.servers.length === 0) throw new EkmError('EKM_NO_SERVER', 'no EP address is configured', 'give --server host:port, set UCL_SERVERS, or write servers= in client.conf');
+    if (opts.trustedCertsPem.length === 0) throw new EkmError('EKM_NO_TRUST', 'no trusted EP certificate is configured', 'set trust= in client.conf, or run ucl where the EP\'s EKM_HOME is');
+    this.fingerprints = new Set(opts.trustedCertsPem.map((p) => new X509Certificate(p).fingerprint256));
+  }
+
+  /** Sends one request, trying each EP in turn (starting with the last one that answered). */
+  async request<T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
+    const n = this.opts.servers.length;
+    const failures: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const idx = (this.preferred + i) % n;
+      const server = this.opts.servers[idx]!;
+      try {
+        const res = await this.once<T>(server, method, path, body, headers);
+        // A 503 from a server that is shutting down or whose triplet is out: another EP may serve.
+        if (res.status === 503 && i < n - 1 && !path.startsWith('/api/v1/health') && !path.startsWith('/api/v1/servers')) {
+          failures.push(`${formatAddress(server)}: 503`);
+          continue;
+        }
+        this.preferred = idx;
+        return res;
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        if (err instanceof EkmError) throw err;
+        if (!FAILOVER_CODES.has(err.code ?? '') && err.message !== 'timeout') throw e;
+        failures.push(`${formatAddress(server)}: ${describeNetError(err)}`);
+      }
+    }
+    throw new EkmError(
+      'EKM_UNREACHABLE',
+      `cannot reach ${n === 1 ? 'the EP' : 'any EP'} (${failures.join('; ')})`,
+      'check that ekm runs there (`ekm status`) and that --server / UCL_SERVERS / client.conf name it',
+    );
+  }
+
+  private once<T>(server: ServerAddress, method: string, path: string, body: unknown, headers: Record<string, string>): Promise<ApiResponse<T>> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        {
+          host: server.host,
+          port: server.port,
+          method,
+          path,
+          ca: [...this.opts.trustedCertsPem],
+          // Certificates are pinned: the name in them does not matter, the exact certificate does.
+          checkServerIdentity: (_host, cert) =>
+            this.fingerprints.has(cert.fingerprint256) ? undefined : new EkmError('EKM_UNTRUSTED', `${formatAddress(server)} presented a certificate that is not trusted`),
+          headers: {
+            accept: 'application/json',
+            ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),
+            ...headers,
+          },
+          agent: false,
+          timeout: this.opts.timeoutMs ?? 15_000,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: unknown = text;
+            try {
+              parsed = text.length > 0 ? JSON.parse(text) : null;
+            } catch {
+              /* a non-JSON body is returned as text */
+            }
+            resolve({ status: res.statusCode ?? 0, body: parsed as T, server: formatAddress(server) });
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' || err.code === 'SELF_SIGNED_CERT_IN_CHAIN' || err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+          reject(new EkmError('EKM_UNTRUSTED', `${formatAddress(server)} presented a certificate that is not trusted`, 'check the trust= certificates in client.conf'));
+          return;
+        }
+        reject(err);
+      });
+      if (payload) req.write(payload);
+      req.end();
+    });
+  }
+}
+
+function describeNetError(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'ETIMEDOUT':
+      return 'no answer (timeout)';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'unknown host';
+    default:
+      return err.code ?? err.message;
+  }
+}

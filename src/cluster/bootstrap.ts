@@ -1,0 +1,463 @@
+/**
+ * Bootstrap of one server of a FIPS triplet (the seed's `ekm_boot_ep.sh`, `ekm_boot_partner.sh`,
+ * `ekm_boot_auxiliary.sh`). The three boots may run in any order or at once. Each one:
+ *
+ *  1. makes its identity (key + self-signed certificate) and system key, in memory only;
+ *  2. listens on its peer port and repeatedly dials the other two until they answer;
+ *  3. fetches each peer's bootstrap hello (role, the triplet as that peer sees it, cluster id)
+ *     and checks it agrees with its own flags;
+ *  4. has the operator approve each peer's certificate fingerprint (or `-f`) and tells the peer;
+ *  5. finishes once it approved both peers and both peers approved it, then writes everything,
+ *     `server.json` last: a bootstrap that fails at any point leaves no `server.json` and can be
+ *     run again.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import { isIP } from 'node:net';
+import tls from 'node:tls';
+import { z } from 'zod';
+import { type HomePaths, ensureWritableHome, writeFileAtomic } from '../config/home.js';
+import { ROLE_LABEL, type Role, type ServerConfig, isBootstrapped, saveServerConfig } from '../config/server-config.js';
+import { hashPassword, verifyPassword } from '../crypto/password.js';
+import { EkmError } from '../errors.js';
+import { encodeJson, decodeJson } from '../net/framing.js';
+import { PeerLink } from '../net/link.js';
+import { listenError } from '../net/peers.js';
+import { SqliteStore } from '../store/sqlite.js';
+import { PEER_PROTOCOL_VERSION, VERSION } from '../version.js';
+import type { Approver } from './approval.js';
+import type { BootArgs } from './boot-args.js';
+import { type Identity, createIdentity } from './identity.js';
+import { type ServerAddress, DEFAULT_API_PORT, formatAddress } from './names.js';
+import { daemonRunning } from '../server/pidfile.js';
+
+const BootHello = z.object({
+  purpose: z.literal('bootstrap'),
+  protocol: z.number().int(),
+  version: z.string(),
+  role: z.enum(['ep', 'partner', 'aux']),
+  triplet: z.object({ ep: z.string(), partner: z.string(), aux: z.string() }),
+  clusterId: z.string().regex(/^[0-9a-f]{16}$/).nullable(),
+  tripletId: z.string().regex(/^[0-9a-f]{16}$/).nullable(),
+});
+type BootHello = z.infer<typeof BootHello>;
+
+interface PeerProgress {
+  readonly role: Role;
+  readonly address: ServerAddress;
+  readonly label: string;
+  hello?: BootHello;
+  fingerprint?: string;
+  certPem?: string;
+  approvedByUs: boolean;
+  lastProblem: string;
+}
+
+export interface BootResult {
+  readonly config: ServerConfig;
+}
+
+export const ROOT_PARTITION = 'root';
+export const ROOT_SO = 'so';
+
+/** Where the peer listener binds: the given IP, or every interface for a DNS name. */
+export function listenHostFor(host: string): string {
+  return isIP(host) ? host : '0.0.0.0';
+}
+
+export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Approver, print: (line: string) => void): Promise<BootResult> {
+  ensureWritableHome(paths);
+  if (daemonRunning(paths)) {
+    throw new EkmError('EKM_RUNNING', `ekm is running in ${paths.home}`, 'stop it first: ekm stop');
+  }
+  if (args.externalDb) {
+    throw new EkmError(
+      'EKM_UNSUPPORTED',
+      '-externaldb needs the PostgreSQL store, which this release does not include yet',
+      'bootstrap without -externaldb to use the embedded store',
+    );
+  }
+  if (isBootstrapped(paths) && !args.restore) {
+    throw new EkmError(
+      'EKM_ALREADY_BOOTSTRAPPED',
+      `this server is already bootstrapped (${paths.config} exists)`,
+      args.role === 'aux'
+        ? 'an Aux is never restored: to bootstrap it again, stop it and remove its EKM_HOME first'
+        : 'use -restore to bootstrap again over the existing store, or remove EKM_HOME to start over',
+    );
+  }
+  if (args.restore && !existsSync(paths.sqlite)) {
+    throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs a restored store at ${paths.sqlite}`, 'run `ekm restore` first, or bootstrap without -restore');
+  }
+  if (args.restore && !existsSync(paths.systemKey)) {
+    throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs the system key at ${paths.systemKey}`, 'run `ekm restore` first');
+  }
+
+  const identity = await createIdentity({ role: args.role, host: args.self.host, extraNames: args.extraNames, years: args.certYears });
+  const triplet = { ep: formatAddress(args.ep), partner: formatAddress(args.partner), aux: formatAddress(args.aux) };
+  const ownCluster = args.role === 'ep' ? { clusterId: randomBytes(8).toString('hex'), tripletId: randomBytes(8).toString('hex') } : null;
+  const myHello: BootHello = {
+    purpose: 'bootstrap',
+    protocol: PEER_PROTOCOL_VERSION,
+    version: VERSION,
+    role: args.role,
+    triplet,
+    clusterId: ownCluster?.clusterId ?? null,
+    tripletId: ownCluster?.tripletId ?? null,
+  };
+  print(`Bootstrapping ${ROLE_LABEL[args.role]} ${formatAddress(args.self)} (ekm ${VERSION}); this server's certificate SHA256 fingerprint:`);
+  print(`  ${identity.fingerprint}`);
+
+  const exchange = new TrustExchange(args, identity, myHello, approver, print);
+  try {
+    await exchange.run();
+  } finally {
+    await exchange.close();
+  }
+
+  const epHello = args.role === 'ep' ? myHello : exchange.peer('ep').hello!;
+  const clusterId = epHello.clusterId!;
+  const tripletId = epHello.tripletId!;
+  const config: ServerConfig = {
+    format: 1,
+    role: args.role,
+    name: args.selfName,
+    listen: { host: listenHostFor(args.self.host), port: args.self.port },
+    ...(args.role === 'ep' ? { api: { host: listenHostFor(args.self.host), port: args.apiPort ?? DEFAULT_API_PORT } } : {}),
+    fips: true,
+    clusterId,
+    tripletId,
+    fingerprint: identity.fingerprint,
+    bootstrappedWith: VERSION,
+    bootstrappedAt: new Date().toISOString(),
+    restored: args.restore,
+    peers: exchange.peers().map((p) => ({
+      role: p.role,
+      name: args.names[p.role],
+      address: { host: p.address.host, port: p.address.port },
+      fingerprint: p.fingerprint!,
+      certPem: p.certPem!,
+    })),
+    store: { kind: 'sqlite' },
+  };
+  await persistBootstrap(args, paths, identity, config);
+  print(`${ROLE_LABEL[args.role]} ${formatAddress(args.self)} bootstrapped: cluster ${clusterId}, triplet ${tripletId}.`);
+  print(
+    args.role === 'ep'
+      ? 'Start the service with `ekm start` (or `service ekm start`) after Partner and Aux, then check with `ucl server test`.'
+      : 'Start the service with `ekm start` (or `service ekm start`); start the EP last.',
+  );
+  return { config };
+}
+
+/** Writes identity, system key and store, then `server.json`; undoes the new files if anything fails. */
+async function persistBootstrap(args: BootArgs, paths: HomePaths, identity: Identity, config: ServerConfig): Promise<void> {
+  const created: string[] = [];
+  try {
+    writeFileAtomic(paths.tlsKey, identity.keyPem, 0o600);
+    created.push(paths.tlsKey);
+    writeFileAtomic(paths.tlsCert, identity.certPem, 0o644);
+    created.push(paths.tlsCert);
+    if (!args.restore) {
+      for (const leftover of [paths.sqlite, `${paths.sqlite}-wal`, `${paths.sqlite}-shm`]) rmSync(leftover, { force: true });
+      writeFileAtomic(paths.systemKey, randomBytes(32), 0o600);
+      created.push(paths.systemKey);
+      created.push(paths.sqlite, `${paths.sqlite}-wal`, `${paths.sqlite}-shm`);
+    }
+    const store = SqliteStore.open(paths.sqlite, { create: !args.restore });
+    try {
+      if (args.role === 'ep') await prepareRootPartition(store, args);
+      await store.setMeta('cluster_id', config.clusterId);
+      await store.setMeta('role', args.role);
+      const now = new Date().toISOString();
+      await store.upsertServer({
+        name: config.name,
+        role: config.role,
+        tripletId: config.tripletId,
+        host: args.self.host,
+        port: args.self.port,
+        api: config.api ? `${args.self.host}:${config.api.port}` : null,
+        fingerprint: config.fingerprint,
+        addedAt: now,
+      });
+      for (const p of config.peers) {
+        await store.upsertServer({
+          name: p.name,
+          role: p.role,
+          tripletId: config.tripletId,
+          host: p.address.host,
+          port: p.address.port,
+          api: null,
+          fingerprint: p.fingerprint,
+          addedAt: now,
+        });
+      }
+    } finally {
+      await store.close();
+    }
+    saveServerConfig(paths, config);
+  } catch (e) {
+    for (const f of created) rmSync(f, { force: true });
+    throw e;
+  }
+}
+
+async function prepareRootPartition(store: SqliteStore, args: BootArgs): Promise<void> {
+  const password = args.rootSoPassword!;
+  const existing = await store.getPartition(ROOT_PARTITION);
+  if (args.restore) {
+    const so = existing ? await store.getUser(existing.id, ROOT_SO) : undefined;
+    if (!so || !(await verifyPassword(password, so.passwordHash))) {
+      throw new EkmError('EKM_WRONG_PASSWORD', 'the -w password does not match the root SO password of the restored store', 'give the root SO password the cluster had when it was backed up');
+    }
+    return;
+  }
+  const root = await store.createPartition({ name: ROOT_PARTITION, fipsRequired: false });
+  await store.createUser({ partitionId: root.id, name: ROOT_SO, role: 'so', passwordHash: await hashPassword(password) });
+}
+
+/** The trust handshake of §4 of the issue: hellos, approvals both ways, completion. */
+class TrustExchange {
+  private server: tls.Server | undefined;
+  private readonly progress = new Map<Role, PeerProgress>();
+  /** Fingerprints (of TLS client certificates) that told us they approved our certificate. */
+  private readonly approvedUs = new Map<string, Role>();
+  private readonly links = new Set<PeerLink>();
+  private failure: EkmError | undefined;
+  private wake: (() => void) | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly args: BootArgs,
+    private readonly identity: Identity,
+    private readonly hello: BootHello,
+    private readonly approver: Approver,
+    private readonly print: (line: string) => void,
+  ) {
+    for (const role of ['ep', 'partner', 'aux'] as Role[]) {
+      if (role === args.role) continue;
+      const address = args[role];
+      this.progress.set(role, {
+        role,
+        address,
+        label: `${ROLE_LABEL[role]} ${formatAddress(address)}`,
+        approvedByUs: false,
+        lastProblem: 'not contacted yet',
+      });
+    }
+  }
+
+  peer(role: Role): PeerProgress {
+    return this.progress.get(role)!;
+  }
+
+  peers(): PeerProgress[] {
+    return [...this.progress.values()];
+  }
+
+  async run(): Promise<void> {
+    await this.listen();
+    const deadline = Date.now() + this.args.timeoutSeconds * 1000;
+    for (const p of this.progress.values()) void this.approvePeer(p, deadline).catch((e: unknown) => this.fail(e));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const missing = this.missing();
+        reject(
+          new EkmError(
+            'EKM_BOOT_TIMEOUT',
+            `bootstrap timed out after ${this.args.timeoutSeconds} s: ${missing.join('; ')}`,
+            'start the bootstrap on the other servers too (their flags must name this server), then run this one again',
+          ),
+        );
+      }, Math.max(0, deadline - Date.now()));
+      timer.unref();
+      this.wake = () => {
+        if (this.failure) {
+          clearTimeout(timer);
+          reject(this.failure);
+        } else if (this.missing().length === 0) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      this.wake();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const l of this.links) l.close('bootstrap finished');
+    this.approver.close();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private missing(): string[] {
+    const out: string[] = [];
+    for (const p of this.progress.values()) {
+      if (!p.approvedByUs) out.push(`${p.label}: ${p.lastProblem}`);
+      else if (![...this.approvedUs].some(([fp, role]) => role === p.role && fp === p.fingerprint)) {
+        out.push(`${p.label} has not approved this server's certificate yet`);
+      }
+    }
+    return out;
+  }
+
+  private fail(e: unknown): void {
+    if (this.failure) return;
+    this.failure = e instanceof EkmError ? e : new EkmError('EKM_BOOT_FAILED', (e as Error).message);
+    this.wake?.();
+  }
+
+  private listen(): Promise<void> {
+    const server = tls.createServer({
+      key: this.identity.keyPem,
+      cert: this.identity.certPem,
+      minVersion: 'TLSv1.3',
+      maxVersion: 'TLSv1.3',
+      requestCert: true,
+      rejectUnauthorized: false,
+    });
+    server.on('secureConnection', (socket) => {
+      const clientFp = socket.getPeerX509Certificate()?.fingerprint256;
+      const link = new PeerLink(socket, `${socket.remoteAddress ?? '?'}`);
+      this.links.add(link);
+      link.once('close', () => this.links.delete(link));
+      link.attach({
+        onRequest: (method, body) => this.answer(method, body, clientFp),
+      });
+    });
+    server.on('tlsClientError', () => undefined);
+    this.server = server;
+    const host = listenHostFor(this.args.self.host);
+    return new Promise((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, host, this.args.self.port, 'peer')));
+      server.listen(this.args.self.port, host, () => resolve());
+    });
+  }
+
+  private answer(method: string, body: Uint8Array, clientFp: string | undefined): Uint8Array {
+    if (method === 'boot.hello') return encodeJson(this.hello);
+    if (method === 'boot.approve') {
+      const msg = z.object({ role: z.enum(['ep', 'partner', 'aux']), fingerprint: z.string() }).safeParse(decodeJson(body));
+      if (!msg.success || !clientFp) throw new EkmError('EKM_PEER_PROTOCOL', 'malformed approval');
+      if (msg.data.fingerprint !== this.identity.fingerprint) {
+        throw new EkmError('EKM_PEER_PROTOCOL', 'the approved fingerprint is not this server\'s certificate');
+      }
+      const p = this.progress.get(msg.data.role);
+      if (!p) throw new EkmError('EKM_PEER_PROTOCOL', `a ${msg.data.role} is not a peer of this server`);
+      if (p.fingerprint && p.fingerprint !== clientFp) {
+        this.fail(
+          new EkmError(
+            'EKM_PEER_CHANGED',
+            `${p.label} now presents another certificate than the one approved (was its bootstrap restarted?)`,
+            'run this bootstrap again',
+          ),
+        );
+      }
+      this.approvedUs.set(clientFp, msg.data.role);
+      this.wake?.();
+      return encodeJson({ ok: true });
+    }
+    throw new EkmError('EKM_PEER_PROTOCOL', `unknown bootstrap request ${method}`);
+  }
+
+  /** Dials the peer until it answers, checks its hello, gets the approval, delivers it. */
+  private async approvePeer(p: PeerProgress, deadline: number): Promise<void> {
+    let delay = 100;
+    for (;;) {
+      if (this.closed || this.failure) return;
+      try {
+        const link = await this.connect(p);
+        try {
+          const hello = this.checkHello(p, decodeJson(await link.request('boot.hello', new Uint8Array(0), 5000)));
+          p.hello = hello;
+          if (!p.approvedByUs) {
+            await this.approver.approve(p.label, p.fingerprint!);
+            p.approvedByUs = true;
+          }
+          await link.request('boot.approve', encodeJson({ role: this.args.role, fingerprint: p.fingerprint }), 5000);
+          p.lastProblem = 'approved';
+          this.wake?.();
+          return;
+        } finally {
+          link.close('done');
+        }
+      } catch (e) {
+        if (e instanceof EkmError && ['EKM_NOT_APPROVED', 'EKM_TRIPLET_MISMATCH', 'EKM_PEER_CHANGED'].includes(e.code)) throw e;
+        p.lastProblem = e instanceof Error ? e.message : String(e);
+      }
+      if (Date.now() + delay > deadline) return;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 1000);
+    }
+  }
+
+  private connect(p: PeerProgress): Promise<PeerLink> {
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({
+        host: p.address.host,
+        port: p.address.port,
+        key: this.identity.keyPem,
+        cert: this.identity.certPem,
+        minVersion: 'TLSv1.3',
+        maxVersion: 'TLSv1.3',
+        rejectUnauthorized: false,
+      });
+      socket.setTimeout(5000, () => {
+        socket.destroy();
+        reject(new Error('no answer (timeout)'));
+      });
+      socket.once('error', (err: NodeJS.ErrnoException) => reject(new Error(err.code === 'ECONNREFUSED' ? 'connection refused (is its bootstrap running?)' : err.message)));
+      socket.once('secureConnect', () => {
+        socket.setTimeout(0);
+        socket.removeAllListeners('error');
+        const cert = socket.getPeerX509Certificate();
+        if (!cert) {
+          socket.destroy();
+          reject(new Error('presented no certificate'));
+          return;
+        }
+        if (p.fingerprint && p.fingerprint !== cert.fingerprint256) {
+          socket.destroy();
+          reject(
+            new EkmError(
+              'EKM_PEER_CHANGED',
+              `${p.label} now presents certificate ${cert.fingerprint256}, not the approved ${p.fingerprint}`,
+              'if its bootstrap was restarted, run this bootstrap again',
+            ),
+          );
+          return;
+        }
+        p.fingerprint = cert.fingerprint256;
+        p.certPem = cert.toString();
+        const link = new PeerLink(socket, p.label);
+        this.links.add(link);
+        link.once('close', () => this.links.delete(link));
+        link.attach({
+          onRequest: () => {
+            throw new EkmError('EKM_PEER_PROTOCOL', 'no requests on this connection');
+          },
+        });
+        resolve(link);
+      });
+    });
+  }
+
+  private checkHello(p: PeerProgress, raw: unknown): BootHello {
+    const parsed = BootHello.safeParse(raw);
+    if (!parsed.success) throw new Error('answered with something that is not an ekm bootstrap');
+    const h = parsed.data;
+    const mismatch = (why: string): EkmError =>
+      new EkmError('EKM_TRIPLET_MISMATCH', `${p.label}: ${why}`, 'bootstrap all three servers with the same EP, Partner and Aux names');
+    if (h.role !== p.role) throw mismatch(`that server is bootstrapping as ${ROLE_LABEL[h.role]}, not ${ROLE_LABEL[p.role]}`);
+    for (const r of ['ep', 'partner', 'aux'] as Role[]) {
+      if (h.triplet[r] !== this.hello.triplet[r]) {
+        throw mismatch(`it names the ${ROLE_LABEL[r]} ${h.triplet[r]}, this server names it ${this.hello.triplet[r]}`);
+      }
+    }
+    if (h.protocol !== PEER_PROTOCOL_VERSION) throw mismatch(`it speaks peer protocol ${h.protocol}, this server ${PEER_PROTOCOL_VERSION}`);
+    if (h.version !== VERSION) throw mismatch(`it runs ekm ${h.version}, this server ${VERSION}: install the same release on all three`);
+    if (h.role === 'ep' && (!h.clusterId || !h.tripletId)) throw mismatch('the EP sent no cluster id');
+    return h;
+  }
+}

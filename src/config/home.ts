@@ -1,0 +1,78 @@
+/**
+ * EKM_HOME: one folder per server holding its configuration, identity, system key, store, pid
+ * file and log. Several servers run on one host by giving each its own EKM_HOME.
+ *
+ *   server.json        bootstrap configuration (written last: its presence = bootstrapped)
+ *   tls/server.key     identity private key (0600), tls/server.crt its self-signed certificate
+ *   keys/system.key    32-byte system key that encrypts every secret in the store (0600)
+ *   data/ekm.db        the embedded store (SQLite)
+ *   run/ekm.pid        pid of the running daemon, logs/ekm.log its log
+ */
+import { accessSync, constants, mkdirSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { EkmError } from '../errors.js';
+
+export const DEFAULT_EKM_HOME = '/var/lib/ekm';
+
+export interface HomePaths {
+  readonly home: string;
+  readonly config: string;
+  readonly tlsKey: string;
+  readonly tlsCert: string;
+  readonly systemKey: string;
+  readonly dataDir: string;
+  readonly sqlite: string;
+  readonly pidFile: string;
+  readonly logFile: string;
+  readonly clientConf: string;
+}
+
+export function homePaths(home: string = process.env.EKM_HOME ?? DEFAULT_EKM_HOME): HomePaths {
+  const h = resolve(home);
+  return {
+    home: h,
+    config: join(h, 'server.json'),
+    tlsKey: join(h, 'tls', 'server.key'),
+    tlsCert: join(h, 'tls', 'server.crt'),
+    systemKey: join(h, 'keys', 'system.key'),
+    dataDir: join(h, 'data'),
+    sqlite: join(h, 'data', 'ekm.db'),
+    pidFile: join(h, 'run', 'ekm.pid'),
+    logFile: join(h, 'logs', 'ekm.log'),
+    clientConf: join(h, 'client.conf'),
+  };
+}
+
+/** Creates EKM_HOME if needed and proves it is writable, or says precisely why not. */
+export function ensureWritableHome(paths: HomePaths): void {
+  try {
+    mkdirSync(paths.home, { recursive: true, mode: 0o700 });
+    accessSync(paths.home, constants.R_OK | constants.W_OK | constants.X_OK);
+  } catch (e) {
+    throw new EkmError(
+      'EKM_HOME_UNUSABLE',
+      `EKM_HOME ${paths.home} is not a writable folder (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      'set EKM_HOME to a folder this user can write, or run as the ekm service user',
+    );
+  }
+}
+
+/** Writes a file so that readers see either the old or the complete new content (write, fsync, rename). */
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { mode });
+  const fd = openSync(tmp, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  const dirFd = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dirFd);
+  } finally {
+    closeSync(dirFd);
+  }
+}

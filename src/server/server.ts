@@ -1,0 +1,183 @@
+/**
+ * One ekm server process, whatever its role: loads its bootstrap configuration from EKM_HOME,
+ * opens its store behind the barrier, keeps its peer links, and (on the EP) serves the HTTPS API.
+ * `stop()` is graceful: no new work is accepted, in-flight requests finish, then links and
+ * store close.
+ */
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import pino, { type Logger } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import type { HomePaths } from '../config/home.js';
+import { type ServerConfig, loadServerConfig } from '../config/server-config.js';
+import { EkmError } from '../errors.js';
+import { type PeerStatusReply, type TripletHealth, encodeStatus, probeTriplet } from '../cluster/health.js';
+import { PeerManager } from '../net/peers.js';
+import { Barrier } from '../store/barrier.js';
+import { SqliteStore } from '../store/sqlite.js';
+import type { Store } from '../store/store.js';
+import { VERSION } from '../version.js';
+import { startApi } from '../api/app.js';
+
+export interface ServerContext {
+  readonly config: ServerConfig;
+  readonly paths: HomePaths;
+  readonly store: Store;
+  readonly barrier: Barrier;
+  readonly peers: PeerManager;
+  readonly log: Logger;
+  readonly startedAt: number;
+  probe(): Promise<TripletHealth>;
+}
+
+/** Peer request handlers by method name; services (keys, protocols) register theirs here. */
+export type PeerMethod = (body: Uint8Array) => Promise<Uint8Array> | Uint8Array;
+
+export class EkmServer implements ServerContext {
+  readonly startedAt = performance.now();
+  private readonly methods = new Map<string, PeerMethod>();
+  private inFlight = 0;
+  private drained: (() => void) | undefined;
+  private stopping = false;
+  private api: FastifyInstance | undefined;
+  readonly peers: PeerManager;
+  private storeOk = true;
+
+  private constructor(
+    readonly config: ServerConfig,
+    readonly paths: HomePaths,
+    readonly store: Store,
+    readonly barrier: Barrier,
+    readonly log: Logger,
+    identity: { keyPem: string; certPem: string },
+  ) {
+    this.peers = new PeerManager({
+      self: {
+        role: config.role,
+        name: config.name,
+        listenHost: config.listen.host,
+        listenPort: config.listen.port,
+        clusterId: config.clusterId,
+        tripletId: config.tripletId,
+        version: VERSION,
+        keyPem: identity.keyPem,
+        certPem: identity.certPem,
+      },
+      peers: config.peers.map((p) => ({ role: p.role, name: p.name, host: p.address.host, port: p.address.port, fingerprint: p.fingerprint })),
+      handlers: { onRequest: (method, body) => this.onPeerRequest(method, body) },
+      log,
+    });
+    this.methods.set('status', () => this.statusReply());
+    this.methods.set('echo', (body) => body);
+  }
+
+  static async start(paths: HomePaths, log: Logger = pino({ base: undefined, timestamp: pino.stdTimeFunctions.isoTime })): Promise<EkmServer> {
+    const config = loadServerConfig(paths);
+    const identity = { keyPem: readSecretFile(paths.tlsKey, 'identity key'), certPem: readSecretFile(paths.tlsCert, 'certificate') };
+    const systemKey = readFileSyncOr(paths.systemKey, 'system key');
+    if (config.store.kind !== 'sqlite') throw new EkmError('EKM_UNSUPPORTED', `store kind ${config.store.kind} is not available in this release`);
+    const store = SqliteStore.open(paths.sqlite, { create: false });
+    const server = new EkmServer(config, paths, store, new Barrier(systemKey), log.child({ role: config.role, server: config.name }), identity);
+    try {
+      await server.peers.start();
+      if (config.role === 'ep') server.api = await startApi(server, identity);
+    } catch (e) {
+      await server.peers.stop();
+      await server.api?.close();
+      await store.close();
+      throw e;
+    }
+    server.log.info({ version: VERSION, listen: config.listen, api: config.api ?? null }, 'ekm server started');
+    return server;
+  }
+
+  registerPeerMethod(name: string, handler: PeerMethod): void {
+    if (this.methods.has(name)) throw new Error(`peer method ${name} registered twice`);
+    this.methods.set(name, handler);
+  }
+
+  probe(): Promise<TripletHealth> {
+    return this.checkStore().then(() =>
+      probeTriplet(
+        {
+          role: this.config.role,
+          name: this.config.name,
+          version: VERSION,
+          tripletId: this.config.tripletId,
+          uptimeMs: performance.now() - this.startedAt,
+          storeOk: this.storeOk,
+        },
+        this.peers,
+      ),
+    );
+  }
+
+  apiPort(): number | undefined {
+    const addr = this.api?.server.address();
+    return addr && typeof addr === 'object' ? addr.port : undefined;
+  }
+
+  /** Graceful stop: refuse new work, let in-flight requests finish (bounded), then close everything. */
+  async stop(graceMs = 20_000): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.log.info('ekm server stopping');
+    const apiClosed = this.api?.close();
+    if (this.inFlight > 0) {
+      await Promise.race([new Promise<void>((r) => (this.drained = r)), new Promise((r) => setTimeout(r, graceMs).unref())]);
+    }
+    await apiClosed;
+    await this.peers.stop();
+    await this.store.close();
+    this.log.info('ekm server stopped');
+  }
+
+  private async checkStore(): Promise<void> {
+    try {
+      await this.store.check();
+      this.storeOk = true;
+    } catch {
+      this.storeOk = false;
+    }
+  }
+
+  private async statusReply(): Promise<Uint8Array> {
+    await this.checkStore();
+    const missing = this.peers.status().filter((p) => !p.up).map((p) => p.role);
+    const reply: PeerStatusReply = {
+      role: this.config.role,
+      version: VERSION,
+      ready: missing.length === 0 && !this.stopping,
+      uptimeMs: performance.now() - this.startedAt,
+      missing,
+      storeOk: this.storeOk,
+    };
+    return encodeStatus(reply);
+  }
+
+  private async onPeerRequest(method: string, body: Uint8Array): Promise<Uint8Array> {
+    const handler = this.methods.get(method);
+    if (!handler) throw new EkmError('EKM_UNKNOWN_METHOD', `unknown peer method ${method}`);
+    if (this.stopping && method !== 'status') throw new EkmError('EKM_STOPPING', 'server is stopping', undefined, 1, 503);
+    this.inFlight++;
+    try {
+      return await handler(body);
+    } finally {
+      this.inFlight--;
+      if (this.inFlight === 0) this.drained?.();
+    }
+  }
+}
+
+function readFileSyncOr(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new EkmError('EKM_HOME_UNUSABLE', `cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'check EKM_HOME and its permissions');
+  }
+}
+
+function readSecretFile(path: string, what: string): string {
+  return readFileSyncOr(path, what).toString('utf8');
+}
+

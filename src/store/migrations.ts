@@ -1,0 +1,59 @@
+/**
+ * Numbered, forward-only schema migrations. Each runs in one transaction with the version bump,
+ * so a failed migration leaves the store exactly as it was. A store whose version is newer than
+ * the newest migration here was written by a newer release and is refused.
+ */
+import { EkmError } from '../errors.js';
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  /** SQL for SQLite; statements separated by `;`. */
+  readonly sqlite: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'cluster, partitions and users',
+    sqlite: `
+      CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE partitions (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        fips_required INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE users (
+        partition_id INTEGER NOT NULL REFERENCES partitions(id),
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('so', 'user', 'auditor')),
+        password_hash TEXT NOT NULL,
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        locked INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (partition_id, name)
+      );
+      CREATE TABLE servers (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('ep', 'partner', 'aux')),
+        triplet_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        api TEXT,
+        fingerprint TEXT NOT NULL,
+        added_at TEXT NOT NULL
+      );
+    `,
+  },
+];
+
+export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+export function tooNewError(found: number): EkmError {
+  return new EkmError(
+    'EKM_SCHEMA_TOO_NEW',
+    `the store is at schema ${found}, newer than this release knows (${LATEST_SCHEMA})`,
+    'it was written by a newer ekm: install that release (or newer) instead of downgrading',
+  );
+}
