@@ -44,8 +44,7 @@ export const DKG_EPOCH = 0;
 const R_COMMIT = 1;
 const R_PKG = 2;
 const R_SHARE = 3;
-const R_PREPARED = 4; // also COMPLAINT
-const R_REVEAL = 5; // also ACTIVATED
+const R_PREPARED = 4; // also COMPLAINT (ACTIVATED / REVEAL are round 5)
 
 export type FrostSuite = ReturnType<typeof createFROST>;
 
@@ -113,7 +112,7 @@ interface PkgIn {
   readonly C: FeldmanCommitment;
 }
 
-type Phase = 'request' | 'commit' | 'pkg' | 'share' | 'confirm' | 'complaint' | 'ended';
+type Phase = 'request' | 'commit' | 'pkg' | 'share' | 'confirm';
 
 /** One party of one DKG session. Create with `createDkgParty` or `resumeDkgParty`. */
 export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
@@ -132,8 +131,6 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
   /** Our round-2 output f_i(j) per recipient, kept only until no complaint can come (REVEAL). */
   private dealt: Map<PartyId, Uint8Array> | null = null;
   private result: KeyShare | null = null;
-  /** Complaints seen: accused dealer → complainer. */
-  private readonly complaints = new Map<PartyId, PartyId>();
 
   constructor(private readonly dkg: DkgConfig) {
     super(dkg, DKG_PROTO, R_PREPARED);
@@ -237,40 +234,19 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
         return this.phase === 'pkg';
       case R_SHARE:
         return this.phase === 'share';
-      case R_PREPARED: // complaints
-        return this.phase === 'confirm' || this.phase === 'complaint';
-      case R_REVEAL: // reveals, once we know of a complaint
-        return this.complaints.size > 0;
       default:
         return false;
     }
   }
 
   protected currentRound(): number {
-    return { request: 0, commit: 1, pkg: 2, share: 3, confirm: 4, complaint: 5, ended: 5 }[this.phase];
-  }
-
-  protected override timeoutSuspect(): PartyId | null {
-    // An accused dealer that never revealed is blamed (§2 "Bad or missing → blame j").
-    const [accused] = [...this.complaints.keys()];
-    return this.phase === 'complaint' && accused !== undefined && accused !== this.id ? accused : null;
-  }
-
-  override expire(): ProtocolAbort | null {
-    if (this.phase === 'complaint' && !this.finished) {
-      const abort = new ProtocolAbort(DKG_PROTO, R_REVEAL, 'no REVEAL before the timeout', this.timeoutSuspect());
-      this.stop(abort);
-      return abort;
-    }
-    return super.expire();
+    return { request: 0, commit: 1, pkg: 2, share: 3, confirm: 4 }[this.phase];
   }
 
   protected handle(round: number, from: PartyId, kind: string, f: Uint8Array[]): void {
     if (round === R_COMMIT && kind === 'commit') return this.onCommit(from, f);
     if (round === R_PKG && kind === 'pkg') return this.onPkg(from, f);
     if (round === R_SHARE && kind === 'share') return this.onShare(from, f);
-    if (round === R_PREPARED && kind === 'complaint') return this.onComplaint(from, f);
-    if (round === R_REVEAL && kind === 'reveal') return this.onReveal(from, f);
     this.fail(new ProtocolAbort(DKG_PROTO, round, `unexpected ${kind} in round ${round}`, from));
   }
 
@@ -346,7 +322,10 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
     this.shares.set(from, f[1]!.slice());
     if (this.shares.size < 2) return;
     for (const dealer of this.peers) {
-      if (!this.shareIsValid(dealer, this.shares.get(dealer)!)) return this.complain(dealer);
+      if (!this.shareIsValid(dealer, this.shares.get(dealer)!)) {
+        this.complainAbout(dealer);
+        return this.eraseSecrets();
+      }
     }
     this.round3();
   }
@@ -360,14 +339,6 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
       return false;
     }
     return verifyFeldmanShare(this.curve!, this.pkgs.get(dealer)!.C, at, s);
-  }
-
-  /** Dealer's share failed: COMPLAINT(j) to both; the session is over, REVEAL decides blame. */
-  private complain(dealer: PartyId): void {
-    this.complaints.set(dealer, this.id);
-    this.phase = 'complaint';
-    this.emitBoth(R_PREPARED, enc('complaint', u8(dealer)));
-    this.eraseSecrets();
   }
 
   /** K4 (cont.) and K5: noble round3, recompute the public data, persist PENDING, send PREPARED. */
@@ -432,40 +403,12 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
     this.beginConfirm(prepared);
   }
 
-  /** COMPLAINT(j) from i. If we are j we REVEAL f_j(i) to both and stop; else we await j's REVEAL. */
-  private onComplaint(from: PartyId, f: Uint8Array[]): void {
-    const accused = f.length === 2 && f[1]!.length === 1 ? f[1]![0] : undefined;
-    if (!isPartyId(accused) || accused === from) {
-      return this.fail(new ProtocolAbort(DKG_PROTO, R_PREPARED, 'malformed complaint', from));
-    }
-    if (accused === this.id) {
-      const dealt = this.dealt?.get(from);
-      if (dealt) this.emitBoth(R_REVEAL, enc('reveal', u8(from), dealt));
-      this.stop(new ProtocolAbort(DKG_PROTO, R_PREPARED, 'complaint against this party', from));
-      this.phase = 'ended';
-      return;
-    }
-    if (this.complaints.has(accused) && this.complaints.get(accused) !== this.id) {
-      return this.fail(new ProtocolAbort(DKG_PROTO, R_PREPARED, 'second complaint about one dealer', from));
-    }
-    if (!this.complaints.has(accused)) this.complaints.set(accused, from);
-    this.phase = 'complaint';
-    this.eraseSecrets();
+  protected override revealFor(complainer: PartyId): Uint8Array | null {
+    return this.dealt?.get(complainer) ?? null;
   }
 
-  /** REVEAL(f_j(i)) from the accused j: check f_j(i)·G == C_j0 + i·C_j1 and assign blame. */
-  private onReveal(from: PartyId, f: Uint8Array[]): void {
-    const complainer = this.complaints.get(from);
-    const named = f.length === 3 && f[1]!.length === 1 ? f[1]![0] : undefined;
-    if (complainer === undefined || named !== complainer) {
-      return this.fail(new ProtocolAbort(DKG_PROTO, R_REVEAL, 'unexpected reveal', from));
-    }
-    const valid = this.shareIsValid(from, f[2]!, complainer);
-    // Bad or missing → blame the dealer; good → blame the complainer — unless we complained
-    // ourselves: then the dealer sent us a bad share privately, whatever it reveals now.
-    const suspect = !valid || complainer === this.id ? from : complainer;
-    this.phase = 'ended';
-    this.fail(new ProtocolAbort(DKG_PROTO, R_REVEAL, suspect === from ? 'dealer sent a bad share' : 'false complaint', suspect));
+  protected override revealIsValid(dealer: PartyId, complainer: PartyId, bytes: Uint8Array): boolean {
+    return this.shareIsValid(dealer, bytes, complainer);
   }
 
   // --- confirm hooks ---------------------------------------------------------------------------

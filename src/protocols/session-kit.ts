@@ -177,6 +177,9 @@ export function confirmStatement(
 // ---------------------------------------------------------------------------------------------
 // Base party
 
+/** Messages kept from peers before EP's request arrives (they can overtake it). */
+const EARLY_LIMIT = 8;
+
 interface Pending<Out, Persist> {
   persist: Persist[];
   send: Envelope[];
@@ -199,6 +202,7 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
 
   private readonly seen = new Set<string>();
   private buffer: Envelope[] = [];
+  private early: Envelope[] = [];
   private confirmBuffer: Envelope[] = [];
   private out: Pending<Out, Persist> = { persist: [], send: [] };
 
@@ -209,6 +213,10 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
   private readonly peerPrepared = new Map<PartyId, Uint8Array>();
   private readonly peerActivated = new Set<PartyId>();
   protected confirmPhase: 'none' | 'pending' | 'active' | 'done' = 'none';
+  /** Complaints seen: accused dealer → complainer (§2 "Complaints"). */
+  private readonly complaints = new Map<PartyId, PartyId>();
+  /** True once this party complained itself. */
+  private complained = false;
 
   protected constructor(
     protected readonly cfg: CommonConfig,
@@ -237,6 +245,18 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
   protected abstract erase(): void;
   /** The checkpoint persist item for the current confirm state. */
   protected abstract checkpointItem(cp: ConfirmCheckpoint): Persist;
+  /** Complaints (§2): the private values this party dealt to `complainer`, to REVEAL (null: none). */
+  protected revealFor(complainer: PartyId): Uint8Array | null {
+    void complainer;
+    return null;
+  }
+  /** Complaints (§2): is `bytes`, revealed by `dealer`, the valid value for `complainer`? */
+  protected revealIsValid(dealer: PartyId, complainer: PartyId, bytes: Uint8Array): boolean {
+    void dealer;
+    void complainer;
+    void bytes;
+    return false;
+  }
 
   // --- Party interface -------------------------------------------------------------------------
   start(): Step<Out, Persist> {
@@ -254,6 +274,13 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
   /** The host's timeout fired: abort if still before PREPARED (a PENDING record is kept). */
   expire(): ProtocolAbort | null {
     if (this.finished) return this.failure;
+    const accused = [...this.complaints.keys()].find((a) => a !== this.id);
+    if (this.complaints.size > 0) {
+      // An accused dealer that never revealed is blamed ("bad or missing → blame j").
+      const abort = new ProtocolAbort(this.proto, this.preparedRound + 1, 'no REVEAL before the timeout', accused ?? null);
+      this.stop(abort);
+      return abort;
+    }
     if (this.confirmPhase !== 'none') return null; // never abort after PREPARED (R4)
     const abort = new ProtocolAbort(this.proto, this.currentRound(), 'timeout', this.timeoutSuspect());
     this.stop(abort);
@@ -262,7 +289,7 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
 
   /** Round this party is waiting for (for timeout reports). */
   protected abstract currentRound(): number;
-  /** Whom a timeout blames (e.g. an accused dealer that never revealed). */
+  /** Whom a timeout before PREPARED blames. */
   protected timeoutSuspect(): PartyId | null {
     return null;
   }
@@ -300,6 +327,47 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
   }
   protected event(round: number, reason: string, suspect: PartyId | null): void {
     this.events.push({ round, reason, suspect });
+  }
+
+  /** A dealer's private value failed its Feldman check: COMPLAINT(dealer) to both (§2). */
+  protected complainAbout(dealer: PartyId): void {
+    this.complaints.set(dealer, this.id);
+    this.complained = true;
+    this.emitBoth(this.preparedRound, enc('complaint', u8(dealer)));
+    // The session can no longer produce a key; what we dealt stays until the end in case we are
+    // accused in turn (we must be able to REVEAL it).
+  }
+
+  /** COMPLAINT(j) from i: if we are j, REVEAL what we dealt to i and stop; else await j's REVEAL. */
+  private onComplaint(from: PartyId, f: Uint8Array[]): void {
+    const round = this.preparedRound;
+    const accused = f.length === 2 && f[1]!.length === 1 ? f[1]![0] : undefined;
+    if (!isPartyId(accused) || accused === from) return this.fail(new ProtocolAbort(this.proto, round, 'malformed complaint', from));
+    if (accused === this.id) {
+      const dealt = this.revealFor(from);
+      if (dealt) this.emitBoth(round + 1, enc('reveal', u8(from), dealt));
+      return this.stop(new ProtocolAbort(this.proto, round, 'complaint against this party', from));
+    }
+    const known = this.complaints.get(accused);
+    if (known !== undefined && known !== this.id) {
+      return this.fail(new ProtocolAbort(this.proto, round, 'second complaint about one dealer', from));
+    }
+    if (known === undefined) this.complaints.set(accused, from);
+  }
+
+  /** REVEAL from the accused j: check it against j's commitments and assign blame. */
+  private onReveal(from: PartyId, f: Uint8Array[]): void {
+    const round = this.preparedRound + 1;
+    const complainer = this.complaints.get(from);
+    const named = f.length === 3 && f[1]!.length === 1 ? f[1]![0] : undefined;
+    if (complainer === undefined || named !== complainer) {
+      return this.fail(new ProtocolAbort(this.proto, round, 'unexpected reveal', from));
+    }
+    const valid = this.revealIsValid(from, complainer, f[2]!);
+    // Bad → blame the dealer; good → blame the complainer — unless we complained ourselves: then
+    // the dealer sent us a bad value privately, whatever it reveals now.
+    const suspect = !valid || complainer === this.id ? from : complainer;
+    this.fail(new ProtocolAbort(this.proto, round, suspect === from ? 'dealer sent a bad share' : 'false complaint', suspect));
   }
 
   /** Enter the confirm phase: sign PREPARED and send it to both (after the PENDING persist). */
@@ -396,11 +464,20 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
       return;
     }
     if (this.sid === null) {
-      // Only a round-0 request from EP may name an unknown sid.
+      // Only a round-0 request from EP may open a session. A peer's message can overtake EP's
+      // request (different links): keep a few, and check their sid once the request is in.
+      if (this.id !== 1 && (round !== 0 || sender !== 1)) {
+        if (round === 0 || this.early.length >= EARLY_LIMIT) this.abort(round, 'unknown sid', sender);
+        this.early.push(msg);
+        return;
+      }
       if (round !== 0 || sender !== 1 || this.id === 1) this.abort(round, 'unknown sid', sender);
       if (this.cfg.sidSeen?.(msg.sid)) this.abort(0, 'replayed sid', sender);
       this.seen.add(`0:${sender}`);
       this.onRequest(msg);
+      const early = this.early;
+      this.early = [];
+      for (const m of early) this.accept(m);
       this.drain();
       return;
     }
@@ -445,12 +522,23 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
     for (;;) {
       if (this.finished) return;
       this.buffer.sort((a, b) => a.round - b.round);
-      const idx = this.buffer.findIndex((m) => this.readyFor(m.round));
+      const idx = this.buffer.findIndex((m) => this.ready(m));
       if (idx < 0) return;
       const m = this.buffer.splice(idx, 1)[0]!;
       const fields = decodeEnc(m.body);
-      this.handle(m.round, m.from, decodeUtf8(fields[0]!), fields);
+      const kind = decodeUtf8(fields[0]!);
+      if (kind === 'complaint' && m.round === this.preparedRound) this.onComplaint(m.from, fields);
+      else if (kind === 'reveal' && m.round === this.preparedRound + 1) this.onReveal(m.from, fields);
+      else this.handle(m.round, m.from, kind, fields);
     }
+  }
+
+  /** Complaints wait until our own dealing check is done; reveals until we know a complaint. */
+  private ready(m: Envelope): boolean {
+    const kind = decodeUtf8(decodeEnc(m.body)[0]!);
+    if (kind === 'complaint' && m.round === this.preparedRound) return this.confirmPhase !== 'none' || this.complained;
+    if (kind === 'reveal' && m.round === this.preparedRound + 1) return this.complaints.size > 0;
+    return this.readyFor(m.round);
   }
 
   private statement(kind: 'prepared' | 'activated', signer: PartyId, value: Uint8Array): Uint8Array {
