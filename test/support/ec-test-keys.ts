@@ -17,9 +17,10 @@ import {
   type PresigShare,
   type SignedInput,
 } from '../../src/protocols/ecdsa.js';
+import { createFrostCoordinator, createFrostHelper, type FrostOutput } from '../../src/protocols/frost.js';
 import { runLocal, type Interceptor } from './protocol-harness.js';
 import { ALG_CURVE, type EcAlg, type KeyPublic, type KeyShare } from '../../src/protocols/key-share.js';
-import type { PartyId, Rng, Step } from '../../src/protocols/types.js';
+import type { Party, PartyId, Rng, Step } from '../../src/protocols/types.js';
 
 /** Deterministic RNG for tests: SHA-256(seed ‖ counter) stream. */
 export function seededRng(seed: string | number): Rng {
@@ -190,4 +191,40 @@ export function runEcdsaOnline(
     wrap(createEcdsaOnlineHelper({ share: key.shares[3], tripletId, rng: rng[3], lookupPresig: (p) => stores[3].take(p) })),
   ];
   return runLocal<EcdsaOutput, EcdsaPersist>(parties, o.intercept);
+}
+
+/** One FROST session between EP and `helper` (the third party is not involved). */
+export function runFrost(key: DealtKey, helper: 2 | 3, message: Uint8Array, o: EcdsaRunOptions = {}) {
+  const tripletId = o.tripletId ?? 'triplet-test';
+  const rng = partyRngs(o.seed ?? `frost-${key.pub.keyId}-${dealt++}`);
+  const parties = [
+    createFrostCoordinator({ share: key.shares[1], tripletId, helper, message, rng: rng[1], ...(o.nonce ? { nonce: o.nonce } : {}) }),
+    createFrostHelper({ share: key.shares[helper], tripletId, rng: rng[helper] }),
+  ];
+  return runLocal<FrostOutput, never>(parties, o.intercept);
+}
+
+/** Wraps a party so that the time spent in its `start`/`receive` is added to `ms[id]`. */
+export function timed<Out, Persist>(p: Party<Out, Persist>, ms: Record<number, number>): Party<Out, Persist> {
+  const run = <T>(fn: () => T): T => {
+    const t = performance.now();
+    try {
+      return fn();
+    } finally {
+      ms[p.id] = (ms[p.id] ?? 0) + performance.now() - t;
+    }
+  };
+  return {
+    id: p.id,
+    get finished() {
+      return p.finished;
+    },
+    start: () => run(() => p.start()),
+    receive: (m) => run(() => p.receive(m)),
+  };
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
 }
