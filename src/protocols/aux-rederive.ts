@@ -21,7 +21,7 @@
 import { decodePoint, decodeScalar, encodePoint, encodeScalar, getCurve, type Curve, type Point } from '../crypto/curves.js';
 import { bytesEqual, decodeEnc, enc, encList, H, HS, u32be } from '../crypto/encoding.js';
 import { isDegree1InExponent, lineInExponent } from '../crypto/shamir.js';
-import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyShare } from './key-share.js';
+import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyPublic, type KeyShare } from './key-share.js';
 import { computeSid, type SessionInputs } from './session.js';
 import {
   decodeRequest,
@@ -50,15 +50,8 @@ export interface AuxConfig extends CommonConfig {
   readonly attribution?: boolean;
 }
 
-/** One key's entry of AuxInfo, as both EP and P must hold it. */
-export interface AuxKeyInfo {
-  readonly keyId: string;
-  readonly alg: EcAlg;
-  readonly epoch: number;
-  readonly Y: Uint8Array;
-  readonly C1: Uint8Array;
-  readonly A: Readonly<Record<PartyId, Uint8Array>>;
-}
+/** One key's entry of AuxInfo, as both EP and P must hold it: its public data at epoch e. */
+export type AuxKeyInfo = KeyPublic;
 
 export type AuxPersist =
   | SessionOpenItem

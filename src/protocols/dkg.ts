@@ -131,6 +131,8 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
   /** Our round-2 output f_i(j) per recipient, kept only until no complaint can come (REVEAL). */
   private dealt: Map<PartyId, Uint8Array> | null = null;
   private result: KeyShare | null = null;
+  /** The request's policy bytes: bound into PREPARED, so EP cannot show P and A different policies. */
+  private policy: Uint8Array | null = null;
 
   constructor(private readonly dkg: DkgConfig) {
     super(dkg, DKG_PROTO, R_PREPARED);
@@ -197,6 +199,7 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
   private setup(req: DkgRequest): void {
     this.alg = req.alg;
     this.keyId = req.keyId;
+    this.policy = req.policy;
     this.curve = getCurve(ALG_CURVE[req.alg]);
     this.suite = dkgSuite(req.alg);
   }
@@ -397,7 +400,7 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
       share: x,
     };
     this.result = share;
-    const prepared = H('dkg/prepared', this.sid!, share.alg, share.keyId, share.Y, share.C1, A[1], A[2], A[3], this.echo2!);
+    const prepared = H('dkg/prepared', this.sid!, share.alg, share.keyId, this.policy!, share.Y, share.C1, A[1], A[2], A[3], this.echo2!);
     this.phase = 'confirm';
     this.persist({ kind: 'dkg-key-pending', sid: this.sid!, share });
     this.beginConfirm(prepared);
