@@ -203,6 +203,7 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
   private readonly seen = new Set<string>();
   private buffer: Envelope[] = [];
   private early: Envelope[] = [];
+  private started = false;
   private confirmBuffer: Envelope[] = [];
   private out: Pending<Out, Persist> = { persist: [], send: [] };
 
@@ -261,9 +262,11 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
   // --- Party interface -------------------------------------------------------------------------
   start(): Step<Out, Persist> {
     return this.guard(0, () => {
-      // A resumed party re-sends its last PREPARED / ACTIVATED, asking peers to answer (I4).
+      // start() is also the host's "reconnected" signal: a party in the confirm phase (resumed or
+      // live) re-sends its last PREPARED / ACTIVATED asking peers to answer (I4); EP initiates once.
       if (this.confirmPhase === 'pending' || this.confirmPhase === 'active') this.resendConfirm(true, this.peers);
-      else if (this.confirmPhase === 'none' && this.id === 1) this.begin();
+      else if (this.confirmPhase === 'none' && this.id === 1 && !this.started && !this.finished) this.begin();
+      this.started = true;
     });
   }
 
