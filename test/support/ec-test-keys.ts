@@ -3,8 +3,8 @@
  * Test code may know x; production code never does (keys come from the DKG, §2).
  */
 import { sha256 } from '@noble/hashes/sha2.js';
-import { getCurve, encodePoint, type Curve } from '../../src/crypto/curves.js';
-import { bytesToBigIntBE, enc, toHex, u32be } from '../../src/crypto/encoding.js';
+import { decodePoint, decodeScalar, encodePoint, encodeScalar, getCurve, type Curve } from '../../src/crypto/curves.js';
+import { bytesToBigIntBE, decodeEnc, enc, toHex, u32be } from '../../src/crypto/encoding.js';
 import {
   createEcdsaOnlineCoordinator,
   createEcdsaOnlineHelper,
@@ -20,7 +20,7 @@ import {
 import { createFrostCoordinator, createFrostHelper, type FrostOutput } from '../../src/protocols/frost.js';
 import { runLocal, type Interceptor } from './protocol-harness.js';
 import { ALG_CURVE, type EcAlg, type KeyPublic, type KeyShare } from '../../src/protocols/key-share.js';
-import type { Party, PartyId, Rng, Step } from '../../src/protocols/types.js';
+import type { Envelope, Party, PartyId, Rng, Step } from '../../src/protocols/types.js';
 
 /** Deterministic RNG for tests: SHA-256(seed ‖ counter) stream. */
 export function seededRng(seed: string | number): Rng {
@@ -227,4 +227,139 @@ export function timed<Out, Persist>(p: Party<Out, Persist>, ms: Record<number, n
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Malicious-party mutations (threshold-protocols.md §8): one case per message × kind × field
+
+export interface MutationCase {
+  readonly name: string;
+  readonly intercept: Interceptor;
+}
+
+function setField(body: Uint8Array, k: number, value: Uint8Array): Uint8Array {
+  const f = decodeEnc(body);
+  f[k] = value;
+  return enc(...f);
+}
+
+/** Valid-but-wrong replacements of one field: the next scalar, or the point plus G·step. */
+function wrongValues(curve: Curve, field: Uint8Array, step: bigint): { name: string; value: Uint8Array }[] {
+  const out: { name: string; value: Uint8Array }[] = [];
+  if (field.length === curve.scalarBytes) {
+    try {
+      const s = decodeScalar(curve, field);
+      out.push({ name: `scalar+${step}`, value: encodeScalar(curve, s + step) });
+    } catch {
+      /* not a scalar */
+    }
+  }
+  if (field.length === curve.pointBytes) {
+    try {
+      const P = decodePoint(curve, field).add(curve.G.multiply(step));
+      if (!P.is0()) out.push({ name: `point+${step}G`, value: encodePoint(curve, P) });
+    } catch {
+      /* not a point */
+    }
+  }
+  return out;
+}
+
+function fieldsOf(body: Uint8Array): Uint8Array[] | null {
+  try {
+    return decodeEnc(body);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Every tamper case for a clean transcript (deterministic seeds make the i-th message of a
+ * mutated run the same as in the clean run up to the tampering): drop, duplicate, reorder,
+ * wrong `from`, wrong sid, replay from `earlier`, and per field flip-a-bit / valid-but-wrong;
+ * plus, per (round, sender) with two recipients, equivocation (different valid values to each).
+ */
+export function mutationCases(curve: Curve, transcript: readonly Envelope[], earlier: readonly Envelope[]): MutationCase[] {
+  const cases: MutationCase[] = [];
+  const at = (i: number, name: string, f: (m: Envelope) => Envelope[]): void => {
+    const m = transcript[i]!;
+    cases.push({ name: `#${i} r${m.round} ${m.from}→${m.to} ${name}`, intercept: (msg, idx) => (idx === i ? f(msg) : [msg]) });
+  };
+  transcript.forEach((m, i) => {
+    at(i, 'drop', () => []);
+    at(i, 'duplicate', (x) => [x, x]);
+    let held: Envelope | undefined;
+    cases.push({
+      name: `#${i} r${m.round} ${m.from}→${m.to} reorder`,
+      intercept: (msg, idx) => {
+        if (idx === i) {
+          held = msg;
+          return [];
+        }
+        if (held && idx > i) {
+          const out = [msg, held];
+          held = undefined;
+          return out;
+        }
+        return [msg];
+      },
+    });
+    const third = ([1, 2, 3] as const).find((p) => p !== m.from && p !== m.to)!;
+    at(i, 'wrong-from', (x) => [{ ...x, from: third }]);
+    at(i, 'wrong-sid', (x) => {
+      const sid = new Uint8Array(x.sid);
+      sid[0]! ^= 1;
+      return [{ ...x, sid }];
+    });
+    const old = earlier.find((e) => e.round === m.round && e.from === m.from && e.to === m.to);
+    if (old) at(i, 'replay', () => [old]);
+    const fields = fieldsOf(m.body) ?? [];
+    // Field cases are chosen from the clean transcript and applied to the live message.
+    const live = (x: Envelope, k: number): Uint8Array => fieldsOf(x.body)?.[k] ?? new Uint8Array(0);
+    fields.forEach((f, k) => {
+      if (f.length > 0) {
+        at(i, `flip field ${k}`, (x) => {
+          const v = new Uint8Array(live(x, k));
+          if (v.length === 0) return [x];
+          v[v.length - 1]! ^= 1;
+          return [{ ...x, body: setField(x.body, k, v) }];
+        });
+      }
+      if (wrongValues(curve, f, 1n).length > 0) {
+        at(i, `valid-but-wrong field ${k}`, (x) => {
+          const w = wrongValues(curve, live(x, k), 1n)[0];
+          return [w ? { ...x, body: setField(x.body, k, w.value) } : x];
+        });
+      }
+    });
+  });
+  // Equivocation: the same (round, sender) sends different valid values to its two recipients.
+  const groups = new Map<string, Envelope[]>();
+  for (const m of transcript) groups.set(`${m.round}/${m.from}`, [...(groups.get(`${m.round}/${m.from}`) ?? []), m]);
+  for (const [key, ms] of groups) {
+    if (ms.length !== 2) continue;
+    const fields = fieldsOf(ms[0]!.body) ?? [];
+    fields.forEach((f, k) => {
+      if (wrongValues(curve, f, 1n).length === 0) return;
+      cases.push({
+        name: `r${key} equivocate field ${k}`,
+        intercept: (msg) => {
+          if (`${msg.round}/${msg.from}` !== key) return [msg];
+          const cur = fieldsOf(msg.body)![k]!;
+          const w = wrongValues(curve, cur, msg.to === ms[0]!.to ? 1n : 2n)[0];
+          return w ? [{ ...msg, body: setField(msg.body, k, w.value) }] : [msg];
+        },
+      });
+    });
+  }
+  return cases;
+}
+
+/** Adds `delta` to scalar field `k` of the (round, from → to) message: a dealer's deviation. */
+export function shiftScalar(curve: Curve, round: number, from: PartyId, to: PartyId, k: number, delta: bigint): Interceptor {
+  return (m) => {
+    if (m.round !== round || m.from !== from || m.to !== to) return [m];
+    const f = decodeEnc(m.body);
+    return [{ ...m, body: setField(m.body, k, encodeScalar(curve, decodeScalar(curve, f[k]!) + delta)) }];
+  };
 }
