@@ -645,7 +645,8 @@ class OnlineParty extends RoundParty<EcdsaOutput, EcdsaPersist> {
     } catch {
       this.abort('delta-zero', null);
     }
-    const R = decodePoint(this.curve, ps.R).multiply(delta);
+    // δ and R are public (ρ_2, ρ_3 travel to EP in the clear): variable time is fine here.
+    const R = decodePoint(this.curve, ps.R).multiplyUnsafe(delta);
     const r = Fn.create(R.toAffine().x);
     if (r === 0n) this.abort('r-zero', null);
     const m = bits2intModQ(this.digest!, this.curve.order);

@@ -96,6 +96,8 @@ export interface EcdsaRunOptions {
   readonly seed?: string;
   readonly intercept?: Interceptor;
   readonly nonce?: Uint8Array;
+  /** Wraps each party (e.g. `timed`) before the run. */
+  readonly wrap?: (p: EcdsaParty) => EcdsaParty;
 }
 
 function partyRngs(seed: string): Record<PartyId, Rng> {
@@ -185,11 +187,12 @@ export function runEcdsaOnline(
       receive: (m) => apply(p.receive(m)),
     };
   };
+  const outer = o.wrap ?? ((p: EcdsaParty) => p);
   const parties = [
     wrap(createEcdsaOnlineCoordinator({ share: key.shares[1], tripletId, rng: rng[1], presig, input, ...(o.nonce ? { nonce: o.nonce } : {}) })),
     wrap(createEcdsaOnlineHelper({ share: key.shares[2], tripletId, rng: rng[2], lookupPresig: (p) => stores[2].take(p) })),
     wrap(createEcdsaOnlineHelper({ share: key.shares[3], tripletId, rng: rng[3], lookupPresig: (p) => stores[3].take(p) })),
-  ];
+  ].map(outer);
   return runLocal<EcdsaOutput, EcdsaPersist>(parties, o.intercept);
 }
 
