@@ -12,8 +12,12 @@ ekm_launch() {
     echo "$(basename "$0"): Node.js >= 20.19 is required, found $(node --version): install Node.js 20.19 or newer" >&2
     exit 1
   fi
+  # Compiled code is used when it is at least as new as every source file (npm run build);
+  # an installed package has no src/ and always runs compiled.
   if [ -f "$root/dist/src/cli/$entry.js" ]; then
-    exec node "$root/dist/src/cli/$entry.js" "$@"
+    if [ ! -d "$root/src" ] || { [ -f "$root/dist/.stamp" ] && [ -z "$(find "$root/src" "$root/package.json" -newer "$root/dist/.stamp" -print -quit)" ]; }; then
+      exec node --enable-source-maps "$root/dist/src/cli/$entry.js" "$@"
+    fi
   fi
   exec node --import "$root/node_modules/tsx/dist/esm/index.mjs" "$root/src/cli/$entry.ts" "$@"
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The project's test command (README, .ci/run): unit tests, then cluster tests on real processes.
+# The project's test command (README, .ci/run): build, unit tests, then cluster tests on real processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+npm run --silent build
 mapfile -t unit < <(find test/unit -name '*.test.ts' | sort)
 mapfile -t cluster < <(find test/cluster -name '*.test.ts' 2>/dev/null | sort)
 if [ "${#unit[@]}" -eq 0 ]; then echo "test/run.sh: no unit test files found" >&2; exit 1; fi

@@ -4,14 +4,12 @@
  */
 import { Command } from 'commander';
 import { homePaths } from '../config/home.js';
-import { ROLES, type Role } from '../config/server-config.js';
+import { ROLES, type Role, isBootstrapped } from '../config/server-config.js';
 import { EkmError, usageError } from '../errors.js';
 import { autoApprover, promptApprover } from '../cluster/approval.js';
 import { BOOT_USAGE, parseBootArgs } from '../cluster/boot-args.js';
-import { bootstrap } from '../cluster/bootstrap.js';
 import { describeRunning, startDaemon, stopDaemon } from '../server/daemon.js';
 import { daemonPid, removePid, writePid } from '../server/pidfile.js';
-import { EkmServer } from '../server/server.js';
 import { VERSION } from '../version.js';
 import { runCli } from './run.js';
 
@@ -36,6 +34,8 @@ async function boot(argv: string[]): Promise<number> {
   }
   const args = parseBootArgs(r, argv.slice(1));
   const approver = args.force ? autoApprover(print) : promptApprover(process.stdin, process.stdout);
+  // Loaded on demand: certificate and store code are not needed by start/stop/status.
+  const { bootstrap } = await import('../cluster/bootstrap.js');
   await bootstrap(args, homePaths(), approver, print);
   return 0;
 }
@@ -47,7 +47,8 @@ async function run(): Promise<number> {
   if (other !== undefined && other !== process.pid) {
     throw new EkmError('EKM_RUNNING', `ekm is already running in ${paths.home} (pid ${other})`, 'stop it first: ekm stop');
   }
-  let server: EkmServer;
+  const { EkmServer } = await import('../server/server.js');
+  let server: Awaited<ReturnType<typeof EkmServer.start>>;
   try {
     server = await EkmServer.start(paths);
   } catch (e) {
@@ -115,7 +116,7 @@ async function main(): Promise<number | void> {
       const paths = homePaths();
       const pid = daemonPid(paths);
       if (pid === undefined) {
-        print('ekm is not running');
+        print(isBootstrapped(paths) ? 'ekm is not running' : `ekm is not running (no server is bootstrapped in ${paths.home})`);
         code = 3;
         return;
       }

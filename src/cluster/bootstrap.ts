@@ -22,7 +22,7 @@ import { hashPassword, verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
 import { encodeJson, decodeJson } from '../net/framing.js';
 import { PeerLink } from '../net/link.js';
-import { listenError } from '../net/peers.js';
+import { describeSocketError, listenError } from '../net/peers.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { PEER_PROTOCOL_VERSION, VERSION } from '../version.js';
 import type { Approver } from './approval.js';
@@ -92,6 +92,8 @@ export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Appr
   if (args.restore && !existsSync(paths.systemKey)) {
     throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs the system key at ${paths.systemKey}`, 'run `ekm restore` first');
   }
+
+  if (args.restore && args.role === 'ep') await checkRestoredRootSo(paths, args.rootSoPassword!);
 
   const identity = await createIdentity({ role: args.role, host: args.self.host, extraNames: args.extraNames, years: args.certYears });
   const triplet = { ep: formatAddress(args.ep), partner: formatAddress(args.partner), aux: formatAddress(args.aux) };
@@ -202,18 +204,24 @@ async function persistBootstrap(args: BootArgs, paths: HomePaths, identity: Iden
   }
 }
 
-async function prepareRootPartition(store: SqliteStore, args: BootArgs): Promise<void> {
-  const password = args.rootSoPassword!;
-  const existing = await store.getPartition(ROOT_PARTITION);
-  if (args.restore) {
-    const so = existing ? await store.getUser(existing.id, ROOT_SO) : undefined;
+/** With -restore, `-w` must be the root SO password of the restored store: checked before anything else. */
+async function checkRestoredRootSo(paths: HomePaths, password: string): Promise<void> {
+  const store = SqliteStore.open(paths.sqlite, { create: false });
+  try {
+    const root = await store.getPartition(ROOT_PARTITION);
+    const so = root ? await store.getUser(root.id, ROOT_SO) : undefined;
     if (!so || !(await verifyPassword(password, so.passwordHash))) {
       throw new EkmError('EKM_WRONG_PASSWORD', 'the -w password does not match the root SO password of the restored store', 'give the root SO password the cluster had when it was backed up');
     }
-    return;
+  } finally {
+    await store.close();
   }
+}
+
+async function prepareRootPartition(store: SqliteStore, args: BootArgs): Promise<void> {
+  if (args.restore) return;
   const root = await store.createPartition({ name: ROOT_PARTITION, fipsRequired: false });
-  await store.createUser({ partitionId: root.id, name: ROOT_SO, role: 'so', passwordHash: await hashPassword(password) });
+  await store.createUser({ partitionId: root.id, name: ROOT_SO, role: 'so', passwordHash: await hashPassword(args.rootSoPassword!) });
 }
 
 /** The trust handshake of §4 of the issue: hellos, approvals both ways, completion. */
@@ -407,7 +415,9 @@ class TrustExchange {
         socket.destroy();
         reject(new Error('no answer (timeout)'));
       });
-      socket.once('error', (err: NodeJS.ErrnoException) => reject(new Error(err.code === 'ECONNREFUSED' ? 'connection refused (is its bootstrap running?)' : err.message)));
+      socket.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new Error(err.code === 'ECONNREFUSED' ? 'connection refused (is its bootstrap running?)' : describeSocketError(err))),
+      );
       socket.once('secureConnect', () => {
         socket.setTimeout(0);
         socket.removeAllListeners('error');

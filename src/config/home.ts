@@ -8,7 +8,7 @@
  *   data/ekm.db        the embedded store (SQLite)
  *   run/ekm.pid        pid of the running daemon, logs/ekm.log its log
  */
-import { accessSync, constants, mkdirSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { EkmError } from '../errors.js';
 
@@ -43,10 +43,26 @@ export function homePaths(home: string = process.env.EKM_HOME ?? DEFAULT_EKM_HOM
   };
 }
 
+/**
+ * `mkdir -p` without `{ recursive: true }`: Node 20's recursive mkdir spins forever where a parent
+ * cannot be created (e.g. under /proc), so each missing level is made in turn and any error surfaces.
+ */
+export function makeDirs(path: string, mode = 0o700): void {
+  const missing: string[] = [];
+  let p = resolve(path);
+  while (!existsSync(p)) {
+    missing.push(p);
+    const parent = dirname(p);
+    if (parent === p) break;
+    p = parent;
+  }
+  for (const dir of missing.reverse()) mkdirSync(dir, { mode });
+}
+
 /** Creates EKM_HOME if needed and proves it is writable, or says precisely why not. */
 export function ensureWritableHome(paths: HomePaths): void {
   try {
-    mkdirSync(paths.home, { recursive: true, mode: 0o700 });
+    makeDirs(paths.home);
     accessSync(paths.home, constants.R_OK | constants.W_OK | constants.X_OK);
   } catch (e) {
     throw new EkmError(
@@ -59,7 +75,7 @@ export function ensureWritableHome(paths: HomePaths): void {
 
 /** Writes a file so that readers see either the old or the complete new content (write, fsync, rename). */
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  makeDirs(dirname(path));
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, data, { mode });
   const fd = openSync(tmp, 'r');

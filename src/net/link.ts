@@ -139,8 +139,10 @@ export class PeerLink extends EventEmitter {
   /** Tells the peer why it is refused, then closes. */
   refuse(reason: string): void {
     this.write(FrameKind.Refused, 0, encodeJson({ reason }));
+    // end() flushes the refusal before closing; destroy only if the peer never closes its side.
     this.socket.end();
-    this.close(`refused: ${reason}`);
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.close(`refused: ${reason}`, false);
   }
 
   request(method: string, body: Uint8Array, timeoutMs = 10_000): Promise<Uint8Array> {
@@ -179,7 +181,7 @@ export class PeerLink extends EventEmitter {
     });
   }
 
-  close(reason: string): void {
+  close(reason: string, destroy = true): void {
     if (this.closedReason) return;
     this.closedReason = reason;
     if (this.heartbeat) clearInterval(this.heartbeat);
@@ -189,7 +191,7 @@ export class PeerLink extends EventEmitter {
     }
     this.pending.clear();
     this.pings.clear();
-    this.socket.destroy();
+    if (destroy) this.socket.destroy();
     this.emit('close', reason);
   }
 

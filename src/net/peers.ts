@@ -242,7 +242,7 @@ export class PeerManager extends EventEmitter {
       socket.destroy();
       this.scheduleDial(st);
     };
-    socket.once('error', (err: NodeJS.ErrnoException) => fail('unreachable', err.code ?? err.message));
+    socket.once('error', (err: NodeJS.ErrnoException) => fail('unreachable', describeSocketError(err)));
     socket.setTimeout(this.helloTimeoutMs, () => fail('unreachable', 'TLS handshake timed out'));
     socket.once('secureConnect', () => {
       socket.setTimeout(0);
@@ -352,6 +352,23 @@ export class PeerManager extends EventEmitter {
 class IncompatiblePeer extends EkmError {
   constructor(message: string) {
     super('EKM_PEER_INCOMPATIBLE', message);
+  }
+}
+
+export function describeSocketError(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return 'connection refused (is ekm running there?)';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'host unreachable';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'unknown host name';
+    case 'ECONNRESET':
+      return 'connection reset';
+    default:
+      return err.code ?? err.message;
   }
 }
 

@@ -4,10 +4,10 @@
  * `EKM_HOME/run/ekm.pid` (written only once it serves, so `start` knows when it is up).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { HomePaths } from '../config/home.js';
+import { type HomePaths, makeDirs } from '../config/home.js';
 import { ROLE_LABEL, loadServerConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
 import { daemonPid, processAlive, readPid } from './pidfile.js';
@@ -24,7 +24,7 @@ export async function startDaemon(paths: HomePaths, timeoutMs = 60_000): Promise
   loadServerConfig(paths);
   const running = daemonPid(paths);
   if (running !== undefined) return { pid: running, alreadyRunning: true };
-  mkdirSync(dirname(paths.logFile), { recursive: true, mode: 0o700 });
+  makeDirs(dirname(paths.logFile));
   const logStart = fileSize(paths.logFile);
   const fd = openSync(paths.logFile, 'a', 0o600);
   const child = spawn(process.execPath, [...process.execArgv, CLI_ENTRY, 'run'], {

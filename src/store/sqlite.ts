@@ -3,7 +3,7 @@
  * crash or kill never loses a committed (acknowledged) write.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { makeDirs } from '../config/home.js';
 import { dirname } from 'node:path';
 import { EkmError } from '../errors.js';
 import { LATEST_SCHEMA, MIGRATIONS, tooNewError } from './migrations.js';
@@ -47,7 +47,7 @@ export class SqliteStore implements Store {
   static open(path: string, opts: { create: boolean }): SqliteStore {
     let db: Database.Database;
     try {
-      if (opts.create) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      if (opts.create) makeDirs(dirname(path));
       db = new Database(path, { fileMustExist: !opts.create });
     } catch (e) {
       throw new EkmError('EKM_STORE_UNAVAILABLE', `cannot open the store ${path}: ${(e as Error).message}`, 'check EKM_HOME and its permissions');

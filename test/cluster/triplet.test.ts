@@ -1,0 +1,132 @@
+/**
+ * The triplet runs (issue 2): the seed's bootstrap with and without -f, the seed's start order,
+ * every other start order, and single-server restarts while the EP runs — on real processes over
+ * mutual TLS.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ROLES, type Role, type Triplet, bootAll, BOOT_SCRIPT, ekm, makeTriplet, run, ucl, waitInService } from '../support/cluster.js';
+
+function permutations<T>(xs: readonly T[]): T[][] {
+  if (xs.length <= 1) return [xs.slice()];
+  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p]));
+}
+
+describe('a FIPS triplet bootstrapped with -f', () => {
+  let t: Triplet;
+  before(async () => {
+    t = await makeTriplet();
+  });
+  after(async () => t.cleanup());
+
+  it('bootstraps all three concurrently', async () => {
+    const r = await bootAll(t);
+    for (const role of ROLES) {
+      assert.equal(r[role].code, 0, `${role}: ${r[role].stderr}`);
+      assert.match(r[role].stdout, /bootstrapped: cluster [0-9a-f]{16}, triplet [0-9a-f]{16}/);
+    }
+    const cluster = (s: string): string => /cluster ([0-9a-f]{16})/.exec(s)![1]!;
+    assert.equal(cluster(r.partner.stdout), cluster(r.ep.stdout));
+    assert.equal(cluster(r.aux.stdout), cluster(r.ep.stdout));
+  });
+
+  it('serves after the seed order (Partner and Aux, then EP) and ucl server test lists three servers', async () => {
+    for (const role of ['partner', 'aux', 'ep'] as Role[]) {
+      const s = await ekm(t, role, 'start');
+      assert.equal(s.code, 0, s.stderr);
+      assert.match(s.stdout, /ekm started \(pid \d+\)/);
+    }
+    await waitInService(t);
+    const r = await ucl(t, 'server', 'test');
+    assert.equal(r.code, 0);
+    for (const role of ROLES) assert.match(r.stdout, new RegExp(`${t.names[role].replace(/\./g, '\\.')}\\s+\\S+\\s+ok`));
+    assert.match(r.stdout, /All servers are in service/);
+    const list = await ucl(t, 'server', 'list');
+    assert.equal(list.code, 0, list.stderr);
+    assert.equal((list.stdout.match(/127\.0\.0\.1:\d+/g) ?? []).length, 3);
+  });
+
+  it('answers /api/v1/health with 200 in service and 503 with a server down', async () => {
+    const health = async (): Promise<number> => {
+      const r = await run('ucl', ['--json', 'server', 'test'], t.env('ep'));
+      return r.code;
+    };
+    assert.equal(await health(), 0);
+    const { default: https } = await import('node:https');
+    const status = (): Promise<number> =>
+      new Promise((res, rej) =>
+        https.get({ host: '127.0.0.1', port: t.apiPort, path: '/api/v1/health', rejectUnauthorized: false }, (r) => {
+          r.resume();
+          res(r.statusCode ?? 0);
+        }).on('error', rej),
+      );
+    assert.equal(await status(), 200);
+    await ekm(t, 'aux', 'stop');
+    assert.equal(await status(), 503);
+    await ekm(t, 'aux', 'start');
+    await waitInService(t);
+    assert.equal(await status(), 200);
+  });
+
+  for (const role of ['partner', 'aux'] as Role[]) {
+    it(`restarting only the ${role} while the EP runs: unreachable, then back in service with no manual step`, async () => {
+      const stop = await ekm(t, role, 'stop');
+      assert.match(stop.stdout, /ekm stopped/);
+      const down = await ucl(t, 'server', 'test');
+      assert.equal(down.code, 1);
+      assert.match(down.stdout, new RegExp(`${t.names[role].replace(/\./g, '\\.')}\\s+\\S+\\s+unreachable`));
+      assert.match(down.stdout, /NOT in service/);
+      assert.equal((await ekm(t, role, 'start')).code, 0);
+      await waitInService(t);
+    });
+  }
+
+  it('restarting the EP alone converges too', async () => {
+    assert.equal((await ekm(t, 'ep', 'restart')).code, 0);
+    await waitInService(t);
+  });
+
+  for (const order of permutations(ROLES)) {
+    it(`stop all, start in the order ${order.join(', ')}: converges`, async () => {
+      for (const role of ROLES) await ekm(t, role, 'stop');
+      const down = await ucl(t, 'server', 'test');
+      assert.notEqual(down.code, 0);
+      assert.match(down.stderr, /^ucl: cannot reach the EP/);
+      for (const role of order) assert.equal((await ekm(t, role, 'start')).code, 0);
+      await waitInService(t);
+    });
+  }
+
+  it('stop is graceful and status follows', async () => {
+    assert.equal((await ekm(t, 'aux', 'status')).code, 0);
+    const s = await ekm(t, 'aux', 'stop');
+    assert.match(s.stdout, /ekm stopped/);
+    const st = await ekm(t, 'aux', 'status');
+    assert.equal(st.code, 3);
+    assert.match(st.stdout, /not running/);
+    assert.match((await ekm(t, 'aux', 'stop')).stdout, /not running/);
+  });
+});
+
+describe('a FIPS triplet bootstrapped by answering the prompts', () => {
+  let t: Triplet;
+  before(async () => {
+    t = await makeTriplet();
+  });
+  after(async () => t.cleanup());
+
+  it('asks each boot to approve the other two fingerprints and finishes when all said yes', async () => {
+    const results = await Promise.all(
+      ROLES.map((r) => run(BOOT_SCRIPT[r], t.bootArgs(r, ['--timeout', '60']), t.env(r), { answers: ['y', 'yes'] })),
+    );
+    const fps = results.map((r) => /fingerprint:\n {2}([0-9A-F:]{95})/.exec(r.stdout)?.[1]);
+    results.forEach((r, i) => {
+      assert.equal(r.code, 0, `${ROLES[i]}: ${r.stderr}`);
+      assert.equal((r.stdout.match(/Approve this certificate\? \[y\/N\]/g) ?? []).length, 2);
+      // Each boot was shown exactly the other two servers' fingerprints.
+      fps.forEach((fp, j) => assert.equal(r.stdout.includes(`presents certificate SHA256 fingerprint\n  ${fp}`), i !== j));
+    });
+    for (const role of ['partner', 'aux', 'ep'] as Role[]) assert.equal((await ekm(t, role, 'start')).code, 0);
+    await waitInService(t);
+  });
+});

@@ -1,0 +1,152 @@
+/**
+ * Real triplets for tests: every server is a real `ekm` process (bin/ekm, as operators run it),
+ * on loopback, with its own EKM_HOME under a temporary folder, talking mutual TLS.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+export const BIN = join(ROOT, 'bin');
+export type Role = 'ep' | 'partner' | 'aux';
+export const ROLES: readonly Role[] = ['ep', 'partner', 'aux'];
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a bin/ script to completion; `input` lines are written when `prompt` text appears. */
+export function run(
+  cmd: string,
+  args: readonly string[],
+  env: Record<string, string>,
+  opts: { answers?: readonly string[]; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(join(BIN, cmd), args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    const answers = [...(opts.answers ?? [])];
+    let prompts = 0;
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      const seen = (stdout.match(/\[y\/N\] /g) ?? []).length;
+      while (prompts < seen) {
+        prompts++;
+        const a = answers.shift();
+        if (a === undefined) child.stdin.end();
+        else child.stdin.write(`${a}\n`);
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    if (!opts.answers) child.stdin.end();
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${cmd} ${args.join(' ')} timed out\n${stdout}\n${stderr}`));
+    }, opts.timeoutMs ?? 120_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<import('node:net').Server>((r) => {
+      const s = createServer();
+      s.listen(0, '127.0.0.1', () => r(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+export interface Triplet {
+  dir: string;
+  homes: Record<Role, string>;
+  ports: Record<Role, number>;
+  apiPort: number;
+  names: Record<Role, string>;
+  env(role: Role): Record<string, string>;
+  bootArgs(role: Role, extra?: readonly string[]): string[];
+  cleanup(): Promise<void>;
+}
+
+export const ROOT_SO_PASSWORD = 'Root-SO-pass-1';
+
+/** A triplet's homes and free ports (`reuse` places some of its servers on given peer ports). */
+export async function makeTriplet(reuse: Partial<Record<Role, number>> = {}): Promise<Triplet> {
+  const dir = mkdtempSync(join(tmpdir(), 'ekm-test-'));
+  const [ep, partner, aux, apiPort] = await freePorts(4);
+  const ports = { ep: reuse.ep ?? ep!, partner: reuse.partner ?? partner!, aux: reuse.aux ?? aux! };
+  const names = { ep: `127.0.0.1:${ports.ep}`, partner: `127.0.0.1:${ports.partner}`, aux: `127.0.0.1:${ports.aux}` };
+  const homes = { ep: join(dir, 'ep'), partner: join(dir, 'partner'), aux: join(dir, 'aux') };
+  const t: Triplet = {
+    dir,
+    homes,
+    ports,
+    apiPort: apiPort!,
+    names,
+    env: (role) => ({ EKM_HOME: homes[role] }),
+    bootArgs(role, extra = []) {
+      switch (role) {
+        case 'ep':
+          return ['-s', names.ep, '-p', names.partner, '-x', names.aux, '-fips', '-w', ROOT_SO_PASSWORD, '--api-port', String(apiPort), ...extra];
+        case 'partner':
+          return ['-s', names.partner, '-p', names.ep, '-x', names.aux, '-fips', ...extra];
+        case 'aux':
+          return ['-s', names.aux, '-e', names.ep, '-p', names.partner, '-fips', ...extra];
+      }
+    },
+    async cleanup() {
+      await Promise.all(ROLES.map((r) => run('ekm', ['stop'], t.env(r)).catch(() => undefined)));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return t;
+}
+
+export const BOOT_SCRIPT: Record<Role, string> = { ep: 'ekm_boot_ep.sh', partner: 'ekm_boot_partner.sh', aux: 'ekm_boot_auxiliary.sh' };
+
+/** Bootstraps all three at once with -f. */
+export async function bootAll(t: Triplet, extra: readonly string[] = ['-f', '--timeout', '60']): Promise<Record<Role, RunResult>> {
+  const [ep, partner, aux] = await Promise.all(ROLES.map((r) => run(BOOT_SCRIPT[r], t.bootArgs(r, extra), t.env(r))));
+  return { ep: ep!, partner: partner!, aux: aux! };
+}
+
+export function ekm(t: Triplet, role: Role, ...args: string[]): Promise<RunResult> {
+  return run('ekm', args, t.env(role));
+}
+
+export function ucl(t: Triplet, ...args: string[]): Promise<RunResult> {
+  return run('ucl', args, t.env('ep'));
+}
+
+/** Polls `ucl server test` until it exits 0; returns the time it took (ms) or throws with the last output. */
+export async function waitInService(t: Triplet, timeoutMs = 20_000): Promise<number> {
+  const t0 = Date.now();
+  let last: RunResult | undefined;
+  while (Date.now() - t0 < timeoutMs) {
+    last = await ucl(t, 'server', 'test');
+    if (last.code === 0) return Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`triplet not in service after ${timeoutMs} ms:\n${last?.stdout}\n${last?.stderr}`);
+}
+
+/** A one-line error with no stack trace. */
+export function assertOneLineError(r: RunResult): void {
+  if (r.code === 0) throw new Error(`expected failure, got exit 0:\n${r.stdout}`);
+  const lines = r.stderr.trim().split('\n');
+  if (lines.length !== 1 || /\n\s+at /.test(r.stderr) || r.stderr.includes('node:internal')) {
+    throw new Error(`expected one error line, got:\n${r.stderr}`);
+  }
+}
+
+export type { ChildProcess };
