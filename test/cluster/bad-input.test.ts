@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -64,7 +64,7 @@ describe('bootstrap environment failures', () => {
   it('refuses a peer port in use', async () => {
     const blocker = createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
-    const port = (blocker.address() as import('node:net').AddressInfo).port;
+    const port = (blocker.address() as AddressInfo).port;
     const home = scratch();
     const r = await run('ekm_boot_aux' + 'iliary.sh', ['-s', `127.0.0.1:${port}`, '-e', '127.0.0.1:2', '-p', '127.0.0.1:3', '-fips', '-f'], { EKM_HOME: home });
     blocker.close();

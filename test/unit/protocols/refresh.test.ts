@@ -17,7 +17,7 @@ import type { ConfirmCheckpoint } from '../../../src/protocols/session-kit.js';
 import type { Envelope, Party, PartyId, Step } from '../../../src/protocols/types.js';
 import { runLocal } from '../../support/protocol-harness.js';
 import { curveOf, isKeyOf, recombineKey, testRng } from '../../support/threshold-fixtures.js';
-import { ALL, applyPersisted, IDS, KeyStore, refreshParties, runDkg, storesFromDkg, TRIPLET } from '../../support/threshold-runs.js';
+import { ALL, applyPersisted, IDS, type KeyStore, refreshParties, runDkg, storesFromDkg, TRIPLET } from '../../support/threshold-runs.js';
 import { FATAL_BEFORE_CONFIRM, MUTATIONS, selectCases, tamper, type Mutation } from '../../support/tamper.js';
 
 // Two keys on different curves, generated once by the DKG.
@@ -238,7 +238,7 @@ describe('refresh, malicious parties', () => {
       const stores = fresh();
       const { run } = runRefresh(stores, 'matrix', tamper(index, mutation, earlier));
       const label = `msg #${index} (round ${m.round} ${m.from}→${m.to}) ${mutation}`;
-      for (const h of honest) stores[h] && run.persisted.get(h)!.forEach((p) => stores[h].apply(p));
+      for (const h of honest) if (stores[h]) run.persisted.get(h)!.forEach((p) => stores[h].apply(p));
       assertPairsShareEpoch(stores, [honest]);
       // An honest party that activated e+1: the other honest party has the same e+1 (CURRENT or PENDING).
       for (const h of honest) {
