@@ -7,6 +7,10 @@ import { EkmError } from '../errors.js';
 import { listenError } from '../net/peers.js';
 import type { ServerContext } from '../server/server.js';
 import { VERSION } from '../version.js';
+import { Authenticator } from './auth.js';
+import { keyRoutes } from './keys.js';
+import { z } from 'zod';
+import { parse } from './keys.js';
 
 export interface ApiErrorBody {
   error: { code: string; message: string };
@@ -67,6 +71,14 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
     const t = await ctx.probe();
     return { clusterId: ctx.config.clusterId, inService: t.inService, triplets: [t] };
   });
+
+  const auth = new Authenticator(ctx.store);
+  const TokenBody = z.object({ grant_type: z.literal('password').optional(), username: z.string().min(1).max(256), password: z.string().min(1).max(1024) }).strict();
+  app.post('/api/v1/token', async (req) => {
+    const body = parse(TokenBody, req.body, 'body');
+    return auth.issueToken(await auth.login(body.username, body.password));
+  });
+  keyRoutes(app, ctx.keys, auth);
 
   try {
     await app.listen({ host: api.host, port: api.port });

@@ -73,6 +73,8 @@ export class PeerLink extends EventEmitter {
   private handlers: LinkHandlers | undefined;
   private early: Frame[] = [];
   private onHelloFrame: ((frame: Frame) => void) | undefined;
+  /** The authenticated peer's role, set once its certificate and hello were accepted. */
+  peerRole: 'ep' | 'partner' | 'aux' | undefined;
 
   constructor(
     readonly socket: TLSSocket,

@@ -316,6 +316,7 @@ export class PeerManager extends EventEmitter {
   private install(st: PeerState, link: PeerLink, hello: Hello): void {
     const old = st.link;
     st.link = link;
+    link.peerRole = st.spec.role;
     st.remote = hello;
     st.since = Date.now();
     st.attempt = 0;

@@ -5,7 +5,7 @@
  * draws randomness only from the injected `Rng`. The transport (src/net, src/service) carries
  * envelopes between servers and honours `persist` before sending anything emitted with it.
  */
-import { enc, u32be, u8 } from '../crypto/encoding.js';
+import { decodeEnc, enc, u32be, u8 } from '../crypto/encoding.js';
 
 /** EP = 1, Partner = 2, Aux = 3: the Shamir x-coordinate of each server's share. */
 export type PartyId = 1 | 2 | 3;
@@ -30,6 +30,26 @@ export const ENVELOPE_VERSION = 1;
 /** Canonical bytes of an envelope: `enc(version, sid, proto, round, from, to, body)`. */
 export function encodeEnvelope(e: Envelope): Uint8Array {
   return enc(u32be(ENVELOPE_VERSION), e.sid, e.proto, u32be(e.round), u8(e.from), u8(e.to), e.body);
+}
+
+/** Strict inverse of `encodeEnvelope`; throws on anything malformed. */
+export function decodeEnvelope(bytes: Uint8Array): Envelope {
+  const f = decodeEnc(bytes);
+  if (f.length !== 7) throw new RangeError('envelope has the wrong number of fields');
+  const [version, sid, proto, round, from, to, body] = f as [Uint8Array, Uint8Array, Uint8Array, Uint8Array, Uint8Array, Uint8Array, Uint8Array];
+  const u32 = (b: Uint8Array): number => {
+    if (b.length !== 4) throw new RangeError('u32 field must be 4 bytes');
+    return new DataView(b.buffer, b.byteOffset, 4).getUint32(0, false);
+  };
+  if (u32(version) !== ENVELOPE_VERSION) throw new RangeError('unknown envelope version');
+  if (sid.length !== 32) throw new RangeError('sid must be 32 bytes');
+  if (from.length !== 1 || to.length !== 1) throw new RangeError('party ids are one byte');
+  const party = (b: Uint8Array): PartyId => {
+    const v = b[0];
+    if (v !== 1 && v !== 2 && v !== 3) throw new RangeError('unknown party id');
+    return v;
+  };
+  return { sid, proto: new TextDecoder('utf-8', { fatal: true }).decode(proto), round: u32(round), from: party(from), to: party(to), body };
 }
 
 /** Why a session stopped, and whom the honest party suspects (null: cannot tell). */

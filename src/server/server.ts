@@ -18,6 +18,10 @@ import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
 import { VERSION } from '../version.js';
 import { startApi } from '../api/app.js';
+import { ROLE_PARTY } from '../config/server-config.js';
+import { identitySigner, identityVerifier } from '../service/identity-keys.js';
+import { KeyService } from '../service/key-service.js';
+import { PROTO_TOPIC, ProtocolHost } from '../service/protocol-host.js';
 
 export interface ServerContext {
   readonly config: ServerConfig;
@@ -27,6 +31,7 @@ export interface ServerContext {
   readonly peers: PeerManager;
   readonly log: Logger;
   readonly startedAt: number;
+  readonly keys: KeyService;
   probe(): Promise<TripletHealth>;
 }
 
@@ -41,6 +46,8 @@ export class EkmServer implements ServerContext {
   private stopping = false;
   private api: FastifyInstance | undefined;
   readonly peers: PeerManager;
+  readonly host: ProtocolHost;
+  readonly keys: KeyService;
   private storeOk = true;
 
   private constructor(
@@ -64,8 +71,25 @@ export class EkmServer implements ServerContext {
         certPem: identity.certPem,
       },
       peers: config.peers.map((p) => ({ role: p.role, name: p.name, host: p.address.host, port: p.address.port, fingerprint: p.fingerprint })),
-      handlers: { onRequest: (method, body) => this.onPeerRequest(method, body) },
+      handlers: {
+        onRequest: (method, body) => this.onPeerRequest(method, body),
+        onMessage: (topic, body, link) => {
+          if (topic === PROTO_TOPIC && link.peerRole && !this.stopping) this.host.deliver(link.peerRole, body);
+        },
+      },
       log,
+    });
+    this.host = new ProtocolHost({ self: ROLE_PARTY[config.role], peers: this.peers, store, log });
+    this.keys = new KeyService({
+      self: ROLE_PARTY[config.role],
+      tripletId: config.tripletId,
+      store,
+      peers: this.peers,
+      host: this.host,
+      log,
+      signer: identitySigner(identity.keyPem),
+      verifier: identityVerifier(config, identity.certPem),
+      poolTarget: Number(process.env.EKM_POOL_TARGET ?? 16),
     });
     this.methods.set('status', () => this.statusReply());
     this.methods.set('echo', (body) => body);
@@ -76,9 +100,11 @@ export class EkmServer implements ServerContext {
     const identity = { keyPem: readSecretFile(paths.tlsKey, 'identity key'), certPem: readSecretFile(paths.tlsCert, 'certificate') };
     const systemKey = readFileSyncOr(paths.systemKey, 'system key');
     if (config.store.kind !== 'sqlite') throw new EkmError('EKM_UNSUPPORTED', `store kind ${config.store.kind} is not available in this release`);
-    const store = SqliteStore.open(paths.sqlite, { create: false });
-    const server = new EkmServer(config, paths, store, new Barrier(systemKey), log.child({ role: config.role, server: config.name }), identity);
+    const barrier = new Barrier(systemKey);
+    const store = SqliteStore.open(paths.sqlite, { create: false, barrier });
+    const server = new EkmServer(config, paths, store, barrier, log.child({ role: config.role, server: config.name }), identity);
     try {
+      await server.keys.start();
       await server.peers.start();
       if (config.role === 'ep') server.api = await startApi(server, identity);
     } catch (e) {
@@ -127,6 +153,7 @@ export class EkmServer implements ServerContext {
       await Promise.race([new Promise<void>((r) => (this.drained = r)), new Promise((r) => setTimeout(r, graceMs).unref())]);
     }
     await apiClosed;
+    this.keys.stop();
     await this.peers.stop();
     await this.store.close();
     this.log.info('ekm server stopped');

@@ -46,6 +46,44 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'threshold keys, shares, presignatures, protocol sessions',
+    sqlite: `
+      CREATE TABLE keys (
+        key_id TEXT PRIMARY KEY,
+        alg TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'active')),
+        current_epoch INTEGER NOT NULL,
+        aux_present INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE key_shares (
+        key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('current', 'pending', 'previous')),
+        party_id INTEGER NOT NULL,
+        public_data TEXT NOT NULL,
+        share_sealed BLOB NOT NULL,
+        PRIMARY KEY (key_id, epoch)
+      );
+      CREATE TABLE presignatures (
+        psid TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+        epoch INTEGER NOT NULL,
+        sealed BLOB NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE INDEX presignatures_key ON presignatures (key_id, epoch);
+      CREATE TABLE protocol_sessions (
+        sid TEXT PRIMARY KEY,
+        proto TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('open', 'done')),
+        checkpoint TEXT,
+        created_at TEXT NOT NULL
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -8,6 +8,28 @@ import { dirname } from 'node:path';
 import { EkmError } from '../errors.js';
 import { LATEST_SCHEMA, MIGRATIONS, tooNewError } from './migrations.js';
 import type { PartitionRow, ServerRow, Store, UserRow } from './store.js';
+import type { Barrier } from './barrier.js';
+import type { KeyRow, KeyWrite, OpenSession, ShareRecord, ShareStatus, StoredShare } from './key-records.js';
+
+interface KeyDb {
+  key_id: string;
+  alg: string;
+  state: KeyRow['state'];
+  current_epoch: number;
+  aux_present: number;
+  created_at: string;
+}
+interface ShareDb {
+  key_id: string;
+  epoch: number;
+  status: ShareStatus;
+  party_id: 1 | 2 | 3;
+  public_data: string;
+  share_sealed: Buffer;
+}
+
+const shareAad = (keyId: string, epoch: number, party: number): string => `share|${keyId}|${epoch}|${party}`;
+const presigAad = (psid: string): string => `presig|${psid}`;
 
 interface PartitionDb {
   id: number;
@@ -39,12 +61,15 @@ export class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   private readonly db: Database.Database;
 
-  private constructor(db: Database.Database) {
+  private constructor(
+    db: Database.Database,
+    private readonly barrier: Barrier | undefined,
+  ) {
     this.db = db;
   }
 
-  /** Opens (creating if asked) and migrates the store at `path`. */
-  static open(path: string, opts: { create: boolean }): SqliteStore {
+  /** Opens (creating if asked) and migrates the store at `path`; secrets need the barrier. */
+  static open(path: string, opts: { create: boolean; barrier?: Barrier }): SqliteStore {
     let db: Database.Database;
     try {
       if (opts.create) makeDirs(dirname(path));
@@ -56,7 +81,7 @@ export class SqliteStore implements Store {
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
-    const store = new SqliteStore(db);
+    const store = new SqliteStore(db, opts.barrier);
     store.migrate();
     return store;
   }
@@ -155,6 +180,152 @@ export class SqliteStore implements Store {
     }));
   }
 
+  private sealer(): Barrier {
+    if (!this.barrier) throw new EkmError('EKM_INTERNAL', 'store opened without its system key');
+    return this.barrier;
+  }
+
+  private insertShare(sh: ShareRecord, status: ShareStatus): void {
+    const publicData = JSON.stringify({
+      alg: sh.alg,
+      Y: hex(sh.Y),
+      C1: hex(sh.C1),
+      A1: hex(sh.A1),
+      A2: hex(sh.A2),
+      A3: hex(sh.A3),
+    });
+    this.db
+      .prepare(
+        `INSERT INTO key_shares (key_id, epoch, status, party_id, public_data, share_sealed) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT(key_id, epoch) DO UPDATE SET status = excluded.status, party_id = excluded.party_id,
+           public_data = excluded.public_data, share_sealed = excluded.share_sealed`,
+      )
+      .run(sh.keyId, sh.epoch, status, sh.partyId, publicData, this.sealer().seal(sh.share, shareAad(sh.keyId, sh.epoch, sh.partyId)));
+  }
+
+  private applyOne(w: KeyWrite, now: string): void {
+    switch (w.op) {
+      case 'session-open':
+        this.db.prepare("INSERT OR IGNORE INTO protocol_sessions (sid, proto, state, created_at) VALUES (?, ?, 'open', ?)").run(w.sid, w.proto, now);
+        return;
+      case 'session-checkpoint':
+        this.db.prepare('UPDATE protocol_sessions SET checkpoint = ? WHERE sid = ?').run(w.checkpoint, w.sid);
+        return;
+      case 'session-done':
+        this.db.prepare("UPDATE protocol_sessions SET state = 'done', checkpoint = NULL WHERE sid = ?").run(w.sid);
+        return;
+      case 'key-create':
+        this.db
+          .prepare("INSERT INTO keys (key_id, alg, state, current_epoch, aux_present, created_at) VALUES (?, ?, 'pending', ?, 1, ?)")
+          .run(w.keyId, w.alg, w.share.epoch, now);
+        this.insertShare(w.share, 'current');
+        return;
+      case 'key-activate':
+        this.db.prepare("UPDATE keys SET state = 'active' WHERE key_id = ?").run(w.keyId);
+        return;
+      case 'share-put':
+        this.insertShare(w.share, w.status);
+        return;
+      case 'epoch-activate': {
+        const moved = this.db
+          .prepare("UPDATE key_shares SET status = 'current' WHERE key_id = ? AND epoch = ? AND status IN ('pending', 'current')")
+          .run(w.keyId, w.to);
+        if (moved.changes !== 1) throw new EkmError('EKM_STORE_STATE', `key ${w.keyId} has no pending epoch ${w.to} to activate`);
+        this.db.prepare("UPDATE key_shares SET status = 'previous' WHERE key_id = ? AND epoch = ?").run(w.keyId, w.from);
+        this.db.prepare('UPDATE keys SET current_epoch = ? WHERE key_id = ?').run(w.to, w.keyId);
+        return;
+      }
+      case 'epoch-erase':
+        this.db.prepare("DELETE FROM key_shares WHERE key_id = ? AND epoch = ? AND status = 'previous'").run(w.keyId, w.epoch);
+        this.db.prepare('DELETE FROM presignatures WHERE key_id = ? AND epoch = ?').run(w.keyId, w.epoch);
+        return;
+      case 'aux-present':
+        this.db.prepare('UPDATE keys SET aux_present = 1 WHERE key_id = ?').run(w.keyId);
+        return;
+      case 'aux-share-pending':
+        this.db
+          .prepare("INSERT OR IGNORE INTO keys (key_id, alg, state, current_epoch, aux_present, created_at) VALUES (?, ?, 'pending', ?, 1, ?)")
+          .run(w.share.keyId, w.share.alg, w.share.epoch, now);
+        this.insertShare(w.share, 'pending');
+        return;
+      case 'aux-share-activate':
+        this.db.prepare('DELETE FROM key_shares WHERE key_id = ? AND epoch <> ?').run(w.keyId, w.epoch);
+        this.db.prepare("UPDATE key_shares SET status = 'current' WHERE key_id = ? AND epoch = ?").run(w.keyId, w.epoch);
+        this.db.prepare("UPDATE keys SET state = 'active', current_epoch = ? WHERE key_id = ?").run(w.epoch, w.keyId);
+        return;
+      case 'presig-put':
+        this.db
+          .prepare('INSERT INTO presignatures (psid, key_id, epoch, sealed, created_at) VALUES (?, ?, ?, ?, ?)')
+          .run(w.psid, w.keyId, w.epoch, this.sealer().seal(w.secret, presigAad(w.psid)), now);
+        return;
+      case 'presig-delete':
+        this.db.prepare('DELETE FROM presignatures WHERE psid = ?').run(w.psid);
+        return;
+    }
+  }
+
+  async applyKeyWrites(writes: readonly KeyWrite[]): Promise<void> {
+    if (writes.length === 0) return;
+    const now = new Date().toISOString();
+    this.db.transaction(() => {
+      for (const w of writes) this.applyOne(w, now);
+    }).immediate();
+  }
+
+  async getKey(keyId: string): Promise<KeyRow | undefined> {
+    const r = this.db.prepare('SELECT * FROM keys WHERE key_id = ?').get(keyId) as KeyDb | undefined;
+    return r ? keyFromDb(r) : undefined;
+  }
+
+  async listKeys(opts: { after?: string; limit: number }): Promise<KeyRow[]> {
+    return (this.db.prepare('SELECT * FROM keys WHERE key_id > ? ORDER BY key_id LIMIT ?').all(opts.after ?? '', opts.limit) as KeyDb[]).map(keyFromDb);
+  }
+
+  async countKeys(): Promise<number> {
+    return (this.db.prepare('SELECT count(*) AS n FROM keys').get() as { n: number }).n;
+  }
+
+  async getShares(keyId: string): Promise<StoredShare[]> {
+    const rows = this.db.prepare('SELECT * FROM key_shares WHERE key_id = ? ORDER BY epoch').all(keyId) as ShareDb[];
+    return rows.map((r) => {
+      const pub = JSON.parse(r.public_data) as { alg: string; Y: string; C1: string; A1: string; A2: string; A3: string };
+      return {
+        keyId: r.key_id,
+        alg: pub.alg,
+        epoch: r.epoch,
+        partyId: r.party_id,
+        status: r.status,
+        share: new Uint8Array(this.sealer().open(r.share_sealed, shareAad(r.key_id, r.epoch, r.party_id))),
+        Y: unhex(pub.Y),
+        C1: unhex(pub.C1),
+        A1: unhex(pub.A1),
+        A2: unhex(pub.A2),
+        A3: unhex(pub.A3),
+      };
+    });
+  }
+
+  async sidSeen(sid: string): Promise<boolean> {
+    return this.db.prepare('SELECT 1 FROM protocol_sessions WHERE sid = ?').get(sid) !== undefined;
+  }
+
+  async openSessions(): Promise<OpenSession[]> {
+    return this.db
+      .prepare("SELECT sid, proto, checkpoint FROM protocol_sessions WHERE state = 'open' AND checkpoint IS NOT NULL ORDER BY created_at")
+      .all() as OpenSession[];
+  }
+
+  async listPresigs(): Promise<{ psid: string; keyId: string; epoch: number }[]> {
+    return (this.db.prepare('SELECT psid, key_id, epoch FROM presignatures ORDER BY created_at').all() as { psid: string; key_id: string; epoch: number }[]).map(
+      (r) => ({ psid: r.psid, keyId: r.key_id, epoch: r.epoch }),
+    );
+  }
+
+  async getPresig(psid: string): Promise<Uint8Array | undefined> {
+    const r = this.db.prepare('SELECT sealed FROM presignatures WHERE psid = ?').get(psid) as { sealed: Buffer } | undefined;
+    return r ? new Uint8Array(this.sealer().open(r.sealed, presigAad(psid))) : undefined;
+  }
+
   async check(): Promise<void> {
     this.db.prepare('SELECT 1').get();
   }
@@ -163,6 +334,13 @@ export class SqliteStore implements Store {
     this.db.close();
   }
 }
+
+function keyFromDb(r: KeyDb): KeyRow {
+  return { keyId: r.key_id, alg: r.alg, state: r.state, currentEpoch: r.current_epoch, auxPresent: r.aux_present !== 0, createdAt: r.created_at };
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 
 function partitionFromDb(r: PartitionDb): PartitionRow {
   return { id: r.id, name: r.name, fipsRequired: r.fips_required !== 0, createdAt: r.created_at };

@@ -35,7 +35,9 @@ export interface ServerRow {
   readonly addedAt: string;
 }
 
-export interface Store {
+import type { KeyStore } from './key-records.js';
+
+export interface Store extends KeyStore {
   readonly kind: 'sqlite' | 'postgres';
   /** Schema version the store is at (after `migrate`). */
   schemaVersion(): Promise<number>;

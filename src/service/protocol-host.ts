@@ -1,0 +1,306 @@
+/**
+ * Runs protocol parties (pure state machines, src/protocols) over the peer links: routes
+ * envelopes by sid, makes every `persist` durable before the same step's messages leave, enforces
+ * that an envelope's `from` is the authenticated peer it arrived from, times sessions out, and
+ * logs aborts and security events. One session's messages are processed strictly in order.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { toHex } from '../crypto/encoding.js';
+import { EkmError } from '../errors.js';
+import type { PeerManager, PeerRole } from '../net/peers.js';
+import { type Envelope, type Party, type PartyId, ProtocolAbort, decodeEnvelope, encodeEnvelope } from '../protocols/types.js';
+import type { KeyStore, KeyWrite } from '../store/key-records.js';
+
+export const PROTO_TOPIC = 'proto';
+const ROLE_OF: Record<PartyId, PeerRole> = { 1: 'ep', 2: 'partner', 3: 'aux' };
+const PARTY_OF: Record<PeerRole, PartyId> = { ep: 1, partner: 2, aux: 3 };
+
+/** A party plus what the host needs to persist its items and to report its output. */
+export interface SessionSpec<Out> {
+  readonly party: Party<Out, unknown>;
+  /** Maps the party's persist items to store writes (applied in one transaction, before sending). */
+  readonly toWrites: (items: readonly unknown[], sid: string) => KeyWrite[];
+  /** Writes that make the party's output durable (e.g. a helper's presignature share). */
+  readonly outputWrites?: (output: unknown) => KeyWrite[];
+  /** Names the session in logs and errors (the protocol name). */
+  readonly label: string;
+}
+
+/** Builds the party for a round-0 request from EP (non-initiators); may throw to refuse it. */
+export type SessionFactory = (request: Envelope) => Promise<SessionSpec<unknown>>;
+
+interface Session {
+  readonly sid: string;
+  readonly spec: SessionSpec<unknown>;
+  queue: Promise<void>;
+  timer: NodeJS.Timeout | undefined;
+  settle?: { resolve(v: unknown): void; reject(e: Error): void };
+  done: boolean;
+}
+
+export interface HostOptions {
+  readonly self: PartyId;
+  readonly peers: PeerManager;
+  readonly store: KeyStore;
+  readonly log: Logger;
+  /** A session that makes no progress for this long is timed out. */
+  readonly timeoutMs?: number;
+}
+
+const ORPHAN_TTL_MS = 10_000;
+const ORPHAN_LIMIT = 4096;
+
+export class ProtocolAbortedError extends EkmError {
+  constructor(message: string) {
+    super('EKM_PROTOCOL_ABORTED', message, 'the operation was not performed; it is safe to retry', 1, 502);
+  }
+}
+
+export class ProtocolHost {
+  private readonly sessions = new Map<string, Session>();
+  private readonly factories = new Map<string, SessionFactory>();
+  /** Envelopes that arrived before their session's round-0 request (another link was faster). */
+  private readonly orphans = new Map<string, { env: Envelope; at: number }[]>();
+  private orphanCount = 0;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly opts: HostOptions) {
+    this.timeoutMs = opts.timeoutMs ?? 15_000;
+    opts.peers.on('up', (role: PeerRole) => this.onPeerUp(role));
+  }
+
+  register(proto: string, factory: SessionFactory): void {
+    this.factories.set(proto, factory);
+  }
+
+  get activeSessions(): number {
+    return this.sessions.size;
+  }
+
+  /** Initiator (EP): starts the party and resolves with its output (or rejects on abort/timeout). */
+  run<Out>(spec: SessionSpec<Out>): Promise<Out> {
+    return new Promise<Out>((resolve, reject) => {
+      const session = this.open('', spec as SessionSpec<unknown>);
+      session.settle = { resolve: resolve as (v: unknown) => void, reject };
+      this.enqueue(session, () => spec.party.start());
+    });
+  }
+
+  /** Resumes a session recovered from a checkpoint: `start()` re-sends its last confirm message. */
+  resume(spec: SessionSpec<unknown>, sid: string): void {
+    const session = this.open(sid, spec);
+    this.enqueue(session, () => spec.party.start());
+  }
+
+  /** Fresh 32-byte session nonce. */
+  static nonce(): Uint8Array {
+    return new Uint8Array(randomBytes(32));
+  }
+
+  /** Entry point for envelopes arriving on a peer link (topic `proto`). */
+  deliver(fromRole: PeerRole, bytes: Uint8Array): void {
+    let env: Envelope;
+    try {
+      env = decodeEnvelope(bytes);
+    } catch (e) {
+      this.security('malformed envelope', { from: fromRole, err: (e as Error).message });
+      return;
+    }
+    if (env.from !== PARTY_OF[fromRole] || env.to !== this.opts.self) {
+      this.security('envelope from/to does not match the authenticated link', { from: fromRole, claimed: env.from, to: env.to, proto: env.proto });
+      return;
+    }
+    const sid = toHex(env.sid);
+    const session = this.sessions.get(sid);
+    if (session) {
+      this.enqueue(session, () => session.spec.party.receive(env));
+      return;
+    }
+    if (env.round === 0 && env.from === 1) {
+      void this.accept(sid, env);
+      return;
+    }
+    this.keepOrphan(sid, env);
+  }
+
+  private async accept(sid: string, env: Envelope): Promise<void> {
+    const factory = this.factories.get(env.proto);
+    if (!factory) {
+      this.security('request for an unknown protocol', { proto: env.proto });
+      return;
+    }
+    if (await this.opts.store.sidSeen(sid)) {
+      this.security('replayed session id refused', { proto: env.proto, sid });
+      return;
+    }
+    let spec: SessionSpec<unknown>;
+    try {
+      spec = await factory(env);
+    } catch (e) {
+      this.logAbort(env.proto, sid, e);
+      return;
+    }
+    if (this.sessions.has(sid)) return;
+    const session = this.open(sid, spec);
+    this.enqueue(session, () => spec.party.receive(env));
+    const early = this.orphans.get(sid) ?? [];
+    this.orphans.delete(sid);
+    this.orphanCount -= early.length;
+    for (const o of early) this.enqueue(session, () => spec.party.receive(o.env));
+  }
+
+  private open(sid: string, spec: SessionSpec<unknown>): Session {
+    const session: Session = { sid, spec, queue: Promise.resolve(), timer: undefined, done: false };
+    if (sid) this.sessions.set(sid, session);
+    this.arm(session);
+    return session;
+  }
+
+  private arm(session: Session): void {
+    if (session.timer) clearTimeout(session.timer);
+    session.timer = setTimeout(() => this.expire(session), this.timeoutMs);
+    session.timer.unref();
+  }
+
+  private expire(session: Session): void {
+    if (session.done) return;
+    const party = session.spec.party as Party<unknown, unknown> & { expire?: () => ProtocolAbort | null };
+    if (typeof party.expire === 'function') {
+      const abort = party.expire();
+      if (abort === null) {
+        // After PREPARED a state-changing session never aborts (R4): it waits for its peers, and
+        // re-sends when a link comes back. The caller learns the outcome is pending.
+        session.settle?.reject(
+          new EkmError('EKM_PROTOCOL_PENDING', `${session.spec.label} is committing and waits for a peer`, 'it completes when the peer is back; retry the read later', 1, 504),
+        );
+        session.settle = undefined;
+        return;
+      }
+      this.fail(session, abort);
+      return;
+    }
+    this.fail(session, new ProtocolAbort(session.spec.label, -1, 'timeout', null));
+  }
+
+  private enqueue(session: Session, step: () => ReturnType<Party<unknown, unknown>['start']>): void {
+    session.queue = session.queue.then(() => this.process(session, step));
+  }
+
+  private async process(session: Session, stepFn: () => ReturnType<Party<unknown, unknown>['start']>): Promise<void> {
+    if (session.done) return;
+    const party = session.spec.party as Party<unknown, unknown> & { failure?: ProtocolAbort | null; events?: { round: number; reason: string; suspect: PartyId | null }[] };
+    let step: ReturnType<Party<unknown, unknown>['start']>;
+    try {
+      step = stepFn();
+    } catch (e) {
+      this.fail(session, e);
+      return;
+    }
+    this.drainEvents(session, party);
+    const sid = session.sid || (step.send[0] ? toHex(step.send[0].sid) : '');
+    if (!session.sid && sid) {
+      (session as { sid: string }).sid = sid;
+      this.sessions.set(sid, session);
+    }
+    try {
+      const writes = session.spec.toWrites(step.persist, sid);
+      if (step.output !== undefined && session.spec.outputWrites) writes.push(...session.spec.outputWrites(step.output));
+      await this.opts.store.applyKeyWrites(writes);
+    } catch (e) {
+      // Nothing was sent: the peers time out; this server's state is unchanged or fully written.
+      this.opts.log.error({ proto: session.spec.label, sid, err: (e as Error).message }, 'protocol state could not be stored');
+      this.fail(session, new ProtocolAbort(session.spec.label, -1, `store write failed: ${(e as Error).message}`, null));
+      return;
+    }
+    for (const env of step.send) {
+      const role = ROLE_OF[env.to];
+      const link = this.opts.peers.link(role);
+      if (!link) continue; // the session times out, or re-sends when the link is back (confirm phase)
+      try {
+        link.send(PROTO_TOPIC, encodeEnvelope(env));
+      } catch {
+        /* link closed between the check and the send: same as above */
+      }
+    }
+    this.arm(session);
+    if (step.output !== undefined && session.settle) {
+      session.settle.resolve(step.output);
+      session.settle = undefined;
+    }
+    if (party.failure) {
+      this.fail(session, party.failure);
+      return;
+    }
+    if (party.finished) this.close(session);
+  }
+
+  private drainEvents(session: Session, party: { events?: { round: number; reason: string; suspect: PartyId | null }[] }): void {
+    if (!party.events || party.events.length === 0) return;
+    for (const ev of party.events.splice(0)) {
+      this.security(ev.reason, { proto: session.spec.label, sid: session.sid, round: ev.round, suspect: ev.suspect });
+    }
+  }
+
+  private fail(session: Session, err: unknown): void {
+    this.logAbort(session.spec.label, session.sid, err);
+    const message = err instanceof ProtocolAbort ? err.message : err instanceof Error ? err.message : String(err);
+    session.settle?.reject(err instanceof EkmError ? err : new ProtocolAbortedError(message));
+    session.settle = undefined;
+    this.close(session);
+  }
+
+  private close(session: Session): void {
+    session.done = true;
+    if (session.timer) clearTimeout(session.timer);
+    if (session.sid) this.sessions.delete(session.sid);
+    if (session.settle) {
+      session.settle.reject(new ProtocolAbortedError(`${session.spec.label} ended without a result`));
+      session.settle = undefined;
+    }
+  }
+
+  private logAbort(proto: string, sid: string, err: unknown): void {
+    if (err instanceof ProtocolAbort) {
+      this.opts.log.warn(
+        { event: 'security', kind: 'protocol_abort', proto, sid, round: err.round, reason: err.reason, suspect: err.suspect },
+        'protocol session aborted',
+      );
+    } else {
+      this.opts.log.warn({ event: 'protocol_refused', proto, sid, err: err instanceof Error ? err.message : String(err) }, 'protocol session refused');
+    }
+  }
+
+  private security(what: string, fields: Record<string, unknown>): void {
+    this.opts.log.warn({ event: 'security', kind: 'protocol_event', ...fields }, what);
+  }
+
+  private keepOrphan(sid: string, env: Envelope): void {
+    const now = Date.now();
+    if (this.orphanCount >= ORPHAN_LIMIT) this.pruneOrphans(now);
+    if (this.orphanCount >= ORPHAN_LIMIT) return;
+    const list = this.orphans.get(sid) ?? [];
+    list.push({ env, at: now });
+    this.orphans.set(sid, list);
+    this.orphanCount++;
+    if (this.orphanCount % 256 === 0) this.pruneOrphans(now);
+  }
+
+  private pruneOrphans(now: number): void {
+    for (const [sid, list] of this.orphans) {
+      if (now - list[0]!.at > ORPHAN_TTL_MS) {
+        this.orphans.delete(sid);
+        this.orphanCount -= list.length;
+      }
+    }
+  }
+
+  /** A link came back: sessions in their confirm phase re-send (threshold-protocols.md §5 I4). */
+  private onPeerUp(role: PeerRole): void {
+    void role;
+    for (const s of this.sessions.values()) {
+      const p = s.spec.party as { confirmPhase?: string };
+      if (p.confirmPhase === 'pending' || p.confirmPhase === 'active') this.enqueue(s, () => s.spec.party.start());
+    }
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * What the stores keep of threshold keys, in storage terms (bytes, not curve objects): the key
+ * record, each epoch's share (sealed by the barrier, AAD = key id, epoch, party), presignature
+ * shares (sealed, single use) and protocol sessions (replay cache and restart checkpoints).
+ */
+export type ShareStatus = 'current' | 'pending' | 'previous';
+
+export interface KeyRow {
+  readonly keyId: string;
+  readonly alg: string;
+  readonly state: 'pending' | 'active';
+  readonly currentEpoch: number;
+  /** EP and Partner: the Aux holds f(3) of the current epoch (false after an Aux loss until re-derived). */
+  readonly auxPresent: boolean;
+  readonly createdAt: string;
+}
+
+/** One party's share of one key at one epoch. `share` is the scalar's canonical bytes (secret). */
+export interface ShareRecord {
+  readonly keyId: string;
+  readonly alg: string;
+  readonly epoch: number;
+  readonly partyId: 1 | 2 | 3;
+  readonly share: Uint8Array;
+  readonly Y: Uint8Array;
+  readonly C1: Uint8Array;
+  readonly A1: Uint8Array;
+  readonly A2: Uint8Array;
+  readonly A3: Uint8Array;
+}
+
+export interface StoredShare extends ShareRecord {
+  readonly status: ShareStatus;
+}
+
+export interface OpenSession {
+  readonly sid: string;
+  readonly proto: string;
+  readonly checkpoint: string;
+}
+
+/** Protocol writes, applied together in one durable transaction before a step's messages leave. */
+export type KeyWrite =
+  | { readonly op: 'session-open'; readonly sid: string; readonly proto: string }
+  | { readonly op: 'session-checkpoint'; readonly sid: string; readonly checkpoint: string }
+  | { readonly op: 'session-done'; readonly sid: string }
+  | { readonly op: 'key-create'; readonly keyId: string; readonly alg: string; readonly share: ShareRecord }
+  | { readonly op: 'key-activate'; readonly keyId: string }
+  | { readonly op: 'share-put'; readonly share: ShareRecord; readonly status: ShareStatus }
+  | { readonly op: 'epoch-activate'; readonly keyId: string; readonly from: number; readonly to: number }
+  | { readonly op: 'epoch-erase'; readonly keyId: string; readonly epoch: number }
+  | { readonly op: 'aux-present'; readonly keyId: string }
+  /** Aux re-derivation at the Aux: the key record may not exist yet (a new or wiped Aux). */
+  | { readonly op: 'aux-share-pending'; readonly share: ShareRecord }
+  /** The re-derived share becomes CURRENT; shares of other epochs this Aux held are dropped. */
+  | { readonly op: 'aux-share-activate'; readonly keyId: string; readonly epoch: number }
+  | { readonly op: 'presig-put'; readonly psid: string; readonly keyId: string; readonly epoch: number; readonly secret: Uint8Array }
+  | { readonly op: 'presig-delete'; readonly psid: string };
+
+export interface KeyStore {
+  applyKeyWrites(writes: readonly KeyWrite[]): Promise<void>;
+  getKey(keyId: string): Promise<KeyRow | undefined>;
+  listKeys(opts: { after?: string; limit: number }): Promise<KeyRow[]>;
+  countKeys(): Promise<number>;
+  /** Every share held of the key (CURRENT, and PENDING / PREVIOUS during a refresh), opened. */
+  getShares(keyId: string): Promise<StoredShare[]>;
+  sidSeen(sid: string): Promise<boolean>;
+  openSessions(): Promise<OpenSession[]>;
+  listPresigs(): Promise<{ psid: string; keyId: string; epoch: number }[]>;
+  /** The opened presignature share, or undefined if unknown (never stored, used or burnt). */
+  getPresig(psid: string): Promise<Uint8Array | undefined>;
+}
