@@ -4,7 +4,7 @@
  * `stop()` is graceful: no new work is accepted, in-flight requests finish, then links and
  * store close.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import pino, { type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
@@ -21,7 +21,7 @@ import { startApi } from '../api/app.js';
 import { ROLE_PARTY } from '../config/server-config.js';
 import { identitySigner, identityVerifier } from '../service/identity-keys.js';
 import { KeyService } from '../service/key-service.js';
-import { PROTO_TOPIC, ProtocolHost } from '../service/protocol-host.js';
+import { ABORT_TOPIC, PROTO_TOPIC, ProtocolHost } from '../service/protocol-host.js';
 
 export interface ServerContext {
   readonly config: ServerConfig;
@@ -74,7 +74,9 @@ export class EkmServer implements ServerContext {
       handlers: {
         onRequest: (method, body) => this.onPeerRequest(method, body),
         onMessage: (topic, body, link) => {
-          if (topic === PROTO_TOPIC && link.peerRole && !this.stopping) this.host.deliver(link.peerRole, body);
+          if (!link.peerRole || this.stopping) return;
+          if (topic === PROTO_TOPIC) this.host.deliver(link.peerRole, body);
+          else if (topic === ABORT_TOPIC) this.host.peerAborted(link.peerRole, body);
         },
       },
       log,
@@ -101,7 +103,11 @@ export class EkmServer implements ServerContext {
     const systemKey = readFileSyncOr(paths.systemKey, 'system key');
     if (config.store.kind !== 'sqlite') throw new EkmError('EKM_UNSUPPORTED', `store kind ${config.store.kind} is not available in this release`);
     const barrier = new Barrier(systemKey);
-    const store = SqliteStore.open(paths.sqlite, { create: false, barrier });
+    // The Aux's store is a cache that EP and Partner can always fill again (re-derivation), so a
+    // new or wiped Aux starts empty; an EP or Partner without its store must not (that is data loss).
+    const auxStarts = config.role === 'aux' && !existsSync(paths.sqlite);
+    const store = SqliteStore.open(paths.sqlite, { create: config.role === 'aux', barrier });
+    if (auxStarts) log.warn({ event: 'aux_store_empty' }, 'the Aux store is empty: run the Aux re-derivation from the EP');
     const server = new EkmServer(config, paths, store, barrier, log.child({ role: config.role, server: config.name }), identity);
     try {
       await server.keys.start();

@@ -15,6 +15,7 @@ import { DKG_PROTO, type DkgPersist, createDkgParty, resumeDkgParty } from '../p
 import {
   type EcdsaOutput,
   type EcdsaPersist,
+  type PresigShare,
   type SignedInput,
   PROTO_ONLINE,
   PROTO_PRESIGN,
@@ -38,7 +39,7 @@ import { type CommonConfig, type ConfirmCheckpoint, type IdentitySigner, type Id
 import type { Envelope, PartyId, Rng } from '../protocols/types.js';
 import type { KeyRow, KeyWrite, StoredShare } from '../store/key-records.js';
 import type { Store } from '../store/store.js';
-import { ProtocolHost, type SessionSpec } from './protocol-host.js';
+import { ProtocolAbortedError, ProtocolHost, type SessionSpec } from './protocol-host.js';
 import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from './share-codec.js';
 import { PresignPool } from './presign-pool.js';
 
@@ -160,11 +161,23 @@ export class KeyService {
     }
     if (!isEcdsaAlg(alg)) throw new EkmError('EKM_BAD_ALG', `key ${keyId} cannot sign`);
     const input = signedInput(alg, req);
-    const presig = await this.pool?.take(keyId, current.epoch);
-    const party = presig
-      ? createEcdsaOnlineCoordinator({ share: current, tripletId: this.deps.tripletId, rng, presig, input })
-      : createEcdsaSignCoordinator({ share: current, tripletId: this.deps.tripletId, rng, input });
-    const out = (await this.deps.host.run(this.spec(party, presig ? PROTO_ONLINE : PROTO_SIGN, (items) => ecdsaWrites(items as EcdsaPersist[])))) as EcdsaOutput;
+    const run = (presig: PresigShare | undefined): Promise<EcdsaOutput> => {
+      const party = presig
+        ? createEcdsaOnlineCoordinator({ share: current, tripletId: this.deps.tripletId, rng, presig, input })
+        : createEcdsaSignCoordinator({ share: current, tripletId: this.deps.tripletId, rng, input });
+      return this.deps.host.run(this.spec(party, presig ? PROTO_ONLINE : PROTO_SIGN, (items) => ecdsaWrites(items as EcdsaPersist[]))) as Promise<EcdsaOutput>;
+    };
+    let presig = await this.pool?.take(keyId, current.epoch);
+    let out: EcdsaOutput;
+    try {
+      out = await run(presig);
+    } catch (e) {
+      if (!presig || !(e instanceof ProtocolAbortedError)) throw e;
+      // The presignature is burnt either way; one on-demand attempt serves this request.
+      this.deps.log.warn({ keyId, err: e.message }, 'pooled presignature failed; signing on demand');
+      presig = undefined;
+      out = await run(undefined);
+    }
     if (out.kind !== 'signature' || !verifyEcdsa(alg, current.Y, input, out.p1363)) throw this.invalidOutput(keyId, PROTO_SIGN);
     this.pool?.markHot(keyId);
     const der = req.format === 'der';
@@ -208,6 +221,8 @@ export class KeyService {
     const shares = await this.loadCurrentShares(ids);
     const party = createAuxRederiveParty({ ...this.common, lookup: (k) => shares.get(k), keyIds: ids, attribution: true });
     const out = await this.deps.host.run(this.spec(party, AUX_PROTO, (items, sid) => auxWrites(items as AuxPersist[], sid)));
+    // The old Aux's presignature shares are gone: presignatures made with it can never complete.
+    for (const k of out.keys) this.pool?.burn(k.keyId, null);
     return { keys: out.keys };
   }
 

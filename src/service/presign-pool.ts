@@ -60,10 +60,13 @@ export class PresignPool {
     this.kick();
   }
 
-  /** The key moved to `epoch`: presignatures of other epochs are never used (the stores erase them). */
-  burn(keyId: string, epoch: number): void {
+  /**
+   * Forgets presignatures that can never be used (the stores erase them): those of other epochs
+   * than `keepEpoch` after a refresh, or all of them (`null`) after an Aux re-derivation.
+   */
+  burn(keyId: string, keepEpoch: number | null): void {
     const list = this.ready.get(keyId);
-    if (list) this.ready.set(keyId, list.filter((p) => p.epoch === epoch));
+    if (list) this.ready.set(keyId, list.filter((p) => p.epoch === keepEpoch));
     this.kick();
   }
 

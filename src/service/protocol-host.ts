@@ -13,6 +13,8 @@ import { type Envelope, type Party, type PartyId, ProtocolAbort, decodeEnvelope,
 import type { KeyStore, KeyWrite } from '../store/key-records.js';
 
 export const PROTO_TOPIC = 'proto';
+/** Out-of-protocol notice that a session was aborted here, so peers stop waiting for it. */
+export const ABORT_TOPIC = 'proto-abort';
 const ROLE_OF: Record<PartyId, PeerRole> = { 1: 'ep', 2: 'partner', 3: 'aux' };
 const PARTY_OF: Record<PeerRole, PartyId> = { ep: 1, partner: 2, aux: 3 };
 
@@ -98,6 +100,17 @@ export class ProtocolHost {
     return new Uint8Array(randomBytes(32));
   }
 
+  /** A peer aborted a session: fail it here too instead of waiting for the timeout. */
+  peerAborted(fromRole: PeerRole, bytes: Uint8Array): void {
+    if (bytes.length < 32) return;
+    const sid = toHex(bytes.subarray(0, 32));
+    const reason = Buffer.from(bytes.subarray(32, 32 + 200)).toString('utf8').replace(/[^\x20-\x7e]/g, '?');
+    const session = this.sessions.get(sid);
+    if (!session || session.done) return;
+    const party = PARTY_OF[fromRole];
+    this.fail(session, new ProtocolAbort(session.spec.label, -1, `${fromRole} aborted: ${reason}`, party), false);
+  }
+
   /** Entry point for envelopes arriving on a peer link (topic `proto`). */
   deliver(fromRole: PeerRole, bytes: Uint8Array): void {
     let env: Envelope;
@@ -139,6 +152,7 @@ export class ProtocolHost {
       spec = await factory(env);
     } catch (e) {
       this.logAbort(env.proto, sid, e);
+      this.notifyAbort(sid, e);
       return;
     }
     if (this.sessions.has(sid)) return;
@@ -242,12 +256,26 @@ export class ProtocolHost {
     }
   }
 
-  private fail(session: Session, err: unknown): void {
+  private fail(session: Session, err: unknown, notify = true): void {
     this.logAbort(session.spec.label, session.sid, err);
+    if (notify && session.sid && !session.done) this.notifyAbort(session.sid, err);
     const message = err instanceof ProtocolAbort ? err.message : err instanceof Error ? err.message : String(err);
     session.settle?.reject(err instanceof EkmError ? err : new ProtocolAbortedError(message));
     session.settle = undefined;
     this.close(session);
+  }
+
+  private notifyAbort(sid: string, err: unknown): void {
+    const reason = err instanceof ProtocolAbort ? err.reason : 'refused';
+    const body = Buffer.concat([Buffer.from(sid, 'hex'), Buffer.from(reason.slice(0, 200), 'utf8')]);
+    for (const role of ['ep', 'partner', 'aux'] as const) {
+      if (PARTY_OF[role] === this.opts.self) continue;
+      try {
+        this.opts.peers.link(role)?.send(ABORT_TOPIC, body);
+      } catch {
+        /* the peer times the session out instead */
+      }
+    }
   }
 
   private close(session: Session): void {

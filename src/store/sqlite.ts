@@ -240,7 +240,9 @@ export class SqliteStore implements Store {
         this.db.prepare('DELETE FROM presignatures WHERE key_id = ? AND epoch = ?').run(w.keyId, w.epoch);
         return;
       case 'aux-present':
+        // Presignatures made with the lost Aux can never complete: burn them.
         this.db.prepare('UPDATE keys SET aux_present = 1 WHERE key_id = ?').run(w.keyId);
+        this.db.prepare('DELETE FROM presignatures WHERE key_id = ?').run(w.keyId);
         return;
       case 'aux-share-pending':
         this.db

@@ -1,0 +1,29 @@
+/** A caller of a test triplet's EP API, as an application would be: pinned certificate, bearer token. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EkmClient } from '../../src/client/client.js';
+import { ROOT_SO_PASSWORD, type Triplet } from './cluster.js';
+
+export interface Api {
+  call<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
+}
+
+export async function apiFor(t: Triplet, password = ROOT_SO_PASSWORD): Promise<Api> {
+  const client = new EkmClient({
+    servers: [{ host: '127.0.0.1', port: t.apiPort }],
+    trustedCertsPem: [readFileSync(join(t.homes.ep, 'tls', 'server.crt'), 'utf8')],
+    timeoutMs: 60_000,
+  });
+  const tok = await client.request<{ access_token: string }>('POST', '/api/v1/token', { username: 'so@root', password });
+  if (tok.status !== 200) throw new Error(`login failed: ${tok.status} ${JSON.stringify(tok.body)}`);
+  const auth = { authorization: `Bearer ${tok.body.access_token}` };
+  return {
+    async call<T>(method: string, path: string, body?: unknown) {
+      const r = await client.request<T>(method, `/api/v1${path}`, body, auth);
+      return { status: r.status, body: r.body };
+    },
+  };
+}
+
+export const b64 = (b: Uint8Array | string): string => Buffer.from(b).toString('base64');
+export const unb64 = (s: string): Buffer => Buffer.from(s, 'base64');
