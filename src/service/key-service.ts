@@ -4,7 +4,7 @@
  * ProtocolHost; every stored share is sealed by the barrier; every signature is verified again
  * here, independently of the protocol's own check, before it is returned.
  */
-import { createPublicKey, randomBytes } from 'node:crypto';
+import { type JsonWebKey, createPublicKey, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { decodePoint, getCurve } from '../crypto/curves.js';
 import { enc, toHex } from '../crypto/encoding.js';
@@ -39,7 +39,7 @@ import { type CommonConfig, type ConfirmCheckpoint, type IdentitySigner, type Id
 import type { Envelope, PartyId, Rng } from '../protocols/types.js';
 import type { KeyRow, KeyWrite, StoredShare } from '../store/key-records.js';
 import type { Store } from '../store/store.js';
-import { ProtocolAbortedError, ProtocolHost, type SessionSpec } from './protocol-host.js';
+import { ProtocolAbortedError, type ProtocolHost, type SessionSpec } from './protocol-host.js';
 import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from './share-codec.js';
 import { PresignPool } from './presign-pool.js';
 
@@ -477,7 +477,7 @@ export function exportPublicKey(alg: EcAlg, Y: Uint8Array, format: PublicKeyForm
     jwk = ecdsaPublicJwk(ecdsaAlg as Parameters<typeof ecdsaPublicJwk>[0], Y);
   }
   if (format === 'jwk') return jwk;
-  const key = createPublicKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' });
+  const key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
   return format === 'pem' ? (key.export({ type: 'spki', format: 'pem' }) as string) : new Uint8Array(key.export({ type: 'spki', format: 'der' }));
 }
 

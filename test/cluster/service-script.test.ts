@@ -118,7 +118,11 @@ describe('packaging/init.d/ekm', () => {
     assert.equal((await service('status', env('partner'))).code, 3, 'try-restart does not start a stopped service');
 
     // restart (= force-reload) starts a stopped server; the seed's order again.
-    for (const [role, action] of [['partner', 'restart'], ['aux', 'force-reload'], ['ep', 'restart']] as const) {
+    for (const [role, action] of [
+      ['partner', 'restart'],
+      ['aux', 'force-reload'],
+      ['ep', 'restart'],
+    ] as const) {
       const r = await service(action, env(role));
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /ekm restarted \(pid \d+\)/);

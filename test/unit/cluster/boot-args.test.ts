@@ -5,13 +5,15 @@ import { BOOT_USAGE, MIN_PASSWORD_LENGTH, parseBootArgs } from '../../../src/clu
 import { DEFAULT_PEER_PORT } from '../../../src/cluster/names.js';
 import { EkmError } from '../../../src/errors.js';
 
-const usage = (re: RegExp) => (e: unknown): boolean => {
-  assert.ok(e instanceof EkmError, String(e));
-  assert.equal(e.code, 'EKM_USAGE');
-  assert.equal(e.exitCode, 2);
-  assert.match(e.oneLine(), re);
-  return true;
-};
+const usage =
+  (re: RegExp) =>
+  (e: unknown): boolean => {
+    assert.ok(e instanceof EkmError, String(e));
+    assert.equal(e.code, 'EKM_USAGE');
+    assert.equal(e.exitCode, 2);
+    assert.match(e.oneLine(), re);
+    return true;
+  };
 
 const EP = ['-s', 'ep1:7001', '-p', 'partner1:7002', '-x', 'aux1:7003', '-fips', '-w', 'Root-SO-pass-1'];
 const PARTNER = ['-s', 'partner1:7002', '-p', 'ep1:7001', '-x', 'aux1:7003', '-fips'];
@@ -40,7 +42,18 @@ describe('parseBootArgs: EP', () => {
 
   it('takes every EP flag, in any order', () => {
     const a = parseBootArgs('ep', [
-      '--timeout', '60', '-f', '-restore', '-n', 'ep1.example.com, 10.0.0.1', '-e', '5', '-externaldb', '--api-port', '9443', ...EP,
+      '--timeout',
+      '60',
+      '-f',
+      '-restore',
+      '-n',
+      'ep1.example.com, 10.0.0.1',
+      '-e',
+      '5',
+      '-externaldb',
+      '--api-port',
+      '9443',
+      ...EP,
     ]);
     assert.equal(a.force, true);
     assert.equal(a.restore, true);
@@ -70,7 +83,11 @@ describe('parseBootArgs: EP', () => {
     );
     assert.equal(parseBootArgs('ep', [...EP.slice(0, -1), 'x'.repeat(MIN_PASSWORD_LENGTH)]).rootSoPassword?.length, MIN_PASSWORD_LENGTH);
     for (const y of ['0', '31', 'ten', '1.5', '-1']) {
-      assert.throws(() => parseBootArgs('ep', [...EP, '-e', y]), usage(/(-e takes the certificate lifetime in whole years \(1-30\)|-e needs a value)/), y);
+      assert.throws(
+        () => parseBootArgs('ep', [...EP, '-e', y]),
+        usage(/(-e takes the certificate lifetime in whole years \(1-30\)|-e needs a value)/),
+        y,
+      );
     }
     assert.equal(parseBootArgs('ep', [...EP, '-e', '30']).certYears, 30);
     assert.throws(() => parseBootArgs('ep', [...EP, '-n', 'ok,bad_name']), usage(/^-n: "bad_name" is not a valid host name/));
@@ -93,7 +110,12 @@ describe('parseBootArgs: Partner', () => {
   });
 
   it('refuses the EP-only flags, naming the role', () => {
-    for (const f of [['-w', 'Root-SO-pass-1'], ['-n', 'x'], ['-e', '3'], ['--api-port', '9443']]) {
+    for (const f of [
+      ['-w', 'Root-SO-pass-1'],
+      ['-n', 'x'],
+      ['-e', '3'],
+      ['--api-port', '9443'],
+    ]) {
       assert.throws(
         () => parseBootArgs('partner', [...PARTNER, ...f]),
         usage(new RegExp(`^ekm_boot_partner\\.sh: ${f[0]} is not a flag of the partner bootstrap: usage: ekm_boot_partner\\.sh `)),
@@ -122,8 +144,22 @@ describe('parseBootArgs: Aux', () => {
   });
 
   it('needs -e and -p', () => {
-    assert.throws(() => parseBootArgs('aux', AUX.filter((_, i) => i !== 2 && i !== 3)), usage(/^ekm_boot_auxiliary\.sh: -e <ep> is required/));
-    assert.throws(() => parseBootArgs('aux', AUX.filter((_, i) => i !== 4 && i !== 5)), usage(/-p <partner> is required/));
+    assert.throws(
+      () =>
+        parseBootArgs(
+          'aux',
+          AUX.filter((_, i) => i !== 2 && i !== 3),
+        ),
+      usage(/^ekm_boot_auxiliary\.sh: -e <ep> is required/),
+    );
+    assert.throws(
+      () =>
+        parseBootArgs(
+          'aux',
+          AUX.filter((_, i) => i !== 4 && i !== 5),
+        ),
+      usage(/-p <partner> is required/),
+    );
   });
 });
 
@@ -144,19 +180,44 @@ describe('parseBootArgs: errors common to every role', () => {
       assert.throws(() => parseBootArgs(role, ['-s', '-fips']), usage(/-s needs a value/));
       assert.throws(() => parseBootArgs(role, argv.slice(2)), usage(/-s <self> is required/));
       assert.throws(
-        () => parseBootArgs(role, argv.filter((a) => a !== '-fips')),
+        () =>
+          parseBootArgs(
+            role,
+            argv.filter((a) => a !== '-fips'),
+          ),
         usage(/-fips is required: this release runs FIPS triplets \(EP, Partner, Aux\); EP \+ Partner pairs are not supported yet/),
       );
       // Two roles on one host:port.
       const same = argv.map((a) => (a === 'aux1:7003' ? 'partner1:7002' : a));
       assert.throws(() => parseBootArgs(role, same), usage(/EP, Partner and Aux must be three different host:port addresses/));
-      assert.throws(() => parseBootArgs(role, argv.map((a) => (a === 'ep1:7001' ? 'ep1:99999' : a))), usage(/port 99999 is out of range/));
+      assert.throws(
+        () =>
+          parseBootArgs(
+            role,
+            argv.map((a) => (a === 'ep1:7001' ? 'ep1:99999' : a)),
+          ),
+        usage(/port 99999 is out of range/),
+      );
       assert.ok(BOOT_USAGE[role].includes('-fips'));
     });
   }
 
   it('-fips without the Aux names what to add', () => {
-    assert.throws(() => parseBootArgs('ep', EP.filter((a) => a !== '-x' && a !== 'aux1:7003')), usage(/^ekm_boot_ep\.sh: -fips needs the Aux server: give -x <aux>\[:port\]/));
-    assert.throws(() => parseBootArgs('partner', PARTNER.filter((a) => a !== '-x' && a !== 'aux1:7003')), usage(/-fips needs the Aux server: give -x/));
+    assert.throws(
+      () =>
+        parseBootArgs(
+          'ep',
+          EP.filter((a) => a !== '-x' && a !== 'aux1:7003'),
+        ),
+      usage(/^ekm_boot_ep\.sh: -fips needs the Aux server: give -x <aux>\[:port\]/),
+    );
+    assert.throws(
+      () =>
+        parseBootArgs(
+          'partner',
+          PARTNER.filter((a) => a !== '-x' && a !== 'aux1:7003'),
+        ),
+      usage(/-fips needs the Aux server: give -x/),
+    );
   });
 });

@@ -4,7 +4,10 @@ import { describe, it } from 'node:test';
 import { DEFAULT_API_PORT, DEFAULT_PEER_PORT, formatAddress, parsePort, parseServerName } from '../../../src/cluster/names.js';
 import { EkmError } from '../../../src/errors.js';
 
-const usage = (re: RegExp) => (e: unknown): boolean => e instanceof EkmError && e.code === 'EKM_USAGE' && e.exitCode === 2 && re.test(e.oneLine());
+const usage =
+  (re: RegExp) =>
+  (e: unknown): boolean =>
+    e instanceof EkmError && e.code === 'EKM_USAGE' && e.exitCode === 2 && re.test(e.oneLine());
 
 describe('parseServerName', () => {
   it('takes host names, IPv4 and bracketed IPv6, with or without a port', () => {
@@ -36,7 +39,8 @@ describe('parsePort', () => {
   it('takes 1-65535 in decimal only', () => {
     assert.equal(parsePort('1', 'p'), 1);
     assert.equal(parsePort('08443', 'p'), 8443);
-    for (const bad of ['', '-1', '1.5', '0x10', '123456', ' 80']) assert.throws(() => parsePort(bad, '--api-port'), usage(/^--api-port: /), bad);
+    for (const bad of ['', '-1', '1.5', '0x10', '123456', ' 80'])
+      assert.throws(() => parsePort(bad, '--api-port'), usage(/^--api-port: /), bad);
   });
 });
 

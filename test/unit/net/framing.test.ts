@@ -79,7 +79,10 @@ describe('FrameDecoder', () => {
   it('rejects a length above MAX_FRAME_BYTES before buffering it', () => {
     const head = Buffer.alloc(4);
     head.writeUInt32BE(MAX_FRAME_BYTES + 1);
-    assert.throws(() => new FrameDecoder().push(head), (e: unknown) => e instanceof FrameError && /bad frame length/.test(e.message));
+    assert.throws(
+      () => new FrameDecoder().push(head),
+      (e: unknown) => e instanceof FrameError && /bad frame length/.test(e.message),
+    );
     const at = Buffer.alloc(9);
     at.writeUInt32BE(MAX_FRAME_BYTES);
     at.writeUInt8(FrameKind.Ping, 4);
@@ -98,7 +101,10 @@ describe('FrameDecoder', () => {
     for (const kind of [0, 9, 255]) {
       const f = encodeFrame(FrameKind.Ping, 1, bytes());
       f.writeUInt8(kind, 4);
-      assert.throws(() => new FrameDecoder().push(f), (e: unknown) => e instanceof FrameError && e.message === `unknown frame kind ${kind}`);
+      assert.throws(
+        () => new FrameDecoder().push(f),
+        (e: unknown) => e instanceof FrameError && e.message === `unknown frame kind ${kind}`,
+      );
     }
   });
 });

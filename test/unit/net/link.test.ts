@@ -99,8 +99,14 @@ describe('PeerLink', () => {
     });
     p.client.attach(noRequests);
     const replies = await Promise.all(Array.from({ length: 20 }, (_, n) => p.client.request(`sq${n}`, enc(String(n)))));
-    assert.deepEqual(replies.map(dec), Array.from({ length: 20 }, (_, n) => `sq${n}:${n * n}`));
-    assert.deepEqual(answered, Array.from({ length: 20 }, (_, n) => 19 - n));
+    assert.deepEqual(
+      replies.map(dec),
+      Array.from({ length: 20 }, (_, n) => `sq${n}:${n * n}`),
+    );
+    assert.deepEqual(
+      answered,
+      Array.from({ length: 20 }, (_, n) => 19 - n),
+    );
   });
 
   it('carries requests both ways on one connection, and one-way messages', async () => {

@@ -27,9 +27,7 @@ interface Node {
 let ids: Record<PeerRole, Identity>;
 let rogue: Identity;
 before(async () => {
-  const [ep, partner, aux, r] = await Promise.all(
-    [...ROLES, 'ep'].map((role) => createIdentity({ role, host: '127.0.0.1', years: 1 })),
-  );
+  const [ep, partner, aux, r] = await Promise.all([...ROLES, 'ep'].map((role) => createIdentity({ role, host: '127.0.0.1', years: 1 })));
   ids = { ep: ep!, partner: partner!, aux: aux! };
   rogue = r!;
 });
@@ -143,7 +141,10 @@ describe('PeerManager', () => {
     await until('the EP sees the Partner down', () => !statusOf(ep, 'partner').up);
     await until('the EP has tried to redial', () => statusOf(ep, 'partner').problem?.kind === 'unreachable');
     assert.match(statusOf(ep, 'partner').problem!.message, /connection refused/);
-    assert.throws(() => ep.manager.requireLink('partner'), (e: unknown) => (e as { code?: string }).code === 'EKM_PEER_DOWN');
+    assert.throws(
+      () => ep.manager.requireLink('partner'),
+      (e: unknown) => (e as { code?: string }).code === 'EKM_PEER_DOWN',
+    );
     assert.deepEqual(downs, ['partner']);
     assert.equal(statusOf(ep, 'aux').up, true);
 
@@ -183,7 +184,13 @@ describe('PeerManager', () => {
     const l = await layout();
     const partner = node(l, 'partner');
     await partner.manager.start();
-    const socket = tls.connect({ host: '127.0.0.1', port: l.ports.partner, key: rogue.keyPem, cert: rogue.certPem, rejectUnauthorized: false });
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port: l.ports.partner,
+      key: rogue.keyPem,
+      cert: rogue.certPem,
+      rejectUnauthorized: false,
+    });
     await new Promise<void>((r) => socket.once('secureConnect', () => r()));
     const link = new PeerLink(socket, 'partner');
     link.sendHello({ purpose: 'link' });
@@ -233,7 +240,10 @@ describe('PeerManager', () => {
     const partner = node(l, 'partner', { clusterId: '00000000000000cc' });
     await partner.manager.start();
     await ep.manager.start();
-    await until('the EP got an answer', () => statusOf(ep, 'partner').problem?.kind !== undefined && statusOf(ep, 'partner').problem?.kind !== 'unreachable');
+    await until(
+      'the EP got an answer',
+      () => statusOf(ep, 'partner').problem?.kind !== undefined && statusOf(ep, 'partner').problem?.kind !== 'unreachable',
+    );
     // The acceptor checks the hello first and refuses, so the dialer sees a refusal (untrusted).
     const p = statusOf(ep, 'partner').problem!;
     assert.equal(p.kind, 'untrusted');

@@ -45,7 +45,10 @@ describe('Barrier', () => {
   it('refuses an unknown format byte', () => {
     const t = barrier.seal(secret, aad);
     t[0] = 2;
-    assert.throws(() => barrier.open(t, aad), (e: unknown) => corrupt(e) && /malformed/.test((e as Error).message));
+    assert.throws(
+      () => barrier.open(t, aad),
+      (e: unknown) => corrupt(e) && /malformed/.test((e as Error).message),
+    );
   });
 
   it('refuses the wrong key, saying which file to check', () => {
@@ -64,7 +67,11 @@ describe('Barrier', () => {
 
   it('takes only a 32-byte system key', () => {
     for (const n of [0, 16, 31, 33, 64]) {
-      assert.throws(() => new Barrier(randomBytes(n)), (e: unknown) => e instanceof EkmError && e.code === 'EKM_SYSTEM_KEY', `${n} bytes`);
+      assert.throws(
+        () => new Barrier(randomBytes(n)),
+        (e: unknown) => e instanceof EkmError && e.code === 'EKM_SYSTEM_KEY',
+        `${n} bytes`,
+      );
     }
   });
 });
