@@ -1,9 +1,16 @@
 /**
- * `npm run bench [-- <suite> ...]`: runs every suite in bench/suites/ (or the ones named),
- * prints a table per suite, writes bench/results/<date>.json and re-renders docs/benchmarks.md.
+ * `npm run bench [-- [--snapshot] <suite> ...]`: runs every suite in bench/suites/ (or the ones
+ * named), prints a table per suite, writes bench/results/<date>.json and re-renders
+ * docs/benchmarks.md.
+ *
+ * `--snapshot` measures the committed HEAD instead of the working tree: it checks HEAD out into a
+ * temporary git worktree (sharing node_modules), builds it there and runs the benchmark in it,
+ * writing results and report into this tree. Use it while others edit the tree: the bin/ scripts
+ * run compiled only while dist/ is newer than every source, and a half-edited tree may not build.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
@@ -14,8 +21,10 @@ import type { Suite, SuiteContext, SuiteResult } from './lib/types.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const SUITES_DIR = join(ROOT, 'bench', 'suites');
-const RESULTS_DIR = join(ROOT, 'bench', 'results');
-const DOC = join(ROOT, 'docs', 'benchmarks.md');
+/** Where results and the report go: this tree, or the tree that started a --snapshot run. */
+const OUT = process.env.EKM_BENCH_OUT ?? ROOT;
+const RESULTS_DIR = join(OUT, 'bench', 'results');
+const DOC = join(OUT, 'docs', 'benchmarks.md');
 /** A suite that overruns this is reported as failed (suites bound themselves well below it). */
 const SUITE_GUARD_MS = 6 * 60_000;
 
@@ -49,7 +58,35 @@ function ensureBuilt(): Promise<boolean> {
   return building;
 }
 
+/** Runs this benchmark again inside a temporary worktree of HEAD (see the header). */
+function runInSnapshot(args: readonly string[]): number {
+  const git = (...a: string[]): string => {
+    const r = spawnSync('git', a, { cwd: ROOT, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`git ${a.join(' ')} failed: ${r.stderr.trim()}`);
+    return r.stdout.trim();
+  };
+  const head = git('rev-parse', 'HEAD');
+  const dir = join(mkdtempSync(join(tmpdir(), 'ekm-bench-')), 'tree');
+  console.log(`Snapshot: HEAD ${head.slice(0, 10)} in ${dir}`);
+  git('worktree', 'add', '--detach', dir, head);
+  try {
+    symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+    const r = spawnSync(process.execPath, [...process.execArgv, join('bench', 'run.ts'), ...args], {
+      cwd: dir,
+      env: { ...process.env, EKM_BENCH_OUT: ROOT },
+      stdio: 'inherit',
+    });
+    return r.status ?? 1;
+  } finally {
+    git('worktree', 'remove', '--force', dir);
+    rmSync(resolve(dir, '..'), { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<number> {
+  if (process.argv.includes('--snapshot') && process.env.EKM_BENCH_OUT === undefined) {
+    return runInSnapshot(process.argv.slice(2).filter((a) => a !== '--snapshot'));
+  }
   const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
   const all = await loadSuites();
   const unknown = wanted.filter((w) => !all.some((s) => s.name === w));
@@ -119,7 +156,7 @@ async function main(): Promise<number> {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const file = join(RESULTS_DIR, resultsFileName(startedAt));
   writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
-  mkdirSync(join(ROOT, 'docs'), { recursive: true });
+  mkdirSync(join(OUT, 'docs'), { recursive: true });
   writeReport(RESULTS_DIR, DOC);
   console.log(
     `\nWrote bench/results/${basename(file)} and docs/benchmarks.md (load average after: ${results.loadAverageAfter.join(' / ')})`,

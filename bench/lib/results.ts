@@ -76,6 +76,8 @@ its plots (\`docs/benchmarks/<suite>.svg\`).
 \`npm run bench -- triplet peer-link\` runs only the suites named; this page then takes each
 suite's section from the newest results file that contains it, so sections can come from
 different runs (each section says when, where and at which commit it was measured).
+\`npm run bench -- --snapshot [suite ...]\` measures the committed HEAD in a temporary git
+worktree instead of the working tree (the tree here is shared and edited while benchmarks run).
 Adding a suite: see \`bench/README.md\`.
 
 **Where the numbers come from.** Every figure is measured on real processes on loopback: real
