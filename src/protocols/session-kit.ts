@@ -259,6 +259,11 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
     return false;
   }
 
+  /** In the confirm phase (PREPARED sent, not yet done): never aborts, re-sends on start(). */
+  get committing(): boolean {
+    return this.confirmPhase === 'pending' || this.confirmPhase === 'active';
+  }
+
   // --- Party interface -------------------------------------------------------------------------
   start(): Step<Out, Persist> {
     return this.guard(0, () => {

@@ -19,7 +19,8 @@ import type { Store } from '../store/store.js';
 import { VERSION } from '../version.js';
 import { startApi } from '../api/app.js';
 import { ROLE_PARTY } from '../config/server-config.js';
-import { identitySigner, identityVerifier } from '../service/identity-keys.js';
+import { tripletCerts } from '../service/identity-keys.js';
+import { InProcessRunner, type PartyRunner, WorkerRunner } from '../service/party-runner.js';
 import { KeyService } from '../service/key-service.js';
 import { ABORT_TOPIC, PROTO_TOPIC, ProtocolHost } from '../service/protocol-host.js';
 
@@ -48,6 +49,7 @@ export class EkmServer implements ServerContext {
   readonly peers: PeerManager;
   readonly host: ProtocolHost;
   readonly keys: KeyService;
+  private readonly runner: PartyRunner;
   private storeOk = true;
 
   private constructor(
@@ -81,7 +83,9 @@ export class EkmServer implements ServerContext {
       },
       log,
     });
-    this.host = new ProtocolHost({ self: ROLE_PARTY[config.role], peers: this.peers, store, log });
+    const workers = Number(process.env.EKM_PROTOCOL_WORKERS ?? 2);
+    this.runner = workers > 0 ? new WorkerRunner(workers) : new InProcessRunner();
+    this.host = new ProtocolHost({ self: ROLE_PARTY[config.role], peers: this.peers, store, log, runner: this.runner });
     this.keys = new KeyService({
       self: ROLE_PARTY[config.role],
       tripletId: config.tripletId,
@@ -89,8 +93,7 @@ export class EkmServer implements ServerContext {
       peers: this.peers,
       host: this.host,
       log,
-      signer: identitySigner(identity.keyPem),
-      verifier: identityVerifier(config, identity.certPem),
+      identity: { id: ROLE_PARTY[config.role], tripletId: config.tripletId, identityKeyPem: identity.keyPem, certs: tripletCerts(config, identity.certPem) },
       poolTarget: Number(process.env.EKM_POOL_TARGET ?? 16),
     });
     this.methods.set('status', () => this.statusReply());
@@ -161,6 +164,7 @@ export class EkmServer implements ServerContext {
     await apiClosed;
     this.keys.stop();
     await this.peers.stop();
+    await this.runner.close();
     await this.store.close();
     this.log.info('ekm server stopped');
   }

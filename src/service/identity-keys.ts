@@ -9,15 +9,18 @@ import { ROLE_PARTY } from '../config/server-config.js';
 import type { IdentitySigner, IdentityVerifier } from '../protocols/session-kit.js';
 import type { PartyId } from '../protocols/types.js';
 
-export function identitySigner(keyPem: string): IdentitySigner {
+export function identitySignerFromPem(keyPem: string): IdentitySigner {
   const key = createPrivateKey(keyPem);
   return { sign: (message) => new Uint8Array(sign('sha256', message, key)) };
 }
 
-export function identityVerifier(config: ServerConfig, ownCertPem: string): IdentityVerifier {
-  const keys = new Map<PartyId, KeyObject>();
-  keys.set(ROLE_PARTY[config.role], new X509Certificate(ownCertPem).publicKey);
-  for (const p of config.peers) keys.set(ROLE_PARTY[p.role], new X509Certificate(p.certPem).publicKey);
+/** The certificates of the triplet by party (ours and the pinned peers'), for CommonData. */
+export function tripletCerts(config: ServerConfig, ownCertPem: string): [PartyId, string][] {
+  return [[ROLE_PARTY[config.role], ownCertPem], ...config.peers.map((p): [PartyId, string] => [ROLE_PARTY[p.role], p.certPem])];
+}
+
+export function identityVerifierFromPems(certs: readonly (readonly [PartyId, string])[]): IdentityVerifier {
+  const keys = new Map<PartyId, KeyObject>(certs.map(([party, pem]) => [party, new X509Certificate(pem).publicKey]));
   return {
     verify(party, message, signature) {
       const key = keys.get(party);

@@ -10,8 +10,8 @@ import { decodePoint, getCurve } from '../crypto/curves.js';
 import { enc, toHex } from '../crypto/encoding.js';
 import { EkmError } from '../errors.js';
 import type { PeerManager } from '../net/peers.js';
-import { AUX_PROTO, type AuxPersist, createAuxRederiveParty, resumeAuxRederiveParty, type AuxKeyEpoch } from '../protocols/aux-rederive.js';
-import { DKG_PROTO, type DkgPersist, createDkgParty, resumeDkgParty } from '../protocols/dkg.js';
+import { AUX_PROTO, type AuxPersist, type AuxKeyEpoch, type AuxOutput } from '../protocols/aux-rederive.js';
+import { DKG_PROTO, type DkgPersist } from '../protocols/dkg.js';
 import {
   type EcdsaOutput,
   type EcdsaPersist,
@@ -20,11 +20,6 @@ import {
   PROTO_ONLINE,
   PROTO_PRESIGN,
   PROTO_SIGN,
-  createEcdsaOnlineCoordinator,
-  createEcdsaOnlineHelper,
-  createEcdsaPresignParty,
-  createEcdsaSignCoordinator,
-  createEcdsaSignHelper,
   decodePresig,
   ecdsaPublicJwk,
   encodePresig,
@@ -32,18 +27,18 @@ import {
   parseEcdsaRequest,
   verifyEcdsa,
 } from '../protocols/ecdsa.js';
-import { PROTO_FROST, type FrostOutput, createFrostCoordinator, createFrostHelper, isFrostAlg, parseFrostRequest, verifyFrostSignature } from '../protocols/frost.js';
+import { PROTO_FROST, type FrostOutput, isFrostAlg, parseFrostRequest, verifyFrostSignature } from '../protocols/frost.js';
 import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyShare } from '../protocols/key-share.js';
-import { REFRESH_PROTO, type RefreshKeyEpoch, type RefreshKeyState, type RefreshPersist, createRefreshParty, resumeRefreshParty } from '../protocols/refresh.js';
-import { type CommonConfig, type ConfirmCheckpoint, type IdentitySigner, type IdentityVerifier, decodeRequest } from '../protocols/session-kit.js';
-import type { Envelope, PartyId, Rng } from '../protocols/types.js';
+import { REFRESH_PROTO, type RefreshKeyEpoch, type RefreshKeyState, type RefreshOutput, type RefreshPersist } from '../protocols/refresh.js';
+import { type ConfirmCheckpoint, decodeRequest } from '../protocols/session-kit.js';
+import type { Envelope, PartyId } from '../protocols/types.js';
 import type { KeyRow, KeyWrite, StoredShare } from '../store/key-records.js';
 import type { Store } from '../store/store.js';
+import type { CommonData, Recipe } from './party-recipes.js';
 import { ProtocolAbortedError, type ProtocolHost, type SessionSpec } from './protocol-host.js';
 import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from './share-codec.js';
 import { PresignPool } from './presign-pool.js';
 
-const rng: Rng = (n) => new Uint8Array(randomBytes(n));
 
 export type PublicKeyFormat = 'pem' | 'der' | 'raw' | 'jwk';
 export type SignatureFormat = 'raw' | 'der';
@@ -82,18 +77,18 @@ export interface KeyServiceDeps {
   readonly peers: PeerManager;
   readonly host: ProtocolHost;
   readonly log: Logger;
-  readonly signer: IdentitySigner;
-  readonly verifier: IdentityVerifier;
+  /** Identity key and triplet certificates for the two-phase commits' signed statements. */
+  readonly identity: CommonData;
   /** Presignatures kept ready per ECDSA key that has signed (EP); 0 disables the pool. */
   readonly poolTarget?: number;
 }
 
 export class KeyService {
-  private readonly common: CommonConfig;
+  private readonly common: CommonData;
   readonly pool: PresignPool | undefined;
 
   constructor(private readonly deps: KeyServiceDeps) {
-    this.common = { id: deps.self, tripletId: deps.tripletId, rng, signer: deps.signer, verifier: deps.verifier };
+    this.common = deps.identity;
     this.registerHelpers();
     if (deps.self === 1 && (deps.poolTarget ?? 16) > 0) {
       this.pool = new PresignPool({
@@ -130,8 +125,7 @@ export class KeyService {
     this.requireEp();
     if (!EC_ALGS.includes(alg)) throw new EkmError('EKM_BAD_ALG', `unknown key algorithm ${String(alg)}`, `use one of ${EC_ALGS.join(', ')}`);
     const keyId = toHex(randomBytes(8));
-    const party = createDkgParty({ ...this.common, request: { keyId, alg, policy: enc('policy/v1') }, authorize: () => true });
-    await this.deps.host.run(this.spec(party, DKG_PROTO, (items, sid) => dkgWrites(items as DkgPersist[], sid)));
+    await this.deps.host.run(this.spec({ kind: 'dkg', common: this.common, request: { keyId, alg, policy: enc('policy/v1') } }, DKG_PROTO, dkgWrites));
     return { keyId, alg };
   }
 
@@ -152,8 +146,8 @@ export class KeyService {
       if (!req.message) throw new EkmError('EKM_BAD_INPUT', `${alg} signs the whole message (pure ${alg === 'eddsa-ed25519' ? 'Ed25519' : 'BIP340'}): give a message, not a digest`);
       if (req.format === 'der') throw new EkmError('EKM_BAD_INPUT', `${alg} signatures have no DER form`);
       const helper: 2 | 3 = this.deps.peers.link('partner') ? 2 : 3;
-      const party = createFrostCoordinator({ share: current, tripletId: this.deps.tripletId, helper, message: req.message, rng });
-      const out = (await this.deps.host.run(this.spec(party, PROTO_FROST, () => []))) as FrostOutput;
+      const recipe: Recipe = { kind: 'frost', share: current, tripletId: this.deps.tripletId, coordinate: { helper, message: req.message } };
+      const out = await this.deps.host.run<FrostOutput>(this.spec(recipe, PROTO_FROST, noWrites));
       if (out.kind !== 'signature' || !verifyFrostSignature(alg, current.Y, req.message, out.signature)) {
         throw this.invalidOutput(keyId, PROTO_FROST);
       }
@@ -161,12 +155,13 @@ export class KeyService {
     }
     if (!isEcdsaAlg(alg)) throw new EkmError('EKM_BAD_ALG', `key ${keyId} cannot sign`);
     const input = signedInput(alg, req);
-    const run = (presig: PresigShare | undefined): Promise<EcdsaOutput> => {
-      const party = presig
-        ? createEcdsaOnlineCoordinator({ share: current, tripletId: this.deps.tripletId, rng, presig, input })
-        : createEcdsaSignCoordinator({ share: current, tripletId: this.deps.tripletId, rng, input });
-      return this.deps.host.run(this.spec(party, presig ? PROTO_ONLINE : PROTO_SIGN, (items) => ecdsaWrites(items as EcdsaPersist[]))) as Promise<EcdsaOutput>;
-    };
+    const tripletId = this.deps.tripletId;
+    const run = (presig: PresigShare | undefined): Promise<EcdsaOutput> =>
+      this.deps.host.run<EcdsaOutput>(
+        presig
+          ? this.spec({ kind: 'ecdsa-online', share: current, tripletId, presig, input }, PROTO_ONLINE, ecdsaWrites)
+          : this.spec({ kind: 'ecdsa-sign', share: current, tripletId, input }, PROTO_SIGN, ecdsaWrites),
+      );
     let presig = await this.pool?.take(keyId, current.epoch);
     let out: EcdsaOutput;
     try {
@@ -207,8 +202,7 @@ export class KeyService {
     this.requireEp();
     const states = await this.loadRefreshStates(keyIds);
     for (const k of keyIds) if (!states.has(k)) throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${k}`, undefined, 1, 404);
-    const party = createRefreshParty({ ...this.common, lookup: (k) => states.get(k), keyIds });
-    const out = await this.deps.host.run(this.spec(party, REFRESH_PROTO, (items, sid) => refreshWrites(items as RefreshPersist[], sid)));
+    const out = await this.deps.host.run<RefreshOutput>(this.spec({ kind: 'refresh', common: this.common, states: [...states], keyIds }, REFRESH_PROTO, refreshWrites));
     for (const k of out.keys) this.pool?.burn(k.keyId, k.to);
     return { keys: out.keys };
   }
@@ -219,8 +213,9 @@ export class KeyService {
     const ids = keyIds ?? (await this.allKeyIds());
     if (ids.length === 0) return { keys: [] };
     const shares = await this.loadCurrentShares(ids);
-    const party = createAuxRederiveParty({ ...this.common, lookup: (k) => shares.get(k), keyIds: ids, attribution: true });
-    const out = await this.deps.host.run(this.spec(party, AUX_PROTO, (items, sid) => auxWrites(items as AuxPersist[], sid)));
+    const out = await this.deps.host.run<AuxOutput>(
+      this.spec({ kind: 'aux', common: this.common, shares: [...shares], keyIds: ids, attribution: true }, AUX_PROTO, auxWrites),
+    );
     // The old Aux's presignature shares are gone: presignatures made with it can never complete.
     for (const k of out.keys) this.pool?.burn(k.keyId, null);
     return { keys: out.keys };
@@ -230,43 +225,36 @@ export class KeyService {
 
   private registerHelpers(): void {
     const { host, tripletId } = this.deps;
+    const common = this.common;
     host.register(DKG_PROTO, async (env) => {
       const { inputs } = decodeRequest(DKG_PROTO, env, tripletId);
       if (await this.deps.store.getKey(inputs.keyIds[0]!)) throw new EkmError('EKM_KEY_EXISTS', `key ${inputs.keyIds[0]} exists`);
-      const party = createDkgParty({ ...this.common, authorize: (req) => EC_ALGS.includes(req.alg) });
-      return this.spec(party, DKG_PROTO, (items, sid) => dkgWrites(items as DkgPersist[], sid));
+      return this.spec({ kind: 'dkg', common }, DKG_PROTO, dkgWrites);
     });
     host.register(REFRESH_PROTO, async (env) => {
       const { inputs } = decodeRequest(REFRESH_PROTO, env, tripletId);
       const states = await this.loadRefreshStates(inputs.keyIds);
-      const party = createRefreshParty({ ...this.common, lookup: (k) => states.get(k) });
-      return this.spec(party, REFRESH_PROTO, (items, sid) => refreshWrites(items as RefreshPersist[], sid));
+      return this.spec({ kind: 'refresh', common, states: [...states] }, REFRESH_PROTO, refreshWrites);
     });
     host.register(AUX_PROTO, async (env) => {
       const { inputs } = decodeRequest(AUX_PROTO, env, tripletId);
       const shares = this.deps.self === 3 ? new Map<string, KeyShare>() : await this.loadCurrentShares(inputs.keyIds);
-      const party = createAuxRederiveParty({ ...this.common, ...(this.deps.self === 2 ? { lookup: (k: string) => shares.get(k) } : {}) });
-      return this.spec(party, AUX_PROTO, (items, sid) => auxWrites(items as AuxPersist[], sid));
+      return this.spec({ kind: 'aux', common, shares: [...shares] }, AUX_PROTO, auxWrites);
     });
-    const ecdsaHelper = async (env: Envelope): Promise<SessionSpec<unknown>> => {
+    const ecdsaHelper = async (env: Envelope): Promise<SessionSpec> => {
       const info = parseEcdsaRequest(env);
       const share = await this.shareAt(info.header.keyId, info.header.epoch);
-      const base = { share, tripletId, rng };
-      if (info.proto === PROTO_SIGN) return this.spec(createEcdsaSignHelper(base), PROTO_SIGN, () => []);
-      if (info.proto === PROTO_PRESIGN) {
-        return this.spec(createEcdsaPresignParty(base), PROTO_PRESIGN, () => [], presigOutputWrites);
-      }
+      if (info.proto === PROTO_SIGN) return this.spec({ kind: 'ecdsa-sign', share, tripletId }, PROTO_SIGN, noWrites);
+      if (info.proto === PROTO_PRESIGN) return this.spec({ kind: 'ecdsa-presign', share, tripletId }, PROTO_PRESIGN, noWrites, presigOutputWrites);
       const stored = info.psid ? await this.deps.store.getPresig(toHex(info.psid)) : undefined;
-      const presig = stored ? decodePresig(stored) : undefined;
-      const lookupPresig = (psid: Uint8Array): ReturnType<typeof decodePresig> | undefined =>
-        presig && toHex(presig.psid) === toHex(psid) ? presig : undefined;
-      return this.spec(createEcdsaOnlineHelper({ ...base, lookupPresig }), PROTO_ONLINE, (items) => ecdsaWrites(items as EcdsaPersist[]));
+      const recipe: Recipe = { kind: 'ecdsa-online', share, tripletId, ...(stored ? { presig: decodePresig(stored) } : {}) };
+      return this.spec(recipe, PROTO_ONLINE, ecdsaWrites);
     };
     for (const proto of [PROTO_SIGN, PROTO_PRESIGN, PROTO_ONLINE]) host.register(proto, ecdsaHelper);
     host.register(PROTO_FROST, async (env) => {
       const info = parseFrostRequest(env);
       const share = await this.shareAt(info.header.keyId, info.header.epoch);
-      return this.spec(createFrostHelper({ share, tripletId, rng }), PROTO_FROST, () => []);
+      return this.spec({ kind: 'frost', share, tripletId }, PROTO_FROST, noWrites);
     });
   }
 
@@ -274,38 +262,33 @@ export class KeyService {
   private async presign(keyId: string): Promise<{ psid: string; epoch: number } | undefined> {
     const { current } = await this.getKey(keyId);
     if (!isEcdsaAlg(current.alg)) return undefined;
-    const party = createEcdsaPresignParty({ share: current, tripletId: this.deps.tripletId, rng });
-    const out = (await this.deps.host.run(this.spec(party, PROTO_PRESIGN, () => [], presigOutputWrites))) as EcdsaOutput;
+    const out = await this.deps.host.run<EcdsaOutput>(
+      this.spec({ kind: 'ecdsa-presign', share: current, tripletId: this.deps.tripletId }, PROTO_PRESIGN, noWrites, presigOutputWrites),
+    );
     if (out.kind !== 'presignature') return undefined;
     return { psid: toHex(out.presig.psid), epoch: out.presig.epoch };
   }
 
-  private spec<Out>(
-    party: SessionSpec<Out>['party'],
-    label: string,
-    toWrites: SessionSpec<Out>['toWrites'],
-    outputWrites?: SessionSpec<Out>['outputWrites'],
-  ): SessionSpec<Out> {
-    return { party, label, toWrites, ...(outputWrites ? { outputWrites } : {}) };
+  private spec<P>(recipe: Recipe, label: string, toWrites: (items: readonly P[], sid: string) => KeyWrite[], outputWrites?: (out: unknown) => KeyWrite[]): SessionSpec {
+    return { recipe, label, toWrites: toWrites as SessionSpec['toWrites'], ...(outputWrites ? { outputWrites } : {}) };
   }
 
-  private async resumeSpec(proto: string, cp: Checkpointed): Promise<SessionSpec<unknown>> {
+  private async resumeSpec(proto: string, cp: Checkpointed): Promise<SessionSpec> {
+    const common = this.common;
     if (proto === DKG_PROTO && cp.keyId) {
-      const shares = await this.deps.store.getShares(cp.keyId);
-      const share = shares.find((s) => s.status === 'current');
+      const share = (await this.deps.store.getShares(cp.keyId)).find((s) => s.status === 'current');
       if (!share) throw new Error(`no share of ${cp.keyId} to resume with`);
-      const party = resumeDkgParty({ ...this.common, authorize: () => false }, cp.checkpoint, recordToShare(share));
-      return this.spec(party, DKG_PROTO, (items, sid) => dkgWrites(items as DkgPersist[], sid));
+      return this.spec({ kind: 'dkg', common, resume: { checkpoint: cp.checkpoint, share: recordToShare(share) } }, DKG_PROTO, dkgWrites);
     }
     if (proto === REFRESH_PROTO && cp.keys) {
       const states = await this.loadRefreshStates(cp.keys.map((k) => k.keyId));
-      const party = resumeRefreshParty({ ...this.common, lookup: (k) => states.get(k) }, { keys: cp.keys as RefreshKeyEpoch[], checkpoint: cp.checkpoint });
-      return this.spec(party, REFRESH_PROTO, (items, sid) => refreshWrites(items as RefreshPersist[], sid));
+      const resume = { keys: cp.keys as RefreshKeyEpoch[], checkpoint: cp.checkpoint };
+      return this.spec({ kind: 'refresh', common, states: [...states], resume }, REFRESH_PROTO, refreshWrites);
     }
     if (proto === AUX_PROTO && cp.keys) {
       const shares = this.deps.self === 3 ? new Map<string, KeyShare>() : await this.loadCurrentShares(cp.keys.map((k) => k.keyId));
-      const party = resumeAuxRederiveParty({ ...this.common, lookup: (k) => shares.get(k) }, { keys: cp.keys as AuxKeyEpoch[], checkpoint: cp.checkpoint });
-      return this.spec(party, AUX_PROTO, (items, sid) => auxWrites(items as AuxPersist[], sid));
+      const resume = { keys: cp.keys as AuxKeyEpoch[], checkpoint: cp.checkpoint };
+      return this.spec({ kind: 'aux', common, shares: [...shares], resume }, AUX_PROTO, auxWrites);
     }
     throw new Error(`cannot resume ${proto}`);
   }
@@ -365,6 +348,10 @@ export class KeyService {
 }
 
 // --- persist items → store writes ----------------------------------------------------------
+
+function noWrites(): KeyWrite[] {
+  return [];
+}
 
 function dkgWrites(items: readonly DkgPersist[], sid: string): KeyWrite[] {
   return items.flatMap((it): KeyWrite[] => {

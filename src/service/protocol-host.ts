@@ -1,16 +1,19 @@
 /**
- * Runs protocol parties (pure state machines, src/protocols) over the peer links: routes
- * envelopes by sid, makes every `persist` durable before the same step's messages leave, enforces
- * that an envelope's `from` is the authenticated peer it arrived from, times sessions out, and
- * logs aborts and security events. One session's messages are processed strictly in order.
+ * Runs protocol sessions over the peer links: routes envelopes by sid, makes every `persist`
+ * durable before the same step's messages leave, enforces that an envelope's `from` is the
+ * authenticated peer it arrived on, times sessions out, tells peers about aborts, and logs aborts
+ * and security events. One session's calls are strictly ordered; its party computes on a
+ * PartyRunner (worker threads by default), so curve math never blocks this event loop.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { toHex } from '../crypto/encoding.js';
 import { EkmError } from '../errors.js';
 import type { PeerManager, PeerRole } from '../net/peers.js';
-import { type Envelope, type Party, type PartyId, ProtocolAbort, decodeEnvelope, encodeEnvelope } from '../protocols/types.js';
+import { type Envelope, type PartyId, ProtocolAbort, decodeEnvelope, encodeEnvelope } from '../protocols/types.js';
 import type { KeyStore, KeyWrite } from '../store/key-records.js';
+import type { Recipe } from './party-recipes.js';
+import { type Call, type PartyRunner, type RunningParty, type StepResult, fromData } from './party-runner.js';
 
 export const PROTO_TOPIC = 'proto';
 /** Out-of-protocol notice that a session was aborted here, so peers stop waiting for it. */
@@ -18,27 +21,29 @@ export const ABORT_TOPIC = 'proto-abort';
 const ROLE_OF: Record<PartyId, PeerRole> = { 1: 'ep', 2: 'partner', 3: 'aux' };
 const PARTY_OF: Record<PeerRole, PartyId> = { ep: 1, partner: 2, aux: 3 };
 
-/** A party plus what the host needs to persist its items and to report its output. */
-export interface SessionSpec<Out> {
-  readonly party: Party<Out, unknown>;
+/** A party (as a recipe) plus how the host stores its persist items and output. */
+export interface SessionSpec {
+  readonly recipe: Recipe;
+  /** Names the session in logs and errors (the protocol name). */
+  readonly label: string;
   /** Maps the party's persist items to store writes (applied in one transaction, before sending). */
   readonly toWrites: (items: readonly unknown[], sid: string) => KeyWrite[];
   /** Writes that make the party's output durable (e.g. a helper's presignature share). */
   readonly outputWrites?: (output: unknown) => KeyWrite[];
-  /** Names the session in logs and errors (the protocol name). */
-  readonly label: string;
 }
 
-/** Builds the party for a round-0 request from EP (non-initiators); may throw to refuse it. */
-export type SessionFactory = (request: Envelope) => Promise<SessionSpec<unknown>>;
+/** Builds the session for a round-0 request from EP (non-initiators); throws to refuse it. */
+export type SessionFactory = (request: Envelope) => Promise<SessionSpec>;
 
 interface Session {
-  readonly sid: string;
-  readonly spec: SessionSpec<unknown>;
+  sid: string;
+  readonly spec: SessionSpec;
+  readonly party: RunningParty;
   queue: Promise<void>;
   timer: NodeJS.Timeout | undefined;
   settle?: { resolve(v: unknown): void; reject(e: Error): void };
   done: boolean;
+  committing: boolean;
 }
 
 export interface HostOptions {
@@ -46,6 +51,7 @@ export interface HostOptions {
   readonly peers: PeerManager;
   readonly store: KeyStore;
   readonly log: Logger;
+  readonly runner: PartyRunner;
   /** A session that makes no progress for this long is timed out. */
   readonly timeoutMs?: number;
 }
@@ -69,7 +75,7 @@ export class ProtocolHost {
 
   constructor(private readonly opts: HostOptions) {
     this.timeoutMs = opts.timeoutMs ?? 15_000;
-    opts.peers.on('up', (role: PeerRole) => this.onPeerUp(role));
+    opts.peers.on('up', () => this.onPeerUp());
   }
 
   register(proto: string, factory: SessionFactory): void {
@@ -80,35 +86,23 @@ export class ProtocolHost {
     return this.sessions.size;
   }
 
-  /** Initiator (EP): starts the party and resolves with its output (or rejects on abort/timeout). */
-  run<Out>(spec: SessionSpec<Out>): Promise<Out> {
-    return new Promise<Out>((resolve, reject) => {
-      const session = this.open('', spec as SessionSpec<unknown>);
-      session.settle = { resolve: resolve as (v: unknown) => void, reject };
-      this.enqueue(session, () => spec.party.start());
-    });
-  }
-
-  /** Resumes a session recovered from a checkpoint: `start()` re-sends its last confirm message. */
-  resume(spec: SessionSpec<unknown>, sid: string): void {
-    const session = this.open(sid, spec);
-    this.enqueue(session, () => spec.party.start());
-  }
-
   /** Fresh 32-byte session nonce. */
   static nonce(): Uint8Array {
     return new Uint8Array(randomBytes(32));
   }
 
-  /** A peer aborted a session: fail it here too instead of waiting for the timeout. */
-  peerAborted(fromRole: PeerRole, bytes: Uint8Array): void {
-    if (bytes.length < 32) return;
-    const sid = toHex(bytes.subarray(0, 32));
-    const reason = Buffer.from(bytes.subarray(32, 32 + 200)).toString('utf8').replace(/[^\x20-\x7e]/g, '?');
-    const session = this.sessions.get(sid);
-    if (!session || session.done) return;
-    const party = PARTY_OF[fromRole];
-    this.fail(session, new ProtocolAbort(session.spec.label, -1, `${fromRole} aborted: ${reason}`, party), false);
+  /** Initiator (EP): starts the party and resolves with its output (or rejects on abort/timeout). */
+  run<Out>(spec: SessionSpec): Promise<Out> {
+    return new Promise<Out>((resolve, reject) => {
+      const session = this.open('', spec);
+      session.settle = { resolve: resolve as (v: unknown) => void, reject };
+      this.enqueue(session, { op: 'start' });
+    });
+  }
+
+  /** Resumes a session recovered from a checkpoint: `start()` re-sends its last confirm message. */
+  resume(spec: SessionSpec, sid: string): void {
+    this.enqueue(this.open(sid, spec), { op: 'start' });
   }
 
   /** Entry point for envelopes arriving on a peer link (topic `proto`). */
@@ -126,15 +120,19 @@ export class ProtocolHost {
     }
     const sid = toHex(env.sid);
     const session = this.sessions.get(sid);
-    if (session) {
-      this.enqueue(session, () => session.spec.party.receive(env));
-      return;
-    }
-    if (env.round === 0 && env.from === 1) {
-      void this.accept(sid, env);
-      return;
-    }
-    this.keepOrphan(sid, env);
+    if (session) this.enqueue(session, { op: 'receive', env });
+    else if (env.round === 0 && env.from === 1) void this.accept(sid, env);
+    else this.keepOrphan(sid, env);
+  }
+
+  /** A peer aborted a session: fail it here too instead of waiting for the timeout. */
+  peerAborted(fromRole: PeerRole, bytes: Uint8Array): void {
+    if (bytes.length < 32) return;
+    const sid = toHex(bytes.subarray(0, 32));
+    const reason = Buffer.from(bytes.subarray(32, 232)).toString('utf8').replace(/[^\x20-\x7e]/g, '?');
+    const session = this.sessions.get(sid);
+    if (!session || session.done || session.committing) return;
+    this.fail(session, new ProtocolAbort(session.spec.label, -1, `${fromRole} aborted: ${reason}`, PARTY_OF[fromRole]), false);
   }
 
   private async accept(sid: string, env: Envelope): Promise<void> {
@@ -147,7 +145,7 @@ export class ProtocolHost {
       this.security('replayed session id refused', { proto: env.proto, sid });
       return;
     }
-    let spec: SessionSpec<unknown>;
+    let spec: SessionSpec;
     try {
       spec = await factory(env);
     } catch (e) {
@@ -157,15 +155,23 @@ export class ProtocolHost {
     }
     if (this.sessions.has(sid)) return;
     const session = this.open(sid, spec);
-    this.enqueue(session, () => spec.party.receive(env));
+    this.enqueue(session, { op: 'receive', env });
     const early = this.orphans.get(sid) ?? [];
     this.orphans.delete(sid);
     this.orphanCount -= early.length;
-    for (const o of early) this.enqueue(session, () => spec.party.receive(o.env));
+    for (const o of early) this.enqueue(session, { op: 'receive', env: o.env });
   }
 
-  private open(sid: string, spec: SessionSpec<unknown>): Session {
-    const session: Session = { sid, spec, queue: Promise.resolve(), timer: undefined, done: false };
+  private open(sid: string, spec: SessionSpec): Session {
+    const session: Session = {
+      sid,
+      spec,
+      party: this.opts.runner.create(spec.recipe, spec.label),
+      queue: Promise.resolve(),
+      timer: undefined,
+      done: false,
+      committing: false,
+    };
     if (sid) this.sessions.set(sid, session);
     this.arm(session);
     return session;
@@ -173,53 +179,46 @@ export class ProtocolHost {
 
   private arm(session: Session): void {
     if (session.timer) clearTimeout(session.timer);
-    session.timer = setTimeout(() => this.expire(session), this.timeoutMs);
+    session.timer = setTimeout(() => this.enqueue(session, { op: 'expire' }), this.timeoutMs);
     session.timer.unref();
   }
 
-  private expire(session: Session): void {
-    if (session.done) return;
-    const party = session.spec.party as Party<unknown, unknown> & { expire?: () => ProtocolAbort | null };
-    if (typeof party.expire === 'function') {
-      const abort = party.expire();
-      if (abort === null) {
-        // After PREPARED a state-changing session never aborts (R4): it waits for its peers, and
-        // re-sends when a link comes back. The caller learns the outcome is pending.
-        session.settle?.reject(
-          new EkmError('EKM_PROTOCOL_PENDING', `${session.spec.label} is committing and waits for a peer`, 'it completes when the peer is back; retry the read later', 1, 504),
-        );
-        session.settle = undefined;
-        return;
-      }
-      this.fail(session, abort);
-      return;
-    }
-    this.fail(session, new ProtocolAbort(session.spec.label, -1, 'timeout', null));
+  private enqueue(session: Session, call: Call): void {
+    session.queue = session.queue.then(() => this.process(session, call));
   }
 
-  private enqueue(session: Session, step: () => ReturnType<Party<unknown, unknown>['start']>): void {
-    session.queue = session.queue.then(() => this.process(session, step));
-  }
-
-  private async process(session: Session, stepFn: () => ReturnType<Party<unknown, unknown>['start']>): Promise<void> {
+  private async process(session: Session, call: Call): Promise<void> {
     if (session.done) return;
-    const party = session.spec.party as Party<unknown, unknown> & { failure?: ProtocolAbort | null; events?: { round: number; reason: string; suspect: PartyId | null }[] };
-    let step: ReturnType<Party<unknown, unknown>['start']>;
+    let r: StepResult;
     try {
-      step = stepFn();
+      r = await session.party.call(call);
     } catch (e) {
       this.fail(session, e);
       return;
     }
-    this.drainEvents(session, party);
-    const sid = session.sid || (step.send[0] ? toHex(step.send[0].sid) : '');
+    for (const ev of r.events) this.security(ev.reason, { proto: session.spec.label, sid: session.sid, round: ev.round, suspect: ev.suspect });
+    session.committing = r.committing;
+    if (r.thrown) {
+      this.fail(session, fromData(r.thrown));
+      return;
+    }
+    if (call.op === 'expire' && !r.failure && !r.finished) {
+      // After PREPARED a state-changing session never aborts (R4): it waits for its peers and
+      // re-sends when a link comes back. The caller learns that the outcome is pending.
+      session.settle?.reject(
+        new EkmError('EKM_PROTOCOL_PENDING', `${session.spec.label} is committing and waits for a peer`, 'it completes when the peer is back; check again later', 1, 504),
+      );
+      session.settle = undefined;
+      return;
+    }
+    const sid = session.sid || (r.send[0] ? toHex(r.send[0].sid) : '');
     if (!session.sid && sid) {
-      (session as { sid: string }).sid = sid;
+      session.sid = sid;
       this.sessions.set(sid, session);
     }
     try {
-      const writes = session.spec.toWrites(step.persist, sid);
-      if (step.output !== undefined && session.spec.outputWrites) writes.push(...session.spec.outputWrites(step.output));
+      const writes = session.spec.toWrites(r.persist, sid);
+      if (r.output !== undefined && session.spec.outputWrites) writes.push(...session.spec.outputWrites(r.output));
       await this.opts.store.applyKeyWrites(writes);
     } catch (e) {
       // Nothing was sent: the peers time out; this server's state is unchanged or fully written.
@@ -227,39 +226,28 @@ export class ProtocolHost {
       this.fail(session, new ProtocolAbort(session.spec.label, -1, `store write failed: ${(e as Error).message}`, null));
       return;
     }
-    for (const env of step.send) {
-      const role = ROLE_OF[env.to];
-      const link = this.opts.peers.link(role);
-      if (!link) continue; // the session times out, or re-sends when the link is back (confirm phase)
+    for (const env of r.send) {
       try {
-        link.send(PROTO_TOPIC, encodeEnvelope(env));
+        // A missing link: the session times out, or re-sends when the link is back (confirm phase).
+        this.opts.peers.link(ROLE_OF[env.to])?.send(PROTO_TOPIC, encodeEnvelope(env));
       } catch {
-        /* link closed between the check and the send: same as above */
+        /* the link closed between the check and the send: same as above */
       }
     }
     this.arm(session);
-    if (step.output !== undefined && session.settle) {
-      session.settle.resolve(step.output);
+    if (r.output !== undefined && session.settle) {
+      session.settle.resolve(r.output);
       session.settle = undefined;
     }
-    if (party.failure) {
-      this.fail(session, party.failure);
-      return;
-    }
-    if (party.finished) this.close(session);
-  }
-
-  private drainEvents(session: Session, party: { events?: { round: number; reason: string; suspect: PartyId | null }[] }): void {
-    if (!party.events || party.events.length === 0) return;
-    for (const ev of party.events.splice(0)) {
-      this.security(ev.reason, { proto: session.spec.label, sid: session.sid, round: ev.round, suspect: ev.suspect });
-    }
+    if (r.failure) this.fail(session, fromData(r.failure));
+    else if (r.finished) this.close(session);
   }
 
   private fail(session: Session, err: unknown, notify = true): void {
+    if (session.done) return;
     this.logAbort(session.spec.label, session.sid, err);
-    if (notify && session.sid && !session.done) this.notifyAbort(session.sid, err);
-    const message = err instanceof ProtocolAbort ? err.message : err instanceof Error ? err.message : String(err);
+    if (notify && session.sid) this.notifyAbort(session.sid, err);
+    const message = err instanceof Error ? err.message : String(err);
     session.settle?.reject(err instanceof EkmError ? err : new ProtocolAbortedError(message));
     session.settle = undefined;
     this.close(session);
@@ -282,6 +270,7 @@ export class ProtocolHost {
     session.done = true;
     if (session.timer) clearTimeout(session.timer);
     if (session.sid) this.sessions.delete(session.sid);
+    session.party.dispose();
     if (session.settle) {
       session.settle.reject(new ProtocolAbortedError(`${session.spec.label} ended without a result`));
       session.settle = undefined;
@@ -324,11 +313,7 @@ export class ProtocolHost {
   }
 
   /** A link came back: sessions in their confirm phase re-send (threshold-protocols.md §5 I4). */
-  private onPeerUp(role: PeerRole): void {
-    void role;
-    for (const s of this.sessions.values()) {
-      const p = s.spec.party as { confirmPhase?: string };
-      if (p.confirmPhase === 'pending' || p.confirmPhase === 'active') this.enqueue(s, () => s.spec.party.start());
-    }
+  private onPeerUp(): void {
+    for (const s of this.sessions.values()) if (s.committing) this.enqueue(s, { op: 'start' });
   }
 }

@@ -1,0 +1,113 @@
+/**
+ * A party described as plain data (a "recipe"), so it can be built in a worker thread: every input
+ * is structured-clonable (bigints, byte arrays, strings), and the callbacks a protocol needs
+ * (randomness, identity signatures, store lookups) are rebuilt from that data where it runs.
+ */
+import { randomBytes } from 'node:crypto';
+import { createAuxRederiveParty, resumeAuxRederiveParty, type AuxKeyEpoch } from '../protocols/aux-rederive.js';
+import { createDkgParty, resumeDkgParty, type DkgRequest } from '../protocols/dkg.js';
+import {
+  createEcdsaOnlineCoordinator,
+  createEcdsaOnlineHelper,
+  createEcdsaPresignParty,
+  createEcdsaSignCoordinator,
+  createEcdsaSignHelper,
+  type PresigShare,
+  type SignedInput,
+} from '../protocols/ecdsa.js';
+import { createFrostCoordinator, createFrostHelper } from '../protocols/frost.js';
+import { EC_ALGS, type KeyShare } from '../protocols/key-share.js';
+import { createRefreshParty, resumeRefreshParty, type RefreshKeyEpoch, type RefreshKeyState } from '../protocols/refresh.js';
+import type { CommonConfig, ConfirmCheckpoint } from '../protocols/session-kit.js';
+import type { Party, PartyId, Rng } from '../protocols/types.js';
+import { bytesEqual } from '../crypto/encoding.js';
+import { identitySignerFromPem, identityVerifierFromPems } from './identity-keys.js';
+
+/** What every state-changing protocol needs: who we are and the identity keys (§11 R4). */
+export interface CommonData {
+  readonly id: PartyId;
+  readonly tripletId: string;
+  readonly identityKeyPem: string;
+  /** Certificates (PEM) of all three parties, ours included. */
+  readonly certs: readonly (readonly [PartyId, string])[];
+}
+
+type Resume<T> = { readonly checkpoint: ConfirmCheckpoint } & T;
+
+export type Recipe =
+  | { readonly kind: 'dkg'; readonly common: CommonData; readonly request?: DkgRequest; readonly resume?: Resume<{ share: KeyShare }> }
+  | {
+      readonly kind: 'refresh';
+      readonly common: CommonData;
+      readonly states: readonly (readonly [string, RefreshKeyState])[];
+      readonly keyIds?: readonly string[];
+      readonly resume?: Resume<{ keys: readonly RefreshKeyEpoch[] }>;
+    }
+  | {
+      readonly kind: 'aux';
+      readonly common: CommonData;
+      readonly shares: readonly (readonly [string, KeyShare])[];
+      readonly keyIds?: readonly string[];
+      readonly attribution?: boolean;
+      readonly resume?: Resume<{ keys: readonly AuxKeyEpoch[] }>;
+    }
+  | { readonly kind: 'ecdsa-sign'; readonly share: KeyShare; readonly tripletId: string; readonly input?: SignedInput }
+  | { readonly kind: 'ecdsa-presign'; readonly share: KeyShare; readonly tripletId: string }
+  | { readonly kind: 'ecdsa-online'; readonly share: KeyShare; readonly tripletId: string; readonly presig?: PresigShare; readonly input?: SignedInput }
+  | { readonly kind: 'frost'; readonly share: KeyShare; readonly tripletId: string; readonly coordinate?: { helper: 2 | 3; message: Uint8Array } };
+
+const rng: Rng = (n) => new Uint8Array(randomBytes(n));
+
+function common(c: CommonData): CommonConfig {
+  return {
+    id: c.id,
+    tripletId: c.tripletId,
+    rng,
+    signer: identitySignerFromPem(c.identityKeyPem),
+    verifier: identityVerifierFromPems(c.certs),
+  };
+}
+
+/** Builds the party a recipe describes (initiator when the recipe carries the operation's input). */
+export function buildParty(r: Recipe): Party<unknown, unknown> {
+  switch (r.kind) {
+    case 'dkg': {
+      // Helpers accept any known alg: the host already refused key ids that exist.
+      const cfg = { ...common(r.common), ...(r.request ? { request: r.request } : {}), authorize: (req: DkgRequest) => EC_ALGS.includes(req.alg) };
+      return r.resume ? resumeDkgParty(cfg, r.resume.checkpoint, r.resume.share) : createDkgParty(cfg);
+    }
+    case 'refresh': {
+      const states = new Map(r.states);
+      const cfg = { ...common(r.common), lookup: (k: string) => states.get(k), ...(r.keyIds ? { keyIds: r.keyIds } : {}) };
+      return r.resume ? resumeRefreshParty(cfg, r.resume) : createRefreshParty(cfg);
+    }
+    case 'aux': {
+      const shares = new Map(r.shares);
+      const cfg = {
+        ...common(r.common),
+        ...(r.common.id !== 3 ? { lookup: (k: string) => shares.get(k) } : {}),
+        ...(r.keyIds ? { keyIds: r.keyIds } : {}),
+        ...(r.attribution ? { attribution: true } : {}),
+      };
+      return r.resume ? resumeAuxRederiveParty(cfg, r.resume) : createAuxRederiveParty(cfg);
+    }
+    case 'ecdsa-sign':
+      return r.input ? createEcdsaSignCoordinator({ share: r.share, tripletId: r.tripletId, rng, input: r.input }) : createEcdsaSignHelper({ share: r.share, tripletId: r.tripletId, rng });
+    case 'ecdsa-presign':
+      return createEcdsaPresignParty({ share: r.share, tripletId: r.tripletId, rng });
+    case 'ecdsa-online': {
+      if (r.input && r.presig) return createEcdsaOnlineCoordinator({ share: r.share, tripletId: r.tripletId, rng, presig: r.presig, input: r.input });
+      const presig = r.presig;
+      return createEcdsaOnlineHelper({
+        share: r.share,
+        tripletId: r.tripletId,
+        rng,
+        lookupPresig: (psid) => (presig && bytesEqual(presig.psid, psid) ? presig : undefined),
+      });
+    }
+    case 'frost':
+      return r.coordinate
+        ? createFrostCoordinator({ share: r.share, tripletId: r.tripletId, helper: r.coordinate.helper, message: r.coordinate.message, rng })
+        : createFrostHelper({ share: r.share, tripletId: r.tripletId, rng });
+  }
+}
