@@ -28,6 +28,8 @@ const FAILOVER_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'E
 export class EkmClient {
   private readonly fingerprints: Set<string>;
   private preferred = 0;
+  /** One keep-alive agent per EP: a TLS handshake per request would dominate fast operations. */
+  private readonly agents = new Map<string, https.Agent>();
 
   constructor(private readonly opts: ClientOptions) {
     if (opts.servers.length === 0) throw new EkmError('EKM_NO_SERVER', 'no EP address is configured', 'give --server host:port, set UCL_SERVERS, or write servers= in client.conf');
@@ -65,6 +67,29 @@ export class EkmClient {
     );
   }
 
+  /** Closes idle keep-alive connections (a CLI calls this before it exits). */
+  close(): void {
+    for (const a of this.agents.values()) a.destroy();
+    this.agents.clear();
+  }
+
+  private agentFor(server: ServerAddress): https.Agent {
+    const key = formatAddress(server);
+    let agent = this.agents.get(key);
+    if (!agent) {
+      agent = new https.Agent({
+        keepAlive: true,
+        maxSockets: 64,
+        ca: [...this.opts.trustedCertsPem],
+        // Certificates are pinned: the name in them does not matter, the exact certificate does.
+        checkServerIdentity: (_host, cert) =>
+          this.fingerprints.has(cert.fingerprint256) ? undefined : new EkmError('EKM_UNTRUSTED', `${key} presented a certificate that is not trusted`),
+      });
+      this.agents.set(key, agent);
+    }
+    return agent;
+  }
+
   private once<T>(server: ServerAddress, method: string, path: string, body: unknown, headers: Record<string, string>): Promise<ApiResponse<T>> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
@@ -74,16 +99,12 @@ export class EkmClient {
           port: server.port,
           method,
           path,
-          ca: [...this.opts.trustedCertsPem],
-          // Certificates are pinned: the name in them does not matter, the exact certificate does.
-          checkServerIdentity: (_host, cert) =>
-            this.fingerprints.has(cert.fingerprint256) ? undefined : new EkmError('EKM_UNTRUSTED', `${formatAddress(server)} presented a certificate that is not trusted`),
           headers: {
             accept: 'application/json',
             ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),
             ...headers,
           },
-          agent: false,
+          agent: this.agentFor(server),
           timeout: this.opts.timeoutMs ?? 15_000,
         },
         (res) => {
