@@ -87,10 +87,10 @@ export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Appr
     );
   }
   if (args.restore && !existsSync(paths.sqlite)) {
-    throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs a restored store at ${paths.sqlite}`, 'run `ekm restore` first, or bootstrap without -restore');
+    throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs a restored store at ${paths.sqlite}`, 'put the restored store there first, or bootstrap without -restore');
   }
   if (args.restore && !existsSync(paths.systemKey)) {
-    throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs the system key at ${paths.systemKey}`, 'run `ekm restore` first');
+    throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs the system key at ${paths.systemKey}`, 'restore it together with the store');
   }
 
   if (args.restore && args.role === 'ep') await checkRestoredRootSo(paths, args.rootSoPassword!);

@@ -82,7 +82,17 @@ export class SqliteStore implements Store {
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
     const store = new SqliteStore(db, opts.barrier);
-    store.migrate();
+    try {
+      store.migrate();
+    } catch (e) {
+      db.close();
+      if (e instanceof EkmError) throw e;
+      throw new EkmError(
+        'EKM_MIGRATION_FAILED',
+        `the store ${path} could not be migrated to schema ${LATEST_SCHEMA}: ${(e as Error).message}`,
+        'nothing was changed; restore the store from a backup or report this with the log',
+      );
+    }
     return store;
   }
 
