@@ -106,10 +106,20 @@ export class InProcessRunner implements PartyRunner {
   async close(): Promise<void> {}
 }
 
-const WORKER_ENTRY = new URL(import.meta.url.endsWith('.ts') ? './protocol-worker.ts' : './protocol-worker.js', import.meta.url);
+/**
+ * Compiled, the worker is protocol-worker.js. From source (tsx), a worker does not inherit the
+ * tsx loader, so a tiny ES module registers it first, then imports the TypeScript entry.
+ */
+function spawnWorker(): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./protocol-worker.js', import.meta.url));
+  const entry = new URL('./protocol-worker.ts', import.meta.url).href;
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const code = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry)});`;
+  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(code)}`));
+}
 
 interface WorkerSlot {
-  readonly worker: Worker;
+  worker: Worker;
   readonly waiting: Map<number, { resolve(r: StepResult): void; reject(e: Error): void }>;
 }
 
@@ -120,35 +130,56 @@ export class WorkerRunner implements PartyRunner {
   private seq = 0;
   private partyIds = 0;
 
+  private closed = false;
+
   constructor(size = Math.max(1, Math.min(2, availableParallelism()))) {
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(WORKER_ENTRY, { execArgv: process.execArgv });
-      const slot: WorkerSlot = { worker, waiting: new Map() };
-      worker.on('message', (m: { seq: number; result?: StepResult; error?: string }) => {
-        const w = slot.waiting.get(m.seq);
-        if (!w) return;
-        slot.waiting.delete(m.seq);
-        if (m.result) w.resolve(m.result);
-        else w.reject(new Error(m.error ?? 'protocol worker failed'));
-      });
-      worker.on('error', (err) => {
-        for (const w of slot.waiting.values()) w.reject(err);
-        slot.waiting.clear();
-      });
-      worker.unref();
+      const slot: WorkerSlot = { worker: undefined as unknown as Worker, waiting: new Map() };
+      this.attach(slot);
       this.slots.push(slot);
     }
+  }
+
+  /** Starts the slot's worker; if it dies, its sessions fail (they abort cleanly) and a new one starts. */
+  private attach(slot: WorkerSlot): void {
+    const worker = spawnWorker();
+    slot.worker = worker;
+    worker.on('message', (m: { seq: number; result?: StepResult; error?: string }) => {
+      const w = slot.waiting.get(m.seq);
+      if (!w) return;
+      slot.waiting.delete(m.seq);
+      // Idle workers do not keep the process alive; a pending call does.
+      if (slot.waiting.size === 0) worker.unref();
+      if (m.result) w.resolve(m.result);
+      else w.reject(new Error(m.error ?? 'protocol worker failed'));
+    });
+    const died = (err: Error): void => {
+      if (slot.worker !== worker) return;
+      for (const w of slot.waiting.values()) w.reject(err);
+      slot.waiting.clear();
+      if (!this.closed) this.attach(slot);
+    };
+    worker.on('error', (err) => died(err));
+    worker.on('exit', (code) => died(new Error(`protocol worker exited (${code})`)));
+    worker.unref();
   }
 
   create(recipe: Recipe, label: string): RunningParty {
     const slot = this.slots[this.next++ % this.slots.length]!;
     const id = ++this.partyIds;
     let created = false;
+    const worker = slot.worker;
     const post = (msg: object): Promise<StepResult> =>
       new Promise((resolve, reject) => {
+        // A session lives in one worker: if that worker was replaced, the party is gone.
+        if (slot.worker !== worker) {
+          reject(new Error('the protocol worker of this session restarted'));
+          return;
+        }
         const seq = ++this.seq;
+        if (slot.waiting.size === 0) worker.ref();
         slot.waiting.set(seq, { resolve, reject });
-        slot.worker.postMessage({ seq, id, ...msg });
+        worker.postMessage({ seq, id, ...msg });
       });
     return {
       call: (c) => {
@@ -157,12 +188,13 @@ export class WorkerRunner implements PartyRunner {
         return post(msg);
       },
       dispose: () => {
-        if (created) slot.worker.postMessage({ seq: 0, id, dispose: true });
+        if (created && slot.worker === worker) worker.postMessage({ seq: 0, id, dispose: true });
       },
     };
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 }
