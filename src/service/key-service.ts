@@ -145,9 +145,21 @@ export class KeyService {
     if (isFrostAlg(alg)) {
       if (!req.message) throw new EkmError('EKM_BAD_INPUT', `${alg} signs the whole message (pure ${alg === 'eddsa-ed25519' ? 'Ed25519' : 'BIP340'}): give a message, not a digest`);
       if (req.format === 'der') throw new EkmError('EKM_BAD_INPUT', `${alg} signatures have no DER form`);
-      const helper: 2 | 3 = this.deps.peers.link('partner') ? 2 : 3;
-      const recipe: Recipe = { kind: 'frost', share: current, tripletId: this.deps.tripletId, coordinate: { helper, message: req.message } };
-      const out = await this.deps.host.run<FrostOutput>(this.spec(recipe, PROTO_FROST, noWrites));
+      const message = req.message;
+      const frost = (helper: 2 | 3): Promise<FrostOutput> =>
+        this.deps.host.run<FrostOutput>(this.spec({ kind: 'frost', share: current, tripletId: this.deps.tripletId, coordinate: { helper, message } }, PROTO_FROST, noWrites));
+      let out: FrostOutput;
+      if (!this.deps.peers.link('partner')) out = await frost(3);
+      else {
+        try {
+          out = await frost(2);
+        } catch (e) {
+          // Partner did not answer or aborted: EP + Aux hold enough shares too (fresh nonces, new session).
+          if (!(e instanceof EkmError) || !this.deps.peers.link('aux')) throw e;
+          this.deps.log.warn({ keyId, err: e.message }, 'FROST with the Partner failed; signing with the Aux');
+          out = await frost(3);
+        }
+      }
       if (out.kind !== 'signature' || !verifyFrostSignature(alg, current.Y, req.message, out.signature)) {
         throw this.invalidOutput(keyId, PROTO_FROST);
       }
@@ -200,14 +212,14 @@ export class KeyService {
   /** Proactive refresh of a batch of keys: new shares, same public keys (§5). */
   async refresh(keyIds: readonly string[]): Promise<{ keys: readonly RefreshKeyEpoch[] }> {
     this.requireEp();
-    const states = await this.loadRefreshStates(keyIds);
+    const states = await this.settledRefreshStates(keyIds);
     for (const k of keyIds) if (!states.has(k)) throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${k}`, undefined, 1, 404);
     const out = await this.deps.host.run<RefreshOutput>(this.spec({ kind: 'refresh', common: this.common, states: [...states], keyIds }, REFRESH_PROTO, refreshWrites));
     for (const k of out.keys) this.pool?.burn(k.keyId, k.to);
     return { keys: out.keys };
   }
 
-  /** Gives the Aux its shares of every active key again (after a restore or an Aux loss, §6). */
+  /** Gives the Aux its shares of every active key again (after a restore or an Aux loss), then refreshes them all (§6). */
   async rederiveAux(keyIds?: readonly string[]): Promise<{ keys: readonly AuxKeyEpoch[] }> {
     this.requireEp();
     const ids = keyIds ?? (await this.allKeyIds());
@@ -218,6 +230,8 @@ export class KeyService {
     );
     // The old Aux's presignature shares are gone: presignatures made with it can never complete.
     for (const k of out.keys) this.pool?.burn(k.keyId, null);
+    // The lost Aux held the same f(3): only a new epoch makes its copy worthless (§6).
+    await this.refresh(out.keys.map((k) => k.keyId));
     return { keys: out.keys };
   }
 
@@ -233,7 +247,7 @@ export class KeyService {
     });
     host.register(REFRESH_PROTO, async (env) => {
       const { inputs } = decodeRequest(REFRESH_PROTO, env, tripletId);
-      const states = await this.loadRefreshStates(inputs.keyIds);
+      const states = await this.settledRefreshStates(inputs.keyIds);
       return this.spec({ kind: 'refresh', common, states: [...states] }, REFRESH_PROTO, refreshWrites);
     });
     host.register(AUX_PROTO, async (env) => {
@@ -315,6 +329,21 @@ export class KeyService {
       });
     }
     return out;
+  }
+
+  /**
+   * The keys' states once a refresh that just finished elsewhere has finished here too: the last
+   * ACTIVATED of the previous refresh can still be in flight when the next request arrives, and
+   * I3 refuses a key that still holds PREVIOUS. Waits briefly; I3 decides after that.
+   */
+  private async settledRefreshStates(keyIds: readonly string[], waitMs = 3000): Promise<Map<string, RefreshKeyState>> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const states = await this.loadRefreshStates(keyIds);
+      const busy = [...states.values()].some((st) => st.previousEpoch != null || st.pendingEpoch != null);
+      if (!busy || Date.now() >= deadline) return states;
+      await new Promise((r) => setTimeout(r, 25));
+    }
   }
 
   private async loadCurrentShares(keyIds: readonly string[]): Promise<Map<string, KeyShare>> {

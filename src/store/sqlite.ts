@@ -262,6 +262,7 @@ export class SqliteStore implements Store {
         return;
       case 'aux-share-activate':
         this.db.prepare('DELETE FROM key_shares WHERE key_id = ? AND epoch <> ?').run(w.keyId, w.epoch);
+        this.db.prepare('DELETE FROM presignatures WHERE key_id = ?').run(w.keyId);
         this.db.prepare("UPDATE key_shares SET status = 'current' WHERE key_id = ? AND epoch = ?").run(w.keyId, w.epoch);
         this.db.prepare("UPDATE keys SET state = 'active', current_epoch = ? WHERE key_id = ?").run(w.epoch, w.keyId);
         return;
