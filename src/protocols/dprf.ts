@@ -108,7 +108,15 @@ interface DprfHeader {
 }
 
 function dprfSid(h: DprfHeader): Uint8Array {
-  return computeSid({ tripletId: h.tripletId, proto: PROTO_DPRF, alg: DPRF_ALG, keyIds: [h.keyId], epochs: [h.epoch], initiator: 1, nonce: h.nonce });
+  return computeSid({
+    tripletId: h.tripletId,
+    proto: PROTO_DPRF,
+    alg: DPRF_ALG,
+    keyIds: [h.keyId],
+    epochs: [h.epoch],
+    initiator: 1,
+    nonce: h.nonce,
+  });
 }
 
 function proofContext(sid: Uint8Array, helper: number, index: number): Uint8Array[] {
@@ -159,9 +167,22 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
 
   protected onStart(step: StepBuilder<DprfOutput, never>): void {
     const { share, rng } = this.opts;
-    const header: DprfHeader = { tripletId: this.opts.tripletId, keyId: share.keyId, epoch: share.epoch, nonce: this.opts.nonce ?? rng(32) };
+    const header: DprfHeader = {
+      tripletId: this.opts.tripletId,
+      keyId: share.keyId,
+      epoch: share.epoch,
+      nonce: this.opts.nonce ?? rng(32),
+    };
     this.inbox.bindSid(dprfSid(header));
-    const body = enc(header.tripletId, DPRF_ALG, header.keyId, u32be(header.epoch), header.nonce, u8(this.opts.helper), encList(this.opts.objectNonces));
+    const body = enc(
+      header.tripletId,
+      DPRF_ALG,
+      header.keyId,
+      u32be(header.epoch),
+      header.nonce,
+      u8(this.opts.helper),
+      encList(this.opts.objectNonces),
+    );
     step.send.push(this.envelope(0, this.opts.helper, body));
   }
 

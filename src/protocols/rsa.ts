@@ -44,7 +44,18 @@
  */
 import crypto from 'node:crypto';
 import { bytesEqual, decodeEnc, enc, encList, H, u32be, u8 } from '../crypto/encoding.js';
-import { addBytesCt, bitLength, byteLength, gcd, i2osp, modInverse, modPowPublic, modPowSecret, os2ip, subBytesCt } from '../crypto/modexp.js';
+import {
+  addBytesCt,
+  bitLength,
+  byteLength,
+  gcd,
+  i2osp,
+  modInverse,
+  modPowPublic,
+  modPowSecret,
+  os2ip,
+  subBytesCt,
+} from '../crypto/modexp.js';
 import {
   emsaPkcs1v15Encode,
   emsaPssEncode,
@@ -60,7 +71,14 @@ import { echoHash } from '../crypto/transcript.js';
 import { isPartyId, readString, readU32, RoundParty, type StepBuilder } from './ecdsa-session.js';
 import type { RefreshKeyEpoch } from './refresh.js';
 import { computeSid, type SessionInputs } from './session.js';
-import { decodeRequest, encodeRequest, ProtocolParty, type CommonConfig, type ConfirmCheckpoint, type SessionOpenItem } from './session-kit.js';
+import {
+  decodeRequest,
+  encodeRequest,
+  ProtocolParty,
+  type CommonConfig,
+  type ConfirmCheckpoint,
+  type SessionOpenItem,
+} from './session-kit.js';
 import { ProtocolAbort, type Envelope, type Party, type PartyId, type Rng } from './types.js';
 
 export type RsaBits = 2048 | 3072 | 4096;
@@ -116,7 +134,8 @@ export function rsaModulusBytes(pub: { readonly n: bigint }): number {
 
 function piece(share: RsaKeyShare, p: RsaPiece): Uint8Array {
   const v = share.pieces[p];
-  if (!(v instanceof Uint8Array) || v.length !== pieceBytes(share.alg)) throw new RangeError(`share of party ${share.partyId} lacks piece ${p}`);
+  if (!(v instanceof Uint8Array) || v.length !== pieceBytes(share.alg))
+    throw new RangeError(`share of party ${share.partyId} lacks piece ${p}`);
   return v;
 }
 
@@ -152,10 +171,15 @@ export function rsaPublicKeyObject(pub: { readonly n: bigint; readonly e: bigint
 }
 
 /** SPKI PEM, SPKI DER, or JWK. */
-export function exportRsaPublicKey(pub: { readonly n: bigint; readonly e: bigint }, format: 'pem' | 'der' | 'jwk'): string | Uint8Array | object {
+export function exportRsaPublicKey(
+  pub: { readonly n: bigint; readonly e: bigint },
+  format: 'pem' | 'der' | 'jwk',
+): string | Uint8Array | object {
   if (format === 'jwk') return rsaPublicJwk(pub);
   const key = rsaPublicKeyObject(pub);
-  return format === 'pem' ? (key.export({ type: 'spki', format: 'pem' }) as string) : new Uint8Array(key.export({ type: 'spki', format: 'der' }));
+  return format === 'pem'
+    ? (key.export({ type: 'spki', format: 'pem' }) as string)
+    : new Uint8Array(key.export({ type: 'spki', format: 'der' }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,7 +316,13 @@ export type RsaOperation =
   /** PSS with MGF1 over `hash`; salt length defaults to the hash length. */
   | { readonly kind: 'sign'; readonly scheme: 'pss'; readonly hash: RsaSignHash; readonly digest: Uint8Array; readonly saltLength?: number }
   /** OAEP with MGF1 over `hash`, optional label. */
-  | { readonly kind: 'decrypt'; readonly scheme: 'oaep'; readonly hash: OaepHash; readonly ciphertext: Uint8Array; readonly label?: Uint8Array }
+  | {
+      readonly kind: 'decrypt';
+      readonly scheme: 'oaep';
+      readonly hash: OaepHash;
+      readonly ciphertext: Uint8Array;
+      readonly label?: Uint8Array;
+    }
   | { readonly kind: 'decrypt'; readonly scheme: 'pkcs1v15'; readonly ciphertext: Uint8Array };
 
 export type RsaOutput =
@@ -307,7 +337,13 @@ export const PROTO_RSA = 'rsa-op';
 
 /** The wire form of the operation the helper sees: what to exponentiate, and how to rebuild it. */
 type WireOp =
-  | { readonly kind: 'sign'; readonly scheme: 'pkcs1v15' | 'pss'; readonly hash: RsaSignHash; readonly digest: Uint8Array; readonly salt: Uint8Array }
+  | {
+      readonly kind: 'sign';
+      readonly scheme: 'pkcs1v15' | 'pss';
+      readonly hash: RsaSignHash;
+      readonly digest: Uint8Array;
+      readonly salt: Uint8Array;
+    }
   | { readonly kind: 'decrypt'; readonly ciphertext: Uint8Array };
 
 function encodeWireOp(op: WireOp): Uint8Array {
@@ -417,7 +453,13 @@ class RsaCoordinator extends RoundParty<RsaOutput, never> {
 
   protected onStart(step: StepBuilder<RsaOutput, never>): void {
     const { share, rng, operation: op } = this.opts;
-    const header: RsaHeader = { tripletId: this.opts.tripletId, alg: share.alg, keyId: share.keyId, epoch: share.epoch, nonce: this.opts.nonce ?? rng(32) };
+    const header: RsaHeader = {
+      tripletId: this.opts.tripletId,
+      alg: share.alg,
+      keyId: share.keyId,
+      epoch: share.epoch,
+      nonce: this.opts.nonce ?? rng(32),
+    };
     this.inbox.bindSid(rsaSid(PROTO_RSA, header));
     let wire: WireOp;
     if (op.kind === 'sign') {
@@ -437,7 +479,15 @@ class RsaCoordinator extends RoundParty<RsaOutput, never> {
       }
       throw new RangeError(`cannot encode the operation: ${(e as Error).message}`);
     }
-    const body = enc(header.tripletId, header.alg, header.keyId, u32be(header.epoch), header.nonce, u8(this.opts.helper), encodeWireOp(wire));
+    const body = enc(
+      header.tripletId,
+      header.alg,
+      header.keyId,
+      u32be(header.epoch),
+      header.nonce,
+      u8(this.opts.helper),
+      encodeWireOp(wire),
+    );
     step.send.push(this.envelope(0, this.opts.helper, body));
   }
 
@@ -547,7 +597,12 @@ export interface RsaRefreshConfig extends CommonConfig {
 export type RsaRefreshPersist =
   | SessionOpenItem
   | { readonly kind: 'share-pending'; readonly sid: Uint8Array; readonly share: RsaKeyShare }
-  | { readonly kind: 'refresh-checkpoint'; readonly sid: Uint8Array; readonly keys: readonly RefreshKeyEpoch[]; readonly checkpoint: ConfirmCheckpoint }
+  | {
+      readonly kind: 'refresh-checkpoint';
+      readonly sid: Uint8Array;
+      readonly keys: readonly RefreshKeyEpoch[];
+      readonly checkpoint: ConfirmCheckpoint;
+    }
   | { readonly kind: 'epoch-activate'; readonly sid: Uint8Array; readonly keys: readonly RefreshKeyEpoch[] }
   | { readonly kind: 'epoch-erase-previous'; readonly sid: Uint8Array; readonly keys: readonly RefreshKeyEpoch[] };
 
@@ -667,7 +722,9 @@ export class RsaRefreshParty extends ProtocolParty<RsaRefreshOutput, RsaRefreshP
 
   private pieceTags(peer: PartyId): Uint8Array {
     const name = sharedPiece(this.id, peer);
-    return encList(this.states.map((s) => H('rsa-refresh/piece', this.sid!, s.current.keyId, u32be(s.current.epoch), name, piece(s.current, name))));
+    return encList(
+      this.states.map((s) => H('rsa-refresh/piece', this.sid!, s.current.keyId, u32be(s.current.epoch), name, piece(s.current, name))),
+    );
   }
 
   protected readyFor(round: number): boolean {
@@ -694,13 +751,17 @@ export class RsaRefreshParty extends ProtocolParty<RsaRefreshOutput, RsaRefreshP
     } catch {
       this.abort(round, 'malformed contribution', from);
     }
-    if (!bytesEqual(f[2]!, this.pieceTags(from))) this.abort(round, `piece ${sharedPiece(this.id, from)} differs between this party and ${from}`, from);
+    if (!bytesEqual(f[2]!, this.pieceTags(from)))
+      this.abort(round, `piece ${sharedPiece(this.id, from)} differs between this party and ${from}`, from);
     this.received.set(from, { body: f[1]!, contribs });
     if (this.received.size === 2) this.computeNewShares();
   }
 
   private computeNewShares(): void {
-    const bodies = { [this.id]: this.myBody!, ...Object.fromEntries([...this.received].map(([p, r]) => [p, r.body])) } as Record<PartyId, Uint8Array>;
+    const bodies = { [this.id]: this.myBody!, ...Object.fromEntries([...this.received].map(([p, r]) => [p, r.body])) } as Record<
+      PartyId,
+      Uint8Array
+    >;
     const echo = echoHash(RSA_REFRESH_PROTO, this.sid!, RR_CONTRIB, bodies);
     const all = [this.mine, ...[...this.received.values()].map((r) => r.contribs)];
     const publics: Uint8Array[] = [];
@@ -771,6 +832,9 @@ export function createRsaRefreshParty(cfg: RsaRefreshConfig): RsaRefreshParty {
 }
 
 /** Resume after a restart from the last `refresh-checkpoint` item (§5 I4). */
-export function resumeRsaRefreshParty(cfg: RsaRefreshConfig, item: { keys: readonly RefreshKeyEpoch[]; checkpoint: ConfirmCheckpoint }): RsaRefreshParty {
+export function resumeRsaRefreshParty(
+  cfg: RsaRefreshConfig,
+  item: { keys: readonly RefreshKeyEpoch[]; checkpoint: ConfirmCheckpoint },
+): RsaRefreshParty {
   return RsaRefreshParty.resume(cfg, item);
 }

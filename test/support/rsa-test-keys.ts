@@ -120,7 +120,11 @@ export class RsaStore {
   lookup = (keyId: string) => {
     const e = this.current.get(keyId);
     if (e === undefined) return undefined;
-    return { current: this.share(keyId, e), pendingEpoch: this.pending.get(keyId) ?? null, previousEpoch: this.previous.get(keyId) ?? null };
+    return {
+      current: this.share(keyId, e),
+      pendingEpoch: this.pending.get(keyId) ?? null,
+      previousEpoch: this.previous.get(keyId) ?? null,
+    };
   };
 
   apply(items: readonly RsaRefreshPersist[]): void {
@@ -169,7 +173,14 @@ export function rsaRefreshParties(stores: Record<PartyId, RsaStore>, keyIds: rea
 }
 
 export function rsaRefreshConfig(stores: Record<PartyId, RsaStore>, id: PartyId, seed: string) {
-  return { id, tripletId: TRIPLET, rng: seededRng(`${seed}-${id}`), signer: IDS.signers[id], verifier: IDS.verifier, lookup: stores[id].lookup };
+  return {
+    id,
+    tripletId: TRIPLET,
+    rng: seededRng(`${seed}-${id}`),
+    signer: IDS.signers[id],
+    verifier: IDS.verifier,
+    lookup: stores[id].lookup,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,7 +222,11 @@ export function refreshDprfKey(key: DealtDprfKey, seed: string): DealtDprfKey {
     return { ...key.shares[id], epoch: s1.epoch + 1, C1: encodePoint(curve, c1), share };
   };
   const shares = { 1: mk(1), 2: mk(2), 3: mk(3) };
-  const A = { 1: encodePoint(curve, curve.G.multiply(shares[1].share)), 2: encodePoint(curve, curve.G.multiply(shares[2].share)), 3: encodePoint(curve, curve.G.multiply(shares[3].share)) };
+  const A = {
+    1: encodePoint(curve, curve.G.multiply(shares[1].share)),
+    2: encodePoint(curve, curve.G.multiply(shares[2].share)),
+    3: encodePoint(curve, curve.G.multiply(shares[3].share)),
+  };
   return { k: key.k, shares: { 1: { ...shares[1], A }, 2: { ...shares[2], A }, 3: { ...shares[3], A } } };
 }
 
@@ -222,7 +237,14 @@ export function runDprf(
   o: RsaRunOptions = {},
 ): RunResult<DprfOutput, never> {
   const rng = seededRng(o.seed ?? 'dprf-run');
-  const ep = createDprfCoordinator({ share: key.shares[1], tripletId: TRIPLET, helper, objectNonces, rng, ...(o.nonce ? { nonce: o.nonce } : {}) });
+  const ep = createDprfCoordinator({
+    share: key.shares[1],
+    tripletId: TRIPLET,
+    helper,
+    objectNonces,
+    rng,
+    ...(o.nonce ? { nonce: o.nonce } : {}),
+  });
   const h = createDprfHelper({ share: key.shares[helper], tripletId: TRIPLET, rng: seededRng(`${o.seed ?? 'dprf-run'}-h`) });
   return runLocal([ep, h], o.intercept);
 }

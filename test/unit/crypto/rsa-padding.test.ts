@@ -123,7 +123,10 @@ describe('Wycheproof', { skip: skipVectors }, () => {
 
 describe('against node:crypto', () => {
   const HASHES: RsaSignHash[] = ['sha256', 'sha384', 'sha512'];
-  for (const [name, kp] of [['2048', K2048], ['1025 (emBits not a multiple of 8)', K1025]] as const) {
+  for (const [name, kp] of [
+    ['2048', K2048],
+    ['1025 (emBits not a multiple of 8)', K1025],
+  ] as const) {
     it(`EMSA-PKCS1-v1_5 and EMSA-PSS encodings sign what node verifies, and verify what node signs (${name})`, () => {
       const pub = numbers(kp.publicKey);
       const k = byteLength(pub.n);
@@ -167,7 +170,10 @@ describe('against node:crypto', () => {
       for (const label of [undefined, new TextEncoder().encode('a label')]) {
         for (const len of [0, 1, 100, k - 2 * (oaepHash === 'sha1' ? 20 : 32) - 2]) {
           const msg = crypto.randomBytes(len);
-          const ct = crypto.publicEncrypt({ key: K2048.publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash, ...(label ? { oaepLabel: label } : {}) }, msg);
+          const ct = crypto.publicEncrypt(
+            { key: K2048.publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash, ...(label ? { oaepLabel: label } : {}) },
+            msg,
+          );
           const em = rawPrivate(K2048.privateKey, ct);
           assert.deepEqual(rsaesOaepDecode(oaepHash, em, label), new Uint8Array(msg));
           assert.throws(() => rsaesOaepDecode(oaepHash, em, new TextEncoder().encode('other label')), RsaDecryptionError);
@@ -205,7 +211,11 @@ describe('against node:crypto', () => {
     for (const [name, f] of faults) {
       const em = good();
       f(em);
-      assert.throws(() => rsaesPkcs1v15Decode(em), (e: unknown) => e instanceof RsaDecryptionError && (messages.add(e.message), true), name);
+      assert.throws(
+        () => rsaesPkcs1v15Decode(em),
+        (e: unknown) => e instanceof RsaDecryptionError && (messages.add(e.message), true),
+        name,
+      );
     }
     assert.deepEqual([...messages], ['decryption error']);
     const em = good();

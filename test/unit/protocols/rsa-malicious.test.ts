@@ -113,7 +113,14 @@ describe('RSA tamper matrix', () => {
     ['PSS sign', { kind: 'sign', scheme: 'pss', hash: 'sha256', digest: hash('sha256', msg) }, msg],
     [
       'OAEP decrypt',
-      { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: new Uint8Array(crypto.publicEncrypt({ key: publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, msg)) },
+      {
+        kind: 'decrypt',
+        scheme: 'oaep',
+        hash: 'sha256',
+        ciphertext: new Uint8Array(
+          crypto.publicEncrypt({ key: publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, msg),
+        ),
+      },
       msg,
     ],
   ];
@@ -124,9 +131,13 @@ describe('RSA tamper matrix', () => {
         assert.equal(judge(op, expected, clean, 'clean'), 'released');
         const earlier = runRsa(key.shares, helper, op, { seed: 'earlier' }).transcript;
         const all = cases(clean.transcript, earlier);
-        const results = all.map((c) => judge(op, expected, runRsa(key.shares, helper, op, { seed: 'mal', nonce: NONCE, intercept: c.intercept }), c.name));
+        const results = all.map((c) =>
+          judge(op, expected, runRsa(key.shares, helper, op, { seed: 'mal', nonce: NONCE, intercept: c.intercept }), c.name),
+        );
         const count = (r: string): number => results.filter((x) => x === r).length;
-        t.diagnostic(`${all.length} cases: ${count('released')} released (correct), ${count('aborted')} aborted, ${count('stalled')} stalled`);
+        t.diagnostic(
+          `${all.length} cases: ${count('released')} released (correct), ${count('aborted')} aborted, ${count('stalled')} stalled`,
+        );
         assert.ok(count('aborted') > all.length / 2);
       });
     }

@@ -10,10 +10,25 @@ import { describe, it } from 'node:test';
 import { decodeEnc, enc, encList } from '../../../src/crypto/encoding.js';
 import { addBytesCt, os2ip, subBytesCt } from '../../../src/crypto/modexp.js';
 import { hash } from '../../../src/crypto/rsa-padding.js';
-import { resumeRsaRefreshParty, RSA_PIECES_OF, type RsaKeyShare, type RsaOperation, type RsaRefreshPersist } from '../../../src/protocols/rsa.js';
+import {
+  resumeRsaRefreshParty,
+  RSA_PIECES_OF,
+  type RsaKeyShare,
+  type RsaOperation,
+  type RsaRefreshPersist,
+} from '../../../src/protocols/rsa.js';
 import type { Envelope, PartyId } from '../../../src/protocols/types.js';
 import { runLocal } from '../../support/protocol-harness.js';
-import { dealtRsaKey, rsaRefreshConfig, rsaRefreshParties, rsaResult, rsaStores, rsaTestKey, runRsa, type RsaStore } from '../../support/rsa-test-keys.js';
+import {
+  dealtRsaKey,
+  rsaRefreshConfig,
+  rsaRefreshParties,
+  rsaResult,
+  rsaStores,
+  rsaTestKey,
+  runRsa,
+  type RsaStore,
+} from '../../support/rsa-test-keys.js';
 import { MUTATIONS, selectCases, tamper, type Mutation } from '../../support/tamper.js';
 
 const KEYS = [dealtRsaKey(2048, 'ra'), dealtRsaKey(2048, 'rb')];
@@ -56,7 +71,8 @@ function assertKeyAlive(stores: Record<PartyId, RsaStore>, name: string): void {
     for (const h of [2, 3] as const) {
       const common = usable(stores[1], keyId).filter((e) => usable(stores[h], keyId).includes(e));
       assert.ok(common.length > 0, `${name}: EP and ${h} share an epoch of ${keyId}`);
-      for (const e of common) assert.ok(signsWith(stores[1].share(keyId, e), stores[h].share(keyId, e)), `${name}: epoch ${e} of ${keyId} signs with ${h}`);
+      for (const e of common)
+        assert.ok(signsWith(stores[1].share(keyId, e), stores[h].share(keyId, e)), `${name}: epoch ${e} of ${keyId} signs with ${h}`);
     }
   }
 }
@@ -70,7 +86,16 @@ describe('RSA refresh', () => {
     assert.equal(run.outputs.size, 3);
     assert.ok(parties.every((p) => p.events.length === 0));
     const kinds = run.persisted.get(2)!.map((p) => p.kind);
-    assert.deepEqual(kinds, ['session-open', 'share-pending', 'share-pending', 'refresh-checkpoint', 'epoch-activate', 'refresh-checkpoint', 'epoch-erase-previous', 'refresh-checkpoint']);
+    assert.deepEqual(kinds, [
+      'session-open',
+      'share-pending',
+      'share-pending',
+      'refresh-checkpoint',
+      'epoch-activate',
+      'refresh-checkpoint',
+      'epoch-erase-previous',
+      'refresh-checkpoint',
+    ]);
     const old = ([1, 2, 3] as const).map((id) => stores[id].share('ra'));
     apply(stores, run.persisted);
     for (const id of [1, 2, 3] as const) {
@@ -133,13 +158,23 @@ describe('RSA refresh', () => {
       return crashed && m.to === 3 ? [] : [m];
     });
     assert.equal(run.outputs.size, 0);
-    const cp = run.persisted.get(3)!.filter((p) => p.kind === 'refresh-checkpoint').at(-1)!;
+    const cp = run.persisted
+      .get(3)!
+      .filter((p) => p.kind === 'refresh-checkpoint')
+      .at(-1)!;
     assert.ok(cp.kind === 'refresh-checkpoint');
     apply(stores, new Map([[3, run.persisted.get(3)!]]));
     const resumed = resumeRsaRefreshParty(rsaRefreshConfig(stores, 3, 'crash'), { keys: cp.keys, checkpoint: cp.checkpoint });
     const rest = runLocal([parties[0]!, parties[1]!, resumed]);
     assert.equal(rest.outputs.size, 3);
-    apply(stores, new Map([[1, [...run.persisted.get(1)!, ...rest.persisted.get(1)!]], [2, [...run.persisted.get(2)!, ...rest.persisted.get(2)!]], [3, rest.persisted.get(3)!]]));
+    apply(
+      stores,
+      new Map([
+        [1, [...run.persisted.get(1)!, ...rest.persisted.get(1)!]],
+        [2, [...run.persisted.get(2)!, ...rest.persisted.get(2)!]],
+        [3, rest.persisted.get(3)!],
+      ]),
+    );
     for (const id of [1, 2, 3] as const) assert.equal(stores[id].current.get('ra'), 1);
     assertKeyAlive(stores, 'after resume');
   });
@@ -159,7 +194,8 @@ describe('RSA refresh', () => {
       return [{ ...m, body: enc(...f) }];
     });
     assert.equal(run.outputs.size, 0);
-    for (const id of [1, 2, 3] as const) assert.ok(!run.persisted.get(id)!.some((p) => p.kind === 'epoch-activate'), `${id} did not activate`);
+    for (const id of [1, 2, 3] as const)
+      assert.ok(!run.persisted.get(id)!.some((p) => p.kind === 'epoch-activate'), `${id} did not activate`);
     apply(stores, run.persisted);
     assertKeyAlive(stores, 'equivocation');
   });
@@ -178,6 +214,8 @@ describe('RSA refresh', () => {
       if ([1, 2, 3].every((id) => stores[id as PartyId].current.get('ra') === 1)) activated++;
       assertKeyAlive(stores, `#${c.i} ${c.mutation}`);
     }
-    t.diagnostic(`${chosen.length} of ${all.length} cases; ${activated} moved all three parties to epoch 1, the others stopped earlier (the key stayed usable in every case)`);
+    t.diagnostic(
+      `${chosen.length} of ${all.length} cases; ${activated} moved all three parties to epoch 1, the others stopped earlier (the key stayed usable in every case)`,
+    );
   });
 });

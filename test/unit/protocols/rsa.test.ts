@@ -39,7 +39,8 @@ function recombine(key: DealtRsaKey): bigint {
   const sum = addBytesCt(a!, b!, a!.length);
   return os2ip(subBytesCt(sum, c!, sum.length).value);
 }
-const dOf = (bits: RsaBits): bigint => os2ip(new Uint8Array(Buffer.from(rsaTestKey(bits).privateKey.export({ format: 'jwk' }).d!, 'base64url')));
+const dOf = (bits: RsaBits): bigint =>
+  os2ip(new Uint8Array(Buffer.from(rsaTestKey(bits).privateKey.export({ format: 'jwk' }).d!, 'base64url')));
 
 function opensslVerify(bits: RsaBits, h: string, pss: boolean, msg: Uint8Array, sig: Uint8Array): string {
   const pub = path.join(tmp, `pub-${bits}.pem`);
@@ -47,7 +48,11 @@ function opensslVerify(bits: RsaBits, h: string, pss: boolean, msg: Uint8Array, 
   fs.writeFileSync(path.join(tmp, 'msg'), msg);
   fs.writeFileSync(path.join(tmp, 'sig'), sig);
   const pssOpts = pss ? ['-sigopt', 'rsa_padding_mode:pss', '-sigopt', 'rsa_pss_saltlen:digest', '-sigopt', `rsa_mgf1_md:${h}`] : [];
-  return execFileSync('openssl', ['dgst', `-${h}`, '-verify', pub, ...pssOpts, '-signature', path.join(tmp, 'sig'), path.join(tmp, 'msg')], { encoding: 'utf8' }).trim();
+  return execFileSync(
+    'openssl',
+    ['dgst', `-${h}`, '-verify', pub, ...pssOpts, '-signature', path.join(tmp, 'sig'), path.join(tmp, 'msg')],
+    { encoding: 'utf8' },
+  ).trim();
 }
 
 describe('dealer', () => {
@@ -109,7 +114,9 @@ describe('signing', () => {
             assert.ok(sig instanceof Uint8Array, 'signature released');
             assert.equal(run.outputs.get(helper)?.kind, 'partial-sent');
             const pss = scheme === 'pss';
-            const vk = pss ? { key: publicKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: crypto.constants.RSA_PSS_SALTLEN_DIGEST } : publicKey;
+            const vk = pss
+              ? { key: publicKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: crypto.constants.RSA_PSS_SALTLEN_DIGEST }
+              : publicKey;
             assert.ok(crypto.verify(h, msg, vk, sig), `node verifies ${scheme} ${h} helper ${helper}`);
             if (!pss) assert.deepEqual(sig, new Uint8Array(crypto.sign(h, msg, privateKey)), 'same bytes as the original key signs');
             if (helper === 2 || bits === 2048) assert.equal(opensslVerify(bits, h, pss, msg, sig), 'Verified OK');
@@ -131,29 +138,68 @@ describe('decryption', () => {
       for (const oaepHash of ['sha1', 'sha256'] as const) {
         for (const lbl of [undefined, label]) {
           const msg = crypto.randomBytes(64);
-          const ct = crypto.publicEncrypt({ key: publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash, ...(lbl ? { oaepLabel: lbl } : {}) }, msg);
-          const run = runRsa(key.shares, helper, { kind: 'decrypt', scheme: 'oaep', hash: oaepHash, ciphertext: new Uint8Array(ct), ...(lbl ? { label: lbl } : {}) });
+          const ct = crypto.publicEncrypt(
+            { key: publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash, ...(lbl ? { oaepLabel: lbl } : {}) },
+            msg,
+          );
+          const run = runRsa(key.shares, helper, {
+            kind: 'decrypt',
+            scheme: 'oaep',
+            hash: oaepHash,
+            ciphertext: new Uint8Array(ct),
+            ...(lbl ? { label: lbl } : {}),
+          });
           assert.deepEqual(rsaResult(run), new Uint8Array(msg), `OAEP ${oaepHash} label ${!!lbl} helper ${helper}`);
         }
       }
       const msg = crypto.randomBytes(100);
       const ct = crypto.publicEncrypt({ key: publicKey, padding: crypto.constants.RSA_PKCS1_PADDING }, msg);
-      assert.deepEqual(rsaResult(runRsa(key.shares, helper, { kind: 'decrypt', scheme: 'pkcs1v15', ciphertext: new Uint8Array(ct) })), new Uint8Array(msg));
+      assert.deepEqual(
+        rsaResult(runRsa(key.shares, helper, { kind: 'decrypt', scheme: 'pkcs1v15', ciphertext: new Uint8Array(ct) })),
+        new Uint8Array(msg),
+      );
     }
     // openssl pkeyutl -encrypt (OAEP SHA-256)
     const pub = path.join(tmp, 'pub-dec.pem');
     fs.writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
     fs.writeFileSync(path.join(tmp, 'plain'), 'from the openssl command line');
-    execFileSync('openssl', ['pkeyutl', '-encrypt', '-pubin', '-inkey', pub, '-pkeyopt', 'rsa_padding_mode:oaep', '-pkeyopt', 'rsa_oaep_md:sha256', '-pkeyopt', 'rsa_mgf1_md:sha256', '-in', path.join(tmp, 'plain'), '-out', path.join(tmp, 'ct')]);
+    execFileSync('openssl', [
+      'pkeyutl',
+      '-encrypt',
+      '-pubin',
+      '-inkey',
+      pub,
+      '-pkeyopt',
+      'rsa_padding_mode:oaep',
+      '-pkeyopt',
+      'rsa_oaep_md:sha256',
+      '-pkeyopt',
+      'rsa_mgf1_md:sha256',
+      '-in',
+      path.join(tmp, 'plain'),
+      '-out',
+      path.join(tmp, 'ct'),
+    ]);
     const ct = new Uint8Array(fs.readFileSync(path.join(tmp, 'ct')));
-    assert.equal(Buffer.from(rsaResult(runRsa(key.shares, 2, { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: ct })) as Uint8Array).toString(), 'from the openssl command line');
+    assert.equal(
+      Buffer.from(
+        rsaResult(runRsa(key.shares, 2, { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: ct })) as Uint8Array,
+      ).toString(),
+      'from the openssl command line',
+    );
   });
 
   it('RSA-3072 and RSA-4096: OAEP SHA-256 round trip', () => {
     for (const bits of [3072, 4096] as const) {
       const msg = crypto.randomBytes(32);
-      const ct = crypto.publicEncrypt({ key: rsaTestKey(bits).publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, msg);
-      assert.deepEqual(rsaResult(runRsa(dealtRsaKey(bits).shares, 3, { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: new Uint8Array(ct) })), new Uint8Array(msg));
+      const ct = crypto.publicEncrypt(
+        { key: rsaTestKey(bits).publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
+        msg,
+      );
+      assert.deepEqual(
+        rsaResult(runRsa(dealtRsaKey(bits).shares, 3, { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: new Uint8Array(ct) })),
+        new Uint8Array(msg),
+      );
     }
   });
 
@@ -161,13 +207,21 @@ describe('decryption', () => {
     const key = dealtRsaKey(2048);
     const { publicKey } = rsaTestKey(2048);
     const n = key.public.n;
-    const oaep = new Uint8Array(crypto.publicEncrypt({ key: publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, utf8('m')));
+    const oaep = new Uint8Array(
+      crypto.publicEncrypt({ key: publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, utf8('m')),
+    );
     const cases: [string, RsaOperation][] = [
       ['wrong label', { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: oaep, label: utf8('x') }],
       ['wrong hash', { kind: 'decrypt', scheme: 'oaep', hash: 'sha1', ciphertext: oaep }],
       ['OAEP as PKCS#1', { kind: 'decrypt', scheme: 'pkcs1v15', ciphertext: oaep }],
-      ['random ciphertext', { kind: 'decrypt', scheme: 'pkcs1v15', ciphertext: new Uint8Array(crypto.randomBytes(256).map((b, i) => (i === 0 ? 0x10 : b))) }],
-      ['c = 1', { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: Uint8Array.from({ length: 256 }, (_, i) => (i === 255 ? 1 : 0)) }],
+      [
+        'random ciphertext',
+        { kind: 'decrypt', scheme: 'pkcs1v15', ciphertext: new Uint8Array(crypto.randomBytes(256).map((b, i) => (i === 0 ? 0x10 : b))) },
+      ],
+      [
+        'c = 1',
+        { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: Uint8Array.from({ length: 256 }, (_, i) => (i === 255 ? 1 : 0)) },
+      ],
       ['c = n', { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: new Uint8Array(Buffer.from(n.toString(16), 'hex')) }],
       ['short', { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: oaep.subarray(1) }],
     ];
