@@ -132,8 +132,11 @@ export class WorkerRunner implements PartyRunner {
 
   private closed = false;
 
-  constructor(size = Math.max(1, Math.min(2, availableParallelism()))) {
-    for (let i = 0; i < size; i++) {
+  /** Workers start on the first session, not with the server: they would compete with its start-up. */
+  constructor(private readonly size = Math.max(1, Math.min(2, availableParallelism()))) {}
+
+  private ensureStarted(): void {
+    while (this.slots.length < this.size) {
       const slot: WorkerSlot = { worker: undefined as unknown as Worker, waiting: new Map() };
       this.attach(slot);
       this.slots.push(slot);
@@ -165,6 +168,7 @@ export class WorkerRunner implements PartyRunner {
   }
 
   create(recipe: Recipe, label: string): RunningParty {
+    this.ensureStarted();
     const slot = this.slots[this.next++ % this.slots.length]!;
     const id = ++this.partyIds;
     let created = false;
