@@ -158,20 +158,6 @@ export function rsaStores(keys: readonly DealtRsaKey[]): Record<PartyId, RsaStor
 
 const IDS = makeIdentities('rsa-refresh-ids');
 
-export function rsaRefreshParties(stores: Record<PartyId, RsaStore>, keyIds: readonly string[], seed: string): RsaRefreshParty[] {
-  return ([1, 2, 3] as const).map((id) =>
-    createRsaRefreshParty({
-      id,
-      tripletId: TRIPLET,
-      rng: seededRng(`${seed}-${id}`),
-      signer: IDS.signers[id],
-      verifier: IDS.verifier,
-      lookup: stores[id].lookup,
-      ...(id === 1 ? { keyIds } : {}),
-    }),
-  );
-}
-
 export function rsaRefreshConfig(stores: Record<PartyId, RsaStore>, id: PartyId, seed: string) {
   return {
     id,
@@ -181,6 +167,12 @@ export function rsaRefreshConfig(stores: Record<PartyId, RsaStore>, id: PartyId,
     verifier: IDS.verifier,
     lookup: stores[id].lookup,
   };
+}
+
+export function rsaRefreshParties(stores: Record<PartyId, RsaStore>, keyIds: readonly string[], seed: string): RsaRefreshParty[] {
+  return ([1, 2, 3] as const).map((id) =>
+    createRsaRefreshParty({ ...rsaRefreshConfig(stores, id, seed), ...(id === 1 ? { keyIds } : {}) }),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
