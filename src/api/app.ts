@@ -2,6 +2,7 @@
  * The EP's HTTPS API (fastify). This layer validates and maps errors; the work lives in services.
  * Every error leaves as `{ error: { code, message } }` with a 4xx/5xx status, never a stack trace.
  */
+import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { EkmError } from '../errors.js';
 import { listenError } from '../net/peers.js';
@@ -11,6 +12,8 @@ import { Authenticator } from './auth.js';
 import { keyRoutes } from './keys.js';
 import { z } from 'zod';
 import { parse } from './keys.js';
+import { ApiDoc, describeCoreRoutes } from './openapi.js';
+import { tenancyApi } from './tenancy.js';
 
 export interface ApiErrorBody {
   error: { code: string; message: string };
@@ -28,7 +31,11 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
     logger: false,
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
+    genReqId: () => randomUUID(),
   });
+  const doc = new ApiDoc();
+  doc.collect(app);
+  describeCoreRoutes(doc);
 
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof EkmError) {
@@ -79,6 +86,7 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
     return auth.issueToken(await auth.login(body.username, body.password));
   });
   keyRoutes(app, ctx.keys, auth);
+  tenancyApi(app, ctx, auth, doc);
 
   try {
     await app.listen({ host: api.host, port: api.port });

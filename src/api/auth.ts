@@ -5,8 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import { verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
+import { Accounts, splitUsername } from '../service/accounts.js';
 import type { Store, UserRole } from '../store/store.js';
 
 export interface Principal {
@@ -18,35 +18,70 @@ export interface Principal {
 
 export const TOKEN_TTL_SECONDS = 900;
 
+/** The bearer token lifetime: `EKM_TOKEN_TTL_SECONDS` (1..86400), else 900 s. */
+export function tokenTtlSeconds(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.EKM_TOKEN_TTL_SECONDS);
+  return Number.isInteger(v) && v >= 1 && v <= 86_400 ? v : TOKEN_TTL_SECONDS;
+}
+
 const unauthorized = (): EkmError =>
   new EkmError('EKM_UNAUTHORIZED', 'authentication required: HTTP Basic user@partition:password, or a bearer token', undefined, 1, 401);
 
 export class Authenticator {
   private readonly tokens = new Map<string, { principal: Principal; expires: number }>();
+  /** One authentication per request, however many hooks and handlers ask (a failed login counts once). */
+  private readonly perRequest = new WeakMap<FastifyRequest, Promise<Principal>>();
+  /** Who a request was (or claimed to be), for the audit log; never the password. */
+  private readonly seen = new WeakMap<FastifyRequest, { principal?: Principal; claimed?: string }>();
+  readonly accounts: Accounts;
+  readonly ttlSeconds = tokenTtlSeconds();
 
-  constructor(private readonly store: Store) {}
+  constructor(store: Store) {
+    this.accounts = new Accounts(store);
+  }
+
+  /** Drops the bearer tokens of a user (or of a whole partition), e.g. after a reset or delete. */
+  revoke(partitionId: number, user?: string): void {
+    for (const [tok, t] of this.tokens) {
+      if (t.principal.partitionId === partitionId && (user === undefined || t.principal.user === user)) this.tokens.delete(tok);
+    }
+  }
+
+  identity(req: FastifyRequest): { principal?: Principal; claimed?: string } | undefined {
+    return this.seen.get(req);
+  }
+
+  async authenticate(req: FastifyRequest): Promise<Principal> {
+    let p = this.perRequest.get(req);
+    if (!p) {
+      p = this.authenticateOnce(req).then((principal) => {
+        this.seen.set(req, { principal });
+        return principal;
+      });
+      this.perRequest.set(req, p);
+    }
+    return p;
+  }
 
   async login(username: string, password: string): Promise<Principal> {
-    const at = username.lastIndexOf('@');
-    const user = at > 0 ? username.slice(0, at) : username;
-    const partitionName = at > 0 ? username.slice(at + 1) : 'root';
-    const partition = await this.store.getPartition(partitionName);
-    const row = partition ? await this.store.getUser(partition.id, user) : undefined;
-    // Hash even for an unknown user, so timing does not tell which part was wrong.
-    const ok = await verifyPassword(password, row?.passwordHash ?? 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=');
-    if (!row || !partition || !ok || row.locked) {
-      throw new EkmError('EKM_UNAUTHORIZED', 'wrong user, partition or password', undefined, 1, 401);
-    }
-    return { user, partition: partition.name, partitionId: partition.id, role: row.role };
+    return this.accounts.login(username, password);
   }
 
   issueToken(principal: Principal): { access_token: string; token_type: 'Bearer'; expires_in: number } {
     const token = randomBytes(32).toString('base64url');
-    this.tokens.set(token, { principal, expires: Date.now() + TOKEN_TTL_SECONDS * 1000 });
-    return { access_token: token, token_type: 'Bearer', expires_in: TOKEN_TTL_SECONDS };
+    const now = Date.now();
+    for (const [tok, t] of this.tokens) if (t.expires < now) this.tokens.delete(tok);
+    this.tokens.set(token, { principal, expires: now + this.ttlSeconds * 1000 });
+    return { access_token: token, token_type: 'Bearer', expires_in: this.ttlSeconds };
   }
 
-  async authenticate(req: FastifyRequest): Promise<Principal> {
+  /** Records the user a failed login claimed (for the audit log). */
+  claim(req: FastifyRequest, username: string): void {
+    const s = splitUsername(username);
+    this.seen.set(req, { claimed: `${s.user.slice(0, 64)}@${s.partition.slice(0, 64)}` });
+  }
+
+  private async authenticateOnce(req: FastifyRequest): Promise<Principal> {
     const header = req.headers.authorization;
     if (!header) throw unauthorized();
     const [scheme, value] = header.split(' ', 2);
@@ -62,6 +97,7 @@ export class Authenticator {
       const decoded = Buffer.from(value, 'base64').toString('utf8');
       const colon = decoded.indexOf(':');
       if (colon < 0) throw unauthorized();
+      this.claim(req, decoded.slice(0, colon));
       return this.login(decoded.slice(0, colon), decoded.slice(colon + 1));
     }
     throw unauthorized();

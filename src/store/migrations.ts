@@ -84,6 +84,45 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'partition settings, keys by partition, integrity keys, hash-chained audit log',
+    // keys.partition_id defaults to 1: bootstrap creates the root partition first, so root is id 1
+    // (SQLite cannot add a REFERENCES column with a non-NULL default while foreign keys are on).
+    // The audit table is append-only: triggers refuse UPDATE and DELETE through SQL.
+    sqlite: `
+      ALTER TABLE partitions ADD COLUMN max_failed_logins INTEGER NOT NULL DEFAULT 5;
+      ALTER TABLE keys ADD COLUMN partition_id INTEGER NOT NULL DEFAULT 1;
+      CREATE INDEX keys_partition ON keys (partition_id, key_id);
+      CREATE TABLE integrity_keys (
+        id TEXT PRIMARY KEY,
+        partition_id INTEGER NOT NULL,
+        public_key TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        request_id TEXT,
+        actor TEXT,
+        partition TEXT,
+        operation TEXT NOT NULL,
+        key_id TEXT,
+        result TEXT NOT NULL,
+        status INTEGER,
+        client TEXT,
+        detail TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        sig TEXT NOT NULL,
+        key_ref TEXT NOT NULL
+      );
+      CREATE INDEX audit_partition ON audit (partition, seq);
+      CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+      CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;

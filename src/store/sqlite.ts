@@ -7,7 +7,7 @@ import { makeDirs } from '../config/home.js';
 import { dirname } from 'node:path';
 import { EkmError } from '../errors.js';
 import { LATEST_SCHEMA, MIGRATIONS, tooNewError } from './migrations.js';
-import type { PartitionRow, ServerRow, Store, UserRow } from './store.js';
+import type { AuditEntry, AuditRecord, IntegrityKeyRow, PartitionRow, ServerRow, Store, UserRow } from './store.js';
 import type { Barrier } from './barrier.js';
 import type { KeyRow, KeyWrite, OpenSession, ShareRecord, ShareStatus, StoredShare } from './key-records.js';
 
@@ -36,7 +36,35 @@ interface PartitionDb {
   name: string;
   fips_required: number;
   created_at: string;
+  max_failed_logins: number;
 }
+interface AuditDb {
+  seq: number;
+  at: string;
+  request_id: string | null;
+  actor: string | null;
+  partition: string | null;
+  operation: string;
+  key_id: string | null;
+  result: AuditEntry['result'];
+  status: number | null;
+  client: string | null;
+  detail: string | null;
+  prev_hash: string;
+  hash: string;
+  sig: string;
+  key_ref: string;
+}
+interface IntegrityKeyDb {
+  id: string;
+  partition_id: number;
+  public_key: string;
+  sealed: Buffer;
+  created_at: string;
+}
+const integrityAad = (id: string): string => `integrity|${id}`;
+/** The hash before the first audit row. */
+export const AUDIT_GENESIS = '0'.repeat(64);
 interface UserDb {
   partition_id: number;
   name: string;
@@ -134,7 +162,7 @@ export class SqliteStore implements Store {
   async createPartition(p: { name: string; fipsRequired: boolean }): Promise<PartitionRow> {
     const createdAt = new Date().toISOString();
     const info = this.db.prepare('INSERT INTO partitions (name, fips_required, created_at) VALUES (?, ?, ?)').run(p.name, p.fipsRequired ? 1 : 0, createdAt);
-    return { id: Number(info.lastInsertRowid), name: p.name, fipsRequired: p.fipsRequired, createdAt };
+    return { id: Number(info.lastInsertRowid), name: p.name, fipsRequired: p.fipsRequired, createdAt, maxFailedLogins: 5 };
   }
 
   async getPartition(name: string): Promise<PartitionRow | undefined> {
@@ -154,17 +182,7 @@ export class SqliteStore implements Store {
 
   async getUser(partitionId: number, name: string): Promise<UserRow | undefined> {
     const r = this.db.prepare('SELECT * FROM users WHERE partition_id = ? AND name = ?').get(partitionId, name) as UserDb | undefined;
-    return r
-      ? {
-          partitionId: r.partition_id,
-          name: r.name,
-          role: r.role,
-          passwordHash: r.password_hash,
-          failedLogins: r.failed_logins,
-          locked: r.locked !== 0,
-          createdAt: r.created_at,
-        }
-      : undefined;
+    return r ? userFromDb(r) : undefined;
   }
 
   async upsertServer(s: ServerRow): Promise<void> {
@@ -339,6 +357,116 @@ export class SqliteStore implements Store {
     return r ? new Uint8Array(this.sealer().open(r.sealed, presigAad(psid))) : undefined;
   }
 
+  // ---- partitions, users, key placement, integrity keys, audit (schema 3) ----
+
+  async getPartitionById(id: number): Promise<PartitionRow | undefined> {
+    const row = this.db.prepare('SELECT * FROM partitions WHERE id = ?').get(id) as PartitionDb | undefined;
+    return row ? partitionFromDb(row) : undefined;
+  }
+
+  async setPartitionMaxFailedLogins(id: number, n: number): Promise<void> {
+    this.db.prepare('UPDATE partitions SET max_failed_logins = ? WHERE id = ?').run(n, id);
+  }
+
+  async deletePartition(id: number, opts: { withKeys: boolean }): Promise<void> {
+    this.db.transaction(() => {
+      if (opts.withKeys) this.db.prepare('DELETE FROM keys WHERE partition_id = ?').run(id);
+      this.db.prepare('DELETE FROM users WHERE partition_id = ?').run(id);
+      this.db.prepare('DELETE FROM partitions WHERE id = ?').run(id);
+    }).immediate();
+  }
+
+  async listUsers(partitionId: number): Promise<UserRow[]> {
+    return (this.db.prepare('SELECT * FROM users WHERE partition_id = ? ORDER BY name').all(partitionId) as UserDb[]).map(userFromDb);
+  }
+
+  async deleteUser(partitionId: number, name: string): Promise<boolean> {
+    return this.db.prepare('DELETE FROM users WHERE partition_id = ? AND name = ?').run(partitionId, name).changes === 1;
+  }
+
+  async setUserPassword(partitionId: number, name: string, passwordHash: string): Promise<boolean> {
+    return (
+      this.db.prepare('UPDATE users SET password_hash = ?, failed_logins = 0, locked = 0 WHERE partition_id = ? AND name = ?').run(passwordHash, partitionId, name)
+        .changes === 1
+    );
+  }
+
+  async recordLoginFailure(partitionId: number, name: string, lockAt: number): Promise<{ failedLogins: number; locked: boolean }> {
+    const r = this.db
+      .prepare(
+        `UPDATE users SET failed_logins = failed_logins + 1, locked = CASE WHEN failed_logins + 1 >= ? THEN 1 ELSE locked END
+         WHERE partition_id = ? AND name = ? RETURNING failed_logins, locked`,
+      )
+      .get(lockAt, partitionId, name) as { failed_logins: number; locked: number } | undefined;
+    return { failedLogins: r?.failed_logins ?? 0, locked: (r?.locked ?? 0) !== 0 };
+  }
+
+  async recordLoginSuccess(partitionId: number, name: string): Promise<void> {
+    this.db.prepare('UPDATE users SET failed_logins = 0 WHERE partition_id = ? AND name = ? AND failed_logins <> 0').run(partitionId, name);
+  }
+
+  async countPartitionKeys(partitionId: number): Promise<number> {
+    return (this.db.prepare('SELECT count(*) AS n FROM keys WHERE partition_id = ?').get(partitionId) as { n: number }).n;
+  }
+
+  async listPartitionKeys(partitionId: number, opts: { after?: string; limit: number; alg?: string }): Promise<KeyRow[]> {
+    const rows = opts.alg
+      ? this.db
+          .prepare('SELECT * FROM keys WHERE partition_id = ? AND alg = ? AND key_id > ? ORDER BY key_id LIMIT ?')
+          .all(partitionId, opts.alg, opts.after ?? '', opts.limit)
+      : this.db.prepare('SELECT * FROM keys WHERE partition_id = ? AND key_id > ? ORDER BY key_id LIMIT ?').all(partitionId, opts.after ?? '', opts.limit);
+    return (rows as KeyDb[]).map(keyFromDb);
+  }
+
+  async getKeyPartition(keyId: string): Promise<number | undefined> {
+    return (this.db.prepare('SELECT partition_id FROM keys WHERE key_id = ?').get(keyId) as { partition_id: number } | undefined)?.partition_id;
+  }
+
+  async setKeyPartition(keyId: string, partitionId: number): Promise<void> {
+    this.db.prepare('UPDATE keys SET partition_id = ? WHERE key_id = ?').run(partitionId, keyId);
+  }
+
+  async putIntegrityKey(k: { id: string; partitionId: number; publicKeyPem: string; privateKeyDer: Uint8Array }): Promise<void> {
+    this.db
+      .prepare('INSERT INTO integrity_keys (id, partition_id, public_key, sealed, created_at) VALUES (?, ?, ?, ?, ?)')
+      .run(k.id, k.partitionId, k.publicKeyPem, this.sealer().seal(k.privateKeyDer, integrityAad(k.id)), new Date().toISOString());
+  }
+
+  async getIntegrityKey(partitionId: number): Promise<(IntegrityKeyRow & { privateKeyDer: Uint8Array }) | undefined> {
+    const r = this.db.prepare('SELECT * FROM integrity_keys WHERE partition_id = ? ORDER BY created_at DESC, id LIMIT 1').get(partitionId) as
+      | IntegrityKeyDb
+      | undefined;
+    if (!r) return undefined;
+    return { ...integrityFromDb(r), privateKeyDer: new Uint8Array(this.sealer().open(r.sealed, integrityAad(r.id))) };
+  }
+
+  async listIntegrityKeys(): Promise<IntegrityKeyRow[]> {
+    return (this.db.prepare('SELECT * FROM integrity_keys ORDER BY created_at, id').all() as IntegrityKeyDb[]).map(integrityFromDb);
+  }
+
+  async appendAudit(entry: AuditEntry, chain: (prev: { seq: number; hash: string }) => { hash: string; sig: string; keyRef: string }): Promise<AuditRecord> {
+    return this.db.transaction((): AuditRecord => {
+      const last = this.db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
+      const prev = last ?? { seq: 0, hash: AUDIT_GENESIS };
+      const c = chain(prev);
+      const rec: AuditRecord = { ...entry, seq: prev.seq + 1, prevHash: prev.hash, hash: c.hash, sig: c.sig, keyRef: c.keyRef };
+      this.db
+        .prepare(
+          `INSERT INTO audit (seq, at, request_id, actor, partition, operation, key_id, result, status, client, detail, prev_hash, hash, sig, key_ref)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(rec.seq, rec.at, rec.requestId, rec.actor, rec.partition, rec.operation, rec.keyId, rec.result, rec.status, rec.client, rec.detail, rec.prevHash, rec.hash, rec.sig, rec.keyRef);
+      return rec;
+    }).immediate();
+  }
+
+  async listAudit(opts: { after?: number; limit: number; partition?: string }): Promise<AuditRecord[]> {
+    const rows = opts.partition
+      ? this.db.prepare('SELECT * FROM audit WHERE partition = ? AND seq > ? ORDER BY seq LIMIT ?').all(opts.partition, opts.after ?? 0, opts.limit)
+      : this.db.prepare('SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?').all(opts.after ?? 0, opts.limit);
+    return (rows as AuditDb[]).map(auditFromDb);
+  }
+
   async check(): Promise<void> {
     this.db.prepare('SELECT 1').get();
   }
@@ -356,5 +484,41 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 
 function partitionFromDb(r: PartitionDb): PartitionRow {
-  return { id: r.id, name: r.name, fipsRequired: r.fips_required !== 0, createdAt: r.created_at };
+  return { id: r.id, name: r.name, fipsRequired: r.fips_required !== 0, createdAt: r.created_at, maxFailedLogins: r.max_failed_logins ?? 5 };
+}
+
+function userFromDb(r: UserDb): UserRow {
+  return {
+    partitionId: r.partition_id,
+    name: r.name,
+    role: r.role,
+    passwordHash: r.password_hash,
+    failedLogins: r.failed_logins,
+    locked: r.locked !== 0,
+    createdAt: r.created_at,
+  };
+}
+
+function integrityFromDb(r: IntegrityKeyDb): IntegrityKeyRow {
+  return { id: r.id, partitionId: r.partition_id, publicKeyPem: r.public_key, createdAt: r.created_at };
+}
+
+function auditFromDb(r: AuditDb): AuditRecord {
+  return {
+    seq: r.seq,
+    at: r.at,
+    requestId: r.request_id,
+    actor: r.actor,
+    partition: r.partition,
+    operation: r.operation,
+    keyId: r.key_id,
+    result: r.result,
+    status: r.status,
+    client: r.client,
+    detail: r.detail,
+    prevHash: r.prev_hash,
+    hash: r.hash,
+    sig: r.sig,
+    keyRef: r.key_ref,
+  };
 }

@@ -8,6 +8,8 @@ export interface PartitionRow {
   readonly name: string;
   readonly fipsRequired: boolean;
   readonly createdAt: string;
+  /** Failed logins after which a user of the partition is locked (schema 3; default 5). */
+  readonly maxFailedLogins: number;
 }
 
 export type UserRole = 'so' | 'user' | 'auditor';
@@ -35,9 +37,72 @@ export interface ServerRow {
   readonly addedAt: string;
 }
 
-import type { KeyStore } from './key-records.js';
+import type { KeyRow, KeyStore } from './key-records.js';
 
-export interface Store extends KeyStore {
+/** One row of the hash-chained audit log (schema 3). Never holds a secret or a password. */
+export interface AuditEntry {
+  readonly at: string;
+  readonly requestId: string | null;
+  /** `user@partition` as authenticated, or as claimed on a failed login; null when anonymous. */
+  readonly actor: string | null;
+  readonly partition: string | null;
+  readonly operation: string;
+  readonly keyId: string | null;
+  readonly result: 'ok' | 'denied' | 'error';
+  readonly status: number | null;
+  readonly client: string | null;
+  readonly detail: string | null;
+}
+
+export interface AuditRecord extends AuditEntry {
+  readonly seq: number;
+  readonly prevHash: string;
+  readonly hash: string;
+  readonly sig: string;
+  readonly keyRef: string;
+}
+
+/** An integrity (audit signing) key as listed: public part only. */
+export interface IntegrityKeyRow {
+  readonly id: string;
+  readonly partitionId: number;
+  readonly publicKeyPem: string;
+  readonly createdAt: string;
+}
+
+/** Partitions, users, key placement, integrity keys and the audit log (schema 3, issue 5). */
+export interface AccountStore {
+  getPartitionById(id: number): Promise<PartitionRow | undefined>;
+  setPartitionMaxFailedLogins(id: number, n: number): Promise<void>;
+  /** Removes the partition and its users; with `withKeys`, also its key records (EP side). */
+  deletePartition(id: number, opts: { withKeys: boolean }): Promise<void>;
+  listUsers(partitionId: number): Promise<UserRow[]>;
+  deleteUser(partitionId: number, name: string): Promise<boolean>;
+  /** New password hash; clears the failed-login count and the lock. */
+  setUserPassword(partitionId: number, name: string, passwordHash: string): Promise<boolean>;
+  /** Counts a failed login; locks the user once the count reaches `lockAt`. */
+  recordLoginFailure(partitionId: number, name: string, lockAt: number): Promise<{ failedLogins: number; locked: boolean }>;
+  recordLoginSuccess(partitionId: number, name: string): Promise<void>;
+
+  countPartitionKeys(partitionId: number): Promise<number>;
+  listPartitionKeys(partitionId: number, opts: { after?: string; limit: number; alg?: string }): Promise<KeyRow[]>;
+  getKeyPartition(keyId: string): Promise<number | undefined>;
+  setKeyPartition(keyId: string, partitionId: number): Promise<void>;
+
+  /** Stores an integrity key; the private key is sealed by the barrier (AAD `integrity|<id>`). */
+  putIntegrityKey(k: { id: string; partitionId: number; publicKeyPem: string; privateKeyDer: Uint8Array }): Promise<void>;
+  /** The partition's newest integrity key, opened. */
+  getIntegrityKey(partitionId: number): Promise<(IntegrityKeyRow & { privateKeyDer: Uint8Array }) | undefined>;
+  listIntegrityKeys(): Promise<IntegrityKeyRow[]>;
+  /**
+   * Appends one audit row in one transaction: `chain` gets the previous row's seq and hash
+   * (seq 0 and the genesis hash for the first) and returns the new row's hash and signature.
+   */
+  appendAudit(entry: AuditEntry, chain: (prev: { seq: number; hash: string }) => { hash: string; sig: string; keyRef: string }): Promise<AuditRecord>;
+  listAudit(opts: { after?: number; limit: number; partition?: string }): Promise<AuditRecord[]>;
+}
+
+export interface Store extends KeyStore, AccountStore {
   readonly kind: 'sqlite' | 'postgres';
   /** Schema version the store is at (after `migrate`). */
   schemaVersion(): Promise<number>;

@@ -1,0 +1,163 @@
+/**
+ * The audit routes (`ucl audit list|verify`) and the hook that records every security-relevant
+ * request once it is answered: who (`user@partition`, or the claimed user of a failed login),
+ * partition, operation, key id, result, status, client address, request id, and the error code
+ * when it failed. Never a body, a password or a token. The same facts go to the structured log.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { EkmError } from '../errors.js';
+import { type AuditLog, ROOT_PARTITION_ID } from '../service/audit.js';
+import type { Authenticator } from './auth.js';
+import { parse } from './keys.js';
+import { createdKeyId } from './key-access.js';
+import { type ApiDoc, route } from './openapi.js';
+
+const OPERATIONS: Record<string, string> = {
+  'POST /api/v1/token': 'auth.token',
+  'POST /api/v1/keys': 'key.generate',
+  'GET /api/v1/keys/:keyId': 'key.show',
+  'GET /api/v1/keys/:keyId/public': 'key.export-public',
+  'POST /api/v1/keys/:keyId/sign': 'key.sign',
+  'POST /api/v1/keys/:keyId/verify': 'key.verify',
+  'POST /api/v1/keys/:keyId/refresh': 'key.refresh',
+  'POST /api/v1/servers/aux/rederive': 'server.aux-rederive',
+  'GET /api/v1/partitions': 'partition.list',
+  'POST /api/v1/partitions': 'partition.create',
+  'GET /api/v1/partitions/:partition': 'partition.show',
+  'PATCH /api/v1/partitions/:partition': 'partition.update',
+  'DELETE /api/v1/partitions/:partition': 'partition.delete',
+  'GET /api/v1/partitions/:partition/keys': 'key.list',
+  'GET /api/v1/partitions/:partition/users': 'user.list',
+  'POST /api/v1/partitions/:partition/users': 'user.create',
+  'GET /api/v1/partitions/:partition/users/:user': 'user.show',
+  'DELETE /api/v1/partitions/:partition/users/:user': 'user.delete',
+  'POST /api/v1/partitions/:partition/users/:user/reset-password': 'user.reset-password',
+  'GET /api/v1/me': 'user.whoami',
+  'POST /api/v1/me/password': 'user.change-password',
+  'GET /api/v1/audit': 'audit.list',
+  'GET /api/v1/audit/verify': 'audit.verify',
+};
+
+/** Routes that are not security-relevant (no credentials, no secrets): not audited. */
+const NOT_AUDITED = new Set(['/api/v1/health', '/api/v1/info', '/api/v1/servers', '/api/v1/servers/test', '/api/v1/openapi.json', '/metrics']);
+
+/** The operation name of a request (`key.sign`, …), or `METHOD route` for one not in the table. */
+export function operationOf(method: string, url: string | undefined): string {
+  if (!url) return 'unmatched';
+  return OPERATIONS[`${method} ${url}`] ?? `${method} ${url}`;
+}
+
+const errorCodes = new WeakMap<FastifyRequest, string>();
+
+const ListQuery = z
+  .object({
+    after: z.coerce.number().int().min(0).optional().describe('seq to continue after'),
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+  })
+  .strict();
+const Row = z.object({
+  seq: z.number(),
+  at: z.string(),
+  requestId: z.string().nullable(),
+  actor: z.string().nullable(),
+  partition: z.string().nullable(),
+  operation: z.string(),
+  keyId: z.string().nullable(),
+  result: z.enum(['ok', 'denied', 'error']),
+  status: z.number().nullable(),
+  client: z.string().nullable(),
+  detail: z.string().nullable(),
+  prevHash: z.string(),
+  hash: z.string(),
+  sig: z.string(),
+  keyRef: z.string(),
+});
+
+export function auditRoutes(app: FastifyInstance, auth: Authenticator, audit: AuditLog, doc: ApiDoc, log: Logger): void {
+  route(
+    app,
+    doc,
+    {
+      method: 'GET',
+      url: '/api/v1/audit',
+      summary: 'Audit rows in order (root SO and auditors: all; a partition’s SO and auditors: that partition’s)',
+      tag: 'audit',
+      access: 'so, auditor',
+      query: ListQuery,
+      ok: { status: 200, description: 'rows', schema: z.object({ rows: z.array(Row), next: z.number().nullable() }) },
+      errors: [403],
+    },
+    async (req) => {
+      const a = await auth.authenticate(req);
+      if (a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: a user does not read the audit log', undefined, 1, 403);
+      const q = parse(ListQuery, req.query, 'query');
+      const rows = await audit.list({ after: q.after, limit: q.limit + 1, partition: a.partitionId === ROOT_PARTITION_ID ? undefined : a.partition });
+      const page = rows.slice(0, q.limit);
+      return { rows: page, next: rows.length > q.limit ? page[page.length - 1]!.seq : null };
+    },
+  );
+  route(
+    app,
+    doc,
+    {
+      method: 'GET',
+      url: '/api/v1/audit/verify',
+      summary: 'Walk the whole chain: links, hashes, signatures, gaps',
+      tag: 'audit',
+      access: 'so, auditor of root',
+      ok: {
+        status: 200,
+        description: 'result (ok=false lists the first problems)',
+        schema: z.object({ ok: z.boolean(), rows: z.number(), head: z.object({ seq: z.number(), hash: z.string() }).nullable(), problems: z.array(z.object({ seq: z.number(), problem: z.string() })) }),
+      },
+      errors: [403],
+    },
+    async (req) => {
+      const a = await auth.authenticate(req);
+      if (a.partitionId !== ROOT_PARTITION_ID || a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: the root SO and root auditors verify the audit chain', undefined, 1, 403);
+      return audit.verify();
+    },
+  );
+
+  app.addHook('onError', async (req, _reply, err) => {
+    errorCodes.set(req, err instanceof EkmError ? err.code : 'EKM_BAD_REQUEST');
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const url = req.routeOptions.url;
+    if (!url || NOT_AUDITED.has(url)) return;
+    try {
+      const who = auth.identity(req);
+      let actor = who?.principal ? `${who.principal.user}@${who.principal.partition}` : (who?.claimed ?? null);
+      let partition = who?.principal?.partition ?? (who?.claimed ? who.claimed.slice(who.claimed.lastIndexOf('@') + 1) : null);
+      if (!actor && url === '/api/v1/token') {
+        const u = (req.body as { username?: unknown } | undefined)?.username;
+        if (typeof u === 'string') {
+          const at = u.lastIndexOf('@');
+          actor = `${(at > 0 ? u.slice(0, at) : u).slice(0, 64)}@${(at > 0 ? u.slice(at + 1) : 'root').slice(0, 64)}`;
+          partition = actor.slice(actor.lastIndexOf('@') + 1);
+        }
+      }
+      const params = req.params as { keyId?: unknown } | undefined;
+      const keyId = typeof params?.keyId === 'string' && /^[0-9a-f]{16}$/.test(params.keyId) ? params.keyId : (createdKeyId(req) ?? null);
+      const status = reply.statusCode;
+      const entry = {
+        requestId: String(req.id).slice(0, 64),
+        actor,
+        partition,
+        operation: operationOf(req.method, url),
+        keyId,
+        result: status < 400 ? ('ok' as const) : status === 401 || status === 403 ? ('denied' as const) : ('error' as const),
+        status,
+        client: req.ip,
+        detail: status >= 400 ? (errorCodes.get(req) ?? null) : null,
+      };
+      const rec = await audit.record(entry);
+      log.info({ event: 'audit', seq: rec.seq, ...entry }, 'audit');
+    } catch (e) {
+      log.error({ event: 'audit_failed', err: (e as Error).message, requestId: req.id }, 'could not append to the audit log');
+    }
+  });
+}

@@ -1,0 +1,249 @@
+/**
+ * Partitions (tenants) and their users: who may create, see, change and delete what, and the
+ * login check with lockout. The rules:
+ * - The root partition (created at bootstrap, id 1) cannot be deleted. Only the root SO creates
+ *   and deletes partitions; a partition that holds keys is deleted only when forced.
+ * - Each partition has SOs, crypto users (`user`) and read-only auditors (`auditor`). A partition's
+ *   SO manages its users; the root SO manages the users of every partition (so a locked partition
+ *   SO can be unlocked). Users and auditors manage nobody; everyone may change their own password.
+ * - Outside the root partition nobody sees another partition: it answers as if it did not exist.
+ * - Passwords: at least 8 characters, scrypt with a per-user salt, compared in constant time; a
+ *   failed login counts, and the user is locked at the partition's limit (default 5) until an SO
+ *   resets the password. A failure never says whether the user or the password was wrong.
+ */
+import { hashPassword, verifyPassword } from '../crypto/password.js';
+import { EkmError } from '../errors.js';
+import type { PartitionRow, Store, UserRole, UserRow } from '../store/store.js';
+import { ROOT_PARTITION_ID } from './audit.js';
+
+export const ROOT_PARTITION = 'root';
+export const ROLES: readonly UserRole[] = ['so', 'user', 'auditor'];
+export const MIN_PASSWORD = 8;
+export const MAX_PASSWORD = 1024;
+export const DEFAULT_MAX_FAILED_LOGINS = 5;
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/** Who is acting (the API's Principal has this shape). */
+export interface Actor {
+  readonly user: string;
+  readonly partition: string;
+  readonly partitionId: number;
+  readonly role: UserRole;
+}
+
+export interface PartitionView {
+  /** Stable index (root is 0), as the original's `Partition <index>: <name>`. */
+  readonly index: number;
+  readonly name: string;
+  readonly fipsRequired: boolean;
+  readonly maxFailedLogins: number;
+  readonly createdAt: string;
+  readonly keys: number;
+}
+
+export interface UserView {
+  readonly name: string;
+  readonly partition: string;
+  readonly role: UserRole;
+  readonly locked: boolean;
+  readonly failedLogins: number;
+  readonly createdAt: string;
+}
+
+const forbidden = (what: string): EkmError => new EkmError('EKM_FORBIDDEN', `not allowed: ${what}`, undefined, 1, 403);
+const noPartition = (name: string): EkmError => new EkmError('EKM_NOT_FOUND', `no partition ${name}`, undefined, 1, 404);
+const noUser = (name: string, partition: string): EkmError => new EkmError('EKM_NOT_FOUND', `no user ${name}@${partition}`, undefined, 1, 404);
+const wrongLogin = (): EkmError => new EkmError('EKM_UNAUTHORIZED', 'wrong user, partition or password', undefined, 1, 401);
+
+export function checkPassword(password: string, what = 'the password'): void {
+  if (typeof password !== 'string' || [...password].length < MIN_PASSWORD) {
+    throw new EkmError('EKM_WEAK_PASSWORD', `${what} must have at least ${MIN_PASSWORD} characters`, undefined, 2, 400);
+  }
+  if (password.length > MAX_PASSWORD) throw new EkmError('EKM_BAD_REQUEST', `${what} is longer than ${MAX_PASSWORD} characters`, undefined, 2, 400);
+}
+
+function checkName(name: string, what: string): void {
+  if (!NAME_RE.test(name)) {
+    throw new EkmError('EKM_BAD_REQUEST', `${what} "${name.slice(0, 64)}" is not valid: letters, digits, '_', '.', '-' (up to 64, starting with a letter or digit)`, undefined, 2, 400);
+  }
+}
+
+/** `user@partition` (a bare name means the root partition). */
+export function splitUsername(username: string): { user: string; partition: string } {
+  const at = username.lastIndexOf('@');
+  return at > 0 ? { user: username.slice(0, at), partition: username.slice(at + 1) } : { user: username, partition: ROOT_PARTITION };
+}
+
+const isRootSo = (a: Actor): boolean => a.partitionId === ROOT_PARTITION_ID && a.role === 'so';
+const isRootReader = (a: Actor): boolean => a.partitionId === ROOT_PARTITION_ID && (a.role === 'so' || a.role === 'auditor');
+
+/** A hash to compare against when the user does not exist, so timing does not tell. */
+const DUMMY_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+
+export class Accounts {
+  constructor(private readonly store: Store) {}
+
+  /** The login check behind HTTP Basic and `POST /token`: constant-time, counting failures, locking. */
+  async login(username: string, password: string): Promise<Actor> {
+    const { user, partition: partitionName } = splitUsername(username);
+    const partition = await this.store.getPartition(partitionName);
+    const row = partition ? await this.store.getUser(partition.id, user) : undefined;
+    const ok = await verifyPassword(password, row?.passwordHash ?? DUMMY_HASH);
+    if (!row || !partition) throw wrongLogin();
+    if (row.locked) {
+      throw new EkmError('EKM_LOCKED', `${user}@${partition.name} is locked after too many failed logins`, 'an SO must reset its password (ucl user reset-pwd)', 1, 401);
+    }
+    if (!ok) {
+      const r = await this.store.recordLoginFailure(partition.id, user, partition.maxFailedLogins);
+      if (r.locked) {
+        throw new EkmError('EKM_LOCKED', `${user}@${partition.name} is now locked after ${r.failedLogins} failed logins`, 'an SO must reset its password (ucl user reset-pwd)', 1, 401);
+      }
+      throw wrongLogin();
+    }
+    if (row.failedLogins > 0) await this.store.recordLoginSuccess(partition.id, user);
+    return { user, partition: partition.name, partitionId: partition.id, role: row.role };
+  }
+
+  /** The partition as `actor` may see it (outside root, only its own). */
+  async partitionFor(actor: Actor, name: string): Promise<PartitionRow> {
+    const p = await this.store.getPartition(name);
+    if (!p || (actor.partitionId !== ROOT_PARTITION_ID && p.id !== actor.partitionId)) throw noPartition(name);
+    return p;
+  }
+
+  private async view(p: PartitionRow): Promise<PartitionView> {
+    return {
+      index: p.id - 1,
+      name: p.name,
+      fipsRequired: p.fipsRequired,
+      maxFailedLogins: p.maxFailedLogins,
+      createdAt: p.createdAt,
+      keys: await this.store.countPartitionKeys(p.id),
+    };
+  }
+
+  async listPartitions(actor: Actor): Promise<PartitionView[]> {
+    const all = await this.store.listPartitions();
+    const visible = isRootReader(actor) ? all : all.filter((p) => p.id === actor.partitionId);
+    return Promise.all(visible.map((p) => this.view(p)));
+  }
+
+  async showPartition(actor: Actor, name: string): Promise<PartitionView> {
+    return this.view(await this.partitionFor(actor, name));
+  }
+
+  async createPartition(
+    actor: Actor,
+    req: { name: string; soPassword: string; fipsRequired?: boolean; maxFailedLogins?: number },
+  ): Promise<PartitionView> {
+    if (!isRootSo(actor)) throw forbidden('only the root partition SO creates partitions');
+    checkName(req.name, 'the partition name');
+    checkPassword(req.soPassword, 'the partition SO password');
+    if (await this.store.getPartition(req.name)) throw new EkmError('EKM_EXISTS', `partition ${req.name} already exists`, undefined, 1, 409);
+    const hash = await hashPassword(req.soPassword);
+    const p = await this.store.createPartition({ name: req.name, fipsRequired: req.fipsRequired === true });
+    if (req.maxFailedLogins !== undefined && req.maxFailedLogins !== DEFAULT_MAX_FAILED_LOGINS) await this.store.setPartitionMaxFailedLogins(p.id, req.maxFailedLogins);
+    await this.store.createUser({ partitionId: p.id, name: 'so', role: 'so', passwordHash: hash });
+    return this.view((await this.store.getPartitionById(p.id))!);
+  }
+
+  async updatePartition(actor: Actor, name: string, req: { maxFailedLogins: number }): Promise<PartitionView> {
+    const p = await this.partitionFor(actor, name);
+    if (actor.role !== 'so') throw forbidden(`a ${actor.role} does not change partition settings`);
+    await this.store.setPartitionMaxFailedLogins(p.id, req.maxFailedLogins);
+    return this.view((await this.store.getPartitionById(p.id))!);
+  }
+
+  /** Returns how many key records went with it (only when forced). */
+  async deletePartition(actor: Actor, name: string, force: boolean): Promise<{ keysDeleted: number }> {
+    if (!isRootSo(actor)) throw forbidden('only the root partition SO deletes partitions');
+    const p = await this.partitionFor(actor, name);
+    if (p.id === ROOT_PARTITION_ID) throw new EkmError('EKM_FORBIDDEN', 'the root partition cannot be deleted', undefined, 1, 403);
+    const keys = await this.store.countPartitionKeys(p.id);
+    if (keys > 0 && !force) {
+      throw new EkmError('EKM_PARTITION_NOT_EMPTY', `partition ${name} holds ${keys} key${keys === 1 ? '' : 's'}`, 'delete them first, or force (ucl partition delete --force)', 1, 409);
+    }
+    await this.store.deletePartition(p.id, { withKeys: force });
+    return { keysDeleted: force ? keys : 0 };
+  }
+
+  /** Actors who manage the users of partition `p`: its SOs and the root SO. */
+  private mayManage(actor: Actor, p: PartitionRow): boolean {
+    return isRootSo(actor) || (actor.role === 'so' && actor.partitionId === p.id);
+  }
+
+  private mayRead(actor: Actor, p: PartitionRow): boolean {
+    return isRootReader(actor) || ((actor.role === 'so' || actor.role === 'auditor') && actor.partitionId === p.id);
+  }
+
+  async createUser(actor: Actor, partition: string, req: { name: string; password: string; role: UserRole }): Promise<UserView> {
+    const p = await this.partitionFor(actor, partition);
+    if (!this.mayManage(actor, p)) throw forbidden(`a ${actor.role} does not create users`);
+    checkName(req.name, 'the user name');
+    if (!ROLES.includes(req.role)) throw new EkmError('EKM_BAD_REQUEST', `unknown role ${req.role}: one of ${ROLES.join(', ')}`, undefined, 2, 400);
+    checkPassword(req.password);
+    if (await this.store.getUser(p.id, req.name)) throw new EkmError('EKM_EXISTS', `user ${req.name}@${p.name} already exists`, undefined, 1, 409);
+    await this.store.createUser({ partitionId: p.id, name: req.name, role: req.role, passwordHash: await hashPassword(req.password) });
+    return userView((await this.store.getUser(p.id, req.name))!, p);
+  }
+
+  async listUsers(actor: Actor, partition: string): Promise<UserView[]> {
+    const p = await this.partitionFor(actor, partition);
+    if (!this.mayRead(actor, p)) throw forbidden(`a ${actor.role} does not list users`);
+    return (await this.store.listUsers(p.id)).map((u) => userView(u, p));
+  }
+
+  async showUser(actor: Actor, partition: string, name: string): Promise<UserView> {
+    const p = await this.partitionFor(actor, partition);
+    const self = actor.partitionId === p.id && actor.user === name;
+    if (!self && !this.mayRead(actor, p)) throw forbidden(`a ${actor.role} sees only itself`);
+    const u = await this.store.getUser(p.id, name);
+    if (!u) throw noUser(name, p.name);
+    return userView(u, p);
+  }
+
+  async deleteUser(actor: Actor, partition: string, name: string): Promise<void> {
+    const p = await this.partitionFor(actor, partition);
+    if (!this.mayManage(actor, p)) throw forbidden(`a ${actor.role} does not delete users`);
+    const u = await this.store.getUser(p.id, name);
+    if (!u) throw noUser(name, p.name);
+    if (actor.partitionId === p.id && actor.user === name) throw forbidden('deleting yourself');
+    if (u.role === 'so' && (await this.store.listUsers(p.id)).filter((x) => x.role === 'so').length === 1) {
+      throw forbidden(`${name} is the last SO of partition ${p.name}`);
+    }
+    await this.store.deleteUser(p.id, name);
+  }
+
+  /** An SO sets a user's password; this also unlocks the user. */
+  async resetPassword(actor: Actor, partition: string, name: string, password: string): Promise<void> {
+    const p = await this.partitionFor(actor, partition);
+    if (!this.mayManage(actor, p)) throw forbidden(`a ${actor.role} does not reset passwords`);
+    checkPassword(password, 'the new password');
+    if (!(await this.store.getUser(p.id, name))) throw noUser(name, p.name);
+    await this.store.setUserPassword(p.id, name, await hashPassword(password));
+  }
+
+  /** Anyone changes their own password, giving the old one again. */
+  async changePassword(actor: Actor, oldPassword: string, newPassword: string): Promise<void> {
+    const u = await this.store.getUser(actor.partitionId, actor.user);
+    const ok = await verifyPassword(oldPassword, u?.passwordHash ?? DUMMY_HASH);
+    if (!u || !ok) throw new EkmError('EKM_UNAUTHORIZED', 'the old password is wrong', undefined, 1, 401);
+    checkPassword(newPassword, 'the new password');
+    await this.store.setUserPassword(actor.partitionId, actor.user, await hashPassword(newPassword));
+  }
+
+  /** Key generation in a FIPS-only partition: only FIPS-approved algorithms. */
+  async checkKeyAlg(actor: Actor, alg: string): Promise<void> {
+    const p = await this.store.getPartitionById(actor.partitionId);
+    if (p?.fipsRequired && !FIPS_ALGS.has(alg)) {
+      throw new EkmError('EKM_NOT_FIPS', `partition ${p.name} allows only FIPS-approved algorithms; ${alg} is not one`, `use one of ${[...FIPS_ALGS].join(', ')}`, 1, 400);
+    }
+  }
+}
+
+/** FIPS 186-5: ECDSA on P-256/P-384 and EdDSA on Ed25519; secp256k1 and BIP340 are not approved. */
+export const FIPS_ALGS: ReadonlySet<string> = new Set(['ecdsa-p256', 'ecdsa-p384', 'eddsa-ed25519']);
+
+function userView(u: UserRow, p: PartitionRow): UserView {
+  return { name: u.name, partition: p.name, role: u.role, locked: u.locked, failedLogins: u.failedLogins, createdAt: u.createdAt };
+}

@@ -1,0 +1,128 @@
+/**
+ * The audit log: every security-relevant request, appended to one table that is hash-chained and
+ * signed. Row n's hash is SHA-256(prev_hash ‖ canonical(row n)), so editing a row breaks its own
+ * hash and deleting one breaks the next row's link (and leaves a gap in `seq`); each hash is
+ * signed with the root partition's Ed25519 integrity key, so re-hashing the chain after an edit
+ * does not help without that key.
+ *
+ * The integrity key is created on first use and kept in the store, sealed by the server's
+ * barrier (AES-256-GCM under keys/system.key, AAD `integrity|<id>`), the way key shares are:
+ * a copy of the database alone cannot forge rows, the key travels with the store (and so with
+ * its backups, where old rows must still verify), and there is no second secret file to
+ * protect, back up and restore. Public keys stay readable, so `verify` names the key per row.
+ *
+ * What goes in: who (`user@partition`), partition, operation, key id, result, HTTP status, client
+ * address, request id, and at most an error code as detail. Never a body, a password or a token.
+ */
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import type { AuditEntry, AuditRecord, Store } from '../store/store.js';
+
+/** Bootstrap creates the root partition first: its id is 1. */
+export const ROOT_PARTITION_ID = 1;
+const DOMAIN = Buffer.from('ekm-audit-v1\0', 'utf8');
+const GENESIS = '0'.repeat(64);
+
+/** The canonical encoding of a row: a JSON array in a fixed field order (no key-order ambiguity). */
+export function canonicalAudit(r: AuditEntry & { seq: number }): string {
+  return JSON.stringify([r.seq, r.at, r.requestId, r.actor, r.partition, r.operation, r.keyId, r.result, r.status, r.client, r.detail]);
+}
+
+export function auditHash(prevHash: string, r: AuditEntry & { seq: number }): string {
+  return createHash('sha256').update(Buffer.from(prevHash, 'hex')).update(canonicalAudit(r), 'utf8').digest('hex');
+}
+
+export interface AuditProblem {
+  readonly seq: number;
+  readonly problem: string;
+}
+
+export interface AuditVerifyResult {
+  readonly ok: boolean;
+  readonly rows: number;
+  readonly head: { seq: number; hash: string } | null;
+  /** The first problems found (at most 20), in chain order. */
+  readonly problems: AuditProblem[];
+}
+
+export type AuditInput = Omit<AuditEntry, 'at'> & { at?: string };
+
+export class AuditLog {
+  private key: Promise<{ id: string; privateKey: KeyObject }> | undefined;
+  /** The newest seq this process appended: rows cut off the end while it runs are detected. */
+  private lastSeq = 0;
+
+  constructor(private readonly store: Store) {}
+
+  private signingKey(): Promise<{ id: string; privateKey: KeyObject }> {
+    this.key ??= (async () => {
+      const existing = await this.store.getIntegrityKey(ROOT_PARTITION_ID);
+      if (existing) {
+        return { id: existing.id, privateKey: createPrivateKey({ key: Buffer.from(existing.privateKeyDer), format: 'der', type: 'pkcs8' }) };
+      }
+      const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+      const spki = publicKey.export({ format: 'der', type: 'spki' });
+      const id = createHash('sha256').update(spki).digest('hex').slice(0, 16);
+      await this.store.putIntegrityKey({
+        id,
+        partitionId: ROOT_PARTITION_ID,
+        publicKeyPem: publicKey.export({ format: 'pem', type: 'spki' }).toString(),
+        privateKeyDer: new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' })),
+      });
+      return { id, privateKey };
+    })().catch((e: unknown) => {
+      this.key = undefined;
+      throw e;
+    });
+    return this.key;
+  }
+
+  async record(input: AuditInput): Promise<AuditRecord> {
+    const { id, privateKey } = await this.signingKey();
+    const entry: AuditEntry = { ...input, at: input.at ?? new Date().toISOString() };
+    const rec = await this.store.appendAudit(entry, (prev) => {
+      const hash = auditHash(prev.hash, { ...entry, seq: prev.seq + 1 });
+      const sig = sign(null, Buffer.concat([DOMAIN, Buffer.from(hash, 'hex')]), privateKey).toString('base64');
+      return { hash, sig, keyRef: id };
+    });
+    this.lastSeq = Math.max(this.lastSeq, rec.seq);
+    return rec;
+  }
+
+  list(opts: { after?: number; limit: number; partition?: string }): Promise<AuditRecord[]> {
+    return this.store.listAudit(opts);
+  }
+
+  /** Walks the whole chain: links, hashes, signatures, gaps, and the tail this process wrote. */
+  async verify(): Promise<AuditVerifyResult> {
+    const keys = new Map<string, KeyObject>();
+    for (const k of await this.store.listIntegrityKeys()) keys.set(k.id, createPublicKey(k.publicKeyPem));
+    const problems: AuditProblem[] = [];
+    const note = (seq: number, problem: string): void => {
+      if (problems.length < 20) problems.push({ seq, problem });
+    };
+    let prevHash = GENESIS;
+    let expected = 1;
+    let rows = 0;
+    let head: { seq: number; hash: string } | null = null;
+    for (;;) {
+      const page = await this.store.listAudit({ after: expected - 1, limit: 1000 });
+      if (page.length === 0) break;
+      for (const r of page) {
+        rows++;
+        if (r.seq !== expected) note(expected, r.seq - expected === 1 ? `row ${expected} is missing (deleted)` : `rows ${expected}..${r.seq - 1} are missing (deleted)`);
+        if (r.prevHash !== prevHash) note(r.seq, 'its link to the previous row is broken (a row before it was deleted or altered)');
+        if (auditHash(r.prevHash, r) !== r.hash) note(r.seq, 'its content does not match its hash (the row was altered)');
+        const key = keys.get(r.keyRef);
+        if (!key) note(r.seq, `it is signed by an unknown integrity key ${r.keyRef}`);
+        else if (!/^[0-9a-f]{64}$/.test(r.hash) || !verify(null, Buffer.concat([DOMAIN, Buffer.from(r.hash, 'hex')]), key, Buffer.from(r.sig, 'base64'))) {
+          note(r.seq, 'its signature does not verify (the row was re-hashed or forged)');
+        }
+        prevHash = r.hash;
+        expected = r.seq + 1;
+        head = { seq: r.seq, hash: r.hash };
+      }
+    }
+    if ((head?.seq ?? 0) < this.lastSeq) note((head?.seq ?? 0) + 1, `rows after ${head?.seq ?? 0} up to ${this.lastSeq} were written by this server and are gone (deleted)`);
+    return { ok: problems.length === 0, rows, head, problems };
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The hash-chained, signed audit log (src/service/audit.ts): an intact chain verifies; a row
+ * edited, deleted, re-hashed or cut off the end in the SQLite file itself is detected.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { AuditLog, auditHash } from '../../../src/service/audit.js';
+import { Barrier } from '../../../src/store/barrier.js';
+import { SqliteStore } from '../../../src/store/sqlite.js';
+import type { AuditRecord } from '../../../src/store/store.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function fresh(rows = 6): Promise<{ path: string; key: Barrier; store: SqliteStore; log: AuditLog }> {
+  const dir = mkdtempSync(join(tmpdir(), 'ekm-audit-'));
+  dirs.push(dir);
+  const path = join(dir, 'ekm.db');
+  const key = new Barrier(randomBytes(32));
+  const store = SqliteStore.open(path, { create: true, barrier: key });
+  const log = new AuditLog(store);
+  for (let i = 0; i < rows; i++) {
+    await log.record({ requestId: `r${i}`, actor: 'so@root', partition: 'root', operation: 'key.sign', keyId: '0123456789abcdef', result: 'ok', status: 200, client: '127.0.0.1', detail: null });
+  }
+  return { path, key, store, log };
+}
+
+/** The attacker's view: the database file, without the system key; triggers dropped first. */
+function tamper(path: string, sql: string, ...args: unknown[]): void {
+  const db = new Database(path);
+  db.exec('DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;');
+  db.prepare(sql).run(...args);
+  db.close();
+}
+
+/** Reopens as a restarted server would (no memory of what it wrote). */
+async function verifyAfterRestart(path: string, key: Barrier) {
+  const s = SqliteStore.open(path, { create: false, barrier: key });
+  try {
+    return await new AuditLog(s).verify();
+  } finally {
+    await s.close();
+  }
+}
+
+describe('audit chain', () => {
+  it('an intact chain verifies; the integrity key is made once and stored sealed', async () => {
+    const { store, log, path } = await fresh();
+    const r = await log.verify();
+    assert.deepEqual({ ok: r.ok, rows: r.rows, problems: r.problems }, { ok: true, rows: 6, problems: [] });
+    assert.equal(r.head?.seq, 6);
+    const keys = await store.listIntegrityKeys();
+    assert.equal(keys.length, 1);
+    await store.close();
+    const db = new Database(path, { readonly: true });
+    const sealed = db.prepare('SELECT sealed FROM integrity_keys').get() as { sealed: Buffer };
+    db.close();
+    assert.equal(sealed.sealed[0], 1, 'barrier format byte');
+  });
+
+  it('SQL UPDATE and DELETE on the audit table are refused', async () => {
+    const { store, path } = await fresh(2);
+    await store.close();
+    const db = new Database(path);
+    assert.throws(() => db.prepare("UPDATE audit SET result = 'denied'").run(), /append-only/);
+    assert.throws(() => db.prepare('DELETE FROM audit').run(), /append-only/);
+    db.close();
+  });
+
+  it('detects an edited row', async () => {
+    const { store, path, key } = await fresh();
+    await store.close();
+    tamper(path, "UPDATE audit SET actor = 'mallory@root' WHERE seq = 3");
+    const r = await verifyAfterRestart(path, key);
+    assert.equal(r.ok, false);
+    assert.deepEqual(r.problems, [{ seq: 3, problem: 'its content does not match its hash (the row was altered)' }]);
+  });
+
+  it('detects a deleted row in the middle', async () => {
+    const { store, path, key } = await fresh();
+    await store.close();
+    tamper(path, 'DELETE FROM audit WHERE seq = 4');
+    const r = await verifyAfterRestart(path, key);
+    assert.equal(r.ok, false);
+    assert.deepEqual(
+      r.problems.map((p) => p.seq),
+      [4, 5],
+    );
+    assert.match(r.problems[0]!.problem, /row 4 is missing/);
+    assert.match(r.problems[1]!.problem, /link to the previous row is broken/);
+  });
+
+  it('detects an edit whose hashes were recomputed down the chain (signatures fail)', async () => {
+    const { store, path, key } = await fresh();
+    await store.close();
+    const db = new Database(path);
+    db.exec('DROP TRIGGER audit_no_update;');
+    const rows = db.prepare('SELECT * FROM audit ORDER BY seq').all() as Record<string, unknown>[];
+    let prev = '0'.repeat(64);
+    for (const raw of rows) {
+      const r = {
+        seq: raw.seq as number,
+        at: raw.at as string,
+        requestId: raw.request_id as string,
+        actor: raw.seq === 2 ? 'mallory@root' : (raw.actor as string),
+        partition: raw.partition as string,
+        operation: raw.operation as string,
+        keyId: raw.key_id as string,
+        result: raw.result as AuditRecord['result'],
+        status: raw.status as number,
+        client: raw.client as string,
+        detail: raw.detail as string | null,
+      };
+      const h = auditHash(prev, r);
+      db.prepare('UPDATE audit SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?').run(r.actor, prev, h, r.seq);
+      prev = h;
+    }
+    db.close();
+    const r = await verifyAfterRestart(path, key);
+    assert.equal(r.ok, false);
+    assert.deepEqual(
+      r.problems.map((p) => p.seq),
+      [2, 3, 4, 5, 6],
+    );
+    assert.ok(r.problems.every((p) => /signature does not verify/.test(p.problem)));
+  });
+
+  it('the running server detects rows cut off the end', async () => {
+    const { store, path, log } = await fresh();
+    tamper(path, 'DELETE FROM audit WHERE seq >= 5');
+    const r = await log.verify();
+    assert.equal(r.ok, false);
+    assert.match(r.problems[0]!.problem, /rows after 4 up to 6 were written by this server and are gone/);
+    await store.close();
+  });
+
+  it('appends stay chained under concurrency', async () => {
+    const { store, log } = await fresh(0);
+    await Promise.all(Array.from({ length: 50 }, (_, i) => log.record({ requestId: `c${i}`, actor: null, partition: null, operation: 'auth.token', keyId: null, result: 'denied', status: 401, client: '::1', detail: 'EKM_UNAUTHORIZED' })));
+    const r = await log.verify();
+    assert.equal(r.ok, true);
+    assert.equal(r.rows, 50);
+    assert.equal((await store.listIntegrityKeys()).length, 1, 'one key despite concurrent first use');
+    await store.close();
+  });
+});
