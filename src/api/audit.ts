@@ -140,7 +140,9 @@ export function auditRoutes(app: FastifyInstance, auth: Authenticator, audit: Au
           partition = actor.slice(actor.lastIndexOf('@') + 1);
         }
       }
-      const params = req.params as { keyId?: unknown } | undefined;
+      const params = req.params as { keyId?: unknown; partition?: unknown } | undefined;
+      // Partition-scoped routes are filed under the partition acted on (its auditors see the root SO's acts in it).
+      if (typeof params?.partition === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(params.partition) && who?.principal) partition = params.partition;
       const keyId = typeof params?.keyId === 'string' && /^[0-9a-f]{16}$/.test(params.keyId) ? params.keyId : (createdKeyId(req) ?? null);
       const status = reply.statusCode;
       const entry = {

@@ -10,6 +10,10 @@ import type { ServerRow } from '../store/store.js';
 import { VERSION } from '../version.js';
 import { resolveClientOptions } from './client-config.js';
 import { runCli } from './run.js';
+import { registerAccountCommands } from './ucl-accounts.js';
+import { registerAuditCommands } from './ucl-audit.js';
+import { registerKeyCommands } from './ucl-keys.js';
+import type { UclContext } from './ucl-session.js';
 
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
 
@@ -57,6 +61,16 @@ async function main(): Promise<number> {
     .description('print the ucl release and, when reachable, the EP\'s')
     .action(async () => {
       print(`ucl ${VERSION}`);
+      let c: EkmClient | undefined;
+      try {
+        c = client();
+        const r = await c.request<{ version?: string; server?: string; role?: string }>('GET', '/api/v1/info');
+        if (r.status === 200 && r.body?.version) print(`EP ${r.server} (${r.body.server}) ${r.body.version}`);
+      } catch (e) {
+        print(`EP: ${e instanceof EkmError ? e.message : (e as Error).message}`);
+      } finally {
+        c?.close();
+      }
     });
 
   const server = program.command('server').description('servers of the cluster');
@@ -87,6 +101,15 @@ async function main(): Promise<number> {
       for (const s of res.body.servers) rows.push([`  ${label[s.role]}`, s.name, s.tripletId, s.fingerprint]);
       table(rows).forEach(print);
     });
+
+  // `ucl audit list | head`: a closed pipe ends the output, not with a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+  });
+  const ctx: UclContext = { client, json, print };
+  registerAccountCommands(program, ctx);
+  registerAuditCommands(program, ctx);
+  registerKeyCommands(program, ctx);
 
   try {
     await program.parseAsync(process.argv);
