@@ -122,6 +122,45 @@ async function main(): Promise<number | void> {
       }
       print(describeRunning(paths, pid));
     });
+  // Backup and restore (src/backup/), loaded on demand.
+  const backupCmd = program
+    .command('backup')
+    .description('back up this EP or Partner (works while it serves): ekm backup --out <file.tar.gz> --to <backup public key PEM>')
+    .option('--out <file>', 'archive to write (.tar.gz)')
+    .option('--to <pem>', "the administrator's backup public key (ekm backup-keygen)")
+    .action(async (o: { out?: string; to?: string }) => {
+      if (!o.out || !o.to) throw usageError('backup: --out <file.tar.gz> and --to <backup public key PEM> are required');
+      const { backup } = await import('../backup/commands.js');
+      backup({ out: o.out, to: o.to }, homePaths(), print);
+    });
+  backupCmd
+    .command('verify')
+    .description('check an archive without restoring it (with --key, also decrypt and check the contents)')
+    .requiredOption('--in <file>', 'the archive')
+    .option('--key <pem>', 'the backup private key')
+    .action(async (o: { in: string; key?: string }) => {
+      const { verify } = await import('../backup/commands.js');
+      verify({ in: o.in, ...(o.key ? { key: o.key } : {}) }, print);
+    });
+  program
+    .command('backup-keygen')
+    .description('make an RSA-3072 backup key pair for the administrator')
+    .requiredOption('--out <dir>', 'folder for <name>.key (0600) and <name>.pub.pem')
+    .option('--name <name>', 'file name stem', 'ekm-backup')
+    .action(async (o: { out: string; name: string }) => {
+      const { backupKeygen } = await import('../backup/commands.js');
+      backupKeygen(o, print);
+    });
+  program
+    .command('restore')
+    .description("place a backup's store and system key in this new server's EKM_HOME (then bootstrap it with -restore)")
+    .requiredOption('--in <file>', 'the archive')
+    .requiredOption('--key <pem>', 'the backup private key')
+    .option('--force', 'replace a store or server already in EKM_HOME')
+    .action(async (o: { in: string; key: string; force?: boolean }) => {
+      const { restore } = await import('../backup/commands.js');
+      restore({ in: o.in, key: o.key, force: o.force === true }, homePaths(), print);
+    });
   program.command('run').description('run the server in the foreground (what the service runs)').action(async () => {
     code = await run();
   });

@@ -18,6 +18,8 @@ export interface BootArgs {
   readonly fips: true;
   readonly force: boolean;
   readonly restore: boolean;
+  /** EP and Partner with -restore: restore only the keys both archives hold at a common epoch. */
+  readonly partial: boolean;
   readonly rootSoPassword?: string;
   readonly extraNames: readonly string[];
   readonly certYears: number;
@@ -47,6 +49,7 @@ const BY_ROLE: Record<Role, Record<string, FlagSpec>> = {
     '-x': { key: 'aux', kind: 'value' },
     '-w': { key: 'password', kind: 'value' },
     '-restore': { key: 'restore', kind: 'switch' },
+    '--partial': { key: 'partial', kind: 'switch' },
     '-n': { key: 'names', kind: 'value' },
     '-e': { key: 'years', kind: 'value' },
     '-externaldb': { key: 'externaldb', kind: 'switch' },
@@ -57,6 +60,7 @@ const BY_ROLE: Record<Role, Record<string, FlagSpec>> = {
     '-p': { key: 'ep', kind: 'value' },
     '-x': { key: 'aux', kind: 'value' },
     '-restore': { key: 'restore', kind: 'switch' },
+    '--partial': { key: 'partial', kind: 'switch' },
     '-externaldb': { key: 'externaldb', kind: 'switch' },
   },
   aux: {
@@ -69,8 +73,8 @@ const BY_ROLE: Record<Role, Record<string, FlagSpec>> = {
 const SCRIPT: Record<Role, string> = { ep: 'ekm_boot_ep.sh', partner: 'ekm_boot_partner.sh', aux: 'ekm_boot_auxiliary.sh' };
 
 export const BOOT_USAGE: Record<Role, string> = {
-  ep: 'ekm_boot_ep.sh -s <self>[:port] -p <partner>[:port] -x <aux>[:port] -fips -w <root SO password> [-restore] [-f] [-n <csv>] [-e <years>] [-externaldb] [--api-port <port>] [--timeout <s>]',
-  partner: 'ekm_boot_partner.sh -s <self>[:port] -p <ep>[:port] -x <aux>[:port] -fips [-restore] [-f] [--timeout <s>]',
+  ep: 'ekm_boot_ep.sh -s <self>[:port] -p <partner>[:port] -x <aux>[:port] -fips -w <root SO password> [-restore [--partial]] [-f] [-n <csv>] [-e <years>] [-externaldb] [--api-port <port>] [--timeout <s>]',
+  partner: 'ekm_boot_partner.sh -s <self>[:port] -p <ep>[:port] -x <aux>[:port] -fips [-restore [--partial]] [-f] [--timeout <s>]',
   aux: 'ekm_boot_auxiliary.sh -s <self>[:port] -e <ep>[:port] -p <partner>[:port] -fips [-f] [--timeout <s>]',
 };
 
@@ -161,6 +165,7 @@ export function parseBootArgs(role: Role, argv: readonly string[]): BootArgs {
     if (!/^\d{1,5}$/.test(timeoutText) || Number(timeoutText) < 1) throw usageError(`${SCRIPT[role]}: --timeout takes seconds (1-99999)`);
     timeoutSeconds = Number(timeoutText);
   }
+  if (seen.partial && !seen.restore) throw usageError(`${SCRIPT[role]}: --partial only applies with -restore`);
   const apiText = str('apiPort');
   return {
     role,
@@ -173,6 +178,7 @@ export function parseBootArgs(role: Role, argv: readonly string[]): BootArgs {
     fips: true,
     force: seen.force === true,
     restore: seen.restore === true,
+    partial: seen.partial === true,
     ...(password !== undefined ? { rootSoPassword: password } : {}),
     extraNames,
     certYears,

@@ -30,6 +30,8 @@ import type { BootArgs } from './boot-args.js';
 import { type Identity, createIdentity } from './identity.js';
 import { type ServerAddress, DEFAULT_API_PORT, formatAddress } from './names.js';
 import { daemonRunning } from '../server/pidfile.js';
+import { type RestoredStore, RestoreHello, applyRestorePlan, checkRestorePair, inspectRestoredStore, parseKeyEpochs } from '../backup/restore-boot.js';
+import type { RestorePlan } from '../backup/key-epochs.js';
 
 const BootHello = z.object({
   purpose: z.literal('bootstrap'),
@@ -39,6 +41,8 @@ const BootHello = z.object({
   triplet: z.object({ ep: z.string(), partner: z.string(), aux: z.string() }),
   clusterId: z.string().regex(/^[0-9a-f]{16}$/).nullable(),
   tripletId: z.string().regex(/^[0-9a-f]{16}$/).nullable(),
+  /** EP and Partner with -restore: the restored store's cluster and keys (src/backup/restore-boot.ts). */
+  restore: RestoreHello.nullable().optional(),
 });
 type BootHello = z.infer<typeof BootHello>;
 
@@ -93,11 +97,13 @@ export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Appr
     throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs the system key at ${paths.systemKey}`, 'restore it together with the store');
   }
 
+  // A restored store keeps its cluster id; its role, schema and keys are checked before anything else.
+  const restored = args.restore ? { ...(await inspectRestoredStore(paths.sqlite, args.role)), partial: args.partial } : undefined;
   if (args.restore && args.role === 'ep') await checkRestoredRootSo(paths, args.rootSoPassword!);
 
   const identity = await createIdentity({ role: args.role, host: args.self.host, extraNames: args.extraNames, years: args.certYears });
   const triplet = { ep: formatAddress(args.ep), partner: formatAddress(args.partner), aux: formatAddress(args.aux) };
-  const ownCluster = args.role === 'ep' ? { clusterId: randomBytes(8).toString('hex'), tripletId: randomBytes(8).toString('hex') } : null;
+  const ownCluster = args.role === 'ep' ? { clusterId: restored?.clusterId ?? randomBytes(8).toString('hex'), tripletId: randomBytes(8).toString('hex') } : null;
   const myHello: BootHello = {
     purpose: 'bootstrap',
     protocol: PEER_PROTOCOL_VERSION,
@@ -106,11 +112,12 @@ export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Appr
     triplet,
     clusterId: ownCluster?.clusterId ?? null,
     tripletId: ownCluster?.tripletId ?? null,
+    restore: restored ? { clusterId: restored.clusterId, keysDigest: restored.keysDigest, keyCount: restored.keys.length, partial: restored.partial } : null,
   };
   print(`Bootstrapping ${ROLE_LABEL[args.role]} ${formatAddress(args.self)} (ekm ${VERSION}); this server's certificate SHA256 fingerprint:`);
   print(`  ${identity.fingerprint}`);
 
-  const exchange = new TrustExchange(args, identity, myHello, approver, print);
+  const exchange = new TrustExchange(args, identity, myHello, approver, print, restored);
   try {
     await exchange.run();
   } finally {
@@ -142,7 +149,7 @@ export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Appr
     })),
     store: { kind: 'sqlite' },
   };
-  await persistBootstrap(args, paths, identity, config);
+  await persistBootstrap(args, paths, identity, config, exchange.restorePlan);
   print(`${ROLE_LABEL[args.role]} ${formatAddress(args.self)} bootstrapped: cluster ${clusterId}, triplet ${tripletId}.`);
   print(
     args.role === 'ep'
@@ -153,7 +160,7 @@ export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Appr
 }
 
 /** Writes identity, system key and store, then `server.json`; undoes the new files if anything fails. */
-async function persistBootstrap(args: BootArgs, paths: HomePaths, identity: Identity, config: ServerConfig): Promise<void> {
+async function persistBootstrap(args: BootArgs, paths: HomePaths, identity: Identity, config: ServerConfig, restorePlan: RestorePlan | null): Promise<void> {
   const created: string[] = [];
   try {
     writeFileAtomic(paths.tlsKey, identity.keyPem, 0o600);
@@ -166,6 +173,8 @@ async function persistBootstrap(args: BootArgs, paths: HomePaths, identity: Iden
       created.push(paths.systemKey);
       created.push(paths.sqlite, `${paths.sqlite}-wal`, `${paths.sqlite}-shm`);
     }
+    // -restore: keep each key at the epoch EP and Partner agreed on, drop the old triplet's rows.
+    if (args.restore && restorePlan) applyRestorePlan(paths.sqlite, args.role, restorePlan);
     const store = SqliteStore.open(paths.sqlite, { create: !args.restore });
     try {
       if (args.role === 'ep') await prepareRootPartition(store, args);
@@ -234,6 +243,12 @@ class TrustExchange {
   private failure: EkmError | undefined;
   private wake: (() => void) | undefined;
   private closed = false;
+  /** EP and Partner with -restore: what both agreed to restore (set before approving each other). */
+  restorePlan: RestorePlan | null = null;
+  /** EP and Partner approve the Aux only once they have checked each other (a refused restore must not bootstrap the Aux). */
+  private pairChecked!: () => void;
+  private readonly pairCheck = new Promise<void>((r) => (this.pairChecked = r));
+  private pairRefused = false;
 
   constructor(
     private readonly args: BootArgs,
@@ -241,6 +256,7 @@ class TrustExchange {
     private readonly hello: BootHello,
     private readonly approver: Approver,
     private readonly print: (line: string) => void,
+    private readonly restored?: RestoredStore & { partial: boolean },
   ) {
     for (const role of ['ep', 'partner', 'aux'] as Role[]) {
       if (role === args.role) continue;
@@ -345,6 +361,10 @@ class TrustExchange {
 
   private answer(method: string, body: Uint8Array, clientFp: string | undefined): Uint8Array {
     if (method === 'boot.hello') return encodeJson(this.hello);
+    if (method === 'boot.restore-keys') {
+      if (!this.restored) throw new EkmError('EKM_PEER_PROTOCOL', 'this server is not restoring');
+      return encodeJson(this.restored.keys);
+    }
     if (method === 'boot.approve') {
       const msg = z.object({ role: z.enum(['ep', 'partner', 'aux']), fingerprint: z.string() }).safeParse(decodeJson(body));
       if (!msg.success || !clientFp) throw new EkmError('EKM_PEER_PROTOCOL', 'malformed approval');
@@ -366,7 +386,45 @@ class TrustExchange {
       this.wake?.();
       return encodeJson({ ok: true });
     }
+    if (method === 'boot.abort') {
+      // A peer refused the restore: stop too, rather than wait for it until the timeout.
+      const msg = z.object({ role: z.enum(['ep', 'partner', 'aux']), message: z.string(), hint: z.string().optional() }).safeParse(decodeJson(body));
+      const p = msg.success ? this.progress.get(msg.data.role) : undefined;
+      // From the approved certificate when this server has seen it; a peer not reached yet may abort us too.
+      if (msg.success && p && (!p.fingerprint || p.fingerprint === clientFp)) {
+        this.pairRefused = true;
+        this.pairChecked();
+        this.fail(new EkmError('EKM_RESTORE_MISMATCH', `${p.label} refused the restore: ${msg.data.message}`, msg.data.hint));
+      }
+      return encodeJson({ ok: true });
+    }
     throw new EkmError('EKM_PEER_PROTOCOL', `unknown bootstrap request ${method}`);
+  }
+
+  /**
+   * Tells every peer this bootstrap stops because the restore was refused, so none waits for it
+   * until its timeout (best effort: a peer whose bootstrap has not started within 10 s is not told).
+   */
+  private async abortPeers(e: EkmError): Promise<void> {
+    const body = encodeJson({ role: this.args.role, message: e.message, hint: e.hint });
+    const until = Date.now() + 10_000;
+    await Promise.all(
+      this.peers().map(async (p) => {
+        while (Date.now() < until) {
+          try {
+            const link = await this.connect(p);
+            try {
+              await link.request('boot.abort', body, 3000);
+              return;
+            } finally {
+              link.close('aborted');
+            }
+          } catch {
+            await new Promise((r) => setTimeout(r, 500));
+          }
+        }
+      }),
+    );
   }
 
   /** Dials the peer until it answers, checks its hello, gets the approval, delivers it. */
@@ -383,6 +441,30 @@ class TrustExchange {
             await this.approver.approve(p.label, p.fingerprint!);
             p.approvedByUs = true;
           }
+          // EP ↔ Partner: the two restored archives must match before either approves the other.
+          if (p.role !== 'aux' && this.args.role !== 'aux' && !this.restorePlan) {
+            try {
+              this.restorePlan = await checkRestorePair(
+                this.args.role as 'ep' | 'partner',
+                this.restored,
+                hello.restore,
+                async () => parseKeyEpochs(decodeJson(await link.request('boot.restore-keys', new Uint8Array(0), 60_000))),
+                this.print,
+              );
+            } catch (e) {
+              if (e instanceof EkmError && e.code === 'EKM_RESTORE_MISMATCH') {
+                this.pairRefused = true;
+                this.pairChecked();
+                await this.abortPeers(e);
+              }
+              throw e;
+            }
+            this.pairChecked();
+          }
+          if (p.role === 'aux' && this.args.role !== 'aux') {
+            await this.pairCheck;
+            if (this.failure || this.pairRefused) return;
+          }
           await link.request('boot.approve', encodeJson({ role: this.args.role, fingerprint: p.fingerprint }), 5000);
           p.lastProblem = 'approved';
           this.wake?.();
@@ -391,7 +473,7 @@ class TrustExchange {
           link.close('done');
         }
       } catch (e) {
-        if (e instanceof EkmError && ['EKM_NOT_APPROVED', 'EKM_TRIPLET_MISMATCH', 'EKM_PEER_CHANGED'].includes(e.code)) throw e;
+        if (e instanceof EkmError && ['EKM_NOT_APPROVED', 'EKM_TRIPLET_MISMATCH', 'EKM_PEER_CHANGED', 'EKM_RESTORE_MISMATCH'].includes(e.code)) throw e;
         p.lastProblem = e instanceof Error ? e.message : String(e);
       }
       if (Date.now() + delay > deadline) return;

@@ -23,6 +23,7 @@ import { tripletCerts } from '../service/identity-keys.js';
 import { InProcessRunner, type PartyRunner, WorkerRunner } from '../service/party-runner.js';
 import { KeyService } from '../service/key-service.js';
 import { ABORT_TOPIC, PROTO_TOPIC, ProtocolHost } from '../service/protocol-host.js';
+import { AuxRecovery } from '../service/aux-recovery.js';
 
 export interface ServerContext {
   readonly config: ServerConfig;
@@ -51,6 +52,8 @@ export class EkmServer implements ServerContext {
   readonly keys: KeyService;
   private readonly runner: PartyRunner;
   private storeOk = true;
+  /** EP after a restore: re-derives the Aux and refreshes every key, then is done (issue 7). */
+  private recovery: AuxRecovery | undefined;
 
   private constructor(
     readonly config: ServerConfig,
@@ -116,6 +119,10 @@ export class EkmServer implements ServerContext {
       await server.keys.start();
       await server.peers.start();
       if (config.role === 'ep') server.api = await startApi(server, identity);
+      if (config.role === 'ep') {
+        server.recovery = new AuxRecovery({ store, keys: server.keys, peers: server.peers, log: server.log });
+        await server.recovery.start();
+      }
     } catch (e) {
       await server.peers.stop();
       await server.api?.close();
@@ -144,7 +151,7 @@ export class EkmServer implements ServerContext {
         },
         this.peers,
       ),
-    );
+    ).then((h) => this.recovery?.mark(h) ?? h);
   }
 
   apiPort(): number | undefined {
@@ -162,6 +169,7 @@ export class EkmServer implements ServerContext {
       await Promise.race([new Promise<void>((r) => (this.drained = r)), new Promise((r) => setTimeout(r, graceMs).unref())]);
     }
     await apiClosed;
+    this.recovery?.stop();
     this.keys.stop();
     await this.peers.stop();
     await this.runner.close();

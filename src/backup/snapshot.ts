@@ -1,0 +1,110 @@
+/**
+ * A consistent copy of a live store: `VACUUM INTO` reads the database in one read transaction
+ * (WAL mode lets the server keep writing meanwhile), so the copy is the store as of one commit.
+ * Single-use material is then removed from the copy: presignatures, and protocol sessions that
+ * were still open (their checkpoints hold nonces bound to the old triplet). The copy is vacuumed
+ * again so the removed rows leave no bytes behind.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { makeDirs } from '../config/home.js';
+import { EkmError } from '../errors.js';
+import { Barrier } from '../store/barrier.js';
+import { type KeyEpochs, readKeyEpochs } from './key-epochs.js';
+
+export interface Snapshot {
+  readonly db: Buffer;
+  readonly schemaVersion: number;
+  readonly clusterId: string | undefined;
+  readonly role: string | undefined;
+  readonly keys: KeyEpochs[];
+  readonly removed: { presignatures: number; openSessions: number };
+}
+
+/** Copies the store at `sqlitePath` into memory, with single-use material removed. `scratch` holds the temporary file. */
+export function snapshotStore(sqlitePath: string, scratch: string): Snapshot {
+  makeDirs(scratch);
+  const dir = mkdtempSync(join(scratch, 'backup-'));
+  const tmp = join(dir, 'snapshot.db');
+  try {
+    let src: Database.Database;
+    try {
+      src = new Database(sqlitePath, { fileMustExist: true });
+    } catch (e) {
+      throw new EkmError(
+        'EKM_STORE_UNAVAILABLE',
+        `cannot open the store ${sqlitePath}: ${(e as Error).message}`,
+        'check EKM_HOME and its permissions',
+      );
+    }
+    try {
+      src.pragma('busy_timeout = 10000');
+      src.prepare('VACUUM INTO ?').run(tmp);
+    } finally {
+      src.close();
+    }
+    const snap = new Database(tmp, { fileMustExist: true });
+    try {
+      const result = scrub(snap);
+      snap.exec('VACUUM');
+      snap.close();
+      return { ...result, db: readFileSync(tmp) };
+    } finally {
+      if (snap.open) snap.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function scrub(db: Database.Database): Omit<Snapshot, 'db'> {
+  const meta = (name: string): string | undefined =>
+    (db.prepare('SELECT value FROM meta WHERE name = ?').get(name) as { value: string } | undefined)?.value;
+  const schemaVersion = Number(meta('schema_version') ?? 0);
+  const hasTable = (t: string): boolean => db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(t) !== undefined;
+  let presignatures = 0;
+  let openSessions = 0;
+  db.transaction(() => {
+    if (hasTable('presignatures')) presignatures = db.prepare('DELETE FROM presignatures').run().changes;
+    if (hasTable('protocol_sessions')) {
+      openSessions = db.prepare("DELETE FROM protocol_sessions WHERE state = 'open'").run().changes;
+      db.prepare('UPDATE protocol_sessions SET checkpoint = NULL WHERE checkpoint IS NOT NULL').run();
+    }
+    // A restore in progress is not part of what the backup holds.
+    db.prepare("DELETE FROM meta WHERE name = 'recovery_pending'").run();
+  })();
+  return {
+    schemaVersion,
+    clusterId: meta('cluster_id'),
+    role: meta('role'),
+    keys: hasTable('keys') ? readKeyEpochs(db) : [],
+    removed: { presignatures, openSessions },
+  };
+}
+
+/** Opens every sealed share of the store in `db` with `systemKey`: proves the pair belongs together. */
+export function checkSealedShares(db: Database.Database, systemKey: Buffer): number {
+  const hasShares = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'key_shares'").get() !== undefined;
+  if (!hasShares) return 0;
+  const barrier = new Barrier(systemKey);
+  let n = 0;
+  for (const r of db.prepare('SELECT key_id, epoch, party_id, share_sealed FROM key_shares').iterate() as Iterable<{
+    key_id: string;
+    epoch: number;
+    party_id: number;
+    share_sealed: Buffer;
+  }>) {
+    try {
+      barrier.open(r.share_sealed, `share|${r.key_id}|${r.epoch}|${r.party_id}`).fill(0);
+    } catch {
+      throw new EkmError(
+        'EKM_BACKUP_CORRUPT',
+        `the share of key ${r.key_id} at epoch ${r.epoch} does not open with the archive's system key`,
+        'the store and system key do not belong together: use another backup',
+      );
+    }
+    n++;
+  }
+  return n;
+}
