@@ -5,11 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { schnorr } from '@noble/curves/secp256k1.js';
+import { verifyIndependently } from '../support/verify-ec.js';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
 import { type Triplet, bootAll, ekm, makeTriplet, waitInService } from '../support/cluster.js';
 import { readPid } from '../../src/server/pidfile.js';
@@ -22,17 +21,6 @@ interface Made {
   keyId: string;
   alg: Alg;
   pem: string;
-}
-
-function verifyIndependently(k: Made, message: Buffer, sig: Buffer): boolean {
-  if (k.alg === 'schnorr-bip340') {
-    const spki = createPublicKey(k.pem).export({ format: 'jwk' });
-    const x = Buffer.from(spki.x!, 'base64url');
-    return schnorr.verify(sig, message, x);
-  }
-  if (k.alg === 'eddsa-ed25519') return nodeVerify(null, message, k.pem, sig);
-  const hash = k.alg === 'ecdsa-p384' ? 'sha384' : 'sha256';
-  return nodeVerify(hash, message, { key: k.pem, dsaEncoding: 'ieee-p1363' }, sig);
 }
 
 async function sign(api: Api, k: Made, message: Buffer, format?: 'der'): Promise<Buffer> {
