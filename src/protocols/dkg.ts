@@ -70,6 +70,7 @@ export function dkgSuite(alg: EcAlg): FrostSuite {
     case 'schnorr-bip340':
       return secp256k1_FROST as FrostSuite;
     case 'ecdsa-p256':
+    case 'aes-256-dprf':
       return p256_FROST as FrostSuite;
     case 'ecdsa-p384':
       return p384_DKG_SUITE;

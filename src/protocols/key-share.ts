@@ -6,13 +6,18 @@ import type { CurveName } from '../crypto/curves.js';
 import type { PartyId } from './types.js';
 
 /** A key is bound to one algorithm for life (it is part of every sid). */
-export type EcAlg = 'ecdsa-secp256k1' | 'ecdsa-p256' | 'ecdsa-p384' | 'eddsa-ed25519' | 'schnorr-bip340';
+/**
+ * `aes-256-dprf` is an AES-256 key held as a threshold PRF key: a P-256 scalar generated, refreshed
+ * and re-derived exactly like the signing keys, used only by the DPRF (src/protocols/dprf.ts).
+ */
+export type EcAlg = 'ecdsa-secp256k1' | 'ecdsa-p256' | 'ecdsa-p384' | 'eddsa-ed25519' | 'schnorr-bip340' | 'aes-256-dprf';
 export const EC_ALGS: readonly EcAlg[] = [
   'ecdsa-secp256k1',
   'ecdsa-p256',
   'ecdsa-p384',
   'eddsa-ed25519',
   'schnorr-bip340',
+  'aes-256-dprf',
 ];
 
 /** The curve each algorithm's DKG runs on. */
@@ -22,6 +27,7 @@ export const ALG_CURVE: Record<EcAlg, CurveName> = {
   'ecdsa-p384': 'p384',
   'eddsa-ed25519': 'ed25519',
   'schnorr-bip340': 'secp256k1',
+  'aes-256-dprf': 'p256',
 };
 
 /** Public data of a key at an epoch; identical at all three parties (compared in PREPARED). */

@@ -98,6 +98,7 @@ export class EkmServer implements ServerContext {
       log,
       identity: { id: ROLE_PARTY[config.role], tripletId: config.tripletId, identityKeyPem: identity.keyPem, certs: tripletCerts(config, identity.certPem) },
       poolTarget: Number(process.env.EKM_POOL_TARGET ?? 16),
+      registerPeerMethod: (name, handler) => this.registerPeerMethod(name, handler),
     });
     this.methods.set('status', () => this.statusReply());
     this.methods.set('echo', (body) => body);

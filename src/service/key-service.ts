@@ -4,7 +4,7 @@
  * ProtocolHost; every stored share is sealed by the barrier; every signature is verified again
  * here, independently of the protocol's own check, before it is returned.
  */
-import { type JsonWebKey, createPublicKey, randomBytes } from 'node:crypto';
+import { type JsonWebKey, createHash, createPublicKey, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { decodePoint, getCurve } from '../crypto/curves.js';
 import { enc, toHex } from '../crypto/encoding.js';
@@ -38,9 +38,16 @@ import type { CommonData, Recipe } from './party-recipes.js';
 import { ProtocolAbortedError, type ProtocolHost, type SessionSpec } from './protocol-host.js';
 import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from './share-codec.js';
 import { PresignPool } from './presign-pool.js';
+import { RsaAesKeys } from './rsa-aes-keys.js';
+import { RSA_ALGS, type RsaAlg, isRsaAlg } from '../protocols/rsa.js';
+import { HASH_LEN, rsassaPkcs1v15Verify, rsassaPssVerify } from '../crypto/rsa-padding.js';
+import { os2ip } from '../crypto/modexp.js';
 
 
 export type PublicKeyFormat = 'pem' | 'der' | 'raw' | 'jwk';
+/** Every key algorithm the service generates. */
+export type KeyAlg = EcAlg | RsaAlg;
+export const KEY_ALGS: readonly KeyAlg[] = [...EC_ALGS, ...RSA_ALGS];
 export type SignatureFormat = 'raw' | 'der';
 
 export interface SignRequest {
@@ -51,16 +58,18 @@ export interface SignRequest {
   readonly hash?: 'sha256' | 'sha384' | 'sha512';
   /** ECDSA only: raw r‖s (P1363, default) or DER. */
   readonly format?: SignatureFormat;
+  /** RSA only: PKCS#1 v1.5 (default) or PSS (salt length = hash length). */
+  readonly scheme?: 'pkcs1v15' | 'pss';
 }
 
 export interface SignResult {
   readonly keyId: string;
-  readonly alg: EcAlg;
+  readonly alg: KeyAlg;
   readonly epoch: number;
   readonly signature: Uint8Array;
   readonly format: SignatureFormat;
   /** ECDSA: from a pooled presignature (one round online) or on demand. */
-  readonly mode: 'pool' | 'on-demand' | 'frost';
+  readonly mode: 'pool' | 'on-demand' | 'frost' | 'rsa';
 }
 
 interface Checkpointed {
@@ -81,15 +90,21 @@ export interface KeyServiceDeps {
   readonly identity: CommonData;
   /** Presignatures kept ready per ECDSA key that has signed (EP); 0 disables the pool. */
   readonly poolTarget?: number;
+  /** Registers a request handler on the peer links (RSA shares are dealt this way). */
+  readonly registerPeerMethod: (name: string, handler: (body: Uint8Array) => Promise<Uint8Array>) => void;
 }
 
 export class KeyService {
   private readonly common: CommonData;
   readonly pool: PresignPool | undefined;
 
+  /** RSA and AES keys (issue 4); EC keys are this class's own. */
+  readonly rsaAes: RsaAesKeys;
+
   constructor(private readonly deps: KeyServiceDeps) {
     this.common = deps.identity;
     this.registerHelpers();
+    this.rsaAes = new RsaAesKeys({ ...deps, currentEcShare: async (keyId) => (await this.getKey(keyId)).current });
     if (deps.self === 1 && (deps.poolTarget ?? 16) > 0) {
       this.pool = new PresignPool({
         target: deps.poolTarget ?? 16,
@@ -121,8 +136,9 @@ export class KeyService {
 
   // --- EP operations -----------------------------------------------------------------------
 
-  async generateKey(alg: EcAlg): Promise<{ keyId: string; alg: EcAlg }> {
+  async generateKey(alg: KeyAlg): Promise<{ keyId: string; alg: KeyAlg }> {
     this.requireEp();
+    if (isRsaAlg(alg)) return this.rsaAes.createRsa({ alg });
     if (!EC_ALGS.includes(alg)) throw new EkmError('EKM_BAD_ALG', `unknown key algorithm ${String(alg)}`, `use one of ${EC_ALGS.join(', ')}`);
     const keyId = toHex(randomBytes(8));
     await this.deps.host.run(this.spec({ kind: 'dkg', common: this.common, request: { keyId, alg, policy: enc('policy/v1') } }, DKG_PROTO, dkgWrites));
@@ -132,14 +148,30 @@ export class KeyService {
   async getKey(keyId: string): Promise<{ row: KeyRow; current: KeyShare }> {
     const row = await this.deps.store.getKey(keyId);
     if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`, undefined, 1, 404);
+    if (isRsaAlg(row.alg)) throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an RSA key`, undefined, 1, 400);
     const shares = await this.deps.store.getShares(keyId);
     const current = shares.find((s) => s.status === 'current' && s.epoch === row.currentEpoch);
     if (!current) throw new EkmError('EKM_KEY_STATE', `key ${keyId} has no current share on this server`, 'run `ucl server test`; an Aux may need re-derivation', 1, 409);
     return { row, current: recordToShare(current) };
   }
 
+  /** The key's record, whatever its type (for listing and showing). */
+  async describe(keyId: string): Promise<KeyRow> {
+    const row = await this.deps.store.getKey(keyId);
+    if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`, undefined, 1, 404);
+    return row;
+  }
+
   async sign(keyId: string, req: SignRequest): Promise<SignResult> {
     this.requireEp();
+    const row = await this.describe(keyId);
+    if (isRsaAlg(row.alg)) {
+      const hash = req.hash ?? 'sha256';
+      const digest = signedDigest(hash, req);
+      const signature = await this.rsaAes.rsaSign(keyId, req.scheme ?? 'pkcs1v15', hash, digest);
+      return { keyId, alg: row.alg, epoch: row.currentEpoch, signature, format: 'raw', mode: 'rsa' };
+    }
+    if (row.alg === 'aes-256-dprf') throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it encrypts, it does not sign`, undefined, 1, 400);
     const { current } = await this.getKey(keyId);
     const alg = current.alg;
     if (isFrostAlg(alg)) {
@@ -192,6 +224,15 @@ export class KeyService {
   }
 
   async verify(keyId: string, req: SignRequest, signature: Uint8Array): Promise<boolean> {
+    const row = await this.describe(keyId);
+    if (isRsaAlg(row.alg)) {
+      const hash = req.hash ?? 'sha256';
+      const share = (await this.deps.store.getRsaShares(keyId)).find((x) => x.status === 'current');
+      if (!share) return false;
+      const pub = { n: os2ip(share.n), e: os2ip(share.e) };
+      const digest = signedDigest(hash, req);
+      return req.scheme === 'pss' ? rsassaPssVerify(pub, hash, digest, signature) : rsassaPkcs1v15Verify(pub, hash, digest, signature);
+    }
     const { current } = await this.getKey(keyId);
     if (isFrostAlg(current.alg)) {
       if (!req.message) throw new EkmError('EKM_BAD_INPUT', `${current.alg} verifies the whole message: give a message`);
@@ -204,7 +245,13 @@ export class KeyService {
     return raw !== undefined && verifyEcdsa(current.alg, current.Y, input, raw);
   }
 
-  async publicKey(keyId: string, format: PublicKeyFormat): Promise<{ alg: EcAlg; format: PublicKeyFormat; value: string | Uint8Array | object }> {
+  async publicKey(keyId: string, format: PublicKeyFormat): Promise<{ alg: KeyAlg; format: PublicKeyFormat; value: string | Uint8Array | object }> {
+    const row = await this.describe(keyId);
+    if (isRsaAlg(row.alg)) {
+      if (format === 'raw') throw new EkmError('EKM_BAD_INPUT', 'RSA public keys export as pem, der or jwk');
+      return { alg: row.alg, format, value: await this.rsaAes.rsaPublicKey(keyId, format) };
+    }
+    if (row.alg === 'aes-256-dprf') throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it has no public key`, undefined, 1, 400);
     const { current } = await this.getKey(keyId);
     return { alg: current.alg, format, value: exportPublicKey(current.alg, current.Y, format) };
   }
@@ -212,6 +259,12 @@ export class KeyService {
   /** Proactive refresh of a batch of keys: new shares, same public keys (§5). */
   async refresh(keyIds: readonly string[]): Promise<{ keys: readonly RefreshKeyEpoch[] }> {
     this.requireEp();
+    const rows = await Promise.all(keyIds.map((k) => this.describe(k)));
+    const rsa = rows.filter((r) => isRsaAlg(r.alg)).map((r) => r.keyId);
+    if (rsa.length > 0) {
+      if (rsa.length !== keyIds.length) throw new EkmError('EKM_BAD_INPUT', 'refresh RSA keys and EC/AES keys in separate batches');
+      return { keys: await this.rsaAes.rsaRefresh(rsa) };
+    }
     const states = await this.settledRefreshStates(keyIds);
     for (const k of keyIds) if (!states.has(k)) throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${k}`, undefined, 1, 404);
     const out = await this.deps.host.run<RefreshOutput>(this.spec({ kind: 'refresh', common: this.common, states: [...states], keyIds }, REFRESH_PROTO, refreshWrites));
@@ -360,7 +413,8 @@ export class KeyService {
     let after: string | undefined;
     for (;;) {
       const page = await this.deps.store.listKeys({ ...(after ? { after } : {}), limit: 1000 });
-      ids.push(...page.filter((k) => k.state === 'active').map((k) => k.keyId));
+      // RSA keys have no Aux re-derivation yet (docs/security-model.md): only EC and AES keys.
+      ids.push(...page.filter((k) => k.state === 'active' && !isRsaAlg(k.alg)).map((k) => k.keyId));
       if (page.length < 1000) return ids;
       after = page[page.length - 1]!.keyId;
     }
@@ -459,6 +513,16 @@ function signedInput(alg: string, req: SignRequest): SignedInput {
     return { kind: 'digest', hash, data: req.digest };
   }
   return { kind: 'message', hash, data: req.message! };
+}
+
+/** The digest an RSA signature covers: of the message, or the caller's digest of the hash's length. */
+function signedDigest(hash: 'sha256' | 'sha384' | 'sha512', req: SignRequest): Uint8Array {
+  if ((req.message === undefined) === (req.digest === undefined)) throw new EkmError('EKM_BAD_INPUT', 'give exactly one of a message or a digest');
+  if (req.digest) {
+    if (req.digest.length !== HASH_LEN[hash]) throw new EkmError('EKM_BAD_INPUT', `a ${hash} digest has ${HASH_LEN[hash]} bytes, not ${req.digest.length}`);
+    return req.digest;
+  }
+  return new Uint8Array(createHash(hash).update(req.message!).digest());
 }
 
 function derToP1363(der: Uint8Array, n: number): Uint8Array | undefined {

@@ -16,6 +16,16 @@ import {
   type SignedInput,
 } from '../protocols/ecdsa.js';
 import { createFrostCoordinator, createFrostHelper } from '../protocols/frost.js';
+import { createDprfCoordinator, createDprfHelper, type DprfKeyShare } from '../protocols/dprf.js';
+import {
+  createRsaCoordinator,
+  createRsaHelper,
+  createRsaRefreshParty,
+  resumeRsaRefreshParty,
+  type RsaKeyShare,
+  type RsaOperation,
+  type RsaRefreshKeyState,
+} from '../protocols/rsa.js';
 import { EC_ALGS, type KeyShare } from '../protocols/key-share.js';
 import { createRefreshParty, resumeRefreshParty, type RefreshKeyEpoch, type RefreshKeyState } from '../protocols/refresh.js';
 import type { CommonConfig, ConfirmCheckpoint } from '../protocols/session-kit.js';
@@ -54,7 +64,16 @@ export type Recipe =
   | { readonly kind: 'ecdsa-sign'; readonly share: KeyShare; readonly tripletId: string; readonly input?: SignedInput }
   | { readonly kind: 'ecdsa-presign'; readonly share: KeyShare; readonly tripletId: string }
   | { readonly kind: 'ecdsa-online'; readonly share: KeyShare; readonly tripletId: string; readonly presig?: PresigShare; readonly input?: SignedInput }
-  | { readonly kind: 'frost'; readonly share: KeyShare; readonly tripletId: string; readonly coordinate?: { helper: 2 | 3; message: Uint8Array } };
+  | { readonly kind: 'frost'; readonly share: KeyShare; readonly tripletId: string; readonly coordinate?: { helper: 2 | 3; message: Uint8Array } }
+  | { readonly kind: 'rsa'; readonly share: RsaKeyShare; readonly tripletId: string; readonly coordinate?: { helper: 2 | 3; operation: RsaOperation } }
+  | {
+      readonly kind: 'rsa-refresh';
+      readonly common: CommonData;
+      readonly states: readonly (readonly [string, RsaRefreshKeyState])[];
+      readonly keyIds?: readonly string[];
+      readonly resume?: Resume<{ keys: readonly RefreshKeyEpoch[] }>;
+    }
+  | { readonly kind: 'dprf'; readonly share: DprfKeyShare; readonly tripletId: string; readonly coordinate?: { helper: 2 | 3; objectNonces: readonly Uint8Array[] } };
 
 const rng: Rng = (n) => new Uint8Array(randomBytes(n));
 
@@ -105,6 +124,19 @@ export function buildParty(r: Recipe): Party<unknown, unknown> {
         lookupPresig: (psid) => (presig && bytesEqual(presig.psid, psid) ? presig : undefined),
       });
     }
+    case 'rsa':
+      return r.coordinate
+        ? createRsaCoordinator({ share: r.share, tripletId: r.tripletId, helper: r.coordinate.helper, operation: r.coordinate.operation, rng })
+        : createRsaHelper({ share: r.share, tripletId: r.tripletId });
+    case 'rsa-refresh': {
+      const states = new Map(r.states);
+      const cfg = { ...common(r.common), lookup: (k: string) => states.get(k), ...(r.keyIds ? { keyIds: r.keyIds } : {}) };
+      return r.resume ? resumeRsaRefreshParty(cfg, r.resume) : createRsaRefreshParty(cfg);
+    }
+    case 'dprf':
+      return r.coordinate
+        ? createDprfCoordinator({ share: r.share, tripletId: r.tripletId, helper: r.coordinate.helper, objectNonces: r.coordinate.objectNonces, rng })
+        : createDprfHelper({ share: r.share, tripletId: r.tripletId, rng });
     case 'frost':
       return r.coordinate
         ? createFrostCoordinator({ share: r.share, tripletId: r.tripletId, helper: r.coordinate.helper, message: r.coordinate.message, rng })

@@ -1,7 +1,10 @@
 /** Conversions between protocol values (KeyShare, checkpoints) and their stored form. */
 import { decodeScalar, encodeScalar, getCurve } from '../crypto/curves.js';
 import { ALG_CURVE, type EcAlg, type KeyShare } from '../protocols/key-share.js';
-import type { ShareRecord, StoredShare } from '../store/key-records.js';
+import type { RsaShareRecord, ShareRecord, StoredShare } from '../store/key-records.js';
+import { decodeEnc, enc } from '../crypto/encoding.js';
+import { byteLength, i2osp, os2ip } from '../crypto/modexp.js';
+import { isRsaAlg, type RsaKeyShare, type RsaPiece } from '../protocols/rsa.js';
 
 export function shareToRecord(s: KeyShare): ShareRecord {
   const curve = getCurve(ALG_CURVE[s.alg]);
@@ -35,4 +38,19 @@ export function fromJsonWithBytes<T>(text: string): T {
     }
     return v;
   }) as T;
+}
+
+/** RSA shares: n and e in the clear, the two pieces of d sealed as `enc(name, bytes, name, bytes)`. */
+export function rsaShareToRecord(s: RsaKeyShare): RsaShareRecord {
+  const fields: (string | Uint8Array)[] = [];
+  for (const [name, bytes] of Object.entries(s.pieces) as [RsaPiece, Uint8Array][]) fields.push(name, bytes);
+  return { keyId: s.keyId, alg: s.alg, epoch: s.epoch, partyId: s.partyId, n: i2osp(s.n, byteLength(s.n)), e: i2osp(s.e, byteLength(s.e)), pieces: enc(...fields) };
+}
+
+export function recordToRsaShare(r: RsaShareRecord): RsaKeyShare {
+  if (!isRsaAlg(r.alg)) throw new Error(`not an RSA alg: ${r.alg}`);
+  const f = decodeEnc(r.pieces);
+  const pieces: Partial<Record<RsaPiece, Uint8Array>> = {};
+  for (let i = 0; i + 1 < f.length; i += 2) pieces[new TextDecoder().decode(f[i]!) as RsaPiece] = f[i + 1]!;
+  return { keyId: r.keyId, alg: r.alg, epoch: r.epoch, partyId: r.partyId, n: os2ip(r.n), e: os2ip(r.e), pieces };
 }

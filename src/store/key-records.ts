@@ -33,6 +33,22 @@ export interface StoredShare extends ShareRecord {
   readonly status: ShareStatus;
 }
 
+/** One party's RSA share at one epoch: public modulus and exponent, and its two secret pieces (encoded). */
+export interface RsaShareRecord {
+  readonly keyId: string;
+  readonly alg: string;
+  readonly epoch: number;
+  readonly partyId: 1 | 2 | 3;
+  readonly n: Uint8Array;
+  readonly e: Uint8Array;
+  /** The party's pieces of d, encoded by the key service (secret: sealed at rest). */
+  readonly pieces: Uint8Array;
+}
+
+export interface StoredRsaShare extends RsaShareRecord {
+  readonly status: ShareStatus;
+}
+
 export interface OpenSession {
   readonly sid: string;
   readonly proto: string;
@@ -47,6 +63,9 @@ export type KeyWrite =
   | { readonly op: 'key-create'; readonly keyId: string; readonly alg: string; readonly share: ShareRecord }
   | { readonly op: 'key-activate'; readonly keyId: string }
   | { readonly op: 'share-put'; readonly share: ShareRecord; readonly status: ShareStatus }
+  /** An RSA key dealt at the EP: its record (active at once: every party acknowledged) and this party's share. */
+  | { readonly op: 'rsa-key-create'; readonly keyId: string; readonly alg: string; readonly share: RsaShareRecord }
+  | { readonly op: 'rsa-share-put'; readonly share: RsaShareRecord; readonly status: ShareStatus }
   | { readonly op: 'epoch-activate'; readonly keyId: string; readonly from: number; readonly to: number }
   | { readonly op: 'epoch-erase'; readonly keyId: string; readonly epoch: number }
   | { readonly op: 'aux-present'; readonly keyId: string }
@@ -64,6 +83,8 @@ export interface KeyStore {
   countKeys(): Promise<number>;
   /** Every share held of the key (CURRENT, and PENDING / PREVIOUS during a refresh), opened. */
   getShares(keyId: string): Promise<StoredShare[]>;
+  /** The same for an RSA key. */
+  getRsaShares(keyId: string): Promise<StoredRsaShare[]>;
   sidSeen(sid: string): Promise<boolean>;
   openSessions(): Promise<OpenSession[]>;
   listPresigs(): Promise<{ psid: string; keyId: string; epoch: number }[]>;

@@ -9,7 +9,7 @@ import { EkmError } from '../errors.js';
 import { LATEST_SCHEMA, MIGRATIONS, tooNewError } from './migrations.js';
 import type { AuditEntry, AuditRecord, IntegrityKeyRow, PartitionRow, ServerRow, Store, UserRow } from './store.js';
 import type { Barrier } from './barrier.js';
-import type { KeyRow, KeyWrite, OpenSession, ShareRecord, ShareStatus, StoredShare } from './key-records.js';
+import type { KeyRow, KeyWrite, OpenSession, RsaShareRecord, ShareRecord, ShareStatus, StoredRsaShare, StoredShare } from './key-records.js';
 
 interface KeyDb {
   key_id: string;
@@ -231,6 +231,17 @@ export class SqliteStore implements Store {
       .run(sh.keyId, sh.epoch, status, sh.partyId, publicData, this.sealer().seal(sh.share, shareAad(sh.keyId, sh.epoch, sh.partyId)));
   }
 
+  private insertRsaShare(sh: RsaShareRecord, status: ShareStatus): void {
+    const publicData = JSON.stringify({ alg: sh.alg, n: hex(sh.n), e: hex(sh.e) });
+    this.db
+      .prepare(
+        `INSERT INTO key_shares (key_id, epoch, status, party_id, public_data, share_sealed) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT(key_id, epoch) DO UPDATE SET status = excluded.status, party_id = excluded.party_id,
+           public_data = excluded.public_data, share_sealed = excluded.share_sealed`,
+      )
+      .run(sh.keyId, sh.epoch, status, sh.partyId, publicData, this.sealer().seal(sh.pieces, shareAad(sh.keyId, sh.epoch, sh.partyId)));
+  }
+
   private applyOne(w: KeyWrite, now: string): void {
     switch (w.op) {
       case 'session-open':
@@ -247,6 +258,15 @@ export class SqliteStore implements Store {
           .prepare("INSERT INTO keys (key_id, alg, state, current_epoch, aux_present, created_at) VALUES (?, ?, 'pending', ?, 1, ?)")
           .run(w.keyId, w.alg, w.share.epoch, now);
         this.insertShare(w.share, 'current');
+        return;
+      case 'rsa-key-create':
+        this.db
+          .prepare("INSERT INTO keys (key_id, alg, state, current_epoch, aux_present, created_at) VALUES (?, ?, 'active', ?, 1, ?)")
+          .run(w.keyId, w.alg, w.share.epoch, now);
+        this.insertRsaShare(w.share, 'current');
+        return;
+      case 'rsa-share-put':
+        this.insertRsaShare(w.share, w.status);
         return;
       case 'key-activate':
         this.db.prepare("UPDATE keys SET state = 'active' WHERE key_id = ?").run(w.keyId);
@@ -332,6 +352,24 @@ export class SqliteStore implements Store {
         A1: unhex(pub.A1),
         A2: unhex(pub.A2),
         A3: unhex(pub.A3),
+      };
+    });
+  }
+
+  async getRsaShares(keyId: string): Promise<StoredRsaShare[]> {
+    const rows = this.db.prepare('SELECT * FROM key_shares WHERE key_id = ? ORDER BY epoch').all(keyId) as ShareDb[];
+    return rows.map((r) => {
+      const pub = JSON.parse(r.public_data) as { alg: string; n?: string; e?: string };
+      if (pub.n === undefined || pub.e === undefined) throw new EkmError('EKM_STORE_STATE', `key ${keyId} is not an RSA key`);
+      return {
+        keyId: r.key_id,
+        alg: pub.alg,
+        epoch: r.epoch,
+        partyId: r.party_id,
+        status: r.status,
+        n: unhex(pub.n),
+        e: unhex(pub.e),
+        pieces: new Uint8Array(this.sealer().open(r.share_sealed, shareAad(r.key_id, r.epoch, r.party_id))),
       };
     });
   }

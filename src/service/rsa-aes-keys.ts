@@ -1,0 +1,375 @@
+/**
+ * RSA and AES keys as a service (issue 4), beside the threshold EC keys of key-service.ts:
+ *
+ * - RSA: dealt at the EP (generated with node:crypto off the event loop, or imported from PKCS#8),
+ *   split at once into 2-of-3 replicated additive shares, the pieces sent to Partner and Aux over
+ *   the pinned peer links and the whole key dropped; signing (PKCS#1 v1.5, PSS) and decryption
+ *   (OAEP, PKCS#1 v1.5) with EP + Partner (or Aux), each result checked with e before release;
+ *   refresh with the two-phase, epoch-based commit.
+ * - AES-256: a threshold PRF key (a P-256 DKG key); every object gets its own AES-256-GCM key
+ *   derived jointly by EP + Partner (or Aux) with DLEQ-proved partials.
+ */
+import { generateKeyPair, publicEncrypt, constants, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+import { decodeEnc, enc, toHex, u32be, u8 } from '../crypto/encoding.js';
+import { HASH_LEN, type OaepHash, type RsaSignHash, rsassaPkcs1v15Verify, rsassaPssVerify } from '../crypto/rsa-padding.js';
+import { EkmError } from '../errors.js';
+import type { PeerManager } from '../net/peers.js';
+import {
+  type DprfKeyShare,
+  type DprfOutput,
+  DPRF_ALG,
+  PROTO_DPRF,
+  SealedObjectError,
+  generateDataKey,
+  newObjectNonce,
+  openObject,
+  parseDprfRequest,
+  parseObjectHeader,
+  sealObject,
+} from '../protocols/dprf.js';
+import type { KeyShare } from '../protocols/key-share.js';
+import type { RefreshKeyEpoch } from '../protocols/refresh.js';
+import {
+  PROTO_RSA,
+  RSA_ALG_BITS,
+  RSA_REFRESH_PROTO,
+  type RsaAlg,
+  type RsaKeyShare,
+  type RsaOperation,
+  type RsaOutput,
+  type RsaRefreshKeyState,
+  type RsaRefreshOutput,
+  type RsaRefreshPersist,
+  checkRsaShare,
+  dealRsaKey,
+  exportRsaPublicKey,
+  isRsaAlg,
+  parseRsaRequest,
+  rsaPublicKeyObject,
+} from '../protocols/rsa.js';
+import { decodeRequest } from '../protocols/session-kit.js';
+import type { PartyId } from '../protocols/types.js';
+import type { KeyWrite } from '../store/key-records.js';
+import type { Store } from '../store/store.js';
+import type { CommonData } from './party-recipes.js';
+import type { ProtocolHost, SessionSpec } from './protocol-host.js';
+import { recordToRsaShare, rsaShareToRecord, toJsonWithBytes } from './share-codec.js';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+const rng = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
+const INSTALL_METHOD = 'rsa.install';
+
+export type RsaSignScheme = 'pkcs1v15' | 'pss';
+export type RsaDecryptScheme = 'oaep' | 'pkcs1v15';
+
+export interface RsaAesDeps {
+  readonly self: PartyId;
+  readonly tripletId: string;
+  readonly store: Store;
+  readonly peers: PeerManager;
+  readonly host: ProtocolHost;
+  readonly log: Logger;
+  readonly identity: CommonData;
+  /** Registers a request handler on the peer links (the dealt shares arrive this way). */
+  readonly registerPeerMethod: (name: string, handler: (body: Uint8Array) => Promise<Uint8Array>) => void;
+  /** The current share of an EC-family key (here: the DPRF key), from the EC key service. */
+  readonly currentEcShare: (keyId: string) => Promise<KeyShare>;
+}
+
+export class RsaAesKeys {
+  constructor(private readonly deps: RsaAesDeps) {
+    deps.registerPeerMethod(INSTALL_METHOD, (body) => this.install(body));
+    deps.host.register(PROTO_RSA, async (env) => {
+      const info = parseRsaRequest(env);
+      const share = await this.rsaShareAt(info.header.keyId, info.header.epoch);
+      return spec({ kind: 'rsa', share, tripletId: deps.tripletId }, PROTO_RSA, noWrites);
+    });
+    deps.host.register(RSA_REFRESH_PROTO, async (env) => {
+      const { inputs } = decodeRequest(RSA_REFRESH_PROTO, env, deps.tripletId);
+      const states = await this.rsaRefreshStates(inputs.keyIds);
+      return spec({ kind: 'rsa-refresh', common: deps.identity, states: [...states] }, RSA_REFRESH_PROTO, rsaRefreshWrites);
+    });
+    deps.host.register(PROTO_DPRF, async (env) => {
+      const info = parseDprfRequest(env);
+      const share = await deps.currentEcShare(info.header.keyId);
+      if (share.alg !== DPRF_ALG || share.epoch !== info.header.epoch) throw new EkmError('EKM_KEY_EPOCH', `no AES key ${info.header.keyId} at epoch ${info.header.epoch}`);
+      return spec({ kind: 'dprf', share: share as DprfKeyShare, tripletId: deps.tripletId }, PROTO_DPRF, noWrites);
+    });
+  }
+
+  // --- RSA ------------------------------------------------------------------------------------
+
+  /**
+   * Generates (or imports) an RSA key and deals it: the one moment a key exists whole, at the EP,
+   * for the few milliseconds of the split (docs/security-model.md). Acknowledged only once all
+   * three servers stored their share.
+   */
+  async createRsa(source: { alg: RsaAlg } | { privateKeyPem: string }): Promise<{ keyId: string; alg: RsaAlg }> {
+    this.requireEp();
+    for (const role of ['partner', 'aux'] as const) {
+      if (!this.deps.peers.link(role)) throw new EkmError('EKM_PEER_DOWN', `dealing an RSA key needs the ${role}, which is not connected`, undefined, 1, 503);
+    }
+    const keyId = toHex(randomBytes(8));
+    let pem: string;
+    if ('alg' in source) {
+      const kp = await generateKeyPairAsync('rsa', { modulusLength: RSA_ALG_BITS[source.alg], publicExponent: 65537 });
+      pem = kp.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    } else {
+      pem = source.privateKeyPem;
+    }
+    let dealt: ReturnType<typeof dealRsaKey>;
+    try {
+      dealt = dealRsaKey(keyId, { privateKey: pem }, rng);
+    } catch (e) {
+      throw new EkmError('EKM_BAD_KEY', `the RSA private key cannot be imported: ${(e as Error).message}`, 'give an RSA 2048, 3072 or 4096-bit key as PKCS#8 PEM');
+    }
+    pem = '';
+    await Promise.all(
+      ([[2, 'partner'], [3, 'aux']] as const).map(([party, role]) =>
+        this.deps.peers.requireLink(role).request(INSTALL_METHOD, encodeRsaRecord(rsaShareToRecord(dealt.shares[party])), 30_000),
+      ),
+    );
+    await this.deps.store.applyKeyWrites([{ op: 'rsa-key-create', keyId, alg: dealt.shares[1].alg, share: rsaShareToRecord(dealt.shares[1]) }]);
+    this.deps.log.info({ event: 'rsa_dealt', keyId, alg: dealt.shares[1].alg, imported: !('alg' in source) }, 'RSA key dealt into shares; the whole key was dropped');
+    return { keyId, alg: dealt.shares[1].alg };
+  }
+
+  async rsaSign(keyId: string, scheme: RsaSignScheme, hash: RsaSignHash, digest: Uint8Array): Promise<Uint8Array> {
+    if (digest.length !== HASH_LEN[hash]) throw new EkmError('EKM_BAD_INPUT', `a ${hash} digest has ${HASH_LEN[hash]} bytes, not ${digest.length}`);
+    const share = await this.currentRsa(keyId);
+    const out = await this.rsaRun(share, scheme === 'pss' ? { kind: 'sign', scheme: 'pss', hash, digest } : { kind: 'sign', scheme: 'pkcs1v15', hash, digest });
+    if (out.kind !== 'signature') throw new EkmError('EKM_PROTOCOL_ABORTED', 'no signature was produced');
+    // Checked again here, by the standard verification of the scheme, before release.
+    const pub = { n: share.n, e: share.e };
+    const valid = scheme === 'pss' ? rsassaPssVerify(pub, hash, digest, out.signature) : rsassaPkcs1v15Verify(pub, hash, digest, out.signature);
+    if (!valid) {
+      this.deps.log.error({ event: 'security', kind: 'invalid_output', keyId, proto: PROTO_RSA }, 'an RSA signature did not verify: not released');
+      throw new EkmError('EKM_PROTOCOL_ABORTED', 'the signature did not verify and was not released', 'it is safe to retry; the event is logged', 1, 502);
+    }
+    return out.signature;
+  }
+
+  async rsaDecrypt(keyId: string, scheme: RsaDecryptScheme, ciphertext: Uint8Array, hash: OaepHash = 'sha256', label?: Uint8Array): Promise<Uint8Array> {
+    const share = await this.currentRsa(keyId);
+    const op: RsaOperation =
+      scheme === 'oaep' ? { kind: 'decrypt', scheme: 'oaep', hash, ciphertext, ...(label ? { label } : {}) } : { kind: 'decrypt', scheme: 'pkcs1v15', ciphertext };
+    const out = await this.rsaRun(share, op);
+    if (out.kind === 'decryption-failed') throw new EkmError('EKM_DECRYPTION_FAILED', 'decryption failed', undefined, 1, 400);
+    if (out.kind !== 'plaintext') throw new EkmError('EKM_PROTOCOL_ABORTED', 'no plaintext was produced');
+    return out.plaintext;
+  }
+
+  /** RSA encryption is public: done here with node:crypto for convenience. */
+  async rsaEncrypt(keyId: string, scheme: RsaDecryptScheme, plaintext: Uint8Array, hash: OaepHash = 'sha256'): Promise<Uint8Array> {
+    const share = await this.currentRsa(keyId);
+    try {
+      return new Uint8Array(
+        publicEncrypt(
+          scheme === 'oaep' ? { key: rsaPublicKeyObject(share), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash } : { key: rsaPublicKeyObject(share), padding: constants.RSA_PKCS1_PADDING },
+          plaintext,
+        ),
+      );
+    } catch (e) {
+      throw new EkmError('EKM_BAD_INPUT', `cannot encrypt: ${(e as Error).message}`);
+    }
+  }
+
+  async rsaPublicKey(keyId: string, format: 'pem' | 'der' | 'jwk'): Promise<string | Uint8Array | object> {
+    return exportRsaPublicKey(await this.currentRsa(keyId), format);
+  }
+
+  async rsaRefresh(keyIds: readonly string[]): Promise<readonly RefreshKeyEpoch[]> {
+    this.requireEp();
+    const states = await this.rsaRefreshStates(keyIds);
+    for (const k of keyIds) if (!states.has(k)) throw new EkmError('EKM_KEY_NOT_FOUND', `no RSA key ${k}`, undefined, 1, 404);
+    const out = await this.deps.host.run<RsaRefreshOutput>(
+      spec({ kind: 'rsa-refresh', common: this.deps.identity, states: [...states], keyIds }, RSA_REFRESH_PROTO, rsaRefreshWrites),
+    );
+    return out.keys;
+  }
+
+  // --- AES (threshold PRF) ---------------------------------------------------------------------
+
+  async aesEncrypt(keyId: string, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
+    const share = await this.dprfShare(keyId);
+    const objectNonce = newObjectNonce();
+    const [objectKey] = await this.objectKeys(share, [objectNonce]);
+    try {
+      return sealObject(objectKey!, plaintext, aad, { keyId, keyVersion: share.epoch, objectNonce });
+    } finally {
+      objectKey!.fill(0);
+    }
+  }
+
+  async aesDecrypt(keyId: string | undefined, sealed: Uint8Array, aad: Uint8Array): Promise<{ keyId: string; plaintext: Uint8Array }> {
+    const header = sealedObjectHeader(sealed);
+    if (keyId !== undefined && header.keyId !== keyId) {
+      throw new EkmError('EKM_WRONG_KEY', `the ciphertext was made with key ${header.keyId}, not ${keyId}`, undefined, 1, 400);
+    }
+    const share = await this.dprfShare(header.keyId);
+    const [objectKey] = await this.objectKeys(share, [header.objectNonce]);
+    try {
+      return { keyId: header.keyId, plaintext: openObject(objectKey!, sealed, aad, header.keyId) };
+    } catch (e) {
+      throw asEkmError(e);
+    } finally {
+      objectKey!.fill(0);
+    }
+  }
+
+  async aesDataKey(keyId: string, bits: 128 | 256, aad: Uint8Array): Promise<{ plaintextKey: Uint8Array; sealed: Uint8Array }> {
+    const share = await this.dprfShare(keyId);
+    const objectNonce = newObjectNonce();
+    const [objectKey] = await this.objectKeys(share, [objectNonce]);
+    try {
+      return generateDataKey(objectKey!, { keyId, keyVersion: share.epoch, objectNonce }, bits, aad);
+    } finally {
+      objectKey!.fill(0);
+    }
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  private async objectKeys(share: DprfKeyShare, objectNonces: Uint8Array[]): Promise<Uint8Array[]> {
+    const out = await this.withHelper((helper) =>
+      this.deps.host.run<DprfOutput>(spec({ kind: 'dprf', share, tripletId: this.deps.tripletId, coordinate: { helper, objectNonces } }, PROTO_DPRF, noWrites)),
+    );
+    if (out.kind !== 'keys') throw new EkmError('EKM_PROTOCOL_ABORTED', 'no object key was derived');
+    return [...out.keys];
+  }
+
+  private rsaRun(share: RsaKeyShare, operation: RsaOperation): Promise<RsaOutput> {
+    return this.withHelper((helper) =>
+      this.deps.host.run<RsaOutput>(spec({ kind: 'rsa', share, tripletId: this.deps.tripletId, coordinate: { helper, operation } }, PROTO_RSA, noWrites)),
+    );
+  }
+
+  /** EP + Partner, or EP + Aux when the Partner is not connected or its session fails. */
+  private async withHelper<T>(run: (helper: 2 | 3) => Promise<T>): Promise<T> {
+    this.requireEp();
+    if (!this.deps.peers.link('partner')) return run(3);
+    try {
+      return await run(2);
+    } catch (e) {
+      if (!(e instanceof EkmError) || !this.deps.peers.link('aux')) throw e;
+      this.deps.log.warn({ err: e.message }, 'the session with the Partner failed; retrying with the Aux');
+      return run(3);
+    }
+  }
+
+  private async dprfShare(keyId: string): Promise<DprfKeyShare> {
+    const share = await this.deps.currentEcShare(keyId);
+    if (share.alg !== DPRF_ALG) throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is a ${share.alg} key, not an AES key`, undefined, 1, 400);
+    return share as DprfKeyShare;
+  }
+
+  private async currentRsa(keyId: string): Promise<RsaKeyShare> {
+    const row = await this.deps.store.getKey(keyId);
+    if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`, undefined, 1, 404);
+    if (!isRsaAlg(row.alg)) throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is a ${row.alg} key, not an RSA key`, undefined, 1, 400);
+    const cur = (await this.deps.store.getRsaShares(keyId)).find((s) => s.status === 'current' && s.epoch === row.currentEpoch);
+    if (!cur) throw new EkmError('EKM_KEY_STATE', `key ${keyId} has no current share on this server`, undefined, 1, 409);
+    return recordToRsaShare(cur);
+  }
+
+  private async rsaShareAt(keyId: string, epoch: number): Promise<RsaKeyShare> {
+    const s = (await this.deps.store.getRsaShares(keyId)).find((x) => x.epoch === epoch && x.status !== 'pending');
+    if (!s) throw new EkmError('EKM_KEY_EPOCH', `this server holds no share of RSA key ${keyId} at epoch ${epoch}`);
+    return recordToRsaShare(s);
+  }
+
+  private async rsaRefreshStates(keyIds: readonly string[], waitMs = 3000): Promise<Map<string, RsaRefreshKeyState>> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const out = new Map<string, RsaRefreshKeyState>();
+      for (const keyId of keyIds) {
+        const row = await this.deps.store.getKey(keyId);
+        if (!row || row.state !== 'active' || !isRsaAlg(row.alg)) continue;
+        const shares = await this.deps.store.getRsaShares(keyId);
+        const current = shares.find((s) => s.status === 'current');
+        if (!current) continue;
+        out.set(keyId, {
+          current: recordToRsaShare(current),
+          pendingEpoch: shares.find((s) => s.status === 'pending')?.epoch ?? null,
+          previousEpoch: shares.find((s) => s.status === 'previous')?.epoch ?? null,
+        });
+      }
+      // The last ACTIVATED of a refresh that just finished elsewhere may still be in flight (I3).
+      const busy = [...out.values()].some((st) => st.previousEpoch != null || st.pendingEpoch != null);
+      if (!busy || Date.now() >= deadline) return out;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Partner / Aux: stores the share the EP dealt to this server. */
+  private async install(body: Uint8Array): Promise<Uint8Array> {
+    const record = decodeRsaRecord(body);
+    const share = recordToRsaShare(record);
+    if (share.partyId !== this.deps.self) throw new EkmError('EKM_PEER_PROTOCOL', `a share for party ${share.partyId} was sent to party ${this.deps.self}`);
+    try {
+      checkRsaShare(share);
+    } catch (e) {
+      throw new EkmError('EKM_PEER_PROTOCOL', `malformed RSA share: ${(e as Error).message}`);
+    }
+    if (await this.deps.store.getKey(share.keyId)) throw new EkmError('EKM_KEY_EXISTS', `key ${share.keyId} exists`);
+    await this.deps.store.applyKeyWrites([{ op: 'rsa-key-create', keyId: share.keyId, alg: share.alg, share: record }]);
+    return new Uint8Array(0);
+  }
+
+  private requireEp(): void {
+    if (this.deps.self !== 1) throw new EkmError('EKM_NOT_EP', 'only the EP coordinates key operations');
+  }
+}
+
+function spec<P>(recipe: SessionSpec['recipe'], label: string, toWrites: (items: readonly P[], sid: string) => KeyWrite[]): SessionSpec {
+  return { recipe, label, toWrites: toWrites as SessionSpec['toWrites'] };
+}
+
+function noWrites(): KeyWrite[] {
+  return [];
+}
+
+function rsaRefreshWrites(items: readonly RsaRefreshPersist[], sid: string): KeyWrite[] {
+  return items.flatMap((it): KeyWrite[] => {
+    switch (it.kind) {
+      case 'session-open':
+        return [{ op: 'session-open', sid, proto: it.proto }];
+      case 'share-pending':
+        return [{ op: 'rsa-share-put', share: rsaShareToRecord(it.share), status: 'pending' }];
+      case 'refresh-checkpoint':
+        return [{ op: 'session-checkpoint', sid, checkpoint: toJsonWithBytes({ proto: RSA_REFRESH_PROTO, keys: it.keys, checkpoint: it.checkpoint }) }];
+      case 'epoch-activate':
+        return it.keys.map((k) => ({ op: 'epoch-activate', keyId: k.keyId, from: k.from, to: k.to }));
+      case 'epoch-erase-previous':
+        return [...it.keys.map((k): KeyWrite => ({ op: 'epoch-erase', keyId: k.keyId, epoch: k.from })), { op: 'session-done', sid }];
+    }
+  });
+}
+
+function encodeRsaRecord(r: ReturnType<typeof rsaShareToRecord>): Uint8Array {
+  return enc(r.keyId, r.alg, u32be(r.epoch), u8(r.partyId), r.n, r.e, r.pieces);
+}
+
+function decodeRsaRecord(bytes: Uint8Array): ReturnType<typeof rsaShareToRecord> {
+  const f = decodeEnc(bytes);
+  const text = (b: Uint8Array): string => new TextDecoder('utf-8', { fatal: true }).decode(b);
+  if (f.length !== 7 || f[2]!.length !== 4 || f[3]!.length !== 1) throw new EkmError('EKM_PEER_PROTOCOL', 'malformed RSA share record');
+  const party = f[3]![0]!;
+  if (party !== 1 && party !== 2 && party !== 3) throw new EkmError('EKM_PEER_PROTOCOL', 'bad party id');
+  return { keyId: text(f[0]!), alg: text(f[1]!), epoch: new DataView(f[2]!.buffer, f[2]!.byteOffset, 4).getUint32(0), partyId: party, n: f[4]!, e: f[5]!, pieces: f[6]! };
+}
+
+function sealedObjectHeader(sealed: Uint8Array): ReturnType<typeof parseObjectHeader> {
+  try {
+    return parseObjectHeader(sealed);
+  } catch (e) {
+    throw asEkmError(e);
+  }
+}
+
+function asEkmError(e: unknown): Error {
+  if (e instanceof SealedObjectError) return new EkmError(e.code, e.message, undefined, 1, 400);
+  return e as Error;
+}
