@@ -27,9 +27,6 @@ import {
   encodePresig,
   parseEcdsaRequest,
   verifyEcdsa,
-  createEcdsaSignCoordinator,
-  createEcdsaSignHelper,
-  type EcdsaPersist,
   ECDSA_ALGS,
   ECDSA_DEFAULT_HASH,
   type EcdsaAlg,
@@ -38,17 +35,14 @@ import {
   type SignedInput,
 } from '../../../src/protocols/ecdsa.js';
 import { randomScalar } from '../../../src/protocols/ecdsa-session.js';
-import { ProtocolAbort, type PartyId } from '../../../src/protocols/types.js';
+import { ProtocolAbort } from '../../../src/protocols/types.js';
 import {
   dealKey,
-  median,
   presigStores,
   runEcdsaOnline,
   runEcdsaSign,
   seededRng,
-  timed,
 } from '../../support/ec-test-keys.js';
-import { runLocal } from '../../support/protocol-harness.js';
 
 const SAMPLES = Number(process.env.EKM_PROTOCOL_SAMPLES ?? 20);
 const NOBLE = { 'ecdsa-secp256k1': secp256k1, 'ecdsa-p256': p256, 'ecdsa-p384': p384 } as const;
@@ -214,46 +208,3 @@ test('parseEcdsaRequest recomputes the sid from the request (R6 b)', () => {
   assert.throws(() => parseEcdsaRequest({ ...req, from: 2 }), ProtocolAbort);
 });
 
-test('timing: per party and end to end, all three in one process (diagnostic)', (t) => {
-  const N = Number(process.env.EKM_TIMING_RUNS ?? 15);
-  for (const alg of ECDSA_ALGS) {
-    const key = dealKey(alg);
-    const input: SignedInput = { kind: 'message', hash: ECDSA_DEFAULT_HASH[alg], data: utf8('timing') };
-    const rows = { sign: [] as number[], presign: [] as number[], online: [] as number[] };
-    const per = { sign: { 1: [], 2: [], 3: [] }, online: { 1: [], 2: [], 3: [] } } as Record<'sign' | 'online', Record<PartyId, number[]>>;
-    for (let i = 0; i < N + 2; i++) {
-      const ms: Record<number, number> = {};
-      const tripletId = 't';
-      let t0 = performance.now();
-      const run = runLocal<EcdsaOutput, EcdsaPersist>([
-        timed(createEcdsaSignCoordinator({ share: key.shares[1], tripletId, rng: crypto.randomBytes, input }), ms),
-        timed(createEcdsaSignHelper({ share: key.shares[2], tripletId, rng: crypto.randomBytes }), ms),
-        timed(createEcdsaSignHelper({ share: key.shares[3], tripletId, rng: crypto.randomBytes }), ms),
-      ]);
-      const sign = performance.now() - t0;
-      signature(run.outputs.get(1));
-      t0 = performance.now();
-      const stores = presigStores(key, 1, `timing-${alg}-${i}`);
-      const presign = performance.now() - t0;
-      const psid = [...stores[1].shares.values()][0]!.psid;
-      const oms: Record<number, number> = {};
-      t0 = performance.now();
-      const on = runEcdsaOnline(key, stores, psid, input, { seed: `timing-${i}`, wrap: (p) => timed(p, oms) });
-      const online = performance.now() - t0;
-      signature(on.outputs.get(1));
-      if (i < 2) continue;
-      rows.sign.push(sign);
-      rows.presign.push(presign);
-      rows.online.push(online);
-      for (const j of [1, 2, 3] as const) {
-        per.sign[j].push(ms[j]!);
-        per.online[j].push(oms[j]!);
-      }
-    }
-    const f = (xs: number[]) => median(xs).toFixed(1);
-    t.diagnostic(
-      `${alg}: on-demand e2e ${f(rows.sign)} ms (EP ${f(per.sign[1])}, P ${f(per.sign[2])}, A ${f(per.sign[3])}); ` +
-        `presign e2e ${f(rows.presign)} ms; pool online e2e ${f(rows.online)} ms (EP ${f(per.online[1])}, P ${f(per.online[2])}, A ${f(per.online[3])})`,
-    );
-  }
-});
