@@ -3,7 +3,7 @@
  * Every error leaves as `{ error: { code, message } }` with a 4xx/5xx status, never a stack trace.
  */
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { EkmError } from '../errors.js';
 import { listenError } from '../net/peers.js';
 import type { ServerContext } from '../server/server.js';
@@ -32,6 +32,11 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
     genReqId: () => randomUUID(),
+    // Errors fastify raises before routing (an over-long path parameter, a malformed URL) get the same shape.
+    frameworkErrors: (err, _req, reply) => {
+      const status = err.statusCode ?? 400;
+      void (reply as FastifyReply).status(status).send(errorBody(status === 414 ? 'EKM_URI_TOO_LONG' : 'EKM_BAD_REQUEST', status === 414 ? 'a path segment is longer than 100 characters' : 'malformed URL'));
+    },
   });
   const doc = new ApiDoc();
   doc.collect(app);

@@ -16,7 +16,7 @@ import type { Authenticator } from './auth.js';
 const KEY_ROUTE = /^\/api\/v1\/keys\/:keyId(\/|$)/;
 const created = new WeakMap<FastifyRequest, string>();
 
-/** The key id a `POST /api/v1/keys` created (for the audit log). */
+/** The key id a `POST /api/v1/keys` or `/keys/import` created (for the audit log). */
 export function createdKeyId(req: FastifyRequest): string | undefined {
   return created.get(req);
 }
@@ -45,7 +45,8 @@ export function keyAccess(app: FastifyInstance, auth: Authenticator, store: Stor
   });
 
   app.addHook('onSend', async (req, reply, payload) => {
-    if (req.method !== 'POST' || req.routeOptions.url !== '/api/v1/keys' || reply.statusCode !== 201 || typeof payload !== 'string') return payload;
+    const url = req.routeOptions.url;
+    if (req.method !== 'POST' || (url !== '/api/v1/keys' && url !== '/api/v1/keys/import') || reply.statusCode !== 201 || typeof payload !== 'string') return payload;
     const keyId = (JSON.parse(payload) as { keyId?: unknown }).keyId;
     if (typeof keyId !== 'string') return payload;
     created.set(req, keyId);

@@ -124,12 +124,13 @@ export class ApiDoc {
 
 const b64 = z.string().describe('base64');
 const KeyId = z.object({ keyId: z.string().regex(/^[0-9a-f]{16}$/).describe('16 hex characters') });
-const EcAlg = z.enum(['ecdsa-p256', 'ecdsa-secp256k1', 'ecdsa-p384', 'eddsa-ed25519', 'schnorr-bip340']);
+const EcAlg = z.enum(['ecdsa-p256', 'ecdsa-secp256k1', 'ecdsa-p384', 'eddsa-ed25519', 'schnorr-bip340', 'aes-256-dprf', 'rsa-2048', 'rsa-3072', 'rsa-4096']);
 const SignIn = z.object({
   message: b64.optional(),
   digest: b64.optional().describe('a precomputed digest instead of message (ECDSA)'),
   hash: z.enum(['sha256', 'sha384', 'sha512']).optional(),
   format: z.enum(['raw', 'der']).optional().describe('ECDSA signature encoding; raw = r‖s'),
+  scheme: z.enum(['pkcs1v15', 'pss']).optional().describe('RSA signature scheme'),
 });
 
 export function describeCoreRoutes(doc: ApiDoc): void {
@@ -162,8 +163,52 @@ export function describeCoreRoutes(doc: ApiDoc): void {
     tag: 'keys',
     access: 'so, user',
     body: z.object({ alg: EcAlg }).strict(),
-    ok: { status: 201, description: 'generated', schema: z.object({ keyId: z.string(), alg: EcAlg, publicKey: z.string().describe('PEM') }) },
+    ok: { status: 201, description: 'generated', schema: z.object({ keyId: z.string(), alg: EcAlg, publicKey: z.string().nullable().describe('PEM (null for AES)') }) },
     errors: [403, 502, 503],
+  });
+  doc.add({
+    method: 'POST',
+    url: '/api/v1/keys/import',
+    summary: "Import an RSA private key (PKCS#8 or PKCS#1 PEM) into the caller's partition: it is split into shares and not kept whole",
+    tag: 'keys',
+    access: 'so, user',
+    body: z.object({ privateKeyPem: z.string() }).strict(),
+    ok: { status: 201, description: 'imported', schema: z.object({ keyId: z.string(), alg: EcAlg, publicKey: z.string() }) },
+    errors: [403, 502, 503],
+  });
+  const bin = z.string().describe('base64');
+  doc.add({
+    method: 'POST',
+    url: '/api/v1/keys/:keyId/encrypt',
+    summary: 'Encrypt (RSA: OAEP or PKCS#1 v1.5 with the public key; AES: threshold PRF)',
+    tag: 'crypto',
+    access: 'so, user',
+    params: KeyId,
+    body: z.object({ plaintext: bin, aad: bin.optional(), scheme: z.enum(['oaep', 'pkcs1v15']).optional(), hash: z.enum(['sha1', 'sha256']).optional() }).strict(),
+    ok: { status: 200, description: 'ciphertext', schema: z.object({ keyId: z.string(), ciphertext: bin }) },
+    errors: [403, 404, 502, 503],
+  });
+  doc.add({
+    method: 'POST',
+    url: '/api/v1/keys/:keyId/decrypt',
+    summary: 'Decrypt (threshold protocol)',
+    tag: 'crypto',
+    access: 'so, user',
+    params: KeyId,
+    body: z.object({ ciphertext: bin, aad: bin.optional(), scheme: z.enum(['oaep', 'pkcs1v15']).optional(), hash: z.enum(['sha1', 'sha256']).optional(), label: bin.optional() }).strict(),
+    ok: { status: 200, description: 'plaintext', schema: z.object({ keyId: z.string(), plaintext: bin }) },
+    errors: [403, 404, 502, 503],
+  });
+  doc.add({
+    method: 'POST',
+    url: '/api/v1/keys/:keyId/datakey',
+    summary: 'Generate a data key under an AES key: the plaintext key and its ciphertext',
+    tag: 'crypto',
+    access: 'so, user',
+    params: KeyId,
+    body: z.object({ bits: z.union([z.literal(128), z.literal(256)]).default(256), aad: bin.optional() }).strict(),
+    ok: { status: 200, description: 'data key', schema: z.object({ keyId: z.string(), bits: z.number(), plaintextKey: bin, ciphertext: bin }) },
+    errors: [403, 404, 502, 503],
   });
   doc.add({
     method: 'GET',
@@ -172,7 +217,7 @@ export function describeCoreRoutes(doc: ApiDoc): void {
     tag: 'keys',
     access: 'any role of the key’s partition',
     params: KeyId,
-    ok: { status: 200, description: 'key', schema: z.object({ keyId: z.string(), alg: EcAlg, epoch: z.number(), createdAt: z.string(), publicKey: z.string(), presignaturesReady: z.number() }) },
+    ok: { status: 200, description: 'key', schema: z.object({ keyId: z.string(), alg: EcAlg, epoch: z.number(), createdAt: z.string(), publicKey: z.string().nullable(), presignaturesReady: z.number() }) },
     errors: [404],
   });
   doc.add({

@@ -28,7 +28,7 @@ const KeysQuery = z
   .object({
     after: z.string().regex(/^[0-9a-f]{16}$/).optional().describe('key id to continue after (paging)'),
     limit: z.coerce.number().int().min(1).max(1000).default(100),
-    alg: z.enum(['ecdsa-p256', 'ecdsa-secp256k1', 'ecdsa-p384', 'eddsa-ed25519', 'schnorr-bip340']).optional(),
+    alg: z.string().regex(/^[a-z0-9-]{1,32}$/).optional().describe('e.g. ecdsa-p256, rsa-2048, aes-256-dprf'),
   })
   .strict();
 const PartitionOut = z.object({ index: z.number(), name: z.string(), fipsRequired: z.boolean(), maxFailedLogins: z.number(), createdAt: z.string(), keys: z.number() });

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { EkmError, usageError } from '../errors.js';
 import { type CredentialOpts, type UclContext, call, credentials, printJson, readInput, seg, withCredentials, writeOutput } from './ucl-session.js';
 
-type Alg = 'ecdsa-p256' | 'ecdsa-p384' | 'ecdsa-secp256k1' | 'eddsa-ed25519' | 'schnorr-bip340';
+type Alg = 'ecdsa-p256' | 'ecdsa-p384' | 'ecdsa-secp256k1' | 'eddsa-ed25519' | 'schnorr-bip340' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096' | 'aes-256-dprf';
 
 const CURVES: Record<string, Alg> = {
   p256: 'ecdsa-p256',
@@ -28,11 +28,22 @@ export function keyType(alg: string): string {
   if (alg.startsWith('eddsa-')) return 'EDDSA';
   if (alg.startsWith('schnorr-')) return 'SCHNORR';
   if (alg.startsWith('rsa')) return 'RSA';
+  if (alg.startsWith('aes')) return 'AES';
   return alg.toUpperCase();
 }
 
-export function algFor(type: string, curve: string | undefined): Alg {
+export function algFor(type: string, curve: string | undefined, size?: string): Alg {
   const t = type.toUpperCase();
+  if (size !== undefined && t !== 'RSA' && t !== 'AES') throw usageError(`--size is for RSA and AES keys, not ${t}`);
+  if (t === 'RSA') {
+    const bits = size ?? '2048';
+    if (!['2048', '3072', '4096'].includes(bits)) throw usageError(`--size ${bits} is not an RSA size`, 'use 2048, 3072 or 4096');
+    return `rsa-${bits}` as Alg;
+  }
+  if (t === 'AES') {
+    if (size !== undefined && size !== '256') throw usageError(`--size ${size} is not available for AES`, 'AES keys are 256 bits');
+    return 'aes-256-dprf';
+  }
   if (t === 'ECC') {
     const alg = CURVES[(curve ?? 'p256').toLowerCase()];
     if (!alg) throw usageError(`--curve ${curve} is not available`, 'use p256, p384, secp256k1 or ed25519');
@@ -43,8 +54,7 @@ export function algFor(type: string, curve: string | undefined): Alg {
     return 'eddsa-ed25519';
   }
   if (t === 'SCHNORR' || t === 'BIP340') return 'schnorr-bip340';
-  if (t === 'RSA' || t === 'AES') throw new EkmError('EKM_UNSUPPORTED', `${t} keys are not available in this release yet`, 'use -t ECC (p256, p384, secp256k1, ed25519) or -t EDDSA');
-  throw usageError(`-t ${type} is not a key type`, 'use ECC, EDDSA or SCHNORR');
+  throw usageError(`-t ${type} is not a key type`, 'use ECC, EDDSA, SCHNORR, RSA or AES');
 }
 
 const UID = /^[0-9a-f]{16}$/;
@@ -76,7 +86,7 @@ function decode(raw: Buffer, e: Encoding, what: string): Buffer {
 
 const HASHES = ['sha256', 'sha384', 'sha512'];
 function hashFor(alg: string, h: string | undefined): string | undefined {
-  if (!alg.startsWith('ecdsa-')) {
+  if (!alg.startsWith('ecdsa-') && !alg.startsWith('rsa-')) {
     if (h && h.toLowerCase() !== 'none') throw usageError(`${keyType(alg)} signs the message itself: leave out --hash (or give --hash none)`);
     return undefined;
   }
@@ -90,7 +100,7 @@ interface KeyShow {
   alg: string;
   epoch: number;
   createdAt: string;
-  publicKey: string;
+  publicKey: string | null;
   presignaturesReady: number;
 }
 
@@ -107,19 +117,19 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
     program
       .command('generate')
       .description('generate a threshold key in the partition')
-      .requiredOption('-t, --type <type>', 'ECC, EDDSA or SCHNORR (RSA and AES: not yet)')
+      .requiredOption('-t, --type <type>', 'ECC, EDDSA, SCHNORR, RSA or AES')
       .option('--curve <curve>', 'ECC: p256 (default), p384, secp256k1, ed25519')
-      .option('--size <bits>', 'RSA/AES key size (not yet available)')
+      .option('--size <bits>', 'RSA: 2048 (default), 3072, 4096; AES: 256')
       .option('-n, --name <name>', 'key name (not stored yet: keys are known by UID)')
       .option('--desc <text>', 'description (not stored yet)')
       .option('-o, --out <file>', 'write the public key (PEM) here'),
     { defaultUser: 'so' },
   ).action(async (o: CredentialOpts & { type: string; curve?: string; size?: string; name?: string; desc?: string; out?: string }) => {
-    const alg = algFor(o.type, o.curve);
-    if (o.size !== undefined) throw usageError(`--size is for RSA and AES keys, not ${keyType(alg)}`);
+    const alg = algFor(o.type, o.curve, o.size);
     const creds = await credentials(o);
-    const k = await call<{ keyId: string; alg: string; publicKey: string }>(ctx, creds, 'POST', '/api/v1/keys', { alg });
-    if (o.out) writeOutput(o.out, k.publicKey);
+    if (o.out && alg === 'aes-256-dprf') throw usageError('-o writes a public key: AES keys have none');
+    const k = await call<{ keyId: string; alg: string; publicKey: string | null }>(ctx, creds, 'POST', '/api/v1/keys', { alg });
+    if (o.out && k.publicKey) writeOutput(o.out, k.publicKey);
     if (ctx.json()) printJson(ctx, { ...k, partition: creds.partition });
     else ctx.print(`Generated ${keyType(k.alg)} key (${k.alg}) UID=${k.keyId} in partition ${creds.partition}${o.out ? `; public key in ${o.out}` : ''}`);
     if (o.name !== undefined || o.desc !== undefined) process.stderr.write('ucl: note: key names and descriptions are not stored yet; use the UID\n');
@@ -136,7 +146,7 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
     const creds = await credentials(o);
     const only = o.name ? uid(o.name) : undefined;
     const type = o.type?.toUpperCase();
-    if (type && !['ECC', 'EDDSA', 'SCHNORR', 'RSA', 'AES'].includes(type)) throw usageError(`-t ${o.type} is not a key type`, 'use ECC, EDDSA or SCHNORR');
+    if (type && !['ECC', 'EDDSA', 'SCHNORR', 'RSA', 'AES'].includes(type)) throw usageError(`-t ${o.type} is not a key type`, 'use ECC, EDDSA, SCHNORR, RSA or AES');
     let after: string | null = '';
     const keys: KeyList['keys'] = [];
     let head: KeyList | undefined;
@@ -152,7 +162,7 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
       return;
     }
     ctx.print(`Partition ${head!.index} ${head!.partition}: ${shown.length} object${shown.length === 1 ? '' : 's'} found`);
-    for (const k of shown) ctx.print(`Private ${keyType(k.alg)} key : UID=${k.keyId} Name="" Description="" Alg=${k.alg}`);
+    for (const k of shown) ctx.print(`${k.alg.startsWith('aes') ? 'Secret' : 'Private'} ${keyType(k.alg)} key : UID=${k.keyId} Name="" Description="" Alg=${k.alg}`);
   });
 
   withCredentials(program.command('show').description('show a key').requiredOption('-n, --name <uid>', 'key UID'), { defaultUser: 'so' }).action(
@@ -163,13 +173,15 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
         printJson(ctx, k);
         return;
       }
-      const pub = createPublicKey(k.publicKey);
-      ctx.print(`Private ${keyType(k.alg)} key : UID=${k.keyId}`);
+      const pub = k.publicKey ? createPublicKey(k.publicKey) : undefined;
+      ctx.print(`${pub ? 'Private' : 'Secret'} ${keyType(k.alg)} key : UID=${k.keyId}`);
       ctx.print(`  Algorithm      : ${k.alg}`);
       ctx.print(`  Created        : ${k.createdAt}`);
       ctx.print(`  Epoch          : ${k.epoch}`);
       ctx.print(`  Presignatures  : ${k.presignaturesReady}`);
-      ctx.print(`  Public key     : ${pub.asymmetricKeyType}${pub.asymmetricKeyDetails?.namedCurve ? ` ${pub.asymmetricKeyDetails.namedCurve}` : ''}`);
+      if (!pub || !k.publicKey) return;
+      const d = pub.asymmetricKeyDetails;
+      ctx.print(`  Public key     : ${pub.asymmetricKeyType}${d?.namedCurve ? ` ${d.namedCurve}` : d?.modulusLength ? ` ${d.modulusLength} bits` : ''}`);
       for (const line of k.publicKey.trim().split('\n')) ctx.print(`    ${line}`);
     },
   );
@@ -193,7 +205,8 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
     const hash = hashFor(k.alg, o.hash);
     const r = await call<{ signature: string; alg: string; epoch: number }>(ctx, creds, 'POST', `/api/v1/keys/${id}/sign`, {
       message: data.toString('base64'),
-      ...(hash ? { hash, format: 'der' } : {}),
+      ...(hash ? { hash } : {}),
+      ...(k.alg.startsWith('ecdsa-') ? { format: 'der' } : {}),
     });
     const sig = Buffer.from(r.signature, 'base64');
     writeOutput(o.out, encode(sig, fmt));
@@ -219,7 +232,7 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
     const creds = await credentials(o);
     const k = await call<KeyShow>(ctx, creds, 'GET', `/api/v1/keys/${id}`);
     const hash = hashFor(k.alg, o.hash);
-    const format = hash ? (sig[0] === 0x30 && sig.length !== (k.alg === 'ecdsa-p384' ? 96 : 64) ? 'der' : 'raw') : undefined;
+    const format = k.alg.startsWith('ecdsa-') ? (sig[0] === 0x30 && sig.length !== (k.alg === 'ecdsa-p384' ? 96 : 64) ? 'der' : 'raw') : undefined;
     const r = await call<{ valid: boolean }>(ctx, creds, 'POST', `/api/v1/keys/${id}/verify`, {
       message: data.toString('base64'),
       signature: sig.toString('base64'),

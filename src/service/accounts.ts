@@ -9,7 +9,8 @@
  * - Outside the root partition nobody sees another partition: it answers as if it did not exist.
  * - Passwords: at least 8 characters, scrypt with a per-user salt, compared in constant time; a
  *   failed login counts, and the user is locked at the partition's limit (default 5) until an SO
- *   resets the password. A failure never says whether the user or the password was wrong.
+ *   resets the password (the root SO is never locked: nobody could unlock it). A failure never
+ *   says whether the user or the password was wrong.
  */
 import { hashPassword, verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
@@ -17,6 +18,7 @@ import type { PartitionRow, Store, UserRole, UserRow } from '../store/store.js';
 import { ROOT_PARTITION_ID } from './audit.js';
 
 export const ROOT_PARTITION = 'root';
+export const ROOT_SO = 'so';
 export const ROLES: readonly UserRole[] = ['so', 'user', 'auditor'];
 export const MIN_PASSWORD = 8;
 export const MAX_PASSWORD = 1024;
@@ -94,7 +96,9 @@ export class Accounts {
       throw new EkmError('EKM_LOCKED', `${user}@${partition.name} is locked after too many failed logins`, 'an SO must reset its password (ucl user reset-pwd)', 1, 401);
     }
     if (!ok) {
-      const r = await this.store.recordLoginFailure(partition.id, user, partition.maxFailedLogins);
+      // The root SO is never locked (nobody could unlock it); its failures are still counted and audited.
+      const rootSo = partition.id === ROOT_PARTITION_ID && user === ROOT_SO;
+      const r = await this.store.recordLoginFailure(partition.id, user, rootSo ? Number.MAX_SAFE_INTEGER : partition.maxFailedLogins);
       if (r.locked) {
         throw new EkmError('EKM_LOCKED', `${user}@${partition.name} is now locked after ${r.failedLogins} failed logins`, 'an SO must reset its password (ucl user reset-pwd)', 1, 401);
       }
@@ -241,8 +245,11 @@ export class Accounts {
   }
 }
 
-/** FIPS 186-5: ECDSA on P-256/P-384 and EdDSA on Ed25519; secp256k1 and BIP340 are not approved. */
-export const FIPS_ALGS: ReadonlySet<string> = new Set(['ecdsa-p256', 'ecdsa-p384', 'eddsa-ed25519']);
+/**
+ * FIPS 186-5: ECDSA on P-256/P-384, EdDSA on Ed25519 and RSA of 2048 bits or more; secp256k1 and
+ * BIP340 are not approved, nor is `aes-256-dprf` (a threshold PRF, not a validated AES mode).
+ */
+export const FIPS_ALGS: ReadonlySet<string> = new Set(['ecdsa-p256', 'ecdsa-p384', 'eddsa-ed25519', 'rsa-2048', 'rsa-3072', 'rsa-4096']);
 
 function userView(u: UserRow, p: PartitionRow): UserView {
   return { name: u.name, partition: p.name, role: u.role, locked: u.locked, failedLogins: u.failedLogins, createdAt: u.createdAt };
