@@ -29,7 +29,8 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
   const app = Fastify({
     https: { key: identity.keyPem, cert: identity.certPem, minVersion: 'TLSv1.2' },
     logger: false,
-    bodyLimit: 1024 * 1024,
+    // Room for a 4 MiB object in base64 (AES encrypt/decrypt of large blobs); larger bodies get 413.
+    bodyLimit: 6 * 1024 * 1024,
     return503OnClosing: true,
     genReqId: () => randomUUID(),
     // Errors fastify raises before routing (an over-long path parameter, a malformed URL) get the same shape.

@@ -10,7 +10,8 @@ import { KEY_ALGS, type KeyAlg, type KeyService, type PublicKeyFormat } from '..
 import { isRsaAlg } from '../protocols/rsa.js';
 import type { Authenticator, Principal } from './auth.js';
 
-const b64 = z.string().max(1_400_000).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
+/** Base64 of at most 4 MiB of binary data. */
+const b64 = z.string().max(5_600_000).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
 const KeyIdParam = z.object({ keyId: z.string().regex(/^[0-9a-f]{16}$/, 'a key id is 16 hex characters') });
 const GenerateBody = z.object({ alg: z.enum(KEY_ALGS as [KeyAlg, ...KeyAlg[]]) }).strict();
 const ImportBody = z.object({ privateKeyPem: z.string().min(1).max(20_000) }).strict();
