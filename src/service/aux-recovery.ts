@@ -14,13 +14,22 @@ import type { KeyService } from './key-service.js';
 
 export const RECOVERY_META = 'recovery_pending';
 const BATCH = Number(process.env.EKM_RECOVERY_BATCH ?? 500);
+/** Sessions run at once (each runs in its own protocol worker): one per core of a small server. */
+const PARALLEL = Number(process.env.EKM_RECOVERY_PARALLEL ?? 2);
+
+function chunks<T>(xs: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += size) out.push(xs.slice(i, i + size));
+  return out;
+}
 
 interface Progress {
   phase: 'rederive' | 'refresh' | 'done';
   keys: number;
   since: string;
-  /** Refresh: keys up to this id (in key id order) are refreshed. */
+  /** Keys up to this id (in key id order) are done in the current phase. */
   after?: string;
+  rederived?: number;
   refreshed?: number;
 }
 
@@ -70,7 +79,7 @@ export class AuxRecovery {
     if (!p || p.phase === 'done') return h;
     const detail =
       p.phase === 'rederive'
-        ? `restore: re-deriving the Aux's shares of ${p.keys} keys`
+        ? `restore: re-deriving the Aux's shares (${p.rederived ?? 0} of ${p.keys} keys done)`
         : `restore: refreshing every key (${p.refreshed ?? 0} of ${p.keys} done)`;
     return { ...h, inService: false, servers: h.servers.map((s) => (s.role === 'ep' ? { ...s, state: 'starting', detail } : s)) };
   }
@@ -106,15 +115,24 @@ export class AuxRecovery {
   private async step(): Promise<void> {
     const p = this.progress!;
     if (p.phase === 'rederive') {
-      const t0 = Date.now();
-      const r = await this.deps.keys.rederiveAux();
-      this.deps.log.info({ event: 'restore_recovery', keys: r.keys.length, ms: Date.now() - t0 }, 'the Aux shares are re-derived');
-      this.progress = { ...p, phase: 'refresh', keys: r.keys.length, refreshed: 0 };
+      // In batches: one session over thousands of keys holds the peers' event loops too long.
+      const raw = await this.deps.store.listKeys({ ...(p.after ? { after: p.after } : {}), limit: BATCH * PARALLEL });
+      if (raw.length === 0) {
+        this.deps.log.info({ event: 'restore_recovery', keys: p.rederived ?? 0, since: p.since }, 'the Aux shares are re-derived');
+        const { after: _done, ...rest } = p;
+        this.progress = { ...rest, phase: 'refresh', refreshed: 0 };
+        await this.save();
+        return;
+      }
+      const ids = raw.filter((k) => k.state === 'active').map((k) => k.keyId);
+      const rs = await Promise.all(chunks(ids, BATCH).map((c) => this.deps.keys.rederiveAux(c)));
+      const n = rs.reduce((sum, r) => sum + r.keys.length, 0);
+      this.progress = { ...p, after: raw[raw.length - 1]!.keyId, rederived: (p.rederived ?? 0) + n };
       await this.save();
       return;
     }
     if (p.phase === 'refresh') {
-      const raw = await this.deps.store.listKeys({ ...(p.after ? { after: p.after } : {}), limit: BATCH });
+      const raw = await this.deps.store.listKeys({ ...(p.after ? { after: p.after } : {}), limit: BATCH * PARALLEL });
       if (raw.length === 0) {
         this.progress = { ...p, phase: 'done' };
         await this.save();
@@ -128,7 +146,7 @@ export class AuxRecovery {
       let done = ids.length;
       if (ids.length > 0) {
         try {
-          await this.deps.keys.refresh(ids);
+          await Promise.all(chunks(ids, BATCH).map((c) => this.deps.keys.refresh(c)));
           this.batchFailures = 0;
         } catch (e) {
           if (++this.batchFailures < 5) throw e;
