@@ -125,7 +125,7 @@ export class AuxRecovery {
         return;
       }
       const ids = raw.filter((k) => k.state === 'active').map((k) => k.keyId);
-      const rs = await Promise.all(chunks(ids, BATCH).map((c) => this.deps.keys.rederiveAux(c)));
+      const rs = await Promise.all(chunks(ids, BATCH).map((c) => this.deps.keys.rederiveAux(c, { refresh: false })));
       const n = rs.reduce((sum, r) => sum + r.keys.length, 0);
       this.progress = { ...p, after: raw[raw.length - 1]!.keyId, rederived: (p.rederived ?? 0) + n };
       await this.save();

@@ -29,7 +29,7 @@ import {
 } from '../protocols/ecdsa.js';
 import { PROTO_FROST, type FrostOutput, isFrostAlg, parseFrostRequest, verifyFrostSignature } from '../protocols/frost.js';
 import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyShare } from '../protocols/key-share.js';
-import { REFRESH_PROTO, type RefreshKeyEpoch, type RefreshKeyState, type RefreshOutput, type RefreshPersist } from '../protocols/refresh.js';
+import { REFRESH_PROTO, type RefreshKeyEpoch, type RefreshKeyState, type RefreshOutput } from '../protocols/refresh.js';
 import { type ConfirmCheckpoint, decodeRequest } from '../protocols/session-kit.js';
 import type { Envelope, PartyId } from '../protocols/types.js';
 import type { KeyRow, KeyWrite, StoredShare } from '../store/key-records.js';
@@ -38,6 +38,7 @@ import type { CommonData, Recipe } from './party-recipes.js';
 import { ProtocolAbortedError, type ProtocolHost, type SessionSpec } from './protocol-host.js';
 import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from './share-codec.js';
 import { PresignPool } from './presign-pool.js';
+import { refreshWritesFor } from './refresh-writes.js';
 import { RsaAesKeys } from './rsa-aes-keys.js';
 import { RSA_ALGS, type RsaAlg, isRsaAlg } from '../protocols/rsa.js';
 import { HASH_LEN, rsassaPkcs1v15Verify, rsassaPssVerify } from '../crypto/rsa-padding.js';
@@ -262,8 +263,10 @@ export class KeyService {
     const rows = await Promise.all(keyIds.map((k) => this.describe(k)));
     const rsa = rows.filter((r) => isRsaAlg(r.alg)).map((r) => r.keyId);
     if (rsa.length > 0) {
-      if (rsa.length !== keyIds.length) throw new EkmError('EKM_BAD_INPUT', 'refresh RSA keys and EC/AES keys in separate batches');
-      return { keys: await this.rsaAes.rsaRefresh(rsa) };
+      // RSA keys refresh in their own protocol: one batch per key family.
+      const ec = rows.filter((r) => !isRsaAlg(r.alg)).map((r) => r.keyId);
+      const [rsaKeys, ecKeys] = await Promise.all([this.rsaAes.rsaRefresh(rsa), ec.length > 0 ? this.refresh(ec) : Promise.resolve({ keys: [] })]);
+      return { keys: [...rsaKeys, ...ecKeys.keys] };
     }
     const states = await this.settledRefreshStates(keyIds);
     for (const k of keyIds) if (!states.has(k)) throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${k}`, undefined, 1, 404);
@@ -273,9 +276,11 @@ export class KeyService {
   }
 
   /** Gives the Aux its shares of every active key again (after a restore or an Aux loss), then refreshes them all (§6). */
-  async rederiveAux(keyIds?: readonly string[]): Promise<{ keys: readonly AuxKeyEpoch[] }> {
+  async rederiveAux(keyIds?: readonly string[], opts: { refresh: boolean } = { refresh: true }): Promise<{ keys: readonly AuxKeyEpoch[] }> {
     this.requireEp();
-    const ids = keyIds ?? (await this.allKeyIds());
+    const all = keyIds ?? (await this.allKeyIds());
+    // RSA keys have no Aux re-derivation yet (docs/security-model.md): only EC and AES keys.
+    const ids = (await Promise.all(all.map(async (k) => ((await this.deps.store.getKey(k))?.alg ?? '')))).flatMap((alg, i) => (isRsaAlg(alg) ? [] : [all[i]!]));
     if (ids.length === 0) return { keys: [] };
     const shares = await this.loadCurrentShares(ids);
     const out = await this.deps.host.run<AuxOutput>(
@@ -283,8 +288,9 @@ export class KeyService {
     );
     // The old Aux's presignature shares are gone: presignatures made with it can never complete.
     for (const k of out.keys) this.pool?.burn(k.keyId, null);
-    // The lost Aux held the same f(3): only a new epoch makes its copy worthless (§6).
-    await this.refresh(out.keys.map((k) => k.keyId));
+    // The lost Aux held the same f(3): only a new epoch makes its copy worthless (§6). A caller
+    // that refreshes every key itself afterwards (restore recovery) passes refresh: false.
+    if (opts.refresh) await this.refresh(out.keys.map((k) => k.keyId));
     return { keys: out.keys };
   }
 
@@ -453,22 +459,7 @@ function dkgWrites(items: readonly DkgPersist[], sid: string): KeyWrite[] {
   });
 }
 
-function refreshWrites(items: readonly RefreshPersist[], sid: string): KeyWrite[] {
-  return items.flatMap((it): KeyWrite[] => {
-    switch (it.kind) {
-      case 'session-open':
-        return [{ op: 'session-open', sid, proto: it.proto }];
-      case 'share-pending':
-        return [{ op: 'share-put', share: shareToRecord(it.share), status: 'pending' }];
-      case 'refresh-checkpoint':
-        return [{ op: 'session-checkpoint', sid, checkpoint: toJsonWithBytes({ proto: REFRESH_PROTO, keys: it.keys, checkpoint: it.checkpoint }) }];
-      case 'epoch-activate':
-        return it.keys.map((k) => ({ op: 'epoch-activate', keyId: k.keyId, from: k.from, to: k.to }));
-      case 'epoch-erase-previous':
-        return [...it.keys.map((k): KeyWrite => ({ op: 'epoch-erase', keyId: k.keyId, epoch: k.from })), { op: 'session-done', sid }];
-    }
-  });
-}
+const refreshWrites = refreshWritesFor<KeyShare>(REFRESH_PROTO, (share) => ({ op: 'share-put', share: shareToRecord(share), status: 'pending' }));
 
 function auxWrites(items: readonly AuxPersist[], sid: string): KeyWrite[] {
   return items.flatMap((it): KeyWrite[] => {

@@ -41,7 +41,6 @@ import {
   type RsaOutput,
   type RsaRefreshKeyState,
   type RsaRefreshOutput,
-  type RsaRefreshPersist,
   checkRsaShare,
   dealRsaKey,
   exportRsaPublicKey,
@@ -55,7 +54,8 @@ import type { KeyWrite } from '../store/key-records.js';
 import type { Store } from '../store/store.js';
 import type { CommonData } from './party-recipes.js';
 import type { ProtocolHost, SessionSpec } from './protocol-host.js';
-import { recordToRsaShare, rsaShareToRecord, toJsonWithBytes } from './share-codec.js';
+import { refreshWritesFor } from './refresh-writes.js';
+import { recordToRsaShare, rsaShareToRecord } from './share-codec.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 const rng = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
@@ -331,22 +331,7 @@ function noWrites(): KeyWrite[] {
   return [];
 }
 
-function rsaRefreshWrites(items: readonly RsaRefreshPersist[], sid: string): KeyWrite[] {
-  return items.flatMap((it): KeyWrite[] => {
-    switch (it.kind) {
-      case 'session-open':
-        return [{ op: 'session-open', sid, proto: it.proto }];
-      case 'share-pending':
-        return [{ op: 'rsa-share-put', share: rsaShareToRecord(it.share), status: 'pending' }];
-      case 'refresh-checkpoint':
-        return [{ op: 'session-checkpoint', sid, checkpoint: toJsonWithBytes({ proto: RSA_REFRESH_PROTO, keys: it.keys, checkpoint: it.checkpoint }) }];
-      case 'epoch-activate':
-        return it.keys.map((k) => ({ op: 'epoch-activate', keyId: k.keyId, from: k.from, to: k.to }));
-      case 'epoch-erase-previous':
-        return [...it.keys.map((k): KeyWrite => ({ op: 'epoch-erase', keyId: k.keyId, epoch: k.from })), { op: 'session-done', sid }];
-    }
-  });
-}
+const rsaRefreshWrites = refreshWritesFor<RsaKeyShare>(RSA_REFRESH_PROTO, (share) => ({ op: 'rsa-share-put', share: rsaShareToRecord(share), status: 'pending' }));
 
 function encodeRsaRecord(r: ReturnType<typeof rsaShareToRecord>): Uint8Array {
   return enc(r.keyId, r.alg, u32be(r.epoch), u8(r.partyId), r.n, r.e, r.pieces);

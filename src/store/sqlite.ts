@@ -213,33 +213,28 @@ export class SqliteStore implements Store {
     return this.barrier;
   }
 
-  private insertShare(sh: ShareRecord, status: ShareStatus): void {
-    const publicData = JSON.stringify({
-      alg: sh.alg,
-      Y: hex(sh.Y),
-      C1: hex(sh.C1),
-      A1: hex(sh.A1),
-      A2: hex(sh.A2),
-      A3: hex(sh.A3),
-    });
+  /** Writes one party's share of a key at an epoch: public data in the clear, the secret sealed (AAD names the row). */
+  private putShareRow(
+    row: { keyId: string; epoch: number; partyId: number },
+    status: ShareStatus,
+    publicData: Record<string, string>,
+    secret: Uint8Array,
+  ): void {
     this.db
       .prepare(
         `INSERT INTO key_shares (key_id, epoch, status, party_id, public_data, share_sealed) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT(key_id, epoch) DO UPDATE SET status = excluded.status, party_id = excluded.party_id,
            public_data = excluded.public_data, share_sealed = excluded.share_sealed`,
       )
-      .run(sh.keyId, sh.epoch, status, sh.partyId, publicData, this.sealer().seal(sh.share, shareAad(sh.keyId, sh.epoch, sh.partyId)));
+      .run(row.keyId, row.epoch, status, row.partyId, JSON.stringify(publicData), this.sealer().seal(secret, shareAad(row.keyId, row.epoch, row.partyId)));
+  }
+
+  private insertShare(sh: ShareRecord, status: ShareStatus): void {
+    this.putShareRow(sh, status, { alg: sh.alg, Y: hex(sh.Y), C1: hex(sh.C1), A1: hex(sh.A1), A2: hex(sh.A2), A3: hex(sh.A3) }, sh.share);
   }
 
   private insertRsaShare(sh: RsaShareRecord, status: ShareStatus): void {
-    const publicData = JSON.stringify({ alg: sh.alg, n: hex(sh.n), e: hex(sh.e) });
-    this.db
-      .prepare(
-        `INSERT INTO key_shares (key_id, epoch, status, party_id, public_data, share_sealed) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT(key_id, epoch) DO UPDATE SET status = excluded.status, party_id = excluded.party_id,
-           public_data = excluded.public_data, share_sealed = excluded.share_sealed`,
-      )
-      .run(sh.keyId, sh.epoch, status, sh.partyId, publicData, this.sealer().seal(sh.pieces, shareAad(sh.keyId, sh.epoch, sh.partyId)));
+    this.putShareRow(sh, status, { alg: sh.alg, n: hex(sh.n), e: hex(sh.e) }, sh.pieces);
   }
 
   private applyOne(w: KeyWrite, now: string): void {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { verifyIndependently } from '../support/verify-ec.js';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
-import { type Triplet, bootAll, ekm, makeTriplet, waitInService } from '../support/cluster.js';
+import { type Triplet, ekm, servingTriplet, waitInService } from '../support/cluster.js';
 import { readPid } from '../../src/server/pidfile.js';
 import { homePaths } from '../../src/config/home.js';
 
@@ -40,10 +40,7 @@ describe('threshold EC keys on a real triplet', () => {
   let api: Api;
   const made = new Map<Alg, Made>();
   before(async () => {
-    t = await makeTriplet();
-    await bootAll(t);
-    for (const role of ['partner', 'aux', 'ep'] as const) assert.equal((await ekm(t, role, 'start')).code, 0);
-    await waitInService(t);
+    t = await servingTriplet();
     api = await apiFor(t);
   });
   after(async () => t.cleanup());

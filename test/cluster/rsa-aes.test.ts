@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
-import { type Triplet, bootAll, ekm, makeTriplet, waitInService } from '../support/cluster.js';
+import { type Triplet, ekm, servingTriplet, startSeedOrder } from '../support/cluster.js';
 
 describe('RSA and AES keys on a real triplet', () => {
   let t: Triplet;
@@ -21,10 +21,7 @@ describe('RSA and AES keys on a real triplet', () => {
   const sealed: { ciphertext: string; aad: string; plaintext: string }[] = [];
 
   before(async () => {
-    t = await makeTriplet();
-    await bootAll(t);
-    for (const role of ['partner', 'aux', 'ep'] as const) assert.equal((await ekm(t, role, 'start')).code, 0);
-    await waitInService(t);
+    t = await servingTriplet();
     api = await apiFor(t);
   });
   after(async () => t.cleanup());
@@ -125,8 +122,7 @@ describe('RSA and AES keys on a real triplet', () => {
     assert.equal((await api.call('POST', `/keys/${rsa.keyId}/refresh`)).status, 200);
     assert.equal((await api.call('POST', `/keys/${aes.keyId}/refresh`)).status, 200);
     for (const role of ['ep', 'partner', 'aux'] as const) await ekm(t, role, 'stop');
-    for (const role of ['partner', 'aux', 'ep'] as const) assert.equal((await ekm(t, role, 'start')).code, 0);
-    await waitInService(t);
+    await startSeedOrder(t);
     api = await apiFor(t);
     for (const s of sealed) {
       const d = await api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, { ciphertext: s.ciphertext, ...(s.aad ? { aad: b64(s.aad) } : {}) });

@@ -150,3 +150,21 @@ export function assertOneLineError(r: RunResult): void {
 }
 
 export type { ChildProcess };
+
+/** Starts the three in the seed's order (Partner, Aux, then EP) and waits until `ucl server test` passes. */
+export async function startSeedOrder(t: Triplet): Promise<void> {
+  for (const role of ['partner', 'aux', 'ep'] as const) {
+    const r = await ekm(t, role, 'start');
+    if (r.code !== 0) throw new Error(`ekm start (${role}) failed: ${r.stderr}`);
+  }
+  await waitInService(t);
+}
+
+/** A new triplet, bootstrapped with -f and serving. */
+export async function servingTriplet(): Promise<Triplet> {
+  const t = await makeTriplet();
+  const boots = await bootAll(t);
+  for (const role of ROLES) if (boots[role].code !== 0) throw new Error(`bootstrap of ${role} failed: ${boots[role].stderr}`);
+  await startSeedOrder(t);
+  return t;
+}
