@@ -5,11 +5,9 @@
  * here, independently of the protocol's own check, before it is returned.
  */
 import { type JsonWebKey, createHash, createPublicKey, randomBytes } from 'node:crypto';
-import type { Logger } from 'pino';
 import { decodePoint, getCurve } from '../crypto/curves.js';
 import { enc, toHex } from '../crypto/encoding.js';
 import { EkmError } from '../errors.js';
-import type { PeerManager } from '../net/peers.js';
 import { AUX_PROTO, type AuxPersist, type AuxKeyEpoch, type AuxOutput } from '../protocols/aux-rederive.js';
 import { DKG_PROTO, type DkgPersist } from '../protocols/dkg.js';
 import {
@@ -31,13 +29,13 @@ import { PROTO_FROST, type FrostOutput, isFrostAlg, parseFrostRequest, verifyFro
 import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyShare } from '../protocols/key-share.js';
 import { REFRESH_PROTO, type RefreshKeyEpoch, type RefreshKeyState, type RefreshOutput } from '../protocols/refresh.js';
 import { type ConfirmCheckpoint, decodeRequest } from '../protocols/session-kit.js';
-import type { Envelope, PartyId } from '../protocols/types.js';
+import type { Envelope } from '../protocols/types.js';
 import type { KeyRow, KeyWrite, StoredShare } from '../store/key-records.js';
-import type { Store } from '../store/store.js';
 import type { CommonData, Recipe } from './party-recipes.js';
-import { ProtocolAbortedError, type ProtocolHost, type SessionSpec } from './protocol-host.js';
+import { ProtocolAbortedError, type SessionSpec } from './protocol-host.js';
 import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from './share-codec.js';
 import { PresignPool } from './presign-pool.js';
+import type { ServiceDeps } from './service-deps.js';
 import { refreshWritesFor } from './refresh-writes.js';
 import { RsaAesKeys } from './rsa-aes-keys.js';
 import { RSA_ALGS, type RsaAlg, isRsaAlg } from '../protocols/rsa.js';
@@ -80,19 +78,9 @@ interface Checkpointed {
   readonly checkpoint: ConfirmCheckpoint;
 }
 
-export interface KeyServiceDeps {
-  readonly self: PartyId;
-  readonly tripletId: string;
-  readonly store: Store;
-  readonly peers: PeerManager;
-  readonly host: ProtocolHost;
-  readonly log: Logger;
-  /** Identity key and triplet certificates for the two-phase commits' signed statements. */
-  readonly identity: CommonData;
+export interface KeyServiceDeps extends ServiceDeps {
   /** Presignatures kept ready per ECDSA key that has signed (EP); 0 disables the pool. */
   readonly poolTarget?: number;
-  /** Registers a request handler on the peer links (RSA shares are dealt this way). */
-  readonly registerPeerMethod: (name: string, handler: (body: Uint8Array) => Promise<Uint8Array>) => void;
 }
 
 export class KeyService {

@@ -11,11 +11,9 @@
  */
 import { generateKeyPair, publicEncrypt, constants, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import type { Logger } from 'pino';
 import { decodeEnc, enc, toHex, u32be, u8 } from '../crypto/encoding.js';
 import { HASH_LEN, type OaepHash, type RsaSignHash, rsassaPkcs1v15Verify, rsassaPssVerify } from '../crypto/rsa-padding.js';
 import { EkmError } from '../errors.js';
-import type { PeerManager } from '../net/peers.js';
 import {
   type DprfKeyShare,
   type DprfOutput,
@@ -49,12 +47,10 @@ import {
   rsaPublicKeyObject,
 } from '../protocols/rsa.js';
 import { decodeRequest } from '../protocols/session-kit.js';
-import type { PartyId } from '../protocols/types.js';
 import type { KeyWrite } from '../store/key-records.js';
-import type { Store } from '../store/store.js';
-import type { CommonData } from './party-recipes.js';
-import type { ProtocolHost, SessionSpec } from './protocol-host.js';
+import type { SessionSpec } from './protocol-host.js';
 import { refreshWritesFor } from './refresh-writes.js';
+import type { ServiceDeps } from './service-deps.js';
 import { recordToRsaShare, rsaShareToRecord } from './share-codec.js';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -64,16 +60,7 @@ const INSTALL_METHOD = 'rsa.install';
 export type RsaSignScheme = 'pkcs1v15' | 'pss';
 export type RsaDecryptScheme = 'oaep' | 'pkcs1v15';
 
-export interface RsaAesDeps {
-  readonly self: PartyId;
-  readonly tripletId: string;
-  readonly store: Store;
-  readonly peers: PeerManager;
-  readonly host: ProtocolHost;
-  readonly log: Logger;
-  readonly identity: CommonData;
-  /** Registers a request handler on the peer links (the dealt shares arrive this way). */
-  readonly registerPeerMethod: (name: string, handler: (body: Uint8Array) => Promise<Uint8Array>) => void;
+export interface RsaAesDeps extends ServiceDeps {
   /** The current share of an EC-family key (here: the DPRF key), from the EC key service. */
   readonly currentEcShare: (keyId: string) => Promise<KeyShare>;
 }

@@ -229,6 +229,12 @@ export class SqliteStore implements Store {
       .run(row.keyId, row.epoch, status, row.partyId, JSON.stringify(publicData), this.sealer().seal(secret, shareAad(row.keyId, row.epoch, row.partyId)));
   }
 
+  private insertKeyRow(keyId: string, alg: string, state: KeyRow['state'], epoch: number, now: string): void {
+    this.db
+      .prepare('INSERT INTO keys (key_id, alg, state, current_epoch, aux_present, created_at) VALUES (?, ?, ?, ?, 1, ?)')
+      .run(keyId, alg, state, epoch, now);
+  }
+
   private insertShare(sh: ShareRecord, status: ShareStatus): void {
     this.putShareRow(sh, status, { alg: sh.alg, Y: hex(sh.Y), C1: hex(sh.C1), A1: hex(sh.A1), A2: hex(sh.A2), A3: hex(sh.A3) }, sh.share);
   }
@@ -249,15 +255,11 @@ export class SqliteStore implements Store {
         this.db.prepare("UPDATE protocol_sessions SET state = 'done', checkpoint = NULL WHERE sid = ?").run(w.sid);
         return;
       case 'key-create':
-        this.db
-          .prepare("INSERT INTO keys (key_id, alg, state, current_epoch, aux_present, created_at) VALUES (?, ?, 'pending', ?, 1, ?)")
-          .run(w.keyId, w.alg, w.share.epoch, now);
+        this.insertKeyRow(w.keyId, w.alg, 'pending', w.share.epoch, now);
         this.insertShare(w.share, 'current');
         return;
       case 'rsa-key-create':
-        this.db
-          .prepare("INSERT INTO keys (key_id, alg, state, current_epoch, aux_present, created_at) VALUES (?, ?, 'active', ?, 1, ?)")
-          .run(w.keyId, w.alg, w.share.epoch, now);
+        this.insertKeyRow(w.keyId, w.alg, 'active', w.share.epoch, now);
         this.insertRsaShare(w.share, 'current');
         return;
       case 'rsa-share-put':
