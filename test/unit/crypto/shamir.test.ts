@@ -83,7 +83,7 @@ for (const name of CURVE_NAMES) {
           const xj = evalLine(curve, f, j);
           assert.ok(verifyFeldmanShare(curve, C, j, xj));
           assert.ok(!verifyFeldmanShare(curve, C, j, Fn.add(xj, delta)));
-          assert.ok(curve.G.multiply(xj).equals(expectedShareCommitment(C, j)));
+          assert.ok(curve.G.multiplyUnsafe(xj).equals(expectedShareCommitment(C, j)));
           const Z = feldmanCommit(curve, { a0: 0n, a1: f.a1 });
           assert.ok(Z.C0.is0());
           assert.ok(verifyFeldmanShare(curve, Z, j, Fn.mul(f.a1, BigInt(j))));
