@@ -19,3 +19,19 @@ export const VERSION: string = process.env.EKM_TEST_VERSION_OVERRIDE ?? readPack
 
 /** Peer-link protocol version: a link is refused unless both ends speak a version the other accepts. */
 export const PEER_PROTOCOL_VERSION = 1;
+
+/** A release string as `major.minor.patch`, with an optional `-prerelease` and `+build` (ignored). */
+const RELEASE = /^(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
+
+/**
+ * Whether servers on releases `a` and `b` may link (the rolling-upgrade rule): the same major and
+ * minors at most one apart, e.g. 1.4.x with 1.3.x, 1.4.x and 1.5.x, but not 1.6.x or 2.x; patch
+ * and prerelease never matter. Identical strings always match, so unnumbered test builds link.
+ */
+export function releasesInteroperate(a: string, b: string): boolean {
+  if (a === b) return true;
+  const x = RELEASE.exec(a);
+  const y = RELEASE.exec(b);
+  if (!x || !y) return false;
+  return Number(x[1]) === Number(y[1]) && Math.abs(Number(x[2]) - Number(y[2])) <= 1;
+}

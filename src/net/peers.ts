@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { EkmError } from '../errors.js';
-import { PEER_PROTOCOL_VERSION } from '../version.js';
+import { PEER_PROTOCOL_VERSION, releasesInteroperate } from '../version.js';
 import { DEFAULT_LINK_OPTIONS, type LinkHandlers, type LinkOptions, PeerLink } from './link.js';
 import { z } from 'zod';
 
@@ -294,7 +294,10 @@ export class PeerManager extends EventEmitter {
         this.install(st, link, hello);
       })
       .catch((err: Error) => {
-        this.opts.log.warn({ peer: st.spec.role, err: err.message }, 'peer handshake failed');
+        this.opts.log.warn({ peer: st.spec.role, code: (err as Partial<EkmError>).code, err: err.message }, 'peer handshake failed');
+        // On a release mismatch the dialer is an approved peer of this cluster: answer its hello
+        // before refusing, so it checks the releases itself and reports both versions.
+        if (err instanceof IncompatibleRelease) link.sendHello(this.hello());
         if (err instanceof IncompatiblePeer) link.refuse(err.message);
         else link.close(err.message);
       });
@@ -310,6 +313,7 @@ export class PeerManager extends EventEmitter {
     if (h.protocol !== PEER_PROTOCOL_VERSION) {
       throw new IncompatiblePeer(`${spec.role} ${spec.name} speaks peer protocol ${h.protocol}, this server ${PEER_PROTOCOL_VERSION}`);
     }
+    if (!releasesInteroperate(h.version, self.version)) throw new IncompatibleRelease(spec, h.version, self.version);
     return h;
   }
 
@@ -345,14 +349,26 @@ export class PeerManager extends EventEmitter {
     const prev = st.problem;
     st.problem = { kind, message, at: Date.now() };
     if (!prev || prev.kind !== kind || prev.message !== message) {
-      this.opts.log.info({ peer: st.spec.role, name: st.spec.name, kind, message }, 'peer not reachable yet');
+      if (kind === 'incompatible') this.opts.log.error({ peer: st.spec.role, name: st.spec.name, kind, message }, 'peer link refused: incompatible peer');
+      else this.opts.log.info({ peer: st.spec.role, name: st.spec.name, kind, message }, 'peer not reachable yet');
     }
   }
 }
 
 class IncompatiblePeer extends EkmError {
-  constructor(message: string) {
-    super('EKM_PEER_INCOMPATIBLE', message);
+  constructor(message: string, code = 'EKM_PEER_INCOMPATIBLE', hint?: string) {
+    super(code, message, hint);
+  }
+}
+
+/** A peer whose release is outside the rolling-upgrade window (`releasesInteroperate`). */
+export class IncompatibleRelease extends IncompatiblePeer {
+  constructor(spec: PeerSpec, remote: string, local: string) {
+    super(
+      `${spec.role} ${spec.name} runs ekm ${remote}, this server ekm ${local}: releases link only within one major version and at most one minor version apart`,
+      'EKM_RELEASE_INCOMPATIBLE',
+      'upgrade the servers to releases at most one minor version apart (see the upgrade procedure in docs/operations.md)',
+    );
   }
 }
 

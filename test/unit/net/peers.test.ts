@@ -48,7 +48,7 @@ const running: PeerManager[] = [];
 function node(
   l: Layout,
   role: PeerRole,
-  o: { identity?: Identity; pins?: Partial<Record<PeerRole, string>>; clusterId?: string; listenPort?: number } = {},
+  o: { identity?: Identity; pins?: Partial<Record<PeerRole, string>>; clusterId?: string; listenPort?: number; version?: string } = {},
 ): Node {
   const log: LogLine[] = [];
   const logger = pino({ level: 'debug', base: undefined }, { write: (s: string) => void log.push(JSON.parse(s) as LogLine) });
@@ -61,7 +61,7 @@ function node(
       listenPort: o.listenPort ?? l.ports[role],
       clusterId: o.clusterId ?? l.clusterId,
       tripletId: '00000000000000bb',
-      version: '0.0.0-test',
+      version: o.version ?? '0.0.0-test',
       keyPem: me.keyPem,
       certPem: me.certPem,
     },
@@ -249,6 +249,30 @@ describe('PeerManager', () => {
     assert.equal(p.kind, 'untrusted');
     assert.match(p.message, /refused this server: ep \S+ belongs to cluster 00000000000000aa, not 00000000000000cc/);
     await stopAll([ep, partner]);
+  });
+
+  it('links N and N+1 releases, refuses N+2 on both sides with both versions named, and logs it', async () => {
+    const l = await layout();
+    const ep = node(l, 'ep', { version: '1.4.2' });
+    const partner = node(l, 'partner', { version: '1.5.0' });
+    const aux = node(l, 'aux', { version: '1.6.0' });
+    for (const n of [partner, aux, ep]) await n.manager.start();
+    await until('EP–Partner link up', () => statusOf(ep, 'partner').up);
+    assert.equal(statusOf(ep, 'partner').remoteVersion, '1.5.0');
+    assert.equal(statusOf(partner, 'ep').remoteVersion, '1.4.2');
+    await until('Partner–Aux link up', () => statusOf(partner, 'aux').up);
+    // EP 1.4 and Aux 1.6 are two minors apart: the dialer (EP) sees `incompatible`, not a bare refusal.
+    await until('the EP classified the Aux', () => statusOf(ep, 'aux').problem?.kind === 'incompatible');
+    assert.match(statusOf(ep, 'aux').problem!.message, /^aux \S+ runs ekm 1\.6\.0, this server ekm 1\.4\.2: releases link only within one major version/);
+    assert.equal(statusOf(ep, 'aux').up, false);
+    assert.equal(statusOf(aux, 'ep').up, false);
+    const refusedAtEp = ep.log.find((x) => x.msg === 'peer link refused: incompatible peer');
+    assert.ok(refusedAtEp, 'the EP logs the refusal as an error');
+    assert.equal(refusedAtEp.level, 50);
+    const refusedAtAux = aux.log.find((x) => x.msg === 'peer handshake failed' && x.code === 'EKM_RELEASE_INCOMPATIBLE');
+    assert.ok(refusedAtAux, 'the Aux logs the refusal with its code');
+    assert.match(String(refusedAtAux.err), /ep \S+ runs ekm 1\.4\.2, this server ekm 1\.6\.0/);
+    await stopAll([ep, partner, aux]);
   });
 
   it('start fails with an operator message when the peer port is taken', async () => {
