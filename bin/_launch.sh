@@ -1,17 +1,11 @@
 # Shared by bin/ekm and bin/ucl: find the install root and a Node.js that is new enough,
 # then run the entry point compiled (dist/) if present, else from source through tsx.
+. "$(dirname "$(readlink -f "$0")")/_require_node.sh"
 ekm_launch() {
   entry="$1"; shift
   self=$(readlink -f "$0")
   root=$(dirname "$(dirname "$self")")
-  if ! command -v node >/dev/null 2>&1; then
-    echo "$(basename "$0"): Node.js >= 20.19 is required but 'node' is not on PATH: install Node.js 20 or newer" >&2
-    exit 1
-  fi
-  if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'; then
-    echo "$(basename "$0"): Node.js >= 20.19 is required, found $(node --version): install Node.js 20.19 or newer" >&2
-    exit 1
-  fi
+  ekm_require_node "$(basename "$0")" || exit 1
   # Compiled code is used when it is at least as new as every source file (npm run build);
   # an installed package has no src/ and always runs compiled.
   if [ -f "$root/dist/src/cli/$entry.js" ]; then
