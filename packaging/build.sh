@@ -23,8 +23,9 @@ stage=$(mktemp -d "$out/.stage.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 
 # 1. Compile the committed sources, with the working tree's dev dependencies (TypeScript).
-src="$stage/src"
-git archive HEAD | tar -x -C "$stage" --one-top-level=src
+src="$stage/tree"
+mkdir "$src"
+git archive HEAD | tar -x -C "$src"
 ln -s "$root/node_modules" "$src/node_modules"
 (cd "$src" && node node_modules/typescript/bin/tsc -p tsconfig.build.json)
 
