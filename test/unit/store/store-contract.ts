@@ -1,0 +1,369 @@
+/**
+ * The store conformance suite: what every `Store` backend must do, registered as describe/it
+ * blocks against a factory of fresh, migrated, empty stores. Both backends run it
+ * (sqlite-contract.test.ts, postgres.test.ts), so they cannot drift apart.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { EkmError } from '../../../src/errors.js';
+import type { KeyWrite, RsaShareRecord, ShareRecord } from '../../../src/store/key-records.js';
+import { LATEST_SCHEMA } from '../../../src/store/migrations.js';
+import { AUDIT_GENESIS } from '../../../src/store/sqlite.js';
+import type { AuditEntry, Store } from '../../../src/store/store.js';
+
+export interface StoreFactory {
+  /** A new, empty store at LATEST_SCHEMA with its barrier; closed by the suite. */
+  fresh(): Promise<Store>;
+}
+
+const bytes = (n: number, fill: number): Uint8Array => new Uint8Array(n).fill(fill);
+
+function share(keyId: string, epoch: number, partyId: 1 | 2 | 3 = 1): ShareRecord {
+  return {
+    keyId,
+    alg: 'ecdsa-p256',
+    epoch,
+    partyId,
+    share: randomBytes(32),
+    Y: bytes(33, 2),
+    C1: bytes(33, 3),
+    A1: bytes(33, 4),
+    A2: bytes(33, 5),
+    A3: bytes(33, 6),
+  };
+}
+
+export const auditEntry = (operation: string, partition: string | null = 'root'): AuditEntry => ({
+  at: new Date().toISOString(),
+  requestId: null,
+  actor: 'so@root',
+  partition,
+  operation,
+  keyId: null,
+  result: 'ok',
+  status: 200,
+  client: '127.0.0.1',
+  detail: null,
+});
+
+/** A toy chain function: the hash names the previous row, so a fork or a gap shows. */
+export const toyChain = (prev: { seq: number; hash: string }): { hash: string; sig: string; keyRef: string } => ({
+  hash: `${prev.hash.slice(0, 8)}>${prev.seq + 1}`,
+  sig: 'sig',
+  keyRef: 'k1',
+});
+
+export function storeContract(label: string, factory: StoreFactory): void {
+  const withStore = (name: string, body: (s: Store) => Promise<void>): void => {
+    it(name, async () => {
+      const s = await factory.fresh();
+      try {
+        await body(s);
+      } finally {
+        await s.close();
+      }
+    });
+  };
+
+  describe(`${label}: the Store contract`, () => {
+    withStore('is at the latest schema, keeps meta values and answers check()', async (s) => {
+      assert.equal(await s.schemaVersion(), LATEST_SCHEMA);
+      assert.equal(await s.getMeta('cluster_id'), undefined);
+      await s.setMeta('cluster_id', 'a');
+      await s.setMeta('cluster_id', 'b');
+      assert.equal(await s.getMeta('cluster_id'), 'b');
+      await s.check();
+    });
+
+    withStore('partitions: numbered in creation order, found by name and id, settings, deletion with or without keys', async (s) => {
+      const root = await s.createPartition({ name: 'root', fipsRequired: false });
+      const p2 = await s.createPartition({ name: 'p2', fipsRequired: true });
+      assert.ok(p2.id > root.id);
+      assert.deepEqual(await s.getPartition('p2'), p2);
+      assert.deepEqual(await s.getPartitionById(root.id), root);
+      assert.deepEqual(
+        (await s.listPartitions()).map((p) => p.name),
+        ['root', 'p2'],
+      );
+      await assert.rejects(s.createPartition({ name: 'p2', fipsRequired: false }), 'a partition name is unique');
+      await s.setPartitionMaxFailedLogins(p2.id, 3);
+      assert.equal((await s.getPartition('p2'))?.maxFailedLogins, 3);
+
+      await s.applyKeyWrites([{ op: 'rsa-key-create', keyId: 'k1', alg: 'rsa-2048', share: rsaShare('k1') }]);
+      await s.setKeyAttributes('k1', { partitionId: p2.id });
+      await s.createUser({ partitionId: p2.id, name: 'u', role: 'user', passwordHash: 'h' });
+      await s.deletePartition(p2.id, { withKeys: false });
+      assert.equal(await s.getPartition('p2'), undefined);
+      assert.deepEqual(await s.listUsers(p2.id), []);
+      assert.equal(await s.getKeyPartition('k1'), p2.id, 'the keys stay without withKeys');
+      const p3 = await s.createPartition({ name: 'p3', fipsRequired: false });
+      await s.setKeyAttributes('k1', { partitionId: p3.id });
+      await s.deletePartition(p3.id, { withKeys: true });
+      assert.equal(await s.getKey('k1'), undefined);
+    });
+
+    withStore('users: created, listed by name, failed logins counted and locked, password reset, deleted', async (s) => {
+      const root = await s.createPartition({ name: 'root', fipsRequired: false });
+      await s.createUser({ partitionId: root.id, name: 'zed', role: 'user', passwordHash: 'h1' });
+      await s.createUser({ partitionId: root.id, name: 'amy', role: 'auditor', passwordHash: 'h2' });
+      await assert.rejects(
+        s.createUser({ partitionId: root.id, name: 'amy', role: 'so', passwordHash: 'h3' }),
+        'a user name is unique in its partition',
+      );
+      assert.deepEqual(
+        (await s.listUsers(root.id)).map((u) => u.name),
+        ['amy', 'zed'],
+      );
+      const zed = await s.getUser(root.id, 'zed');
+      assert.deepEqual([zed?.role, zed?.passwordHash, zed?.failedLogins, zed?.locked], ['user', 'h1', 0, false]);
+
+      assert.deepEqual(await s.recordLoginFailure(root.id, 'zed', 3), { failedLogins: 1, locked: false });
+      await s.recordLoginSuccess(root.id, 'zed');
+      assert.equal((await s.getUser(root.id, 'zed'))?.failedLogins, 0);
+      // Concurrent failures all count (several EPs may share one store).
+      const counts = await Promise.all([1, 2, 3].map(() => s.recordLoginFailure(root.id, 'zed', 3)));
+      assert.deepEqual(counts.map((c) => c.failedLogins).sort(), [1, 2, 3]);
+      assert.equal((await s.getUser(root.id, 'zed'))?.locked, true);
+      assert.deepEqual(await s.recordLoginFailure(root.id, 'nobody', 3), { failedLogins: 0, locked: false });
+
+      assert.equal(await s.setUserPassword(root.id, 'zed', 'h9'), true);
+      const reset = await s.getUser(root.id, 'zed');
+      assert.deepEqual([reset?.passwordHash, reset?.failedLogins, reset?.locked], ['h9', 0, false]);
+      assert.equal(await s.setUserPassword(root.id, 'nobody', 'x'), false);
+      assert.equal(await s.deleteUser(root.id, 'amy'), true);
+      assert.equal(await s.deleteUser(root.id, 'amy'), false);
+    });
+
+    withStore('servers: upserted by name, listed by triplet then name', async (s) => {
+      const row = { name: 'ep1', role: 'ep' as const, tripletId: 't2', host: 'h', port: 1, api: 'h:2', fingerprint: 'f', addedAt: 'then' };
+      await s.upsertServer(row);
+      await s.upsertServer({ ...row, name: 'aux1', role: 'aux', tripletId: 't1', api: null });
+      await s.upsertServer({ ...row, port: 9, fingerprint: 'g' });
+      assert.deepEqual(
+        (await s.listServers()).map((r) => [r.name, r.port, r.fingerprint, r.api]),
+        [
+          ['aux1', 1, 'f', null],
+          ['ep1', 9, 'g', 'h:2'],
+        ],
+      );
+    });
+
+    withStore('EC keys: created pending with a sealed share, activated, refreshed to a new epoch, the old one erased', async (s) => {
+      const s1 = share('k1', 1);
+      await s.applyKeyWrites([{ op: 'key-create', keyId: 'k1', alg: 'ecdsa-p256', share: s1 }]);
+      assert.equal((await s.getKey('k1'))?.state, 'pending');
+      await s.applyKeyWrites([{ op: 'key-activate', keyId: 'k1' }]);
+      const key = await s.getKey('k1');
+      assert.deepEqual([key?.state, key?.currentEpoch, key?.auxPresent, key?.alg], ['active', 1, true, 'ecdsa-p256']);
+      const [got] = await s.getShares('k1');
+      assert.deepEqual({ ...got, share: [...got!.share] }, { ...s1, share: [...s1.share], status: 'current' });
+
+      const s2 = share('k1', 2);
+      await s.applyKeyWrites([
+        { op: 'share-put', share: s2, status: 'pending' },
+        { op: 'presig-put', psid: 'ps-old', keyId: 'k1', epoch: 1, secret: bytes(8, 1) },
+      ]);
+      await s.applyKeyWrites([{ op: 'epoch-activate', keyId: 'k1', from: 1, to: 2 }]);
+      assert.deepEqual(
+        (await s.getShares('k1')).map((x) => [x.epoch, x.status]),
+        [
+          [1, 'previous'],
+          [2, 'current'],
+        ],
+      );
+      assert.equal((await s.getKey('k1'))?.currentEpoch, 2);
+      await s.applyKeyWrites([{ op: 'epoch-erase', keyId: 'k1', epoch: 1 }]);
+      assert.deepEqual(
+        (await s.getShares('k1')).map((x) => x.epoch),
+        [2],
+      );
+      assert.equal(await s.getPresig('ps-old'), undefined, 'presignatures of the erased epoch go with it');
+      await assert.rejects(s.getRsaShares('k1'), (e: unknown) => e instanceof EkmError && e.code === 'EKM_STORE_STATE');
+    });
+
+    withStore('a batch of key writes is atomic: one failing write leaves none of the batch', async (s) => {
+      await s.applyKeyWrites([{ op: 'key-create', keyId: 'k1', alg: 'ecdsa-p256', share: share('k1', 1) }]);
+      const batch: KeyWrite[] = [
+        { op: 'key-create', keyId: 'k2', alg: 'ecdsa-p256', share: share('k2', 1) },
+        { op: 'session-open', sid: 's1', proto: 'dkg' },
+        { op: 'epoch-activate', keyId: 'k1', from: 1, to: 7 },
+      ];
+      await assert.rejects(s.applyKeyWrites(batch), (e: unknown) => e instanceof EkmError && e.code === 'EKM_STORE_STATE');
+      assert.equal(await s.getKey('k2'), undefined);
+      assert.equal(await s.sidSeen('s1'), false);
+      assert.equal(await s.countKeys(), 1);
+      // Another write of an existing key is refused whole too.
+      await assert.rejects(
+        s.applyKeyWrites([
+          { op: 'session-open', sid: 's2', proto: 'dkg' },
+          { op: 'key-create', keyId: 'k1', alg: 'x', share: share('k1', 1) },
+        ]),
+      );
+      assert.equal(await s.sidSeen('s2'), false);
+    });
+
+    withStore('RSA keys: record and sealed pieces per epoch', async (s) => {
+      await s.applyKeyWrites([{ op: 'rsa-key-create', keyId: 'r1', alg: 'rsa-2048', share: rsaShare('r1') }]);
+      await s.applyKeyWrites([{ op: 'rsa-share-put', share: { ...rsaShare('r1'), epoch: 2, pieces: bytes(5, 9) }, status: 'pending' }]);
+      const shares = await s.getRsaShares('r1');
+      assert.deepEqual(
+        shares.map((x) => [x.epoch, x.status, [...x.pieces], [...x.e]]),
+        [
+          [1, 'current', [7, 7, 7, 7], [1, 0, 1]],
+          [2, 'pending', [9, 9, 9, 9, 9], [1, 0, 1]],
+        ],
+      );
+      assert.equal((await s.getKey('r1'))?.state, 'active');
+    });
+
+    withStore('protocol sessions: opened once, checkpointed, listed while open, done', async (s) => {
+      await s.applyKeyWrites([{ op: 'session-open', sid: 'a', proto: 'dkg' }]);
+      await s.applyKeyWrites([{ op: 'session-open', sid: 'a', proto: 'other' }]);
+      await s.applyKeyWrites([{ op: 'session-open', sid: 'b', proto: 'sign' }]);
+      await s.applyKeyWrites([{ op: 'session-checkpoint', sid: 'a', checkpoint: 'cp1' }]);
+      assert.deepEqual(await s.openSessions(), [{ sid: 'a', proto: 'dkg', checkpoint: 'cp1' }]);
+      await s.applyKeyWrites([{ op: 'session-done', sid: 'a' }]);
+      assert.deepEqual(await s.openSessions(), []);
+      assert.equal(await s.sidSeen('a'), true, 'a finished session is still remembered (replay cache)');
+      assert.equal(await s.sidSeen('zzz'), false);
+    });
+
+    withStore('presignatures: sealed, listed, single use, burnt when the Aux comes back', async (s) => {
+      await s.applyKeyWrites([{ op: 'key-create', keyId: 'k1', alg: 'ecdsa-p256', share: share('k1', 1) }]);
+      await s.applyKeyWrites([
+        { op: 'presig-put', psid: 'p1', keyId: 'k1', epoch: 1, secret: bytes(16, 1) },
+        { op: 'presig-put', psid: 'p2', keyId: 'k1', epoch: 1, secret: bytes(16, 2) },
+      ]);
+      assert.deepEqual((await s.listPresigs()).map((p) => p.psid).sort(), ['p1', 'p2']);
+      assert.deepEqual([...(await s.getPresig('p2'))!], [...bytes(16, 2)]);
+      await s.applyKeyWrites([{ op: 'presig-delete', psid: 'p2' }]);
+      assert.equal(await s.getPresig('p2'), undefined);
+      await s.applyKeyWrites([{ op: 'aux-present', keyId: 'k1' }]);
+      assert.deepEqual(await s.listPresigs(), []);
+    });
+
+    withStore('Aux re-derivation: a pending share for an unknown key, then activated alone', async (s) => {
+      await s.applyKeyWrites([{ op: 'key-create', keyId: 'k1', alg: 'ecdsa-p256', share: share('k1', 1, 3) }]);
+      await s.applyKeyWrites([
+        { op: 'aux-share-pending', share: share('k1', 4, 3) },
+        { op: 'aux-share-pending', share: share('k2', 2, 3) },
+      ]);
+      assert.equal((await s.getKey('k2'))?.state, 'pending');
+      await s.applyKeyWrites([{ op: 'aux-share-activate', keyId: 'k1', epoch: 4 }]);
+      assert.deepEqual(
+        (await s.getShares('k1')).map((x) => [x.epoch, x.status, x.partyId]),
+        [[4, 'current', 3]],
+      );
+      assert.deepEqual([(await s.getKey('k1'))?.state, (await s.getKey('k1'))?.currentEpoch], ['active', 4]);
+    });
+
+    withStore('keys by id: paged in byte order, counted, filtered by partition, algorithm, name and usage', async (s) => {
+      const root = await s.createPartition({ name: 'root', fipsRequired: false });
+      const ids = ['b0', 'a1', 'B2', 'a0', 'c9', '0f'];
+      for (const id of ids)
+        await s.applyKeyWrites([{ op: 'rsa-key-create', keyId: id, alg: id === 'c9' ? 'rsa-3072' : 'rsa-2048', share: rsaShare(id) }]);
+      const sorted = [...ids].sort();
+      assert.deepEqual(
+        (await s.listKeys({ limit: 4 })).map((k) => k.keyId),
+        sorted.slice(0, 4),
+      );
+      assert.deepEqual(
+        (await s.listKeys({ after: sorted[3], limit: 10 })).map((k) => k.keyId),
+        sorted.slice(4),
+      );
+      assert.equal(await s.countKeys(), ids.length);
+      assert.equal(await s.countPartitionKeys(root.id), ids.length, 'keys land in the root partition');
+      assert.deepEqual(
+        (await s.listPartitionKeys(root.id, { limit: 10, alg: 'rsa-3072' })).map((k) => k.keyId),
+        ['c9'],
+      );
+      assert.equal(await s.setKeyAttributes('a1', { name: 'signer', description: 'd', usage: 'deactivated' }), true);
+      assert.equal(await s.setKeyAttributes('nope', { name: 'x' }), false);
+      assert.deepEqual(
+        (await s.listPartitionKeys(root.id, { limit: 10, name: 'signer' })).map((k) => k.keyId),
+        ['a1'],
+      );
+      assert.deepEqual(
+        (await s.listPartitionKeys(root.id, { limit: 10, usage: 'deactivated' })).map((k) => k.keyId),
+        ['a1'],
+      );
+      const a1 = await s.findKeyByName(root.id, 'signer');
+      assert.deepEqual([a1?.keyId, a1?.description, a1?.usage, typeof a1?.usageChangedAt], ['a1', 'd', 'deactivated', 'string']);
+      await assert.rejects(
+        s.setKeyAttributes('b0', { name: 'signer' }),
+        (e: unknown) => e instanceof EkmError && e.code === 'EKM_KEY_NAME_TAKEN',
+      );
+      assert.equal(await s.getKeyPartition('a1'), root.id);
+    });
+
+    withStore('destroyed keys: recorded, erased with their shares, purges listed until cleared', async (s) => {
+      const root = await s.createPartition({ name: 'root', fipsRequired: false });
+      await s.applyKeyWrites([{ op: 'key-create', keyId: 'k1', alg: 'ecdsa-p256', share: share('k1', 1) }]);
+      const d = await s.destroyKey('k1', ['partner', 'aux']);
+      assert.deepEqual([d?.keyId, d?.partitionId, d?.alg], ['k1', root.id, 'ecdsa-p256']);
+      assert.equal(await s.getKey('k1'), undefined);
+      assert.deepEqual(await s.getShares('k1'), []);
+      assert.deepEqual(await s.getDestroyedKey('k1'), d);
+      assert.deepEqual(
+        (await s.listDestroyedKeys(root.id, { limit: 5 })).map((x) => x.keyId),
+        ['k1'],
+      );
+      assert.deepEqual(await s.listKeyPurges(), [
+        { keyId: 'k1', role: 'aux' },
+        { keyId: 'k1', role: 'partner' },
+      ]);
+      await s.clearKeyPurge({ keyId: 'k1', role: 'aux' });
+      assert.deepEqual(await s.listKeyPurges(), [{ keyId: 'k1', role: 'partner' }]);
+      assert.equal(await s.destroyKey('k1', []), undefined);
+      await s.applyKeyWrites([
+        { op: 'key-create', keyId: 'k2', alg: 'ecdsa-p256', share: share('k2', 1) },
+        { op: 'key-purge', keyId: 'k2' },
+      ]);
+      assert.equal(await s.getKey('k2'), undefined);
+    });
+
+    withStore('integrity keys: private part sealed, the newest one per partition returned', async (s) => {
+      await s.putIntegrityKey({ id: 'i1', partitionId: 1, publicKeyPem: 'pem1', privateKeyDer: bytes(4, 1) });
+      await new Promise((r) => setTimeout(r, 5));
+      await s.putIntegrityKey({ id: 'i2', partitionId: 1, publicKeyPem: 'pem2', privateKeyDer: bytes(4, 2) });
+      const k = await s.getIntegrityKey(1);
+      assert.deepEqual([k?.id, k?.publicKeyPem, [...k!.privateKeyDer]], ['i2', 'pem2', [2, 2, 2, 2]]);
+      assert.equal(await s.getIntegrityKey(2), undefined);
+      assert.deepEqual(
+        (await s.listIntegrityKeys()).map((x) => x.id),
+        ['i1', 'i2'],
+      );
+    });
+
+    withStore('audit: one hash chain from the genesis, even under concurrent appends; listed by partition and position', async (s) => {
+      const first = await s.appendAudit(auditEntry('login'), toyChain);
+      assert.deepEqual([first.seq, first.prevHash], [1, AUDIT_GENESIS]);
+      await Promise.all(Array.from({ length: 12 }, (_, i) => s.appendAudit(auditEntry(`op${i}`, i % 2 ? 'p2' : 'root'), toyChain)));
+      const rows = await s.listAudit({ limit: 100 });
+      assert.deepEqual(
+        rows.map((r) => r.seq),
+        Array.from({ length: 13 }, (_, i) => i + 1),
+      );
+      for (let i = 1; i < rows.length; i++) assert.equal(rows[i]!.prevHash, rows[i - 1]!.hash, `row ${i + 1} links to the one before`);
+      assert.deepEqual(rows[0], {
+        ...auditEntry('login'),
+        at: rows[0]!.at,
+        seq: 1,
+        prevHash: AUDIT_GENESIS,
+        hash: first.hash,
+        sig: 'sig',
+        keyRef: 'k1',
+      });
+      assert.equal((await s.listAudit({ limit: 100, partition: 'p2' })).length, 6);
+      assert.deepEqual(
+        (await s.listAudit({ after: 10, limit: 2 })).map((r) => r.seq),
+        [11, 12],
+      );
+    });
+  });
+}
+
+function rsaShare(keyId: string): RsaShareRecord {
+  return { keyId, alg: 'rsa-2048', epoch: 1, partyId: 1, n: bytes(256, 0xab), e: Uint8Array.of(1, 0, 1), pieces: bytes(4, 7) };
+}
