@@ -9,11 +9,12 @@ import { listenError } from '../net/peers.js';
 import type { ServerContext } from '../server/server.js';
 import { VERSION } from '../version.js';
 import { Authenticator } from './auth.js';
-import { keyRoutes } from './keys.js';
 import { z } from 'zod';
-import { parse } from './keys.js';
+import { keyRoutes, parse } from './keys.js';
 import { ApiDoc, describeCoreRoutes } from './openapi.js';
 import { tenancyApi } from './tenancy.js';
+
+const MAX_PARAM_LENGTH = 800;
 
 export interface ApiErrorBody {
   error: { code: string; message: string };
@@ -33,10 +34,12 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
     bodyLimit: 6 * 1024 * 1024,
     return503OnClosing: true,
     genReqId: () => randomUUID(),
+    // A key may be named in the path by its name (64 characters, percent-encoded up to 3 bytes each).
+    maxParamLength: MAX_PARAM_LENGTH,
     // Errors fastify raises before routing (an over-long path parameter, a malformed URL) get the same shape.
     frameworkErrors: (err, _req, reply) => {
       const status = err.statusCode ?? 400;
-      void (reply as FastifyReply).status(status).send(errorBody(status === 414 ? 'EKM_URI_TOO_LONG' : 'EKM_BAD_REQUEST', status === 414 ? 'a path segment is longer than 100 characters' : 'malformed URL'));
+      void (reply as FastifyReply).status(status).send(errorBody(status === 414 ? 'EKM_URI_TOO_LONG' : 'EKM_BAD_REQUEST', status === 414 ? `a path segment is longer than ${MAX_PARAM_LENGTH} characters` : 'malformed URL'));
     },
   });
   const doc = new ApiDoc();
@@ -91,7 +94,8 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
     const body = parse(TokenBody, req.body, 'body');
     return auth.issueToken(await auth.login(body.username, body.password));
   });
-  keyRoutes(app, ctx.keys, auth);
+  if (!ctx.catalog) throw new EkmError('EKM_INTERNAL', 'the EP API needs the key catalogue');
+  keyRoutes(app, { keys: ctx.keys, catalog: ctx.catalog, store: ctx.store }, auth, doc);
   tenancyApi(app, ctx, auth, doc);
 
   try {

@@ -11,13 +11,16 @@ import { EkmError } from '../errors.js';
 import { type AuditLog, ROOT_PARTITION_ID } from '../service/audit.js';
 import type { Authenticator } from './auth.js';
 import { parse } from './keys.js';
-import { createdKeyId } from './key-access.js';
+import { auditedKeyId } from './keys.js';
 import { type ApiDoc, route } from './openapi.js';
 
 const OPERATIONS: Record<string, string> = {
   'POST /api/v1/token': 'auth.token',
   'POST /api/v1/keys': 'key.generate',
+  'GET /api/v1/keys': 'key.list',
   'GET /api/v1/keys/:keyId': 'key.show',
+  'PATCH /api/v1/keys/:keyId': 'key.update',
+  'DELETE /api/v1/keys/:keyId': 'key.destroy',
   'GET /api/v1/keys/:keyId/public': 'key.export-public',
   'POST /api/v1/keys/:keyId/sign': 'key.sign',
   'POST /api/v1/keys/:keyId/verify': 'key.verify',
@@ -147,7 +150,7 @@ export function auditRoutes(app: FastifyInstance, auth: Authenticator, audit: Au
       const params = req.params as { keyId?: unknown; partition?: unknown } | undefined;
       // Partition-scoped routes are filed under the partition acted on (its auditors see the root SO's acts in it).
       if (typeof params?.partition === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(params.partition) && who?.principal) partition = params.partition;
-      const keyId = typeof params?.keyId === 'string' && /^[0-9a-f]{16}$/.test(params.keyId) ? params.keyId : (createdKeyId(req) ?? null);
+      const keyId = auditedKeyId(req) ?? (typeof params?.keyId === 'string' && /^[0-9a-f]{16}$/.test(params.keyId) ? params.keyId : null);
       const status = reply.statusCode;
       const entry = {
         requestId: String(req.id).slice(0, 64),

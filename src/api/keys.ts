@@ -1,45 +1,79 @@
 /**
- * Key routes on the EP: generate (EC, RSA, AES), import (RSA), show, export the public key, sign,
- * verify, encrypt, decrypt, data keys, refresh, and Aux re-derivation. Bodies are validated with
- * zod; binary values travel as base64.
+ * Key routes on the EP, schema first: generate (EC, RSA, AES) and import (RSA) with a name and a
+ * description, list with paging and filters, show, rename / describe / (de)activate, destroy,
+ * export the public key, sign, verify, encrypt, decrypt, data keys, refresh, and the Aux
+ * re-derivation. A key is named in the path by its UID or by its name, always within the caller's
+ * partition (a key of another partition answers 404, as if it did not exist). Who may do what
+ * is checked here; whether the key may serve the purpose is the catalogue's rule.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { EkmError } from '../errors.js';
-import { KEY_ALGS, type KeyAlg, type KeyService, type PublicKeyFormat } from '../service/key-service.js';
 import { isRsaAlg } from '../protocols/rsa.js';
+import { ROOT_PARTITION_ID } from '../service/audit.js';
+import { KEY_NAME_RE, KEY_UID_RE, type KeyCatalog, type KeyPurpose, MAX_DESCRIPTION } from '../service/key-catalog.js';
+import { KEY_ALGS, type KeyAlg, type KeyService, type PublicKeyFormat } from '../service/key-service.js';
+import type { KeyRow } from '../store/key-records.js';
+import type { DestroyedKeyRow, Store } from '../store/store.js';
 import type { Authenticator, Principal } from './auth.js';
+import { type ApiDoc, route } from './openapi.js';
 
 /** Base64 of at most 4 MiB of binary data. */
-const b64 = z.string().max(5_600_000).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
-const KeyIdParam = z.object({ keyId: z.string().regex(/^[0-9a-f]{16}$/, 'a key id is 16 hex characters') });
-const GenerateBody = z.object({ alg: z.enum(KEY_ALGS as [KeyAlg, ...KeyAlg[]]) }).strict();
-const ImportBody = z.object({ privateKeyPem: z.string().min(1).max(20_000) }).strict();
+const b64 = z.string().max(5_600_000).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64').describe('base64');
+const Alg = z.enum(KEY_ALGS as [KeyAlg, ...KeyAlg[]]);
+const KeyName = z.string().regex(KEY_NAME_RE, 'a name has 1 to 64 printable characters and no "/"').refine((s) => !KEY_UID_RE.test(s), 'a name cannot be 16 hex characters (that is a UID)');
+const Description = z.string().max(MAX_DESCRIPTION);
+const KeyRef = z.object({ keyId: z.string().min(1).max(64).describe('the key’s UID (16 hex characters) or its name') }).strict();
+const GenerateBody = z.object({ alg: Alg, name: KeyName.optional(), description: Description.optional() }).strict();
+const ImportBody = z.object({ privateKeyPem: z.string().min(1).max(20_000).describe('PKCS#8 or PKCS#1 PEM'), name: KeyName.optional(), description: Description.optional() }).strict();
+const UpdateBody = z
+  .object({
+    name: KeyName.nullable().optional().describe('new name; null removes it'),
+    description: Description.nullable().optional(),
+    state: z.enum(['active', 'deactivated']).optional().describe('deactivated: verifies and decrypts, never signs or encrypts'),
+  })
+  .strict()
+  .refine((b) => b.name !== undefined || b.description !== undefined || b.state !== undefined, 'give name, description or state');
+const ListQuery = z
+  .object({
+    after: z.string().regex(KEY_UID_RE).optional().describe('UID to continue after (paging)'),
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+    alg: Alg.optional(),
+    name: KeyName.optional().describe('exact name'),
+    state: z.enum(['active', 'deactivated', 'destroyed']).optional().describe('default: active and deactivated keys'),
+  })
+  .strict();
 const SignBody = z
   .object({
     message: b64.optional(),
-    digest: b64.optional(),
+    digest: b64.optional().describe('a precomputed digest instead of message (ECDSA, RSA)'),
     hash: z.enum(['sha256', 'sha384', 'sha512']).optional(),
-    format: z.enum(['raw', 'der']).optional(),
-    scheme: z.enum(['pkcs1v15', 'pss']).optional(),
+    format: z.enum(['raw', 'der']).optional().describe('ECDSA signature encoding; raw = r‖s'),
+    scheme: z.enum(['pkcs1v15', 'pss']).optional().describe('RSA signature scheme'),
   })
   .strict();
+const VerifyBody = SignBody.extend({ signature: b64 }).strict();
 const EncryptBody = z
-  .object({ plaintext: b64, aad: b64.optional(), scheme: z.enum(['oaep', 'pkcs1v15']).optional(), hash: z.enum(['sha1', 'sha256']).optional() })
+  .object({ plaintext: b64, aad: b64.optional().describe('AES: bound, must match on decrypt'), scheme: z.enum(['oaep', 'pkcs1v15']).optional(), hash: z.enum(['sha1', 'sha256']).optional() })
   .strict();
 const DecryptBody = z
-  .object({
-    ciphertext: b64,
-    aad: b64.optional(),
-    scheme: z.enum(['oaep', 'pkcs1v15']).optional(),
-    hash: z.enum(['sha1', 'sha256']).optional(),
-    label: b64.optional(),
-  })
+  .object({ ciphertext: b64, aad: b64.optional(), scheme: z.enum(['oaep', 'pkcs1v15']).optional(), hash: z.enum(['sha1', 'sha256']).optional(), label: b64.optional() })
   .strict();
 const DataKeyBody = z.object({ bits: z.union([z.literal(128), z.literal(256)]).default(256), aad: b64.optional() }).strict();
-const VerifyBody = SignBody.extend({ signature: b64 }).strict();
-const PublicQuery = z.object({ format: z.enum(['pem', 'der', 'raw', 'jwk']).default('pem') });
-const RefreshBody = z.object({}).strict().optional();
+const PublicQuery = z.object({ format: z.enum(['pem', 'der', 'raw', 'jwk']).default('pem') }).strict();
+const EmptyBody = z.object({}).strict().optional();
+
+const KeyOut = z.object({
+  keyId: z.string(),
+  alg: z.string(),
+  name: z.string().nullable(),
+  description: z.string().nullable(),
+  state: z.enum(['active', 'deactivated', 'destroyed']),
+  stateChangedAt: z.string().nullable(),
+  createdAt: z.string(),
+  epoch: z.number().nullable().describe('share epoch (null once destroyed)'),
+});
+const KeyShowOut = KeyOut.extend({ publicKey: z.string().nullable().describe('PEM (null for AES and destroyed keys)'), presignaturesReady: z.number() });
 
 export function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
   const r = schema.safeParse(value);
@@ -53,109 +87,366 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T
 const b64out = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const bytes = (s: string | undefined): Uint8Array | undefined => (s === undefined ? undefined : new Uint8Array(Buffer.from(s, 'base64')));
 
-function requireRole(p: Principal, roles: readonly Principal['role'][], what: string): void {
-  if (!roles.includes(p.role)) throw new EkmError('EKM_FORBIDDEN', `a ${p.role} may not ${what}`, undefined, 1, 403);
+function keyOut(k: KeyRow | DestroyedKeyRow): z.infer<typeof KeyOut> {
+  const live = 'usage' in k;
+  return {
+    keyId: k.keyId,
+    alg: k.alg,
+    name: k.name,
+    description: k.description,
+    state: live ? k.usage : 'destroyed',
+    stateChangedAt: live ? k.usageChangedAt : k.destroyedAt,
+    createdAt: k.createdAt,
+    epoch: live ? k.currentEpoch : null,
+  };
 }
 
-export function keyRoutes(app: FastifyInstance, keys: KeyService, auth: Authenticator): void {
-  const who = (req: FastifyRequest): Promise<Principal> => auth.authenticate(req);
+const keyIds = new WeakMap<FastifyRequest, string>();
 
-  app.post('/api/v1/keys', async (req, reply) => {
-    requireRole(await who(req), ['so', 'user'], 'generate keys');
-    const body = parse(GenerateBody, req.body, 'body');
-    const k = await keys.generateKey(body.alg);
-    const publicKey = k.alg === 'aes-256-dprf' ? null : (await keys.publicKey(k.keyId, 'pem')).value;
-    return reply.status(201).send({ keyId: k.keyId, alg: k.alg, publicKey });
-  });
+/** The UID of the key a request acted on (resolved from a name, or just created), for the audit log. */
+export function auditedKeyId(req: FastifyRequest): string | undefined {
+  return keyIds.get(req);
+}
 
-  app.post('/api/v1/keys/import', async (req, reply) => {
-    requireRole(await who(req), ['so', 'user'], 'import keys');
-    const body = parse(ImportBody, req.body, 'body');
-    const k = await keys.rsaAes.createRsa({ privateKeyPem: body.privateKeyPem });
-    const pub = await keys.publicKey(k.keyId, 'pem');
-    return reply.status(201).send({ keyId: k.keyId, alg: k.alg, publicKey: pub.value });
-  });
+const CRYPTO_ROLES = ['so', 'user'] as const;
+const ANY_ROLE = ['so', 'user', 'auditor'] as const;
 
-  app.get('/api/v1/keys/:keyId', async (req) => {
-    await who(req);
-    const { keyId } = parse(KeyIdParam, req.params, 'path');
-    const row = await keys.describe(keyId);
-    const publicKey = row.alg === 'aes-256-dprf' ? null : (await keys.publicKey(keyId, 'pem')).value;
-    return { keyId, alg: row.alg, epoch: row.currentEpoch, createdAt: row.createdAt, publicKey, presignaturesReady: keys.pool?.size(keyId) ?? 0 };
-  });
+export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog: KeyCatalog; store: Store }, auth: Authenticator, doc: ApiDoc): void {
+  const { keys, catalog } = ctx;
 
-  app.get('/api/v1/keys/:keyId/public', async (req, reply) => {
-    await who(req);
-    const { keyId } = parse(KeyIdParam, req.params, 'path');
-    const { format } = parse(PublicQuery, req.query, 'query');
-    const pub = await keys.publicKey(keyId, format as PublicKeyFormat);
-    if (pub.value instanceof Uint8Array) return reply.send({ alg: pub.alg, format, value: Buffer.from(pub.value).toString('base64') });
-    return reply.send({ alg: pub.alg, format, value: pub.value });
-  });
+  async function caller(req: FastifyRequest, roles: readonly Principal['role'][], what: string): Promise<Principal> {
+    const p = await auth.authenticate(req);
+    if (!roles.includes(p.role)) throw new EkmError('EKM_FORBIDDEN', `not allowed: ${p.role === 'auditor' ? 'an auditor' : `a ${p.role}`} may not ${what}`, undefined, 1, 403);
+    return p;
+  }
 
-  app.post('/api/v1/keys/:keyId/sign', async (req) => {
-    requireRole(await who(req), ['so', 'user'], 'sign');
-    const { keyId } = parse(KeyIdParam, req.params, 'path');
-    const body = parse(SignBody, req.body, 'body');
-    const r = await keys.sign(keyId, { message: bytes(body.message), digest: bytes(body.digest), hash: body.hash, format: body.format, scheme: body.scheme });
-    return { keyId, alg: r.alg, epoch: r.epoch, format: r.format, mode: r.mode, signature: Buffer.from(r.signature).toString('base64') };
-  });
+  /** The caller and the key of the path, resolved in the caller's partition for `purpose`. */
+  async function keyFor(req: FastifyRequest, roles: readonly Principal['role'][], what: string, purpose: KeyPurpose): Promise<{ p: Principal; key: KeyRow }> {
+    const p = await caller(req, roles, what);
+    const key = await catalog.resolve(p.partitionId, parse(KeyRef, req.params, 'path').keyId, purpose);
+    keyIds.set(req, key.keyId);
+    return { p, key };
+  }
 
-  app.post('/api/v1/keys/:keyId/verify', async (req) => {
-    await who(req);
-    const { keyId } = parse(KeyIdParam, req.params, 'path');
-    const body = parse(VerifyBody, req.body, 'body');
-    const valid = await keys.verify(
-      keyId,
-      { message: bytes(body.message), digest: bytes(body.digest), hash: body.hash, format: body.format, scheme: body.scheme },
-      bytes(body.signature)!,
-    );
-    return { keyId, valid };
-  });
+  const publicPem = async (k: KeyRow): Promise<string | null> => (k.alg === 'aes-256-dprf' ? null : ((await keys.publicKey(k.keyId, 'pem')).value as string));
 
-  app.post('/api/v1/keys/:keyId/encrypt', async (req) => {
-    requireRole(await who(req), ['so', 'user'], 'encrypt');
-    const { keyId } = parse(KeyIdParam, req.params, 'path');
-    const body = parse(EncryptBody, req.body, 'body');
-    const row = await keys.describe(keyId);
-    const plaintext = bytes(body.plaintext)!;
-    const ciphertext = isRsaAlg(row.alg)
-      ? await keys.rsaAes.rsaEncrypt(keyId, body.scheme ?? 'oaep', plaintext, body.hash ?? 'sha256')
-      : await keys.rsaAes.aesEncrypt(keyId, plaintext, bytes(body.aad) ?? new Uint8Array(0));
-    return { keyId, ciphertext: b64out(ciphertext) };
-  });
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/keys',
+      summary: "Generate a threshold key in the caller's partition (FIPS-only partitions: FIPS-approved algorithms only)",
+      tag: 'keys',
+      access: 'so, user',
+      body: GenerateBody,
+      ok: { status: 201, description: 'generated', schema: KeyOut.extend({ publicKey: z.string().nullable().describe('PEM (null for AES)') }) },
+      errors: [403, 409, 502, 503],
+    },
+    async (req, reply) => {
+      const p = await caller(req, CRYPTO_ROLES, 'generate keys');
+      const body = parse(GenerateBody, req.body, 'body');
+      await auth.accounts.checkKeyAlg(p, body.alg);
+      const k = await catalog.create(p.partitionId, body, () => keys.generateKey(body.alg));
+      keyIds.set(req, k.keyId);
+      return reply.status(201).send({ ...keyOut(k), publicKey: await publicPem(k) });
+    },
+  );
 
-  app.post('/api/v1/keys/:keyId/decrypt', async (req) => {
-    requireRole(await who(req), ['so', 'user'], 'decrypt');
-    const { keyId } = parse(KeyIdParam, req.params, 'path');
-    const body = parse(DecryptBody, req.body, 'body');
-    const row = await keys.describe(keyId);
-    const ciphertext = bytes(body.ciphertext)!;
-    const plaintext = isRsaAlg(row.alg)
-      ? await keys.rsaAes.rsaDecrypt(keyId, body.scheme ?? 'oaep', ciphertext, body.hash ?? 'sha256', bytes(body.label))
-      : (await keys.rsaAes.aesDecrypt(keyId, ciphertext, bytes(body.aad) ?? new Uint8Array(0))).plaintext;
-    return { keyId, plaintext: b64out(plaintext) };
-  });
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/keys/import',
+      summary: "Import an RSA private key into the caller's partition: it is split into shares at once and not kept whole",
+      tag: 'keys',
+      access: 'so, user',
+      body: ImportBody,
+      ok: { status: 201, description: 'imported', schema: KeyOut.extend({ publicKey: z.string() }) },
+      errors: [403, 409, 502, 503],
+    },
+    async (req, reply) => {
+      const p = await caller(req, CRYPTO_ROLES, 'import keys');
+      const body = parse(ImportBody, req.body, 'body');
+      const k = await catalog.create(p.partitionId, body, () => keys.rsaAes.createRsa({ privateKeyPem: body.privateKeyPem }));
+      keyIds.set(req, k.keyId);
+      return reply.status(201).send({ ...keyOut(k), publicKey: await publicPem(k) });
+    },
+  );
 
-  app.post('/api/v1/keys/:keyId/datakey', async (req) => {
-    requireRole(await who(req), ['so', 'user'], 'generate data keys');
-    const { keyId } = parse(KeyIdParam, req.params, 'path');
-    const body = parse(DataKeyBody, req.body ?? {}, 'body');
-    const dk = await keys.rsaAes.aesDataKey(keyId, body.bits, bytes(body.aad) ?? new Uint8Array(0));
-    return { keyId, bits: body.bits, plaintextKey: b64out(dk.plaintextKey), ciphertext: b64out(dk.sealed) };
-  });
+  route(
+    app,
+    doc,
+    {
+      method: 'GET',
+      url: '/api/v1/keys',
+      summary: "List the caller's partition's keys, by UID, with paging (after, limit) and filters (alg, name, state)",
+      tag: 'keys',
+      access: 'any role',
+      query: ListQuery,
+      ok: { status: 200, description: 'a page of keys', schema: z.object({ partition: z.string(), index: z.number(), total: z.number().describe('live keys in the partition'), keys: z.array(KeyOut), next: z.string().nullable() }) },
+    },
+    async (req) => {
+      const p = await caller(req, ANY_ROLE, 'list keys');
+      const q = parse(ListQuery, req.query, 'query');
+      const page = await catalog.list(p.partitionId, q);
+      return { partition: p.partition, index: p.partitionId - 1, total: await ctx.store.countPartitionKeys(p.partitionId), keys: page.keys.map(keyOut), next: page.next };
+    },
+  );
 
-  app.post('/api/v1/keys/:keyId/refresh', async (req) => {
-    requireRole(await who(req), ['so', 'user'], 'refresh keys');
-    const { keyId } = parse(KeyIdParam, req.params, 'path');
-    parse(RefreshBody, req.body ?? undefined, 'body');
-    const r = await keys.refresh([keyId]);
-    return { keyId, epoch: r.keys[0]?.to ?? null };
-  });
+  route(
+    app,
+    doc,
+    {
+      method: 'GET',
+      url: '/api/v1/keys/:keyId',
+      summary: 'Show a key (a destroyed key shows its record, state destroyed)',
+      tag: 'keys',
+      access: 'any role of the key’s partition',
+      params: KeyRef,
+      ok: { status: 200, description: 'key', schema: KeyShowOut },
+      errors: [404],
+    },
+    async (req) => {
+      const p = await caller(req, ANY_ROLE, 'show keys');
+      const ref = parse(KeyRef, req.params, 'path').keyId;
+      let key: KeyRow;
+      try {
+        key = await catalog.resolve(p.partitionId, ref, 'read');
+      } catch (e) {
+        const gone = e instanceof EkmError && e.code === 'EKM_KEY_DESTROYED' ? await ctx.store.getDestroyedKey(ref) : undefined;
+        if (!gone) throw e;
+        keyIds.set(req, gone.keyId);
+        return { ...keyOut(gone), publicKey: null, presignaturesReady: 0 };
+      }
+      keyIds.set(req, key.keyId);
+      return { ...keyOut(key), publicKey: await publicPem(key), presignaturesReady: keys.pool?.size(key.keyId) ?? 0 };
+    },
+  );
 
-  app.post('/api/v1/servers/aux/rederive', async (req) => {
-    requireRole(await who(req), ['so'], 're-derive the Aux');
-    const r = await keys.rederiveAux();
-    return { keys: r.keys.length };
-  });
+  route(
+    app,
+    doc,
+    {
+      method: 'PATCH',
+      url: '/api/v1/keys/:keyId',
+      summary: 'Rename, describe, deactivate or reactivate a key',
+      tag: 'keys',
+      access: 'so, user',
+      params: KeyRef,
+      body: UpdateBody,
+      ok: { status: 200, description: 'key', schema: KeyOut },
+      errors: [403, 404, 409],
+    },
+    async (req) => {
+      const { p, key } = await keyFor(req, CRYPTO_ROLES, 'change keys', 'manage');
+      const body = parse(UpdateBody, req.body, 'body');
+      return keyOut(await catalog.update(p.partitionId, key.keyId, body));
+    },
+  );
+
+  route(
+    app,
+    doc,
+    {
+      method: 'DELETE',
+      url: '/api/v1/keys/:keyId',
+      summary: 'Destroy a key on all three servers (irreversible; its record stays, state destroyed)',
+      tag: 'keys',
+      access: 'so, user',
+      params: KeyRef,
+      ok: {
+        status: 200,
+        description: 'destroyed',
+        schema: KeyOut.extend({ pendingPurge: z.array(z.enum(['partner', 'aux'])).describe('peers that were unreachable: asked again until they erase their share') }),
+      },
+      errors: [403, 404],
+    },
+    async (req) => {
+      const { p, key } = await keyFor(req, CRYPTO_ROLES, 'destroy keys', 'manage');
+      const r = await catalog.destroy(p.partitionId, key.keyId);
+      return { ...keyOut(r.row), pendingPurge: r.pending };
+    },
+  );
+
+  route(
+    app,
+    doc,
+    {
+      method: 'GET',
+      url: '/api/v1/keys/:keyId/public',
+      summary: 'Export the public key (der and raw as base64)',
+      tag: 'keys',
+      access: 'any role of the key’s partition',
+      params: KeyRef,
+      query: PublicQuery,
+      ok: { status: 200, description: 'public key', schema: z.object({ alg: z.string(), format: z.string(), value: z.unknown() }) },
+      errors: [404],
+    },
+    async (req) => {
+      const { key } = await keyFor(req, ANY_ROLE, 'export public keys', 'read');
+      const { format } = parse(PublicQuery, req.query, 'query');
+      const pub = await keys.publicKey(key.keyId, format as PublicKeyFormat);
+      return { alg: pub.alg, format, value: pub.value instanceof Uint8Array ? b64out(pub.value) : pub.value };
+    },
+  );
+
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/keys/:keyId/sign',
+      summary: 'Sign (threshold protocol between EP, Partner and Aux)',
+      tag: 'crypto',
+      access: 'so, user',
+      params: KeyRef,
+      body: SignBody,
+      ok: { status: 200, description: 'signature', schema: z.object({ keyId: z.string(), alg: z.string(), epoch: z.number(), format: z.string(), mode: z.string(), signature: b64 }) },
+      errors: [403, 404, 409, 502, 503],
+    },
+    async (req) => {
+      const { key } = await keyFor(req, CRYPTO_ROLES, 'sign', 'protect');
+      const body = parse(SignBody, req.body, 'body');
+      const r = await keys.sign(key.keyId, { message: bytes(body.message), digest: bytes(body.digest), hash: body.hash, format: body.format, scheme: body.scheme });
+      return { keyId: key.keyId, alg: r.alg, epoch: r.epoch, format: r.format, mode: r.mode, signature: b64out(r.signature) };
+    },
+  );
+
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/keys/:keyId/verify',
+      summary: 'Verify a signature with the public key',
+      tag: 'crypto',
+      access: 'any role of the key’s partition',
+      params: KeyRef,
+      body: VerifyBody,
+      ok: { status: 200, description: 'result', schema: z.object({ keyId: z.string(), valid: z.boolean() }) },
+      errors: [404],
+    },
+    async (req) => {
+      const { key } = await keyFor(req, ANY_ROLE, 'verify', 'process');
+      const body = parse(VerifyBody, req.body, 'body');
+      const sig = bytes(body.signature)!;
+      const valid = await keys.verify(key.keyId, { message: bytes(body.message), digest: bytes(body.digest), hash: body.hash, format: body.format, scheme: body.scheme }, sig);
+      return { keyId: key.keyId, valid };
+    },
+  );
+
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/keys/:keyId/encrypt',
+      summary: 'Encrypt (RSA: OAEP or PKCS#1 v1.5 with the public key; AES: threshold PRF, AES-256-GCM)',
+      tag: 'crypto',
+      access: 'so, user',
+      params: KeyRef,
+      body: EncryptBody,
+      ok: { status: 200, description: 'ciphertext', schema: z.object({ keyId: z.string(), ciphertext: b64 }) },
+      errors: [403, 404, 409, 502, 503],
+    },
+    async (req) => {
+      const { key } = await keyFor(req, CRYPTO_ROLES, 'encrypt', 'protect');
+      const body = parse(EncryptBody, req.body, 'body');
+      const plaintext = bytes(body.plaintext)!;
+      const ciphertext = isRsaAlg(key.alg)
+        ? await keys.rsaAes.rsaEncrypt(key.keyId, body.scheme ?? 'oaep', plaintext, body.hash ?? 'sha256')
+        : await keys.rsaAes.aesEncrypt(key.keyId, plaintext, bytes(body.aad) ?? new Uint8Array(0));
+      return { keyId: key.keyId, ciphertext: b64out(ciphertext) };
+    },
+  );
+
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/keys/:keyId/decrypt',
+      summary: 'Decrypt (threshold protocol)',
+      tag: 'crypto',
+      access: 'so, user',
+      params: KeyRef,
+      body: DecryptBody,
+      ok: { status: 200, description: 'plaintext', schema: z.object({ keyId: z.string(), plaintext: b64 }) },
+      errors: [403, 404, 502, 503],
+    },
+    async (req) => {
+      const { key } = await keyFor(req, CRYPTO_ROLES, 'decrypt', 'process');
+      const body = parse(DecryptBody, req.body, 'body');
+      const ciphertext = bytes(body.ciphertext)!;
+      const plaintext = isRsaAlg(key.alg)
+        ? await keys.rsaAes.rsaDecrypt(key.keyId, body.scheme ?? 'oaep', ciphertext, body.hash ?? 'sha256', bytes(body.label))
+        : (await keys.rsaAes.aesDecrypt(key.keyId, ciphertext, bytes(body.aad) ?? new Uint8Array(0))).plaintext;
+      return { keyId: key.keyId, plaintext: b64out(plaintext) };
+    },
+  );
+
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/keys/:keyId/datakey',
+      summary: 'Generate a data key under an AES key: the plaintext key and its ciphertext (envelope encryption)',
+      tag: 'crypto',
+      access: 'so, user',
+      params: KeyRef,
+      body: DataKeyBody,
+      ok: { status: 200, description: 'data key', schema: z.object({ keyId: z.string(), bits: z.number(), plaintextKey: b64, ciphertext: b64 }) },
+      errors: [403, 404, 409, 502, 503],
+    },
+    async (req) => {
+      const { key } = await keyFor(req, CRYPTO_ROLES, 'generate data keys', 'protect');
+      const body = parse(DataKeyBody, req.body ?? {}, 'body');
+      const dk = await keys.rsaAes.aesDataKey(key.keyId, body.bits, bytes(body.aad) ?? new Uint8Array(0));
+      return { keyId: key.keyId, bits: body.bits, plaintextKey: b64out(dk.plaintextKey), ciphertext: b64out(dk.sealed) };
+    },
+  );
+
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/keys/:keyId/refresh',
+      summary: 'Proactive refresh of the key’s shares (same public key, new epoch)',
+      tag: 'keys',
+      access: 'so, user',
+      params: KeyRef,
+      ok: { status: 200, description: 'new epoch', schema: z.object({ keyId: z.string(), epoch: z.number().nullable() }) },
+      errors: [403, 404, 502, 503],
+    },
+    async (req) => {
+      const { key } = await keyFor(req, CRYPTO_ROLES, 'refresh keys', 'manage');
+      parse(EmptyBody, req.body ?? undefined, 'body');
+      const r = await keys.refresh([key.keyId]);
+      return { keyId: key.keyId, epoch: r.keys[0]?.to ?? null };
+    },
+  );
+
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/servers/aux/rederive',
+      summary: 'Re-derive the Aux’s shares of every key (after an Aux loss)',
+      tag: 'system',
+      access: 'so of root',
+      ok: { status: 200, description: 'how many keys', schema: z.object({ keys: z.number() }) },
+      errors: [403, 502, 503],
+    },
+    async (req) => {
+      const p = await caller(req, ['so'], 're-derive the Aux');
+      if (p.partitionId !== ROOT_PARTITION_ID) throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO re-derives the Aux', undefined, 1, 403);
+      const r = await keys.rederiveAux();
+      return { keys: r.keys.length };
+    },
+  );
 }

@@ -44,7 +44,7 @@ function example(s: Record<string, unknown>, name = ''): unknown {
   }
 }
 
-const PATH_EXAMPLE: Record<string, string> = { keyId: '683e5642bcde4495', partition: 'codesign', user: 'alice' };
+const PATH_EXAMPLE: Record<string, string> = { keyId: 'release-signing', partition: 'codesign', user: 'alice' };
 
 export function openApiMarkdown(doc: Doc): string {
   const out: string[] = [];
@@ -60,7 +60,7 @@ export function openApiMarkdown(doc: Doc): string {
     '',
     '## Errors',
     '',
-    'Every error is `{ "error": { "code": "EKM_…", "message": "…" } }` with a 4xx status (502 when a threshold protocol aborted, 503 when the triplet is out of service); never a stack trace. Codes seen: `EKM_BAD_REQUEST`, `EKM_UNAUTHORIZED`, `EKM_LOCKED`, `EKM_FORBIDDEN`, `EKM_NOT_FOUND`, `EKM_KEY_NOT_FOUND`, `EKM_EXISTS`, `EKM_WEAK_PASSWORD`, `EKM_NOT_FIPS`, `EKM_PARTITION_NOT_EMPTY`, `EKM_PROTOCOL_ABORTED`.',
+    'Every error is `{ "error": { "code": "EKM_…", "message": "…" } }` with a 4xx status (502 when a threshold protocol aborted, 503 when the triplet is out of service); never a stack trace. Codes seen: `EKM_BAD_REQUEST`, `EKM_UNAUTHORIZED`, `EKM_LOCKED`, `EKM_FORBIDDEN`, `EKM_NOT_FOUND`, `EKM_KEY_NOT_FOUND`, `EKM_KEY_NAME_TAKEN`, `EKM_KEY_DEACTIVATED` (409: the key may verify and decrypt only), `EKM_KEY_DESTROYED` (410), `EKM_EXISTS`, `EKM_WEAK_PASSWORD`, `EKM_NOT_FIPS`, `EKM_PARTITION_NOT_EMPTY`, `EKM_PROTOCOL_ABORTED`.',
     '',
     '## Operations',
     '',

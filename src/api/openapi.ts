@@ -1,11 +1,11 @@
 /**
  * The OpenAPI 3.1 document served at `/api/v1/openapi.json`. Routes of this issue describe
- * themselves through `ApiDoc.add` with the same zod schemas that validate them; the routes of
- * app.ts and keys.ts are described here by hand (their schemas are private to those files).
+ * themselves through `route` with the same zod schemas that validate them; the few routes of
+ * app.ts are described here by hand.
  * Every route fastify registered is checked against the document at start-up: one that is not
  * documented is listed under `x-undocumented` (a test requires that list to be absent).
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { VERSION } from '../version.js';
 
@@ -120,18 +120,7 @@ export class ApiDoc {
   }
 }
 
-// ---- routes defined in app.ts and keys.ts (described here; validated there) ----
-
-const b64 = z.string().describe('base64');
-const KeyId = z.object({ keyId: z.string().regex(/^[0-9a-f]{16}$/).describe('16 hex characters') });
-const EcAlg = z.enum(['ecdsa-p256', 'ecdsa-secp256k1', 'ecdsa-p384', 'eddsa-ed25519', 'schnorr-bip340', 'aes-256-dprf', 'rsa-2048', 'rsa-3072', 'rsa-4096']);
-const SignIn = z.object({
-  message: b64.optional(),
-  digest: b64.optional().describe('a precomputed digest instead of message (ECDSA)'),
-  hash: z.enum(['sha256', 'sha384', 'sha512']).optional(),
-  format: z.enum(['raw', 'der']).optional().describe('ECDSA signature encoding; raw = r‖s'),
-  scheme: z.enum(['pkcs1v15', 'pss']).optional().describe('RSA signature scheme'),
-});
+// ---- routes defined in app.ts (described here; validated there) ----
 
 export function describeCoreRoutes(doc: ApiDoc): void {
   const Triplet = z.object({}).passthrough().describe('triplet health: servers, states, round trips');
@@ -156,122 +145,6 @@ export function describeCoreRoutes(doc: ApiDoc): void {
     ok: { status: 200, description: 'token', schema: z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number() }) },
     errors: [401],
   });
-  doc.add({
-    method: 'POST',
-    url: '/api/v1/keys',
-    summary: "Generate a threshold key in the caller's partition (FIPS-only partitions: ecdsa-p256, ecdsa-p384, eddsa-ed25519)",
-    tag: 'keys',
-    access: 'so, user',
-    body: z.object({ alg: EcAlg }).strict(),
-    ok: { status: 201, description: 'generated', schema: z.object({ keyId: z.string(), alg: EcAlg, publicKey: z.string().nullable().describe('PEM (null for AES)') }) },
-    errors: [403, 502, 503],
-  });
-  doc.add({
-    method: 'POST',
-    url: '/api/v1/keys/import',
-    summary: "Import an RSA private key (PKCS#8 or PKCS#1 PEM) into the caller's partition: it is split into shares and not kept whole",
-    tag: 'keys',
-    access: 'so, user',
-    body: z.object({ privateKeyPem: z.string() }).strict(),
-    ok: { status: 201, description: 'imported', schema: z.object({ keyId: z.string(), alg: EcAlg, publicKey: z.string() }) },
-    errors: [403, 502, 503],
-  });
-  const bin = z.string().describe('base64');
-  doc.add({
-    method: 'POST',
-    url: '/api/v1/keys/:keyId/encrypt',
-    summary: 'Encrypt (RSA: OAEP or PKCS#1 v1.5 with the public key; AES: threshold PRF)',
-    tag: 'crypto',
-    access: 'so, user',
-    params: KeyId,
-    body: z.object({ plaintext: bin, aad: bin.optional(), scheme: z.enum(['oaep', 'pkcs1v15']).optional(), hash: z.enum(['sha1', 'sha256']).optional() }).strict(),
-    ok: { status: 200, description: 'ciphertext', schema: z.object({ keyId: z.string(), ciphertext: bin }) },
-    errors: [403, 404, 502, 503],
-  });
-  doc.add({
-    method: 'POST',
-    url: '/api/v1/keys/:keyId/decrypt',
-    summary: 'Decrypt (threshold protocol)',
-    tag: 'crypto',
-    access: 'so, user',
-    params: KeyId,
-    body: z.object({ ciphertext: bin, aad: bin.optional(), scheme: z.enum(['oaep', 'pkcs1v15']).optional(), hash: z.enum(['sha1', 'sha256']).optional(), label: bin.optional() }).strict(),
-    ok: { status: 200, description: 'plaintext', schema: z.object({ keyId: z.string(), plaintext: bin }) },
-    errors: [403, 404, 502, 503],
-  });
-  doc.add({
-    method: 'POST',
-    url: '/api/v1/keys/:keyId/datakey',
-    summary: 'Generate a data key under an AES key: the plaintext key and its ciphertext',
-    tag: 'crypto',
-    access: 'so, user',
-    params: KeyId,
-    body: z.object({ bits: z.union([z.literal(128), z.literal(256)]).default(256), aad: bin.optional() }).strict(),
-    ok: { status: 200, description: 'data key', schema: z.object({ keyId: z.string(), bits: z.number(), plaintextKey: bin, ciphertext: bin }) },
-    errors: [403, 404, 502, 503],
-  });
-  doc.add({
-    method: 'GET',
-    url: '/api/v1/keys/:keyId',
-    summary: 'Show a key',
-    tag: 'keys',
-    access: 'any role of the key’s partition',
-    params: KeyId,
-    ok: { status: 200, description: 'key', schema: z.object({ keyId: z.string(), alg: EcAlg, epoch: z.number(), createdAt: z.string(), publicKey: z.string().nullable(), presignaturesReady: z.number() }) },
-    errors: [404],
-  });
-  doc.add({
-    method: 'GET',
-    url: '/api/v1/keys/:keyId/public',
-    summary: 'Export the public key',
-    tag: 'keys',
-    access: 'any role of the key’s partition',
-    params: KeyId,
-    query: z.object({ format: z.enum(['pem', 'der', 'raw', 'jwk']).default('pem') }),
-    ok: { status: 200, description: 'public key (der and raw as base64)', schema: z.object({ alg: EcAlg, format: z.string(), value: z.unknown() }) },
-    errors: [404],
-  });
-  doc.add({
-    method: 'POST',
-    url: '/api/v1/keys/:keyId/sign',
-    summary: 'Sign (threshold protocol between EP, Partner and Aux)',
-    tag: 'crypto',
-    access: 'so, user',
-    params: KeyId,
-    body: SignIn.strict(),
-    ok: { status: 200, description: 'signature', schema: z.object({ keyId: z.string(), alg: EcAlg, epoch: z.number(), format: z.string(), mode: z.string(), signature: b64 }) },
-    errors: [403, 404, 502, 503],
-  });
-  doc.add({
-    method: 'POST',
-    url: '/api/v1/keys/:keyId/verify',
-    summary: 'Verify a signature with the public key',
-    tag: 'crypto',
-    access: 'any role of the key’s partition',
-    params: KeyId,
-    body: SignIn.extend({ signature: b64 }).strict(),
-    ok: { status: 200, description: 'result', schema: z.object({ keyId: z.string(), valid: z.boolean() }) },
-    errors: [404],
-  });
-  doc.add({
-    method: 'POST',
-    url: '/api/v1/keys/:keyId/refresh',
-    summary: 'Proactive refresh of the key’s shares (same public key, new epoch)',
-    tag: 'keys',
-    access: 'so, user',
-    params: KeyId,
-    ok: { status: 200, description: 'new epoch', schema: z.object({ keyId: z.string(), epoch: z.number().nullable() }) },
-    errors: [403, 404, 502, 503],
-  });
-  doc.add({
-    method: 'POST',
-    url: '/api/v1/servers/aux/rederive',
-    summary: 'Re-derive the Aux’s shares of every key (after an Aux loss)',
-    tag: 'system',
-    access: 'so of root',
-    ok: { status: 200, description: 'how many keys', schema: z.object({ keys: z.number() }) },
-    errors: [403, 502, 503],
-  });
   doc.add({ method: 'GET', url: '/api/v1/openapi.json', summary: 'This document', tag: 'system', access: 'public', ok: { status: 200, description: 'OpenAPI 3.1' } });
   doc.add({ method: 'GET', url: '/metrics', summary: 'Prometheus metrics (text format 0.0.4)', tag: 'system', access: 'public', ok: { status: 200, description: 'text/plain metrics' } });
 }
@@ -286,7 +159,7 @@ export function route(
   app: FastifyInstance,
   doc: ApiDoc,
   op: OpDoc,
-  handler: (req: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => Promise<unknown>,
+  handler: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>,
 ): void {
   doc.add(op);
   app.route({ method: op.method, url: op.url, handler });

@@ -1,6 +1,5 @@
 /**
- * Mounts issue 5's part of the API on the EP's fastify app: partition rules around the key
- * routes, partitions, users, the audit log and its hook, /metrics and the OpenAPI document.
+ * Mounts issue 5's part of the API on the EP's fastify app: partitions, users, the audit log and its hook, /metrics and the OpenAPI document.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -8,7 +7,6 @@ import { AuditLog } from '../service/audit.js';
 import type { Store } from '../store/store.js';
 import { auditRoutes } from './audit.js';
 import type { Authenticator } from './auth.js';
-import { keyAccess } from './key-access.js';
 import { Metrics } from './metrics.js';
 import { type ApiDoc, openApiRoute } from './openapi.js';
 import { partitionRoutes } from './partitions.js';
@@ -21,7 +19,6 @@ export function tenancyApi(app: FastifyInstance, ctx: { store: Store; log: Logge
     reply.header('x-request-id', req.id);
   });
   metrics.register(app);
-  keyAccess(app, auth, ctx.store);
   partitionRoutes(app, auth, ctx.store, doc);
   userRoutes(app, auth, doc);
   auditRoutes(app, auth, audit, doc, ctx.log);

@@ -1,12 +1,13 @@
 /**
- * Key and crypto commands over the key API: `ucl generate|list|show|sign|verify|export`.
- * The key API has no key names yet, so `-n` takes a key's UID (16 hex characters); `generate`
- * accepts `-n`/`--desc` in the original's shape and says that they are not stored.
+ * Key and crypto commands over the key API, in the original's shapes: `ucl generate|import|list|
+ * show|update|delete|sign|verify|encrypt|decrypt|export`. `-n` names a key by its name or its
+ * UID (16 hex characters), always within the partition of the credentials.
  */
 import { createPublicKey } from 'node:crypto';
 import type { Command } from 'commander';
 import { EkmError, usageError } from '../errors.js';
-import { type CredentialOpts, type UclContext, call, credentials, printJson, readInput, seg, withCredentials, writeOutput } from './ucl-session.js';
+import { parseObjectHeader } from '../protocols/dprf.js';
+import { type CredentialOpts, type UclContext, call, confirm, credentials, printJson, readInput, seg, withCredentials, writeOutput } from './ucl-session.js';
 
 type Alg = 'ecdsa-p256' | 'ecdsa-p384' | 'ecdsa-secp256k1' | 'eddsa-ed25519' | 'schnorr-bip340' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096' | 'aes-256-dprf';
 
@@ -57,12 +58,11 @@ export function algFor(type: string, curve: string | undefined, size?: string): 
   throw usageError(`-t ${type} is not a key type`, 'use ECC, EDDSA, SCHNORR, RSA or AES');
 }
 
-const UID = /^[0-9a-f]{16}$/;
-function uid(v: string | undefined): string {
-  if (!v) throw usageError('-n <key UID> is required');
-  const s = v.toLowerCase().replace(/^0x/, '');
-  if (!UID.test(s)) throw usageError(`-n ${v} is not a key UID`, 'key names are not available yet: give the 16-hex UID that ucl generate or ucl list printed');
-  return s;
+const UID = /^(0x)?[0-9a-fA-F]{16}$/;
+/** `-n` names a key by its UID (16 hex characters, as ucl generate and ucl list print) or by its name. */
+function keyRef(v: string | undefined): string {
+  if (!v) throw usageError('-n <key name or UID> is required');
+  return UID.test(v) ? v.toLowerCase().replace(/^0x/, '') : v;
 }
 
 type Encoding = 'BIN' | 'HEX' | 'BASE64';
@@ -95,11 +95,18 @@ function hashFor(alg: string, h: string | undefined): string | undefined {
   return v;
 }
 
-interface KeyShow {
+interface KeyView {
   keyId: string;
   alg: string;
-  epoch: number;
+  name: string | null;
+  description: string | null;
+  state: 'active' | 'deactivated' | 'destroyed';
+  stateChangedAt: string | null;
   createdAt: string;
+  epoch: number | null;
+}
+
+interface KeyShow extends KeyView {
   publicKey: string | null;
   presignaturesReady: number;
 }
@@ -108,11 +115,40 @@ interface KeyList {
   partition: string;
   index: number;
   total: number;
-  keys: { keyId: string; alg: string; epoch: number; createdAt: string }[];
+  keys: KeyView[];
   next: string | null;
 }
 
+/** The original's list line: `Private RSA key : UID=… Name="…" Description="…"`. */
+function listLine(k: KeyView): string {
+  const q = (s: string | null): string => JSON.stringify(s ?? '');
+  const state = k.state === 'active' ? '' : ` State=${k.state}`;
+  return `${k.alg.startsWith('aes') ? 'Secret' : 'Private'} ${keyType(k.alg)} key : UID=${k.keyId} Name=${q(k.name)} Description=${q(k.description)} Alg=${k.alg}${state}`;
+}
+
+/** RSA encryption options (OAEP with SHA-256 by default); AES ignores them, so they are sent only when given. */
+function rsaScheme(scheme: string | undefined, hash: string | undefined): { scheme?: 'oaep' | 'pkcs1v15'; hash?: 'sha1' | 'sha256' } {
+  const sc = scheme?.toUpperCase();
+  if (sc !== undefined && sc !== 'OAEP' && sc !== 'PKCS1') throw usageError(`--scheme ${scheme} is not available`, 'use OAEP or PKCS1');
+  const h = hash?.toLowerCase();
+  if (h !== undefined && h !== 'sha1' && h !== 'sha256') throw usageError(`--hash ${hash} is not available for OAEP`, 'use sha256 or sha1');
+  if (sc === 'PKCS1' && h !== undefined) throw usageError('--hash is for OAEP; PKCS#1 v1.5 encryption has none');
+  return { ...(sc ? { scheme: sc === 'OAEP' ? 'oaep' : 'pkcs1v15' } : {}), ...(h ? { hash: h as 'sha1' | 'sha256' } : {}) };
+}
+
+/** The key UID an AES object names in its header. */
+function objectKeyId(ct: Buffer, file: string): string {
+  try {
+    return parseObjectHeader(new Uint8Array(ct)).keyId;
+  } catch {
+    throw usageError(`${file} is not an ekm AES object, so it does not name its key`, 'give the key with -n (RSA ciphertexts always need -n)');
+  }
+}
+
 export function registerKeyCommands(program: Command, ctx: UclContext): void {
+  const created = (verb: string, k: KeyView, partition: string, out?: string): string =>
+    `${verb} ${keyType(k.alg)} key (${k.alg}) UID=${k.keyId}${k.name ? ` Name=${JSON.stringify(k.name)}` : ''} in partition ${partition}${out ? `; public key in ${out}` : ''}`;
+
   withCredentials(
     program
       .command('generate')
@@ -120,65 +156,93 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
       .requiredOption('-t, --type <type>', 'ECC, EDDSA, SCHNORR, RSA or AES')
       .option('--curve <curve>', 'ECC: p256 (default), p384, secp256k1, ed25519')
       .option('--size <bits>', 'RSA: 2048 (default), 3072, 4096; AES: 256')
-      .option('-n, --name <name>', 'key name (not stored yet: keys are known by UID)')
-      .option('--desc <text>', 'description (not stored yet)')
+      .option('-n, --name <name>', 'key name, unique in the partition')
+      .option('--desc <text>', 'description')
       .option('-o, --out <file>', 'write the public key (PEM) here'),
     { defaultUser: 'so' },
   ).action(async (o: CredentialOpts & { type: string; curve?: string; size?: string; name?: string; desc?: string; out?: string }) => {
     const alg = algFor(o.type, o.curve, o.size);
     const creds = await credentials(o);
     if (o.out && alg === 'aes-256-dprf') throw usageError('-o writes a public key: AES keys have none');
-    const k = await call<{ keyId: string; alg: string; publicKey: string | null }>(ctx, creds, 'POST', '/api/v1/keys', { alg });
+    const k = await call<KeyView & { publicKey: string | null }>(ctx, creds, 'POST', '/api/v1/keys', { alg, ...(o.name !== undefined ? { name: o.name } : {}), ...(o.desc !== undefined ? { description: o.desc } : {}) });
     if (o.out && k.publicKey) writeOutput(o.out, k.publicKey);
     if (ctx.json()) printJson(ctx, { ...k, partition: creds.partition });
-    else ctx.print(`Generated ${keyType(k.alg)} key (${k.alg}) UID=${k.keyId} in partition ${creds.partition}${o.out ? `; public key in ${o.out}` : ''}`);
-    if (o.name !== undefined || o.desc !== undefined) process.stderr.write('ucl: note: key names and descriptions are not stored yet; use the UID\n');
+    else ctx.print(created('Generated', k, creds.partition, o.out));
+  });
+
+  withCredentials(
+    program
+      .command('import')
+      .description('import an RSA private key (PEM): it is split into shares at once and not kept whole')
+      .requiredOption('-i, --in <file>', 'the private key (PKCS#8 or PKCS#1 PEM)')
+      .option('-n, --name <name>', 'key name, unique in the partition')
+      .option('--desc <text>', 'description')
+      .option('-o, --out <file>', 'write the public key (PEM) here'),
+    { defaultUser: 'so' },
+  ).action(async (o: CredentialOpts & { in: string; name?: string; desc?: string; out?: string }) => {
+    const pem = readInput(o.in).toString('utf8');
+    if (!pem.includes('-----BEGIN')) throw new EkmError('EKM_INPUT', `${o.in} is not a PEM file`, 'export the key as PKCS#8 PEM (openssl pkcs8 -topk8 -nocrypt)', 1);
+    const creds = await credentials(o);
+    const k = await call<KeyView & { publicKey: string }>(ctx, creds, 'POST', '/api/v1/keys/import', {
+      privateKeyPem: pem,
+      ...(o.name !== undefined ? { name: o.name } : {}),
+      ...(o.desc !== undefined ? { description: o.desc } : {}),
+    });
+    if (o.out) writeOutput(o.out, k.publicKey);
+    if (ctx.json()) printJson(ctx, { ...k, partition: creds.partition });
+    else ctx.print(created('Imported', k, creds.partition, o.out));
   });
 
   withCredentials(
     program
       .command('list')
       .description('list the keys of the partition')
-      .option('-n, --name <uid>', 'only this key')
-      .option('-t, --type <type>', 'only this type (ECC, EDDSA, SCHNORR)'),
+      .option('-n, --name <name>', 'only this key (name or UID)')
+      .option('-t, --type <type>', 'only this type (ECC, EDDSA, SCHNORR, RSA, AES)')
+      .option('--state <state>', 'active, deactivated or destroyed (default: active and deactivated)'),
     { defaultUser: 'so' },
-  ).action(async (o: CredentialOpts & { name?: string; type?: string }) => {
+  ).action(async (o: CredentialOpts & { name?: string; type?: string; state?: string }) => {
     const creds = await credentials(o);
-    const only = o.name ? uid(o.name) : undefined;
     const type = o.type?.toUpperCase();
     if (type && !['ECC', 'EDDSA', 'SCHNORR', 'RSA', 'AES'].includes(type)) throw usageError(`-t ${o.type} is not a key type`, 'use ECC, EDDSA, SCHNORR, RSA or AES');
+    const state = o.state?.toLowerCase();
+    if (state && !['active', 'deactivated', 'destroyed'].includes(state)) throw usageError(`--state ${o.state} is not a key state`, 'use active, deactivated or destroyed');
+    const ref = o.name === undefined ? undefined : keyRef(o.name);
+    const filter = [ref && !UID.test(ref) ? `name=${seg(ref)}` : '', state ? `state=${state}` : ''].filter(Boolean).join('&');
     let after: string | null = '';
-    const keys: KeyList['keys'] = [];
+    const keys: KeyView[] = [];
     let head: KeyList | undefined;
     while (after !== null) {
-      const page: KeyList = await call<KeyList>(ctx, creds, 'GET', `/api/v1/partitions/${seg(creds.partition)}/keys?limit=1000${after ? `&after=${after}` : ''}`);
+      const page: KeyList = await call<KeyList>(ctx, creds, 'GET', `/api/v1/keys?limit=1000${after ? `&after=${after}` : ''}${filter ? `&${filter}` : ''}`);
       head ??= page;
       keys.push(...page.keys);
       after = page.next;
     }
-    const shown = keys.filter((k) => (!only || k.keyId === only) && (!type || keyType(k.alg) === type));
+    const shown = keys.filter((k) => (!ref || !UID.test(ref) || k.keyId === ref) && (!type || keyType(k.alg) === type));
     if (ctx.json()) {
       printJson(ctx, { partition: head!.partition, index: head!.index, keys: shown });
       return;
     }
     ctx.print(`Partition ${head!.index} ${head!.partition}: ${shown.length} object${shown.length === 1 ? '' : 's'} found`);
-    for (const k of shown) ctx.print(`${k.alg.startsWith('aes') ? 'Secret' : 'Private'} ${keyType(k.alg)} key : UID=${k.keyId} Name="" Description="" Alg=${k.alg}`);
+    for (const k of shown) ctx.print(listLine(k));
   });
 
-  withCredentials(program.command('show').description('show a key').requiredOption('-n, --name <uid>', 'key UID'), { defaultUser: 'so' }).action(
+  withCredentials(program.command('show').description('show a key').requiredOption('-n, --name <name>', 'key name or UID'), { defaultUser: 'so' }).action(
     async (o: CredentialOpts & { name: string }) => {
-      const id = uid(o.name);
-      const k = await call<KeyShow>(ctx, await credentials(o), 'GET', `/api/v1/keys/${id}`);
+      const k = await call<KeyShow>(ctx, await credentials(o), 'GET', `/api/v1/keys/${seg(keyRef(o.name))}`);
       if (ctx.json()) {
         printJson(ctx, k);
         return;
       }
       const pub = k.publicKey ? createPublicKey(k.publicKey) : undefined;
-      ctx.print(`${pub ? 'Private' : 'Secret'} ${keyType(k.alg)} key : UID=${k.keyId}`);
+      ctx.print(`${k.alg.startsWith('aes') ? 'Secret' : 'Private'} ${keyType(k.alg)} key : UID=${k.keyId}`);
+      ctx.print(`  Name           : ${k.name ?? ''}`);
+      ctx.print(`  Description    : ${k.description ?? ''}`);
       ctx.print(`  Algorithm      : ${k.alg}`);
+      ctx.print(`  State          : ${k.state}${k.stateChangedAt ? ` (since ${k.stateChangedAt})` : ''}`);
       ctx.print(`  Created        : ${k.createdAt}`);
-      ctx.print(`  Epoch          : ${k.epoch}`);
-      ctx.print(`  Presignatures  : ${k.presignaturesReady}`);
+      if (k.epoch !== null) ctx.print(`  Epoch          : ${k.epoch}`);
+      if (k.alg.startsWith('ecdsa-')) ctx.print(`  Presignatures  : ${k.presignaturesReady}`);
       if (!pub || !k.publicKey) return;
       const d = pub.asymmetricKeyDetails;
       ctx.print(`  Public key     : ${pub.asymmetricKeyType}${d?.namedCurve ? ` ${d.namedCurve}` : d?.modulusLength ? ` ${d.modulusLength} bits` : ''}`);
@@ -188,58 +252,158 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
 
   withCredentials(
     program
+      .command('update')
+      .description('rename, describe, deactivate or reactivate a key')
+      .requiredOption('-n, --name <name>', 'key name or UID')
+      .option('--new-name <name>', 'the new name ("" removes it)')
+      .option('--desc <text>', 'the new description ("" removes it)')
+      .option('--state <state>', 'active or deactivated (a deactivated key verifies and decrypts, it does not sign or encrypt)'),
+    { defaultUser: 'so' },
+  ).action(async (o: CredentialOpts & { name: string; newName?: string; desc?: string; state?: string }) => {
+    const state = o.state?.toLowerCase();
+    if (state !== undefined && state !== 'active' && state !== 'deactivated') throw usageError(`--state ${o.state} is not available`, 'use active or deactivated; ucl delete destroys a key');
+    if (o.newName === undefined && o.desc === undefined && state === undefined) throw usageError('nothing to change', 'give --new-name, --desc or --state');
+    const body = {
+      ...(o.newName !== undefined ? { name: o.newName === '' ? null : o.newName } : {}),
+      ...(o.desc !== undefined ? { description: o.desc === '' ? null : o.desc } : {}),
+      ...(state !== undefined ? { state } : {}),
+    };
+    const k = await call<KeyView>(ctx, await credentials(o), 'PATCH', `/api/v1/keys/${seg(keyRef(o.name))}`, body);
+    if (ctx.json()) printJson(ctx, k);
+    else ctx.print(listLine(k));
+  });
+
+  withCredentials(
+    program
+      .command('delete')
+      .description('destroy a key on all three servers (irreversible)')
+      .requiredOption('-n, --name <name>', 'key name or UID')
+      .option('-y, --yes', 'do not ask for confirmation'),
+    { defaultUser: 'so' },
+  ).action(async (o: CredentialOpts & { name: string; yes?: boolean }) => {
+    const ref = keyRef(o.name);
+    const creds = await credentials(o);
+    const k = await call<KeyShow>(ctx, creds, 'GET', `/api/v1/keys/${seg(ref)}`);
+    if (k.state === 'destroyed') throw new EkmError('EKM_KEY_DESTROYED', `key ${k.keyId} was already destroyed at ${k.stateChangedAt ?? '?'}`, undefined, 1, 410);
+    await confirm(`Destroy ${keyType(k.alg)} key UID=${k.keyId}${k.name ? ` Name=${JSON.stringify(k.name)}` : ''}? This cannot be undone`, o.yes);
+    const r = await call<KeyView & { pendingPurge: string[] }>(ctx, creds, 'DELETE', `/api/v1/keys/${k.keyId}`);
+    if (ctx.json()) printJson(ctx, r);
+    else {
+      ctx.print(`Destroyed ${keyType(r.alg)} key UID=${r.keyId}: its shares are erased`);
+      if (r.pendingPurge.length) process.stderr.write(`ucl: note: ${r.pendingPurge.join(' and ')} unreachable: the EP keeps asking it to erase its share (the key is already unusable)\n`);
+    }
+  });
+
+  withCredentials(
+    program
+      .command('encrypt')
+      .description('encrypt a file (AES: self-describing AES-256-GCM object; RSA: OAEP with the public key)')
+      .requiredOption('-n, --name <name>', 'key name or UID')
+      .requiredOption('-i, --in <file>', 'the plaintext')
+      .requiredOption('-o, --out <file>', 'where the ciphertext goes')
+      .option('--aad <file>', 'AES: additional authenticated data (encryption context) that decrypt must be given again')
+      .option('--scheme <scheme>', 'RSA: OAEP (default) or PKCS1')
+      .option('--hash <hash>', 'RSA OAEP: sha256 (default) or sha1')
+      .option('--out-format <format>', 'BIN (default), HEX or BASE64'),
+    { defaultUser: 'so' },
+  ).action(async (o: CredentialOpts & { name: string; in: string; out: string; aad?: string; scheme?: string; hash?: string; outFormat?: string }) => {
+    const fmt = encoding(o.outFormat, '--out-format');
+    const data = readInput(o.in);
+    const aad = o.aad === undefined ? undefined : readInput(o.aad, '--aad <file>');
+    const creds = await credentials(o);
+    const r = await call<{ keyId: string; ciphertext: string }>(ctx, creds, 'POST', `/api/v1/keys/${seg(keyRef(o.name))}/encrypt`, {
+      plaintext: data.toString('base64'),
+      ...(aad ? { aad: aad.toString('base64') } : {}),
+      ...rsaScheme(o.scheme, o.hash),
+    });
+    const ct = Buffer.from(r.ciphertext, 'base64');
+    writeOutput(o.out, encode(ct, fmt));
+    if (ctx.json()) printJson(ctx, { keyId: r.keyId, bytes: ct.length, out: o.out });
+    else ctx.print(`Encrypted ${data.length} bytes with key UID=${r.keyId}: ${ct.length} bytes in ${o.out}`);
+  });
+
+  withCredentials(
+    program
+      .command('decrypt')
+      .description('decrypt a file (an AES object names its key; RSA needs -n)')
+      .option('-n, --name <name>', 'key name or UID (default: the key the AES object names)')
+      .requiredOption('-i, --in <file>', 'the ciphertext')
+      .requiredOption('-o, --out <file>', 'where the plaintext goes')
+      .option('--aad <file>', 'AES: the additional authenticated data given at encryption')
+      .option('--scheme <scheme>', 'RSA: OAEP (default) or PKCS1')
+      .option('--hash <hash>', 'RSA OAEP: sha256 (default) or sha1')
+      .option('--in-format <format>', 'of the ciphertext file: BIN (default), HEX or BASE64'),
+    { defaultUser: 'so' },
+  ).action(async (o: CredentialOpts & { name?: string; in: string; out: string; aad?: string; scheme?: string; hash?: string; inFormat?: string }) => {
+    const ct = decode(readInput(o.in), encoding(o.inFormat, '--in-format'), o.in);
+    const aad = o.aad === undefined ? undefined : readInput(o.aad, '--aad <file>');
+    const ref = o.name !== undefined ? keyRef(o.name) : objectKeyId(ct, o.in);
+    const creds = await credentials(o);
+    const r = await call<{ keyId: string; plaintext: string }>(ctx, creds, 'POST', `/api/v1/keys/${seg(ref)}/decrypt`, {
+      ciphertext: ct.toString('base64'),
+      ...(aad ? { aad: aad.toString('base64') } : {}),
+      ...rsaScheme(o.scheme, o.hash),
+    });
+    const pt = Buffer.from(r.plaintext, 'base64');
+    writeOutput(o.out, pt);
+    if (ctx.json()) printJson(ctx, { keyId: r.keyId, bytes: pt.length, out: o.out });
+    else ctx.print(`Decrypted ${pt.length} bytes with key UID=${r.keyId} into ${o.out}`);
+  });
+
+  withCredentials(
+    program
       .command('sign')
       .description('sign a file (ECDSA signatures are DER)')
-      .requiredOption('-n, --name <uid>', 'key UID')
+      .requiredOption('-n, --name <name>', 'key name or UID')
       .option('--hash <hash>', 'ECDSA: sha256 (default), sha384, sha512; none for EdDSA/Schnorr')
       .requiredOption('-i, --in <file>', 'data to sign')
       .requiredOption('-o, --out <file>', 'where the signature goes')
       .option('--out-format <format>', 'BIN (default), HEX or BASE64'),
     { defaultUser: 'so' },
   ).action(async (o: CredentialOpts & { name: string; hash?: string; in: string; out: string; outFormat?: string }) => {
-    const id = uid(o.name);
+    const id = keyRef(o.name);
     const fmt = encoding(o.outFormat, '--out-format');
     const data = readInput(o.in);
     const creds = await credentials(o);
-    const k = await call<KeyShow>(ctx, creds, 'GET', `/api/v1/keys/${id}`);
+    const k = await call<KeyShow>(ctx, creds, 'GET', `/api/v1/keys/${seg(id)}`);
     const hash = hashFor(k.alg, o.hash);
-    const r = await call<{ signature: string; alg: string; epoch: number }>(ctx, creds, 'POST', `/api/v1/keys/${id}/sign`, {
+    const r = await call<{ signature: string; alg: string; epoch: number }>(ctx, creds, 'POST', `/api/v1/keys/${k.keyId}/sign`, {
       message: data.toString('base64'),
       ...(hash ? { hash } : {}),
       ...(k.alg.startsWith('ecdsa-') ? { format: 'der' } : {}),
     });
     const sig = Buffer.from(r.signature, 'base64');
     writeOutput(o.out, encode(sig, fmt));
-    if (ctx.json()) printJson(ctx, { keyId: id, alg: r.alg, signature: r.signature, out: o.out });
-    else ctx.print(`Signed ${data.length} bytes with ${keyType(k.alg)} key UID=${id}: ${sig.length}-byte signature in ${o.out}`);
+    if (ctx.json()) printJson(ctx, { keyId: k.keyId, alg: r.alg, signature: r.signature, out: o.out });
+    else ctx.print(`Signed ${data.length} bytes with ${keyType(k.alg)} key UID=${k.keyId}: ${sig.length}-byte signature in ${o.out}`);
   });
 
   withCredentials(
     program
       .command('verify')
       .description('verify a signature; exit 1 when it does not verify')
-      .requiredOption('-n, --name <uid>', 'key UID')
+      .requiredOption('-n, --name <name>', 'key name or UID')
       .option('--hash <hash>', 'ECDSA: sha256 (default), sha384, sha512')
       .requiredOption('-i, --in <file>', 'the signed data')
       .requiredOption('-s, --signature <file>', 'the signature (ECDSA: DER or r‖s)')
       .option('--in-format <format>', 'of the signature file: BIN (default), HEX or BASE64'),
     { defaultUser: 'so' },
   ).action(async (o: CredentialOpts & { name: string; hash?: string; in: string; signature: string; inFormat?: string }) => {
-    const id = uid(o.name);
+    const id = keyRef(o.name);
     const fmt = encoding(o.inFormat, '--in-format');
     const data = readInput(o.in);
     const sig = decode(readInput(o.signature, '-s <signature file>'), fmt, o.signature);
     const creds = await credentials(o);
-    const k = await call<KeyShow>(ctx, creds, 'GET', `/api/v1/keys/${id}`);
+    const k = await call<KeyShow>(ctx, creds, 'GET', `/api/v1/keys/${seg(id)}`);
     const hash = hashFor(k.alg, o.hash);
     const format = k.alg.startsWith('ecdsa-') ? (sig[0] === 0x30 && sig.length !== (k.alg === 'ecdsa-p384' ? 96 : 64) ? 'der' : 'raw') : undefined;
-    const r = await call<{ valid: boolean }>(ctx, creds, 'POST', `/api/v1/keys/${id}/verify`, {
+    const r = await call<{ valid: boolean }>(ctx, creds, 'POST', `/api/v1/keys/${k.keyId}/verify`, {
       message: data.toString('base64'),
       signature: sig.toString('base64'),
       ...(hash ? { hash, format } : {}),
     });
-    if (ctx.json()) printJson(ctx, { keyId: id, valid: r.valid });
-    else if (r.valid) ctx.print(`Signature is valid (key UID=${id})`);
+    if (ctx.json()) printJson(ctx, { keyId: k.keyId, valid: r.valid });
+    else if (r.valid) ctx.print(`Signature is valid (key UID=${k.keyId})`);
     if (!r.valid) throw new EkmError('EKM_BAD_SIGNATURE', `the signature in ${o.signature} does not verify with key ${id}`, undefined, 1);
   });
 
@@ -247,15 +411,15 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
     program
       .command('export')
       .description('export the public key (MPC keys have no private part to export)')
-      .requiredOption('-n, --name <uid>', 'key UID')
+      .requiredOption('-n, --name <name>', 'key name or UID')
       .requiredOption('-o, --out <file>', 'where the public key goes')
       .option('--format <format>', 'PEM (default) or DER'),
     { defaultUser: 'so' },
   ).action(async (o: CredentialOpts & { name: string; out: string; format?: string }) => {
-    const id = uid(o.name);
+    const id = keyRef(o.name);
     const f = (o.format ?? 'PEM').toLowerCase();
     if (f !== 'pem' && f !== 'der') throw usageError(`--format ${o.format} is not available`, 'use PEM or DER');
-    const r = await call<{ alg: string; value: string }>(ctx, await credentials(o), 'GET', `/api/v1/keys/${id}/public?format=${f}`);
+    const r = await call<{ alg: string; value: string }>(ctx, await credentials(o), 'GET', `/api/v1/keys/${seg(id)}/public?format=${f}`);
     const data = f === 'pem' ? r.value : Buffer.from(r.value, 'base64');
     writeOutput(o.out, data);
     if (ctx.json()) printJson(ctx, { keyId: id, alg: r.alg, format: f, out: o.out });

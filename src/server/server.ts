@@ -12,7 +12,7 @@ import type { HomePaths } from '../config/home.js';
 import { type ServerConfig, loadServerConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
 import { type PeerStatusReply, type TripletHealth, encodeStatus, probeTriplet } from '../cluster/health.js';
-import { PeerManager } from '../net/peers.js';
+import { PeerManager, type PeerRole } from '../net/peers.js';
 import { Barrier } from '../store/barrier.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
@@ -24,6 +24,7 @@ import { InProcessRunner, type PartyRunner, WorkerRunner } from '../service/part
 import { KeyService } from '../service/key-service.js';
 import { ABORT_TOPIC, PROTO_TOPIC, ProtocolHost } from '../service/protocol-host.js';
 import { AuxRecovery } from '../service/aux-recovery.js';
+import { KeyCatalog } from '../service/key-catalog.js';
 
 export interface ServerContext {
   readonly config: ServerConfig;
@@ -34,11 +35,16 @@ export interface ServerContext {
   readonly log: Logger;
   readonly startedAt: number;
   readonly keys: KeyService;
+  /** EP only: names, states and destruction of keys. */
+  readonly catalog: KeyCatalog | undefined;
   probe(): Promise<TripletHealth>;
 }
 
-/** Peer request handlers by method name; services (keys, protocols) register theirs here. */
-export type PeerMethod = (body: Uint8Array) => Promise<Uint8Array> | Uint8Array;
+/**
+ * A peer request handler, registered by method name by the services (keys, protocols); `from` is
+ * the calling peer's role as its pinned certificate proves it.
+ */
+export type PeerMethod = (body: Uint8Array, from: PeerRole | undefined) => Promise<Uint8Array> | Uint8Array;
 
 export class EkmServer implements ServerContext {
   readonly startedAt = performance.now();
@@ -54,6 +60,7 @@ export class EkmServer implements ServerContext {
   private storeOk = true;
   /** EP after a restore: re-derives the Aux and refreshes every key, then is done (issue 7). */
   private recovery: AuxRecovery | undefined;
+  catalog: KeyCatalog | undefined;
 
   private constructor(
     readonly config: ServerConfig,
@@ -77,7 +84,7 @@ export class EkmServer implements ServerContext {
       },
       peers: config.peers.map((p) => ({ role: p.role, name: p.name, host: p.address.host, port: p.address.port, fingerprint: p.fingerprint })),
       handlers: {
-        onRequest: (method, body) => this.onPeerRequest(method, body),
+        onRequest: (method, body, link) => this.onPeerRequest(method, body, link.peerRole),
         onMessage: (topic, body, link) => {
           if (!link.peerRole || this.stopping) return;
           if (topic === PROTO_TOPIC) this.host.deliver(link.peerRole, body);
@@ -119,6 +126,10 @@ export class EkmServer implements ServerContext {
     try {
       await server.keys.start();
       await server.peers.start();
+      if (config.role === 'ep') {
+        server.catalog = new KeyCatalog({ store, peers: server.peers, keys: server.keys, log: server.log });
+        server.catalog.start();
+      }
       if (config.role === 'ep') server.api = await startApi(server, identity);
       if (config.role === 'ep') {
         server.recovery = new AuxRecovery({ store, keys: server.keys, peers: server.peers, log: server.log });
@@ -171,6 +182,7 @@ export class EkmServer implements ServerContext {
     }
     await apiClosed;
     this.recovery?.stop();
+    this.catalog?.stop();
     this.keys.stop();
     await this.peers.stop();
     await this.runner.close();
@@ -201,13 +213,13 @@ export class EkmServer implements ServerContext {
     return encodeStatus(reply);
   }
 
-  private async onPeerRequest(method: string, body: Uint8Array): Promise<Uint8Array> {
+  private async onPeerRequest(method: string, body: Uint8Array, from: PeerRole | undefined): Promise<Uint8Array> {
     const handler = this.methods.get(method);
     if (!handler) throw new EkmError('EKM_UNKNOWN_METHOD', `unknown peer method ${method}`);
     if (this.stopping && method !== 'status') throw new EkmError('EKM_STOPPING', 'server is stopping', undefined, 1, 503);
     this.inFlight++;
     try {
-      return await handler(body);
+      return await handler(body, from);
     } finally {
       this.inFlight--;
       if (this.inFlight === 0) this.drained?.();

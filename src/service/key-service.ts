@@ -42,6 +42,8 @@ import { RSA_ALGS, type RsaAlg, isRsaAlg } from '../protocols/rsa.js';
 import { HASH_LEN, rsassaPkcs1v15Verify, rsassaPssVerify } from '../crypto/rsa-padding.js';
 import { os2ip } from '../crypto/modexp.js';
 
+/** Peer method by which the EP has Partner and Aux erase their shares of a destroyed key. */
+export const KEY_PURGE_METHOD = 'key.purge';
 
 export type PublicKeyFormat = 'pem' | 'der' | 'raw' | 'jwk';
 /** Every key algorithm the service generates. */
@@ -287,6 +289,15 @@ export class KeyService {
   private registerHelpers(): void {
     const { host, tripletId } = this.deps;
     const common = this.common;
+    this.deps.registerPeerMethod(KEY_PURGE_METHOD, async (body, from) => {
+      // Only the EP destroys keys: a Partner or Aux asking would be a compromised peer erasing shares.
+      if (from !== 'ep') throw new EkmError('EKM_PEER_PROTOCOL', `only the EP destroys keys, not the ${from ?? 'unknown peer'}`);
+      const keyId = new TextDecoder().decode(body);
+      if (!/^[0-9a-f]{16}$/.test(keyId)) throw new EkmError('EKM_PEER_PROTOCOL', 'a key purge names a key UID');
+      await this.deps.store.applyKeyWrites([{ op: 'key-purge', keyId }]);
+      this.deps.log.warn({ event: 'key_purged', keyId }, 'share of a destroyed key erased');
+      return new Uint8Array(0);
+    });
     host.register(DKG_PROTO, async (env) => {
       const { inputs } = decodeRequest(DKG_PROTO, env, tripletId);
       if (await this.deps.store.getKey(inputs.keyIds[0]!)) throw new EkmError('EKM_KEY_EXISTS', `key ${inputs.keyIds[0]} exists`);

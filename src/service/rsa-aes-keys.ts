@@ -67,7 +67,10 @@ export interface RsaAesDeps extends ServiceDeps {
 
 export class RsaAesKeys {
   constructor(private readonly deps: RsaAesDeps) {
-    deps.registerPeerMethod(INSTALL_METHOD, (body) => this.install(body));
+    deps.registerPeerMethod(INSTALL_METHOD, (body, from) => {
+      if (from !== 'ep') throw new EkmError('EKM_PEER_PROTOCOL', `only the EP deals RSA shares, not the ${from ?? 'unknown peer'}`);
+      return this.install(body);
+    });
     deps.host.register(PROTO_RSA, async (env) => {
       const info = parseRsaRequest(env);
       const share = await this.rsaShareAt(info.header.keyId, info.header.epoch);

@@ -5,14 +5,24 @@
  */
 export type ShareStatus = 'current' | 'pending' | 'previous';
 
+/** KMIP-like usage of a live key: a deactivated key still verifies and decrypts, never signs or encrypts. */
+export type KeyUsage = 'active' | 'deactivated';
+
 export interface KeyRow {
   readonly keyId: string;
   readonly alg: string;
+  /** Protocol state: pending until every party stored its share. */
   readonly state: 'pending' | 'active';
   readonly currentEpoch: number;
   /** EP and Partner: the Aux holds f(3) of the current epoch (false after an Aux loss until re-derived). */
   readonly auxPresent: boolean;
   readonly createdAt: string;
+  /** Attributes the EP's key service keeps (schema 4); defaults elsewhere. */
+  readonly partitionId: number;
+  readonly name: string | null;
+  readonly description: string | null;
+  readonly usage: KeyUsage;
+  readonly usageChangedAt: string | null;
 }
 
 /** One party's share of one key at one epoch. `share` is the scalar's canonical bytes (secret). */
@@ -74,7 +84,9 @@ export type KeyWrite =
   /** The re-derived share becomes CURRENT; shares of other epochs this Aux held are dropped. */
   | { readonly op: 'aux-share-activate'; readonly keyId: string; readonly epoch: number }
   | { readonly op: 'presig-put'; readonly psid: string; readonly keyId: string; readonly epoch: number; readonly secret: Uint8Array }
-  | { readonly op: 'presig-delete'; readonly psid: string };
+  | { readonly op: 'presig-delete'; readonly psid: string }
+  /** The key is destroyed: this party's record, shares and presignatures of it are erased. */
+  | { readonly op: 'key-purge'; readonly keyId: string };
 
 export interface KeyStore {
   applyKeyWrites(writes: readonly KeyWrite[]): Promise<void>;

@@ -123,6 +123,34 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     `,
   },
+  {
+    version: 4,
+    name: 'key names, descriptions and KMIP-like states; destroyed-key records and pending share purges',
+    // A name is unique within its partition. A destroyed key leaves the keys table (its shares go
+    // with it) and keeps a record in destroyed_keys; key_purges lists the peers (EP side) that have
+    // not yet confirmed erasing their share of it.
+    sqlite: `
+      ALTER TABLE keys ADD COLUMN name TEXT;
+      ALTER TABLE keys ADD COLUMN description TEXT;
+      ALTER TABLE keys ADD COLUMN usage TEXT NOT NULL DEFAULT 'active' CHECK (usage IN ('active', 'deactivated'));
+      ALTER TABLE keys ADD COLUMN usage_changed_at TEXT;
+      CREATE UNIQUE INDEX keys_name ON keys (partition_id, name) WHERE name IS NOT NULL;
+      CREATE TABLE destroyed_keys (
+        key_id TEXT PRIMARY KEY,
+        partition_id INTEGER NOT NULL,
+        alg TEXT NOT NULL,
+        name TEXT,
+        description TEXT,
+        created_at TEXT NOT NULL,
+        destroyed_at TEXT NOT NULL
+      );
+      CREATE TABLE key_purges (
+        key_id TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('partner', 'aux')),
+        PRIMARY KEY (key_id, role)
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -7,9 +7,9 @@ import { makeDirs } from '../config/home.js';
 import { dirname } from 'node:path';
 import { EkmError } from '../errors.js';
 import { LATEST_SCHEMA, MIGRATIONS, tooNewError } from './migrations.js';
-import type { AuditEntry, AuditRecord, IntegrityKeyRow, PartitionRow, ServerRow, Store, UserRow } from './store.js';
+import { type AuditEntry, type AuditRecord, type DestroyedKeyRow, type IntegrityKeyRow, type KeyListQuery, type KeyPurge, type PartitionRow, type ServerRow, type Store, type UserRow, keyNameTaken } from './store.js';
 import type { Barrier } from './barrier.js';
-import type { KeyRow, KeyWrite, OpenSession, RsaShareRecord, ShareRecord, ShareStatus, StoredRsaShare, StoredShare } from './key-records.js';
+import type { KeyRow, KeyUsage, KeyWrite, OpenSession, RsaShareRecord, ShareRecord, ShareStatus, StoredRsaShare, StoredShare } from './key-records.js';
 
 interface KeyDb {
   key_id: string;
@@ -18,6 +18,20 @@ interface KeyDb {
   current_epoch: number;
   aux_present: number;
   created_at: string;
+  partition_id: number;
+  name: string | null;
+  description: string | null;
+  usage: KeyUsage;
+  usage_changed_at: string | null;
+}
+interface DestroyedKeyDb {
+  key_id: string;
+  partition_id: number;
+  alg: string;
+  name: string | null;
+  description: string | null;
+  created_at: string;
+  destroyed_at: string;
 }
 interface ShareDb {
   key_id: string;
@@ -309,6 +323,9 @@ export class SqliteStore implements Store {
       case 'presig-delete':
         this.db.prepare('DELETE FROM presignatures WHERE psid = ?').run(w.psid);
         return;
+      case 'key-purge':
+        this.db.prepare('DELETE FROM keys WHERE key_id = ?').run(w.keyId); // shares and presignatures cascade
+        return;
     }
   }
 
@@ -444,21 +461,111 @@ export class SqliteStore implements Store {
     return (this.db.prepare('SELECT count(*) AS n FROM keys WHERE partition_id = ?').get(partitionId) as { n: number }).n;
   }
 
-  async listPartitionKeys(partitionId: number, opts: { after?: string; limit: number; alg?: string }): Promise<KeyRow[]> {
-    const rows = opts.alg
-      ? this.db
-          .prepare('SELECT * FROM keys WHERE partition_id = ? AND alg = ? AND key_id > ? ORDER BY key_id LIMIT ?')
-          .all(partitionId, opts.alg, opts.after ?? '', opts.limit)
-      : this.db.prepare('SELECT * FROM keys WHERE partition_id = ? AND key_id > ? ORDER BY key_id LIMIT ?').all(partitionId, opts.after ?? '', opts.limit);
-    return (rows as KeyDb[]).map(keyFromDb);
+  async listPartitionKeys(partitionId: number, q: KeyListQuery): Promise<KeyRow[]> {
+    // Only fixed SQL fragments are joined; every value is a bound parameter.
+    const where = ['partition_id = ?', 'key_id > ?'];
+    const args: (string | number)[] = [partitionId, q.after ?? ''];
+    if (q.alg !== undefined) {
+      where.push('alg = ?');
+      args.push(q.alg);
+    }
+    if (q.name !== undefined) {
+      where.push('name = ?');
+      args.push(q.name);
+    }
+    if (q.usage !== undefined) {
+      where.push('usage = ?');
+      args.push(q.usage);
+    }
+    const rows = this.db.prepare(`SELECT * FROM keys WHERE ${where.join(' AND ')} ORDER BY key_id LIMIT ?`).all(...args, q.limit) as KeyDb[];
+    return rows.map(keyFromDb);
   }
 
   async getKeyPartition(keyId: string): Promise<number | undefined> {
     return (this.db.prepare('SELECT partition_id FROM keys WHERE key_id = ?').get(keyId) as { partition_id: number } | undefined)?.partition_id;
   }
 
-  async setKeyPartition(keyId: string, partitionId: number): Promise<void> {
-    this.db.prepare('UPDATE keys SET partition_id = ? WHERE key_id = ?').run(partitionId, keyId);
+  async findKeyByName(partitionId: number, name: string): Promise<KeyRow | undefined> {
+    const r = this.db.prepare('SELECT * FROM keys WHERE partition_id = ? AND name = ?').get(partitionId, name) as KeyDb | undefined;
+    return r ? keyFromDb(r) : undefined;
+  }
+
+  async setKeyAttributes(
+    keyId: string,
+    a: { readonly partitionId?: number; readonly name?: string | null; readonly description?: string | null; readonly usage?: KeyUsage },
+  ): Promise<boolean> {
+    const set: string[] = [];
+    const args: (string | number | null)[] = [];
+    if (a.partitionId !== undefined) {
+      set.push('partition_id = ?');
+      args.push(a.partitionId);
+    }
+    if (a.name !== undefined) {
+      set.push('name = ?');
+      args.push(a.name);
+    }
+    if (a.description !== undefined) {
+      set.push('description = ?');
+      args.push(a.description);
+    }
+    if (a.usage !== undefined) {
+      set.push('usage = ?', 'usage_changed_at = ?');
+      args.push(a.usage, new Date().toISOString());
+    }
+    if (set.length === 0) return (await this.getKey(keyId)) !== undefined;
+    try {
+      return this.db.prepare(`UPDATE keys SET ${set.join(', ')} WHERE key_id = ?`).run(...args, keyId).changes === 1;
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw keyNameTaken(a.name ?? '');
+      throw e;
+    }
+  }
+
+  async destroyKey(keyId: string, purges: readonly KeyPurge['role'][]): Promise<DestroyedKeyRow | undefined> {
+    return this.db
+      .transaction((): DestroyedKeyRow | undefined => {
+        const k = this.db.prepare('SELECT * FROM keys WHERE key_id = ?').get(keyId) as KeyDb | undefined;
+        if (!k) return undefined;
+        const row: DestroyedKeyDb = {
+          key_id: k.key_id,
+          partition_id: k.partition_id,
+          alg: k.alg,
+          name: k.name,
+          description: k.description,
+          created_at: k.created_at,
+          destroyed_at: new Date().toISOString(),
+        };
+        this.db
+          .prepare('INSERT INTO destroyed_keys (key_id, partition_id, alg, name, description, created_at, destroyed_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+          .run(row.key_id, row.partition_id, row.alg, row.name, row.description, row.created_at, row.destroyed_at);
+        for (const role of purges) this.db.prepare('INSERT OR IGNORE INTO key_purges (key_id, role) VALUES (?, ?)').run(keyId, role);
+        this.db.prepare('DELETE FROM keys WHERE key_id = ?').run(keyId); // shares and presignatures cascade
+        return destroyedFromDb(row);
+      })
+      .immediate();
+  }
+
+  async getDestroyedKey(keyId: string): Promise<DestroyedKeyRow | undefined> {
+    const r = this.db.prepare('SELECT * FROM destroyed_keys WHERE key_id = ?').get(keyId) as DestroyedKeyDb | undefined;
+    return r ? destroyedFromDb(r) : undefined;
+  }
+
+  async listDestroyedKeys(partitionId: number, q: { after?: string; limit: number }): Promise<DestroyedKeyRow[]> {
+    const rows = this.db
+      .prepare('SELECT * FROM destroyed_keys WHERE partition_id = ? AND key_id > ? ORDER BY key_id LIMIT ?')
+      .all(partitionId, q.after ?? '', q.limit) as DestroyedKeyDb[];
+    return rows.map(destroyedFromDb);
+  }
+
+  async listKeyPurges(): Promise<KeyPurge[]> {
+    return (this.db.prepare('SELECT key_id, role FROM key_purges ORDER BY key_id, role').all() as { key_id: string; role: KeyPurge['role'] }[]).map((r) => ({
+      keyId: r.key_id,
+      role: r.role,
+    }));
+  }
+
+  async clearKeyPurge(p: KeyPurge): Promise<void> {
+    this.db.prepare('DELETE FROM key_purges WHERE key_id = ? AND role = ?').run(p.keyId, p.role);
   }
 
   async putIntegrityKey(k: { id: string; partitionId: number; publicKeyPem: string; privateKeyDer: Uint8Array }): Promise<void> {
@@ -512,8 +619,33 @@ export class SqliteStore implements Store {
 }
 
 function keyFromDb(r: KeyDb): KeyRow {
-  return { keyId: r.key_id, alg: r.alg, state: r.state, currentEpoch: r.current_epoch, auxPresent: r.aux_present !== 0, createdAt: r.created_at };
+  return {
+    keyId: r.key_id,
+    alg: r.alg,
+    state: r.state,
+    currentEpoch: r.current_epoch,
+    auxPresent: r.aux_present !== 0,
+    createdAt: r.created_at,
+    partitionId: r.partition_id,
+    name: r.name,
+    description: r.description,
+    usage: r.usage,
+    usageChangedAt: r.usage_changed_at,
+  };
 }
+
+function destroyedFromDb(r: DestroyedKeyDb): DestroyedKeyRow {
+  return {
+    keyId: r.key_id,
+    partitionId: r.partition_id,
+    alg: r.alg,
+    name: r.name,
+    description: r.description,
+    createdAt: r.created_at,
+    destroyedAt: r.destroyed_at,
+  };
+}
+
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));

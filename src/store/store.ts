@@ -37,7 +37,39 @@ export interface ServerRow {
   readonly addedAt: string;
 }
 
-import type { KeyRow, KeyStore } from './key-records.js';
+import { EkmError } from '../errors.js';
+import type { KeyRow, KeyStore, KeyUsage } from './key-records.js';
+
+/** A key name is unique within its partition: every backend refuses a second one with this error. */
+export function keyNameTaken(name: string): EkmError {
+  return new EkmError('EKM_KEY_NAME_TAKEN', `a key named "${name}" already exists in the partition`, 'choose another name, or rename or delete the other key first', 1, 409);
+}
+
+/** What remains of a destroyed key on the EP (schema 4): its identity, never a share. */
+export interface DestroyedKeyRow {
+  readonly keyId: string;
+  readonly partitionId: number;
+  readonly alg: string;
+  readonly name: string | null;
+  readonly description: string | null;
+  readonly createdAt: string;
+  readonly destroyedAt: string;
+}
+
+export interface KeyListQuery {
+  readonly after?: string;
+  readonly limit: number;
+  readonly alg?: string;
+  /** Exact name. */
+  readonly name?: string;
+  readonly usage?: KeyUsage;
+}
+
+/** A peer that has not yet confirmed erasing its share of a destroyed key. */
+export interface KeyPurge {
+  readonly keyId: string;
+  readonly role: 'partner' | 'aux';
+}
 
 /** One row of the hash-chained audit log (schema 3). Never holds a secret or a password. */
 export interface AuditEntry {
@@ -85,9 +117,27 @@ export interface AccountStore {
   recordLoginSuccess(partitionId: number, name: string): Promise<void>;
 
   countPartitionKeys(partitionId: number): Promise<number>;
-  listPartitionKeys(partitionId: number, opts: { after?: string; limit: number; alg?: string }): Promise<KeyRow[]>;
+  /** Live keys of the partition (every protocol state), by key id, after `after`. */
+  listPartitionKeys(partitionId: number, q: KeyListQuery): Promise<KeyRow[]>;
   getKeyPartition(keyId: string): Promise<number | undefined>;
-  setKeyPartition(keyId: string, partitionId: number): Promise<void>;
+  findKeyByName(partitionId: number, name: string): Promise<KeyRow | undefined>;
+  /**
+   * Sets the given attributes of a live key; false when there is no such key. A name already used
+   * in the partition is refused with EKM_KEY_NAME_TAKEN.
+   */
+  setKeyAttributes(
+    keyId: string,
+    a: { readonly partitionId?: number; readonly name?: string | null; readonly description?: string | null; readonly usage?: KeyUsage },
+  ): Promise<boolean>;
+  /**
+   * In one transaction: records the key as destroyed, erases its record, shares and presignatures
+   * here, and lists `purges` as peers still to erase theirs. Undefined when there is no such key.
+   */
+  destroyKey(keyId: string, purges: readonly KeyPurge['role'][]): Promise<DestroyedKeyRow | undefined>;
+  getDestroyedKey(keyId: string): Promise<DestroyedKeyRow | undefined>;
+  listDestroyedKeys(partitionId: number, q: { after?: string; limit: number }): Promise<DestroyedKeyRow[]>;
+  listKeyPurges(): Promise<KeyPurge[]>;
+  clearKeyPurge(p: KeyPurge): Promise<void>;
 
   /** Stores an integrity key; the private key is sealed by the barrier (AAD `integrity|<id>`). */
   putIntegrityKey(k: { id: string; partitionId: number; publicKeyPem: string; privateKeyDer: Uint8Array }): Promise<void>;

@@ -10,25 +10,17 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { EkmClient } from '../../src/client/client.js';
+import { type BasicCaller, assertApiError as assertError, basicCaller } from '../support/api.js';
 import { ROOT_SO_PASSWORD, type Triplet, bootAll, makeTriplet, run, waitInService } from '../support/cluster.js';
 
 const TTL = 3;
 let t: Triplet;
 let client: EkmClient;
+let caller: BasicCaller;
 let cert: string;
 
-const basic = (user: string, password: string): Record<string, string> => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
-
 async function as<T = Record<string, unknown>>(user: string, password: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const r = await client.request<T>(method, `/api/v1${path}`, body, basic(user, password));
-  return { status: r.status, body: r.body };
-}
-
-function assertError(r: { status: number; body: unknown }, status: number, code?: string): void {
-  assert.equal(r.status, status, JSON.stringify(r.body));
-  const e = (r.body as { error?: { code?: unknown; message?: unknown } }).error;
-  assert.ok(e && typeof e.code === 'string' && typeof e.message === 'string', `error shape: ${JSON.stringify(r.body)}`);
-  if (code) assert.equal(e.code, code);
+  return caller.as<T>(user, password, method, path, body);
 }
 
 const ROOT = ['so@root', ROOT_SO_PASSWORD] as const;
@@ -49,9 +41,11 @@ before(async () => {
   await waitInService(t, 60_000);
   cert = readFileSync(join(t.homes.ep, 'tls', 'server.crt'), 'utf8');
   client = new EkmClient({ servers: [{ host: '127.0.0.1', port: t.apiPort }], trustedCertsPem: [cert], timeoutMs: 60_000 });
+  caller = basicCaller(t);
 });
 after(async () => {
   client?.close();
+  caller?.close();
   await t?.cleanup();
 });
 

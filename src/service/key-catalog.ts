@@ -1,0 +1,171 @@
+/**
+ * The EP's catalogue of keys (issue 5): which partition a key belongs to, its name and
+ * description, its KMIP-like state (active, deactivated, destroyed), and destruction on all three
+ * servers. The key service does the cryptography; this module decides whether a key may be used
+ * for a purpose and finds it by UID or by name within the caller's partition.
+ *
+ * Destruction erases the EP's share at once, then asks Partner and Aux to erase theirs. With the
+ * EP's share gone plus one other, the key can never be used or rebuilt again (any two shares are
+ * needed); a peer that was unreachable is recorded in `key_purges` and asked again until it
+ * confirms, so no share outlives its key for long.
+ */
+import type { Logger } from 'pino';
+import { EkmError } from '../errors.js';
+import type { PeerManager } from '../net/peers.js';
+import type { KeyRow, KeyUsage } from '../store/key-records.js';
+import { type DestroyedKeyRow, type KeyPurge, type Store, keyNameTaken } from '../store/store.js';
+import { KEY_PURGE_METHOD, type KeyAlg, type KeyService } from './key-service.js';
+
+/** A key UID: 16 hex characters. */
+export const KEY_UID_RE = /^[0-9a-f]{16}$/;
+/** Names are printable, at most 64 characters, without `/`, and never look like a UID (so a reference is never ambiguous). */
+export const KEY_NAME_RE = /^[^\s/\p{Cc}][^/\p{Cc}]{0,63}$/u;
+export const MAX_DESCRIPTION = 1024;
+
+/** What the caller wants to do with a key: KMIP lets a deactivated key process, never protect. */
+export type KeyPurpose = 'read' | 'protect' | 'process' | 'manage';
+
+export type KeyState = KeyUsage | 'destroyed';
+
+export interface KeyListPage {
+  readonly keys: readonly (KeyRow | DestroyedKeyRow)[];
+  readonly next: string | null;
+}
+
+const PURGE_RETRY_MS = 5_000;
+const PURGE_TIMEOUT_MS = 10_000;
+
+export function checkKeyName(name: string): void {
+  if (!KEY_NAME_RE.test(name) || KEY_UID_RE.test(name)) {
+    throw new EkmError(
+      'EKM_BAD_KEY_NAME',
+      `"${name.slice(0, 40)}" is not a key name`,
+      'a name has 1 to 64 printable characters, no "/", and is not 16 hex characters (that is a UID)',
+      2,
+      400,
+    );
+  }
+}
+
+function notFound(ref: string): EkmError {
+  return new EkmError('EKM_KEY_NOT_FOUND', `no key ${ref} in this partition`, 'list the keys with `ucl list`', 1, 404);
+}
+
+export class KeyCatalog {
+  private timer: NodeJS.Timeout | undefined;
+  private purging = false;
+
+  constructor(private readonly deps: { readonly store: Store; readonly peers: PeerManager; readonly keys: KeyService; readonly log: Logger }) {}
+
+  /** Starts asking peers to erase shares of destroyed keys they have not confirmed yet. */
+  start(): void {
+    this.timer = setInterval(() => void this.purgePending(), PURGE_RETRY_MS);
+    this.timer.unref();
+    void this.purgePending();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /**
+   * The live key `ref` (UID or name) of the partition, usable for `purpose`. A key of another
+   * partition answers exactly as a missing one; a destroyed key says so (410).
+   */
+  async resolve(partitionId: number, ref: string, purpose: KeyPurpose): Promise<KeyRow> {
+    const row = KEY_UID_RE.test(ref) ? await this.deps.store.getKey(ref) : await this.deps.store.findKeyByName(partitionId, ref);
+    if (!row || row.partitionId !== partitionId || row.state !== 'active') {
+      const gone = KEY_UID_RE.test(ref) ? await this.deps.store.getDestroyedKey(ref) : undefined;
+      if (gone && gone.partitionId === partitionId) throw new EkmError('EKM_KEY_DESTROYED', `key ${ref} was destroyed at ${gone.destroyedAt}`, undefined, 1, 410);
+      throw notFound(ref);
+    }
+    if (purpose === 'protect' && row.usage === 'deactivated') {
+      throw new EkmError('EKM_KEY_DEACTIVATED', `key ${row.keyId} is deactivated: it verifies and decrypts, it does not sign or encrypt`, 'reactivate it (ucl update --state active) or use another key', 1, 409);
+    }
+    return row;
+  }
+
+  /** Generates (or imports, through `make`) a key in the partition with its name and description. */
+  async create(
+    partitionId: number,
+    attrs: { readonly name?: string; readonly description?: string },
+    make: () => Promise<{ keyId: string; alg: KeyAlg }>,
+  ): Promise<KeyRow> {
+    if (attrs.name !== undefined) {
+      checkKeyName(attrs.name);
+      if (await this.deps.store.findKeyByName(partitionId, attrs.name)) throw keyNameTaken(attrs.name);
+    }
+    const made = await make();
+    try {
+      await this.deps.store.setKeyAttributes(made.keyId, { partitionId, name: attrs.name ?? null, description: attrs.description ?? null });
+    } catch (e) {
+      // Another request took the name while the key was being made: the new key is not acknowledged, so it goes.
+      await this.destroyNow(made.keyId);
+      throw e;
+    }
+    return (await this.deps.store.getKey(made.keyId))!;
+  }
+
+  async update(partitionId: number, ref: string, change: { readonly name?: string | null; readonly description?: string | null; readonly state?: KeyUsage }): Promise<KeyRow> {
+    const row = await this.resolve(partitionId, ref, 'manage');
+    if (typeof change.name === 'string') checkKeyName(change.name);
+    await this.deps.store.setKeyAttributes(row.keyId, {
+      ...(change.name !== undefined ? { name: change.name } : {}),
+      ...(change.description !== undefined ? { description: change.description } : {}),
+      ...(change.state !== undefined && change.state !== row.usage ? { usage: change.state } : {}),
+    });
+    this.deps.log.info({ event: 'key_updated', keyId: row.keyId, ...(change.state ? { state: change.state } : {}) }, 'key attributes changed');
+    return (await this.deps.store.getKey(row.keyId))!;
+  }
+
+  async list(partitionId: number, q: { after?: string; limit: number; alg?: string; name?: string; state?: KeyState }): Promise<KeyListPage> {
+    const rows =
+      q.state === 'destroyed'
+        ? (await this.deps.store.listDestroyedKeys(partitionId, { after: q.after, limit: q.limit + 1 })).filter((k) => (!q.alg || k.alg === q.alg) && (!q.name || k.name === q.name))
+        : (await this.deps.store.listPartitionKeys(partitionId, { after: q.after, limit: q.limit + 1, alg: q.alg, name: q.name, usage: q.state })).filter((k) => k.state === 'active');
+    const page = rows.slice(0, q.limit);
+    return { keys: page, next: rows.length > q.limit ? page[page.length - 1]!.keyId : null };
+  }
+
+  /** Destroys the key on all three servers; `pending` lists peers that will be asked again. */
+  async destroy(partitionId: number, ref: string): Promise<{ row: DestroyedKeyRow; pending: KeyPurge['role'][] }> {
+    const live = await this.resolve(partitionId, ref, 'manage');
+    const row = await this.destroyNow(live.keyId);
+    const pending = (await this.deps.store.listKeyPurges()).filter((p) => p.keyId === live.keyId).map((p) => p.role);
+    this.deps.log.warn({ event: 'key_destroyed', keyId: live.keyId, alg: live.alg, pending }, 'key destroyed: shares erased');
+    return { row, pending };
+  }
+
+  private async destroyNow(keyId: string): Promise<DestroyedKeyRow> {
+    const row = await this.deps.store.destroyKey(keyId, ['partner', 'aux']);
+    if (!row) throw notFound(keyId);
+    this.deps.keys.pool?.burn(keyId, null);
+    await Promise.all((['partner', 'aux'] as const).map((role) => this.purge({ keyId, role })));
+    return row;
+  }
+
+  private async purge(p: KeyPurge): Promise<boolean> {
+    const link = this.deps.peers.link(p.role);
+    if (!link) return false;
+    try {
+      await link.request(KEY_PURGE_METHOD, new TextEncoder().encode(p.keyId), PURGE_TIMEOUT_MS);
+      await this.deps.store.clearKeyPurge(p);
+      return true;
+    } catch (e) {
+      this.deps.log.warn({ event: 'key_purge_deferred', keyId: p.keyId, peer: p.role, err: (e as Error).message }, 'a peer has not erased its share of a destroyed key yet; asking again later');
+      return false;
+    }
+  }
+
+  private async purgePending(): Promise<void> {
+    if (this.purging) return;
+    this.purging = true;
+    try {
+      for (const p of await this.deps.store.listKeyPurges()) await this.purge(p);
+    } catch (e) {
+      this.deps.log.error({ event: 'key_purge_failed', err: (e as Error).message }, 'could not read the pending share purges');
+    } finally {
+      this.purging = false;
+    }
+  }
+}
