@@ -25,7 +25,7 @@ trap 'rm -rf "$stage"' EXIT
 # 1. Compile the committed sources, with the working tree's dev dependencies (TypeScript).
 src="$stage/tree"
 mkdir "$src"
-git archive HEAD | tar -x -C "$src"
+git -c tar.umask=022 archive HEAD | tar -x -C "$src"
 ln -s "$root/node_modules" "$src/node_modules"
 (cd "$src" && node node_modules/typescript/bin/tsc -p tsconfig.build.json)
 
@@ -43,7 +43,7 @@ cp -a "$src/packaging/systemd" "$src/packaging/init.d" "$src/packaging/README.md
 # 3. Production dependencies only, exactly as locked. Install scripts are skipped (they would
 # download or compile); the one native module is then taken from this checkout's build when it
 # is the same version, else compiled here.
-(cd "$app" && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error)
+(cd "$app" && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund --silent)
 addon=node_modules/better-sqlite3/build/Release/better_sqlite3.node
 sqlite_version() { node -p "require('$1/node_modules/better-sqlite3/package.json').version"; }
 if [ -f "$root/$addon" ] && [ "$(sqlite_version "$root")" = "$(sqlite_version "$app")" ]; then

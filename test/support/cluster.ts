@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { type AddressInfo, type Server, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const BIN = join(ROOT, 'bin');
@@ -19,7 +19,7 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs a bin/ script to completion; `input` lines are written when `prompt` text appears. */
+/** Runs a bin/ script (a path relative to bin/, or an absolute one) to completion; `answers` are written when a `[y/N]` prompt appears. */
 export function run(
   cmd: string,
   args: readonly string[],
@@ -27,7 +27,7 @@ export function run(
   opts: { answers?: readonly string[]; timeoutMs?: number } = {},
 ): Promise<RunResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(join(BIN, cmd), args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(isAbsolute(cmd) ? cmd : join(BIN, cmd), args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     const answers = [...(opts.answers ?? [])];
@@ -69,6 +69,8 @@ export async function freePorts(n: number): Promise<number[]> {
 
 export interface Triplet {
   dir: string;
+  /** The bin/ folder its servers and ucl run from: this checkout's, or an installed package's. */
+  bin: string;
   homes: Record<Role, string>;
   ports: Record<Role, number>;
   apiPort: number;
@@ -80,8 +82,8 @@ export interface Triplet {
 
 export const ROOT_SO_PASSWORD = 'Root-SO-pass-1';
 
-/** A triplet's homes and free ports (`reuse` places some of its servers on given peer ports). */
-export async function makeTriplet(reuse: Partial<Record<Role, number>> = {}): Promise<Triplet> {
+/** A triplet's homes and free ports (`reuse` places some of its servers on given peer ports), run from `bin`. */
+export async function makeTriplet(reuse: Partial<Record<Role, number>> = {}, bin = BIN): Promise<Triplet> {
   const dir = mkdtempSync(join(tmpdir(), 'ekm-test-'));
   const [ep, partner, aux, apiPort] = await freePorts(4);
   const ports = { ep: reuse.ep ?? ep!, partner: reuse.partner ?? partner!, aux: reuse.aux ?? aux! };
@@ -89,6 +91,7 @@ export async function makeTriplet(reuse: Partial<Record<Role, number>> = {}): Pr
   const homes = { ep: join(dir, 'ep'), partner: join(dir, 'partner'), aux: join(dir, 'aux') };
   const t: Triplet = {
     dir,
+    bin,
     homes,
     ports,
     apiPort: apiPort!,
@@ -105,7 +108,7 @@ export async function makeTriplet(reuse: Partial<Record<Role, number>> = {}): Pr
       }
     },
     async cleanup() {
-      await Promise.all(ROLES.map((r) => run('ekm', ['stop'], t.env(r)).catch(() => undefined)));
+      await Promise.all(ROLES.map((r) => run(join(bin, 'ekm'), ['stop'], t.env(r)).catch(() => undefined)));
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -116,16 +119,16 @@ export const BOOT_SCRIPT: Record<Role, string> = { ep: 'ekm_boot_ep.sh', partner
 
 /** Bootstraps all three at once with -f. */
 export async function bootAll(t: Triplet, extra: readonly string[] = ['-f', '--timeout', '60']): Promise<Record<Role, RunResult>> {
-  const [ep, partner, aux] = await Promise.all(ROLES.map((r) => run(BOOT_SCRIPT[r], t.bootArgs(r, extra), t.env(r))));
+  const [ep, partner, aux] = await Promise.all(ROLES.map((r) => run(join(t.bin, BOOT_SCRIPT[r]), t.bootArgs(r, extra), t.env(r))));
   return { ep: ep!, partner: partner!, aux: aux! };
 }
 
 export function ekm(t: Triplet, role: Role, ...args: string[]): Promise<RunResult> {
-  return run('ekm', args, t.env(role));
+  return run(join(t.bin, 'ekm'), args, t.env(role));
 }
 
 export function ucl(t: Triplet, ...args: string[]): Promise<RunResult> {
-  return run('ucl', args, t.env('ep'));
+  return run(join(t.bin, 'ucl'), args, t.env('ep'));
 }
 
 /** Polls `ucl server test` until it exits 0; returns the time it took (ms) or throws with the last output. */

@@ -1,0 +1,162 @@
+/**
+ * The release packages (issue 8): `npm run package` builds them, the .deb unpacks into a scratch
+ * root (`dpkg -x`: no maintainer scripts run, nothing touches this machine), and a real triplet
+ * is bootstrapped with the installed /opt/ekm/bin/ekm_boot_*.sh scripts and served from the
+ * installed tree alone. The maintainer scripts' refusals run against the scratch root through
+ * DPKG_ROOT; corrupted packages are refused. About a minute, most of it the build.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ROLES, ROOT, type Triplet, bootAll, makeTriplet, startSeedOrder, ucl } from '../support/cluster.js';
+
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const RELEASE = join(ROOT, 'release');
+
+/** Runs a command to completion (no shell); `env` is added to this process's environment. */
+function sh(cmd: string, args: readonly string[], opts: { env?: Record<string, string>; cwd?: string } = {}): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...opts.env }, cwd: opts.cwd ?? tmpdir(), timeout: 240_000 });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/** A copy of `file` with bytes in its middle flipped. */
+function corruptCopy(file: string, dir: string): string {
+  const bytes = readFileSync(file);
+  const mid = bytes.length >> 1;
+  for (let i = 0; i < 64; i++) bytes[mid + i] = bytes[mid + i]! ^ 0xff;
+  const copy = join(dir, `corrupt-${file.split('/').pop()!}`);
+  writeFileSync(copy, bytes);
+  return copy;
+}
+
+describe('release packages', () => {
+  let scratch: string;
+  let deb: string;
+  let tarball: string;
+  let control: string;
+  let t: Triplet | undefined;
+
+  before(async () => {
+    const build = sh('bash', [join(ROOT, 'packaging', 'build.sh')], { cwd: ROOT });
+    assert.equal(build.code, 0, `npm run package failed:\n${build.stdout}\n${build.stderr}`);
+    deb = join(ROOT, /package: (release\/ekm_\S+\.deb)/.exec(build.stdout)![1]!);
+    tarball = join(RELEASE, `ekm-${VERSION}.tar.gz`);
+    // The rpm is built only where rpmbuild exists; otherwise the build says so in one line.
+    assert.match(build.stdout, /package: (release\/ekm-\S+\.rpm|\.rpm skipped: rpmbuild is not installed)/);
+    scratch = mkdtempSync(join(tmpdir(), 'ekm-pkg-'));
+    const x = sh('dpkg', ['-x', deb, join(scratch, 'root')]);
+    assert.equal(x.code, 0, x.stderr);
+    control = join(scratch, 'control');
+    assert.equal(sh('dpkg-deb', ['-e', deb, control]).code, 0);
+  });
+
+  after(async () => {
+    await t?.cleanup();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  const root = (...p: string[]): string => join(scratch, 'root', ...p);
+
+  it('the .deb carries the release version and installs the documented layout', () => {
+    assert.equal(sh('dpkg-deb', ['-f', deb, 'Version']).stdout.trim(), VERSION);
+    for (const f of ['ekm_boot_ep.sh', 'ekm_boot_partner.sh', 'ekm_boot_auxiliary.sh', 'ekm_boot_additional_server.sh', 'ekm', 'ucl']) {
+      assert.ok(statSync(root('opt/ekm/bin', f)).mode & 0o111, `/opt/ekm/bin/${f} is executable`);
+    }
+    for (const b of ['ekm', 'ucl']) {
+      assert.ok(lstatSync(root('usr/bin', b)).isSymbolicLink());
+      assert.equal(readlinkSync(root('usr/bin', b)), `/opt/ekm/bin/${b}`);
+    }
+    assert.match(readFileSync(root('lib/systemd/system/ekm.service'), 'utf8'), /ExecStart=\/opt\/ekm\/bin\/ekm run/);
+    assert.ok(statSync(root('etc/init.d/ekm')).mode & 0o111);
+    assert.deepEqual(readFileSync(join(control, 'conffiles'), 'utf8').trim().split('\n'), ['/etc/default/ekm', '/etc/init.d/ekm']);
+    // Runs compiled, with production dependencies only, and the native module built.
+    assert.ok(!existsSync(root('opt/ekm/src')), 'no sources: bin/ekm runs dist/');
+    assert.ok(existsSync(root('opt/ekm/dist/src/cli/ekm.js')));
+    assert.ok(existsSync(root('opt/ekm/node_modules/better-sqlite3/build/Release/better_sqlite3.node')));
+    for (const dev of ['typescript', 'eslint', 'fast-check']) assert.ok(!existsSync(root('opt/ekm/node_modules', dev)), `no dev dependency ${dev}`);
+    // Data and keys are never package files: postinst creates /var/lib/ekm once, so no upgrade or removal touches it.
+    assert.ok(!existsSync(root('var/lib/ekm')));
+  });
+
+  it('the tar.gz holds the same tree and its .sha256 verifies', () => {
+    const check = sh('sha256sum', ['-c', `ekm-${VERSION}.tar.gz.sha256`], { cwd: RELEASE });
+    assert.equal(check.code, 0, check.stderr);
+    const list = sh('tar', ['-tzf', tarball]).stdout.split('\n');
+    for (const f of ['bin/ekm', 'bin/ekm_boot_ep.sh', 'dist/src/cli/ucl.js', 'node_modules/better-sqlite3/package.json']) assert.ok(list.includes(`ekm-${VERSION}/${f}`), f);
+  });
+
+  it('the installed ekm reports the release from any working directory', () => {
+    for (const cwd of ['/', tmpdir()]) {
+      const v = sh(root('opt/ekm/bin/ekm'), ['--version'], { cwd });
+      assert.equal(v.stdout.trim(), VERSION, v.stderr);
+    }
+  });
+
+  it('a triplet bootstrapped with the installed ekm_boot_*.sh -fips -f serves from the installed tree, and ucl server test shows the release', async () => {
+    t = await makeTriplet({}, root('opt/ekm/bin'));
+    const boots = await bootAll(t);
+    for (const role of ROLES) assert.equal(boots[role].code, 0, `${role}: ${boots[role].stderr}`);
+    await startSeedOrder(t);
+    const test = await ucl(t, 'server', 'test');
+    assert.equal(test.code, 0, test.stdout);
+    for (const role of ROLES) {
+      assert.match(test.stdout, new RegExp(`${t.names[role].replace(/\./g, '\\.')}\\s+${VERSION.replace(/\./g, '\\.')}\\s+ok`));
+    }
+    const version = await ucl(t, 'version');
+    assert.match(version.stdout, new RegExp(`^ucl ${VERSION}\\nEP \\S+ \\(\\S+\\) ${VERSION}$`, 'm'));
+    // The server process itself runs the installed compiled code.
+    const pid = readFileSync(join(t.homes.ep, 'run', 'ekm.pid'), 'utf8').trim();
+    assert.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), new RegExp(`${root('opt/ekm/dist/src/cli/ekm.js')}\\0run`));
+  });
+
+  it('preinst refuses to install over a running server, with the pid and what to do', () => {
+    assert.ok(t, 'the triplet of the previous test runs');
+    const pidDir = root('var/lib/ekm/run');
+    mkdirSync(pidDir, { recursive: true });
+    copyFileSync(join(t.homes.ep, 'run', 'ekm.pid'), join(pidDir, 'ekm.pid'));
+    const r = sh('sh', [join(control, 'preinst'), 'upgrade', VERSION], { env: { DPKG_ROOT: root() } });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^ekm: the ekm service is running on this server \(pid \d+\): stop the triplet first .*nothing was changed\n$/);
+  });
+
+  it('preinst refuses a downgrade and accepts an upgrade or a reinstall', async () => {
+    await t!.cleanup();
+    t = undefined;
+    const preinst = (...args: string[]): ReturnType<typeof sh> => sh('sh', [join(control, 'preinst'), ...args], { env: { DPKG_ROOT: root() } });
+    const down = preinst('upgrade', '99.0.0');
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, new RegExp(`^ekm: refusing to downgrade ekm 99\\.0\\.0 to ${VERSION.replace(/\./g, '\\.')}: .*EKM_SCHEMA_TOO_NEW.*nothing was changed\\n$`));
+    assert.equal(preinst('upgrade', '0.0.1').code, 0, 'from an older release (the stale pid file is ignored)');
+    assert.equal(preinst('upgrade', VERSION).code, 0, 'reinstall');
+    assert.equal(preinst('install').code, 0);
+  });
+
+  it('preinst refuses a host without Node.js >= 20.19, saying so', () => {
+    const none = sh('/bin/sh', [join(control, 'preinst'), 'install'], { env: { DPKG_ROOT: root(), PATH: '/nonexistent' } });
+    assert.equal(none.code, 1);
+    assert.equal(none.stderr, `ekm ${VERSION} cannot be installed: Node.js >= 20.19 is required but 'node' is not on PATH: install Node.js 20.19 or newer\n`);
+    const fake = join(scratch, 'old-node');
+    mkdirSync(fake);
+    writeFileSync(join(fake, 'node'), '#!/bin/sh\necho 18.20.4\n', { mode: 0o755 });
+    const old = sh('/bin/sh', [join(control, 'preinst'), 'install'], { env: { DPKG_ROOT: root(), PATH: fake } });
+    assert.equal(old.code, 1);
+    assert.match(old.stderr, /Node\.js >= 20\.19 is required, found 18\.20\.4 at .*old-node\/node: install Node\.js 20\.19 or newer/);
+  });
+
+  it('a corrupted .deb or tar.gz is refused', () => {
+    const badDeb = corruptCopy(deb, scratch);
+    const x = sh('dpkg-deb', ['-x', badDeb, join(scratch, 'bad-root')]);
+    assert.notEqual(x.code, 0);
+    assert.match(x.stderr, /dpkg-deb: error/);
+    const badTar = corruptCopy(tarball, scratch);
+    copyFileSync(badTar, join(scratch, `ekm-${VERSION}.tar.gz`));
+    copyFileSync(`${tarball}.sha256`, join(scratch, `ekm-${VERSION}.tar.gz.sha256`));
+    const check = sh('sha256sum', ['-c', `ekm-${VERSION}.tar.gz.sha256`], { cwd: scratch });
+    assert.notEqual(check.code, 0);
+    assert.match(check.stdout, new RegExp(`ekm-${VERSION.replace(/\./g, '\\.')}\\.tar\\.gz: FAILED`));
+    assert.notEqual(sh('tar', ['-tzf', badTar]).code, 0, 'gzip\'s own CRC catches it too');
+  });
+});
