@@ -20,6 +20,7 @@ export interface ApiResponse<T = unknown> {
   readonly status: number;
   readonly body: T;
   readonly server: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 
 /** Failures that mean "this EP is not there": try the next one. */
@@ -118,7 +119,7 @@ export class EkmClient {
             } catch {
               /* a non-JSON body is returned as text */
             }
-            resolve({ status: res.statusCode ?? 0, body: parsed as T, server: formatAddress(server) });
+            resolve({ status: res.statusCode ?? 0, body: parsed as T, server: formatAddress(server), headers: res.headers });
           });
           res.on('error', reject);
         },

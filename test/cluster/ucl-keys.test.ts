@@ -1,10 +1,12 @@
 /**
- * `ucl` end to end on a real triplet (issue 5): partition, user, generate, list, sign (verified by
- * the openssl command line), verify, export, audit; bad input gives one line and a non-zero exit;
+ * `ucl` end to end on a real triplet (issue 5): partition, user, generate (named), list, show, sign
+ * (verified by the openssl command line), verify, export, encrypt/decrypt (AES and RSA), import,
+ * update, delete, audit; bad input gives one line and a non-zero exit;
  * an audit row edited and another deleted in the EP's SQLite file are found by `ucl audit verify`.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync, privateDecrypt } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -48,12 +50,14 @@ describe('ucl end to end', () => {
 
   it('generate, list, show', async () => {
     const pub = join(t.dir, 'pub.pem');
-    const out = await ok('generate', '-t', 'ECC', '--curve', 'p256', '-n', 'signer', ...ALICE, '-o', pub);
+    const out = await ok('generate', '-t', 'ECC', '--curve', 'p256', '-n', 'signer', '--desc', 'release key', ...ALICE, '-o', pub);
     uid = /UID=([0-9a-f]{16})/.exec(out)![1]!;
     assert.match(readFileSync(pub, 'utf8'), /BEGIN PUBLIC KEY/);
     const list = await ok('list', ...ALICE);
-    assert.equal(list, `Partition 1 codesign: 1 object found\nPrivate ECC key : UID=${uid} Name="" Description="" Alg=ecdsa-p256\n`);
-    assert.match(await ok('show', '-n', uid, ...ALICE), new RegExp(`UID=${uid}[\\s\\S]*ec prime256v1`));
+    assert.equal(list, `Partition 1 codesign: 1 object found\nPrivate ECC key : UID=${uid} Name="signer" Description="release key" Alg=ecdsa-p256\n`);
+    assert.match(await ok('show', '-n', uid, ...ALICE), new RegExp(`UID=${uid}[\\s\\S]*Name +: signer[\\s\\S]*ec prime256v1`));
+    assert.match(await ok('show', '-n', 'signer', ...ALICE), new RegExp(`UID=${uid}`));
+    assert.equal(await ok('list', '-n', 'signer', ...ALICE), list);
     assert.equal(await ok('list', ...ROOT), 'Partition 0 root: 0 objects found\n');
   });
 
@@ -84,7 +88,12 @@ describe('ucl end to end', () => {
       [['list', '-p', 'nowhere', '-w', 'Whatever-123'], /so@nowhere: wrong user, partition or password/],
       [['sign', '-n', uid, '-i', join(t.dir, 'missing'), '-o', join(t.dir, 'x'), ...ALICE], /cannot read .*missing: no such file/],
       [['sign', '-n', uid, '-i', t.dir, '-o', join(t.dir, 'x'), ...ALICE], /it is a folder/],
-      [['sign', '-n', 'my-key', '-i', t.dir, '-o', join(t.dir, 'x'), ...ALICE], /not a key UID/],
+      [['sign', '-n', 'my-key', '-i', join(t.dir, 'msg.bin'), '-o', join(t.dir, 'x'), ...ALICE], /no key my-key in this partition/],
+      [['generate', '-t', 'ECC', '-n', 'signer', ...ALICE], /a key named "signer" already exists/],
+      [['delete', '-n', 'signer', ...ALICE], /give -y to confirm/],
+      [['update', '-n', 'signer', ...ALICE], /nothing to change/],
+      [['decrypt', '-i', join(t.dir, 'msg.bin'), '-o', join(t.dir, 'x'), ...ALICE], /not an ekm AES object/],
+      [['encrypt', '-n', 'signer', '--scheme', 'ROT13', '-i', join(t.dir, 'msg.bin'), '-o', join(t.dir, 'x'), ...ALICE], /--scheme ROT13 is not available/],
       [['sign', '-n', uid, '-i', join(t.dir, 'msg.bin'), '-o', join(t.dir, 'nodir', 'x'), ...ALICE], /cannot write .*its folder does not exist/],
       [['sign', '-n', uid, '--out-format', 'XML', '-i', join(t.dir, 'msg.bin'), '-o', join(t.dir, 'x'), ...ALICE], /--out-format XML is not a format/],
       [['generate', '-t', 'ECC', '--curve', 'p999', ...ALICE], /--curve p999 is not available/],
@@ -106,6 +115,39 @@ describe('ucl end to end', () => {
       assertOneLineError(r);
       assert.match(r.stderr, expected, `ucl ${args.join(' ')}`);
     }
+  });
+
+  it('encrypt and decrypt files (AES by name, RSA), update, delete, import', async () => {
+    const plain = join(t.dir, 'plain.txt');
+    const sealed = join(t.dir, 'plain.ekm');
+    const back = join(t.dir, 'plain.out');
+    const aad = join(t.dir, 'context');
+    writeFileSync(plain, 'quarterly numbers\n');
+    writeFileSync(aad, 'tenant=42');
+    assert.match(await ok('generate', '-t', 'AES', '-n', 'files', ...ALICE), /Generated AES key \(aes-256-dprf\) UID=[0-9a-f]{16} Name="files"/);
+    await ok('encrypt', '-n', 'files', '-i', plain, '-o', sealed, '--aad', aad, ...ALICE);
+    assert.notEqual(readFileSync(sealed, 'utf8'), 'quarterly numbers\n');
+    // The object names its key: decrypt needs no -n.
+    assert.match(await ok('decrypt', '-i', sealed, '-o', back, '--aad', aad, ...ALICE), /Decrypted 18 bytes/);
+    assert.equal(readFileSync(back, 'utf8'), 'quarterly numbers\n');
+    const wrongAad = await ucl(t, 'decrypt', '-i', sealed, '-o', back, ...ALICE);
+    assertOneLineError(wrongAad);
+
+    const pem = join(t.dir, 'imported.pem');
+    writeFileSync(pem, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const pub = join(t.dir, 'imported.pub');
+    assert.match(await ok('import', '-i', pem, '-n', 'legacy-rsa', '--desc', 'from the old HSM', '-o', pub, ...ALICE), /Imported RSA key \(rsa-2048\)/);
+    await ok('encrypt', '-n', 'legacy-rsa', '-i', plain, '-o', sealed, ...ALICE);
+    assert.equal(privateDecrypt({ key: readFileSync(pem), oaepHash: 'sha256' }, readFileSync(sealed)).toString(), 'quarterly numbers\n');
+    await ok('decrypt', '-n', 'legacy-rsa', '-i', sealed, '-o', back, ...ALICE);
+    assert.equal(readFileSync(back, 'utf8'), 'quarterly numbers\n');
+
+    assert.match(await ok('update', '-n', 'files', '--new-name', 'files-2026', '--state', 'deactivated', ...ALICE), /Name="files-2026".*State=deactivated/);
+    const refused = await ucl(t, 'encrypt', '-n', 'files-2026', '-i', plain, '-o', sealed, ...ALICE);
+    assertOneLineError(refused);
+    assert.match(refused.stderr, /is deactivated/);
+    assert.match(await ok('delete', '-n', 'files-2026', '-y', ...ALICE), /Destroyed AES key UID=[0-9a-f]{16}: its shares are erased/);
+    assert.match(await ok('list', '--state', 'destroyed', ...ALICE), /Secret AES key : UID=[0-9a-f]{16} Name="files-2026" Description="" Alg=aes-256-dprf State=destroyed/);
   });
 
   it('audit list shows the operations; audit verify passes', async () => {
