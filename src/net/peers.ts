@@ -63,7 +63,8 @@ export interface PeerStatus {
 interface PeerState {
   spec: PeerSpec;
   link?: PeerLink;
-  remote?: Hello;
+  /** The release the peer reported in its last hello, also when it was refused for it. */
+  remoteVersion?: string;
   since: number;
   problem?: LinkProblem;
   attempt: number;
@@ -171,7 +172,7 @@ export class PeerManager extends EventEmitter {
       name: st.spec.name,
       up: this.link(st.spec.role) !== undefined,
       since: st.since,
-      ...(st.remote ? { remoteVersion: st.remote.version } : {}),
+      ...(st.remoteVersion ? { remoteVersion: st.remoteVersion } : {}),
       ...(st.problem ? { problem: st.problem } : {}),
     }));
   }
@@ -266,6 +267,7 @@ export class PeerManager extends EventEmitter {
           this.install(st, link, hello);
         })
         .catch((err: Error) => {
+          if (err instanceof IncompatibleRelease) st.remoteVersion = err.remoteVersion;
           const kind = err instanceof EkmError && err.code === 'EKM_PEER_REFUSED' ? 'untrusted' : err instanceof IncompatiblePeer ? 'incompatible' : 'unreachable';
           link.close(err.message);
           fail(kind, err.message);
@@ -321,7 +323,7 @@ export class PeerManager extends EventEmitter {
     const old = st.link;
     st.link = link;
     link.peerRole = st.spec.role;
-    st.remote = hello;
+    st.remoteVersion = hello.version;
     st.since = Date.now();
     st.attempt = 0;
     st.problem = undefined;
@@ -363,9 +365,13 @@ class IncompatiblePeer extends EkmError {
 
 /** A peer whose release is outside the rolling-upgrade window (`releasesInteroperate`). */
 export class IncompatibleRelease extends IncompatiblePeer {
-  constructor(spec: PeerSpec, remote: string, local: string) {
+  constructor(
+    spec: PeerSpec,
+    readonly remoteVersion: string,
+    local: string,
+  ) {
     super(
-      `${spec.role} ${spec.name} runs ekm ${remote}, this server ekm ${local}: releases link only within one major version and at most one minor version apart`,
+      `${spec.role} ${spec.name} runs ekm ${remoteVersion}, this server ekm ${local}: releases link only within one major version and at most one minor version apart`,
       'EKM_RELEASE_INCOMPATIBLE',
       'upgrade the servers to releases at most one minor version apart (see the upgrade procedure in docs/operations.md)',
     );

@@ -265,6 +265,7 @@ describe('PeerManager', () => {
     await until('the EP classified the Aux', () => statusOf(ep, 'aux').problem?.kind === 'incompatible');
     assert.match(statusOf(ep, 'aux').problem!.message, /^aux \S+ runs ekm 1\.6\.0, this server ekm 1\.4\.2: releases link only within one major version/);
     assert.equal(statusOf(ep, 'aux').up, false);
+    assert.equal(statusOf(ep, 'aux').remoteVersion, '1.6.0', 'the refused peer\'s own release is shown, not a stale one');
     assert.equal(statusOf(aux, 'ep').up, false);
     const refusedAtEp = ep.log.find((x) => x.msg === 'peer link refused: incompatible peer');
     assert.ok(refusedAtEp, 'the EP logs the refusal as an error');
