@@ -59,6 +59,13 @@ export function backup(opts: { out: string; to: string }, paths: HomePaths, prin
       'back up the EP and the Partner (`ekm backup` on each); at restore, bootstrap a fresh Aux',
     );
   }
+  if (config.store.kind === 'postgres') {
+    throw new EkmError(
+      'EKM_BACKUP_EXTERNAL',
+      `this ${ROLE_LABEL[config.role]} keeps its store in the PostgreSQL database ${config.store.url}; ekm backup archives the embedded store`,
+      "back up that database with PostgreSQL's own tools (pg_dump, base backups, replicas), with keys/system.key kept apart: its secrets are sealed by that key",
+    );
+  }
   const recipientKey = loadPublicKey(readInput(opts.to, 'backup public key').toString('utf8'), opts.to);
   const out = resolve(opts.out);
   if (existsSync(out))

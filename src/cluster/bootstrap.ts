@@ -12,18 +12,21 @@
  *     run again.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { z } from 'zod';
 import { type HomePaths, ensureWritableHome, writeFileAtomic } from '../config/home.js';
-import { ROLE_LABEL, type Role, type ServerConfig, isBootstrapped, saveServerConfig } from '../config/server-config.js';
+import { ROLE_LABEL, type Role, type ServerConfig, type StoreConfig, isBootstrapped, saveServerConfig } from '../config/server-config.js';
 import { hashPassword, verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
 import { encodeJson, decodeJson } from '../net/framing.js';
 import { PeerLink } from '../net/link.js';
 import { describeSocketError, listenError } from '../net/peers.js';
+import { Barrier } from '../store/barrier.js';
+import { externalStoreConfig, openServerStore } from '../store/server-store.js';
 import { SqliteStore } from '../store/sqlite.js';
+import type { Store } from '../store/store.js';
 import { PEER_PROTOCOL_VERSION, VERSION } from '../version.js';
 import type { Approver } from './approval.js';
 import type { BootArgs } from './boot-args.js';
@@ -74,12 +77,8 @@ export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Appr
   if (daemonRunning(paths)) {
     throw new EkmError('EKM_RUNNING', `ekm is running in ${paths.home}`, 'stop it first: ekm stop');
   }
-  if (args.externalDb) {
-    throw new EkmError(
-      'EKM_UNSUPPORTED',
-      '-externaldb needs the PostgreSQL store, which this release does not include yet',
-      'bootstrap without -externaldb to use the embedded store',
-    );
+  if (args.externalDb && args.restore) {
+    throw new EkmError('EKM_UNSUPPORTED', '-restore restores into the embedded store, not into PostgreSQL (-externaldb)', 'bootstrap the restored server without -externaldb');
   }
   if (isBootstrapped(paths) && !args.restore) {
     throw new EkmError(
@@ -95,6 +94,15 @@ export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Appr
   }
   if (args.restore && !existsSync(paths.systemKey)) {
     throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs the system key at ${paths.systemKey}`, 'restore it together with the store');
+  }
+
+  // The system key comes first: it seals the database password that server.json keeps.
+  const newSystemKey = args.restore ? undefined : randomBytes(32);
+  const systemKey = new Barrier(newSystemKey ?? readFileSync(paths.systemKey));
+  const storeConfig: StoreConfig = args.externalDb ? externalStoreConfig(process.env.EKM_DB_URL, systemKey) : { kind: 'sqlite' };
+  if (storeConfig.kind === 'postgres') {
+    await checkExternalStore(storeConfig, paths, args.role, systemKey);
+    print(`Store: the PostgreSQL database ${storeConfig.url} (the ${ROLE_LABEL[args.role]} role's; every ${ROLE_LABEL[args.role]} of the cluster shares it)`);
   }
 
   // A restored store keeps its cluster id; its role, schema and keys are checked before anything else.
@@ -147,9 +155,9 @@ export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Appr
       fingerprint: p.fingerprint!,
       certPem: p.certPem!,
     })),
-    store: { kind: 'sqlite' },
+    store: storeConfig,
   };
-  await persistBootstrap(args, paths, identity, config, exchange.restorePlan);
+  await persistBootstrap(args, paths, identity, config, exchange.restorePlan, { newSystemKey, systemKey });
   print(`${ROLE_LABEL[args.role]} ${formatAddress(args.self)} bootstrapped: cluster ${clusterId}, triplet ${tripletId}.`);
   print(
     args.role === 'ep'
@@ -160,22 +168,29 @@ export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Appr
 }
 
 /** Writes identity, system key and store, then `server.json`; undoes the new files if anything fails. */
-async function persistBootstrap(args: BootArgs, paths: HomePaths, identity: Identity, config: ServerConfig, restorePlan: RestorePlan | null): Promise<void> {
+async function persistBootstrap(
+  args: BootArgs,
+  paths: HomePaths,
+  identity: Identity,
+  config: ServerConfig,
+  restorePlan: RestorePlan | null,
+  keys: { newSystemKey: Buffer | undefined; systemKey: Barrier },
+): Promise<void> {
   const created: string[] = [];
   try {
     writeFileAtomic(paths.tlsKey, identity.keyPem, 0o600);
     created.push(paths.tlsKey);
     writeFileAtomic(paths.tlsCert, identity.certPem, 0o644);
     created.push(paths.tlsCert);
-    if (!args.restore) {
+    if (keys.newSystemKey) {
       for (const leftover of [paths.sqlite, `${paths.sqlite}-wal`, `${paths.sqlite}-shm`]) rmSync(leftover, { force: true });
-      writeFileAtomic(paths.systemKey, randomBytes(32), 0o600);
+      writeFileAtomic(paths.systemKey, keys.newSystemKey, 0o600);
       created.push(paths.systemKey);
       created.push(paths.sqlite, `${paths.sqlite}-wal`, `${paths.sqlite}-shm`);
     }
     // -restore: keep each key at the epoch EP and Partner agreed on, drop the old triplet's rows.
     if (args.restore && restorePlan) applyRestorePlan(paths.sqlite, args.role, restorePlan);
-    const store = SqliteStore.open(paths.sqlite, { create: !args.restore });
+    const store = await openServerStore(config.store, paths, { create: !args.restore, role: args.role, barrier: keys.systemKey });
     try {
       if (args.role === 'ep') await prepareRootPartition(store, args);
       await store.setMeta('cluster_id', config.clusterId);
@@ -227,7 +242,28 @@ async function checkRestoredRootSo(paths: HomePaths, password: string): Promise<
   }
 }
 
-async function prepareRootPartition(store: SqliteStore, args: BootArgs): Promise<void> {
+/**
+ * -externaldb: the role's database must be reachable, not another role's, and hold no cluster
+ * yet; checked (and claimed for the role) before the trust exchange, so a wrong EKM_DB_URL fails
+ * at once.
+ */
+async function checkExternalStore(cfg: Extract<StoreConfig, { kind: 'postgres' }>, paths: HomePaths, role: Role, systemKey: Barrier): Promise<void> {
+  const store = await openServerStore(cfg, paths, { create: true, role, barrier: systemKey });
+  try {
+    const cluster = await store.getMeta('cluster_id');
+    if (cluster !== undefined || (await store.listPartitions()).length > 0) {
+      throw new EkmError(
+        'EKM_STORE_IN_USE',
+        `the PostgreSQL database ${cfg.url} already holds the ${ROLE_LABEL[role]} store of ${cluster ? `cluster ${cluster}` : 'an unfinished bootstrap'}`,
+        'give a new cluster a new, empty database (drop and create this one again only if its cluster is gone for good)',
+      );
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+async function prepareRootPartition(store: Store, args: BootArgs): Promise<void> {
   if (args.restore) return;
   const root = await store.createPartition({ name: ROOT_PARTITION, fipsRequired: false });
   await store.createUser({ partitionId: root.id, name: ROOT_SO, role: 'so', passwordHash: await hashPassword(args.rootSoPassword!) });

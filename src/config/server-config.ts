@@ -24,8 +24,10 @@ export type PeerEntry = z.infer<typeof PeerEntry>;
 
 export const StoreConfig = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('sqlite') }),
-  z.object({ kind: z.literal('postgres'), url: z.string().min(1) }),
+  /** The role's PostgreSQL database: its URL without the password, which is kept sealed by the system key (src/store/server-store.ts). */
+  z.object({ kind: z.literal('postgres'), url: z.string().min(1), passwordSealed: z.string().min(1).optional() }),
 ]);
+export type StoreConfig = z.infer<typeof StoreConfig>;
 
 export const ServerConfig = z.object({
   format: z.literal(1),

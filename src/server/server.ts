@@ -14,7 +14,7 @@ import { EkmError } from '../errors.js';
 import { type PeerStatusReply, type TripletHealth, encodeStatus, probeTriplet } from '../cluster/health.js';
 import { PeerManager, type PeerRole } from '../net/peers.js';
 import { Barrier } from '../store/barrier.js';
-import { SqliteStore } from '../store/sqlite.js';
+import { openServerStore } from '../store/server-store.js';
 import type { Store } from '../store/store.js';
 import { VERSION } from '../version.js';
 import { startApi } from '../api/app.js';
@@ -115,12 +115,12 @@ export class EkmServer implements ServerContext {
     const config = loadServerConfig(paths);
     const identity = { keyPem: readSecretFile(paths.tlsKey, 'identity key'), certPem: readSecretFile(paths.tlsCert, 'certificate') };
     const systemKey = readFileSyncOr(paths.systemKey, 'system key');
-    if (config.store.kind !== 'sqlite') throw new EkmError('EKM_UNSUPPORTED', `store kind ${config.store.kind} is not available in this release`);
     const barrier = new Barrier(systemKey);
     // The Aux's store is a cache that EP and Partner can always fill again (re-derivation), so a
     // new or wiped Aux starts empty; an EP or Partner without its store must not (that is data loss).
     const auxStarts = config.role === 'aux' && !existsSync(paths.sqlite);
-    const store = SqliteStore.open(paths.sqlite, { create: config.role === 'aux', barrier });
+    // An EP or Partner on PostgreSQL opens its role's database; the Aux's store is always local.
+    const store = await openServerStore(config.store, paths, { create: config.role === 'aux', role: config.role, barrier });
     if (auxStarts) log.warn({ event: 'aux_store_empty' }, 'the Aux store is empty: run the Aux re-derivation from the EP');
     const server = new EkmServer(config, paths, store, barrier, log.child({ role: config.role, server: config.name }), identity);
     try {
