@@ -4,8 +4,14 @@
 #   ekm_<version>_<arch>.deb           /opt/ekm, /usr/bin/{ekm,ucl}, systemd unit, /etc/init.d/ekm
 #   ekm-<version>-1.<arch>.rpm         the same for RPM hosts, when rpmbuild is installed
 # The native module (better-sqlite3) is built for this machine's platform and Node.js ABI, so
-# build on the platform you ship to. Takes about a minute on 2 cores.
+# build on the platform you ship to. Takes about a minute on 2 cores (the rpm adds about as much).
+# Arguments name the formats to build (tar deb rpm); none means all of them.
 set -euo pipefail
+formats=" ${*:-tar deb rpm} "
+for f in $formats; do
+  case "$f" in tar | deb | rpm) ;; *) echo "usage: $0 [tar] [deb] [rpm]" >&2; exit 2 ;; esac
+done
+wants() { [[ "$formats" == *" $1 "* ]]; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/release"
 cd "$root"
@@ -58,9 +64,11 @@ reported=$(cd / && "$app/bin/ekm" --version)
 [ "$reported" = "$version" ] || { echo "package: the built tree reports version '$reported', expected $version" >&2; exit 1; }
 
 tar_opts=(--owner=0 --group=0 --numeric-owner --sort=name)
-tar "${tar_opts[@]}" -C "$stage/app" -czf "$out/ekm-$version.tar.gz" "ekm-$version"
-(cd "$out" && sha256sum "ekm-$version.tar.gz" >"ekm-$version.tar.gz.sha256")
-echo "package: release/ekm-$version.tar.gz"
+if wants tar; then
+  tar "${tar_opts[@]}" -C "$stage/app" -czf "$out/ekm-$version.tar.gz" "ekm-$version"
+  (cd "$out" && sha256sum "ekm-$version.tar.gz" >"ekm-$version.tar.gz.sha256")
+  echo "package: release/ekm-$version.tar.gz"
+fi
 
 # The maintainer scripts: the Node.js check, the shared logic, then what this script does.
 maint() {
@@ -83,7 +91,7 @@ layout() {
 
 # 4. Debian package.
 arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
-if command -v dpkg-deb >/dev/null 2>&1; then
+if wants deb && command -v dpkg-deb >/dev/null 2>&1; then
   deb="$stage/deb"
   layout "$deb" /lib/systemd/system /etc/init.d /etc/default/ekm
   mkdir -p "$deb/DEBIAN"
@@ -108,12 +116,12 @@ CONTROL
   chmod 0755 "$deb/DEBIAN/preinst" "$deb/DEBIAN/postinst" "$deb/DEBIAN/prerm" "$deb/DEBIAN/postrm"
   dpkg-deb --root-owner-group -Zgzip --build "$deb" "$out/ekm_${version}_$arch.deb" >/dev/null
   echo "package: release/ekm_${version}_$arch.deb"
-else
+elif wants deb; then
   echo "package: .deb skipped: dpkg-deb is not installed (apt-get install dpkg)"
 fi
 
 # 5. RPM package.
-if command -v rpmbuild >/dev/null 2>&1; then
+if wants rpm && command -v rpmbuild >/dev/null 2>&1; then
   rpmarch=$(uname -m)
   rpmroot="$stage/rpm-root"
   layout "$rpmroot" /usr/lib/systemd/system /etc/rc.d/init.d /etc/sysconfig/ekm
@@ -131,6 +139,8 @@ AutoReqProv: no
 %global debug_package %{nil}
 %global __os_install_post %{nil}
 %global _build_id_links none
+# gzip: xz, rpm's default, takes minutes for node_modules on a small machine.
+%global _binary_payload w6.gzdio
 
 %description
 Threshold cryptography across a triplet of servers: keys never exist whole.
@@ -155,6 +165,6 @@ SPEC
   } >"$stage/ekm.spec"
   rpmbuild --quiet -bb --define "_topdir $stage/rpmbuild" --define "_rpmdir $out" --define '_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm' "$stage/ekm.spec"
   echo "package: release/ekm-$version-1.$rpmarch.rpm"
-else
+elif wants rpm; then
   echo "package: .rpm skipped: rpmbuild is not installed (apt-get install rpm, or dnf install rpm-build)"
 fi

@@ -3,7 +3,7 @@
  * root (`dpkg -x`: no maintainer scripts run, nothing touches this machine), and a real triplet
  * is bootstrapped with the installed /opt/ekm/bin/ekm_boot_*.sh scripts and served from the
  * installed tree alone. The maintainer scripts' refusals run against the scratch root through
- * DPKG_ROOT; corrupted packages are refused. About a minute, most of it the build.
+ * DPKG_ROOT; corrupted packages are refused. About 75 s on 2 cores, most of it the build.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -40,12 +40,11 @@ describe('release packages', () => {
   let t: Triplet | undefined;
 
   before(async () => {
-    const build = sh('bash', [join(ROOT, 'packaging', 'build.sh')], { cwd: ROOT });
+    // The .rpm would double the build time; it shares the tree and the install logic tested here.
+    const build = sh('bash', [join(ROOT, 'packaging', 'build.sh'), 'tar', 'deb'], { cwd: ROOT });
     assert.equal(build.code, 0, `npm run package failed:\n${build.stdout}\n${build.stderr}`);
     deb = join(ROOT, /package: (release\/ekm_\S+\.deb)/.exec(build.stdout)![1]!);
     tarball = join(RELEASE, `ekm-${VERSION}.tar.gz`);
-    // The rpm is built only where rpmbuild exists; otherwise the build says so in one line.
-    assert.match(build.stdout, /package: (release\/ekm-\S+\.rpm|\.rpm skipped: rpmbuild is not installed)/);
     scratch = mkdtempSync(join(tmpdir(), 'ekm-pkg-'));
     const x = sh('dpkg', ['-x', deb, join(scratch, 'root')]);
     assert.equal(x.code, 0, x.stderr);
