@@ -47,6 +47,6 @@ export async function openServerStore(
   paths: HomePaths,
   opts: { create: boolean; role: Role; barrier: Barrier },
 ): Promise<Store> {
-  if (cfg.kind === 'sqlite') return SqliteStore.open(paths.sqlite, { create: opts.create, barrier: opts.barrier });
+  if (cfg.kind === 'sqlite') return SqliteStore.open(paths.sqlite, opts);
   return PostgresStore.open(pgConnection(cfg, opts.barrier), opts);
 }

@@ -1,10 +1,10 @@
 /**
- * The store's logic written once against a small SQL driver, for backends whose statements are
- * asynchronous (PostgreSQL) as well as synchronous ones. Every operation is a generator of SQL
- * statements (`Steps`): the driver runs each yielded statement and sends its result back in, so
- * the same steps run inside a synchronous SQLite transaction or an awaited PostgreSQL one. SQL is
- * written with `?` placeholders in the dialect both backends share (ON CONFLICT, RETURNING,
- * CAST); the driver renumbers them where it needs to.
+ * The store's logic, written once for both backends against a small SQL driver (SQLite:
+ * src/store/sqlite.ts, synchronous; PostgreSQL: src/store/postgres.ts, asynchronous). Every
+ * operation is a generator of SQL statements (`Steps`): the driver runs each yielded statement and
+ * sends its result back in, so the same steps run inside a synchronous SQLite transaction or an
+ * awaited PostgreSQL one. SQL is written with `?` placeholders in the dialect both backends share
+ * (ON CONFLICT, RETURNING, CAST); the driver renumbers them where it needs to.
  */
 import { ROLE_LABEL } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
@@ -21,7 +21,6 @@ import type {
   StoredShare,
 } from './key-records.js';
 import { LATEST_SCHEMA, MIGRATIONS, type Migration, tooNewError } from './migrations.js';
-import { AUDIT_GENESIS } from './sqlite.js';
 import {
   keyNameTaken,
   type AuditEntry,
@@ -120,18 +119,23 @@ export function otherRoleError(where: string, owner: string, role: StoreRole): E
   );
 }
 
+/** A migration failure as the operator sees it: EkmErrors as they are, anything else EKM_MIGRATION_FAILED. */
+export function asMigrationError(d: SqlDriver, e: unknown): EkmError {
+  if (e instanceof EkmError) return e;
+  return new EkmError(
+    'EKM_MIGRATION_FAILED',
+    `${d.where} could not be migrated to schema ${LATEST_SCHEMA}: ${(e as Error).message}`,
+    'nothing was changed; restore the store from a backup or report this with the log',
+  );
+}
+
 /** Opens the store through `d` and migrates it; the driver is closed if that fails. */
 export async function openSqlStore(d: SqlDriver, opts: { create: boolean; role?: StoreRole; barrier?: Barrier }): Promise<SqlStore> {
   try {
     await d.transaction(migrateSteps(d, opts));
   } catch (e) {
     await d.close();
-    if (e instanceof EkmError) throw e;
-    throw new EkmError(
-      'EKM_MIGRATION_FAILED',
-      `${d.where} could not be migrated to schema ${LATEST_SCHEMA}: ${(e as Error).message}`,
-      'nothing was changed; restore the store from a backup or report this with the log',
-    );
+    throw asMigrationError(d, e);
   }
   return new SqlStore(d, opts.barrier);
 }
@@ -141,6 +145,9 @@ function given(terms: readonly (readonly [string, SqlValue | undefined])[]): { p
   const set = terms.filter((t): t is readonly [string, SqlValue] => t[1] !== undefined);
   return { parts: set.map((t) => t[0]), args: set.map((t) => t[1]) };
 }
+
+/** The hash before the first audit row. */
+export const AUDIT_GENESIS = '0'.repeat(64);
 
 const META_UPSERT = 'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value';
 const shareAad = (keyId: string, epoch: number, party: number): string => `share|${keyId}|${epoch}|${party}`;

@@ -117,9 +117,9 @@ describe('accounts', () => {
     await rejects(acc.deletePartition(rootSo, 'root', true), 'EKM_FORBIDDEN', 403);
     const pay = (await store.getPartition('payments'))!;
     // A key record placed in the partition (the key service writes these).
-    (store as unknown as { db: import('better-sqlite3').Database }).db
-      .prepare("INSERT INTO keys (key_id, alg, state, current_epoch, created_at, partition_id) VALUES ('00000000000000aa', 'ecdsa-p256', 'active', 1, 'now', ?)")
-      .run(pay.id);
+    const share = { keyId: '00000000000000aa', alg: 'rsa-2048', epoch: 1, partyId: 1 as const, n: Uint8Array.of(1), e: Uint8Array.of(3), pieces: Uint8Array.of(5) };
+    await store.applyKeyWrites([{ op: 'rsa-key-create', keyId: share.keyId, alg: share.alg, share }]);
+    await store.setKeyAttributes(share.keyId, { partitionId: pay.id });
     assert.equal(await store.countPartitionKeys(pay.id), 1);
     await rejects(acc.deletePartition(rootSo, 'payments', false), 'EKM_PARTITION_NOT_EMPTY', 409);
     assert.deepEqual(await acc.deletePartition(rootSo, 'payments', true), { keysDeleted: 1 });

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { EkmError } from '../../../src/errors.js';
 import type { KeyWrite, RsaShareRecord, ShareRecord } from '../../../src/store/key-records.js';
 import { LATEST_SCHEMA } from '../../../src/store/migrations.js';
-import { AUDIT_GENESIS } from '../../../src/store/sqlite.js';
+import { AUDIT_GENESIS } from '../../../src/store/sql-store.js';
 import type { AuditEntry, Store } from '../../../src/store/store.js';
 
 export interface StoreFactory {
