@@ -295,14 +295,14 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       access: 'any role of the key’s partition',
       params: KeyRef,
       query: PublicQuery,
-      ok: { status: 200, description: 'public key', schema: z.object({ alg: z.string(), format: z.string(), value: z.unknown() }) },
+      ok: { status: 200, description: 'public key', schema: z.object({ keyId: z.string(), alg: z.string(), format: z.string(), value: z.unknown() }) },
       errors: [404],
     },
     async (req) => {
       const { key } = await keyFor(req, ANY_ROLE, 'export public keys', 'read');
       const { format } = parse(PublicQuery, req.query, 'query');
       const pub = await keys.publicKey(key.keyId, format as PublicKeyFormat);
-      return { alg: pub.alg, format, value: pub.value instanceof Uint8Array ? b64out(pub.value) : pub.value };
+      return { keyId: key.keyId, alg: pub.alg, format, value: pub.value instanceof Uint8Array ? b64out(pub.value) : pub.value };
     },
   );
 

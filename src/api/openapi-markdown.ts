@@ -1,6 +1,7 @@
 /**
  * Renders the OpenAPI document as docs/api.md: one section per operation with who may call it,
- * its parameters and body (JSON Schema), its answers, and a curl example.
+ * its parameters and body (JSON Schema), its answers, and a curl example. scripts/gen-docs.ts
+ * renders it from a running EP; by hand:
  *   curl -sk https://127.0.0.1:16643/api/v1/openapi.json > /tmp/openapi.json
  *   node --import tsx src/api/openapi-markdown.ts /tmp/openapi.json > docs/api.md
  */
@@ -45,6 +46,8 @@ function example(s: Record<string, unknown>, name = ''): unknown {
 }
 
 const PATH_EXAMPLE: Record<string, string> = { keyId: 'release-signing', partition: 'codesign', user: 'alice' };
+
+export type OpenApiDoc = Doc;
 
 export function openApiMarkdown(doc: Doc): string {
   const out: string[] = [];

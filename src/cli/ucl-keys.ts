@@ -419,10 +419,10 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
     const id = keyRef(o.name);
     const f = (o.format ?? 'PEM').toLowerCase();
     if (f !== 'pem' && f !== 'der') throw usageError(`--format ${o.format} is not available`, 'use PEM or DER');
-    const r = await call<{ alg: string; value: string }>(ctx, await credentials(o), 'GET', `/api/v1/keys/${seg(id)}/public?format=${f}`);
+    const r = await call<{ keyId: string; alg: string; value: string }>(ctx, await credentials(o), 'GET', `/api/v1/keys/${seg(id)}/public?format=${f}`);
     const data = f === 'pem' ? r.value : Buffer.from(r.value, 'base64');
     writeOutput(o.out, data);
-    if (ctx.json()) printJson(ctx, { keyId: id, alg: r.alg, format: f, out: o.out });
-    else ctx.print(`Public key of ${keyType(r.alg)} key UID=${id} written to ${o.out} (${f.toUpperCase()})`);
+    if (ctx.json()) printJson(ctx, { keyId: r.keyId, alg: r.alg, format: f, out: o.out });
+    else ctx.print(`Public key of ${keyType(r.alg)} key UID=${r.keyId} written to ${o.out} (${f.toUpperCase()})`);
   });
 }
