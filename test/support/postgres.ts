@@ -17,6 +17,8 @@ export interface PgServer {
   /** A URL for the database `db` as user postgres (any password is accepted: trust auth). */
   url(db: string, password?: string): string;
   createDatabase(db: string): Promise<void>;
+  /** Stops PostgreSQL at once (as a crash or a failover would) and starts it again on the same port. */
+  restart(): void;
   stop(): void;
 }
 
@@ -83,13 +85,16 @@ export async function startPostgres(): Promise<PgServer> {
   process.once('exit', stop);
   try {
     asServer('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
-    // Throwaway data: no fsync; the socket in our own folder (Debian's /run/postgresql may not exist).
-    const opts = `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} -c fsync=off -c max_connections=200`;
     running = true;
-    asServer('pg_ctl', ['-D', data, '-o', opts, '-l', join(dir, 'log'), '-w', '-t', '60', 'start']);
+    startServer();
   } catch (e) {
     stop();
     throw e;
+  }
+  function startServer(): void {
+    // Throwaway data: no fsync; the socket in our own folder (Debian's /run/postgresql may not exist).
+    const opts = `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} -c fsync=off -c max_connections=200`;
+    asServer('pg_ctl', ['-D', data, '-o', opts, '-l', join(dir, 'log'), '-w', '-t', '60', 'start']);
   }
   const url = (db: string, password?: string): string =>
     `postgres://postgres${password ? `:${encodeURIComponent(password)}` : ''}@127.0.0.1:${port}/${db}`;
@@ -104,6 +109,10 @@ export async function startPostgres(): Promise<PgServer> {
       } finally {
         await c.end();
       }
+    },
+    restart: () => {
+      asServer('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+      startServer();
     },
     stop: () => {
       process.removeListener('exit', stop);

@@ -258,6 +258,30 @@ describe('PostgreSQL store: connection', () => {
     await assert.rejects(open('no_such_db'), isCode('EKM_STORE_UNAVAILABLE', /database "no_such_db" does not exist/));
   });
 
+  it('comes back by itself after PostgreSQL restarts (a crash or a failover), its data intact', async () => {
+    const s = await open(await freshDb());
+    try {
+      await s.setMeta('before', 'restart');
+      server.restart();
+      // Connections that died with the old server are dropped; the next request opens a new one.
+      const until = Date.now() + 10_000;
+      for (;;) {
+        try {
+          await s.check();
+          break;
+        } catch (e) {
+          if (Date.now() > until) throw e;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      assert.equal(await s.getMeta('before'), 'restart');
+      await s.setMeta('after', 'restart');
+      assert.equal(await s.getMeta('after'), 'restart');
+    } finally {
+      await s.close();
+    }
+  });
+
   it('EKM_DB_URL: the password is split off the URL; anything but a PostgreSQL URL naming a database is refused', () => {
     assert.deepEqual(parseDbUrl('postgres://ekm:p%40ss@db.example:5433/ekm_ep?sslmode=require'), {
       url: 'postgres://ekm@db.example:5433/ekm_ep?sslmode=require',
