@@ -5,7 +5,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', '.ekm-local/', 'coverage/', 'build/'] },
+  { ignores: ['dist/', 'node_modules/', '.ekm-local/', 'coverage/', 'build/', 'release/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
