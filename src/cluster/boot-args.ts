@@ -74,7 +74,7 @@ const SCRIPT: Record<Role, string> = { ep: 'ekm_boot_ep.sh', partner: 'ekm_boot_
 
 export const BOOT_USAGE: Record<Role, string> = {
   ep: 'ekm_boot_ep.sh -s <self>[:port] -p <partner>[:port] -x <aux>[:port] -fips -w <root SO password> [-restore [--partial]] [-f] [-n <csv>] [-e <years>] [-externaldb] [--api-port <port>] [--timeout <s>]',
-  partner: 'ekm_boot_partner.sh -s <self>[:port] -p <ep>[:port] -x <aux>[:port] -fips [-restore [--partial]] [-f] [--timeout <s>]',
+  partner: 'ekm_boot_partner.sh -s <self>[:port] -p <ep>[:port] -x <aux>[:port] -fips [-restore [--partial]] [-f] [-externaldb] [--timeout <s>]',
   aux: 'ekm_boot_auxiliary.sh -s <self>[:port] -e <ep>[:port] -p <partner>[:port] -fips [-f] [--timeout <s>]',
 };
 
