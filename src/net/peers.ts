@@ -358,13 +358,16 @@ export class PeerManager extends EventEmitter {
 }
 
 class IncompatiblePeer extends EkmError {
-  constructor(message: string, code = 'EKM_PEER_INCOMPATIBLE', hint?: string) {
-    super(code, message, hint);
+  constructor(message: string, code = 'EKM_PEER_INCOMPATIBLE') {
+    super(code, message);
   }
 }
 
-/** A peer whose release is outside the rolling-upgrade window (`releasesInteroperate`). */
-export class IncompatibleRelease extends IncompatiblePeer {
+/**
+ * A peer whose release is outside the rolling-upgrade window (`releasesInteroperate`). The message
+ * is all an operator sees (ucl server test, both logs), so it names both releases and the rule.
+ */
+class IncompatibleRelease extends IncompatiblePeer {
   constructor(
     spec: PeerSpec,
     readonly remoteVersion: string,
@@ -373,7 +376,6 @@ export class IncompatibleRelease extends IncompatiblePeer {
     super(
       `${spec.role} ${spec.name} runs ekm ${remoteVersion}, this server ekm ${local}: releases link only within one major version and at most one minor version apart`,
       'EKM_RELEASE_INCOMPATIBLE',
-      'upgrade the servers to releases at most one minor version apart (see the upgrade procedure in docs/operations.md)',
     );
   }
 }
