@@ -33,7 +33,8 @@ src="$stage/tree"
 mkdir "$src"
 git -c tar.umask=022 archive HEAD | tar -x -C "$src"
 ln -s "$root/node_modules" "$src/node_modules"
-(cd "$src" && node node_modules/typescript/bin/tsc -p tsconfig.build.json)
+(cd "$src" && node node_modules/typescript/bin/tsc -p tsconfig.build.json) ||
+  { echo "package: commit $commit does not compile (tsc above): nothing was built" >&2; exit 1; }
 
 # 2. The /opt/ekm tree. No src/: bin/_launch.sh then always runs dist/.
 app="$stage/app/ekm-$version"
@@ -63,9 +64,8 @@ fi
 reported=$(cd / && "$app/bin/ekm" --version)
 [ "$reported" = "$version" ] || { echo "package: the built tree reports version '$reported', expected $version" >&2; exit 1; }
 
-tar_opts=(--owner=0 --group=0 --numeric-owner --sort=name)
 if wants tar; then
-  tar "${tar_opts[@]}" -C "$stage/app" -czf "$out/ekm-$version.tar.gz" "ekm-$version"
+  tar --owner=0 --group=0 --numeric-owner --sort=name -C "$stage/app" -czf "$out/ekm-$version.tar.gz" "ekm-$version"
   (cd "$out" && sha256sum "ekm-$version.tar.gz" >"ekm-$version.tar.gz.sha256")
   echo "package: release/ekm-$version.tar.gz"
 fi
