@@ -94,9 +94,10 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
     const body = parse(TokenBody, req.body, 'body');
     return auth.issueToken(await auth.login(body.username, body.password));
   });
-  if (!ctx.catalog) throw new EkmError('EKM_INTERNAL', 'the EP API needs the key catalogue');
-  keyRoutes(app, { keys: ctx.keys, catalog: ctx.catalog, store: ctx.store }, auth, doc);
-  tenancyApi(app, ctx, auth, doc);
+  const catalog = ctx.catalog;
+  if (!catalog) throw new EkmError('EKM_INTERNAL', 'the EP API needs the key catalogue');
+  keyRoutes(app, { keys: ctx.keys, catalog, store: ctx.store }, auth, doc);
+  tenancyApi(app, { store: ctx.store, log: ctx.log, catalog }, auth, doc);
 
   try {
     await app.listen({ host: api.host, port: api.port });

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { EkmError } from '../errors.js';
 import { DEFAULT_MAX_FAILED_LOGINS, MAX_PASSWORD, NAME_RE } from '../service/accounts.js';
+import type { KeyCatalog } from '../service/key-catalog.js';
 import type { Store } from '../store/store.js';
 import type { Authenticator } from './auth.js';
 import { parse } from './keys.js';
@@ -33,7 +34,7 @@ const KeysQuery = z
   .strict();
 const PartitionOut = z.object({ index: z.number(), name: z.string(), fipsRequired: z.boolean(), maxFailedLogins: z.number(), createdAt: z.string(), keys: z.number() });
 
-export function partitionRoutes(app: FastifyInstance, auth: Authenticator, store: Store, doc: ApiDoc): void {
+export function partitionRoutes(app: FastifyInstance, auth: Authenticator, store: Store, catalog: KeyCatalog, doc: ApiDoc): void {
   const accounts = auth.accounts;
   route(
     app,
@@ -89,7 +90,7 @@ export function partitionRoutes(app: FastifyInstance, auth: Authenticator, store
       const { partition } = parse(PartitionParam, req.params, 'path');
       const { force } = parse(DeleteQuery, req.query, 'query');
       const before = await store.getPartition(partition);
-      const r = await accounts.deletePartition(actor, partition, force === 'true');
+      const r = await accounts.deletePartition(actor, partition, force === 'true', (id) => catalog.destroyPartitionKeys(id));
       if (before) auth.revoke(before.id);
       return { deleted: partition, keysDeleted: r.keysDeleted };
     },

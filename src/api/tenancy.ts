@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { AuditLog } from '../service/audit.js';
+import type { KeyCatalog } from '../service/key-catalog.js';
 import type { Store } from '../store/store.js';
 import { auditRoutes } from './audit.js';
 import type { Authenticator } from './auth.js';
@@ -12,14 +13,14 @@ import { type ApiDoc, openApiRoute } from './openapi.js';
 import { partitionRoutes } from './partitions.js';
 import { userRoutes } from './users.js';
 
-export function tenancyApi(app: FastifyInstance, ctx: { store: Store; log: Logger }, auth: Authenticator, doc: ApiDoc): { audit: AuditLog; metrics: Metrics } {
+export function tenancyApi(app: FastifyInstance, ctx: { store: Store; log: Logger; catalog: KeyCatalog }, auth: Authenticator, doc: ApiDoc): { audit: AuditLog; metrics: Metrics } {
   const audit = new AuditLog(ctx.store);
   const metrics = new Metrics();
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
   metrics.register(app);
-  partitionRoutes(app, auth, ctx.store, doc);
+  partitionRoutes(app, auth, ctx.store, ctx.catalog, doc);
   userRoutes(app, auth, doc);
   auditRoutes(app, auth, audit, doc, ctx.log);
   openApiRoute(app, doc);

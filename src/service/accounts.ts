@@ -158,8 +158,11 @@ export class Accounts {
     return this.view((await this.store.getPartitionById(p.id))!);
   }
 
-  /** Returns how many key records went with it (only when forced). */
-  async deletePartition(actor: Actor, name: string, force: boolean): Promise<{ keysDeleted: number }> {
+  /**
+   * Returns how many keys went with it (only when forced). `destroyKeys` destroys the partition's
+   * keys on all three servers first (the key catalogue), so that no share outlives its partition.
+   */
+  async deletePartition(actor: Actor, name: string, force: boolean, destroyKeys: (partitionId: number) => Promise<void>): Promise<{ keysDeleted: number }> {
     if (!isRootSo(actor)) throw forbidden('only the root partition SO deletes partitions');
     const p = await this.partitionFor(actor, name);
     if (p.id === ROOT_PARTITION_ID) throw new EkmError('EKM_FORBIDDEN', 'the root partition cannot be deleted', undefined, 1, 403);
@@ -167,6 +170,7 @@ export class Accounts {
     if (keys > 0 && !force) {
       throw new EkmError('EKM_PARTITION_NOT_EMPTY', `partition ${name} holds ${keys} key${keys === 1 ? '' : 's'}`, 'delete them first, or force (ucl partition delete --force)', 1, 409);
     }
+    if (force && keys > 0) await destroyKeys(p.id);
     await this.store.deletePartition(p.id, { withKeys: force });
     return { keysDeleted: force ? keys : 0 };
   }

@@ -136,6 +136,16 @@ export class KeyCatalog {
     return { row, pending };
   }
 
+  /** Destroys every live key of the partition (a forced partition delete). */
+  async destroyPartitionKeys(partitionId: number): Promise<void> {
+    for (;;) {
+      const batch = await this.deps.store.listPartitionKeys(partitionId, { limit: 100 });
+      if (batch.length === 0) return;
+      for (const k of batch) await this.destroyNow(k.keyId);
+      this.deps.log.warn({ event: 'partition_keys_destroyed', partitionId, keys: batch.length }, 'keys of a deleted partition destroyed');
+    }
+  }
+
   private async destroyNow(keyId: string): Promise<DestroyedKeyRow> {
     const row = await this.deps.store.destroyKey(keyId, ['partner', 'aux']);
     if (!row) throw notFound(keyId);

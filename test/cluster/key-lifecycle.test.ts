@@ -56,6 +56,7 @@ after(async () => {
 describe('key names, states and destruction', () => {
   let signer: KeyView;
   let aes: KeyView;
+  let teamKey: KeyView;
 
   it('generates keys with a name and a description; a name is unique in its partition and never looks like a UID', async () => {
     const r = await as(ROOT, 'POST', '/keys', { alg: 'ecdsa-p256', name: 'code-signing', description: 'release builds' });
@@ -69,6 +70,7 @@ describe('key names, states and destruction', () => {
     const other = await as(TEAM_SO, 'POST', '/keys', { alg: 'ecdsa-p256', name: 'code-signing' });
     assert.equal(other.status, 201, JSON.stringify(other.body));
     assert.notEqual(other.body.keyId, signer.keyId);
+    teamKey = other.body;
     const a = await as(ROOT, 'POST', '/keys', { alg: 'aes-256-dprf', name: 'backups dek' });
     assert.equal(a.status, 201, JSON.stringify(a.body));
     aes = a.body;
@@ -176,5 +178,13 @@ describe('key names, states and destruction', () => {
     const deadline = Date.now() + 30_000;
     while (storeRows('aux', k.keyId).keys !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
     assert.deepEqual(storeRows('aux', k.keyId), { keys: 0, shares: 0 });
+  });
+
+  it('a forced partition delete destroys its keys on all three servers', async () => {
+    for (const role of ['ep', 'partner', 'aux'] as const) assert.deepEqual(storeRows(role, teamKey.keyId), { keys: 1, shares: 1 }, role);
+    assertApiError(await as(ROOT, 'DELETE', '/partitions/team'), 409, 'EKM_PARTITION_NOT_EMPTY');
+    const d = await as<{ keysDeleted: number }>(ROOT, 'DELETE', '/partitions/team?force=true');
+    assert.deepEqual([d.status, d.body.keysDeleted], [200, 1]);
+    for (const role of ['ep', 'partner', 'aux'] as const) assert.deepEqual(storeRows(role, teamKey.keyId), { keys: 0, shares: 0 }, role);
   });
 });

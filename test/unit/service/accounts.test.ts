@@ -114,15 +114,20 @@ describe('accounts', () => {
   });
 
   it('root is undeletable; a partition with keys is deleted only when forced', async () => {
-    await rejects(acc.deletePartition(rootSo, 'root', true), 'EKM_FORBIDDEN', 403);
+    const destroyed: number[] = [];
+    const destroyKeys = async (id: number): Promise<void> => void destroyed.push(id);
+    await rejects(acc.deletePartition(rootSo, 'root', true, destroyKeys), 'EKM_FORBIDDEN', 403);
     const pay = (await store.getPartition('payments'))!;
     // A key record placed in the partition (the key service writes these).
     const share = { keyId: '00000000000000aa', alg: 'rsa-2048', epoch: 1, partyId: 1 as const, n: Uint8Array.of(1), e: Uint8Array.of(3), pieces: Uint8Array.of(5) };
     await store.applyKeyWrites([{ op: 'rsa-key-create', keyId: share.keyId, alg: share.alg, share }]);
     await store.setKeyAttributes(share.keyId, { partitionId: pay.id });
     assert.equal(await store.countPartitionKeys(pay.id), 1);
-    await rejects(acc.deletePartition(rootSo, 'payments', false), 'EKM_PARTITION_NOT_EMPTY', 409);
-    assert.deepEqual(await acc.deletePartition(rootSo, 'payments', true), { keysDeleted: 1 });
+    await rejects(acc.deletePartition(rootSo, 'payments', false, destroyKeys), 'EKM_PARTITION_NOT_EMPTY', 409);
+    assert.deepEqual(destroyed, []);
+    assert.deepEqual(await acc.deletePartition(rootSo, 'payments', true, destroyKeys), { keysDeleted: 1 });
+    // Forced: the keys are destroyed on every server (the catalogue) before the partition goes.
+    assert.deepEqual(destroyed, [pay.id]);
     assert.equal(await store.getPartition('payments'), undefined);
     assert.equal(await store.getKey('00000000000000aa'), undefined);
   });
