@@ -48,18 +48,18 @@ export interface StmtResult {
 }
 export type Steps<T> = Generator<Stmt, T, StmtResult>;
 
-export function* all<R>(sql: string, ...params: SqlValue[]): Steps<R[]> {
+function* all<R>(sql: string, ...params: SqlValue[]): Steps<R[]> {
   return (yield { sql, params }).rows as R[];
 }
-export function* one<R>(sql: string, ...params: SqlValue[]): Steps<R | undefined> {
+function* one<R>(sql: string, ...params: SqlValue[]): Steps<R | undefined> {
   return (yield* all<R>(sql, ...params))[0];
 }
 /** Runs a write; returns how many rows it changed. */
-export function* write(sql: string, ...params: SqlValue[]): Steps<number> {
+function* write(sql: string, ...params: SqlValue[]): Steps<number> {
   return (yield { sql, params }).changes;
 }
 
-/** Drives steps to their end, each statement answered by `exec` (sync or async). */
+/** Drives steps to their end, awaiting `exec`'s answer to each statement (the synchronous twin is in sqlite.ts). */
 export async function driveAsync<T>(steps: Steps<T>, exec: (s: Stmt) => Promise<StmtResult>): Promise<T> {
   let next = steps.next();
   while (!next.done) next = steps.next(await exec(next.value));
@@ -108,14 +108,16 @@ export function* migrateSteps(d: SqlDriver, opts: { create: boolean; role?: Stor
   if (!opts.role) return;
   const owner = (yield* one<{ value: string }>("SELECT value FROM meta WHERE name = 'role'"))?.value;
   if (owner === undefined) yield* write(META_UPSERT, 'role', opts.role);
-  else if (owner !== opts.role) throw otherRoleError(d.where, owner, opts.role);
+  else if (owner !== opts.role) throw otherRoleError(d, owner, opts.role);
 }
 
-export function otherRoleError(where: string, owner: string, role: StoreRole): EkmError {
+function otherRoleError(d: SqlDriver, owner: string, role: StoreRole): EkmError {
   return new EkmError(
     'EKM_STORE_OTHER_ROLE',
-    `${where} holds the store of the ${ROLE_LABEL[owner as StoreRole] ?? owner} role; this server is a${role === 'ep' ? 'n' : ''} ${ROLE_LABEL[role]}`,
-    'give each role its own database (every EP shares the EP database, every Partner the Partner database): set EKM_DB_URL to it and bootstrap again',
+    `${d.where} holds the store of the ${ROLE_LABEL[owner as StoreRole] ?? owner} role; this server is a${role === 'ep' ? 'n' : ''} ${ROLE_LABEL[role]}`,
+    d.kind === 'postgres'
+      ? 'give each role its own database (every EP shares the EP database, every Partner the Partner database): set EKM_DB_URL to it and bootstrap again'
+      : "this EKM_HOME holds another server's store: point EKM_HOME at this server's own, or restore it from its backup",
   );
 }
 

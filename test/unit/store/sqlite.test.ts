@@ -154,6 +154,19 @@ describe('SqliteStore schema', () => {
     assert.doesNotMatch(afterFailure, new RegExp(`"name":"${tables[0]!}"`), 'the tables created before the failure were rolled back');
   });
 
+  it("is claimed for the first role that opens it and refuses another role's server", async () => {
+    const path = fresh();
+    await SqliteStore.open(path, { create: true, role: 'partner' }).close();
+    await SqliteStore.open(path, { create: false, role: 'partner' }).close();
+    assert.throws(
+      () => SqliteStore.open(path, { create: false, role: 'ep' }),
+      (e: unknown) =>
+        e instanceof EkmError &&
+        e.code === 'EKM_STORE_OTHER_ROLE' &&
+        /holds the store of the Partner role; this server is an EP: this EKM_HOME/.test(e.oneLine()),
+    );
+  });
+
   it('refuses to open a missing store unless asked to create it', () => {
     assert.throws(
       () => SqliteStore.open(join(dir, 'nothing-here', 'ekm.db'), { create: false }),
