@@ -3,7 +3,8 @@
  * EKM_HOMEs of a triplet made by the release at schema 2 (its make.sh regenerates them), with four
  * keys. This release starts on copies of them in the seed's order, migrates each store to the
  * latest schema, and signs with every key; the signatures verify outside ekm against the public
- * keys the old release handed out, so every share survived the migration.
+ * keys the old release handed out, so every share survived the migration. Last, the other way
+ * round: a store a newer release wrote stops this one at start, with one line.
  */
 import assert from 'node:assert/strict';
 import { chmodSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { LATEST_SCHEMA } from '../../src/store/migrations.js';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
-import { BIN, ROLES, ROOT, type Role, type Triplet, ekm, startSeedOrder } from '../support/cluster.js';
+import { BIN, ROLES, ROOT, type Role, type Triplet, assertOneLineError, ekm, startSeedOrder } from '../support/cluster.js';
 import { type TestAlg, verifyIndependently } from '../support/verify-ec.js';
 
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'schema-2');
@@ -114,5 +115,17 @@ describe(`a triplet whose stores were written at schema 2 (commit ${fixture.comm
       assert.equal(signed.status, 200, JSON.stringify(signed.body));
       assert.ok(verifyIndependently({ alg: k.alg, pem: k.publicKey }, message, unb64(signed.body.signature)), `${k.alg} ${k.keyId}`);
     }
+  });
+
+  it('a store a newer release migrated is refused at start with one line, and left as it was', async () => {
+    assert.equal((await ekm(t, 'aux', 'stop')).code, 0);
+    const path = join(t.homes.aux, 'data', 'ekm.db');
+    const db = new Database(path);
+    db.prepare("UPDATE meta SET value = ? WHERE name = 'schema_version'").run(String(LATEST_SCHEMA + 1));
+    db.close();
+    const start = await ekm(t, 'aux', 'start');
+    assertOneLineError(start);
+    assert.match(start.stderr, new RegExp(`schema ${LATEST_SCHEMA + 1}, newer than this release knows \\(${LATEST_SCHEMA}\\).*instead of downgrading`));
+    assert.equal(schemaOf(t.homes.aux), LATEST_SCHEMA + 1);
   });
 });
