@@ -120,7 +120,7 @@ export class EkmServer implements ServerContext {
     // new or wiped Aux starts empty; an EP or Partner without its store must not (that is data loss).
     const auxStarts = config.role === 'aux' && !existsSync(paths.sqlite);
     // An EP or Partner on PostgreSQL opens its role's database; the Aux's store is always local.
-    const store = await openServerStore(config.store, paths, { create: config.role === 'aux', role: config.role, barrier });
+    const store = await openServerStore(config.store, paths, { create: config.role === 'aux', role: config.role, barrier, writerThread: true });
     if (auxStarts) log.warn({ event: 'aux_store_empty' }, 'the Aux store is empty: run the Aux re-derivation from the EP');
     const server = new EkmServer(config, paths, store, barrier, log.child({ role: config.role, server: config.name }), identity);
     try {

@@ -4,7 +4,8 @@
  * in-process (tests, and `EKM_PROTOCOL_WORKERS=0`). Both run a step through `executeStep`.
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { spawnModuleWorker } from '../worker-spawn.js';
 import type { Envelope, Party, PartyId } from '../protocols/types.js';
 import { ProtocolAbort } from '../protocols/types.js';
 import { buildParty, type Recipe } from './party-recipes.js';
@@ -106,18 +107,6 @@ export class InProcessRunner implements PartyRunner {
   async close(): Promise<void> {}
 }
 
-/**
- * Compiled, the worker is protocol-worker.js. From source (tsx), a worker does not inherit the
- * tsx loader, so a tiny ES module registers it first, then imports the TypeScript entry.
- */
-function spawnWorker(): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./protocol-worker.js', import.meta.url));
-  const entry = new URL('./protocol-worker.ts', import.meta.url).href;
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const code = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry)});`;
-  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(code)}`));
-}
-
 interface WorkerSlot {
   worker: Worker;
   readonly waiting: Map<number, { resolve(r: StepResult): void; reject(e: Error): void }>;
@@ -145,7 +134,7 @@ export class WorkerRunner implements PartyRunner {
 
   /** Starts the slot's worker; if it dies, its sessions fail (they abort cleanly) and a new one starts. */
   private attach(slot: WorkerSlot): void {
-    const worker = spawnWorker();
+    const worker = spawnModuleWorker(import.meta.url, 'protocol-worker');
     slot.worker = worker;
     worker.on('message', (m: { seq: number; result?: StepResult; error?: string }) => {
       const w = slot.waiting.get(m.seq);

@@ -41,11 +41,12 @@ function pgConnection(cfg: Extract<StoreConfig, { kind: 'postgres' }>, systemKey
 /**
  * Opens (and migrates) the server's store. `create` makes a missing embedded store or an empty
  * database's schema; the store is claimed for `role`, and refused if another role holds it.
+ * `writerThread` (a running server) commits SQLite writes off the event loop.
  */
 export async function openServerStore(
   cfg: StoreConfig,
   paths: HomePaths,
-  opts: { create: boolean; role: Role; barrier: Barrier },
+  opts: { create: boolean; role: Role; barrier: Barrier; writerThread?: boolean },
 ): Promise<Store> {
   if (cfg.kind === 'sqlite') return SqliteStore.open(paths.sqlite, opts);
   return PostgresStore.open(pgConnection(cfg, opts.barrier), opts);

@@ -1,8 +1,10 @@
 /**
  * The embedded store: one SQLite file per server (better-sqlite3), WAL mode with full fsync, so a
  * crash or kill never loses a committed (acknowledged) write. The store logic is SqlStore's; this
- * is its synchronous driver: every operation's statements run at once, and a transaction is one
- * BEGIN IMMEDIATE (the database's write lock) around them.
+ * is its driver. A transaction is one BEGIN IMMEDIATE (the database's write lock) around its
+ * statements. In a server (`writerThread`), every write — transactions and single statements —
+ * runs on the writer thread (sqlite-writer.ts) so that no fsync blocks the event loop, and reads
+ * stay on this thread; tools that open a store briefly run everything here, synchronously.
  */
 import Database from 'better-sqlite3';
 import { dirname } from 'node:path';
@@ -10,6 +12,8 @@ import { makeDirs } from '../config/home.js';
 import { EkmError } from '../errors.js';
 import type { Barrier } from './barrier.js';
 import type { Migration } from './migrations.js';
+import { configureSqlite } from './sqlite-pragmas.js';
+import { SqliteWriter } from './sqlite-writer.js';
 import {
   type SqlDriver,
   SqlStore,
@@ -32,6 +36,8 @@ class SqliteDriver implements SqlDriver {
   readonly kind = 'sqlite' as const;
   readonly tableExistsSql = "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?";
   private readonly statements = new Map<string, Database.Statement>();
+  /** Set once the store is open in a server: writes go to the writer thread from then on. */
+  writer: SqliteWriter | undefined;
 
   constructor(
     private readonly db: Database.Database,
@@ -46,18 +52,30 @@ class SqliteDriver implements SqlDriver {
     return (e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
   }
 
+  private prepared(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
+  }
+
   private readonly exec = (s: Stmt): StmtResult => {
     if (s.script) {
       this.db.exec(s.sql);
       return { rows: [], changes: 0 };
     }
-    let st = this.statements.get(s.sql);
-    if (!st) this.statements.set(s.sql, (st = this.db.prepare(s.sql)));
+    const st = this.prepared(s.sql);
     return st.reader ? { rows: st.all(...s.params), changes: 0 } : { rows: [], changes: st.run(...s.params).changes };
   };
 
   async run<T>(steps: Steps<T>): Promise<T> {
-    return driveSync(steps, this.exec);
+    const writer = this.writer;
+    if (!writer) return driveSync(steps, this.exec);
+    let next = steps.next();
+    while (!next.done) {
+      const stmt = next.value;
+      next = steps.next(stmt.script || !this.prepared(stmt.sql).readonly ? await writer.transaction(single(stmt)) : this.exec(stmt));
+    }
+    return next.value;
   }
 
   transactionSync<T>(steps: Steps<T>): T {
@@ -65,17 +83,23 @@ class SqliteDriver implements SqlDriver {
   }
 
   async transaction<T>(steps: Steps<T>): Promise<T> {
-    return this.transactionSync(steps);
+    return this.writer ? this.writer.transaction(steps) : this.transactionSync(steps);
   }
 
   async close(): Promise<void> {
+    await this.writer?.close();
     this.db.close();
   }
 }
 
+/** One statement as steps (a write outside any transaction, run by the writer thread). */
+function* single(stmt: Stmt): Steps<StmtResult> {
+  return yield stmt;
+}
+
 export class SqliteStore extends SqlStore {
   /** Opens (creating if asked) and migrates the store at `path`, claimed for `role` when given; secrets need the barrier. */
-  static open(path: string, opts: { create: boolean; role?: StoreRole; barrier?: Barrier }): SqliteStore {
+  static open(path: string, opts: { create: boolean; role?: StoreRole; barrier?: Barrier; writerThread?: boolean }): SqliteStore {
     let db: Database.Database;
     try {
       if (opts.create) makeDirs(dirname(path));
@@ -87,10 +111,7 @@ export class SqliteStore extends SqlStore {
         'check EKM_HOME and its permissions',
       );
     }
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 5000');
+    configureSqlite(db);
     const d = new SqliteDriver(db, `the store ${path}`);
     try {
       // A file that exists (or was just created) is an ekm store: an empty one gets the schema.
@@ -99,6 +120,7 @@ export class SqliteStore extends SqlStore {
       db.close();
       throw asMigrationError(d, e);
     }
+    if (opts.writerThread) d.writer = new SqliteWriter(path);
     return new SqliteStore(d, opts.barrier);
   }
 }
