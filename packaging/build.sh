@@ -78,12 +78,14 @@ maint() {
   printf '%s\n' "$2"
 }
 
-# Files both packages install; $1 the package root, $2 the unit folder, $3 the init folder, $4 the settings file.
+# Files both packages install; $1 the package root, $2 the unit folder, $3 the init folder, $4 the
+# settings file, $5 where /usr/bin/{ekm,ucl} point (Debian wants absolute links across top-level
+# folders, rpmbuild relative ones).
 layout() {
   mkdir -p "$1/opt" "$1$2" "$1$3" "$1/usr/bin" "$(dirname "$1$4")"
   cp -a "$app" "$1/opt/ekm"
-  ln -s /opt/ekm/bin/ekm "$1/usr/bin/ekm"
-  ln -s /opt/ekm/bin/ucl "$1/usr/bin/ucl"
+  ln -s "$5/ekm" "$1/usr/bin/ekm"
+  ln -s "$5/ucl" "$1/usr/bin/ucl"
   install -m 0644 "$src/packaging/systemd/ekm.service" "$1$2/ekm.service"
   install -m 0755 "$src/packaging/init.d/ekm" "$1$3/ekm"
   install -m 0644 "$src/packaging/ekm.default" "$1$4"
@@ -93,7 +95,7 @@ layout() {
 arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
 if wants deb && command -v dpkg-deb >/dev/null 2>&1; then
   deb="$stage/deb"
-  layout "$deb" /lib/systemd/system /etc/init.d /etc/default/ekm
+  layout "$deb" /lib/systemd/system /etc/init.d /etc/default/ekm /opt/ekm/bin
   mkdir -p "$deb/DEBIAN"
   cat >"$deb/DEBIAN/control" <<CONTROL
 Package: ekm
@@ -124,7 +126,7 @@ fi
 if wants rpm && command -v rpmbuild >/dev/null 2>&1; then
   rpmarch=$(uname -m)
   rpmroot="$stage/rpm-root"
-  layout "$rpmroot" /usr/lib/systemd/system /etc/rc.d/init.d /etc/sysconfig/ekm
+  layout "$rpmroot" /usr/lib/systemd/system /etc/rc.d/init.d /etc/sysconfig/ekm ../../opt/ekm/bin
   mkdir -p "$stage/rpmbuild"
   {
     cat <<SPEC
@@ -140,7 +142,7 @@ AutoReqProv: no
 %global __os_install_post %{nil}
 %global _build_id_links none
 # gzip: xz, rpm's default, takes minutes for node_modules on a small machine.
-%global _binary_payload w6.gzdio
+%global _binary_payload w1.gzdio
 
 %description
 Threshold cryptography across a triplet of servers: keys never exist whole.
