@@ -44,7 +44,9 @@ describe('release packages', () => {
   before(async () => {
     const build = sh('bash', [join(ROOT, 'packaging', 'build.sh')], { cwd: ROOT });
     assert.equal(build.code, 0, `npm run package failed:\n${build.stdout}\n${build.stderr}`);
-    deb = join(ROOT, /package: (release\/ekm_\S+\.deb)/.exec(build.stdout)![1]!);
+    const debLine = /package: (release\/ekm_\S+\.deb)/.exec(build.stdout);
+    assert.ok(debLine, `no .deb was built (this test needs dpkg-deb):\n${build.stdout}`);
+    deb = join(ROOT, debLine[1]!);
     // Where rpmbuild is missing the build says so in one line, and the .rpm test below is skipped.
     const rpmLine = /package: (release\/ekm-\S+\.rpm)|package: \.rpm skipped: rpmbuild is not installed/.exec(build.stdout);
     assert.ok(rpmLine, build.stdout);
