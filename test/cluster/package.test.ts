@@ -12,7 +12,9 @@ import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { apiFor, b64, unb64 } from '../support/api.js';
 import { ROLES, ROOT, type Triplet, bootAll, makeTriplet, startSeedOrder, ucl } from '../support/cluster.js';
+import { verifyIndependently } from '../support/verify-ec.js';
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const RELEASE = join(ROOT, 'release');
@@ -116,6 +118,17 @@ describe('release packages', () => {
     // The server process itself runs the installed compiled code.
     const pid = readFileSync(join(t.homes.ep, 'run', 'ekm.pid'), 'utf8').trim();
     assert.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), new RegExp(`${root('opt/ekm/dist/src/cli/ekm.js')}\\0run`));
+  });
+
+  it('the installed triplet generates a key and signs with production dependencies only', async () => {
+    assert.ok(t, 'the triplet of the previous test runs');
+    const api = await apiFor(t);
+    const key = await api.call<{ keyId: string; publicKey: string }>('POST', '/keys', { alg: 'ecdsa-p256' });
+    assert.equal(key.status, 201, JSON.stringify(key.body));
+    const message = Buffer.from('signed by an installed triplet');
+    const signed = await api.call<{ signature: string }>('POST', `/keys/${key.body.keyId}/sign`, { message: b64(message) });
+    assert.equal(signed.status, 200, JSON.stringify(signed.body));
+    assert.ok(verifyIndependently({ alg: 'ecdsa-p256', pem: key.body.publicKey }, message, unb64(signed.body.signature)));
   });
 
   it('preinst refuses to install over a running server, with the pid and what to do', () => {
