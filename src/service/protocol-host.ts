@@ -4,11 +4,13 @@
  * authenticated peer it arrived on, times sessions out, tells peers about aborts, and logs aborts
  * and security events. One session's calls are strictly ordered; its party computes on a
  * PartyRunner (worker threads by default), so curve math never blocks this event loop.
+ * The fault suite's crash points (src/failpoints.ts) sit on each step's persist/send boundaries.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { toHex } from '../crypto/encoding.js';
 import { EkmError } from '../errors.js';
+import { protocolFailpoint } from '../failpoints.js';
 import type { PeerManager, PeerRole } from '../net/peers.js';
 import { type Envelope, type PartyId, ProtocolAbort, decodeEnvelope, encodeEnvelope } from '../protocols/types.js';
 import type { KeyStore, KeyWrite } from '../store/key-records.js';
@@ -216,6 +218,7 @@ export class ProtocolHost {
       session.sid = sid;
       this.sessions.set(sid, session);
     }
+    protocolFailpoint(session.spec.label, r, 'before-persist');
     try {
       const writes = session.spec.toWrites(r.persist, sid);
       if (r.output !== undefined && session.spec.outputWrites) writes.push(...session.spec.outputWrites(r.output));
@@ -226,6 +229,7 @@ export class ProtocolHost {
       this.fail(session, new ProtocolAbort(session.spec.label, -1, `store write failed: ${(e as Error).message}`, null));
       return;
     }
+    protocolFailpoint(session.spec.label, r, 'after-persist');
     for (const env of r.send) {
       try {
         // A missing link: the session times out, or re-sends when the link is back (confirm phase).
@@ -234,6 +238,7 @@ export class ProtocolHost {
         /* the link closed between the check and the send: same as above */
       }
     }
+    protocolFailpoint(session.spec.label, r, 'after-send');
     this.arm(session);
     if (r.output !== undefined && session.settle) {
       session.settle.resolve(r.output);
