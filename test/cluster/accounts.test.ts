@@ -251,6 +251,11 @@ describe('bounded API fuzz', () => {
     '/api/v1/keys/0123456789abcdef/verify',
     '/api/v1/keys/0123456789abcdef/public',
     '/api/v1/keys/0123456789abcdef/refresh',
+    '/api/v1/keys/0123456789abcdef/encrypt',
+    '/api/v1/keys/0123456789abcdef/decrypt',
+    '/api/v1/keys/0123456789abcdef/datakey',
+    '/api/v1/keys/no%20such%20key',
+    '/api/v1/keys/import',
     '/api/v1/partitions',
     '/api/v1/partitions/teama',
     '/api/v1/partitions/teama/users',
@@ -281,6 +286,9 @@ describe('bounded API fuzz', () => {
     fc.constant(undefined),
     fc.jsonValue({ maxDepth: 3 }).map((v) => Buffer.from(JSON.stringify(v) ?? 'null')),
     fc.record({ alg: fc.string(), message: fc.string(), name: fc.string(), password: fc.string(), soPassword: fc.string(), role: fc.string() }, { requiredKeys: [] }).map((v) => Buffer.from(JSON.stringify(v))),
+    fc
+      .record({ name: fc.oneof(fc.string(), fc.constant(null)), description: fc.string(), state: fc.string(), plaintext: fc.string(), ciphertext: fc.base64String(), privateKeyPem: fc.string() }, { requiredKeys: [] })
+      .map((v) => Buffer.from(JSON.stringify(v))),
     fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
     fc.constant(Buffer.from('{"message":"' + 'A'.repeat(1_500_000) + '"}')),
     fc.constant(Buffer.from('{"a":'.repeat(5000))),
