@@ -1,12 +1,14 @@
 /**
  * A real triplet whose EP and Partner keep their stores in PostgreSQL (`-externaldb`, issue 6):
  * bootstrapped by the boot scripts with EKM_DB_URL, each role on its own database of a throwaway
- * PostgreSQL server; it generates a key and signs, restarts and signs again. Then the refusals:
- * no EKM_DB_URL, an unreachable database, a database another role holds, one already in use, and
- * -externaldb on the Aux (whose re-derivable store always stays local).
+ * PostgreSQL server; it generates a key and signs, refuses `ekm backup` (PostgreSQL's own tools
+ * back up the database), restarts and signs again. Then the refusals: no EKM_DB_URL, an
+ * unreachable database, a database another role holds, one already in use, and -externaldb on
+ * the Aux (whose re-derivable store always stays local).
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { homePaths } from '../../src/config/home.js';
@@ -97,6 +99,13 @@ describe('a triplet with EP and Partner on PostgreSQL', () => {
     await signAndVerify('signed by a triplet on PostgreSQL');
     assert.ok((await keyIdsIn('ekm_ep')).includes(made.body.keyId), "the key's record is in the EP database");
     assert.ok((await keyIdsIn('ekm_partner')).includes(made.body.keyId), "the key's record is in the Partner database");
+
+    const backup = await ekm(t, 'ep', 'backup', '--out', join(t.dir, 'ep.tar.gz'), '--to', join(t.dir, 'unused.pub.pem'));
+    assertOneLineError(backup);
+    assert.match(
+      backup.stderr,
+      /keeps its store in the PostgreSQL database postgres:\/\/postgres@.*\/ekm_ep; ekm backup archives the embedded store: back up that database with PostgreSQL's own tools/,
+    );
 
     for (const role of ROLES) assert.equal((await ekm(t, role, 'stop')).code, 0);
     await startSeedOrder(t);
