@@ -2,12 +2,13 @@
  * A real triplet whose EP and Partner keep their stores in PostgreSQL (`-externaldb`, issue 6):
  * bootstrapped by the boot scripts with EKM_DB_URL, each role on its own database of a throwaway
  * PostgreSQL server; it generates a key and signs, refuses `ekm backup` (PostgreSQL's own tools
- * back up the database), restarts and signs again. Then the refusals: no EKM_DB_URL, an
- * unreachable database, a database another role holds, one already in use, and -externaldb on
- * the Aux (whose re-derivable store always stays local).
+ * back up the database), restarts and signs again; an EP whose database is unreachable does not
+ * start. Then the refusals at bootstrap: no EKM_DB_URL, an unreachable database, a database
+ * another role holds, one already in use, and -externaldb on the Aux (whose re-derivable store
+ * always stays local).
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
@@ -111,6 +112,21 @@ describe('a triplet with EP and Partner on PostgreSQL', () => {
     await startSeedOrder(t);
     api = await apiFor(t);
     await signAndVerify('signed again after a restart');
+  });
+
+  it('an EP whose database cannot be reached does not start, and says why', async () => {
+    assert.equal((await ekm(t, 'ep', 'stop')).code, 0);
+    const paths = homePaths(t.homes.ep);
+    const cfg = JSON.parse(readFileSync(paths.config, 'utf8')) as { store: { url: string } };
+    const [closed] = await freePorts(1);
+    cfg.store.url = cfg.store.url.replace(`:${server.port}/`, `:${closed}/`);
+    writeFileSync(paths.config, JSON.stringify(cfg));
+    const r = await ekm(t, 'ep', 'start');
+    assertOneLineError(r);
+    assert.match(
+      r.stderr,
+      new RegExp(`cannot reach the PostgreSQL database postgres://postgres@127.0.0.1:${closed}/ekm_ep: .*ECONNREFUSED`),
+    );
   });
 
   it('refuses a database another role holds, or one already in use, before any trust exchange', async () => {
