@@ -44,7 +44,8 @@ export function readKeyEpochs(db: Database.Database): KeyEpochs[] {
 function publicDigest(publicData: string): string {
   const p = JSON.parse(publicData) as Record<string, string>;
   return createHash('sha256')
-    .update(['alg', 'Y', 'C1', 'A1', 'A2', 'A3'].map((f) => `${f}=${p[f] ?? ''}`).join('|'))
+    // EC shares: the key and the Feldman commitments; RSA shares: the modulus and exponent.
+    .update(['alg', 'Y', 'C1', 'A1', 'A2', 'A3', 'n', 'e'].map((f) => `${f}=${p[f] ?? ''}`).join('|'))
     .digest('hex');
 }
 

@@ -269,19 +269,26 @@ export class KeyService {
   async rederiveAux(keyIds?: readonly string[], opts: { refresh: boolean } = { refresh: true }): Promise<{ keys: readonly AuxKeyEpoch[] }> {
     this.requireEp();
     const all = keyIds ?? (await this.allKeyIds());
-    // RSA keys have no Aux re-derivation yet (docs/security-model.md): only EC and AES keys.
-    const ids = (await Promise.all(all.map(async (k) => ((await this.deps.store.getKey(k))?.alg ?? '')))).flatMap((alg, i) => (isRsaAlg(alg) ? [] : [all[i]!]));
-    if (ids.length === 0) return { keys: [] };
-    const shares = await this.loadCurrentShares(ids);
-    const out = await this.deps.host.run<AuxOutput>(
-      this.spec({ kind: 'aux', common: this.common, shares: [...shares], keyIds: ids, attribution: true }, AUX_PROTO, auxWrites),
-    );
-    // The old Aux's presignature shares are gone: presignatures made with it can never complete.
-    for (const k of out.keys) this.pool?.burn(k.keyId, null);
-    // The lost Aux held the same f(3): only a new epoch makes its copy worthless (§6). A caller
-    // that refreshes every key itself afterwards (restore recovery) passes refresh: false.
-    if (opts.refresh) await this.refresh(out.keys.map((k) => k.keyId));
-    return { keys: out.keys };
+    const algs = await Promise.all(all.map(async (k) => (await this.deps.store.getKey(k))?.alg ?? ''));
+    const ids = all.filter((_, i) => !isRsaAlg(algs[i]!));
+    const rsaIds = all.filter((_, i) => isRsaAlg(algs[i]!));
+    const keys: AuxKeyEpoch[] = [];
+    if (ids.length > 0) {
+      const shares = await this.loadCurrentShares(ids);
+      const out = await this.deps.host.run<AuxOutput>(
+        this.spec({ kind: 'aux', common: this.common, shares: [...shares], keyIds: ids, attribution: true }, AUX_PROTO, auxWrites),
+      );
+      // The old Aux's presignature shares are gone: presignatures made with it can never complete.
+      for (const k of out.keys) this.pool?.burn(k.keyId, null);
+      keys.push(...out.keys);
+    }
+    // RSA keys: the Aux fetches its pieces from EP and Partner (rsa-aes-keys.ts).
+    if (rsaIds.length > 0) keys.push(...(await this.rsaAes.rederiveRsaAux(rsaIds)));
+    // The lost Aux held the same f(3) (RSA: the same pieces): only a new epoch makes its copy
+    // worthless (§6). A caller that refreshes every key itself afterwards (restore recovery)
+    // passes refresh: false.
+    if (opts.refresh && keys.length > 0) await this.refresh(keys.map((k) => k.keyId));
+    return { keys };
   }
 
   // --- helpers (Partner, Aux) --------------------------------------------------------------
@@ -418,8 +425,7 @@ export class KeyService {
     let after: string | undefined;
     for (;;) {
       const page = await this.deps.store.listKeys({ ...(after ? { after } : {}), limit: 1000 });
-      // RSA keys have no Aux re-derivation yet (docs/security-model.md): only EC and AES keys.
-      ids.push(...page.filter((k) => k.state === 'active' && !isRsaAlg(k.alg)).map((k) => k.keyId));
+      ids.push(...page.filter((k) => k.state === 'active').map((k) => k.keyId));
       if (page.length < 1000) return ids;
       after = page[page.length - 1]!.keyId;
     }

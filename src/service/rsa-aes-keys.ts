@@ -9,7 +9,7 @@
  * - AES-256: a threshold PRF key (a P-256 DKG key); every object gets its own AES-256-GCM key
  *   derived jointly by EP + Partner (or Aux) with DLEQ-proved partials.
  */
-import { generateKeyPair, publicEncrypt, constants, randomBytes } from 'node:crypto';
+import { constants, createHash, generateKeyPair, publicEncrypt, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { decodeEnc, enc, toHex, u32be, u8 } from '../crypto/encoding.js';
 import { HASH_LEN, type OaepHash, type RsaSignHash, rsassaPkcs1v15Verify, rsassaPssVerify } from '../crypto/rsa-padding.js';
@@ -39,6 +39,7 @@ import {
   type RsaOutput,
   type RsaRefreshKeyState,
   type RsaRefreshOutput,
+  RSA_PIECES_OF,
   checkRsaShare,
   dealRsaKey,
   exportRsaPublicKey,
@@ -47,6 +48,7 @@ import {
   rsaPublicKeyObject,
 } from '../protocols/rsa.js';
 import { decodeRequest } from '../protocols/session-kit.js';
+import type { PartyId } from '../protocols/types.js';
 import type { KeyWrite } from '../store/key-records.js';
 import type { SessionSpec } from './protocol-host.js';
 import { refreshWritesFor } from './refresh-writes.js';
@@ -56,6 +58,11 @@ import { recordToRsaShare, rsaShareToRecord } from './share-codec.js';
 const generateKeyPairAsync = promisify(generateKeyPair);
 const rng = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
 const INSTALL_METHOD = 'rsa.install';
+/** EP → Aux: fetch your pieces of this RSA key (Aux re-derivation). */
+const AUX_REDERIVE_METHOD = 'rsa.aux-rederive';
+/** Aux → EP and Aux → Partner: the one piece of mine that the Aux also holds. */
+const PIECE_FOR_AUX_METHOD = 'rsa.piece-for-aux';
+const AUX = 3 as const satisfies PartyId;
 
 export type RsaSignScheme = 'pkcs1v15' | 'pss';
 export type RsaDecryptScheme = 'oaep' | 'pkcs1v15';
@@ -70,6 +77,15 @@ export class RsaAesKeys {
     deps.registerPeerMethod(INSTALL_METHOD, (body, from) => {
       if (from !== 'ep') throw new EkmError('EKM_PEER_PROTOCOL', `only the EP deals RSA shares, not the ${from ?? 'unknown peer'}`);
       return this.install(body);
+    });
+    deps.registerPeerMethod(AUX_REDERIVE_METHOD, (body, from) => {
+      if (from !== 'ep' || deps.self !== AUX) throw new EkmError('EKM_PEER_PROTOCOL', `only the EP asks the Aux to re-derive RSA shares, not the ${from ?? 'unknown peer'}`);
+      return this.rederiveHere(body);
+    });
+    deps.registerPeerMethod(PIECE_FOR_AUX_METHOD, (body, from) => {
+      // Only to the Aux: each of EP and Partner holds one of the Aux's two pieces, and never the other's.
+      if (from !== 'aux' || deps.self === AUX) throw new EkmError('EKM_PEER_PROTOCOL', `RSA pieces go to the Aux only, not to the ${from ?? 'unknown peer'}`);
+      return this.pieceForAux(body);
     });
     deps.host.register(PROTO_RSA, async (env) => {
       const info = parseRsaRequest(env);
@@ -293,6 +309,66 @@ export class RsaAesKeys {
     }
   }
 
+  /**
+   * EP: gives a new (or wiped) Aux its pieces of each RSA key again. The Aux fetches them itself,
+   * one from the EP and one from the Partner — never through the EP, which would then hold all
+   * three pieces, i.e. d. Each new share is then checked the only way an RSA share can be: the EP
+   * and the Aux sign a random digest together and the signature must verify. The caller refreshes
+   * the keys afterwards, so that the lost Aux's copy of its pieces becomes worthless.
+   */
+  async rederiveRsaAux(keyIds: readonly string[]): Promise<{ keyId: string; epoch: number }[]> {
+    this.requireEp();
+    const out: { keyId: string; epoch: number }[] = [];
+    for (const keyId of keyIds) {
+      const share = await this.currentRsa(keyId);
+      await this.deps.peers.requireLink('aux').request(AUX_REDERIVE_METHOD, enc(keyId, u32be(share.epoch)), 30_000);
+      const digest = new Uint8Array(createHash('sha256').update(randomBytes(32)).digest());
+      const signed = await this.deps.host.run<RsaOutput>(
+        spec({ kind: 'rsa', share, tripletId: this.deps.tripletId, coordinate: { helper: AUX, operation: { kind: 'sign', scheme: 'pkcs1v15', hash: 'sha256', digest } } }, PROTO_RSA, noWrites),
+      );
+      if (signed.kind !== 'signature' || !rsassaPkcs1v15Verify({ n: share.n, e: share.e }, 'sha256', digest, signed.signature)) {
+        throw new EkmError('EKM_PROTOCOL_ABORTED', `the Aux's re-derived share of RSA key ${keyId} does not sign`, 'run the re-derivation again; the event is logged', 1, 502);
+      }
+      out.push({ keyId, epoch: share.epoch });
+    }
+    this.deps.log.info({ event: 'rsa_aux_rederived', keys: out.length }, 'the Aux holds its RSA pieces again');
+    return out;
+  }
+
+  /** Aux: fetches its two pieces of one key from EP and Partner and keeps them as its current share. */
+  private async rederiveHere(body: Uint8Array): Promise<Uint8Array> {
+    const { keyId, epoch } = decodeKeyEpoch(body);
+    const parts = await Promise.all(
+      (['ep', 'partner'] as const).map(async (role) => recordToRsaShare(decodeRsaRecord(await this.deps.peers.requireLink(role).request(PIECE_FOR_AUX_METHOD, body, 30_000)))),
+    );
+    const [fromEp, fromPartner] = parts as [RsaKeyShare, RsaKeyShare];
+    const same = (k: keyof RsaKeyShare): boolean => fromEp[k] === fromPartner[k];
+    if (fromEp.keyId !== keyId || !same('keyId') || !same('alg') || !same('n') || !same('e') || fromEp.epoch !== epoch || !same('epoch')) {
+      throw new EkmError('EKM_PEER_PROTOCOL', `EP and Partner disagree on RSA key ${keyId} at epoch ${epoch}`);
+    }
+    const share: RsaKeyShare = { ...fromEp, partyId: AUX, pieces: { ...fromEp.pieces, ...fromPartner.pieces } };
+    try {
+      checkRsaShare(share);
+    } catch (e) {
+      throw new EkmError('EKM_PEER_PROTOCOL', `re-derived RSA share of ${keyId} is malformed: ${(e as Error).message}`);
+    }
+    // Whatever this Aux held of the key (an older epoch, a half-done refresh) gives way to the new share.
+    await this.deps.store.applyKeyWrites([
+      { op: 'key-purge', keyId },
+      { op: 'rsa-key-create', keyId, alg: share.alg, share: rsaShareToRecord(share) },
+    ]);
+    return new Uint8Array(0);
+  }
+
+  /** EP or Partner: the one current piece of an RSA key that this server and the Aux both hold. */
+  private async pieceForAux(body: Uint8Array): Promise<Uint8Array> {
+    const { keyId, epoch } = decodeKeyEpoch(body);
+    const share = await this.currentRsa(keyId);
+    if (share.epoch !== epoch) throw new EkmError('EKM_KEY_EPOCH', `RSA key ${keyId} is at epoch ${share.epoch} here, not ${epoch}`);
+    const p = RSA_PIECES_OF[AUX].find((x) => RSA_PIECES_OF[this.deps.self].includes(x))!;
+    return encodeRsaRecord(rsaShareToRecord({ ...share, partyId: AUX, pieces: { [p]: share.pieces[p]! } }));
+  }
+
   /** Partner / Aux: stores the share the EP dealt to this server. */
   private async install(body: Uint8Array): Promise<Uint8Array> {
     const record = decodeRsaRecord(body);
@@ -334,6 +410,14 @@ function decodeRsaRecord(bytes: Uint8Array): ReturnType<typeof rsaShareToRecord>
   const party = f[3]![0]!;
   if (party !== 1 && party !== 2 && party !== 3) throw new EkmError('EKM_PEER_PROTOCOL', 'bad party id');
   return { keyId: text(f[0]!), alg: text(f[1]!), epoch: new DataView(f[2]!.buffer, f[2]!.byteOffset, 4).getUint32(0), partyId: party, n: f[4]!, e: f[5]!, pieces: f[6]! };
+}
+
+function decodeKeyEpoch(body: Uint8Array): { keyId: string; epoch: number } {
+  const f = decodeEnc(body);
+  if (f.length !== 2 || f[1]!.length !== 4) throw new EkmError('EKM_PEER_PROTOCOL', 'malformed RSA re-derivation request');
+  const keyId = new TextDecoder().decode(f[0]!);
+  if (!/^[0-9a-f]{16}$/.test(keyId)) throw new EkmError('EKM_PEER_PROTOCOL', 'an RSA re-derivation request names a key UID');
+  return { keyId, epoch: new DataView(f[1]!.buffer, f[1]!.byteOffset, 4).getUint32(0) };
 }
 
 function sealedObjectHeader(sealed: Uint8Array): ReturnType<typeof parseObjectHeader> {

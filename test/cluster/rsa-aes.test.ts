@@ -2,16 +2,17 @@
  * RSA and AES keys on a real triplet (issue 4): RSA signatures verified by node:crypto and the
  * openssl command line, OAEP / PKCS#1 v1.5 decryption of node:crypto ciphertexts, an imported key
  * that signs like the original; AES-256 round trips, wrong AAD, tampering, wrong key and
- * truncation as clear errors; ciphertexts and keys survive refresh and a restart.
+ * truncation as clear errors; ciphertexts and keys survive refresh and a restart; a wiped Aux
+ * gets its RSA pieces back by re-derivation.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { constants, generateKeyPairSync, publicEncrypt, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
-import { type Triplet, ekm, servingTriplet, startSeedOrder } from '../support/cluster.js';
+import { type Triplet, ekm, servingTriplet, startSeedOrder, waitInService } from '../support/cluster.js';
 
 describe('RSA and AES keys on a real triplet', () => {
   let t: Triplet;
@@ -139,6 +140,28 @@ describe('RSA and AES keys on a real triplet', () => {
     assert.equal(s2.status, 200, JSON.stringify(s2.body));
     assert.ok(nodeVerify('sha256', msg, rsa.publicKey, unb64(s2.body.signature)));
     const d = await api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, { ciphertext: sealed[0]!.ciphertext });
+    assert.equal(d.status, 200, JSON.stringify(d.body));
+    assert.equal((await ekm(t, 'partner', 'start')).code, 0);
+  });
+
+  it('a wiped Aux gets its RSA pieces again from EP and Partner: it signs with the EP alone, and the keys move to a new epoch', async () => {
+    await waitInService(t);
+    await ekm(t, 'aux', 'stop');
+    rmSync(join(t.homes.aux, 'data'), { recursive: true, force: true });
+    assert.equal((await ekm(t, 'aux', 'start')).code, 0);
+    await waitInService(t);
+    const before = (await api.call<{ epoch: number }>('GET', `/keys/${rsa.keyId}`)).body.epoch;
+    const r = await api.call<{ keys: number }>('POST', '/servers/aux/rederive');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.ok(r.body.keys >= 3, JSON.stringify(r.body)); // the RSA, imported RSA and AES keys
+    assert.equal((await api.call<{ epoch: number }>('GET', `/keys/${rsa.keyId}`)).body.epoch, before + 1);
+    // EP + the re-derived Aux only: the Partner is down.
+    await ekm(t, 'partner', 'stop');
+    const msg = Buffer.from('EP and the new Aux');
+    const sg = await api.call<{ signature: string }>('POST', `/keys/${rsa.keyId}/sign`, { message: b64(msg), scheme: 'pss', hash: 'sha384' });
+    assert.equal(sg.status, 200, JSON.stringify(sg.body));
+    assert.ok(nodeVerify('sha384', msg, { key: rsa.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }, unb64(sg.body.signature)));
+    const d = await api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, { ciphertext: sealed[0]!.ciphertext, ...(sealed[0]!.aad ? { aad: b64(sealed[0]!.aad) } : {}) });
     assert.equal(d.status, 200, JSON.stringify(d.body));
     assert.equal((await ekm(t, 'partner', 'start')).code, 0);
   });
