@@ -32,6 +32,8 @@ const EXAMPLES: readonly (readonly [string, string])[] = [
   ['ucl generate -t AES', `ucl generate -t AES -n files --desc "file encryption" ${ALICE}`],
   ['ucl generate (FIPS-only partition refuses secp256k1)', 'ucl generate -t ECC --curve secp256k1 -p payments -w Payments-SO-1'],
   ['ucl import (an existing RSA key is split into shares)', `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out legacy.pem 2>/dev/null && ucl import -i legacy.pem -n legacy-rsa --desc "from the old HSM" ${ALICE}`],
+  ['ucl import (a public key: it verifies, it never signs)', `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out vendor.key 2>/dev/null && openssl pkey -in vendor.key -pubout -out vendor.pub && ucl import -i vendor.pub -n vendor ${ALICE}`],
+  ['verify a vendor signature with the imported key', `printf 'release 1.0' > data.txt && openssl dgst -sha256 -sign vendor.key -out vendor.sig data.txt && ucl verify -n vendor -i data.txt -s vendor.sig ${ALICE}`],
   ['ucl list', `ucl list ${ALICE}`],
   ['ucl list -t ECC', `ucl list -t ECC ${ALICE}`],
   ['ucl show', `ucl show -n signer ${ALICE}`],

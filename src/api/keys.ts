@@ -14,6 +14,7 @@ import { isRsaAlg } from '../protocols/rsa.js';
 import { ROOT_PARTITION_ID } from '../service/audit.js';
 import { KEY_NAME_RE, KEY_UID_RE, type KeyCatalog, type KeyPurpose, MAX_DESCRIPTION } from '../service/key-catalog.js';
 import { KEY_ALGS, type KeyAlg, type KeyService, type PublicKeyFormat } from '../service/key-service.js';
+import { importPublicKey } from '../service/public-keys.js';
 import type { KeyRow } from '../store/key-records.js';
 import type { DestroyedKeyRow, Store } from '../store/store.js';
 import type { Authenticator, Principal } from './auth.js';
@@ -26,7 +27,15 @@ const KeyName = z.string().regex(KEY_NAME_RE, 'a name has 1 to 64 printable char
 const Description = z.string().max(MAX_DESCRIPTION);
 const KeyRef = z.object({ keyId: z.string().min(1).max(64).describe('the key’s UID (16 hex characters) or its name') }).strict();
 const GenerateBody = z.object({ alg: Alg, name: KeyName.optional(), description: Description.optional() }).strict();
-const ImportBody = z.object({ privateKeyPem: z.string().min(1).max(20_000).describe('PKCS#8 or PKCS#1 PEM'), name: KeyName.optional(), description: Description.optional() }).strict();
+const ImportBody = z
+  .object({
+    privateKeyPem: z.string().min(1).max(20_000).optional().describe('an RSA private key, PKCS#8 or PKCS#1 PEM: split into shares at once'),
+    publicKeyPem: z.string().min(1).max(20_000).optional().describe('an SPKI PEM public key (ECDSA, Ed25519, RSA): kept to verify (RSA: to encrypt)'),
+    name: KeyName.optional(),
+    description: Description.optional(),
+  })
+  .strict()
+  .refine((b) => (b.privateKeyPem === undefined) !== (b.publicKeyPem === undefined), 'give exactly one of privateKeyPem and publicKeyPem');
 const UpdateBody = z
   .object({
     name: KeyName.nullable().optional().describe('new name; null removes it'),
@@ -73,6 +82,7 @@ const KeyOut = z.object({
   stateChangedAt: z.string().nullable(),
   createdAt: z.string(),
   epoch: z.number().nullable().describe('share epoch (null once destroyed)'),
+  imported: z.enum(['public']).nullable().describe('"public": an imported public key, without shares'),
 });
 const KeyShowOut = KeyOut.extend({ publicKey: z.string().nullable().describe('PEM (null for AES and destroyed keys)'), presignaturesReady: z.number() });
 
@@ -99,6 +109,7 @@ function keyOut(k: KeyRow | DestroyedKeyRow): z.infer<typeof KeyOut> {
     stateChangedAt: live ? k.usageChangedAt : k.destroyedAt,
     createdAt: k.createdAt,
     epoch: live ? k.currentEpoch : null,
+    imported: live && k.publicKey ? 'public' : null,
   };
 }
 
@@ -173,7 +184,7 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
     {
       method: 'POST',
       url: '/api/v1/keys/import',
-      summary: "Import an RSA private key into the caller's partition: it is split into shares at once and not kept whole",
+      summary: "Import into the caller's partition an RSA private key (split into shares at once, never kept whole) or a public key (verify; RSA: encrypt)",
       tag: 'keys',
       access: 'so, user',
       body: ImportBody,
@@ -183,7 +194,9 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
     async (req, reply) => {
       const p = await caller(req, CRYPTO_ROLES, 'import keys');
       const body = parse(ImportBody, req.body, 'body');
-      const k = await catalog.create(p.partitionId, body, () => keys.rsaAes.createRsa({ privateKeyPem: body.privateKeyPem }));
+      const pub = body.publicKeyPem;
+      if (pub !== undefined) await auth.accounts.checkKeyAlg(p, importPublicKey(pub).alg);
+      const k = await catalog.create(p.partitionId, body, () => (pub !== undefined ? keys.importPublic(pub) : keys.rsaAes.createRsa({ privateKeyPem: body.privateKeyPem! })));
       keyIds.set(req, k.keyId);
       return reply.status(201).send({ ...keyOut(k), publicKey: await publicPem(k) });
     },

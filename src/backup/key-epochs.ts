@@ -24,7 +24,10 @@ export interface KeyEpochs {
 
 /** Active keys of the store open in `db`, by key id, with the epochs held. */
 export function readKeyEpochs(db: Database.Database): KeyEpochs[] {
-  const keys = db.prepare("SELECT key_id, alg, current_epoch FROM keys WHERE state = 'active' ORDER BY key_id").all() as {
+  // Imported public keys (EP only, no shares; schema 5) are not shared keys: EP and Partner
+  // compare the rest. An archive of an older schema has no such column and no such keys.
+  const hasPublicKeys = (db.prepare('PRAGMA table_info(keys)').all() as { name: string }[]).some((c) => c.name === 'public_key');
+  const keys = db.prepare(`SELECT key_id, alg, current_epoch FROM keys WHERE state = 'active'${hasPublicKeys ? ' AND public_key IS NULL' : ''} ORDER BY key_id`).all() as {
     key_id: string;
     alg: string;
     current_epoch: number;

@@ -154,7 +154,7 @@ function mismatch(message: string, hint: string): EkmError {
 
 /**
  * Applies the plan to the restored store in one transaction, before server.json is written: each
- * kept key holds only its agreed epoch as CURRENT (Aux absent), other keys are removed, so are
+ * kept key holds only its agreed epoch as CURRENT (Aux absent), other shared keys are removed, so are
  * presignatures, open protocol sessions and the old triplet's server rows. The EP records that the
  * Aux recovery is pending.
  */
@@ -164,7 +164,8 @@ export function applyRestorePlan(sqlitePath: string, role: Role, plan: RestorePl
     db.pragma('foreign_keys = ON');
     db.transaction(() => {
       const keep = new Map(plan.keep.map((k) => [k.keyId, k.epoch]));
-      const ids = (db.prepare('SELECT key_id FROM keys').all() as { key_id: string }[]).map((r) => r.key_id);
+      // Imported public keys (EP only, no shares) are kept as they are.
+      const ids = (db.prepare('SELECT key_id FROM keys WHERE public_key IS NULL').all() as { key_id: string }[]).map((r) => r.key_id);
       const delShares = db.prepare('DELETE FROM key_shares WHERE key_id = ?');
       const delKey = db.prepare('DELETE FROM keys WHERE key_id = ?');
       const delOther = db.prepare('DELETE FROM key_shares WHERE key_id = ? AND epoch <> ?');

@@ -104,6 +104,7 @@ interface KeyView {
   stateChangedAt: string | null;
   createdAt: string;
   epoch: number | null;
+  imported: 'public' | null;
 }
 
 interface KeyShow extends KeyView {
@@ -123,7 +124,7 @@ interface KeyList {
 function listLine(k: KeyView): string {
   const q = (s: string | null): string => JSON.stringify(s ?? '');
   const state = k.state === 'active' ? '' : ` State=${k.state}`;
-  return `${k.alg.startsWith('aes') ? 'Secret' : 'Private'} ${keyType(k.alg)} key : UID=${k.keyId} Name=${q(k.name)} Description=${q(k.description)} Alg=${k.alg}${state}`;
+  return `${k.alg.startsWith('aes') ? 'Secret' : k.imported === 'public' ? 'Public' : 'Private'} ${keyType(k.alg)} key : UID=${k.keyId} Name=${q(k.name)} Description=${q(k.description)} Alg=${k.alg}${state}`;
 }
 
 /** RSA encryption options (OAEP with SHA-256 by default); AES ignores them, so they are sent only when given. */
@@ -173,24 +174,25 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
   withCredentials(
     program
       .command('import')
-      .description('import an RSA private key (PEM): it is split into shares at once and not kept whole')
-      .requiredOption('-i, --in <file>', 'the private key (PKCS#8 or PKCS#1 PEM)')
+      .description('import an RSA private key (split into shares at once, not kept whole) or a public key (to verify; RSA: to encrypt)')
+      .requiredOption('-i, --in <file>', 'a PEM file: RSA private key (PKCS#8 or PKCS#1), or a public key (SPKI)')
       .option('-n, --name <name>', 'key name, unique in the partition')
       .option('--desc <text>', 'description')
       .option('-o, --out <file>', 'write the public key (PEM) here'),
     { defaultUser: 'so' },
   ).action(async (o: CredentialOpts & { in: string; name?: string; desc?: string; out?: string }) => {
     const pem = readInput(o.in).toString('utf8');
-    if (!pem.includes('-----BEGIN')) throw new EkmError('EKM_INPUT', `${o.in} is not a PEM file`, 'export the key as PKCS#8 PEM (openssl pkcs8 -topk8 -nocrypt)', 1);
+    if (!pem.includes('-----BEGIN')) throw new EkmError('EKM_INPUT', `${o.in} is not a PEM file`, 'export a private key as PKCS#8 PEM (openssl pkcs8 -topk8 -nocrypt), a public key as SPKI PEM (openssl pkey -pubout)', 1);
     const creds = await credentials(o);
+    const isPublic = pem.includes('-----BEGIN PUBLIC KEY-----');
     const k = await call<KeyView & { publicKey: string }>(ctx, creds, 'POST', '/api/v1/keys/import', {
-      privateKeyPem: pem,
+      [isPublic ? 'publicKeyPem' : 'privateKeyPem']: pem,
       ...(o.name !== undefined ? { name: o.name } : {}),
       ...(o.desc !== undefined ? { description: o.desc } : {}),
     });
     if (o.out) writeOutput(o.out, k.publicKey);
     if (ctx.json()) printJson(ctx, { ...k, partition: creds.partition });
-    else ctx.print(created('Imported', k, creds.partition, o.out));
+    else ctx.print(created(isPublic ? 'Imported the public' : 'Imported', k, creds.partition, o.out));
   });
 
   withCredentials(
@@ -235,7 +237,7 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
         return;
       }
       const pub = k.publicKey ? createPublicKey(k.publicKey) : undefined;
-      ctx.print(`${k.alg.startsWith('aes') ? 'Secret' : 'Private'} ${keyType(k.alg)} key : UID=${k.keyId}`);
+      ctx.print(`${k.alg.startsWith('aes') ? 'Secret' : k.imported === 'public' ? 'Public' : 'Private'} ${keyType(k.alg)} key : UID=${k.keyId}`);
       ctx.print(`  Name           : ${k.name ?? ''}`);
       ctx.print(`  Description    : ${k.description ?? ''}`);
       ctx.print(`  Algorithm      : ${k.alg}`);

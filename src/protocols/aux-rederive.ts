@@ -33,7 +33,7 @@ import {
   type ConfirmCheckpoint,
   type SessionOpenItem,
 } from './session-kit.js';
-import { ProtocolAbort, type Envelope, type PartyId } from './types.js';
+import type { Envelope, PartyId } from './types.js';
 
 export const AUX_PROTO = 'aux-rederive';
 const ALG_PLAIN = 'batch';

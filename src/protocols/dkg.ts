@@ -30,7 +30,6 @@ import { computeSid, type SessionInputs } from './session.js';
 import {
   decodeRequest,
   encodeRequest,
-  isPartyId,
   ProtocolParty,
   type CommonConfig,
   type ConfirmCheckpoint,

@@ -31,11 +31,11 @@ import {
 } from '../crypto/ecdsa-format.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { p256, p384 } from '@noble/curves/nist.js';
-import { ALG_CURVE, type EcAlg, type KeyShare } from './key-share.js';
+import { ALG_CURVE, type KeyShare } from './key-share.js';
 import {
   decodeRequest,
   encodeRequest,
-  Inbox,
+  type Inbox,
   OTHERS,
   readString,
   readU32,

@@ -124,7 +124,7 @@ export class AuxRecovery {
         await this.save();
         return;
       }
-      const ids = raw.filter((k) => k.state === 'active').map((k) => k.keyId);
+      const ids = raw.filter((k) => k.state === 'active' && !k.publicKey).map((k) => k.keyId);
       const rs = await Promise.all(chunks(ids, BATCH).map((c) => this.deps.keys.rederiveAux(c, { refresh: false })));
       const n = rs.reduce((sum, r) => sum + r.keys.length, 0);
       this.progress = { ...p, after: raw[raw.length - 1]!.keyId, rederived: (p.rederived ?? 0) + n };
@@ -142,7 +142,7 @@ export class AuxRecovery {
         );
         return;
       }
-      const ids = raw.filter((k) => k.state === 'active').map((k) => k.keyId);
+      const ids = raw.filter((k) => k.state === 'active' && !k.publicKey).map((k) => k.keyId);
       let done = ids.length;
       if (ids.length > 0) {
         try {

@@ -147,10 +147,12 @@ export class KeyCatalog {
   }
 
   private async destroyNow(keyId: string): Promise<DestroyedKeyRow> {
-    const row = await this.deps.store.destroyKey(keyId, ['partner', 'aux']);
+    // An imported public key has no shares on Partner and Aux: nothing to purge there.
+    const peers = (await this.deps.store.getKey(keyId))?.publicKey ? [] : (['partner', 'aux'] as const);
+    const row = await this.deps.store.destroyKey(keyId, peers);
     if (!row) throw notFound(keyId);
     this.deps.keys.pool?.burn(keyId, null);
-    await Promise.all((['partner', 'aux'] as const).map((role) => this.purge({ keyId, role })));
+    await Promise.all(peers.map((role) => this.purge({ keyId, role })));
     return row;
   }
 

@@ -38,9 +38,10 @@ import { PresignPool } from './presign-pool.js';
 import type { ServiceDeps } from './service-deps.js';
 import { refreshWritesFor } from './refresh-writes.js';
 import { RsaAesKeys } from './rsa-aes-keys.js';
-import { RSA_ALGS, type RsaAlg, isRsaAlg } from '../protocols/rsa.js';
+import { RSA_ALGS, type RsaAlg, exportRsaPublicKey, isRsaAlg } from '../protocols/rsa.js';
 import { HASH_LEN, rsassaPkcs1v15Verify, rsassaPssVerify } from '../crypto/rsa-padding.js';
 import { os2ip } from '../crypto/modexp.js';
+import { type PublicMaterial, importPublicKey, publicMaterial, publicOnly } from './public-keys.js';
 
 /** Peer method by which the EP has Partner and Aux erase their shares of a destroyed key. */
 export const KEY_PURGE_METHOD = 'key.purge';
@@ -136,6 +137,15 @@ export class KeyService {
     return { keyId, alg };
   }
 
+  /** Keeps someone else's public key (SPKI PEM) as a key that verifies (RSA: also encrypts). */
+  async importPublic(pem: string): Promise<{ keyId: string; alg: KeyAlg }> {
+    this.requireEp();
+    const { alg, spkiPem } = importPublicKey(pem);
+    const keyId = toHex(randomBytes(8));
+    await this.deps.store.createPublicKey({ keyId, alg, publicKeyPem: spkiPem });
+    return { keyId, alg };
+  }
+
   async getKey(keyId: string): Promise<{ row: KeyRow; current: KeyShare }> {
     const row = await this.deps.store.getKey(keyId);
     if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`, undefined, 1, 404);
@@ -156,6 +166,7 @@ export class KeyService {
   async sign(keyId: string, req: SignRequest): Promise<SignResult> {
     this.requireEp();
     const row = await this.describe(keyId);
+    if (row.publicKey) throw publicOnly(keyId, 'sign');
     if (isRsaAlg(row.alg)) {
       const hash = req.hash ?? 'sha256';
       const digest = signedDigest(hash, req);
@@ -216,41 +227,51 @@ export class KeyService {
 
   async verify(keyId: string, req: SignRequest, signature: Uint8Array): Promise<boolean> {
     const row = await this.describe(keyId);
-    if (isRsaAlg(row.alg)) {
+    const m = await this.publicMaterialOf(row);
+    if (m.kind === 'rsa') {
       const hash = req.hash ?? 'sha256';
-      const share = (await this.deps.store.getRsaShares(keyId)).find((x) => x.status === 'current');
-      if (!share) return false;
-      const pub = { n: os2ip(share.n), e: os2ip(share.e) };
       const digest = signedDigest(hash, req);
-      return req.scheme === 'pss' ? rsassaPssVerify(pub, hash, digest, signature) : rsassaPkcs1v15Verify(pub, hash, digest, signature);
+      return req.scheme === 'pss' ? rsassaPssVerify(m, hash, digest, signature) : rsassaPkcs1v15Verify(m, hash, digest, signature);
     }
-    const { current } = await this.getKey(keyId);
-    if (isFrostAlg(current.alg)) {
-      if (!req.message) throw new EkmError('EKM_BAD_INPUT', `${current.alg} verifies the whole message: give a message`);
-      return verifyFrostSignature(current.alg, current.Y, req.message, signature);
+    const alg = row.alg as EcAlg;
+    if (isFrostAlg(alg)) {
+      if (!req.message) throw new EkmError('EKM_BAD_INPUT', `${alg} verifies the whole message: give a message`);
+      return verifyFrostSignature(alg, m.Y, req.message, signature);
     }
-    if (!isEcdsaAlg(current.alg)) return false;
-    const input = signedInput(current.alg, req);
-    const curve = getCurve(ALG_CURVE[current.alg]);
+    if (!isEcdsaAlg(alg)) return false;
+    const input = signedInput(alg, req);
+    const curve = getCurve(ALG_CURVE[alg]);
     const raw = req.format === 'der' ? derToP1363(signature, curve.scalarBytes) : signature;
-    return raw !== undefined && verifyEcdsa(current.alg, current.Y, input, raw);
+    return raw !== undefined && verifyEcdsa(alg, m.Y, input, raw);
   }
 
   async publicKey(keyId: string, format: PublicKeyFormat): Promise<{ alg: KeyAlg; format: PublicKeyFormat; value: string | Uint8Array | object }> {
     const row = await this.describe(keyId);
-    if (isRsaAlg(row.alg)) {
-      if (format === 'raw') throw new EkmError('EKM_BAD_INPUT', 'RSA public keys export as pem, der or jwk');
-      return { alg: row.alg, format, value: await this.rsaAes.rsaPublicKey(keyId, format) };
-    }
     if (row.alg === 'aes-256-dprf') throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it has no public key`, undefined, 1, 400);
-    const { current } = await this.getKey(keyId);
-    return { alg: current.alg, format, value: exportPublicKey(current.alg, current.Y, format) };
+    const m = await this.publicMaterialOf(row);
+    if (m.kind === 'rsa') {
+      if (format === 'raw') throw new EkmError('EKM_BAD_INPUT', 'RSA public keys export as pem, der or jwk');
+      return { alg: row.alg as KeyAlg, format, value: exportRsaPublicKey(m, format) };
+    }
+    return { alg: row.alg as KeyAlg, format, value: exportPublicKey(row.alg as EcAlg, m.Y, format) };
+  }
+
+  /** The public key of a key: from an imported public key, or from this server's current share. */
+  private async publicMaterialOf(row: KeyRow): Promise<PublicMaterial> {
+    if (row.publicKey) return publicMaterial(row.alg, row.publicKey);
+    if (isRsaAlg(row.alg)) {
+      const share = (await this.deps.store.getRsaShares(row.keyId)).find((x) => x.status === 'current');
+      if (!share) throw new EkmError('EKM_KEY_STATE', `key ${row.keyId} has no current share on this server`, undefined, 1, 409);
+      return { kind: 'rsa', n: os2ip(share.n), e: os2ip(share.e) };
+    }
+    return { kind: 'ec', Y: (await this.getKey(row.keyId)).current.Y };
   }
 
   /** Proactive refresh of a batch of keys: new shares, same public keys (§5). */
   async refresh(keyIds: readonly string[]): Promise<{ keys: readonly RefreshKeyEpoch[] }> {
     this.requireEp();
     const rows = await Promise.all(keyIds.map((k) => this.describe(k)));
+    for (const r of rows) if (r.publicKey) throw publicOnly(r.keyId, 'be refreshed');
     const rsa = rows.filter((r) => isRsaAlg(r.alg)).map((r) => r.keyId);
     if (rsa.length > 0) {
       // RSA keys refresh in their own protocol: one batch per key family.
@@ -425,7 +446,7 @@ export class KeyService {
     let after: string | undefined;
     for (;;) {
       const page = await this.deps.store.listKeys({ ...(after ? { after } : {}), limit: 1000 });
-      ids.push(...page.filter((k) => k.state === 'active').map((k) => k.keyId));
+      ids.push(...page.filter((k) => k.state === 'active' && !k.publicKey).map((k) => k.keyId));
       if (page.length < 1000) return ids;
       after = page[page.length - 1]!.keyId;
     }

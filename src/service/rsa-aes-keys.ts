@@ -9,7 +9,7 @@
  * - AES-256: a threshold PRF key (a P-256 DKG key); every object gets its own AES-256-GCM key
  *   derived jointly by EP + Partner (or Aux) with DLEQ-proved partials.
  */
-import { constants, createHash, generateKeyPair, publicEncrypt, randomBytes } from 'node:crypto';
+import { constants, createHash, createPublicKey, generateKeyPair, publicEncrypt, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { decodeEnc, enc, toHex, u32be, u8 } from '../crypto/encoding.js';
 import { HASH_LEN, type OaepHash, type RsaSignHash, rsassaPkcs1v15Verify, rsassaPssVerify } from '../crypto/rsa-padding.js';
@@ -51,6 +51,7 @@ import { decodeRequest } from '../protocols/session-kit.js';
 import type { PartyId } from '../protocols/types.js';
 import type { KeyWrite } from '../store/key-records.js';
 import type { SessionSpec } from './protocol-host.js';
+import { publicOnly } from './public-keys.js';
 import { refreshWritesFor } from './refresh-writes.js';
 import type { ServiceDeps } from './service-deps.js';
 import { recordToRsaShare, rsaShareToRecord } from './share-codec.js';
@@ -169,13 +170,12 @@ export class RsaAesKeys {
 
   /** RSA encryption is public: done here with node:crypto for convenience. */
   async rsaEncrypt(keyId: string, scheme: RsaDecryptScheme, plaintext: Uint8Array, hash: OaepHash = 'sha256'): Promise<Uint8Array> {
-    const share = await this.currentRsa(keyId);
+    // An imported RSA public key encrypts too: with its own PEM, there are no shares.
+    const row = await this.deps.store.getKey(keyId);
+    const key = row?.publicKey && isRsaAlg(row.alg) ? createPublicKey(row.publicKey) : rsaPublicKeyObject(await this.currentRsa(keyId));
     try {
       return new Uint8Array(
-        publicEncrypt(
-          scheme === 'oaep' ? { key: rsaPublicKeyObject(share), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash } : { key: rsaPublicKeyObject(share), padding: constants.RSA_PKCS1_PADDING },
-          plaintext,
-        ),
+        publicEncrypt(scheme === 'oaep' ? { key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash } : { key, padding: constants.RSA_PKCS1_PADDING }, plaintext),
       );
     } catch (e) {
       throw new EkmError('EKM_BAD_INPUT', `cannot encrypt: ${(e as Error).message}`);
@@ -274,6 +274,7 @@ export class RsaAesKeys {
   private async currentRsa(keyId: string): Promise<RsaKeyShare> {
     const row = await this.deps.store.getKey(keyId);
     if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`, undefined, 1, 404);
+    if (row.publicKey) throw publicOnly(keyId, 'sign or decrypt');
     if (!isRsaAlg(row.alg)) throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is a ${row.alg} key, not an RSA key`, undefined, 1, 400);
     const cur = (await this.deps.store.getRsaShares(keyId)).find((s) => s.status === 'current' && s.epoch === row.currentEpoch);
     if (!cur) throw new EkmError('EKM_KEY_STATE', `key ${keyId} has no current share on this server`, undefined, 1, 409);

@@ -23,6 +23,8 @@ export interface KeyRow {
   readonly description: string | null;
   readonly usage: KeyUsage;
   readonly usageChangedAt: string | null;
+  /** An imported public key (SPKI PEM, schema 5): the key has no shares and only verifies (RSA: encrypts). */
+  readonly publicKey: string | null;
 }
 
 /** One party's share of one key at one epoch. `share` is the scalar's canonical bytes (secret). */

@@ -151,6 +151,14 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    name: 'imported public keys',
+    // EP only: a key row whose public_key is set has no shares anywhere.
+    sqlite: `
+      ALTER TABLE keys ADD COLUMN public_key TEXT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;

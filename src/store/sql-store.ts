@@ -588,6 +588,18 @@ export class SqlStore implements Store {
     );
   }
 
+  async createPublicKey(k: { readonly keyId: string; readonly alg: string; readonly publicKeyPem: string }): Promise<void> {
+    await this.d.transaction(
+      write(
+        "INSERT INTO keys (key_id, alg, state, current_epoch, aux_present, created_at, public_key) VALUES (?, ?, 'active', 0, 1, ?, ?)",
+        k.keyId,
+        k.alg,
+        new Date().toISOString(),
+        k.publicKeyPem,
+      ),
+    );
+  }
+
   async getDestroyedKey(keyId: string): Promise<DestroyedKeyRow | undefined> {
     const r = await this.one<DestroyedKeyDb>('SELECT * FROM destroyed_keys WHERE key_id = ?', keyId);
     return r ? destroyedFromDb(r) : undefined;
@@ -710,6 +722,7 @@ interface KeyDb {
   description: string | null;
   usage: KeyUsage;
   usage_changed_at: string | null;
+  public_key: string | null;
 }
 type DestroyedKeyDb = Pick<KeyDb, 'key_id' | 'partition_id' | 'alg' | 'name' | 'description' | 'created_at'> & { destroyed_at: string };
 interface ShareDb {

@@ -135,6 +135,8 @@ export interface AccountStore {
    */
   destroyKey(keyId: string, purges: readonly KeyPurge['role'][]): Promise<DestroyedKeyRow | undefined>;
   getDestroyedKey(keyId: string): Promise<DestroyedKeyRow | undefined>;
+  /** Records an imported public key (EP): an active key row with its SPKI PEM and no shares. */
+  createPublicKey(k: { readonly keyId: string; readonly alg: string; readonly publicKeyPem: string }): Promise<void>;
   listDestroyedKeys(partitionId: number, q: { after?: string; limit: number }): Promise<DestroyedKeyRow[]>;
   listKeyPurges(): Promise<KeyPurge[]>;
   clearKeyPurge(p: KeyPurge): Promise<void>;

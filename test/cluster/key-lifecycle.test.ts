@@ -3,10 +3,10 @@
  * by name within the partition only, listing with paging and filters, KMIP-like states
  * (a deactivated key verifies and decrypts but neither signs nor encrypts), and destruction on
  * all three servers — read back from each server's own store, including an Aux that was down
- * when the key was destroyed and erases its share once it is back.
+ * when the key was destroyed and erases its share once it is back; imported public keys.
  */
 import assert from 'node:assert/strict';
-import { createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, privateDecrypt, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -178,6 +178,38 @@ describe('key names, states and destruction', () => {
     const deadline = Date.now() + 30_000;
     while (storeRows('aux', k.keyId).keys !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
     assert.deepEqual(storeRows('aux', k.keyId), { keys: 0, shares: 0 });
+  });
+
+  it('imported public keys verify (RSA also encrypts), do nothing else, and live on the EP only', async () => {
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const pem = ec.publicKey.export({ type: 'spki', format: 'pem' }) as string;
+    const r = await as(ROOT, 'POST', '/keys/import', { publicKeyPem: pem, name: 'vendor-ec' });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.deepEqual([r.body.alg, (r.body as unknown as { imported: string }).imported, r.body.publicKey], ['ecdsa-p256', 'public', pem]);
+    const msg = Buffer.from('signed by the vendor');
+    const sig = nodeSign('sha256', msg, { key: ec.privateKey, dsaEncoding: 'der' });
+    const v = await as<{ valid: boolean }>(ROOT, 'POST', '/keys/vendor-ec/verify', { message: b64(msg), signature: b64(sig), format: 'der' });
+    assert.equal(v.body.valid, true);
+    const bad = await as<{ valid: boolean }>(ROOT, 'POST', '/keys/vendor-ec/verify', { message: b64('other'), signature: b64(sig), format: 'der' });
+    assert.equal(bad.body.valid, false);
+    assertApiError(await as(ROOT, 'POST', '/keys/vendor-ec/sign', { message: b64(msg) }), 409, 'EKM_PUBLIC_KEY_ONLY');
+    assertApiError(await as(ROOT, 'POST', '/keys/vendor-ec/refresh'), 409, 'EKM_PUBLIC_KEY_ONLY');
+    for (const role of ['ep', 'partner', 'aux'] as const) assert.deepEqual(storeRows(role, r.body.keyId), role === 'ep' ? { keys: 1, shares: 0 } : { keys: 0, shares: 0 }, role);
+
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const rk = await as(ROOT, 'POST', '/keys/import', { publicKeyPem: rsa.publicKey.export({ type: 'spki', format: 'pem' }) });
+    assert.equal(rk.status, 201, JSON.stringify(rk.body));
+    const ct = await as<{ ciphertext: string }>(ROOT, 'POST', `/keys/${rk.body.keyId}/encrypt`, { plaintext: b64('to the vendor') });
+    assert.equal(ct.status, 200, JSON.stringify(ct.body));
+    assert.equal(privateDecrypt({ key: rsa.privateKey, oaepHash: 'sha256' }, unb64(ct.body.ciphertext)).toString(), 'to the vendor');
+    assertApiError(await as(ROOT, 'POST', `/keys/${rk.body.keyId}/decrypt`, { ciphertext: ct.body.ciphertext }), 409, 'EKM_PUBLIC_KEY_ONLY');
+
+    assertApiError(await as(ROOT, 'POST', '/keys/import', { publicKeyPem: 'not a key' }), 400, 'EKM_BAD_PUBLIC_KEY');
+    const small = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' });
+    assertApiError(await as(ROOT, 'POST', '/keys/import', { publicKeyPem: small }), 400, 'EKM_BAD_PUBLIC_KEY');
+    assertApiError(await as(ROOT, 'POST', '/keys/import', { publicKeyPem: pem, privateKeyPem: 'x' }), 400, 'EKM_BAD_REQUEST');
+    const d = await as<{ pendingPurge: string[] }>(ROOT, 'DELETE', '/keys/vendor-ec');
+    assert.deepEqual([d.status, d.body.pendingPurge], [200, []]);
   });
 
   it('a forced partition delete destroys its keys on all three servers', async () => {
