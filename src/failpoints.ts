@@ -22,9 +22,17 @@ export type FailpointSite = 'before-persist' | 'after-persist' | 'after-send';
 /** Parses `name[@count],…` into how many hits each name still lets pass before the crash. */
 export function parseFailpoints(spec: string | undefined): Map<string, number> {
   const armed = new Map<string, number>();
-  for (const item of (spec ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of (spec ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^([\w:.-]+)(?:@([1-9]\d*))?$/.exec(item);
-    if (!m) throw new EkmError('EKM_FAILPOINTS', `EKM_FAILPOINTS: "${item}" is not name[@count]`, 'count is a positive integer, e.g. proto:dkg:4:after-persist@2');
+    if (!m)
+      throw new EkmError(
+        'EKM_FAILPOINTS',
+        `EKM_FAILPOINTS: "${item}" is not name[@count]`,
+        'count is a positive integer, e.g. proto:dkg:4:after-persist@2',
+      );
     armed.set(m[1]!, Number(m[2] ?? 1));
   }
   return armed;

@@ -105,12 +105,36 @@ async function startRole(fx: Fixture, role: Role, env: Record<string, string> = 
   if (role === 'ep') fx.api = await apiFor(fx.t);
 }
 
-/** Restarts `role` with `EKM_FAILPOINTS=spec`; returns the pid that is to die. */
-export async function arm(fx: Fixture, role: Role, spec: string): Promise<number> {
+async function stopRole(fx: Fixture, role: Role): Promise<void> {
   const r = await ekm(fx.t, role, 'stop');
   if (r.code !== 0) throw new Error(`ekm stop (${role}) failed: ${r.stderr}`);
-  await startRole(fx, role, { EKM_FAILPOINTS: spec });
-  return pidOf(fx.t, role);
+}
+
+/** Stops `role` and starts it again without failpoints. */
+export async function disarm(fx: Fixture, role: Role): Promise<void> {
+  await stopRole(fx, role);
+  await startRole(fx, role);
+}
+
+/** Until the triplet serves again or `pid` died (an armed server can crash before it serves). */
+async function servingOrDead(fx: Fixture, pid: number): Promise<void> {
+  while (processAlive(pid) && (await ucl(fx.t, 'server', 'test')).code !== 0) await sleep(200);
+}
+
+/**
+ * Restarts `role` with `EKM_FAILPOINTS=spec`; returns the pid that is to die, or undefined when
+ * the failpoint already fired while it started (a session resumed from its checkpoint hit it).
+ */
+export async function arm(fx: Fixture, role: Role, spec: string): Promise<number | undefined> {
+  await stopRole(fx, role);
+  const r = await run('ekm', ['start'], { ...fx.t.env(role), EKM_FAILPOINTS: spec });
+  if (r.code !== 0 && r.stderr.includes('failpoint')) return undefined;
+  if (r.code !== 0) throw new Error(`ekm start (${role}) failed: ${r.stderr}`);
+  const pid = pidOf(fx.t, role);
+  await servingOrDead(fx, pid);
+  // A login fails if the EP crashed already; the load then finds it dead at once.
+  if (role === 'ep') fx.api = await apiFor(fx.t).catch(() => fx.api);
+  return pid;
 }
 
 /** After the crash: the role starts again without failpoints (the other two kept running). */
@@ -124,7 +148,11 @@ export async function restart(fx: Fixture, role: Role): Promise<void> {
  * or `deadlineMs` passes; returns the operations still in flight (they may yet be acknowledged
  * once the peer is back) and whether the process died.
  */
-export async function loadUntilDeath(pid: number, op: () => Promise<unknown>, deadlineMs = 60_000): Promise<{ died: boolean; inFlight: Promise<unknown>[] }> {
+export async function loadUntilDeath(
+  pid: number,
+  op: () => Promise<unknown>,
+  deadlineMs = 60_000,
+): Promise<{ died: boolean; inFlight: Promise<unknown>[] }> {
   const inFlight: Promise<unknown>[] = [];
   const end = Date.now() + deadlineMs;
   const death = (async () => {
@@ -185,9 +213,11 @@ export async function checkLedger(fx: Fixture): Promise<string[]> {
     if (!(await eventually(() => encrypt(fx, keyId)))) ledger.lost(`AES key ${keyId} no longer encrypts`);
   }
   for (const s of ledger.sealed) {
-    if (!(await eventually(() => decrypts(fx, s.keyId, s.ciphertext, s.plaintext)))) ledger.lost(`a ciphertext of ${s.keyId} no longer decrypts`);
+    if (!(await eventually(() => decrypts(fx, s.keyId, s.ciphertext, s.plaintext))))
+      ledger.lost(`a ciphertext of ${s.keyId} no longer decrypts`);
   }
-  for (const keyId of reusedNonces(ledger.signatures)) ledger.invalid(`two ECDSA signatures of ${keyId} share r: a presignature was used twice`);
+  for (const keyId of reusedNonces(ledger.signatures))
+    ledger.invalid(`two ECDSA signatures of ${keyId} share r: a presignature was used twice`);
   for (const k of await unacknowledgedKeys(fx)) {
     if (!(await eventually(() => usable(fx, k), 3))) ledger.problems.push(`unusable: key ${k.keyId} (${k.alg}) left by a failed operation`);
   }

@@ -27,17 +27,41 @@ type Sites = Partial<Record<Role, readonly string[]>>;
 const ALL = (sites: readonly string[]): Sites => ({ ep: sites, partner: sites, aux: sites });
 
 const TABLE: readonly { proto: string; load: Load; sites: Sites; ci: readonly string[] }[] = [
-  { proto: 'dkg', load: 'generate', sites: ALL(['1:after-send', '4:before-persist', '4:after-persist', '5:after-persist', 'end:after-persist']), ci: ['partner 4:after-persist', 'ep end:after-persist'] },
+  {
+    proto: 'dkg',
+    load: 'generate',
+    sites: ALL(['1:after-send', '4:before-persist', '4:after-persist', '5:after-persist', 'end:after-persist']),
+    ci: ['partner 4:after-persist', 'ep end:after-persist'],
+  },
   {
     proto: 'ecdsa-sign',
     load: 'sign-ecdsa',
-    sites: { ep: ['1:after-send', 'end:before-persist'], partner: ['3:after-send', 'end:after-send'], aux: ['3:after-send', 'end:after-send'] },
+    sites: {
+      ep: ['1:after-send', 'end:before-persist'],
+      partner: ['3:after-send', 'end:after-send'],
+      aux: ['3:after-send', 'end:after-send'],
+    },
     ci: ['aux 3:after-send'],
   },
   { proto: 'ecdsa-presign', load: 'sign-ecdsa', sites: ALL(['3:after-send', 'end:after-persist']), ci: [] },
-  { proto: 'ecdsa-online', load: 'sign-ecdsa', sites: { ep: ['0:after-send'], partner: ['1:after-send', 'end:after-send'], aux: ['end:after-send'] }, ci: [] },
-  { proto: 'frost-sign', load: 'sign-frost', sites: { ep: ['0:after-send', 'end:before-persist'], partner: ['end:after-send'] }, ci: ['partner end:after-send'] },
-  { proto: 'refresh', load: 'refresh', sites: ALL(['1:after-send', '3:after-persist', '4:after-persist', 'end:after-persist']), ci: ['aux 3:after-persist'] },
+  {
+    proto: 'ecdsa-online',
+    load: 'sign-ecdsa',
+    sites: { ep: ['0:after-send'], partner: ['1:after-send', 'end:after-send'], aux: ['end:after-send'] },
+    ci: [],
+  },
+  {
+    proto: 'frost-sign',
+    load: 'sign-frost',
+    sites: { ep: ['0:after-send', 'end:before-persist'], partner: ['end:after-send'] },
+    ci: ['partner end:after-send'],
+  },
+  {
+    proto: 'refresh',
+    load: 'refresh',
+    sites: ALL(['1:after-send', '3:after-persist', '4:after-persist', 'end:after-persist']),
+    ci: ['aux 3:after-persist'],
+  },
   { proto: 'dprf-eval', load: 'encrypt', sites: { ep: ['0:after-send', 'end:before-persist'], partner: ['end:after-send'] }, ci: [] },
 ];
 

@@ -8,15 +8,22 @@ describe('failpoints', () => {
   it('parses name[@count] lists; the count defaults to 1', () => {
     assert.deepEqual([...parseFailpoints(undefined)], []);
     assert.deepEqual([...parseFailpoints('')], []);
-    assert.deepEqual([...parseFailpoints('proto:dkg:4:after-persist@3, proto:frost-sign:1:after-send')], [
-      ['proto:dkg:4:after-persist', 3],
-      ['proto:frost-sign:1:after-send', 1],
-    ]);
+    assert.deepEqual(
+      [...parseFailpoints('proto:dkg:4:after-persist@3, proto:frost-sign:1:after-send')],
+      [
+        ['proto:dkg:4:after-persist', 3],
+        ['proto:frost-sign:1:after-send', 1],
+      ],
+    );
   });
 
   it('refuses a malformed spec with a typed error', () => {
     for (const bad of ['x@0', 'x@-1', 'x@two', 'has space', 'x@1@2']) {
-      assert.throws(() => parseFailpoints(bad), (e: unknown) => e instanceof EkmError && e.code === 'EKM_FAILPOINTS', bad);
+      assert.throws(
+        () => parseFailpoints(bad),
+        (e: unknown) => e instanceof EkmError && e.code === 'EKM_FAILPOINTS',
+        bad,
+      );
     }
   });
 
