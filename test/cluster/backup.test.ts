@@ -259,7 +259,9 @@ describe('backup and restore of a triplet (real processes)', { timeout: 1_200_00
     assert.match(refused.aux.stderr, /refused the restore/);
 
     const partial = await bootRestored(m, { extra: ['--partial'] });
-    for (const r of ['ep', 'partner', 'aux'] as Role[]) assert.equal(partial[r].code, 0, `${r}: ${partial[r].stderr}`);
+    // On a failure, all three outputs: one bootstrap's timeout is usually another's earlier error.
+    const outputs = (['ep', 'partner', 'aux'] as Role[]).map((r) => `--- ${r} (exit ${partial[r].code}):\n${partial[r].stdout}${partial[r].stderr}`).join('\n');
+    for (const r of ['ep', 'partner', 'aux'] as Role[]) assert.equal(partial[r].code, 0, `${r} failed\n${outputs}`);
     assert.match(partial.ep.stdout, /Partial restore .*4 keys restored/);
     await startInSeedOrder(m);
     await waitInService(m, 180_000);
