@@ -47,15 +47,20 @@ interface Base {
   readonly aes: string;
 }
 
-/** The operation a load repeats; `sign-ecdsa` first makes a fresh key, so its first signature is on demand and its pool starts empty. */
+/** The operation a load repeats (test/faults/matrix.ts says which protocol each one drives). */
 async function loadOp(fx: Fixture, base: Base, load: Load): Promise<() => Promise<unknown>> {
   switch (load) {
     case 'generate':
       return () => generate(fx, pick(EC_TEST_ALGS));
-    case 'sign-ecdsa': {
+    case 'sign-ecdsa-first':
+      return async () => {
+        const key = await generate(fx, 'ecdsa-p256');
+        return key && sign(fx, key);
+      };
+    case 'sign-ecdsa-pool': {
       const key = await generate(fx, 'ecdsa-p256');
-      assert.ok(key, 'a fresh ECDSA key');
-      // The pause lets the pool presign between signatures, so pool mode is reached too.
+      assert.ok(key, 'a new ECDSA key');
+      // The pause lets the pool presign between signatures, so pool mode is reached.
       return async () => (await sign(fx, key)) || sleep(200);
     }
     case 'sign-frost':

@@ -10,7 +10,8 @@ import type { Role } from '../support/cluster.js';
 /** What the client does until the armed server dies. */
 export type Load =
   | 'generate' // POST /keys, EC algorithms in turn: DKG
-  | 'sign-ecdsa' // a fresh ecdsa-p256 key signs repeatedly: on-demand first, then the pool presigns and signs online
+  | 'sign-ecdsa-first' // each time a new ecdsa-p256 key and its first signature, which is on demand (its pool is empty)
+  | 'sign-ecdsa-pool' // a new ecdsa-p256 key signs repeatedly: after the first signature its pool presigns, later ones sign online
   | 'sign-frost' // an eddsa-ed25519 key signs repeatedly: FROST
   | 'refresh' // POST /keys/<id>/refresh of the ledger's keys in turn
   | 'encrypt'; // AES-256 (DPRF) encryption
@@ -35,7 +36,7 @@ const TABLE: readonly { proto: string; load: Load; sites: Sites; ci: readonly st
   },
   {
     proto: 'ecdsa-sign',
-    load: 'sign-ecdsa',
+    load: 'sign-ecdsa-first',
     sites: {
       ep: ['1:after-send', 'end:before-persist'],
       partner: ['3:after-send', 'end:after-send'],
@@ -43,10 +44,10 @@ const TABLE: readonly { proto: string; load: Load; sites: Sites; ci: readonly st
     },
     ci: ['aux 3:after-send'],
   },
-  { proto: 'ecdsa-presign', load: 'sign-ecdsa', sites: ALL(['3:after-send', 'end:after-persist']), ci: [] },
+  { proto: 'ecdsa-presign', load: 'sign-ecdsa-pool', sites: ALL(['3:after-send', 'end:after-persist']), ci: [] },
   {
     proto: 'ecdsa-online',
-    load: 'sign-ecdsa',
+    load: 'sign-ecdsa-pool',
     sites: { ep: ['0:after-send'], partner: ['1:after-send', 'end:after-send'], aux: ['end:after-send'] },
     ci: [],
   },
