@@ -3,8 +3,8 @@
  * on loopback, with its own EKM_HOME under a temporary folder, talking mutual TLS.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { type AddressInfo, type Server, createServer } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type Server, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 
@@ -55,16 +55,38 @@ export function run(
   });
 }
 
+/**
+ * Ports no one listens on, for servers a test starts (and may restart). Picked at random BELOW the
+ * kernel's ephemeral range: a port the kernel hands out (`listen(0)`, or the local port of any
+ * outgoing connection) can be taken by another connection while a server of the test is down
+ * between two runs, and its restart then fails to listen (seen as a bootstrap timeout elsewhere).
+ */
 export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<Server>((r) => {
-      const s = createServer();
-      s.listen(0, '127.0.0.1', () => r(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  const ports: number[] = [];
+  while (ports.length < n) {
+    const port = PORT_RANGE.low + Math.floor(Math.random() * (PORT_RANGE.high - PORT_RANGE.low));
+    if (!ports.includes(port) && (await canListen(port))) ports.push(port);
+  }
   return ports;
+}
+
+const PORT_RANGE = { low: 20_000, high: ephemeralLow() };
+
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 21_000 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolvePort) => {
+    const s: Server = createServer();
+    s.once('error', () => resolvePort(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolvePort(true)));
+  });
 }
 
 export interface Triplet {
