@@ -10,6 +10,7 @@
  * never wait for the writer and see every transaction that has committed.
  */
 import type { Worker } from 'node:worker_threads';
+import { EkmError } from '../errors.js';
 import { spawnModuleWorker } from '../worker-spawn.js';
 import type { Steps, Stmt, StmtResult } from './sql-store.js';
 
@@ -42,7 +43,13 @@ export class SqliteWriter {
   private nextId = 1;
   /** The tail of the transaction queue. */
   private queue: Promise<unknown> = Promise.resolve();
-  private failed: Error | undefined;
+  private failed: EkmError | undefined;
+  private closing = false;
+
+  /** Why writes can no longer be made (the thread died), if so: the store reports itself down. */
+  get failure(): EkmError | undefined {
+    return this.failed;
+  }
 
   constructor(path: string) {
     this.worker = spawnModuleWorker(import.meta.url, 'sqlite-writer-worker', { workerData: { path } });
@@ -57,8 +64,9 @@ export class SqliteWriter {
     // A writer that dies takes no transaction half-done with it (SQLite rolls back an open one);
     // every later write fails with this error until the server restarts.
     const die = (e: Error): void => {
-      this.failed = e;
-      for (const w of this.waiting.values()) w.reject(e);
+      if (this.closing) return;
+      this.failed = new EkmError('EKM_STORE_UNAVAILABLE', `the store's writer thread stopped: ${e.message}`, 'restart the server (ekm restart); every acknowledged write is on disk', 1, 503);
+      for (const w of this.waiting.values()) w.reject(this.failed);
       this.waiting.clear();
     };
     this.worker.on('error', die);
@@ -76,7 +84,9 @@ export class SqliteWriter {
 
   async close(): Promise<void> {
     await this.queue;
-    if (!this.failed) await this.send({ close: true }).catch(() => undefined);
+    if (this.failed) return;
+    this.closing = true; // the thread's exit that follows is not a failure
+    await this.send({ close: true }).catch(() => undefined);
   }
 
   private async drive<T>(steps: Steps<T>): Promise<T> {

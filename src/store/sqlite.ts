@@ -70,6 +70,8 @@ class SqliteDriver implements SqlDriver {
   async run<T>(steps: Steps<T>): Promise<T> {
     const writer = this.writer;
     if (!writer) return driveSync(steps, this.exec);
+    // A store that can no longer write is down, reads included: health checks must see it.
+    if (writer.failure) throw writer.failure;
     let next = steps.next();
     while (!next.done) {
       const stmt = next.value;
