@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { homePaths } from '../../src/config/home.js';
 import { processAlive, readPid } from '../../src/server/pidfile.js';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
-import { ROOT_SO_PASSWORD, type Role, type Triplet, ekm, run, ucl, waitInService } from '../support/cluster.js';
+import { ROOT_SO_PASSWORD, type Role, type RunResult, type Triplet, ekm, run, ucl, waitInService } from '../support/cluster.js';
 import type { TestAlg } from '../support/verify-ec.js';
 import { Ledger, type SigningKey, reusedNonces } from './ledger.js';
 
@@ -85,7 +85,7 @@ export async function encrypt(fx: Fixture, keyId: string): Promise<boolean> {
 
 // --- faults ------------------------------------------------------------------------------------
 
-export function pidOf(t: Triplet, role: Role): number {
+function pidOf(t: Triplet, role: Role): number {
   const pid = readPid(homePaths(t.homes[role]));
   if (pid === undefined) throw new Error(`${role} has no pid file`);
   return pid;
@@ -98,8 +98,12 @@ export async function killHard(t: Triplet, role: Role): Promise<void> {
   while (processAlive(pid)) await sleep(20);
 }
 
-async function startRole(fx: Fixture, role: Role, env: Record<string, string> = {}): Promise<void> {
-  const r = await run('ekm', ['start'], { ...fx.t.env(role), ...env });
+function ekmStart(fx: Fixture, role: Role, env: Record<string, string>): Promise<RunResult> {
+  return run('ekm', ['start'], { ...fx.t.env(role), ...env });
+}
+
+async function startRole(fx: Fixture, role: Role): Promise<void> {
+  const r = await ekmStart(fx, role, {});
   if (r.code !== 0) throw new Error(`ekm start (${role}) failed: ${r.stderr}`);
   await waitInService(fx.t, 60_000);
   if (role === 'ep') fx.api = await apiFor(fx.t);
@@ -117,8 +121,12 @@ export async function disarm(fx: Fixture, role: Role): Promise<void> {
 }
 
 /** Until the triplet serves again or `pid` died (an armed server can crash before it serves). */
-async function servingOrDead(fx: Fixture, pid: number): Promise<void> {
-  while (processAlive(pid) && (await ucl(fx.t, 'server', 'test')).code !== 0) await sleep(200);
+async function servingOrDead(fx: Fixture, pid: number, timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (processAlive(pid) && (await ucl(fx.t, 'server', 'test')).code !== 0) {
+    if (Date.now() > end) throw new Error(`the triplet did not serve within ${timeoutMs} ms of an armed start`);
+    await sleep(200);
+  }
 }
 
 /**
@@ -127,7 +135,7 @@ async function servingOrDead(fx: Fixture, pid: number): Promise<void> {
  */
 export async function arm(fx: Fixture, role: Role, spec: string): Promise<number | undefined> {
   await stopRole(fx, role);
-  const r = await run('ekm', ['start'], { ...fx.t.env(role), EKM_FAILPOINTS: spec });
+  const r = await ekmStart(fx, role, { EKM_FAILPOINTS: spec });
   if (r.code !== 0 && r.stderr.includes('failpoint')) return undefined;
   if (r.code !== 0) throw new Error(`ekm start (${role}) failed: ${r.stderr}`);
   const pid = pidOf(fx.t, role);
