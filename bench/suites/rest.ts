@@ -129,7 +129,7 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
     measurements: rows,
     notes: [
       'The overhead is measured per request: the client-side latency minus the EP’s own Server-Timing duration of the key-service call in that same request. It covers TLS (keep-alive), HTTP parsing, bearer-token authentication, zod validation, the key lookup in the catalogue, and JSON/base64 both ways.',
-      'The audit-log append runs after the response is sent (fastify onResponse), but it is a synchronous SQLite commit with fsync (synchronous=FULL) on the EP’s event loop: 4–10 ms on this disk under load, which the next request waits for. That, and the background presignature refills sharing the same loop, is most of the overhead measured here; the plan is to append audit rows from a writer thread (group commit) so the loop never waits on the disk.',
+      'The audit-log append runs after the response is sent (fastify onResponse); its SQLite commit and fsync run on the store’s writer thread, so the event loop does not wait for the disk. What remains is CPU on the same loop: TLS, JSON, the audit row’s hash and signature, and the protocol messages of other requests and of the background presignature refills.',
       'The sign rows drain the presignature pool within the first second at concurrency 4 and 16; from then on signatures are made on demand while the pool refills.',
     ],
   };
