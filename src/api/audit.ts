@@ -9,9 +9,9 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { EkmError } from '../errors.js';
 import { type AuditLog, ROOT_PARTITION_ID } from '../service/audit.js';
+import { KEY_UID_RE } from '../store/key-records.js';
 import type { Authenticator } from './auth.js';
-import { parse } from './keys.js';
-import { auditedKeyId } from './keys.js';
+import { auditedKeyId, parse } from './keys.js';
 import { type ApiDoc, route } from './openapi.js';
 
 const OPERATIONS: Record<string, string> = {
@@ -150,7 +150,7 @@ export function auditRoutes(app: FastifyInstance, auth: Authenticator, audit: Au
       const params = req.params as { keyId?: unknown; partition?: unknown } | undefined;
       // Partition-scoped routes are filed under the partition acted on (its auditors see the root SO's acts in it).
       if (typeof params?.partition === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(params.partition) && who?.principal) partition = params.partition;
-      const keyId = auditedKeyId(req) ?? (typeof params?.keyId === 'string' && /^[0-9a-f]{16}$/.test(params.keyId) ? params.keyId : null);
+      const keyId = auditedKeyId(req) ?? (typeof params?.keyId === 'string' && KEY_UID_RE.test(params.keyId) ? params.keyId : null);
       const status = reply.statusCode;
       const entry = {
         requestId: String(req.id).slice(0, 64),

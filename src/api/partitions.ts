@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { EkmError } from '../errors.js';
 import { DEFAULT_MAX_FAILED_LOGINS, MAX_PASSWORD, NAME_RE } from '../service/accounts.js';
 import type { KeyCatalog } from '../service/key-catalog.js';
+import { KEY_UID_RE } from '../store/key-records.js';
 import type { Store } from '../store/store.js';
 import type { Authenticator } from './auth.js';
 import { parse } from './keys.js';
@@ -27,7 +28,7 @@ const UpdateBody = z.object({ maxFailedLogins: z.number().int().min(1).max(100) 
 const DeleteQuery = z.object({ force: z.enum(['true', 'false']).optional().describe('delete even when the partition holds keys') }).strict();
 const KeysQuery = z
   .object({
-    after: z.string().regex(/^[0-9a-f]{16}$/).optional().describe('key id to continue after (paging)'),
+    after: z.string().regex(KEY_UID_RE).optional().describe('key id to continue after (paging)'),
     limit: z.coerce.number().int().min(1).max(1000).default(100),
     alg: z.string().regex(/^[a-z0-9-]{1,32}$/).optional().describe('e.g. ecdsa-p256, rsa-2048, aes-256-dprf'),
   })

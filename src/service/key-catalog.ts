@@ -12,12 +12,10 @@
 import type { Logger } from 'pino';
 import { EkmError } from '../errors.js';
 import type { PeerManager } from '../net/peers.js';
-import type { KeyRow, KeyUsage } from '../store/key-records.js';
+import { KEY_UID_RE, type KeyRow, type KeyUsage } from '../store/key-records.js';
 import { type DestroyedKeyRow, type KeyPurge, type Store, keyNameTaken } from '../store/store.js';
 import { KEY_PURGE_METHOD, type KeyAlg, type KeyService } from './key-service.js';
 
-/** A key UID: 16 hex characters. */
-export const KEY_UID_RE = /^[0-9a-f]{16}$/;
 /** Names are printable, at most 64 characters, without `/`, and never look like a UID (so a reference is never ambiguous). */
 export const KEY_NAME_RE = /^[^\s/\p{Cc}][^/\p{Cc}]{0,63}$/u;
 export const MAX_DESCRIPTION = 1024;

@@ -30,7 +30,7 @@ import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyShare } from '../protocols/key-
 import { REFRESH_PROTO, type RefreshKeyEpoch, type RefreshKeyState, type RefreshOutput } from '../protocols/refresh.js';
 import { type ConfirmCheckpoint, decodeRequest } from '../protocols/session-kit.js';
 import type { Envelope } from '../protocols/types.js';
-import type { KeyRow, KeyWrite, StoredShare } from '../store/key-records.js';
+import { KEY_UID_RE, type KeyRow, type KeyWrite, type StoredShare } from '../store/key-records.js';
 import type { CommonData, Recipe } from './party-recipes.js';
 import { ProtocolAbortedError, type SessionSpec } from './protocol-host.js';
 import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from './share-codec.js';
@@ -321,7 +321,7 @@ export class KeyService {
       // Only the EP destroys keys: a Partner or Aux asking would be a compromised peer erasing shares.
       if (from !== 'ep') throw new EkmError('EKM_PEER_PROTOCOL', `only the EP destroys keys, not the ${from ?? 'unknown peer'}`);
       const keyId = new TextDecoder().decode(body);
-      if (!/^[0-9a-f]{16}$/.test(keyId)) throw new EkmError('EKM_PEER_PROTOCOL', 'a key purge names a key UID');
+      if (!KEY_UID_RE.test(keyId)) throw new EkmError('EKM_PEER_PROTOCOL', 'a key purge names a key UID');
       await this.deps.store.applyKeyWrites([{ op: 'key-purge', keyId }]);
       this.deps.log.warn({ event: 'key_purged', keyId }, 'share of a destroyed key erased');
       return new Uint8Array(0);

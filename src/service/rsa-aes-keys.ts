@@ -49,7 +49,7 @@ import {
 } from '../protocols/rsa.js';
 import { decodeRequest } from '../protocols/session-kit.js';
 import type { PartyId } from '../protocols/types.js';
-import type { KeyWrite } from '../store/key-records.js';
+import { KEY_UID_RE, type KeyWrite } from '../store/key-records.js';
 import type { SessionSpec } from './protocol-host.js';
 import { publicOnly } from './public-keys.js';
 import { refreshWritesFor } from './refresh-writes.js';
@@ -417,7 +417,7 @@ function decodeKeyEpoch(body: Uint8Array): { keyId: string; epoch: number } {
   const f = decodeEnc(body);
   if (f.length !== 2 || f[1]!.length !== 4) throw new EkmError('EKM_PEER_PROTOCOL', 'malformed RSA re-derivation request');
   const keyId = new TextDecoder().decode(f[0]!);
-  if (!/^[0-9a-f]{16}$/.test(keyId)) throw new EkmError('EKM_PEER_PROTOCOL', 'an RSA re-derivation request names a key UID');
+  if (!KEY_UID_RE.test(keyId)) throw new EkmError('EKM_PEER_PROTOCOL', 'an RSA re-derivation request names a key UID');
   return { keyId, epoch: new DataView(f[1]!.buffer, f[1]!.byteOffset, 4).getUint32(0) };
 }
 

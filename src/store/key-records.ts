@@ -3,6 +3,9 @@
  * record, each epoch's share (sealed by the barrier, AAD = key id, epoch, party), presignature
  * shares (sealed, single use) and protocol sessions (replay cache and restart checkpoints).
  */
+/** A key's UID: 16 lower-case hex characters (8 random bytes). */
+export const KEY_UID_RE = /^[0-9a-f]{16}$/;
+
 export type ShareStatus = 'current' | 'pending' | 'previous';
 
 /** KMIP-like usage of a live key: a deactivated key still verifies and decrypts, never signs or encrypts. */
