@@ -347,7 +347,7 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
     {
       method: 'POST',
       url: '/api/v1/keys/:keyId/verify',
-      summary: 'Verify a signature with the public key',
+      summary: 'Verify a signature with the public key (ECDSA: any valid signature, high-s too, as OpenSSL; ekm itself always signs low-s)',
       tag: 'crypto',
       access: 'any role of the key’s partition',
       params: KeyRef,

@@ -160,18 +160,21 @@ export function ecdsaPublicJwk(alg: EcdsaAlg, Y: Uint8Array): crypto.JsonWebKey 
 
 /**
  * Verifies a P1363 signature under Y. With the whole message, `node:crypto` (3–30× faster than
- * noble); with only a digest, noble on the digest (`prehash: false`). Low-s is required.
+ * noble); with only a digest, noble on the digest (`prehash: false`). Low-s is required unless
+ * `lowS: false`: ekm's own output is always low-s (the check before release), while a signature
+ * presented for verification may come from any ECDSA signer, and (r, s) and (r, n − s) are both
+ * valid under FIPS 186 (what OpenSSL and node:crypto accept).
  */
-export function verifyEcdsa(alg: EcdsaAlg, Y: Uint8Array, input: SignedInput, p1363: Uint8Array): boolean {
+export function verifyEcdsa(alg: EcdsaAlg, Y: Uint8Array, input: SignedInput, p1363: Uint8Array, opts: { readonly lowS: boolean } = { lowS: true }): boolean {
   try {
     const curve = getCurve(ALG_CURVE[alg]);
     const s = BigInt('0x' + Buffer.from(p1363.subarray(curve.scalarBytes)).toString('hex'));
-    if (p1363.length !== 2 * curve.scalarBytes || s > curve.order >> 1n) return false;
+    if (p1363.length !== 2 * curve.scalarBytes || (opts.lowS && s > curve.order >> 1n)) return false;
     if (input.kind === 'message') {
       const key = crypto.createPublicKey({ key: ecdsaPublicJwk(alg, Y), format: 'jwk' });
       return crypto.verify(input.hash, input.data, { key, dsaEncoding: 'ieee-p1363' }, p1363);
     }
-    return NOBLE[alg].verify(p1363, inputDigest(input), Y, { prehash: false, lowS: true, format: 'compact' });
+    return NOBLE[alg].verify(p1363, inputDigest(input), Y, { prehash: false, lowS: opts.lowS, format: 'compact' });
   } catch {
     return false;
   }

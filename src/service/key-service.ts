@@ -242,7 +242,8 @@ export class KeyService {
     const input = signedInput(alg, req);
     const curve = getCurve(ALG_CURVE[alg]);
     const raw = req.format === 'der' ? derToP1363(signature, curve.scalarBytes) : signature;
-    return raw !== undefined && verifyEcdsa(alg, m.Y, input, raw);
+    // Any valid ECDSA signature verifies here, high-s included (imported keys' signers need not normalise).
+    return raw !== undefined && verifyEcdsa(alg, m.Y, input, raw, { lowS: false });
   }
 
   async publicKey(keyId: string, format: PublicKeyFormat): Promise<{ alg: KeyAlg; format: PublicKeyFormat; value: string | Uint8Array | object }> {

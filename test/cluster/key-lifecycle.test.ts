@@ -190,6 +190,14 @@ describe('key names, states and destruction', () => {
     const sig = nodeSign('sha256', msg, { key: ec.privateKey, dsaEncoding: 'der' });
     const v = await as<{ valid: boolean }>(ROOT, 'POST', '/keys/vendor-ec/verify', { message: b64(msg), signature: b64(sig), format: 'der' });
     assert.equal(v.body.valid, true);
+    // node:crypto does not normalise s: both (r, s) and (r, n − s) are valid ECDSA and must verify.
+    const raw = nodeSign('sha256', msg, { key: ec.privateKey, dsaEncoding: 'ieee-p1363' });
+    const n = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551');
+    const twin = Buffer.concat([raw.subarray(0, 32), Buffer.from((n - BigInt(`0x${raw.subarray(32).toString('hex')}`)).toString(16).padStart(64, '0'), 'hex')]);
+    for (const s of [raw, twin]) {
+      const t = await as<{ valid: boolean }>(ROOT, 'POST', '/keys/vendor-ec/verify', { message: b64(msg), signature: b64(s), format: 'raw' });
+      assert.equal(t.body.valid, true);
+    }
     const bad = await as<{ valid: boolean }>(ROOT, 'POST', '/keys/vendor-ec/verify', { message: b64('other'), signature: b64(sig), format: 'der' });
     assert.equal(bad.body.valid, false);
     assertApiError(await as(ROOT, 'POST', '/keys/vendor-ec/sign', { message: b64(msg) }), 409, 'EKM_PUBLIC_KEY_ONLY');

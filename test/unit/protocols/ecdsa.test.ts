@@ -193,6 +193,11 @@ test('verifyEcdsa refuses high-s, wrong message and wrong key', () => {
   assert.ok(!verifyEcdsa('ecdsa-secp256k1', key.pub.A[1], input, sig.p1363));
   const digest: SignedInput = { kind: 'digest', hash: 'sha256', data: sig.digest };
   assert.ok(verifyEcdsa('ecdsa-secp256k1', key.pub.Y, digest, sig.p1363));
+  // Verification of presented signatures (lowS: false) takes the high-s twin too, message or digest; never a wrong one.
+  const high = encodeP1363(sig.r, q - sig.s, q, 32);
+  assert.ok(verifyEcdsa('ecdsa-secp256k1', key.pub.Y, input, high, { lowS: false }));
+  assert.ok(verifyEcdsa('ecdsa-secp256k1', key.pub.Y, digest, high, { lowS: false }));
+  assert.ok(!verifyEcdsa('ecdsa-secp256k1', key.pub.Y, { ...input, data: utf8('w') }, high, { lowS: false }));
 });
 
 test('parseEcdsaRequest recomputes the sid from the request (R6 b)', () => {
