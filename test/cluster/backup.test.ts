@@ -17,6 +17,7 @@ import { type Api, apiFor, b64, unb64 } from '../support/api.js';
 import {
   BOOT_SCRIPT,
   type Role,
+  type RunResult,
   type Triplet,
   assertOneLineError,
   bootAll,
@@ -217,7 +218,7 @@ describe('backup and restore of a triplet (real processes)', { timeout: 1_200_00
     assert.match(refused.stderr, /the store in EKM_HOME is an EP's store, and this is the Partner bootstrap/);
 
     const boots = await bootRestored(n, { partnerPrompts: true });
-    for (const r of ['ep', 'partner', 'aux'] as Role[]) assert.equal(boots[r].code, 0, `${r}: ${boots[r].stderr}`);
+    assertAllBooted(boots);
     assert.match(boots.ep.stdout, /archives match: 5 keys/);
     assert.match(boots.partner.stdout, /Approve this certificate\? \[y\/N\]/);
     const clusterOld = JSON.parse(readFileSync(join(n.homes.ep, 'server.json'), 'utf8')) as { clusterId: string };
@@ -259,9 +260,7 @@ describe('backup and restore of a triplet (real processes)', { timeout: 1_200_00
     assert.match(refused.aux.stderr, /refused the restore/);
 
     const partial = await bootRestored(m, { extra: ['--partial'] });
-    // On a failure, all three outputs: one bootstrap's timeout is usually another's earlier error.
-    const outputs = (['ep', 'partner', 'aux'] as Role[]).map((r) => `--- ${r} (exit ${partial[r].code}):\n${partial[r].stdout}${partial[r].stderr}`).join('\n');
-    for (const r of ['ep', 'partner', 'aux'] as Role[]) assert.equal(partial[r].code, 0, `${r} failed\n${outputs}`);
+    assertAllBooted(partial);
     assert.match(partial.ep.stdout, /Partial restore .*4 keys restored/);
     await startInSeedOrder(m);
     await waitInService(m, 180_000);
@@ -271,6 +270,12 @@ describe('backup and restore of a triplet (real processes)', { timeout: 1_200_00
     assert.equal((await mapi.call('GET', `/keys/${refreshedLater.keyId}`)).status, 404);
   });
 });
+
+/** Every bootstrap exited 0; otherwise all three outputs (one bootstrap's timeout is usually another's earlier error). */
+function assertAllBooted(boots: Record<Role, RunResult>): void {
+  const outputs = (['ep', 'partner', 'aux'] as Role[]).map((r) => `--- ${r} (exit ${boots[r].code}):\n${boots[r].stdout}${boots[r].stderr}`).join('\n');
+  for (const r of ['ep', 'partner', 'aux'] as Role[]) assert.equal(boots[r].code, 0, `${r} failed\n${outputs}`);
+}
 
 function gunzipTar(path: string): Map<string, Buffer> {
   return readTar(gunzipSync(readFileSync(path)));
