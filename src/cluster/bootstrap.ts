@@ -57,6 +57,8 @@ interface PeerProgress {
   fingerprint?: string;
   certPem?: string;
   approvedByUs: boolean;
+  /** The peer acknowledged our approval: only then may this bootstrap finish (and close its links). */
+  approvalDelivered: boolean;
   lastProblem: string;
 }
 
@@ -302,6 +304,7 @@ class TrustExchange {
         address,
         label: `${ROLE_LABEL[role]} ${formatAddress(address)}`,
         approvedByUs: false,
+        approvalDelivered: false,
         lastProblem: 'not contacted yet',
       });
     }
@@ -355,6 +358,8 @@ class TrustExchange {
     const out: string[] = [];
     for (const p of this.progress.values()) {
       if (!p.approvedByUs) out.push(`${p.label}: ${p.lastProblem}`);
+      // Finishing before the peer has our approval would strand it: it waits for it until its timeout.
+      else if (!p.approvalDelivered) out.push(`this server's approval was not delivered to ${p.label} yet (${p.lastProblem})`);
       else if (![...this.approvedUs].some(([fp, role]) => role === p.role && fp === p.fingerprint)) {
         out.push(`${p.label} has not approved this server's certificate yet`);
       }
@@ -476,6 +481,7 @@ class TrustExchange {
           if (!p.approvedByUs) {
             await this.approver.approve(p.label, p.fingerprint!);
             p.approvedByUs = true;
+            p.lastProblem = 'approved here, not yet told';
           }
           // EP ↔ Partner: the two restored archives must match before either approves the other.
           if (p.role !== 'aux' && this.args.role !== 'aux' && !this.restorePlan) {
@@ -502,6 +508,7 @@ class TrustExchange {
             if (this.failure || this.pairRefused) return;
           }
           await link.request('boot.approve', encodeJson({ role: this.args.role, fingerprint: p.fingerprint }), 5000);
+          p.approvalDelivered = true;
           p.lastProblem = 'approved';
           this.wake?.();
           return;
