@@ -23,13 +23,16 @@ const OVERHEAD_GOAL_MS = 1;
 
 interface Sample {
   readonly latencyMs: number;
+  /** The key service's part (Server-Timing `op`; 0 where the route has none). */
   readonly opMs: number;
+  /** The EP's whole handling of the request, received to response sent (Server-Timing `total`). */
+  readonly epMs: number;
 }
 
-function opDuration(header: string | string[] | undefined): number {
-  const m = /op;dur=([0-9.]+)/.exec([header ?? ''].flat().join(','));
-  if (!m) throw new Error(`no Server-Timing op duration in the response (${String(header)})`);
-  return Number(m[1]);
+/** A Server-Timing metric's duration (`name;dur=…`), or undefined when the response has none. */
+function timing(header: string | string[] | undefined, name: 'op' | 'total'): number | undefined {
+  const m = new RegExp(`(?:^|,\\s*)${name};dur=([0-9.]+)`).exec([header ?? ''].flat().join(','));
+  return m ? Number(m[1]) : undefined;
 }
 
 /** Calls `once` from `concurrency` loops for DURATION_MS (at most MAX_REQUESTS in all). */
@@ -61,10 +64,12 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
     await waitInService(t);
     const tok = await client.request<{ access_token: string }>('POST', '/api/v1/token', { username: 'so@root', password: ROOT_SO_PASSWORD });
     const auth = { authorization: `Bearer ${tok.body.access_token}` };
-    const must = async <T>(method: string, path: string, body?: unknown): Promise<{ body: T; opMs: number }> => {
+    const must = async <T>(method: string, path: string, body?: unknown): Promise<{ body: T; opMs: number; epMs: number }> => {
       const r = await client.request<T>(method, `/api/v1${path}`, body, auth);
       if (r.status >= 300) throw new Error(`${method} ${path}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
-      return { body: r.body, opMs: r.headers['server-timing'] ? opDuration(r.headers['server-timing']) : NaN };
+      const epMs = timing(r.headers['server-timing'], 'total');
+      if (epMs === undefined) throw new Error(`${method} ${path}: no Server-Timing total in the response`);
+      return { body: r.body, opMs: timing(r.headers['server-timing'], 'op') ?? 0, epMs };
     };
     const ec = (await must<{ keyId: string }>('POST', '/keys', { alg: 'ecdsa-p256', name: 'bench-rest-ec' })).body.keyId;
     const aes = (await must<{ keyId: string }>('POST', '/keys', { alg: 'aes-256-dprf', name: 'bench-rest-aes' })).body.keyId;
@@ -73,12 +78,13 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
     const timedCall = (path: string, body: unknown) => async (): Promise<Sample> => {
       const s = performance.now();
       const r = await must('POST', path, body);
-      return { latencyMs: performance.now() - s, opMs: r.opMs };
+      if (r.opMs === 0) throw new Error(`POST ${path}: no Server-Timing op duration in the response`);
+      return { latencyMs: performance.now() - s, opMs: r.opMs, epMs: r.epMs };
     };
     const publicKey = async (): Promise<Sample> => {
       const s = performance.now();
-      await must('GET', `/keys/${ec}/public`);
-      return { latencyMs: performance.now() - s, opMs: 0 };
+      const r = await must('GET', `/keys/${ec}/public`);
+      return { latencyMs: performance.now() - s, opMs: 0, epMs: r.epMs };
     };
     // AES before signing: once the EC key has signed, the EP keeps refilling its presignature
     // pool in the background, and that work shares the event loop with every request.
@@ -111,8 +117,14 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
             ...(apiAlone && c === 1 ? { goal: `p50 ≤ ${OVERHEAD_GOAL_MS} ms`, goalMet: latencyP50 <= OVERHEAD_GOAL_MS } : {}),
           }),
         );
-        if (apiAlone) continue; // no key-service part to subtract
+        if (apiAlone) {
+          rows.push(summarize(`${op.label}, concurrency ${c}: the EP's handling (Server-Timing total)`, samples.map((s) => s.epMs), { opsPerSec: undefined }));
+          continue; // no key-service part to subtract
+        }
         rows.push(summarize(`${op.label}, concurrency ${c}: key service (Server-Timing)`, samples.map((s) => s.opMs), { opsPerSec: undefined }));
+        rows.push(
+          summarize(`${op.label}, concurrency ${c}: the EP's handling outside the key service (total − op)`, samples.map((s) => s.epMs - s.opMs), { opsPerSec: undefined }),
+        );
         rows.push(
           summarize(`${op.label}, concurrency ${c}: API overhead (latency − key service)`, overhead, {
             opsPerSec: undefined,

@@ -42,6 +42,12 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
       void (reply as FastifyReply).status(status).send(errorBody(status === 414 ? 'EKM_URI_TOO_LONG' : 'EKM_BAD_REQUEST', status === 414 ? `a path segment is longer than ${MAX_PARAM_LENGTH} characters` : 'malformed URL'));
     },
   });
+  // The EP's own time for the request (received to response sent), beside the key service's `op`
+  // where a route reports one: what a client sees above `total` is the network and itself.
+  app.addHook('onSend', async (_req, reply) => {
+    const op = reply.getHeader('server-timing');
+    void reply.header('server-timing', `${op ? `${String(op)}, ` : ''}total;dur=${reply.elapsedTime.toFixed(3)}`);
+  });
   const doc = new ApiDoc();
   doc.collect(app);
   describeCoreRoutes(doc);

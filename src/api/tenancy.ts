@@ -15,6 +15,8 @@ import { userRoutes } from './users.js';
 
 export function tenancyApi(app: FastifyInstance, ctx: { store: Store; log: Logger; catalog: KeyCatalog }, auth: Authenticator, doc: ApiDoc): { audit: AuditLog; metrics: Metrics } {
   const audit = new AuditLog(ctx.store);
+  // Rows still waiting for their group commit are written before the store closes.
+  app.addHook('onClose', async () => audit.drain());
   const metrics = new Metrics();
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);

@@ -42,11 +42,16 @@ import { RSA_ALGS, type RsaAlg, exportRsaPublicKey, isRsaAlg } from '../protocol
 import { HASH_LEN, rsassaPkcs1v15Verify, rsassaPssVerify } from '../crypto/rsa-padding.js';
 import { os2ip } from '../crypto/modexp.js';
 import { type PublicMaterial, importPublicKey, publicMaterial, publicOnly } from './public-keys.js';
+import { BoundedCache } from '../util/bounded-cache.js';
 
 /** Peer method by which the EP has Partner and Aux erase their shares of a destroyed key. */
 export const KEY_PURGE_METHOD = 'key.purge';
 
 export type PublicKeyFormat = 'pem' | 'der' | 'raw' | 'jwk';
+/** A public key as exported: PEM text, DER or raw bytes, or a JWK object. */
+export type ExportedPublicKey = string | Uint8Array | object;
+/** Public keys kept decoded and exported (per key, and per key and format). */
+const PUBLIC_CACHE_ENTRIES = 10_000;
 /** Every key algorithm the service generates. */
 export type KeyAlg = EcAlg | RsaAlg;
 export const KEY_ALGS: readonly KeyAlg[] = [...EC_ALGS, ...RSA_ALGS];
@@ -92,6 +97,14 @@ export class KeyService {
 
   /** RSA and AES keys (issue 4); EC keys are this class's own. */
   readonly rsaAes: RsaAesKeys;
+
+  /**
+   * Public keys as exported, per key and format. A key's public key never changes (a refresh keeps
+   * it, a UID is never reused), so entries need no invalidation; reading and unsealing a share and
+   * re-encoding the point on every export or verify was most of a public-key read's cost.
+   */
+  private readonly publicMaterials = new BoundedCache<string, PublicMaterial>(PUBLIC_CACHE_ENTRIES);
+  private readonly publicExports = new BoundedCache<string, ExportedPublicKey>(PUBLIC_CACHE_ENTRIES);
 
   constructor(private readonly deps: KeyServiceDeps) {
     this.common = deps.identity;
@@ -246,19 +259,30 @@ export class KeyService {
     return raw !== undefined && verifyEcdsa(alg, m.Y, input, raw, { lowS: false });
   }
 
-  async publicKey(keyId: string, format: PublicKeyFormat): Promise<{ alg: KeyAlg; format: PublicKeyFormat; value: string | Uint8Array | object }> {
+  async publicKey(keyId: string, format: PublicKeyFormat): Promise<{ alg: KeyAlg; format: PublicKeyFormat; value: ExportedPublicKey }> {
     const row = await this.describe(keyId);
     if (row.alg === 'aes-256-dprf') throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it has no public key`, undefined, 1, 400);
-    const m = await this.publicMaterialOf(row);
-    if (m.kind === 'rsa') {
-      if (format === 'raw') throw new EkmError('EKM_BAD_INPUT', 'RSA public keys export as pem, der or jwk');
-      return { alg: row.alg as KeyAlg, format, value: exportRsaPublicKey(m, format) };
+    const cacheKey = `${keyId} ${format}`;
+    let value = this.publicExports.get(cacheKey);
+    if (value === undefined) {
+      const m = await this.publicMaterialOf(row);
+      if (m.kind === 'rsa' && format === 'raw') throw new EkmError('EKM_BAD_INPUT', 'RSA public keys export as pem, der or jwk');
+      value = m.kind === 'rsa' ? exportRsaPublicKey(m, format as Exclude<PublicKeyFormat, 'raw'>) : exportPublicKey(row.alg as EcAlg, m.Y, format);
+      if (typeof value === 'object' && !(value instanceof Uint8Array)) Object.freeze(value);
+      this.publicExports.set(cacheKey, value);
     }
-    return { alg: row.alg as KeyAlg, format, value: exportPublicKey(row.alg as EcAlg, m.Y, format) };
+    // The cached bytes stay ours: a caller gets a copy it may change.
+    return { alg: row.alg as KeyAlg, format, value: value instanceof Uint8Array ? value.slice() : value };
   }
 
   /** The public key of a key: from an imported public key, or from this server's current share. */
   private async publicMaterialOf(row: KeyRow): Promise<PublicMaterial> {
+    let m = this.publicMaterials.get(row.keyId);
+    if (!m) this.publicMaterials.set(row.keyId, (m = await this.loadPublicMaterial(row)));
+    return m;
+  }
+
+  private async loadPublicMaterial(row: KeyRow): Promise<PublicMaterial> {
     if (row.publicKey) return publicMaterial(row.alg, row.publicKey);
     if (isRsaAlg(row.alg)) {
       const share = (await this.deps.store.getRsaShares(row.keyId)).find((x) => x.status === 'current');
@@ -564,7 +588,7 @@ function derToP1363(der: Uint8Array, n: number): Uint8Array | undefined {
   }
 }
 
-export function exportPublicKey(alg: EcAlg, Y: Uint8Array, format: PublicKeyFormat): string | Uint8Array | object {
+export function exportPublicKey(alg: EcAlg, Y: Uint8Array, format: PublicKeyFormat): ExportedPublicKey {
   let jwk: object;
   if (alg === 'eddsa-ed25519') {
     if (format === 'raw') return Y;

@@ -23,6 +23,7 @@ import type {
 import { LATEST_SCHEMA, MIGRATIONS, type Migration, tooNewError } from './migrations.js';
 import {
   keyNameTaken,
+  type AuditChain,
   type AuditEntry,
   type AuditRecord,
   type DestroyedKeyRow,
@@ -41,6 +42,11 @@ export interface Stmt {
   readonly params: readonly SqlValue[];
   /** Several statements without parameters (a migration). */
   readonly script?: true;
+  /**
+   * No statement follows in this transaction: a driver may commit together with it (the SQLite
+   * writer thread then needs one round trip, not two). Yielding another statement after it is an error.
+   */
+  readonly last?: true;
 }
 export interface StmtResult {
   readonly rows: readonly unknown[];
@@ -57,6 +63,10 @@ function* one<R>(sql: string, ...params: SqlValue[]): Steps<R | undefined> {
 /** Runs a write; returns how many rows it changed. */
 function* write(sql: string, ...params: SqlValue[]): Steps<number> {
   return (yield { sql, params }).changes;
+}
+/** Runs the transaction's final write (see Stmt.last); returns how many rows it changed. */
+function* lastWrite(sql: string, ...params: SqlValue[]): Steps<number> {
+  return (yield { sql, params, last: true }).changes;
 }
 
 /** Drives steps to their end, awaiting `exec`'s answer to each statement (the synchronous twin is in sqlite.ts). */
@@ -76,6 +86,7 @@ export interface SqlDriver {
   readonly tableExistsSql: string;
   /** The migration's SQL in this backend's dialect. */
   migrationSql(m: Migration): string;
+  /** A UNIQUE or PRIMARY KEY constraint refused the statement. */
   isUniqueViolation(e: unknown): boolean;
   /** Runs the steps with each statement on its own (autocommit). */
   run<T>(steps: Steps<T>): Promise<T>;
@@ -150,6 +161,36 @@ function given(terms: readonly (readonly [string, SqlValue | undefined])[]): { p
 
 /** The hash before the first audit row. */
 export const AUDIT_GENESIS = '0'.repeat(64);
+
+/** Audit columns in insert order; seq and status are integers (cast: PostgreSQL types a VALUES list's parameters as text). */
+const AUDIT_INSERT_COLUMNS =
+  'seq, at, request_id, actor, partition, operation, key_id, result, status, client, detail, prev_hash, hash, sig, key_ref';
+const AUDIT_ROW_VALUES = '(CAST(? AS INTEGER), ?, ?, ?, ?, ?, ?, ?, CAST(? AS INTEGER), ?, ?, ?, ?, ?, ?)';
+
+/**
+ * Appends `entries` as the rows after `prev`, in one statement that inserts only if `prev` is
+ * still the chain's head: row prev.seq exists with that hash (genesis: the table is empty) and,
+ * seq being the primary key, no row prev.seq+1 does (that insert fails as a unique violation).
+ * Returns undefined when `prev` is not the head, so the chain is never forked nor left with a gap.
+ */
+function* appendAuditAfter(prev: { seq: number; hash: string }, entries: readonly AuditEntry[], chain: AuditChain): Steps<AuditRecord[] | undefined> {
+  const recs: AuditRecord[] = [];
+  let link = prev;
+  for (const entry of entries) {
+    const c = chain(link, entry);
+    const rec: AuditRecord = { ...entry, seq: link.seq + 1, prevHash: link.hash, hash: c.hash, sig: c.sig, keyRef: c.keyRef };
+    recs.push(rec);
+    link = rec;
+  }
+  const linked = prev.seq === 0 ? 'NOT EXISTS (SELECT 1 FROM audit)' : 'EXISTS (SELECT 1 FROM audit WHERE seq = ? AND hash = ?)';
+  const inserted = yield* lastWrite(
+    `INSERT INTO audit (${AUDIT_INSERT_COLUMNS})
+     SELECT * FROM (VALUES ${recs.map(() => AUDIT_ROW_VALUES).join(', ')}) AS v WHERE ${linked}`,
+    ...recs.flatMap((r) => [r.seq, r.at, r.requestId, r.actor, r.partition, r.operation, r.keyId, r.result, r.status, r.client, r.detail, r.prevHash, r.hash, r.sig, r.keyRef]),
+    ...(prev.seq === 0 ? [] : [prev.seq, prev.hash]),
+  );
+  return inserted === recs.length ? recs : undefined;
+}
 
 const META_UPSERT = 'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value';
 const shareAad = (keyId: string, epoch: number, party: number): string => `share|${keyId}|${epoch}|${party}`;
@@ -650,41 +691,40 @@ export class SqlStore implements Store {
     return (await this.all<IntegrityKeyDb>('SELECT * FROM integrity_keys ORDER BY created_at, id')).map(integrityFromDb);
   }
 
-  async appendAudit(
-    entry: AuditEntry,
-    chain: (prev: { seq: number; hash: string }) => { hash: string; sig: string; keyRef: string },
-  ): Promise<AuditRecord> {
+  /**
+   * The newest audit row this store object appended or read (its seq and hash): the next append
+   * links to it in one statement instead of reading the chain's head first. Only a hint: the
+   * insert checks, in its transaction, that this row is still the head (see appendAudit).
+   */
+  private auditHead: { seq: number; hash: string } | undefined;
+
+  async appendAudit(entries: readonly AuditEntry[], chain: AuditChain): Promise<AuditRecord[]> {
+    if (entries.length === 0) return [];
     // In the serialised write transaction: EPs sharing the store append to one chain, never a fork.
-    return this.d.transaction(
-      (function* (): Steps<AuditRecord> {
-        const prev = (yield* one<{ seq: number; hash: string }>('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1')) ?? {
+    const hint = this.auditHead;
+    let recs: AuditRecord[] | undefined;
+    if (hint) {
+      try {
+        recs = await this.d.transaction(appendAuditAfter(hint, entries, chain));
+      } catch (e) {
+        // Another EP of a shared store appended seq hint+1 first: read the head below.
+        if (!this.d.isUniqueViolation(e)) throw e;
+      }
+    }
+    recs ??= await this.d.transaction(
+      (function* (): Steps<AuditRecord[]> {
+        const head = (yield* one<{ seq: number; hash: string }>('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1')) ?? {
           seq: 0,
           hash: AUDIT_GENESIS,
         };
-        const c = chain(prev);
-        const rec: AuditRecord = { ...entry, seq: prev.seq + 1, prevHash: prev.hash, hash: c.hash, sig: c.sig, keyRef: c.keyRef };
-        yield* write(
-          `INSERT INTO audit (seq, at, request_id, actor, partition, operation, key_id, result, status, client, detail, prev_hash, hash, sig, key_ref)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-          rec.seq,
-          rec.at,
-          rec.requestId,
-          rec.actor,
-          rec.partition,
-          rec.operation,
-          rec.keyId,
-          rec.result,
-          rec.status,
-          rec.client,
-          rec.detail,
-          rec.prevHash,
-          rec.hash,
-          rec.sig,
-          rec.keyRef,
-        );
-        return rec;
+        const r = yield* appendAuditAfter(head, entries, chain);
+        if (!r) throw new Error('the audit head read in this transaction changed under it');
+        return r;
       })(),
     );
+    const last = recs[recs.length - 1]!;
+    if (!this.auditHead || last.seq > this.auditHead.seq) this.auditHead = { seq: last.seq, hash: last.hash };
+    return recs;
   }
 
   async listAudit(opts: { after?: number; limit: number; partition?: string }): Promise<AuditRecord[]> {

@@ -6,6 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { configureSqlite } from './sqlite-pragmas.js';
+import type { Stmt } from './sql-store.js';
 import type { WriterReply, WriterRequest } from './sqlite-writer.js';
 
 const port = parentPort!;
@@ -13,20 +14,23 @@ const db = new Database((workerData as { path: string }).path, { fileMustExist: 
 configureSqlite(db);
 const statements = new Map<string, Database.Statement>();
 
+function run(stmt: Stmt): NonNullable<WriterReply['result']> {
+  if (stmt.script) {
+    db.exec(stmt.sql);
+    return { rows: [], changes: 0 };
+  }
+  let st = statements.get(stmt.sql);
+  if (!st) statements.set(stmt.sql, (st = db.prepare(stmt.sql)));
+  return st.reader ? { rows: st.all(...stmt.params), changes: 0 } : { rows: [], changes: st.run(...stmt.params).changes };
+}
+
+/** BEGIN, then the statement, then the end, as the request asks (a failed statement skips the commit: the main thread rolls back). */
 function execute(req: WriterRequest): WriterReply['result'] {
   if (req.begin) db.exec('BEGIN IMMEDIATE');
-  if (req.stmt) {
-    if (req.stmt.script) {
-      db.exec(req.stmt.sql);
-      return { rows: [], changes: 0 };
-    }
-    let st = statements.get(req.stmt.sql);
-    if (!st) statements.set(req.stmt.sql, (st = db.prepare(req.stmt.sql)));
-    return st.reader ? { rows: st.all(...req.stmt.params), changes: 0 } : { rows: [], changes: st.run(...req.stmt.params).changes };
-  }
+  const result = req.stmt ? run(req.stmt) : { rows: [], changes: 0 };
   if (req.end === 'commit') db.exec('COMMIT');
   if (req.end === 'rollback' && db.inTransaction) db.exec('ROLLBACK');
-  return { rows: [], changes: 0 };
+  return result;
 }
 
 port.on('message', (req: WriterRequest) => {

@@ -18,6 +18,7 @@ export interface WriterRequest {
   readonly id: number;
   /** Opens the transaction before running `stmt`. */
   readonly begin?: true;
+  /** Ends the transaction (after `stmt`, when both are given: the statement marked last). */
   readonly stmt?: Stmt;
   readonly end?: 'commit' | 'rollback';
   readonly close?: true;
@@ -93,12 +94,17 @@ export class SqliteWriter {
     let begun = false;
     try {
       let next = steps.next();
+      let committed = false;
       while (!next.done) {
-        const req: Omit<WriterRequest, 'id'> = begun ? { stmt: next.value } : { begin: true, stmt: next.value };
+        if (committed) throw new Error('a statement was yielded after the one marked last');
+        const stmt = next.value;
+        const req: Omit<WriterRequest, 'id'> = { ...(begun ? {} : { begin: true as const }), stmt, ...(stmt.last ? { end: 'commit' as const } : {}) };
         begun = true; // even if this first statement fails, its BEGIN has run: roll back below
-        next = steps.next(await this.send(req));
+        const result = await this.send(req);
+        committed = stmt.last === true;
+        next = steps.next(result);
       }
-      if (begun) await this.send({ end: 'commit' });
+      if (begun && !committed) await this.send({ end: 'commit' });
       return next.value;
     } catch (e) {
       if (begun) await this.send({ end: 'rollback' }).catch(() => undefined);

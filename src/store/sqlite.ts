@@ -49,7 +49,8 @@ class SqliteDriver implements SqlDriver {
   }
 
   isUniqueViolation(e: unknown): boolean {
-    return (e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
+    const code = (e as { code?: string }).code;
+    return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
   }
 
   private prepared(sql: string): Database.Statement {
@@ -96,7 +97,7 @@ class SqliteDriver implements SqlDriver {
 
 /** One statement as steps (a write outside any transaction, run by the writer thread). */
 function* single(stmt: Stmt): Steps<StmtResult> {
-  return yield stmt;
+  return yield { ...stmt, last: true };
 }
 
 export class SqliteStore extends SqlStore {

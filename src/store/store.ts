@@ -72,6 +72,9 @@ export interface KeyPurge {
 }
 
 /** One row of the hash-chained audit log (schema 3). Never holds a secret or a password. */
+/** Links an audit row to the row before it: its hash, and the signature over that hash. */
+export type AuditChain = (prev: { seq: number; hash: string }, entry: AuditEntry) => { hash: string; sig: string; keyRef: string };
+
 export interface AuditEntry {
   readonly at: string;
   readonly requestId: string | null;
@@ -147,10 +150,11 @@ export interface AccountStore {
   getIntegrityKey(partitionId: number): Promise<(IntegrityKeyRow & { privateKeyDer: Uint8Array }) | undefined>;
   listIntegrityKeys(): Promise<IntegrityKeyRow[]>;
   /**
-   * Appends one audit row in one transaction: `chain` gets the previous row's seq and hash
-   * (seq 0 and the genesis hash for the first) and returns the new row's hash and signature.
+   * Appends audit rows, in order, in one transaction: `chain` gets each row's previous row (seq
+   * and hash; seq 0 and the genesis hash for the first row of the log) and returns its hash and
+   * signature.
    */
-  appendAudit(entry: AuditEntry, chain: (prev: { seq: number; hash: string }) => { hash: string; sig: string; keyRef: string }): Promise<AuditRecord>;
+  appendAudit(entries: readonly AuditEntry[], chain: AuditChain): Promise<AuditRecord[]>;
   listAudit(opts: { after?: number; limit: number; partition?: string }): Promise<AuditRecord[]>;
 }
 

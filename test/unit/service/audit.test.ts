@@ -150,4 +150,32 @@ describe('audit chain', () => {
     assert.equal((await store.listIntegrityKeys()).length, 1, 'one key despite concurrent first use');
     await store.close();
   });
+
+  it('rows recorded together share one transaction (group commit), in the order they were recorded', async () => {
+    const { store, log } = await fresh(0);
+    const transactions: number[] = [];
+    const append = store.appendAudit.bind(store);
+    store.appendAudit = async (entries, chain) => {
+      transactions.push(entries.length);
+      return append(entries, chain);
+    };
+    const recs = await Promise.all(Array.from({ length: 20 }, (_, i) => log.record({ requestId: `g${i}`, actor: null, partition: null, operation: 'key.sign', keyId: null, result: 'ok', status: 200, client: '::1', detail: null })));
+    assert.deepEqual(
+      recs.map((r) => [r.seq, r.requestId]),
+      Array.from({ length: 20 }, (_, i) => [i + 1, `g${i}`]),
+    );
+    assert.ok(transactions.length < 20, `20 rows in ${transactions.length} transactions`);
+    assert.equal((await log.verify()).ok, true);
+    await store.close();
+  });
+
+  it('drain() commits the rows still waiting for their group commit', async () => {
+    const { store, log } = await fresh(0);
+    const waiting = log.record({ requestId: 'last', actor: null, partition: null, operation: 'key.sign', keyId: null, result: 'ok', status: 200, client: '::1', detail: null });
+    assert.equal((await store.listAudit({ limit: 10 })).length, 0, 'not committed yet');
+    await log.drain();
+    assert.deepEqual((await store.listAudit({ limit: 10 })).map((r) => r.requestId), ['last']);
+    assert.equal((await waiting).seq, 1);
+    await store.close();
+  });
 });

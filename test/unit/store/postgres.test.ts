@@ -115,7 +115,7 @@ describe('PostgreSQL store: one database per role', () => {
     );
     try {
       assert.deepEqual(await sql(db, "SELECT value FROM meta WHERE name = 'schema_version'"), [{ value: String(LATEST_SCHEMA) }]);
-      await Promise.all(stores.flatMap((s) => Array.from({ length: 5 }, () => s.appendAudit(auditEntry('x'), toyChain))));
+      await Promise.all(stores.flatMap((s) => Array.from({ length: 5 }, () => s.appendAudit([auditEntry('x')], toyChain))));
       const rows = await stores[0]!.listAudit({ limit: 100 });
       assert.deepEqual(
         rows.map((r) => r.seq),
@@ -175,7 +175,7 @@ describe('PostgreSQL store: one database per role', () => {
   it('the audit table is append-only in the database too: UPDATE, DELETE and TRUNCATE refused', async () => {
     const db = await freshDb();
     const s = await open(db);
-    await s.appendAudit(auditEntry('x'), toyChain);
+    await s.appendAudit([auditEntry('x')], toyChain);
     await s.close();
     for (const stmt of ["UPDATE audit SET operation = 'y'", 'DELETE FROM audit', 'TRUNCATE audit']) {
       await assert.rejects(sql(db, stmt), /the audit log is append-only/, stmt);

@@ -336,10 +336,27 @@ export function storeContract(label: string, factory: StoreFactory): void {
       );
     });
 
+    withStore('audit: a batch of rows is appended in order, each linked to the one before, after the existing head', async (s) => {
+      await s.appendAudit([auditEntry('before')], toyChain);
+      const batch = await s.appendAudit([auditEntry('b1'), auditEntry('b2', 'p2'), auditEntry('b3')], toyChain);
+      assert.deepEqual(
+        batch.map((r) => [r.seq, r.operation]),
+        [
+          [2, 'b1'],
+          [3, 'b2'],
+          [4, 'b3'],
+        ],
+      );
+      const rows = await s.listAudit({ limit: 10 });
+      assert.deepEqual(rows, [(await s.listAudit({ limit: 1 }))[0], ...batch]);
+      for (let i = 1; i < rows.length; i++) assert.equal(rows[i]!.prevHash, rows[i - 1]!.hash);
+      assert.deepEqual(await s.appendAudit([], toyChain), []);
+    });
+
     withStore('audit: one hash chain from the genesis, even under concurrent appends; listed by partition and position', async (s) => {
-      const first = await s.appendAudit(auditEntry('login'), toyChain);
+      const first = (await s.appendAudit([auditEntry('login')], toyChain))[0]!;
       assert.deepEqual([first.seq, first.prevHash], [1, AUDIT_GENESIS]);
-      await Promise.all(Array.from({ length: 12 }, (_, i) => s.appendAudit(auditEntry(`op${i}`, i % 2 ? 'p2' : 'root'), toyChain)));
+      await Promise.all(Array.from({ length: 12 }, (_, i) => s.appendAudit([auditEntry(`op${i}`, i % 2 ? 'p2' : 'root')], toyChain)));
       const rows = await s.listAudit({ limit: 100 });
       assert.deepEqual(
         rows.map((r) => r.seq),
