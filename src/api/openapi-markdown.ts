@@ -65,6 +65,10 @@ export function openApiMarkdown(doc: Doc): string {
     '',
     'Every error is `{ "error": { "code": "EKM_…", "message": "…" } }` with a 4xx status (502 when a threshold protocol aborted, 503 when the triplet is out of service); never a stack trace. Codes seen: `EKM_BAD_REQUEST`, `EKM_UNAUTHORIZED`, `EKM_LOCKED`, `EKM_FORBIDDEN`, `EKM_NOT_FOUND`, `EKM_KEY_NOT_FOUND`, `EKM_KEY_NAME_TAKEN`, `EKM_KEY_DEACTIVATED` (409: the key may verify and decrypt only), `EKM_KEY_DESTROYED` (410), `EKM_EXISTS`, `EKM_WEAK_PASSWORD`, `EKM_NOT_FIPS`, `EKM_PARTITION_NOT_EMPTY`, `EKM_PROTOCOL_ABORTED`.',
     '',
+    '## Response headers',
+    '',
+    'Every response carries `x-request-id` (the id of its audit row) and `Server-Timing: total;dur=<ms>`, the EP’s own time for the request; responses of sign, verify, encrypt, decrypt and data-key requests also carry `op;dur=<ms>`, the key service’s part of it (the threshold protocol and the check of its result). What a client measures above `total` is the network and the client itself.',
+    '',
     '## Operations',
     '',
   );

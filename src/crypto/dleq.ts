@@ -12,6 +12,7 @@
  */
 import { decodeScalar, encodePoint, encodeScalar, type Curve, type Point } from './curves.js';
 import { HS, type Field } from './encoding.js';
+import { mulBase, mulPoint, mulPublic } from './ec-mul.js';
 import type { Rng } from '../protocols/types.js';
 
 export interface DleqStatement {
@@ -41,7 +42,7 @@ export function proveDleq(curve: Curve, label: string, context: readonly Field[]
   const r = HS(curve.order, 'dleq/nonce', label, ...context, seed, kb, encodePoint(curve, st.U), encodePoint(curve, st.V));
   seed.fill(0);
   kb.fill(0);
-  const c = challenge(curve, label, context, st, curve.G.multiply(r), st.U.multiply(r));
+  const c = challenge(curve, label, context, st, mulBase(curve, r), mulPoint(curve, st.U, r));
   return { c, z: Fn.add(r, Fn.mul(c, k)) };
 }
 
@@ -49,10 +50,8 @@ export function verifyDleq(curve: Curve, label: string, context: readonly Field[
   const { Fn } = curve;
   if (proof.c === 0n) return false;
   const negC = Fn.neg(proof.c);
-  const zG = proof.z === 0n ? curve.Point.ZERO : curve.G.multiplyUnsafe(proof.z);
-  const zU = proof.z === 0n ? curve.Point.ZERO : st.U.multiplyUnsafe(proof.z);
-  const R1 = zG.add(st.A.multiplyUnsafe(negC));
-  const R2 = zU.add(st.V.multiplyUnsafe(negC));
+  const R1 = mulBase(curve, proof.z).add(mulPublic(curve, st.A, negC));
+  const R2 = mulPublic(curve, st.U, proof.z).add(mulPublic(curve, st.V, negC));
   if (R1.is0() || R2.is0()) return false;
   return challenge(curve, label, context, st, R1, R2) === proof.c;
 }

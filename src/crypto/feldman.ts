@@ -5,6 +5,7 @@
  * x_j·G == C0 + j·C1. For a zero polynomial (refresh, C0 = O) the check is x_j·G == j·C1.
  */
 import type { Curve, Point } from './curves.js';
+import { mulBase } from './ec-mul.js';
 import type { Line } from './shamir.js';
 
 export interface FeldmanCommitment {
@@ -15,7 +16,7 @@ export interface FeldmanCommitment {
 
 /** Commit to a line. `multiply` is constant time: the coefficients are secret. */
 export function feldmanCommit(curve: Curve, f: Line): FeldmanCommitment {
-  const mul = (s: bigint): Point => (s === 0n ? curve.Point.ZERO : curve.G.multiply(s));
+  const mul = (s: bigint): Point => mulBase(curve, s);
   return { C0: mul(curve.Fn.create(f.a0)), C1: mul(curve.Fn.create(f.a1)) };
 }
 
@@ -27,6 +28,6 @@ export function expectedShareCommitment(C: FeldmanCommitment, j: number): Point 
 /** x_j·G == C0 + j·C1; a zero share compares against the identity (G·0 throws in noble). */
 export function verifyFeldmanShare(curve: Curve, C: FeldmanCommitment, j: number, xj: bigint): boolean {
   const s = curve.Fn.create(xj);
-  const lhs = s === 0n ? curve.Point.ZERO : curve.G.multiply(s);
+  const lhs = mulBase(curve, s);
   return lhs.equals(expectedShareCommitment(C, j));
 }

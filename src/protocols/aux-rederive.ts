@@ -19,6 +19,7 @@
  * the old Aux certificate is revoked (R9). Afterwards run a refresh of every key (§6).
  */
 import { decodePoint, decodeScalar, encodePoint, encodeScalar, getCurve, type Curve, type Point } from '../crypto/curves.js';
+import { mulBase } from '../crypto/ec-mul.js';
 import { bytesEqual, decodeEnc, enc, encList, H, HS, u32be } from '../crypto/encoding.js';
 import { isDegree1InExponent, lineInExponent } from '../crypto/shamir.js';
 import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyPublic, type KeyShare } from './key-share.js';
@@ -213,7 +214,7 @@ export class AuxRederiveParty extends ProtocolParty<AuxOutput, AuxPersist> {
       // Lagrange weights of f(3) from {1, 2}: (−1, 2); the masks ±ρ cancel in c_1 + c_2.
       const cj = this.id === 1 ? Fn.add(Fn.neg(x), rho) : Fn.sub(Fn.mul(2n, x), rho);
       c.push(encodeScalar(curve, cj));
-      if (this.attribution) rhoG.push(encodePoint(curve, curve.G.multiply(rho)));
+      if (this.attribution) rhoG.push(encodePoint(curve, mulBase(curve, rho)));
     }
     seed.fill(0);
     this.emit(3, R_CONTRIB, enc('contrib', this.infoBytes!, encList(c), encList(rhoG)));
@@ -275,7 +276,7 @@ export class AuxRederiveParty extends ProtocolParty<AuxOutput, AuxPersist> {
       const [Y, C1, A1, A2, A3] = [k.Y, k.C1, k.A[1], k.A[2], k.A[3]].map((b) => decodePoint(curve, b)) as [Point, Point, Point, Point, Point];
       // Public consistency (already checked at decode; restated as the §6 AX3 checks).
       if (!lineInExponent(Y, C1, 3).equals(A3) || !isDegree1InExponent(A1, A2, A3)) this.abort(R_CONTRIB, 'A_3 inconsistent', 1);
-      const mulG = (s: bigint): Point => (s === 0n ? curve.Point.ZERO : curve.G.multiply(s));
+      const mulG = (s: bigint): Point => mulBase(curve, s);
       if (this.attribution) {
         let rG1: Point, rG2: Point;
         try {
@@ -292,7 +293,7 @@ export class AuxRederiveParty extends ProtocolParty<AuxOutput, AuxPersist> {
         if (!mulG(c2).equals(A2.double().subtract(rG2))) this.abort(R_CONTRIB, `wrong c_2 for key ${k.keyId}`, 2);
       }
       const x3 = Fn.add(c1, c2);
-      if (x3 === 0n || !curve.G.multiply(x3).equals(A3)) {
+      if (x3 === 0n || !mulBase(curve, x3).equals(A3)) {
         this.abort(R_CONTRIB, `x_3·G != A_3 for key ${k.keyId} (EP or Partner)`, null);
       }
       shares.push({ keyId: k.keyId, alg: k.alg, epoch: k.epoch, Y: k.Y, C1: k.C1, A: k.A, partyId: 3, share: x3 });

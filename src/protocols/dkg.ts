@@ -20,6 +20,7 @@ import { p256_FROST, p384, p384_hasher } from '@noble/curves/nist.js';
 import { secp256k1_FROST } from '@noble/curves/secp256k1.js';
 import { sha384 } from '@noble/hashes/sha2.js';
 import { decodePoint, decodeScalar, encodePoint, getCurve, type Curve, type Point } from '../crypto/curves.js';
+import { mulBase } from '../crypto/ec-mul.js';
 import { bytesEqual, decodeEnc, enc, encList, fromHex, H, toHex, u8 } from '../crypto/encoding.js';
 import { verifyFeldmanShare, type FeldmanCommitment } from '../crypto/feldman.js';
 import { nobleRng } from '../crypto/random.js';
@@ -388,7 +389,7 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
       if (!nobleA || !bytesEqual(encodePoint(curve, Ap), nobleA)) this.abort(R_SHARE, 'verifying share mismatch', null);
       A[p] = encodePoint(curve, Ap);
     }
-    if (!curve.G.multiply(x).equals(decodePoint(curve, A[this.id]))) this.abort(R_SHARE, 'own share does not match A_i', null);
+    if (!mulBase(curve, x).equals(decodePoint(curve, A[this.id]))) this.abort(R_SHARE, 'own share does not match A_i', null);
     const share: KeyShare = {
       keyId: this.keyId,
       alg: this.alg!,

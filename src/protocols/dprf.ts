@@ -24,6 +24,7 @@
 import crypto from 'node:crypto';
 import { p256_hasher } from '@noble/curves/nist.js';
 import { decodePoint, encodePoint, getCurve, type Point } from '../crypto/curves.js';
+import { mulPoint, mulPublic } from '../crypto/ec-mul.js';
 import { decodeDleqProof, encodeDleqProof, proveDleq, verifyDleq } from '../crypto/dleq.js';
 import { bytesEqual, decodeEnc, enc, encList, TAG_PREFIX, u32be, u8 } from '../crypto/encoding.js';
 import { lagrangeWeights } from '../crypto/shamir.js';
@@ -204,7 +205,7 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
       const x = dprfInput(share.keyId, on);
       const U = dprfPoint(x);
       if (!verifyDleq(curve, 'dprf', proofContext(sid, h, i), { U, A: Ah, V: Vh }, proof)) this.abort('proof-invalid', h);
-      const V = U.multiply(curve.Fn.mul(l1, share.share)).add(Vh.multiplyUnsafe(lh));
+      const V = mulPoint(curve, U, curve.Fn.mul(l1, share.share)).add(mulPublic(curve, Vh, lh));
       if (V.is0()) this.abort('prf value is the identity', h);
       return objectKeyFromPoint(V, share.keyId, x);
     });
@@ -238,7 +239,7 @@ class DprfHelper extends RoundParty<DprfOutput, never> {
     const A = decodePoint(curve, share.A[this.id]);
     const replies = info.objectNonces.map((on, i) => {
       const U = dprfPoint(dprfInput(share.keyId, on));
-      const V = U.multiply(share.share);
+      const V = mulPoint(curve, U, share.share);
       const proof = proveDleq(curve, 'dprf', proofContext(env.sid, this.id, i), share.share, { U, A, V }, rng);
       return enc(encodePoint(curve, V), encodeDleqProof(curve, proof));
     });

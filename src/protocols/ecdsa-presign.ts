@@ -7,6 +7,7 @@
  */
 import { decodeEnc, enc, H, u32be, u8, bytesEqual } from '../crypto/encoding.js';
 import { decodePoint, decodeScalar, encodePoint, encodeScalar, type Curve, type Point } from '../crypto/curves.js';
+import { mulBase, mulPoint } from '../crypto/ec-mul.js';
 import { OTHERS, randomScalar } from './ecdsa-session.js';
 import { ProtocolAbort, type PartyId, type Rng } from './types.js';
 
@@ -102,7 +103,7 @@ export class PresignCore {
   ps2Body(): Uint8Array {
     this.dealt = undefined;
     const Fn = this.curve.Fn;
-    const Rj = this.curve.G.multiply(this.k);
+    const Rj = mulBase(this.curve, this.k);
     this.Rj = Rj;
     const w = Fn.add(Fn.mul(this.a, this.k), this.u);
     this.k = 0n;
@@ -133,7 +134,7 @@ export class PresignCore {
     this.R = R;
     this.r = r;
     this.bodies2 = { 1: bodies[1], 2: bodies[2], 3: bodies[3] };
-    const W = R.multiply(this.a);
+    const W = mulPoint(this.curve, R, this.a);
     return enc(encodePoint(this.curve, W), ecdsaEcho(sid, 2, this.bodies2));
   }
 
@@ -160,7 +161,7 @@ export class PresignCore {
     const ws = ([1, 2, 3] as const).map((j) => decodeScalar(this.curve, decodeEnc(this.bodies2![j])[1]!));
     const w = Fn.add(Fn.sub(Fn.mul(3n, ws[0]!), Fn.mul(3n, ws[1]!)), ws[2]!);
     if (w === 0n) throw new ProtocolAbort(this.proto, 3, 'w-zero', null);
-    if (!this.curve.G.multiply(w).equals(W)) throw new ProtocolAbort(this.proto, 3, 'exponent-check', null);
+    if (!mulBase(this.curve, w).equals(W)) throw new ProtocolAbort(this.proto, 3, 'exponent-check', null);
     const out: PresignResult = {
       R: this.R,
       Rbytes: encodePoint(this.curve, this.R),

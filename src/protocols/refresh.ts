@@ -24,6 +24,7 @@
  * a PENDING or PREVIOUS epoch is refused; I4 `resumeRefreshParty` re-sends PREPARED / ACTIVATED.
  */
 import { decodePoint, decodeScalar, encodePoint, encodeScalar, getCurve, type Curve, type Point } from '../crypto/curves.js';
+import { mulBase } from '../crypto/ec-mul.js';
 import { bytesEqual, decodeEnc, enc, encList, H, u32be, u8 } from '../crypto/encoding.js';
 import { verifyFeldmanShare } from '../crypto/feldman.js';
 import { randomNonZeroScalar } from '../crypto/random.js';
@@ -197,7 +198,7 @@ export class RefreshParty extends ProtocolParty<RefreshOutput, RefreshPersist> {
     const Bs: Uint8Array[] = [];
     for (const w of this.work) {
       w.b = randomNonZeroScalar(w.curve, this.cfg.rng);
-      Bs.push(encodePoint(w.curve, w.curve.G.multiply(w.b)));
+      Bs.push(encodePoint(w.curve, mulBase(w.curve, w.b)));
     }
     this.myBs = encList(Bs);
     this.emitBoth(R_COMMIT, enc('commit', this.commitHash(this.id, this.myBs)));
@@ -290,7 +291,7 @@ export class RefreshParty extends ProtocolParty<RefreshOutput, RefreshPersist> {
       const { curve } = w;
       const { Fn } = curve;
       const cur = w.state.current;
-      let D = curve.G.multiply(w.b!);
+      let D = mulBase(curve, w.b!);
       let x = Fn.add(cur.share, Fn.mul(w.b!, BigInt(this.id))); // own z_i(i)
       for (const [, d] of this.deals) {
         D = D.add(d.B[n]!);
@@ -306,7 +307,7 @@ export class RefreshParty extends ProtocolParty<RefreshOutput, RefreshPersist> {
         if (Ap[l].is0() || C1n.is0()) this.abort(R_DEAL, 'degenerate new public data', null);
         A[l] = encodePoint(curve, Ap[l]);
       }
-      if (x === 0n || !curve.G.multiply(x).equals(Ap[this.id])) this.abort(R_DEAL, 'new share does not match A′', null);
+      if (x === 0n || !mulBase(curve, x).equals(Ap[this.id])) this.abort(R_DEAL, 'new share does not match A′', null);
       if (!Ap[1].double().subtract(Ap[2]).equals(Y)) this.abort(R_DEAL, 'new public data does not open to Y', null);
       const next: KeyShare = { ...cur, epoch: cur.epoch + 1, C1: encodePoint(curve, C1n), A, share: x };
       pendings.push(next);

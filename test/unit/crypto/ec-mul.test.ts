@@ -1,0 +1,36 @@
+/**
+ * OpenSSL-backed scalar multiplication (src/crypto/ec-mul.ts) against noble's own, on random and
+ * edge-case scalars and points, for every curve (P-256 through OpenSSL, the others on noble).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { CURVE_NAMES, getCurve } from '../../../src/crypto/curves.js';
+import { mulBase, mulPoint, mulPublic } from '../../../src/crypto/ec-mul.js';
+
+describe('ec-mul', () => {
+  for (const name of CURVE_NAMES) {
+    const c = getCurve(name);
+    const n = c.order;
+    const random = (): bigint => c.Fn.create(BigInt(`0x${randomBytes(c.scalarBytes + 8).toString('hex')}`));
+    const edges = [0n, 1n, 2n, n - 1n, n - 2n, n, n + 1n, 2n ** BigInt(8 * c.scalarBytes) - 1n];
+
+    it(`${name}: k·G and k·P equal noble's, random and edge scalars, random points, G and −G`, () => {
+      const points = [c.G, c.G.negate(), ...Array.from({ length: 4 }, () => c.G.multiply(random() || 1n))];
+      const scalars = [...edges, ...Array.from({ length: 20 }, random)];
+      for (const k of scalars) {
+        const expectedBase = c.Fn.create(k) === 0n ? c.Point.ZERO : c.G.multiply(c.Fn.create(k));
+        assert.ok(mulBase(c, k).equals(expectedBase), `mulBase k=${k}`);
+        for (const P of points) {
+          const expected = c.Fn.create(k) === 0n ? c.Point.ZERO : P.multiply(c.Fn.create(k));
+          assert.ok(mulPoint(c, P, k).equals(expected), `mulPoint k=${k} P=${P.toHex()}`);
+          assert.ok(mulPublic(c, P, k).equals(expected), `mulPublic k=${k} P=${P.toHex()}`);
+        }
+      }
+    });
+
+    it(`${name}: the identity times anything is the identity`, () => {
+      for (const k of [0n, 1n, random()]) assert.ok(mulPoint(c, c.Point.ZERO, k).is0());
+    });
+  }
+});
