@@ -31,7 +31,7 @@ import { REFRESH_PROTO, type RefreshKeyEpoch, type RefreshKeyState, type Refresh
 import { type ConfirmCheckpoint, decodeRequest } from '../protocols/session-kit.js';
 import type { Envelope } from '../protocols/types.js';
 import { KEY_UID_RE, type KeyRow, type KeyWrite, type StoredShare } from '../store/key-records.js';
-import type { CommonData, Recipe } from './party-recipes.js';
+import { type CommonData, type Recipe, runsInline } from './party-recipes.js';
 import { ProtocolAbortedError, type SessionSpec } from './protocol-host.js';
 import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from './share-codec.js';
 import { PresignPool } from './presign-pool.js';
@@ -395,7 +395,7 @@ export class KeyService {
   }
 
   private spec<P>(recipe: Recipe, label: string, toWrites: (items: readonly P[], sid: string) => KeyWrite[], outputWrites?: (out: unknown) => KeyWrite[]): SessionSpec {
-    return { recipe, label, toWrites: toWrites as SessionSpec['toWrites'], ...(outputWrites ? { outputWrites } : {}) };
+    return { recipe, label, toWrites: toWrites as SessionSpec['toWrites'], ...(outputWrites ? { outputWrites } : {}), inline: runsInline(recipe) };
   }
 
   private async resumeSpec(proto: string, cp: Checkpointed): Promise<SessionSpec> {

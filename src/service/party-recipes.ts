@@ -143,3 +143,28 @@ export function buildParty(r: Recipe): Party<unknown, unknown> {
         : createFrostHelper({ share: r.share, tripletId: r.tripletId, rng });
   }
 }
+
+/** Most objects an AES (DPRF) session evaluates on the event loop. */
+const INLINE_DPRF_OBJECTS = 4;
+
+/**
+ * Whether a party runs on the event loop instead of a worker thread: single-key P-256 ECDSA
+ * sessions and AES (DPRF) sessions of a few objects, whose steps take about a millisecond of
+ * OpenSSL-backed P-256 arithmetic (src/crypto/ec-mul.ts). A step in a worker costs two thread
+ * wake-ups, which on the 2-core host cost more than the step itself (P-256 signing on demand:
+ * 20 ms in workers, 12 ms inline). RSA, batches, refresh, re-derivation and the other curves'
+ * noble arithmetic stay in workers, so the event loop stays responsive. `objects`: a DPRF
+ * helper's batch size (from the request; the EP's is in its recipe).
+ */
+export function runsInline(recipe: Recipe, objects?: number): boolean {
+  switch (recipe.kind) {
+    case 'ecdsa-sign':
+    case 'ecdsa-presign':
+    case 'ecdsa-online':
+      return recipe.share.alg === 'ecdsa-p256';
+    case 'dprf':
+      return (recipe.coordinate?.objectNonces.length ?? objects ?? Infinity) <= INLINE_DPRF_OBJECTS;
+    default:
+      return false;
+  }
+}

@@ -91,7 +91,8 @@ export interface RunningParty {
 }
 
 export interface PartyRunner {
-  create(recipe: Recipe, label: string): RunningParty;
+  /** A party for the recipe; `inline`: on this thread even when the runner has workers. */
+  create(recipe: Recipe, label: string, inline?: boolean): RunningParty;
   close(): Promise<void>;
 }
 
@@ -120,6 +121,7 @@ export class WorkerRunner implements PartyRunner {
   private partyIds = 0;
 
   private closed = false;
+  private readonly inProcess = new InProcessRunner();
 
   /** Workers start on the first session, not with the server: they would compete with its start-up. */
   constructor(private readonly size = Math.max(1, Math.min(2, availableParallelism()))) {}
@@ -156,7 +158,8 @@ export class WorkerRunner implements PartyRunner {
     worker.unref();
   }
 
-  create(recipe: Recipe, label: string): RunningParty {
+  create(recipe: Recipe, label: string, inline = false): RunningParty {
+    if (inline) return this.inProcess.create(recipe, label);
     this.ensureStarted();
     const slot = this.slots[this.next++ % this.slots.length]!;
     const id = ++this.partyIds;

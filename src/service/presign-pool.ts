@@ -18,11 +18,21 @@ export interface PoolOptions {
   readonly presign: (keyId: string) => Promise<{ psid: string; epoch: number } | undefined>;
 }
 
+/**
+ * Refills wait until signing has paused this long, while the key still has a quarter of its
+ * target: a presignature made during a burst competes for the same CPU with the online
+ * signatures it is meant to speed up (on two cores, a refill per signature made pooled signing
+ * slower than signing on demand). Below a quarter, refills run at once, alongside the signing.
+ */
+const REFILL_IDLE_MS = 50;
+
 export class PresignPool {
   private readonly ready = new Map<string, { epoch: number; psid: string }[]>();
   private readonly hot = new Set<string>();
   private filling = false;
   private stopped = false;
+  /** When a presignature was last taken (ms since the epoch). */
+  private lastTake = 0;
   made = 0;
 
   constructor(private readonly opts: PoolOptions) {
@@ -48,7 +58,10 @@ export class PresignPool {
       const next = list.shift()!;
       if (next.epoch !== epoch) continue; // an older epoch's presignature: burnt, never used
       const stored = await this.opts.store.getPresig(next.psid);
-      if (stored) return decodePresig(stored);
+      if (stored) {
+        this.lastTake = Date.now();
+        return decodePresig(stored);
+      }
     }
     this.markHot(keyId);
     return undefined;
@@ -76,6 +89,10 @@ export class PresignPool {
     this.ready.set(keyId, list);
   }
 
+  private lowWater(): number {
+    return Math.max(1, Math.floor(this.opts.target / 4));
+  }
+
   private kick(): void {
     if (this.filling || this.stopped) return;
     this.filling = true;
@@ -84,12 +101,17 @@ export class PresignPool {
     });
   }
 
-  /** Tops up hot keys one presignature at a time while the whole triplet is connected. */
+  /** Tops up hot keys one presignature at a time while the whole triplet is connected (see REFILL_IDLE_MS). */
   private async fill(): Promise<void> {
     let failures = 0;
     while (!this.stopped && this.opts.peers.allUp()) {
       const keyId = [...this.hot].find((k) => this.size(k) < this.opts.target);
       if (!keyId) return;
+      const busy = REFILL_IDLE_MS - (Date.now() - this.lastTake);
+      if (busy > 0 && this.size(keyId) >= this.lowWater()) {
+        await new Promise((r) => setTimeout(r, busy).unref());
+        continue;
+      }
       try {
         const made = await this.opts.presign(keyId);
         if (!made) {

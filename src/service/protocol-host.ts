@@ -32,6 +32,8 @@ export interface SessionSpec {
   readonly toWrites: (items: readonly unknown[], sid: string) => KeyWrite[];
   /** Writes that make the party's output durable (e.g. a helper's presignature share). */
   readonly outputWrites?: (output: unknown) => KeyWrite[];
+  /** The party runs on the event loop, not in a worker thread (see runsInline). */
+  readonly inline?: boolean;
 }
 
 /** Builds the session for a round-0 request from EP (non-initiators); throws to refuse it. */
@@ -168,7 +170,7 @@ export class ProtocolHost {
     const session: Session = {
       sid,
       spec,
-      party: this.opts.runner.create(spec.recipe, spec.label),
+      party: this.opts.runner.create(spec.recipe, spec.label, spec.inline === true),
       queue: Promise.resolve(),
       timer: undefined,
       done: false,

@@ -51,6 +51,7 @@ import { decodeRequest } from '../protocols/session-kit.js';
 import type { PartyId } from '../protocols/types.js';
 import { KEY_UID_RE, type KeyWrite } from '../store/key-records.js';
 import type { SessionSpec } from './protocol-host.js';
+import { runsInline } from './party-recipes.js';
 import { publicOnly } from './public-keys.js';
 import { refreshWritesFor } from './refresh-writes.js';
 import type { ServiceDeps } from './service-deps.js';
@@ -102,7 +103,7 @@ export class RsaAesKeys {
       const info = parseDprfRequest(env);
       const share = await deps.currentEcShare(info.header.keyId);
       if (share.alg !== DPRF_ALG || share.epoch !== info.header.epoch) throw new EkmError('EKM_KEY_EPOCH', `no AES key ${info.header.keyId} at epoch ${info.header.epoch}`);
-      return spec({ kind: 'dprf', share: share as DprfKeyShare, tripletId: deps.tripletId }, PROTO_DPRF, noWrites);
+      return spec({ kind: 'dprf', share: share as DprfKeyShare, tripletId: deps.tripletId }, PROTO_DPRF, noWrites, info.objectNonces.length);
     });
   }
 
@@ -390,8 +391,9 @@ export class RsaAesKeys {
   }
 }
 
-function spec<P>(recipe: SessionSpec['recipe'], label: string, toWrites: (items: readonly P[], sid: string) => KeyWrite[]): SessionSpec {
-  return { recipe, label, toWrites: toWrites as SessionSpec['toWrites'] };
+/** `objects`: a DPRF helper's batch size, which decides where its party runs (runsInline). */
+function spec<P>(recipe: SessionSpec['recipe'], label: string, toWrites: (items: readonly P[], sid: string) => KeyWrite[], objects?: number): SessionSpec {
+  return { recipe, label, toWrites: toWrites as SessionSpec['toWrites'], inline: runsInline(recipe, objects) };
 }
 
 function noWrites(): KeyWrite[] {

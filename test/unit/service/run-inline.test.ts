@@ -1,0 +1,36 @@
+/**
+ * Where a protocol party runs (src/service/party-recipes.ts runsInline): on the event loop only
+ * for single-key P-256 ECDSA and small AES batches; everything heavier in a worker thread.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type Recipe, runsInline } from '../../../src/service/party-recipes.js';
+
+// Only the fields runsInline reads; the rest of a recipe does not decide where it runs.
+const recipe = (r: object): Recipe => r as Recipe;
+const share = (alg: string): object => ({ alg });
+const nonces = (n: number): Uint8Array[] => Array.from({ length: n }, () => new Uint8Array(32));
+
+describe('runsInline', () => {
+  it('P-256 ECDSA sessions run inline; the other curves in workers', () => {
+    for (const kind of ['ecdsa-sign', 'ecdsa-presign', 'ecdsa-online']) {
+      assert.equal(runsInline(recipe({ kind, share: share('ecdsa-p256') })), true, kind);
+      for (const alg of ['ecdsa-p384', 'ecdsa-secp256k1']) assert.equal(runsInline(recipe({ kind, share: share(alg) })), false, `${kind} ${alg}`);
+    }
+  });
+
+  it('AES (DPRF) sessions of up to 4 objects run inline, on the EP (its recipe) and on a helper (its request)', () => {
+    const dprf = (n: number): Recipe => recipe({ kind: 'dprf', share: share('aes-256-dprf'), coordinate: { helper: 2, objectNonces: nonces(n) } });
+    assert.equal(runsInline(dprf(1)), true);
+    assert.equal(runsInline(dprf(4)), true);
+    assert.equal(runsInline(dprf(5)), false);
+    const helper = recipe({ kind: 'dprf', share: share('aes-256-dprf') });
+    assert.equal(runsInline(helper, 1), true);
+    assert.equal(runsInline(helper, 256), false);
+    assert.equal(runsInline(helper), false, 'batch size unknown: a worker');
+  });
+
+  it('RSA, FROST, DKG, refresh and re-derivation run in workers', () => {
+    for (const kind of ['rsa', 'rsa-refresh', 'frost', 'dkg', 'refresh', 'aux']) assert.equal(runsInline(recipe({ kind, share: share('ecdsa-p256') })), false, kind);
+  });
+});
