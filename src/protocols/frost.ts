@@ -26,6 +26,7 @@ import { schnorr, secp256k1_hasher } from '@noble/curves/secp256k1.js';
 import { p256_hasher } from '@noble/curves/nist.js';
 import { decodeEnc, enc, bytesToBigIntBE, bytesEqual, u8 } from '../crypto/encoding.js';
 import { decodePoint, decodeScalar, encodePoint, getCurve, type Curve, type Point } from '../crypto/curves.js';
+import { BoundedCache } from '../util/bounded-cache.js';
 import { ALG_CURVE, type EcAlg, type KeyShare } from './key-share.js';
 import { decodeRequest, encodeRequest, isPartyId, RoundParty, sidFor, type RequestHeader, type StepBuilder } from './ecdsa-session.js';
 import { ProtocolAbort, type Envelope, type Party, type PartyId, type Rng } from './types.js';
@@ -231,40 +232,57 @@ export function frostVerifyShare(ctx: FrostSigningContext, id: number, A: Point,
   return ctx.suite.curve.G.multiplyUnsafe(z).equals(rhs);
 }
 
-/** §5.3 aggregate: z = Σ z_i; returns the suite's signature encoding after z·G == R + c·Y. */
+/** §5.3 aggregate: z = Σ z_i; returns the suite's signature encoding and whether z·G == R + c·Y. */
 export function frostAggregate(ctx: FrostSigningContext, shares: readonly bigint[]): { signature: Uint8Array; valid: boolean } {
   const { curve } = ctx.suite;
-  const z = shares.reduce((acc, s) => curve.Fn.add(acc, s), 0n);
+  const z = frostZ(ctx, shares);
   const valid = curve.G.multiplyUnsafe(z).equals(ctx.R.add(ctx.Y.multiplyUnsafe(ctx.c)));
-  const zb = curve.Fn.toBytes(z);
-  const signature = ctx.suite.taproot ? concat(ctx.R.toBytes().subarray(1), zb) : concat(ctx.R.toBytes(), zb);
-  return { signature, valid };
+  return { signature: frostSignatureBytes(ctx, z), valid };
+}
+
+/**
+ * The aggregate signature without §5.3's own check, for a caller that verifies it with the
+ * algorithm's standard verifier anyway (the coordinator, before release): one check, not two.
+ */
+export function frostCombine(ctx: FrostSigningContext, shares: readonly bigint[]): Uint8Array {
+  return frostSignatureBytes(ctx, frostZ(ctx, shares));
+}
+
+function frostZ(ctx: FrostSigningContext, shares: readonly bigint[]): bigint {
+  return shares.reduce((acc, s) => ctx.suite.curve.Fn.add(acc, s), 0n);
+}
+
+function frostSignatureBytes(ctx: FrostSigningContext, z: bigint): Uint8Array {
+  const zb = ctx.suite.curve.Fn.toBytes(z);
+  return ctx.suite.taproot ? concat(ctx.R.toBytes().subarray(1), zb) : concat(ctx.R.toBytes(), zb);
+}
+
+/** node:crypto Ed25519 key objects by public key: building one costs more than a verification. */
+const ed25519Keys = new BoundedCache<string, crypto.KeyObject>(1024);
+
+function ed25519Key(Y: Uint8Array): crypto.KeyObject {
+  const x = Buffer.from(Y).toString('base64url');
+  let key = ed25519Keys.get(x);
+  if (!key) ed25519Keys.set(x, (key = crypto.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' })));
+  return key;
 }
 
 /** The standard verifier of each production alg (RFC 8032 via node:crypto; BIP340 via noble). */
 export function verifyFrostSignature(alg: FrostAlg, Y: Uint8Array, msg: Uint8Array, sig: Uint8Array): boolean {
   try {
-    if (alg === 'eddsa-ed25519') {
-      const key = crypto.createPublicKey({
-        key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(Y).toString('base64url') },
-        format: 'jwk',
-      });
-      return crypto.verify(null, msg, key, sig);
-    }
+    if (alg === 'eddsa-ed25519') return crypto.verify(null, msg, ed25519Key(Y), sig);
     return schnorr.verify(sig, msg, Y.subarray(1));
   } catch {
     return false;
   }
 }
 
-/** Group key decoded once per key-share public data (local, already validated at DKG time). */
-const decodedKeys = new WeakMap<Uint8Array, Point>();
+/** Group keys decoded (and torsion-checked) once per key, not per signature: shares are read afresh for each. */
+const decodedKeys = new BoundedCache<string, Point>(4096);
 function groupKey(curve: Curve, Y: Uint8Array): Point {
-  let P = decodedKeys.get(Y);
-  if (!P) {
-    P = decodePoint(curve, Y);
-    decodedKeys.set(Y, P);
-  }
+  const id = `${curve.name}:${Buffer.from(Y).toString('hex')}`;
+  let P = decodedKeys.get(id);
+  if (!P) decodedKeys.set(id, (P = decodePoint(curve, Y)));
   return P;
 }
 
@@ -364,8 +382,8 @@ class FrostCoordinator extends RoundParty<FrostOutput, never> {
     const ctx = frostContext(this.suite, groupKey(curve, share.Y), [this.own!, helperCommitment], this.opts.message);
     const z1 = frostSignShare(ctx, 1, share.share, this.nonces!);
     this.at(1, null);
-    const { signature, valid } = frostAggregate(ctx, [z1, zh]);
-    if (!valid || !verifyFrostSignature(share.alg as FrostAlg, share.Y, this.opts.message, signature)) {
+    const signature = frostCombine(ctx, [z1, zh]);
+    if (!verifyFrostSignature(share.alg as FrostAlg, share.Y, this.opts.message, signature)) {
       const cheater = !frostVerifyShare(ctx, h, decodePoint(curve, share.A[h]), zh);
       this.abort('signature-invalid', cheater ? h : null);
     }
