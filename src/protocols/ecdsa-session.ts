@@ -145,11 +145,16 @@ export class StepBuilder<Out, Persist> {
   readonly persist: Persist[] = [];
   readonly send: Envelope[] = [];
   output: Out | undefined;
+  /** Ask for `onResume` once this step's messages have left (see Step.more). */
+  more = false;
 
   build(): Step<Out, Persist> {
-    return this.output === undefined
-      ? { persist: this.persist, send: this.send }
-      : { persist: this.persist, send: this.send, output: this.output };
+    return {
+      persist: this.persist,
+      send: this.send,
+      ...(this.output === undefined ? {} : { output: this.output }),
+      ...(this.more ? { more: true as const } : {}),
+    };
   }
 }
 
@@ -192,6 +197,14 @@ export abstract class RoundParty<Out, Persist> {
       this.advance(s);
     });
   }
+
+  resume(): Step<Out, Persist> {
+    if (this.done) return new StepBuilder<Out, Persist>().build();
+    return this.guard(null, (s) => this.onResume(s));
+  }
+
+  /** The local work a step asked for with `step.more`, run after its messages left. */
+  protected onResume(_step: StepBuilder<Out, Persist>): void {}
 
   /** Marks which message is being processed, so that decode failures name the right suspect. */
   protected at(round: number, from: PartyId | null): void {

@@ -443,6 +443,8 @@ export interface RsaHelperOptions {
 
 class RsaCoordinator extends RoundParty<RsaOutput, never> {
   private x = 0n;
+  /** EP's partial x^(a+b), computed after the request left (onResume) or on the helper's answer. */
+  private yEp: bigint | undefined;
 
   constructor(private readonly opts: RsaCoordinatorOptions) {
     super(1, PROTO_RSA, (round, from) => round === 1 && from === opts.helper);
@@ -489,6 +491,12 @@ class RsaCoordinator extends RoundParty<RsaOutput, never> {
       encodeWireOp(wire),
     );
     step.send.push(this.envelope(0, this.opts.helper, body));
+    step.more = true;
+  }
+
+  /** EP's partial while the helper computes its own (both are one modular exponentiation). */
+  protected override onResume(): void {
+    this.yEp ??= partial(this.opts.share, this.x);
   }
 
   protected advance(step: StepBuilder<RsaOutput, never>): void {
@@ -502,7 +510,7 @@ class RsaCoordinator extends RoundParty<RsaOutput, never> {
     const yh = os2ip(f[0]!);
     if (yh === 0n || yh >= share.n) this.abort('invalid-input: partial out of range', h);
     this.at(1, null);
-    const s = combine(share, partial(share, this.x), yh);
+    const s = combine(share, this.yEp ?? partial(share, this.x), yh);
     // The check before release (§7): s^e ≡ x (mod N). EP trusts its own pieces: blame the helper.
     if (modPowPublic(s, share.e, share.n) !== this.x) this.abort('result-invalid', h);
     const bytes = i2osp(s, k);
@@ -524,6 +532,7 @@ class RsaCoordinator extends RoundParty<RsaOutput, never> {
 
   protected erase(): void {
     this.x = 0n;
+    this.yEp = undefined;
   }
 }
 

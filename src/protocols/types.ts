@@ -73,6 +73,11 @@ export interface Step<Out, Persist = unknown> {
   readonly persist: readonly Persist[];
   readonly send: readonly Envelope[];
   readonly output?: Out;
+  /**
+   * The party has local work to do once these messages have left (`resume()`), so that it runs
+   * while the peers compute their answers instead of after them.
+   */
+  readonly more?: true;
 }
 
 /** A party of one protocol session. `receive` throws `ProtocolAbort` to abort. */
@@ -81,6 +86,8 @@ export interface Party<Out, Persist = unknown> {
   /** Messages this party sends before hearing anything (may be empty). */
   start(): Step<Out, Persist>;
   receive(msg: Envelope): Step<Out, Persist>;
+  /** The local work a step announced with `more` (parties that never announce any need not have it). */
+  resume?(): Step<Out, Persist>;
   /** True once the party has produced its output or aborted; later messages are refused. */
   readonly finished: boolean;
 }

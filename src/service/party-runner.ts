@@ -28,6 +28,8 @@ export interface StepResult {
   readonly persist: readonly unknown[];
   readonly send: readonly Envelope[];
   readonly output?: unknown;
+  /** The party asked for a `resume` call once this step's messages have left. */
+  readonly more?: boolean;
   /** The call threw a ProtocolAbort. */
   readonly thrown?: AbortData;
   /** The party stopped without throwing (e.g. after a REVEAL), or a timeout aborted it. */
@@ -38,7 +40,7 @@ export interface StepResult {
   readonly committing: boolean;
 }
 
-export type Call = { readonly op: 'start' } | { readonly op: 'receive'; readonly env: Envelope } | { readonly op: 'expire' };
+export type Call = { readonly op: 'start' } | { readonly op: 'receive'; readonly env: Envelope } | { readonly op: 'resume' } | { readonly op: 'expire' };
 
 interface CommitCapable {
   failure?: ProtocolAbort | null;
@@ -56,6 +58,7 @@ export function executeStep(party: Party<unknown, unknown>, call: Call, label: s
   let persist: readonly unknown[] = [];
   let send: readonly Envelope[] = [];
   let output: unknown;
+  let more = false;
   let thrown: AbortData | undefined;
   try {
     if (call.op === 'expire') {
@@ -63,10 +66,11 @@ export function executeStep(party: Party<unknown, unknown>, call: Call, label: s
       if (typeof p.expire === 'function') p.expire();
       else thrown = { proto: label, round: -1, reason: 'timeout', suspect: null };
     } else {
-      const step = call.op === 'start' ? p.start() : p.receive(call.env);
+      const step = call.op === 'start' ? p.start() : call.op === 'resume' ? (p.resume?.() ?? { persist: [], send: [] }) : p.receive(call.env);
       persist = step.persist;
       send = step.send;
       output = step.output;
+      more = step.more === true;
     }
   } catch (e) {
     if (!(e instanceof ProtocolAbort)) throw e;
@@ -77,6 +81,7 @@ export function executeStep(party: Party<unknown, unknown>, call: Call, label: s
     persist,
     send,
     ...(output !== undefined ? { output } : {}),
+    ...(more ? { more } : {}),
     ...(thrown ? { thrown } : {}),
     failure: p.failure ? toData(p.failure) : null,
     finished: p.finished,

@@ -241,6 +241,8 @@ export class ProtocolHost {
       }
     }
     protocolFailpoint(session.spec.label, r, 'after-send');
+    // Local work the party kept for after its messages left: it runs while the peers answer.
+    if (r.more && !r.finished && !r.failure) this.enqueue(session, { op: 'resume' });
     this.arm(session);
     if (r.output !== undefined && session.settle) {
       session.settle.resolve(r.output);

@@ -39,7 +39,11 @@ export function runLocal<Out, Persist>(
   const guarded = (id: PartyId, fn: () => Step<Out, Persist>): void => {
     if (aborts.has(id)) return;
     try {
-      absorb(id, fn());
+      const step = fn();
+      absorb(id, step);
+      // As the host does: the local work a step announced runs once its messages are out.
+      const party = byId.get(id)!;
+      if (step.more && party.resume) guarded(id, () => party.resume!());
     } catch (e) {
       if (e instanceof ProtocolAbort) aborts.set(id, e);
       else throw e;

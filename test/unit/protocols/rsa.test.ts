@@ -15,6 +15,8 @@ import { addBytesCt, os2ip, subBytesCt } from '../../../src/crypto/modexp.js';
 import { hash } from '../../../src/crypto/rsa-padding.js';
 import {
   contributionBytes,
+  createRsaCoordinator,
+  createRsaHelper,
   dealRsaKey,
   exportRsaPublicKey,
   parseRsaRequest,
@@ -26,7 +28,7 @@ import {
   type RsaOperation,
 } from '../../../src/protocols/rsa.js';
 import { seededRng } from '../../support/ec-test-keys.js';
-import { dealtRsaKey, rsaResult, rsaTestKey, runRsa } from '../../support/rsa-test-keys.js';
+import { TRIPLET, dealtRsaKey, rsaResult, rsaTestKey, runRsa } from '../../support/rsa-test-keys.js';
 
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ekm-rsa-'));
@@ -97,6 +99,25 @@ describe('dealer', () => {
 const SIZES: readonly RsaBits[] = [2048, 3072, 4096];
 
 describe('signing', () => {
+  it("EP's partial is kept for after its request left (step.more → resume), and the signature is the same either way", () => {
+    const key = dealtRsaKey(2048);
+    const msg = utf8('overlap');
+    const op: RsaOperation = { kind: 'sign', scheme: 'pkcs1v15', hash: 'sha256', digest: hash('sha256', msg) };
+    const sign = (resume: boolean): Uint8Array => {
+      const ep = createRsaCoordinator({ share: key.shares[1], tripletId: TRIPLET, helper: 2, operation: op, rng: seededRng('overlap') });
+      const helper = createRsaHelper({ share: key.shares[2], tripletId: TRIPLET });
+      const request = ep.start();
+      assert.equal(request.more, true, 'EP asks to compute its partial once the request is out');
+      if (resume) assert.deepEqual(ep.resume!(), { persist: [], send: [] }, 'local work only: nothing to send yet');
+      const out = ep.receive(helper.receive(request.send[0]!).send[0]!).output;
+      assert.equal(out?.kind, 'signature');
+      return (out as { signature: Uint8Array }).signature;
+    };
+    const sig = sign(true);
+    assert.deepEqual(sign(false), sig);
+    assert.ok(crypto.verify('sha256', msg, rsaTestKey(2048).publicKey, sig));
+  });
+
   for (const bits of SIZES) {
     it(`RSA-${bits}: PKCS#1 v1.5 and PSS signatures verify under the original public key (node:crypto, openssl CLI)`, () => {
       const key = dealtRsaKey(bits);

@@ -1,6 +1,6 @@
 /**
  * Where a protocol party runs (src/service/party-recipes.ts runsInline): on the event loop only
- * for single-key P-256 ECDSA and small AES batches; everything heavier in a worker thread.
+ * for single-key P-256/secp256k1 ECDSA, FROST and small AES batches; everything heavier in a worker thread.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -12,11 +12,15 @@ const share = (alg: string): object => ({ alg });
 const nonces = (n: number): Uint8Array[] => Array.from({ length: n }, () => new Uint8Array(32));
 
 describe('runsInline', () => {
-  it('P-256 ECDSA sessions run inline; the other curves in workers', () => {
+  it('P-256 and secp256k1 ECDSA sessions run inline; P-384 in workers', () => {
     for (const kind of ['ecdsa-sign', 'ecdsa-presign', 'ecdsa-online']) {
-      assert.equal(runsInline(recipe({ kind, share: share('ecdsa-p256') })), true, kind);
-      for (const alg of ['ecdsa-p384', 'ecdsa-secp256k1']) assert.equal(runsInline(recipe({ kind, share: share(alg) })), false, `${kind} ${alg}`);
+      for (const alg of ['ecdsa-p256', 'ecdsa-secp256k1']) assert.equal(runsInline(recipe({ kind, share: share(alg) })), true, `${kind} ${alg}`);
+      assert.equal(runsInline(recipe({ kind, share: share('ecdsa-p384') })), false, kind);
     }
+  });
+
+  it('FROST signatures run inline', () => {
+    for (const alg of ['eddsa-ed25519', 'schnorr-bip340']) assert.equal(runsInline(recipe({ kind: 'frost', share: share(alg) })), true, alg);
   });
 
   it('AES (DPRF) sessions of up to 4 objects run inline, on the EP (its recipe) and on a helper (its request)', () => {
@@ -30,7 +34,12 @@ describe('runsInline', () => {
     assert.equal(runsInline(helper), false, 'batch size unknown: a worker');
   });
 
-  it('RSA, FROST, DKG, refresh and re-derivation run in workers', () => {
-    for (const kind of ['rsa', 'rsa-refresh', 'frost', 'dkg', 'refresh', 'aux']) assert.equal(runsInline(recipe({ kind, share: share('ecdsa-p256') })), false, kind);
+  it('RSA-2048 operations run inline, RSA-3072 and 4096 in workers', () => {
+    assert.equal(runsInline(recipe({ kind: 'rsa', share: share('rsa-2048') })), true);
+    for (const alg of ['rsa-3072', 'rsa-4096']) assert.equal(runsInline(recipe({ kind: 'rsa', share: share(alg) })), false, alg);
+  });
+
+  it('RSA refresh, DKG, refresh and re-derivation run in workers', () => {
+    for (const kind of ['rsa-refresh', 'dkg', 'refresh', 'aux']) assert.equal(runsInline(recipe({ kind, share: share('ecdsa-p256') })), false, kind);
   });
 });
