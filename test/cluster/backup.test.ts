@@ -3,7 +3,8 @@
  * backed up (the EP under a load of signatures), all three homes are destroyed, three new servers
  * on other ports are restored with `ekm restore` and the seed's `-restore` bootstraps (the Partner
  * answering prompts), started in the seed's order; `ucl server test` passes once the EP has
- * re-derived the Aux and refreshed every key, and every key signs under its old public key.
+ * re-derived the Aux and refreshed every key, and every key signs under its old public key (EC
+ * and RSA), an AES ciphertext made before the backup decrypts, and a partition's user logs in.
  * Refusals: Aux backup, damaged / truncated archives, wrong private key, occupied EKM_HOME, an
  * archive of another role, a mismatched EP/Partner pair (and its `--partial` restore).
  */
@@ -13,7 +14,8 @@ import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { EC_TEST_ALGS, verifyIndependently } from '../support/verify-ec.js';
-import { type Api, apiFor, b64, unb64 } from '../support/api.js';
+import { verify } from 'node:crypto';
+import { type Api, apiFor, b64, basicCaller, unb64 } from '../support/api.js';
 import {
   BOOT_SCRIPT,
   type Role,
@@ -53,6 +55,7 @@ async function signsUnderOldKey(api: Api, k: Made, text: string): Promise<void> 
 }
 
 const LONG = { timeoutMs: 240_000 };
+const AES_PLAINTEXT = 'encrypted before the backup';
 
 /** Bootstraps a restored triplet (EP and Partner with -restore) and a fresh Aux, all at once. */
 async function bootRestored(t: Triplet, opts: { partnerPrompts?: boolean; extra?: readonly string[]; timeout?: number } = {}) {
@@ -77,6 +80,8 @@ describe('backup and restore of a triplet (real processes)', { timeout: 1_200_00
   let api: Api;
   const made: Made[] = [];
   let later: Made;
+  let rsaKey: { keyId: string; pem: string };
+  let aesKey: { keyId: string; ciphertext: string };
   let refreshedLater: Made;
   const dirs: Triplet[] = [];
   let keysDir: string;
@@ -96,6 +101,17 @@ describe('backup and restore of a triplet (real processes)', { timeout: 1_200_00
       made.push(k);
       await signsUnderOldKey(api, k, `before the backup ${alg}`);
     }
+    // RSA and AES keys, an AES ciphertext, a partition and its user: all must come back.
+    const r = await api.call<{ keyId: string; publicKey: string }>('POST', '/keys', { alg: 'rsa-2048' });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    rsaKey = { keyId: r.body.keyId, pem: r.body.publicKey };
+    const a = await api.call<{ keyId: string }>('POST', '/keys', { alg: 'aes-256-dprf' });
+    assert.equal(a.status, 201, JSON.stringify(a.body));
+    const sealed = await api.call<{ ciphertext: string }>('POST', `/keys/${a.body.keyId}/encrypt`, { plaintext: b64(AES_PLAINTEXT) });
+    assert.equal(sealed.status, 200, JSON.stringify(sealed.body));
+    aesKey = { keyId: a.body.keyId, ciphertext: sealed.body.ciphertext };
+    assert.equal((await api.call('POST', '/partitions', { name: 'restored', soPassword: 'Restored-so-1' })).status, 201);
+    assert.equal((await api.call('POST', '/partitions/restored/users', { name: 'alice', password: 'Alice-pass-1', role: 'user' })).status, 201);
     // One key at epoch 1: backups carry per-key epochs.
     assert.equal((await api.call('POST', `/keys/${made[0]!.keyId}/refresh`)).status, 200);
     for (const name of ['ep', 'partner', 'other']) {
@@ -132,7 +148,7 @@ describe('backup and restore of a triplet (real processes)', { timeout: 1_200_00
     await Promise.all(loads);
     assert.equal(ep.code, 0, ep.stderr);
     assert.ok(during > 0, 'signatures ran during the backup');
-    assert.match(ep.stdout, /Backed up EP .*: 5 keys/);
+    assert.match(ep.stdout, /Backed up EP .*: 7 keys/);
     const partner = await ekm(t, 'partner', 'backup', '--out', file('partner.tar.gz'), '--to', file('partner.pub.pem'));
     assert.equal(partner.code, 0, partner.stderr);
     for (const role of ['ep', 'partner']) {
@@ -142,8 +158,8 @@ describe('backup and restore of a triplet (real processes)', { timeout: 1_200_00
           .toString(),
       ) as { role: string; keyCount: number; keys: { epoch: number }[] };
       assert.equal(m.role, role);
-      assert.equal(m.keyCount, 5);
-      assert.deepEqual(m.keys.map((k) => k.epoch).sort(), [0, 0, 0, 0, 1]);
+      assert.equal(m.keyCount, 7);
+      assert.deepEqual(m.keys.map((k) => k.epoch).sort(), [0, 0, 0, 0, 0, 0, 1]);
       const v = await run('ekm', ['backup', 'verify', '--in', file(`${role}.tar.gz`), '--key', file(`${role}.key`)], {});
       assert.equal(v.code, 0, v.stderr);
       assert.match(v.stdout, /sealed shares open with the archived system key/);
@@ -219,7 +235,7 @@ describe('backup and restore of a triplet (real processes)', { timeout: 1_200_00
 
     const boots = await bootRestored(n, { partnerPrompts: true });
     assertAllBooted(boots);
-    assert.match(boots.ep.stdout, /archives match: 5 keys/);
+    assert.match(boots.ep.stdout, /archives match: 7 keys/);
     assert.match(boots.partner.stdout, /Approve this certificate\? \[y\/N\]/);
     const clusterOld = JSON.parse(readFileSync(join(n.homes.ep, 'server.json'), 'utf8')) as { clusterId: string };
     assert.match(boots.aux.stdout, new RegExp(`cluster ${clusterOld.clusterId}`));
@@ -230,6 +246,19 @@ describe('backup and restore of a triplet (real processes)', { timeout: 1_200_00
     assert.equal(test.code, 0, test.stdout);
     const napi = await apiFor(n);
     for (const k of made) await signsUnderOldKey(napi, k, `after the restore ${k.alg}`);
+    const msg = Buffer.from('RSA after the restore');
+    const rs = await napi.call<{ signature: string }>('POST', `/keys/${rsaKey.keyId}/sign`, { message: b64(msg) });
+    assert.equal(rs.status, 200, JSON.stringify(rs.body));
+    assert.ok(verify('sha256', msg, rsaKey.pem, unb64(rs.body.signature)), 'RSA signature verifies under the old public key (node:crypto)');
+    const opened = await napi.call<{ plaintext: string }>('POST', `/keys/${aesKey.keyId}/decrypt`, { ciphertext: aesKey.ciphertext });
+    assert.equal(opened.status, 200, JSON.stringify(opened.body));
+    assert.equal(unb64(opened.body.plaintext).toString(), AES_PLAINTEXT, 'a ciphertext made before the backup decrypts');
+    const alice = basicCaller(n);
+    try {
+      assert.equal((await alice.as('alice@restored', 'Alice-pass-1', 'GET', '/partitions/restored')).status, 200, 'the partition and its user are back');
+    } finally {
+      alice.close();
+    }
     // Every key was refreshed after the Aux re-derivation (a new epoch makes the lost Aux's share worthless).
     const log = readFileSync(join(n.homes.ep, 'logs', 'ekm.log'), 'utf8');
     assert.match(log, /restore recovery complete/);
@@ -249,7 +278,7 @@ describe('backup and restore of a triplet (real processes)', { timeout: 1_200_00
     // Both check (or the first to find the mismatch tells the other); the EP lists the keys.
     for (const r of ['ep', 'partner'] as Role[]) {
       assertOneLineError(refused[r]);
-      assert.match(refused[r].stderr, /archives do not match: 2 of 6 keys cannot be restored/);
+      assert.match(refused[r].stderr, /archives do not match: 2 of 8 keys cannot be restored/);
     }
     assert.match(refused.ep.stdout + refused.partner.stdout, new RegExp(`key ${later.keyId} \\(ecdsa-p256\\): only in the EP archive`));
     assert.match(
@@ -261,7 +290,7 @@ describe('backup and restore of a triplet (real processes)', { timeout: 1_200_00
 
     const partial = await bootRestored(m, { extra: ['--partial'] });
     assertAllBooted(partial);
-    assert.match(partial.ep.stdout, /Partial restore .*4 keys restored/);
+    assert.match(partial.ep.stdout, /Partial restore .*6 keys restored/);
     await startInSeedOrder(m);
     await waitInService(m, 180_000);
     const mapi = await apiFor(m);
