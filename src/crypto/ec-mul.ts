@@ -23,6 +23,18 @@ const { a: P256_A, b: P256_B } = P256.CURVE();
 let p256Ecdh: ECDH | undefined;
 const ecdh = (): ECDH => (p256Ecdh ??= createECDH('prime256v1'));
 
+/** Keys the ECDH object with k (1 ≤ k < n); the scalar's bytes are wiped once OpenSSL has them. */
+function keyed(curve: Curve, k: bigint): ECDH {
+  const e = ecdh();
+  const kb = curve.Fn.toBytes(k);
+  try {
+    e.setPrivateKey(kb);
+  } finally {
+    kb.fill(0);
+  }
+  return e;
+}
+
 function toBig(b: Uint8Array): bigint {
   return BigInt(`0x${Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')}`);
 }
@@ -32,9 +44,7 @@ export function mulBase(curve: Curve, k: bigint): Point {
   const s = curve.Fn.create(k);
   if (s === 0n) return curve.Point.ZERO;
   if (curve.name !== 'p256') return curve.G.multiply(s);
-  const e = ecdh();
-  e.setPrivateKey(curve.Fn.toBytes(s));
-  return P256.fromBytes(e.getPublicKey()) as Point;
+  return P256.fromBytes(keyed(curve, s).getPublicKey()) as Point;
 }
 
 /** k·P (k reduced mod n; the identity for k ≡ 0 or P the identity), constant time in k. */
@@ -56,11 +66,8 @@ function mul(curve: Curve, P: Point, k: bigint, publicScalar: boolean): Point {
   if (next === 0n) return P.negate();
   const Pa = P as InstanceType<typeof P256>; // curve is P-256: its points are noble's p256 points
   const Pbytes = Pa.toBytes(false);
-  const e = ecdh();
-  e.setPrivateKey(curve.Fn.toBytes(s));
-  const x1 = toBig(e.computeSecret(Pbytes));
-  e.setPrivateKey(curve.Fn.toBytes(next));
-  const x2 = toBig(e.computeSecret(Pbytes));
+  const x1 = toBig(keyed(curve, s).computeSecret(Pbytes));
+  const x2 = toBig(keyed(curve, next).computeSecret(Pbytes));
   const Fp = P256.Fp;
   const { x: xp, y: yp } = Pa.toAffine();
   const rhs = Fp.add(Fp.add(Fp.mul(Fp.sqr(x1), x1), Fp.mul(P256_A, x1)), P256_B);
