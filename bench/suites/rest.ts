@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { EkmClient } from '../../src/client/client.js';
 import { ROOT_SO_PASSWORD, run, waitInService } from '../../test/support/cluster.js';
 import { bareHttpsLatencies } from '../lib/bare-https.js';
-import { summarize } from '../lib/stats.js';
+import { percentile, summarize } from '../lib/stats.js';
 import { type Triplet, bootTriplet } from '../lib/triplet.js';
 import type { Measurement, Suite, SuiteContext, SuiteResult } from '../lib/types.js';
 
@@ -34,10 +34,6 @@ interface Sample {
 function timing(header: string | string[] | undefined, name: 'op' | 'total'): number | undefined {
   const m = new RegExp(`(?:^|,\\s*)${name};dur=([0-9.]+)`).exec([header ?? ''].flat().join(','));
   return m ? Number(m[1]) : undefined;
-}
-
-function median(xs: readonly number[]): number {
-  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 }
 
 /** Calls `once` from `concurrency` loops for DURATION_MS (at most MAX_REQUESTS in all). */
@@ -117,7 +113,7 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
         const p50 = [...overhead].sort((a, b) => a - b)[Math.floor(overhead.length / 2)]!;
         const apiAlone = op.once === publicKey;
         const latency = samples.map((s) => s.latencyMs);
-        if (c === 1 && !apiAlone) opP50.push(median(samples.map((s) => s.opMs)));
+        if (c === 1 && !apiAlone) opP50.push(percentile(samples.map((s) => s.opMs).sort((a, b) => a - b), 50));
         const latencyP50 = [...latency].sort((a, b) => a - b)[Math.floor(latency.length / 2)]!;
         rows.push(
           summarize(`${op.label} via REST, concurrency ${c}: latency`, latency, {

@@ -20,7 +20,7 @@ import crypto from 'node:crypto';
 import { decodeEnc, enc, H, HS, u32be, bytesEqual, EncodingError } from '../crypto/encoding.js';
 import { decodePoint, decodeScalar, encodeScalar, getCurve, type Curve, type Point } from '../crypto/curves.js';
 import { mulPublic } from '../crypto/ec-mul.js';
-import { BoundedCache } from '../util/bounded-cache.js';
+import { cachedPublicKey } from '../crypto/public-key-objects.js';
 import {
   bits2intModQ,
   encodeDer,
@@ -160,16 +160,6 @@ export function ecdsaPublicJwk(alg: EcdsaAlg, Y: Uint8Array): crypto.JsonWebKey 
   return { kty: 'EC', crv: JWK_CRV[alg], x: b64(x), y: b64(y) };
 }
 
-/** node:crypto key objects of public keys, by algorithm and point: building one from a JWK costs more than the verification. */
-const publicKeyObjects = new BoundedCache<string, crypto.KeyObject>(1024);
-
-function publicKeyObject(alg: EcdsaAlg, Y: Uint8Array): crypto.KeyObject {
-  const id = `${alg}:${Buffer.from(Y).toString('hex')}`;
-  let key = publicKeyObjects.get(id);
-  if (!key) publicKeyObjects.set(id, (key = crypto.createPublicKey({ key: ecdsaPublicJwk(alg, Y), format: 'jwk' })));
-  return key;
-}
-
 /**
  * Verifies a P1363 signature under Y. With the whole message, `node:crypto` (3–30× faster than
  * noble); with only a digest, noble on the digest (`prehash: false`). Low-s is required unless
@@ -183,7 +173,7 @@ export function verifyEcdsa(alg: EcdsaAlg, Y: Uint8Array, input: SignedInput, p1
     const s = BigInt('0x' + Buffer.from(p1363.subarray(curve.scalarBytes)).toString('hex'));
     if (p1363.length !== 2 * curve.scalarBytes || (opts.lowS && s > curve.order >> 1n)) return false;
     if (input.kind === 'message') {
-      return crypto.verify(input.hash, input.data, { key: publicKeyObject(alg, Y), dsaEncoding: 'ieee-p1363' }, p1363);
+      return crypto.verify(input.hash, input.data, { key: cachedPublicKey(`${alg}:${Buffer.from(Y).toString('hex')}`, () => ecdsaPublicJwk(alg, Y)), dsaEncoding: 'ieee-p1363' }, p1363);
     }
     return NOBLE[alg].verify(p1363, inputDigest(input), Y, { prehash: false, lowS: opts.lowS, format: 'compact' });
   } catch {

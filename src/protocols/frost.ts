@@ -27,6 +27,7 @@ import { p256_hasher } from '@noble/curves/nist.js';
 import { decodeEnc, enc, bytesToBigIntBE, bytesEqual, u8 } from '../crypto/encoding.js';
 import { decodePoint, decodeScalar, encodePoint, getCurve, type Curve, type Point } from '../crypto/curves.js';
 import { BoundedCache } from '../util/bounded-cache.js';
+import { cachedPublicKey } from '../crypto/public-key-objects.js';
 import { ALG_CURVE, type EcAlg, type KeyShare } from './key-share.js';
 import { decodeRequest, encodeRequest, isPartyId, RoundParty, sidFor, type RequestHeader, type StepBuilder } from './ecdsa-session.js';
 import { ProtocolAbort, type Envelope, type Party, type PartyId, type Rng } from './types.js';
@@ -257,14 +258,9 @@ function frostSignatureBytes(ctx: FrostSigningContext, z: bigint): Uint8Array {
   return ctx.suite.taproot ? concat(ctx.R.toBytes().subarray(1), zb) : concat(ctx.R.toBytes(), zb);
 }
 
-/** node:crypto Ed25519 key objects by public key: building one costs more than a verification. */
-const ed25519Keys = new BoundedCache<string, crypto.KeyObject>(1024);
-
 function ed25519Key(Y: Uint8Array): crypto.KeyObject {
   const x = Buffer.from(Y).toString('base64url');
-  let key = ed25519Keys.get(x);
-  if (!key) ed25519Keys.set(x, (key = crypto.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' })));
-  return key;
+  return cachedPublicKey(`eddsa-ed25519:${x}`, () => ({ kty: 'OKP', crv: 'Ed25519', x }));
 }
 
 /** The standard verifier of each production alg (RFC 8032 via node:crypto; BIP340 via noble). */

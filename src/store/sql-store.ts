@@ -692,9 +692,9 @@ export class SqlStore implements Store {
   }
 
   /**
-   * The newest audit row this store object appended or read (its seq and hash): the next append
-   * links to it in one statement instead of reading the chain's head first. Only a hint: the
-   * insert checks, in its transaction, that this row is still the head (see appendAudit).
+   * The newest audit row this store object appended (its seq and hash): the next append links to
+   * it in one statement instead of reading the chain's head first. Only a hint: the insert checks,
+   * in its transaction, that this row is still the head (see appendAuditAfter).
    */
   private auditHead: { seq: number; hash: string } | undefined;
 

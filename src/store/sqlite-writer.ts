@@ -18,8 +18,8 @@ export interface WriterRequest {
   readonly id: number;
   /** Opens the transaction before running `stmt`. */
   readonly begin?: true;
-  /** Ends the transaction (after `stmt`, when both are given: the statement marked last). */
   readonly stmt?: Stmt;
+  /** Ends the transaction (after `stmt`, when both are given: the statement marked last). */
   readonly end?: 'commit' | 'rollback';
   readonly close?: true;
 }

@@ -72,9 +72,6 @@ export interface KeyPurge {
 }
 
 /** One row of the hash-chained audit log (schema 3). Never holds a secret or a password. */
-/** Links an audit row to the row before it: its hash, and the signature over that hash. */
-export type AuditChain = (prev: { seq: number; hash: string }, entry: AuditEntry) => { hash: string; sig: string; keyRef: string };
-
 export interface AuditEntry {
   readonly at: string;
   readonly requestId: string | null;
@@ -88,6 +85,9 @@ export interface AuditEntry {
   readonly client: string | null;
   readonly detail: string | null;
 }
+
+/** Links an audit row to the row before it: its hash, and the signature over that hash. */
+export type AuditChain = (prev: { seq: number; hash: string }, entry: AuditEntry) => { hash: string; sig: string; keyRef: string };
 
 export interface AuditRecord extends AuditEntry {
   readonly seq: number;
