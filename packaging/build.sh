@@ -41,7 +41,7 @@ app="$stage/app/ekm-$version"
 mkdir -p "$app/docs" "$app/packaging"
 cp -a "$src/dist" "$src/package.json" "$src/package-lock.json" "$src/README.md" "$app/"
 mkdir "$app/bin"
-for f in ekm ucl _launch.sh _require_node.sh ekm_boot_ep.sh ekm_boot_partner.sh ekm_boot_auxiliary.sh ekm_boot_additional_server.sh; do
+for f in ekm ucl _launch.sh _launch.mjs _require_node.sh ekm_boot_ep.sh ekm_boot_partner.sh ekm_boot_auxiliary.sh ekm_boot_additional_server.sh; do
   cp -a "$src/bin/$f" "$app/bin/"
 done
 cp -a "$src/docs/operations.md" "$app/docs/"

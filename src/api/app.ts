@@ -24,6 +24,10 @@ export function errorBody(code: string, message: string): ApiErrorBody {
   return { error: { code, message } };
 }
 
+function noFastifySchemas(): never {
+  throw new Error('a route gave fastify a JSON schema: ekm routes validate with zod instead');
+}
+
 export async function startApi(ctx: ServerContext, identity: { keyPem: string; certPem: string }): Promise<FastifyInstance> {
   const api = ctx.config.api;
   if (!api) throw new EkmError('EKM_CONFIG_CORRUPT', 'the EP configuration has no API address');
@@ -35,7 +39,10 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
     return503OnClosing: true,
     genReqId: () => randomUUID(),
     // A key may be named in the path by its name (64 characters, percent-encoded up to 3 bytes each).
-    maxParamLength: MAX_PARAM_LENGTH,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Routes validate with zod (keys.ts `parse`) and give fastify no JSON schema, so its Ajv and
+    // fast-json-stringify compilers are never needed: not loading them saves ~0.1 s of start-up.
+    schemaController: { compilersFactory: { buildValidator: noFastifySchemas, buildSerializer: noFastifySchemas } },
     // Errors fastify raises before routing (an over-long path parameter, a malformed URL) get the same shape.
     frameworkErrors: (err, _req, reply) => {
       const status = err.statusCode ?? 400;

@@ -11,7 +11,7 @@
  */
 import Database from 'better-sqlite3';
 import { z } from 'zod';
-import { ROLE_LABEL, type Role } from '../config/server-config.js';
+import { ROLE_LABEL, type Role } from '../config/roles.js';
 import { EkmError } from '../errors.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { RECOVERY_META } from '../service/aux-recovery.js';

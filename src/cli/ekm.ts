@@ -4,7 +4,8 @@
  */
 import { Command } from 'commander';
 import { homePaths } from '../config/home.js';
-import { ROLES, type Role, isBootstrapped } from '../config/server-config.js';
+import { ROLES, type Role } from '../config/roles.js';
+import { isBootstrapped } from '../config/server-config.js';
 import { EkmError, usageError } from '../errors.js';
 import { autoApprover, promptApprover } from '../cluster/approval.js';
 import { BOOT_USAGE, parseBootArgs } from '../cluster/boot-args.js';

@@ -6,7 +6,6 @@
 import { createPublicKey } from 'node:crypto';
 import type { Command } from 'commander';
 import { EkmError, usageError } from '../errors.js';
-import { parseObjectHeader } from '../protocols/dprf.js';
 import { type CredentialOpts, type UclContext, call, confirm, credentials, printJson, readInput, seg, withCredentials, writeOutput } from './ucl-session.js';
 
 type Alg = 'ecdsa-p256' | 'ecdsa-p384' | 'ecdsa-secp256k1' | 'eddsa-ed25519' | 'schnorr-bip340' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096' | 'aes-256-dprf';
@@ -138,7 +137,9 @@ function rsaScheme(scheme: string | undefined, hash: string | undefined): { sche
 }
 
 /** The key UID an AES object names in its header. */
-function objectKeyId(ct: Buffer, file: string): string {
+async function objectKeyId(ct: Buffer, file: string): Promise<string> {
+  // Loaded on demand: the protocol module brings the curve code that no other command needs.
+  const { parseObjectHeader } = await import('../protocols/dprf.js');
   try {
     return parseObjectHeader(new Uint8Array(ct)).keyId;
   } catch {
@@ -339,7 +340,7 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
   ).action(async (o: CredentialOpts & { name?: string; in: string; out: string; aad?: string; scheme?: string; hash?: string; inFormat?: string }) => {
     const ct = decode(readInput(o.in), encoding(o.inFormat, '--in-format'), o.in);
     const aad = o.aad === undefined ? undefined : readInput(o.aad, '--aad <file>');
-    const ref = o.name !== undefined ? keyRef(o.name) : objectKeyId(ct, o.in);
+    const ref = o.name !== undefined ? keyRef(o.name) : await objectKeyId(ct, o.in);
     const creds = await credentials(o);
     const r = await call<{ keyId: string; plaintext: string }>(ctx, creds, 'POST', `/api/v1/keys/${seg(ref)}/decrypt`, {
       ciphertext: ct.toString('base64'),

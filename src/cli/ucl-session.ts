@@ -10,7 +10,7 @@ import type { EkmClient } from '../client/client.js';
 import { EkmError, usageError } from '../errors.js';
 
 export interface UclContext {
-  client(): EkmClient;
+  client(): Promise<EkmClient>;
   json(): boolean;
   print(line: string): void;
 }
@@ -96,7 +96,7 @@ interface ApiErrorShape {
 /** One authenticated request; anything but 2xx becomes an EkmError carrying the API's message. */
 export async function call<T>(ctx: UclContext, creds: Credentials, method: string, path: string, body?: unknown): Promise<T> {
   const basic = Buffer.from(`${creds.user}@${creds.partition}:${creds.password}`, 'utf8').toString('base64');
-  const client = ctx.client();
+  const client = await ctx.client();
   try {
     const res = await client.request<T & ApiErrorShape>(method, path, body, { authorization: `Basic ${basic}` });
     if (res.status >= 200 && res.status < 300) return res.body;

@@ -53,7 +53,7 @@ async function main(): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `ucl: ${s.slice(7)}` : s) })
     .showSuggestionAfterError(true);
-  const client = (): EkmClient => new EkmClient(resolveClientOptions((program.opts() as GlobalOpts).server));
+  const client = async (): Promise<EkmClient> => new EkmClient(await resolveClientOptions((program.opts() as GlobalOpts).server));
   const json = (): boolean => (program.opts() as GlobalOpts).json === true;
 
   program
@@ -63,7 +63,7 @@ async function main(): Promise<number> {
       print(`ucl ${VERSION}`);
       let c: EkmClient | undefined;
       try {
-        c = client();
+        c = await client();
         const r = await c.request<{ version?: string; server?: string; role?: string }>('GET', '/api/v1/info');
         if (r.status === 200 && r.body?.version) print(`EP ${r.server} (${r.body.server}) ${r.body.version}`);
       } catch (e) {
@@ -78,7 +78,7 @@ async function main(): Promise<number> {
     .command('test')
     .description('probe every server of every triplet; exit 0 only when all are in service')
     .action(async () => {
-      const res = await client().request<{ clusterId: string; inService: boolean; triplets: TripletHealth[] }>('GET', '/api/v1/servers/test');
+      const res = await (await client()).request<{ clusterId: string; inService: boolean; triplets: TripletHealth[] }>('GET', '/api/v1/servers/test');
       if (res.status !== 200) throw new EkmError('EKM_API', `the EP answered ${res.status}: ${JSON.stringify(res.body)}`);
       const out = formatServerTest(res.body.clusterId, res.body.triplets);
       if (json()) print(JSON.stringify(res.body, null, 2));
@@ -89,7 +89,7 @@ async function main(): Promise<number> {
     .command('list')
     .description('list the servers of the cluster as recorded (no probing)')
     .action(async () => {
-      const res = await client().request<{ clusterId: string; servers: ServerRow[] }>('GET', '/api/v1/servers');
+      const res = await (await client()).request<{ clusterId: string; servers: ServerRow[] }>('GET', '/api/v1/servers');
       if (res.status !== 200) throw new EkmError('EKM_API', `the EP answered ${res.status}`);
       if (json()) {
         print(JSON.stringify(res.body, null, 2));

@@ -4,7 +4,7 @@
  * takes, a missing value or a repeated flag is a one-line usage error.
  */
 import { usageError } from '../errors.js';
-import type { Role } from '../config/server-config.js';
+import type { Role } from '../config/roles.js';
 import { type ServerAddress, parsePort, parseServerName } from './names.js';
 
 export interface BootArgs {

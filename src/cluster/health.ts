@@ -4,7 +4,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
-import { ROLE_LABEL, type Role } from '../config/server-config.js';
+import { ROLE_LABEL, type Role } from '../config/roles.js';
 import { decodeJson, encodeJson } from '../net/framing.js';
 import type { PeerManager } from '../net/peers.js';
 

@@ -3,12 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { EkmError } from '../errors.js';
 import { type HomePaths, writeFileAtomic } from './home.js';
+import { ROLES } from './roles.js';
 
-export const ROLES = ['ep', 'partner', 'aux'] as const;
-export type Role = (typeof ROLES)[number];
-export const ROLE_LABEL: Record<Role, string> = { ep: 'EP', partner: 'Partner', aux: 'Aux' };
-/** Shamir x-coordinate of each role's share. */
-export const ROLE_PARTY: Record<Role, 1 | 2 | 3> = { ep: 1, partner: 2, aux: 3 };
 
 const Address = z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535) });
 

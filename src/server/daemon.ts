@@ -8,7 +8,8 @@ import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type HomePaths, makeDirs } from '../config/home.js';
-import { ROLE_LABEL, loadServerConfig } from '../config/server-config.js';
+import { ROLE_LABEL } from '../config/roles.js';
+import { loadServerConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
 import { daemonPid, processAlive, readPid } from './pidfile.js';
 

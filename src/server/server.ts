@@ -18,7 +18,7 @@ import { openServerStore } from '../store/server-store.js';
 import type { Store } from '../store/store.js';
 import { VERSION } from '../version.js';
 import { startApi } from '../api/app.js';
-import { ROLE_PARTY } from '../config/server-config.js';
+import { ROLE_PARTY } from '../config/roles.js';
 import { tripletCerts } from '../service/identity-keys.js';
 import { InProcessRunner, type PartyRunner, WorkerRunner } from '../service/party-runner.js';
 import { KeyService } from '../service/key-service.js';

@@ -5,7 +5,7 @@
  */
 import { X509Certificate, createPrivateKey, sign, verify, type KeyObject } from 'node:crypto';
 import type { ServerConfig } from '../config/server-config.js';
-import { ROLE_PARTY } from '../config/server-config.js';
+import { ROLE_PARTY } from '../config/roles.js';
 import type { IdentitySigner, IdentityVerifier } from '../protocols/session-kit.js';
 import type { PartyId } from '../protocols/types.js';
 

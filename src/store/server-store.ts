@@ -5,7 +5,8 @@
  * apart (keys/system.key); a copy of server.json alone gives no access to the database.
  */
 import type { HomePaths } from '../config/home.js';
-import type { Role, StoreConfig } from '../config/server-config.js';
+import type { Role } from '../config/roles.js';
+import type { StoreConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
 import type { Barrier } from './barrier.js';
 import { type PgConnection, PostgresStore, parseDbUrl } from './postgres.js';

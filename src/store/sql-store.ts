@@ -6,7 +6,7 @@
  * awaited PostgreSQL one. SQL is written with `?` placeholders in the dialect both backends share
  * (ON CONFLICT, RETURNING, CAST); the driver renumbers them where it needs to.
  */
-import { ROLE_LABEL } from '../config/server-config.js';
+import { ROLE_LABEL } from '../config/roles.js';
 import { EkmError } from '../errors.js';
 import type { Barrier } from './barrier.js';
 import type {
