@@ -141,7 +141,7 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
       `Each round: \`ekm stop\` on all three, then \`ekm start\` one after the other in the order given (each returns once its daemon serves); the clock starts when the last \`ekm start\` is spawned. ${ROUNDS} rounds per order, the two orders alternating round by round.`,
       `"In service" is the exit 0 of \`ucl server test\` (bin/ucl, compiled), run back to back from when the last \`ekm start\` returned; its own wall time (the \`ucl server test\` row below) is part of the figure, so the figure ≈ \`ekm start\` + one \`ucl server test\` when the triplet converged while \`ekm start\` ran.`,
       "Daemon-ready and links-up instants come from the pino timestamps (ms) in the three servers' logs, on the same clock as the harness; they show how much of the total is process start-up (two Node.js processes: the `ekm start` CLI, then the daemon) and how much is convergence.",
-      'EP first: the EP dials Partner and Aux with capped exponential backoff (50 ms doubling, capped at 500 ms, ±25 % jitter), so the Aux link can come up to ~0.6 s after the Aux listens.',
+      'EP first: the EP dials Partner and Aux with capped exponential backoff (50 ms doubling, capped at 500 ms, ±25 % jitter), so the Aux link can come up to ~0.6 s after the Aux listens; `ucl server test` dials missing links at once (the probe\'s redial), so it does not wait for that.',
       '`ucl version` is the bare cost of starting the CLI (Node.js start + module load), the single-process baseline of `ucl server test`; `ekm start` pays about that twice (the CLI, then the daemon it spawns and waits for).',
     );
     return { measurements, notes: [...notes, ...staleNotes] };

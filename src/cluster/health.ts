@@ -39,6 +39,8 @@ export type PeerStatusReply = z.infer<typeof PeerStatusReply>;
 
 /** A server that came up less than this long ago and still lacks a link is `starting`, not `degraded`. */
 export const STARTING_GRACE_MS = 15_000;
+/** How long a probe waits for the dials it starts at once to links that are down (PeerManager.redialNow). */
+export const REDIAL_WAIT_MS = 1000;
 
 export function encodeStatus(s: PeerStatusReply): Uint8Array {
   return encodeJson(s);
@@ -55,6 +57,7 @@ export interface SelfView {
 
 /** Probes every peer of this server's triplet over its peer links (in parallel). */
 export async function probeTriplet(self: SelfView, peers: PeerManager, timeoutMs = 2000): Promise<TripletHealth> {
+  await peers.redialNow(REDIAL_WAIT_MS);
   const selfMissing = peers.status().filter((p) => !p.up).map((p) => p.role);
   const own: ServerHealth = {
     role: self.role,

@@ -195,6 +195,37 @@ export class PeerManager extends EventEmitter {
     });
   }
 
+  /**
+   * Dials now every peer that this side dials and has no link to, instead of waiting out the
+   * backoff (up to 0.5 s), and resolves once each attempt has ended (link up or failed) or after
+   * `waitMs`. A status probe calls it, so that `ucl server test` run just after a peer started
+   * finds it linked rather than "unreachable" until the next scheduled dial.
+   */
+  async redialNow(waitMs: number): Promise<void> {
+    const pending = [...this.states.values()].filter((st) => this.dialsTo(st.spec.role) && !st.link);
+    if (this.stopped || pending.length === 0) return;
+    for (const st of pending) {
+      if (st.dialing) continue;
+      clearTimeout(st.timer);
+      st.timer = undefined;
+      st.attempt = 0;
+      this.dial(st);
+    }
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.off('dial-ended', check);
+        resolve();
+      };
+      const check = (): void => {
+        if (pending.every((st) => !st.dialing)) done();
+      };
+      const timer = setTimeout(done, waitMs);
+      this.on('dial-ended', check);
+      check();
+    });
+  }
+
   private dialsTo(role: PeerRole): boolean {
     return PARTY[this.opts.self.role] < PARTY[role];
   }
@@ -242,6 +273,7 @@ export class PeerManager extends EventEmitter {
       this.setProblem(st, problem, message);
       socket.destroy();
       this.scheduleDial(st);
+      this.emit('dial-ended', st.spec.role);
     };
     socket.once('error', (err: NodeJS.ErrnoException) => fail('unreachable', describeSocketError(err)));
     socket.setTimeout(this.helloTimeoutMs, () => fail('unreachable', 'TLS handshake timed out'));
@@ -265,6 +297,7 @@ export class PeerManager extends EventEmitter {
           const hello = this.checkHello(h, st.spec);
           st.dialing = false;
           this.install(st, link, hello);
+          this.emit('dial-ended', st.spec.role);
         })
         .catch((err: Error) => {
           if (err instanceof IncompatibleRelease) st.remoteVersion = err.remoteVersion;

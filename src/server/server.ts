@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import type { HomePaths } from '../config/home.js';
 import { type ServerConfig, loadServerConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
-import { type PeerStatusReply, type TripletHealth, encodeStatus, probeTriplet } from '../cluster/health.js';
+import { type PeerStatusReply, REDIAL_WAIT_MS, type TripletHealth, encodeStatus, probeTriplet } from '../cluster/health.js';
 import { PeerManager, type PeerRole } from '../net/peers.js';
 import { Barrier } from '../store/barrier.js';
 import { openServerStore } from '../store/server-store.js';
@@ -200,7 +200,7 @@ export class EkmServer implements ServerContext {
   }
 
   private async statusReply(): Promise<Uint8Array> {
-    await this.checkStore();
+    await Promise.all([this.checkStore(), this.peers.redialNow(REDIAL_WAIT_MS)]);
     const missing = this.peers.status().filter((p) => !p.up).map((p) => p.role);
     const reply: PeerStatusReply = {
       role: this.config.role,

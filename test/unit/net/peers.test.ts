@@ -48,7 +48,14 @@ const running: PeerManager[] = [];
 function node(
   l: Layout,
   role: PeerRole,
-  o: { identity?: Identity; pins?: Partial<Record<PeerRole, string>>; clusterId?: string; listenPort?: number; version?: string } = {},
+  o: {
+    identity?: Identity;
+    pins?: Partial<Record<PeerRole, string>>;
+    clusterId?: string;
+    listenPort?: number;
+    version?: string;
+    backoff?: { min: number; max: number };
+  } = {},
 ): Node {
   const log: LogLine[] = [];
   const logger = pino({ level: 'debug', base: undefined }, { write: (s: string) => void log.push(JSON.parse(s) as LogLine) });
@@ -74,6 +81,7 @@ function node(
     })),
     handlers: { onRequest: (method, body) => enc(`${role} answers ${method} ${dec(body)}`) },
     log: logger,
+    ...(o.backoff ? { backoff: o.backoff } : {}),
   });
   running.push(manager);
   return { role, manager, log };
@@ -161,6 +169,34 @@ describe('PeerManager', () => {
     await ep2.manager.start();
     await Promise.all([ep2, partner2, aux].map((n) => n.manager.waitAllUp(5000)));
     await stopAll([ep2, partner2, aux]);
+  });
+
+  it('redialNow links a peer that came up meanwhile at once, without waiting out the backoff', async () => {
+    const l = await layout();
+    // A backoff far longer than the test: only redialNow can bring these links up in time.
+    const ep = node(l, 'ep', { backoff: { min: 60_000, max: 60_000 } });
+    await ep.manager.start();
+    await until('the EP has tried both peers once', () => statusOf(ep, 'partner').problem !== undefined && statusOf(ep, 'aux').problem !== undefined);
+    const partner = node(l, 'partner');
+    const aux = node(l, 'aux');
+    await partner.manager.start();
+    await aux.manager.start();
+    await sleep(100);
+    assert.equal(statusOf(ep, 'partner').up, false, 'no scheduled dial within the backoff');
+    await ep.manager.redialNow(3000);
+    assert.equal(statusOf(ep, 'partner').up, true);
+    assert.equal(statusOf(ep, 'aux').up, true);
+    // With every link up it has nothing to do and returns at once.
+    const t0 = Date.now();
+    await ep.manager.redialNow(3000);
+    assert.ok(Date.now() - t0 < 100);
+    // A peer that is down again: the attempt ends (refused) well before the wait.
+    await aux.manager.stop();
+    await until('the EP sees the Aux down', () => !statusOf(ep, 'aux').up);
+    await ep.manager.redialNow(3000);
+    assert.equal(statusOf(ep, 'aux').up, false);
+    assert.match(statusOf(ep, 'aux').problem!.message, /connection refused/);
+    await stopAll([ep, partner]);
   });
 
   it('an acceptor replaces an old connection by a new one from the same peer', async () => {
