@@ -11,6 +11,7 @@ import { p256, p384 } from '@noble/curves/nist.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import type { CurvePoint, CurvePointCons } from '@noble/curves/abstract/curve.js';
 import type { IField } from '@noble/curves/abstract/modular.js';
+import { isTorsionFreeOnce } from './ed25519-subgroup.js';
 import { bytesEqual } from './encoding.js';
 
 export type CurveName = 'secp256k1' | 'p256' | 'p384' | 'ed25519';
@@ -96,7 +97,7 @@ export function decodePoint(curve: Curve, bytes: Uint8Array): Point {
     throw new InvalidEncodingError(`${curve.name}: not a valid point encoding`);
   }
   if (P.is0()) throw new InvalidEncodingError(`${curve.name}: identity point`);
-  if (curve.name === 'ed25519' && !P.isTorsionFree()) {
+  if (curve.name === 'ed25519' && !isTorsionFreeOnce(P as InstanceType<typeof ed25519.Point>)) {
     throw new InvalidEncodingError(`${curve.name}: point has a small-order component`);
   }
   if (!bytesEqual(P.toBytes(), bytes)) {

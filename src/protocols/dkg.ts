@@ -15,11 +15,11 @@
  *   5  all     ACTIVATED (signed) | reveal enc("reveal", i, f_j(i))
  */
 import { createFROST } from '@noble/curves/abstract/frost.js';
-import { ed25519_FROST } from '@noble/curves/ed25519.js';
 import { p256_FROST, p384, p384_hasher } from '@noble/curves/nist.js';
 import { secp256k1_FROST } from '@noble/curves/secp256k1.js';
 import { sha384 } from '@noble/hashes/sha2.js';
 import { decodePoint, decodeScalar, encodePoint, getCurve, type Curve, type Point } from '../crypto/curves.js';
+import { ed25519_FROST_CHECKED } from '../crypto/ed25519-subgroup.js';
 import { mulBase } from '../crypto/ec-mul.js';
 import { bytesEqual, decodeEnc, enc, encList, fromHex, H, toHex, u8 } from '../crypto/encoding.js';
 import { verifyFeldmanShare, type FeldmanCommitment } from '../crypto/feldman.js';
@@ -75,7 +75,7 @@ export function dkgSuite(alg: EcAlg): FrostSuite {
     case 'ecdsa-p384':
       return p384_DKG_SUITE;
     case 'eddsa-ed25519':
-      return ed25519_FROST as FrostSuite;
+      return ed25519_FROST_CHECKED as FrostSuite;
   }
 }
 

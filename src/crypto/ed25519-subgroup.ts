@@ -1,0 +1,78 @@
+/**
+ * Ed25519's prime-order-subgroup check, done once per point.
+ *
+ * A point received from a peer must have no small-order component (threshold-protocols.md §1.2),
+ * and checking that costs a full scalar multiplication by the group order (about 1.5 ms in
+ * noble's BigInt arithmetic). noble's FROST DKG re-checks every commitment each time one of its
+ * rounds parses it, and `ed25519_FROST` checks twice per parse (RFC 9591's DeserializeElement
+ * and its own validatePoint): most of an Ed25519 DKG's time went there. Here each distinct point
+ * is checked once per process: encodings that passed are remembered (bounded, least recently
+ * used first out). A point that fails is never remembered, so the memory only ever saves work;
+ * it cannot make a point pass that the check refuses. The key is the point's canonical encoding,
+ * which identifies the point exactly.
+ */
+import { createFROST } from '@noble/curves/abstract/frost.js';
+import { ed25519 } from '@noble/curves/ed25519.js';
+import { sha512 } from '@noble/hashes/sha2.js';
+import { BoundedCache } from '../util/bounded-cache.js';
+
+type EdPoint = InstanceType<typeof ed25519.Point>;
+
+/** Distinct points a DKG, refresh or re-derivation wave can bring: a few per key. */
+const CHECKED_CAPACITY = 8192;
+const checked = new BoundedCache<string, true>(CHECKED_CAPACITY);
+
+const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+
+/**
+ * `P.isTorsionFree()`, computed at most once per point while it stays among the recent ones.
+ * `check` is the real check (a subclass passes its parent's method).
+ */
+export function isTorsionFreeOnce(P: EdPoint, check: () => boolean = () => P.isTorsionFree()): boolean {
+  const key = hex(P.toBytes());
+  if (checked.get(key)) return true;
+  if (!check()) return false;
+  checked.set(key, true);
+  return true;
+}
+
+/**
+ * ed25519's point class for noble's FROST: points it parses answer `isTorsionFree()` through
+ * `isTorsionFreeOnce`; the statics FROST reads (BASE, ZERO, Fp, Fn, fromHex, …) are inherited,
+ * and arithmetic results are plain ed25519 points, as before.
+ */
+class SubgroupCheckedPoint extends (ed25519.Point as unknown as new (X: bigint, Y: bigint, Z: bigint, T: bigint) => EdPoint) {
+  /**
+   * FROST's multi-scalar multiplication checks `point instanceof Point` with this class, but the
+   * points it combines come from arithmetic (plain ed25519 points): the subclass adds no state, so
+   * every ed25519 point is one of these.
+   */
+  static [Symbol.hasInstance](x: unknown): boolean {
+    return x instanceof ed25519.Point;
+  }
+
+  static fromBytes(bytes: Uint8Array, zip215?: boolean): SubgroupCheckedPoint {
+    const p = ed25519.Point.fromBytes(bytes, zip215);
+    return new SubgroupCheckedPoint(p.X, p.Y, p.Z, p.T);
+  }
+
+  override isTorsionFree(): boolean {
+    return isTorsionFreeOnce(this, () => super.isTorsionFree());
+  }
+}
+
+/**
+ * FROST(Ed25519, SHA-512) exactly as noble's `ed25519_FROST` (same name, hash, H2 and point
+ * validation, so the same keys and transcripts) with the subgroup check done once per point.
+ */
+export const ed25519_FROST_CHECKED = createFROST({
+  name: 'FROST-ED25519-SHA512-v1',
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  Point: SubgroupCheckedPoint as any,
+  validatePoint: (p) => {
+    p.assertValidity();
+    if (!p.isTorsionFree()) throw new Error('bad point: not torsion-free');
+  },
+  hash: sha512,
+  H2: '',
+});
