@@ -10,6 +10,10 @@
  * used first out). A point that fails is never remembered, so the memory only ever saves work;
  * it cannot make a point pass that the check refuses. The key is the point's canonical encoding,
  * which identifies the point exactly.
+ *
+ * The same FROST rounds also decode each commitment several times, and an Ed25519 decode takes a
+ * field square root (~0.3 ms): the suite's `fromBytes` keeps recent decodes too (points are
+ * immutable; a failed decode is not kept and fails again).
  */
 import { createFROST } from '@noble/curves/abstract/frost.js';
 import { ed25519 } from '@noble/curves/ed25519.js';
@@ -21,6 +25,7 @@ type EdPoint = InstanceType<typeof ed25519.Point>;
 /** Distinct points a DKG, refresh or re-derivation wave can bring: a few per key. */
 const CHECKED_CAPACITY = 8192;
 const checked = new BoundedCache<string, true>(CHECKED_CAPACITY);
+const decoded = new BoundedCache<string, SubgroupCheckedPoint>(CHECKED_CAPACITY);
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
@@ -47,13 +52,18 @@ class SubgroupCheckedPoint extends (ed25519.Point as unknown as new (X: bigint, 
    * points it combines come from arithmetic (plain ed25519 points): the subclass adds no state, so
    * every ed25519 point is one of these.
    */
-  static [Symbol.hasInstance](x: unknown): boolean {
+  static override [Symbol.hasInstance](x: unknown): boolean {
     return x instanceof ed25519.Point;
   }
 
-  static fromBytes(bytes: Uint8Array, zip215?: boolean): SubgroupCheckedPoint {
+  static fromBytes(bytes: Uint8Array, zip215 = false): SubgroupCheckedPoint {
+    const key = `${zip215 ? 'zip215' : 'strict'}:${hex(bytes)}`;
+    const known = decoded.get(key);
+    if (known) return known;
     const p = ed25519.Point.fromBytes(bytes, zip215);
-    return new SubgroupCheckedPoint(p.X, p.Y, p.Z, p.T);
+    const point = new SubgroupCheckedPoint(p.X, p.Y, p.Z, p.T);
+    decoded.set(key, point);
+    return point;
   }
 
   override isTorsionFree(): boolean {
