@@ -399,13 +399,13 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
     {
       method: 'POST',
       url: '/api/v1/keys/:keyId/decrypt',
-      summary: 'Decrypt (threshold protocol)',
+      summary: 'Decrypt (threshold protocol). RSA PKCS#1 v1.5: a faulty padding gives a synthetic plaintext, not an error (implicit rejection); OAEP faults give EKM_DECRYPTION_FAILED',
       tag: 'crypto',
       access: 'so, user',
       params: KeyRef,
       body: DecryptBody,
       ok: { status: 200, description: 'plaintext', schema: z.object({ keyId: z.string(), plaintext: b64 }) },
-      errors: [403, 404, 502, 503],
+      errors: [400, 403, 404, 502, 503],
     },
     async (req, reply) => {
       const { key } = await keyFor(req, CRYPTO_ROLES, 'decrypt', 'process');

@@ -5,12 +5,14 @@
  * - EMSA-PKCS1-v1_5 encode (§9.2) with SHA-256/384/512 DigestInfo;
  * - EMSA-PSS encode / verify (§9.1) with MGF1 over the same hash, salt length = hash length by
  *   default;
- * - RSAES-OAEP decode (§7.1.2, SHA-1 or SHA-256, MGF1 over the same hash, optional label) and
- *   RSAES-PKCS1-v1_5 decode (§7.2.2): both scan every byte whatever they find, fold the checks
- *   into one flag without early exit, and fail with one uniform `RsaDecryptionError` (Manger /
- *   Bleichenbacher: the kind of padding fault must not be observable). What the decoders cannot
- *   hide: the plaintext length on success (it is the output) and JS engine effects (the byte loops
- *   are branch-free in the source; V8 does not promise constant time).
+ * - RSAES-OAEP decode (§7.1.2, SHA-1 or SHA-256, MGF1 over the same hash, optional label): scans
+ *   every byte whatever it finds, folds the checks into one flag without early exit, and fails
+ *   with one uniform `RsaDecryptionError` (Manger: the kind of padding fault must not be
+ *   observable);
+ * - RSAES-PKCS1-v1_5 decode (§7.2.2) with implicit rejection (draft-irtf-cfrg-rsa-guidance §7):
+ *   never an error for a faulty padding, a synthetic message instead (Bleichenbacher, Marvin).
+ *   What the decoders cannot hide: the plaintext length (it is the output) and JS engine effects
+ *   (the byte loops are branch-free in the source; V8 does not promise constant time).
  * - RSASSA verification with a public key (§8.1.2, §8.2.2), for tests and for hosts that re-verify.
  *
  * Hashes go through node:crypto (works in worker threads). Everything here is pure.
@@ -233,12 +235,12 @@ export function rsaesOaepDecode(h: OaepHash, em: Uint8Array, label: Uint8Array =
 }
 
 /**
- * RSAES-PKCS1-v1_5 decoding (§7.2.2 step 3) of the k-byte EM: 00 02 PS (≥ 8 non-zero) 00 M.
- * Scans all of EM, folds every check into one flag, one uniform error.
+ * The checks of RSAES-PKCS1-v1_5 decoding (§7.2.2 step 3) on the k-byte EM: 00 02 PS (≥ 8
+ * non-zero) 00 M. Scans all of EM and folds every check into `good` (1 or 0, no early exit);
+ * `index` is where M starts when `good` is 1.
  */
-export function rsaesPkcs1v15Decode(em: Uint8Array): Uint8Array {
+function pkcs1v15Padding(em: Uint8Array): { good: number; index: number } {
   const k = em.length;
-  if (k < 11) throw new RsaDecryptionError();
   let good = isZeroByte(em[0]!) & eqByte(em[1]!, 0x02);
   let found = 0;
   let index = 0;
@@ -251,6 +253,71 @@ export function rsaesPkcs1v15Decode(em: Uint8Array): Uint8Array {
   // PS must be at least 8 bytes: the separator at index ≥ 10, i.e. message start ≥ 11.
   const psOk = ((index - 11) >>> 31) ^ 1;
   good &= found & psOk;
-  if (good !== 1) throw new RsaDecryptionError();
-  return em.slice(index);
+  return { good, index };
+}
+
+/** Candidate lengths of the synthetic message: 128 two-byte values (draft §7.2 step 3.2). */
+const IR_LENGTH_CANDIDATES_BYTES = 256;
+const IR_KEY_TAG = new TextEncoder().encode('CORE-TSS/v1/rsa/implicit-rejection');
+
+/**
+ * The draft's IRPRF (§7.1): HMAC-SHA256(KDK, I2OSP(i, 2) ‖ label ‖ I2OSP(8·length, 2)) for
+ * i = 0, 1, … concatenated and cut to `length` bytes.
+ */
+function irPrf(kdk: Uint8Array, label: string, length: number): Uint8Array {
+  const out = new Uint8Array(Math.ceil(length / 32) * 32);
+  const tail = Buffer.concat([Buffer.from(label, 'ascii'), Buffer.from([(length * 8) >> 8, (length * 8) & 0xff])]);
+  for (let i = 0; i * 32 < length; i++) {
+    out.set(crypto.createHmac('sha256', kdk).update(Buffer.from([i >> 8, i & 0xff])).update(tail).digest(), i * 32);
+  }
+  return out.subarray(0, length);
+}
+
+/** The last candidate (masked to the bit length of `max`) that is ≤ `max`, else 0; branch-free. */
+function syntheticLength(candidates: Uint8Array, max: number): number {
+  let mask = max;
+  mask |= mask >> 1;
+  mask |= mask >> 2;
+  mask |= mask >> 4;
+  mask |= mask >> 8;
+  let length = 0;
+  for (let i = 0; i < candidates.length; i += 2) {
+    const c = ((candidates[i]! << 8) | candidates[i + 1]!) & mask;
+    const fits = -(((max - c) >>> 31) ^ 1); // all ones when c ≤ max (both below 2^16)
+    length = (c & fits) | (length & ~fits);
+  }
+  return length;
+}
+
+/**
+ * RSAES-PKCS1-v1_5 decryption with implicit rejection (draft-irtf-cfrg-rsa-guidance §7): a faulty
+ * padding gives no error but a synthetic message, a pseudo-random function of a secret and the
+ * ciphertext, so that a caller acting on "did it decrypt?" is no padding oracle (Bleichenbacher,
+ * Marvin). Valid and faulty EMs take the same path: both candidates are built, a mask chooses.
+ *
+ * The draft keys the function with SHA-256 of the private exponent d, which no server of a triplet
+ * holds. Here the key is SHA-256 of a domain tag and EM = c^d mod N itself, which the EP holds
+ * once the partial exponentiations are combined and checked: like d, it is known only to whoever
+ * can decrypt c; it is the same on every EP (no per-server secret to keep in step); and whoever
+ * knows EM already knows whether its padding is valid, so the synthetic message tells them
+ * nothing new. The output's length is the output's: it cannot be hidden.
+ */
+export function rsaesPkcs1v15DecodeImplicit(em: Uint8Array, ciphertext: Uint8Array): Uint8Array {
+  const k = em.length;
+  if (k < 11 || ciphertext.length !== k) throw new RsaDecryptionError(); // public lengths only
+  const { good, index } = pkcs1v15Padding(em);
+  const keyHash = crypto.createHash('sha256').update(IR_KEY_TAG).update(em).digest();
+  const kdk = new Uint8Array(crypto.createHmac('sha256', keyHash).update(ciphertext).digest());
+  keyHash.fill(0);
+  const synthetic = irPrf(kdk, 'message', k);
+  const length = syntheticLength(irPrf(kdk, 'length', IR_LENGTH_CANDIDATES_BYTES), k - 11);
+  kdk.fill(0);
+  const keep = -good & 0xff;
+  const chosen = new Uint8Array(k);
+  for (let i = 0; i < k; i++) chosen[i] = (em[i]! & keep) | (synthetic[i]! & ~keep);
+  const start = (index & -good) | ((k - length) & -(good ^ 1));
+  const out = chosen.slice(start);
+  chosen.fill(0);
+  synthetic.fill(0);
+  return out;
 }

@@ -63,7 +63,7 @@ import {
   isRsaSignHash,
   RsaDecryptionError,
   rsaesOaepDecode,
-  rsaesPkcs1v15Decode,
+  rsaesPkcs1v15DecodeImplicit,
   type OaepHash,
   type RsaSignHash,
 } from '../crypto/rsa-padding.js';
@@ -518,7 +518,7 @@ class RsaCoordinator extends RoundParty<RsaOutput, never> {
       step.output = { kind: 'signature', signature: bytes };
     } else {
       try {
-        const plaintext = op.scheme === 'oaep' ? rsaesOaepDecode(op.hash, bytes, op.label) : rsaesPkcs1v15Decode(bytes);
+        const plaintext = op.scheme === 'oaep' ? rsaesOaepDecode(op.hash, bytes, op.label) : rsaesPkcs1v15DecodeImplicit(bytes, op.ciphertext);
         step.output = { kind: 'plaintext', plaintext };
       } catch (e) {
         if (!(e instanceof RsaDecryptionError)) throw e;

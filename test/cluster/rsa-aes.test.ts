@@ -63,6 +63,13 @@ describe('RSA and AES keys on a real triplet', () => {
     const bad = await api.call<{ error: { code: string } }>('POST', `/keys/${rsa.keyId}/decrypt`, { ciphertext: b64(Buffer.alloc(256, 7)), scheme: 'oaep' });
     assert.equal(bad.status, 400);
     assert.equal(bad.body.error.code, 'EKM_DECRYPTION_FAILED');
+    // PKCS#1 v1.5 answers a faulty padding with a synthetic plaintext, not an error (implicit rejection).
+    const synthetic = await Promise.all(
+      [0, 1].map(() => api.call<{ plaintext: string }>('POST', `/keys/${rsa.keyId}/decrypt`, { ciphertext: b64(Buffer.alloc(256, 7)), scheme: 'pkcs1v15' })),
+    );
+    for (const s of synthetic) assert.equal(s.status, 200, JSON.stringify(s.body));
+    assert.equal(synthetic[1]!.body.plaintext, synthetic[0]!.body.plaintext);
+    assert.ok(unb64(synthetic[0]!.body.plaintext).length <= 245);
   });
 
   it('an imported RSA key signs exactly like the original', async () => {

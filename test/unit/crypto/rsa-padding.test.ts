@@ -15,7 +15,7 @@ import {
   hash,
   RsaDecryptionError,
   rsaesOaepDecode,
-  rsaesPkcs1v15Decode,
+  rsaesPkcs1v15DecodeImplicit,
   rsassaPkcs1v15Verify,
   rsassaPssVerify,
   type RsaSignHash,
@@ -187,11 +187,12 @@ describe('against node:crypto', () => {
     for (const len of [0, 1, 100, 245]) {
       const msg = crypto.randomBytes(len);
       const ct = crypto.publicEncrypt({ key: K2048.publicKey, padding: crypto.constants.RSA_PKCS1_PADDING }, msg);
-      assert.deepEqual(rsaesPkcs1v15Decode(rawPrivate(K2048.privateKey, ct)), new Uint8Array(msg));
+      assert.deepEqual(rsaesPkcs1v15DecodeImplicit(rawPrivate(K2048.privateKey, ct), new Uint8Array(ct)), new Uint8Array(msg));
     }
   });
 
-  it('PKCS#1 v1.5 padding faults all fail with the same error', () => {
+  it('PKCS#1 v1.5 padding faults give a synthetic message, never an error: deterministic, ≤ k − 11 bytes, bound to EM and ciphertext', () => {
+    const ct = new Uint8Array(256).fill(0x33);
     const good = (): Uint8Array => {
       const em = new Uint8Array(256).fill(0x5a);
       em[0] = 0;
@@ -199,7 +200,7 @@ describe('against node:crypto', () => {
       em[200] = 0;
       return em;
     };
-    assert.equal(rsaesPkcs1v15Decode(good()).length, 55);
+    assert.deepEqual(rsaesPkcs1v15DecodeImplicit(good(), ct), good().slice(201));
     const faults: [string, (em: Uint8Array) => void][] = [
       ['first byte', (em) => (em[0] = 1)],
       ['block type 1', (em) => (em[1] = 1)],
@@ -207,19 +208,25 @@ describe('against node:crypto', () => {
       ['PS of 7 bytes', (em) => (em[9] = 0)],
       ['separator right after the type', (em) => (em[2] = 0)],
     ];
-    const messages = new Set<string>();
+    const outputs = new Set<string>();
     for (const [name, f] of faults) {
       const em = good();
       f(em);
-      assert.throws(
-        () => rsaesPkcs1v15Decode(em),
-        (e: unknown) => e instanceof RsaDecryptionError && (messages.add(e.message), true),
-        name,
-      );
+      const out = rsaesPkcs1v15DecodeImplicit(em, ct);
+      assert.ok(out.length <= 256 - 11, name);
+      assert.deepEqual(rsaesPkcs1v15DecodeImplicit(em, ct), out, `${name}: the same input gives the same message`);
+      assert.notDeepEqual(rsaesPkcs1v15DecodeImplicit(em, ct.map((b, i) => (i === 0 ? b ^ 1 : b))), out, `${name}: bound to the ciphertext`);
+      const tail = em.slice(em.length - out.length);
+      assert.notDeepEqual(out, tail, `${name}: not a piece of EM`);
+      outputs.add(Buffer.from(out).toString('hex'));
     }
-    assert.deepEqual([...messages], ['decryption error']);
+    assert.equal(outputs.size, faults.length, 'another EM, another synthetic message');
+    // Lengths spread over 0..k − 11 as the draft's selection makes them.
+    const lengths = Array.from({ length: 200 }, (_, i) => rsaesPkcs1v15DecodeImplicit(new Uint8Array(256).fill(i + 1), ct).length);
+    assert.ok(Math.max(...lengths) <= 245 && new Set(lengths).size > 100, `lengths ${Math.min(...lengths)}..${Math.max(...lengths)}`);
     const em = good();
     em[10] = 0; // PS of exactly 8 bytes: valid
-    assert.equal(rsaesPkcs1v15Decode(em).length, 245);
+    assert.equal(rsaesPkcs1v15DecodeImplicit(em, ct).length, 245);
+    assert.throws(() => rsaesPkcs1v15DecodeImplicit(good(), ct.subarray(1)), RsaDecryptionError, 'a ciphertext of the wrong length is refused (public)');
   });
 });

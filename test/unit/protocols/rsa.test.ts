@@ -224,21 +224,18 @@ describe('decryption', () => {
     }
   });
 
-  it('bad padding, wrong label, wrong scheme and out-of-range ciphertexts give one uniform decryption-failed', () => {
+  it('OAEP faults (bad padding, wrong label, wrong hash) and out-of-range ciphertexts give one uniform decryption-failed', () => {
     const key = dealtRsaKey(2048);
     const { publicKey } = rsaTestKey(2048);
     const n = key.public.n;
     const oaep = new Uint8Array(
       crypto.publicEncrypt({ key: publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, utf8('m')),
     );
+    const pkcs1 = new Uint8Array(crypto.publicEncrypt({ key: publicKey, padding: crypto.constants.RSA_PKCS1_PADDING }, utf8('m')));
     const cases: [string, RsaOperation][] = [
       ['wrong label', { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: oaep, label: utf8('x') }],
       ['wrong hash', { kind: 'decrypt', scheme: 'oaep', hash: 'sha1', ciphertext: oaep }],
-      ['OAEP as PKCS#1', { kind: 'decrypt', scheme: 'pkcs1v15', ciphertext: oaep }],
-      [
-        'random ciphertext',
-        { kind: 'decrypt', scheme: 'pkcs1v15', ciphertext: new Uint8Array(crypto.randomBytes(256).map((b, i) => (i === 0 ? 0x10 : b))) },
-      ],
+      ['PKCS#1 as OAEP', { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: pkcs1 }],
       [
         'c = 1',
         { kind: 'decrypt', scheme: 'oaep', hash: 'sha256', ciphertext: Uint8Array.from({ length: 256 }, (_, i) => (i === 255 ? 1 : 0)) },
@@ -251,6 +248,34 @@ describe('decryption', () => {
       assert.equal(run.aborts.size, 0, name);
       assert.equal(rsaResult(run), 'decryption-failed', name);
     }
+  });
+
+  it('PKCS#1 v1.5 faults give a synthetic plaintext (implicit rejection): the same from either helper and every run, never an error', () => {
+    const key = dealtRsaKey(2048);
+    const { publicKey } = rsaTestKey(2048);
+    const oaep = new Uint8Array(
+      crypto.publicEncrypt({ key: publicKey, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, utf8('m')),
+    );
+    const random = new Uint8Array(crypto.randomBytes(256).map((b, i) => (i === 0 ? 0x10 : b)));
+    const seen = new Set<string>();
+    for (const [name, ciphertext] of [
+      ['OAEP as PKCS#1', oaep],
+      ['random ciphertext', random],
+    ] as const) {
+      const op: RsaOperation = { kind: 'decrypt', scheme: 'pkcs1v15', ciphertext };
+      const outs = [2, 3, 2].map((helper) => {
+        const run = runRsa(key.shares, helper as 2 | 3, op);
+        assert.equal(run.aborts.size, 0, name);
+        const out = rsaResult(run);
+        assert.ok(out instanceof Uint8Array, `${name}: ${String(out)}`);
+        return out;
+      });
+      assert.ok(outs[0]!.length <= 256 - 11, name);
+      assert.deepEqual(outs[1], outs[0], `${name}: Aux as helper gives the same`);
+      assert.deepEqual(outs[2], outs[0], `${name}: deterministic`);
+      seen.add(Buffer.from(outs[0]!).toString('hex'));
+    }
+    assert.equal(seen.size, 2);
   });
 });
 
