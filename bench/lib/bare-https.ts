@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { EkmClient } from '../../src/client/client.js';
+import { Http1Connection } from './http1-client.js';
 
 export async function bareHttpsLatencies(opts: { root: string; keyPath: string; certPem: string; certPath: string; idleMs: number; count: number }): Promise<number[]> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(opts.root, 'bench/lib/bare-https-server.ts'), opts.keyPath, opts.certPath], {
@@ -18,21 +18,23 @@ export async function bareHttpsLatencies(opts: { root: string; keyPath: string; 
       child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
       child.once('exit', (code) => reject(new Error(`the bare HTTPS server exited (${code})`)));
     });
-    const client = new EkmClient({ servers: [{ host: '127.0.0.1', port }], trustedCertsPem: [opts.certPem], timeoutMs: 10_000 });
+    // The same lean client as the measured requests (http1-client.ts).
+    const conn = await Http1Connection.open('127.0.0.1', port, opts.certPem);
     const body = { plaintext: Buffer.alloc(1024, 7).toString('base64') };
     try {
-      for (let i = 0; i < 20; i++) await client.request('POST', '/echo', body);
+      for (let i = 0; i < 20; i++) await conn.request('POST', '/echo', {}, body);
       const out: number[] = [];
       for (let i = 0; i < opts.count; i++) {
         if (opts.idleMs > 0) await new Promise((r) => setTimeout(r, opts.idleMs));
         const s = performance.now();
-        const r = await client.request('POST', '/echo', body);
+        const r = await conn.request('POST', '/echo', {}, body);
         out.push(performance.now() - s);
         if (r.status !== 200) throw new Error(`bare HTTPS server: HTTP ${r.status}`);
+        JSON.parse(r.body.toString('utf8'));
       }
       return out;
     } finally {
-      client.close();
+      conn.close();
     }
   } finally {
     child.kill();

@@ -6,6 +6,9 @@
  * verification before release). The API overhead of a
  * request is its latency as the client saw it minus that duration: TLS, HTTP, authentication,
  * validation, key lookup and JSON/base64 — on the same request, so both sides see the same load.
+ * Requests go through a lean keep-alive HTTP/1.1 load generator (bench/lib/http1-client.ts, as
+ * autocannon does), one connection per concurrent client; one row shows what node:https's client
+ * (EkmClient, ucl) adds on top.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { EkmClient } from '../../src/client/client.js';
 import { ROOT_SO_PASSWORD, run, waitInService } from '../../test/support/cluster.js';
 import { bareHttpsLatencies } from '../lib/bare-https.js';
+import { Http1Connection } from '../lib/http1-client.js';
 import { percentile, summarize } from '../lib/stats.js';
 import { type Triplet, bootTriplet } from '../lib/triplet.js';
 import type { Measurement, Suite, SuiteContext, SuiteResult } from '../lib/types.js';
@@ -36,17 +40,24 @@ function timing(header: string | string[] | undefined, name: 'op' | 'total'): nu
   return m ? Number(m[1]) : undefined;
 }
 
-/** Calls `once` from `concurrency` loops for DURATION_MS (at most MAX_REQUESTS in all). */
-async function load(once: () => Promise<Sample>, concurrency: number): Promise<{ samples: Sample[]; opsPerSec: number }> {
-  const samples: Sample[] = [];
-  const t0 = performance.now();
-  const end = t0 + DURATION_MS;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < end && samples.length < MAX_REQUESTS) samples.push(await once());
-    }),
-  );
-  return { samples, opsPerSec: (1000 * samples.length) / (performance.now() - t0) };
+type Once = (conn: Http1Connection) => Promise<Sample>;
+
+/** Calls `once` from `concurrency` loops, each on its own connection, for DURATION_MS (at most MAX_REQUESTS in all). */
+async function load(open: () => Promise<Http1Connection>, once: Once, concurrency: number): Promise<{ samples: Sample[]; opsPerSec: number }> {
+  const conns = await Promise.all(Array.from({ length: concurrency }, open));
+  try {
+    const samples: Sample[] = [];
+    const t0 = performance.now();
+    const end = t0 + DURATION_MS;
+    await Promise.all(
+      conns.map(async (conn) => {
+        while (performance.now() < end && samples.length < MAX_REQUESTS) samples.push(await once(conn));
+      }),
+    );
+    return { samples, opsPerSec: (1000 * samples.length) / (performance.now() - t0) };
+  } finally {
+    for (const c of conns) c.close();
+  }
 }
 
 async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
@@ -76,17 +87,27 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
     const aes = (await must<{ keyId: string }>('POST', '/keys', { alg: 'aes-256-dprf', name: 'bench-rest-aes' })).body.keyId;
     const message = Buffer.from('REST benchmark message').toString('base64');
     const plaintext = Buffer.alloc(1024, 7).toString('base64');
-    const timedCall = (path: string, body: unknown) => async (): Promise<Sample> => {
+    const certPem = readFileSync(join(t.homes.ep, 'tls', 'server.crt'), 'utf8');
+    const open = (): Promise<Http1Connection> => Http1Connection.open('127.0.0.1', t.apiPort, certPem);
+    /** One measured request on `conn`: latency as the client saw it, with the EP's Server-Timing. */
+    const timed = async (conn: Http1Connection, method: string, path: string, body?: unknown): Promise<Sample> => {
       const s = performance.now();
-      const r = await must('POST', path, body);
-      if (r.opMs === 0) throw new Error(`POST ${path}: no Server-Timing op duration in the response`);
-      return { latencyMs: performance.now() - s, opMs: r.opMs, epMs: r.epMs };
+      const r = await conn.request(method, `/api/v1${path}`, auth, body);
+      const latencyMs = performance.now() - s;
+      if (r.status >= 300) throw new Error(`${method} ${path}: HTTP ${r.status} ${r.body.toString()}`);
+      JSON.parse(r.body.toString('utf8'));
+      const epMs = timing(r.headers['server-timing'], 'total');
+      if (epMs === undefined) throw new Error(`${method} ${path}: no Server-Timing total in the response`);
+      return { latencyMs, opMs: timing(r.headers['server-timing'], 'op') ?? 0, epMs };
     };
-    const publicKey = async (): Promise<Sample> => {
-      const s = performance.now();
-      const r = await must('GET', `/keys/${ec}/public`);
-      return { latencyMs: performance.now() - s, opMs: 0, epMs: r.epMs };
-    };
+    const timedCall =
+      (path: string, body: unknown): Once =>
+      async (conn) => {
+        const r = await timed(conn, 'POST', path, body);
+        if (r.opMs === 0) throw new Error(`POST ${path}: no Server-Timing op duration in the response`);
+        return r;
+      };
+    const publicKey: Once = (conn) => timed(conn, 'GET', `/keys/${ec}/public`);
     // AES before signing: once the EC key has signed, the EP keeps refilling its presignature
     // pool in the background, and that work shares the event loop with every request.
     const ops = [
@@ -95,7 +116,7 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
       { label: 'ECDSA P-256 sign', once: timedCall(`/keys/${ec}/sign`, { message }), warm: warmPool },
     ];
     async function warmPool(): Promise<void> {
-      await ops[2]!.once(); // marks the key hot: the EP fills its presignature pool
+      await must('POST', `/keys/${ec}/sign`, { message }); // marks the key hot: the EP fills its presignature pool
       ctx.log('waiting for a warm presignature pool');
       const deadline = Date.now() + 60_000;
       while ((await must<{ presignaturesReady: number }>('GET', `/keys/${ec}`)).body.presignaturesReady < 60 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
@@ -104,11 +125,13 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
     /** The key service's p50 at concurrency 1 per operation: how long a client sleeps per request. */
     const opP50: number[] = [];
     for (const op of ops) {
-      for (let i = 0; i < 10; i++) await op.once();
+      const warmUp = await open();
+      for (let i = 0; i < 10; i++) await op.once(warmUp);
+      warmUp.close();
       await op.warm();
       for (const c of CONCURRENCY) {
         ctx.log(`${op.label}, concurrency ${c}`);
-        const { samples, opsPerSec } = await load(op.once, c);
+        const { samples, opsPerSec } = await load(open, op.once, c);
         const overhead = samples.map((s) => s.latencyMs - s.opMs);
         const p50 = [...overhead].sort((a, b) => a - b)[Math.floor(overhead.length / 2)]!;
         const apiAlone = op.once === publicKey;
@@ -137,6 +160,14 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
         );
       }
     }
+    // What node:https's client adds (EkmClient, which ucl uses): the same read, sequentially.
+    const viaNodeHttps: number[] = [];
+    for (let i = 0; i < 1200; i++) {
+      const s = performance.now();
+      await must('GET', `/keys/${ec}/public`);
+      if (i >= 200) viaNodeHttps.push(performance.now() - s);
+    }
+    rows.push(summarize('GET public key via EkmClient (node:https client), concurrency 1: latency', viaNodeHttps, { opsPerSec: undefined, note: 'the same request as the first row, through node:https instead of the lean load generator' }));
     // The platform's floor, for comparison: the same request shape to a bare fastify server.
     const floor = { root: ctx.root, keyPath: join(t.homes.ep, 'tls', 'server.key'), certPath: join(t.homes.ep, 'tls', 'server.crt'), certPem: readFileSync(join(t.homes.ep, 'tls', 'server.crt'), 'utf8'), count: 200 };
     ctx.log('bare HTTPS server (the platform floor)');
@@ -155,6 +186,7 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
     measurements: rows,
     notes: [
       'The overhead is measured per request: the client-side latency minus the EP’s own Server-Timing duration of the key-service call in that same request. It covers TLS (keep-alive), HTTP parsing, bearer-token authentication, zod validation, the key lookup in the catalogue, and JSON/base64 both ways.',
+      'The client is a lean HTTP/1.1 load generator over keep-alive TLS (bench/lib/http1-client.ts: one prebuilt write per request, responses read by Content-Length, one connection per concurrent client), as autocannon is, so that the figures are the server’s and the network’s. node:https’s client machinery costs more than the whole request on this machine: the “via EkmClient” row sends the same read through it.',
       'The overhead has two parts, both in the table: the EP’s own handling outside the key service (Server-Timing total − op: authentication, validation, key lookup, JSON/base64; about half a millisecond), and the rest, between the client and the EP’s HTTP layer: TLS, the loopback network and two process wake-ups. A process that has slept through a protocol run takes time to wake up: the last two rows send the same request to a bare fastify HTTPS server in another process (no ekm), back to back and with the client idle between requests as long as during a protocol run. That floor of the platform is most of what remains.',
       'The audit-log rows are appended after the responses leave, in group commits (rows within 2 ms share one transaction on the store’s writer thread, linked to the chain head the EP keeps in memory), so neither the disk nor the chain’s hash and signature are on a request’s path.',
       'The sign rows drain the presignature pool within the first second at concurrency 4 and 16; from then on signatures are made on demand while the pool refills.',
