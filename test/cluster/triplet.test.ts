@@ -5,12 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ROLES, type Role, type Triplet, bootAll, BOOT_SCRIPT, ekm, makeTriplet, run, ucl, waitInService } from '../support/cluster.js';
-
-function permutations<T>(xs: readonly T[]): T[][] {
-  if (xs.length <= 1) return [xs.slice()];
-  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p]));
-}
+import { ROLES, type Role, type Triplet, bootAll, BOOT_SCRIPT, ekm, makeTriplet, permutations, run, ucl, waitInService } from '../support/cluster.js';
 
 describe('a FIPS triplet bootstrapped with -f', () => {
   let t: Triplet;

@@ -3,11 +3,11 @@
  * key, a signature, an AES ciphertext and its plaintext), and the figures the suite reports. What
  * it holds is what a client could rely on; the checks after each fault replay it against the triplet.
  */
-import { verifyIndependently, type TestAlg } from '../support/verify-ec.js';
+import { type SignTestAlg, verifyIndependently } from '../support/verify-ec.js';
 
 export interface SigningKey {
   readonly keyId: string;
-  readonly alg: TestAlg;
+  readonly alg: SignTestAlg;
   readonly pem: string;
 }
 
@@ -17,6 +17,7 @@ export interface Signature {
   readonly signature: Buffer;
 }
 
+/** A ciphertext owed a decryption: AES (made by the EP) or RSA-OAEP (made by the client with the public key). */
 export interface Sealed {
   readonly keyId: string;
   readonly plaintext: Buffer;

@@ -14,7 +14,9 @@ export type Load =
   | 'sign-ecdsa-pool' // a new ecdsa-p256 key signs repeatedly: after the first signature its pool presigns, later ones sign online
   | 'sign-frost' // an eddsa-ed25519 key signs repeatedly: FROST
   | 'refresh' // POST /keys/<id>/refresh of the ledger's keys in turn
-  | 'encrypt'; // AES-256 (DPRF) encryption
+  | 'encrypt' // AES-256 (DPRF) encryption
+  | 'sign-rsa' // an RSA-2048 key signs repeatedly (EP + Partner)
+  | 'rederive'; // POST /servers/aux/rederive: the Aux's shares of every key again, then a refresh of every key
 
 export interface FailpointScenario {
   readonly role: Role;
@@ -64,6 +66,17 @@ const TABLE: readonly { proto: string; load: Load; sites: Sites; ci: readonly st
     ci: ['aux 3:after-persist'],
   },
   { proto: 'dprf-eval', load: 'encrypt', sites: { ep: ['0:after-send', 'end:before-persist'], partner: ['end:after-send'] }, ci: [] },
+  { proto: 'rsa-op', load: 'sign-rsa', sites: { ep: ['0:after-send', 'end:before-persist'], partner: ['end:after-send'] }, ci: [] },
+  {
+    proto: 'aux-rederive',
+    load: 'rederive',
+    sites: {
+      ep: ['2:after-send', '3:after-persist', 'end:after-persist'],
+      partner: ['2:after-persist', '3:after-persist', 'end:after-persist'],
+      aux: ['2:before-persist', '2:after-persist', '3:after-persist', 'end:after-persist'],
+    },
+    ci: ['aux 2:after-persist'],
+  },
 ];
 
 export const FULL_MATRIX: readonly FailpointScenario[] = TABLE.flatMap(({ proto, load, sites, ci }) =>
@@ -86,3 +99,18 @@ export function scenarios(scope: Scope): readonly FailpointScenario[] {
 
 /** How many random kill -9 rounds under mixed load each scope runs. */
 export const SIGKILL_ROUNDS: Record<Scope, number> = { ci: 1, full: 3 };
+
+/** Start orders after a power loss (all three killed): `all` of the six, or one drawn from the seed. */
+export const RESTART_ORDERS: Record<Scope, 'all' | 'one'> = { ci: 'one', full: 'all' };
+
+/**
+ * The bounded soak: a mixed load for at most `ms` and `operations` acknowledged operations, with
+ * a kill -9 of a random server every `faultEveryMs` (± half, from the seed).
+ */
+export const SOAK: Record<Scope, { ms: number; operations: number; faultEveryMs: number }> = {
+  ci: { ms: 30_000, operations: 600, faultEveryMs: 8_000 },
+  full: { ms: 180_000, operations: 5_000, faultEveryMs: 10_000 },
+};
+
+/** How many `ekm backup` runs are killed at a random moment (each drawn from the seed). */
+export const BACKUP_KILLS: Record<Scope, number> = { ci: 3, full: 10 };

@@ -193,3 +193,9 @@ export async function servingTriplet(): Promise<Triplet> {
   await startSeedOrder(t);
   return t;
 }
+
+/** Every order of `xs` (start orders of the three roles: 6). */
+export function permutations<T>(xs: readonly T[]): T[][] {
+  if (xs.length <= 1) return [xs.slice()];
+  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p]));
+}

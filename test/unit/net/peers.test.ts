@@ -9,7 +9,7 @@ import pino from 'pino';
 import { type Identity, createIdentity } from '../../../src/cluster/identity.js';
 import { PeerLink } from '../../../src/net/link.js';
 import { type PeerRole, PeerManager, type PeerStatus } from '../../../src/net/peers.js';
-import { freePorts } from '../../support/cluster.js';
+import { freePorts, permutations } from '../../support/cluster.js';
 
 const ROLES: readonly PeerRole[] = ['ep', 'partner', 'aux'];
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -108,11 +108,6 @@ async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promi
 }
 
 const statusOf = (n: Node, role: PeerRole): PeerStatus => n.manager.status().find((s) => s.role === role)!;
-
-function permutations<T>(xs: readonly T[]): T[][] {
-  if (xs.length <= 1) return [xs.slice()];
-  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p]));
-}
 
 describe('PeerManager', () => {
   after(async () => {
