@@ -155,7 +155,17 @@ export function parseDprfRequest(env: Envelope): DprfRequestInfo {
   }
 }
 
+/** EP's own part of one object: its PRF input x, the point U = H(x) and λ₁·k₁·U. */
+interface OwnPart {
+  readonly x: Uint8Array;
+  readonly U: Point;
+  readonly V1: Point;
+}
+
 class DprfCoordinator extends RoundParty<DprfOutput, never> {
+  /** Computed after the request left (onResume), while the helper works, or on its answer. */
+  private own: OwnPart[] | undefined;
+
   constructor(private readonly opts: DprfCoordinatorOptions) {
     super(1, PROTO_DPRF, (round, from) => round === 1 && from === opts.helper);
     checkShare(opts.share);
@@ -185,6 +195,23 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
       encList(this.opts.objectNonces),
     );
     step.send.push(this.envelope(0, this.opts.helper, body));
+    step.more = true;
+  }
+
+  /** EP's own hash-to-curve and partial of every object, while the helper computes its own. */
+  protected override onResume(): void {
+    this.own ??= this.ownParts();
+  }
+
+  private ownParts(): OwnPart[] {
+    const { share, objectNonces } = this.opts;
+    const [l1] = lagrangeWeights(curve, [1, this.opts.helper], 0) as [bigint, bigint];
+    const k = curve.Fn.mul(l1, share.share);
+    return objectNonces.map((on) => {
+      const x = dprfInput(share.keyId, on);
+      const U = dprfPoint(x);
+      return { x, U, V1: mulPoint(curve, U, k) };
+    });
   }
 
   protected advance(step: StepBuilder<DprfOutput, never>): void {
@@ -195,17 +222,16 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
     const items = decodeEnc(this.inbox.take(1, h));
     if (items.length !== objectNonces.length) this.abort('invalid-input: one partial per object', h);
     const Ah = decodePoint(curve, share.A[h]);
-    const [l1, lh] = lagrangeWeights(curve, [1, h], 0) as [bigint, bigint];
+    const lh = (lagrangeWeights(curve, [1, h], 0) as [bigint, bigint])[1];
     const sid = this.inbox.sid!;
-    const keys = objectNonces.map((on, i) => {
+    const own = (this.own ??= this.ownParts());
+    const keys = own.map(({ x, U, V1 }, i) => {
       const f = decodeEnc(items[i]!);
       if (f.length !== 2) this.abort('invalid-input: partial field count', h);
       const Vh = decodePoint(curve, f[0]!);
       const proof = decodeDleqProof(curve, f[1]!);
-      const x = dprfInput(share.keyId, on);
-      const U = dprfPoint(x);
       if (!verifyDleq(curve, 'dprf', proofContext(sid, h, i), { U, A: Ah, V: Vh }, proof)) this.abort('proof-invalid', h);
-      const V = mulPoint(curve, U, curve.Fn.mul(l1, share.share)).add(mulPublic(curve, Vh, lh));
+      const V = V1.add(mulPublic(curve, Vh, lh));
       if (V.is0()) this.abort('prf value is the identity', h);
       return objectKeyFromPoint(V, share.keyId, x);
     });
@@ -213,7 +239,9 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
     this.finish();
   }
 
-  protected erase(): void {}
+  protected erase(): void {
+    this.own = undefined;
+  }
 }
 
 class DprfHelper extends RoundParty<DprfOutput, never> {
