@@ -71,7 +71,8 @@ export function encodePoint(curve: Curve, P: Point): Uint8Array {
   return P.toBytes();
 }
 
-const OPENSSL_CURVE: Partial<Record<CurveName, string>> = { p256: 'prime256v1', p384: 'secp384r1', secp256k1: 'secp256k1' };
+/** OpenSSL's name of each Weierstrass curve (node:crypto ECDH): decompression here, k·G in ec-mul.ts. */
+export const OPENSSL_CURVE: Partial<Record<CurveName, string>> = { p256: 'prime256v1', p384: 'secp384r1', secp256k1: 'secp256k1' };
 
 /**
  * A compressed SEC1 point in uncompressed form, through OpenSSL: its square root is 2-3× faster
