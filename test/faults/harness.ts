@@ -254,6 +254,8 @@ export async function diskAlmostFull(fx: Fixture, role: Role, freeBytes: number)
     unmount: async () => {
       await stopRole(fx, role);
       rmSync(filler, { force: true });
+      // The store's files as they are now, and only those: a stale WAL left beside them would be replayed.
+      for (const f of readdirSync(saved)) rmSync(join(saved, f), { force: true });
       for (const f of readdirSync(data)) copyFileSync(join(data, f), join(saved, f));
       execFileSync('umount', [data]);
       rmSync(data, { recursive: true, force: true });
