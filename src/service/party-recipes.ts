@@ -63,9 +63,25 @@ export type Recipe =
     }
   | { readonly kind: 'ecdsa-sign'; readonly share: KeyShare; readonly tripletId: string; readonly input?: SignedInput }
   | { readonly kind: 'ecdsa-presign'; readonly share: KeyShare; readonly tripletId: string }
-  | { readonly kind: 'ecdsa-online'; readonly share: KeyShare; readonly tripletId: string; readonly presig?: PresigShare; readonly input?: SignedInput }
-  | { readonly kind: 'frost'; readonly share: KeyShare; readonly tripletId: string; readonly coordinate?: { helper: 2 | 3; message: Uint8Array } }
-  | { readonly kind: 'rsa'; readonly share: RsaKeyShare; readonly tripletId: string; readonly coordinate?: { helper: 2 | 3; operation: RsaOperation } }
+  | {
+      readonly kind: 'ecdsa-online';
+      readonly share: KeyShare;
+      readonly tripletId: string;
+      readonly presig?: PresigShare;
+      readonly input?: SignedInput;
+    }
+  | {
+      readonly kind: 'frost';
+      readonly share: KeyShare;
+      readonly tripletId: string;
+      readonly coordinate?: { helper: 2 | 3; message: Uint8Array };
+    }
+  | {
+      readonly kind: 'rsa';
+      readonly share: RsaKeyShare;
+      readonly tripletId: string;
+      readonly coordinate?: { helper: 2 | 3; operation: RsaOperation };
+    }
   | {
       readonly kind: 'rsa-refresh';
       readonly common: CommonData;
@@ -73,7 +89,12 @@ export type Recipe =
       readonly keyIds?: readonly string[];
       readonly resume?: Resume<{ keys: readonly RefreshKeyEpoch[] }>;
     }
-  | { readonly kind: 'dprf'; readonly share: DprfKeyShare; readonly tripletId: string; readonly coordinate?: { helper: 2 | 3; objectNonces: readonly Uint8Array[] } };
+  | {
+      readonly kind: 'dprf';
+      readonly share: DprfKeyShare;
+      readonly tripletId: string;
+      readonly coordinate?: { helper: 2 | 3; objectNonces: readonly Uint8Array[] };
+    };
 
 const rng: Rng = (n) => new Uint8Array(randomBytes(n));
 
@@ -92,7 +113,11 @@ export function buildParty(r: Recipe): Party<unknown, unknown> {
   switch (r.kind) {
     case 'dkg': {
       // Helpers accept any known alg: the host already refused key ids that exist.
-      const cfg = { ...common(r.common), ...(r.request ? { request: r.request } : {}), authorize: (req: DkgRequest) => EC_ALGS.includes(req.alg) };
+      const cfg = {
+        ...common(r.common),
+        ...(r.request ? { request: r.request } : {}),
+        authorize: (req: DkgRequest) => EC_ALGS.includes(req.alg),
+      };
       return r.resume ? resumeDkgParty(cfg, r.resume.checkpoint, r.resume.share) : createDkgParty(cfg);
     }
     case 'refresh': {
@@ -111,11 +136,14 @@ export function buildParty(r: Recipe): Party<unknown, unknown> {
       return r.resume ? resumeAuxRederiveParty(cfg, r.resume) : createAuxRederiveParty(cfg);
     }
     case 'ecdsa-sign':
-      return r.input ? createEcdsaSignCoordinator({ share: r.share, tripletId: r.tripletId, rng, input: r.input }) : createEcdsaSignHelper({ share: r.share, tripletId: r.tripletId, rng });
+      return r.input
+        ? createEcdsaSignCoordinator({ share: r.share, tripletId: r.tripletId, rng, input: r.input })
+        : createEcdsaSignHelper({ share: r.share, tripletId: r.tripletId, rng });
     case 'ecdsa-presign':
       return createEcdsaPresignParty({ share: r.share, tripletId: r.tripletId, rng });
     case 'ecdsa-online': {
-      if (r.input && r.presig) return createEcdsaOnlineCoordinator({ share: r.share, tripletId: r.tripletId, rng, presig: r.presig, input: r.input });
+      if (r.input && r.presig)
+        return createEcdsaOnlineCoordinator({ share: r.share, tripletId: r.tripletId, rng, presig: r.presig, input: r.input });
       const presig = r.presig;
       return createEcdsaOnlineHelper({
         share: r.share,
@@ -126,7 +154,13 @@ export function buildParty(r: Recipe): Party<unknown, unknown> {
     }
     case 'rsa':
       return r.coordinate
-        ? createRsaCoordinator({ share: r.share, tripletId: r.tripletId, helper: r.coordinate.helper, operation: r.coordinate.operation, rng })
+        ? createRsaCoordinator({
+            share: r.share,
+            tripletId: r.tripletId,
+            helper: r.coordinate.helper,
+            operation: r.coordinate.operation,
+            rng,
+          })
         : createRsaHelper({ share: r.share, tripletId: r.tripletId });
     case 'rsa-refresh': {
       const states = new Map(r.states);
@@ -135,11 +169,23 @@ export function buildParty(r: Recipe): Party<unknown, unknown> {
     }
     case 'dprf':
       return r.coordinate
-        ? createDprfCoordinator({ share: r.share, tripletId: r.tripletId, helper: r.coordinate.helper, objectNonces: r.coordinate.objectNonces, rng })
+        ? createDprfCoordinator({
+            share: r.share,
+            tripletId: r.tripletId,
+            helper: r.coordinate.helper,
+            objectNonces: r.coordinate.objectNonces,
+            rng,
+          })
         : createDprfHelper({ share: r.share, tripletId: r.tripletId, rng });
     case 'frost':
       return r.coordinate
-        ? createFrostCoordinator({ share: r.share, tripletId: r.tripletId, helper: r.coordinate.helper, message: r.coordinate.message, rng })
+        ? createFrostCoordinator({
+            share: r.share,
+            tripletId: r.tripletId,
+            helper: r.coordinate.helper,
+            message: r.coordinate.message,
+            rng,
+          })
         : createFrostHelper({ share: r.share, tripletId: r.tripletId, rng });
   }
 }
