@@ -17,6 +17,7 @@ import {
   type PresigShare,
   type SignedInput,
 } from '../../src/protocols/ecdsa.js';
+import type { FrostSuite } from '../../src/protocols/dkg.js';
 import { createFrostCoordinator, createFrostHelper, type FrostOutput } from '../../src/protocols/frost.js';
 import { runLocal, type Interceptor } from './protocol-harness.js';
 import { ALG_CURVE, type EcAlg, type KeyPublic, type KeyShare } from '../../src/protocols/key-share.js';
@@ -39,6 +40,29 @@ export function seededRng(seed: string | number): Rng {
     }
     return out;
   };
+}
+
+/** `seededRng` in the shape noble's functions take (an optional length, 32 by default). */
+export function nobleSeededRng(seed: string): (n?: number) => Uint8Array<ArrayBuffer> {
+  const r = seededRng(seed);
+  return (n?: number) => r(n ?? 32) as Uint8Array<ArrayBuffer>;
+}
+
+/**
+ * noble's own FROST DKG with `suite` among identifiers 1, 2, 3 (2-of-3), party k drawing its
+ * randomness from `nobleSeededRng(`${seed}-${k}`)`; returns each party's key package.
+ */
+export function nobleDkg(suite: FrostSuite, seed: string): ReturnType<FrostSuite['DKG']['round3']>[] {
+  const ids = ([1, 2, 3] as const).map((j) => suite.Identifier.fromNumber(j));
+  const r1 = ids.map((id, k) => suite.DKG.round1(id, { min: 2, max: 3 }, undefined, nobleSeededRng(`${seed}-${k}`)));
+  const r2 = r1.map((me, k) => suite.DKG.round2(me.secret, r1.filter((_, o) => o !== k).map((x) => x.public)));
+  return r1.map((me, k) =>
+    suite.DKG.round3(
+      me.secret,
+      r1.filter((_, o) => o !== k).map((x) => x.public),
+      r2.filter((_, o) => o !== k).map((x) => x[ids[k]!]!),
+    ),
+  );
 }
 
 export function testScalar(curve: Curve, rng: Rng): bigint {

@@ -6,37 +6,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ED25519_TORSION_SUBGROUP, ed25519, ed25519_FROST } from '@noble/curves/ed25519.js';
-import { sha256 } from '@noble/hashes/sha2.js';
 import { ed25519_FROST_CHECKED, isTorsionFreeOnce } from '../../../src/crypto/ed25519-subgroup.js';
+import type { FrostSuite } from '../../../src/protocols/dkg.js';
+import { nobleDkg } from '../../support/ec-test-keys.js';
 
 const G = ed25519.Point.BASE;
 const T = ed25519.Point.fromHex(ED25519_TORSION_SUBGROUP[1]!); // a point of order 8
 
-/** A deterministic RNG (SHA-256 counter) so that two runs draw the same randomness. */
-function seededRng(seed: string): (n?: number) => Uint8Array {
-  let counter = 0;
-  return (n = 32) => {
-    const out = new Uint8Array(n);
-    for (let off = 0; off < n; off += 32) out.set(sha256(new TextEncoder().encode(`${seed}/${counter++}`)).subarray(0, Math.min(32, n - off)), off);
-    return out;
-  };
-}
-
-type Suite = typeof ed25519_FROST;
-
-/** A complete 2-of-3 DKG among identifiers 1, 2, 3 with the given suite and per-party RNGs. */
-function dkg(suite: Suite, seed: string): { publicKey: Uint8Array; shares: Uint8Array[] } {
-  const signers = { min: 2, max: 3 };
-  const ids = [1, 2, 3].map((i) => suite.Identifier.fromNumber(i));
-  const r1 = ids.map((id, i) => suite.DKG.round1(id, signers, undefined, seededRng(`${seed}/${i}`)));
-  const r2 = r1.map((mine, i) => suite.DKG.round2(mine.secret, r1.filter((_, j) => j !== i).map((o) => o.public)));
-  const keys = r1.map((mine, i) =>
-    suite.DKG.round3(
-      mine.secret,
-      r1.filter((_, j) => j !== i).map((o) => o.public),
-      r2.filter((_, j) => j !== i).map((o) => o[ids[i]!]!),
-    ),
-  );
+/** A complete 2-of-3 DKG (test/support's nobleDkg): the group public key and every party's share. */
+function dkg(suite: FrostSuite, seed: string): { publicKey: Uint8Array; shares: Uint8Array[] } {
+  const keys = nobleDkg(suite, seed);
   return { publicKey: keys[0]!.public.commitments[0]!, shares: keys.map((k) => k.secret.signingShare) };
 }
 
@@ -53,15 +32,15 @@ describe('ed25519 subgroup check, once per point', () => {
 
   it('the FROST suite runs the DKG to the same keys as noble’s ed25519_FROST', () => {
     for (const seed of ['a', 'b', 'c']) {
-      const ours = dkg(ed25519_FROST_CHECKED as unknown as Suite, seed);
-      const noble = dkg(ed25519_FROST, seed);
+      const ours = dkg(ed25519_FROST_CHECKED, seed);
+      const noble = dkg(ed25519_FROST as FrostSuite, seed);
       assert.deepEqual(ours.publicKey, noble.publicKey, seed);
       assert.deepEqual(ours.shares, noble.shares, seed);
     }
   });
 
   it('the FROST suite refuses a point with a small-order part where it parses one, also after its prime-order part passed', () => {
-    const suite = ed25519_FROST_CHECKED as unknown as Suite;
+    const suite = ed25519_FROST_CHECKED;
     const { publicKey } = dkg(suite, 'd');
     const mixed = ed25519.Point.fromBytes(publicKey).add(T).toBytes();
     const sig = new Uint8Array(64);

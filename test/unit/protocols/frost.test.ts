@@ -29,16 +29,12 @@ import { toHex } from '../../../src/crypto/encoding.js';
 import type { KeyShare } from '../../../src/protocols/key-share.js';
 import { ProtocolAbort, type PartyId } from '../../../src/protocols/types.js';
 import { runLocal } from '../../support/protocol-harness.js';
-import { dealKey, runFrost, seededRng } from '../../support/ec-test-keys.js';
+import { dealKey, nobleDkg, nobleSeededRng, runFrost, seededRng } from '../../support/ec-test-keys.js';
+import type { FrostSuite } from '../../../src/protocols/dkg.js';
 
 const SAMPLES = Number(process.env.EKM_PROTOCOL_SAMPLES ?? 20);
 const ALGS: readonly FrostAlg[] = ['eddsa-ed25519', 'schnorr-bip340'];
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
-/** noble's rng type takes an optional length. */
-const nobleRng = (seed: string) => {
-  const r = seededRng(seed);
-  return (n?: number) => r(n ?? 32) as Uint8Array<ArrayBuffer>;
-};
 
 function standardVerify(alg: FrostAlg, Y: Uint8Array, msg: Uint8Array, sig: Uint8Array): void {
   assert.equal(sig.length, 64);
@@ -88,7 +84,7 @@ for (const alg of ALGS) {
       const msg = utf8(`noble ${i}`);
       const secret = (j: PartyId) => ({ identifier: S.Identifier.fromNumber(j), signingShare: Fn.toBytes(key.shares[j].share) });
       const ours = ids.map((j) => frostCommit(suite, j, key.shares[j].share, seededRng(`n-${alg}-${i}-${j}`)));
-      const theirs = ids.map((j) => S.commit(secret(j), nobleRng(`n-${alg}-${i}-${j}`)));
+      const theirs = ids.map((j) => S.commit(secret(j), nobleSeededRng(`n-${alg}-${i}-${j}`)));
       const list = theirs.map((t) => t.commitments);
       const ctx = frostContext(suite, decodePoint(suite.curve, key.pub.Y), ours.map((o) => o.commitment), msg);
       const zs = ids.map((j, k) => {
@@ -107,18 +103,9 @@ for (const alg of ALGS) {
 }
 
 test('spec §2/§4 claim: untweaked secp256k1_FROST.DKG key + schnorr_FROST signing verifies under schnorr.verify (x-only)', () => {
-  const S = secp256k1_FROST;
-  const ids = ([1, 2, 3] as const).map((j) => S.Identifier.fromNumber(j));
+  const ids = ([1, 2, 3] as const).map((j) => secp256k1_FROST.Identifier.fromNumber(j));
   for (let run = 0; run < 3; run++) {
-    const r1 = ids.map((id, k) => S.DKG.round1(id, { min: 2, max: 3 }, undefined, nobleRng(`dkg-${run}-${k}`)));
-    const r2 = r1.map((me, k) => S.DKG.round2(me.secret, r1.filter((_, o) => o !== k).map((x) => x.public)));
-    const keys = r1.map((me, k) =>
-      S.DKG.round3(
-        me.secret,
-        r1.filter((_, o) => o !== k).map((x) => x.public),
-        r2.filter((_, o) => o !== k).map((x) => x[ids[k]!]!),
-      ),
-    );
+    const keys = nobleDkg(secp256k1_FROST as FrostSuite, `dkg-${run}`);
     const pubPkg = keys[0]!.public;
     const msg = utf8(`dkg ${run}`);
     // (a) noble's schnorr_FROST directly on the untweaked key package.
