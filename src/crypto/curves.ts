@@ -98,10 +98,11 @@ export function decodePoint(curve: Curve, bytes: Uint8Array): Point {
     throw new InvalidEncodingError(`${curve.name}: not a valid point encoding`);
   }
   if (P.is0()) throw new InvalidEncodingError(`${curve.name}: identity point`);
-  if (curve.name === 'ed25519' && !isTorsionFreeOnce(P as InstanceType<typeof ed25519.Point>)) {
+  const canonical = P.toBytes();
+  if (curve.name === 'ed25519' && !isTorsionFreeOnce(P as InstanceType<typeof ed25519.Point>, canonical)) {
     throw new InvalidEncodingError(`${curve.name}: point has a small-order component`);
   }
-  if (!bytesEqual(P.toBytes(), bytes)) {
+  if (!bytesEqual(canonical, bytes)) {
     throw new InvalidEncodingError(`${curve.name}: non-canonical point encoding`);
   }
   return P;

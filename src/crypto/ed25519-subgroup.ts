@@ -31,10 +31,11 @@ const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byt
 
 /**
  * `P.isTorsionFree()`, computed at most once per point while it stays among the recent ones.
+ * `encoding` is P's canonical encoding when the caller has it already (it costs an inversion);
  * `check` is the real check (a subclass passes its parent's method).
  */
-export function isTorsionFreeOnce(P: EdPoint, check: () => boolean = () => P.isTorsionFree()): boolean {
-  const key = hex(P.toBytes());
+export function isTorsionFreeOnce(P: EdPoint, encoding: Uint8Array = P.toBytes(), check: () => boolean = () => P.isTorsionFree()): boolean {
+  const key = hex(encoding);
   if (checked.get(key)) return true;
   if (!check()) return false;
   checked.set(key, true);
@@ -67,7 +68,7 @@ class SubgroupCheckedPoint extends (ed25519.Point as unknown as new (X: bigint, 
   }
 
   override isTorsionFree(): boolean {
-    return isTorsionFreeOnce(this, () => super.isTorsionFree());
+    return isTorsionFreeOnce(this, this.toBytes(), () => super.isTorsionFree());
   }
 }
 
