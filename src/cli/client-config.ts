@@ -5,7 +5,7 @@
  * uses that EP's own API address and certificate.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { homePaths } from '../config/home.js';
+import { homePaths, isBootstrapped } from '../config/home.js';
 import { EkmError } from '../errors.js';
 import { DEFAULT_API_PORT, type ServerAddress, parseServerName } from '../cluster/names.js';
 import type { ClientOptions } from '../client/client.js';
@@ -67,7 +67,7 @@ export async function resolveClientOptions(serverFlag: string | undefined): Prom
 
   // Where this is an EP's EKM_HOME, its own API and certificate need no configuration.
   // The configuration's schema module is loaded only then: it costs ~0.1 s of start-up.
-  if (existsSync(paths.config)) {
+  if (isBootstrapped(paths)) {
     const { loadServerConfig } = await import('../config/server-config.js');
     const cfg = loadServerConfig(paths);
     if (cfg.role === 'ep' && cfg.api) {

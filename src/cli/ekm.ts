@@ -3,9 +3,8 @@
  * (`ekm start|stop|restart|status|run`). Every command works on the server whose EKM_HOME is set.
  */
 import { Command } from 'commander';
-import { homePaths } from '../config/home.js';
+import { homePaths, isBootstrapped } from '../config/home.js';
 import { ROLES, type Role } from '../config/roles.js';
-import { isBootstrapped } from '../config/server-config.js';
 import { EkmError, usageError } from '../errors.js';
 import { autoApprover, promptApprover } from '../cluster/approval.js';
 import { BOOT_USAGE, parseBootArgs } from '../cluster/boot-args.js';

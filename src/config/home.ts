@@ -47,6 +47,11 @@ export function homePaths(home: string = process.env.EKM_HOME ?? DEFAULT_EKM_HOM
  * `mkdir -p` without `{ recursive: true }`: Node 20's recursive mkdir spins forever where a parent
  * cannot be created (e.g. under /proc), so each missing level is made in turn and any error surfaces.
  */
+/** Whether a server is bootstrapped in this home (its server.json exists); no schema is loaded. */
+export function isBootstrapped(paths: HomePaths): boolean {
+  return existsSync(paths.config);
+}
+
 export function makeDirs(path: string, mode = 0o700): void {
   const missing: string[] = [];
   let p = resolve(path);

@@ -1,5 +1,5 @@
 /** The bootstrap configuration of one server (`EKM_HOME/server.json`), validated on every load. */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { EkmError } from '../errors.js';
 import { type HomePaths, writeFileAtomic } from './home.js';
@@ -43,10 +43,6 @@ export const ServerConfig = z.object({
   store: StoreConfig,
 });
 export type ServerConfig = z.infer<typeof ServerConfig>;
-
-export function isBootstrapped(paths: HomePaths): boolean {
-  return existsSync(paths.config);
-}
 
 export function loadServerConfig(paths: HomePaths): ServerConfig {
   let text: string;
