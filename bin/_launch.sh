@@ -1,15 +1,13 @@
 # Shared by bin/ekm and bin/ucl: find the install root and Node.js, then run the entry point
 # compiled (dist/) if present, else from source through tsx. bin/_launch.mjs checks the
 # Node.js version in the same process that runs the entry point.
+. "$(dirname "$(readlink -f "$0")")/_require_node.sh"
 ekm_launch() {
   entry="$1"; shift
   self=$(readlink -f "$0")
   root=$(dirname "$(dirname "$self")")
   who=$(basename "$0")
-  if ! command -v node >/dev/null 2>&1; then
-    echo "$who: Node.js >= 20.19 is required but 'node' is not on PATH: install Node.js 20.19 or newer" >&2
-    exit 1
-  fi
+  ekm_node_on_path "$who" || exit 1
   # Compiled code is used when it is at least as new as every source file (npm run build);
   # an installed package has no src/ and always runs compiled.
   if [ -f "$root/dist/src/cli/$entry.js" ]; then
