@@ -63,9 +63,11 @@ async function load(open: () => Promise<Http1Connection>, once: Once, concurrenc
 async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
   const t: Triplet = await bootTriplet(ctx);
   const rows: Measurement[] = [];
+  const certPath = join(t.homes.ep, 'tls', 'server.crt');
+  const certPem = readFileSync(certPath, 'utf8');
   const client = new EkmClient({
     servers: [{ host: '127.0.0.1', port: t.apiPort }],
-    trustedCertsPem: [readFileSync(join(t.homes.ep, 'tls', 'server.crt'), 'utf8')],
+    trustedCertsPem: [certPem],
     timeoutMs: 60_000,
   });
   try {
@@ -87,7 +89,6 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
     const aes = (await must<{ keyId: string }>('POST', '/keys', { alg: 'aes-256-dprf', name: 'bench-rest-aes' })).body.keyId;
     const message = Buffer.from('REST benchmark message').toString('base64');
     const plaintext = Buffer.alloc(1024, 7).toString('base64');
-    const certPem = readFileSync(join(t.homes.ep, 'tls', 'server.crt'), 'utf8');
     const open = (): Promise<Http1Connection> => Http1Connection.open('127.0.0.1', t.apiPort, certPem);
     /** One measured request on `conn`: latency as the client saw it, with the EP's Server-Timing. */
     const timed = async (conn: Http1Connection, method: string, path: string, body?: unknown): Promise<Sample> => {
@@ -133,11 +134,11 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
         ctx.log(`${op.label}, concurrency ${c}`);
         const { samples, opsPerSec } = await load(open, op.once, c);
         const overhead = samples.map((s) => s.latencyMs - s.opMs);
-        const p50 = [...overhead].sort((a, b) => a - b)[Math.floor(overhead.length / 2)]!;
+        const p50 = percentile([...overhead].sort((a, b) => a - b), 50);
         const apiAlone = op.once === publicKey;
         const latency = samples.map((s) => s.latencyMs);
         if (c === 1 && !apiAlone) opP50.push(percentile(samples.map((s) => s.opMs).sort((a, b) => a - b), 50));
-        const latencyP50 = [...latency].sort((a, b) => a - b)[Math.floor(latency.length / 2)]!;
+        const latencyP50 = percentile([...latency].sort((a, b) => a - b), 50);
         rows.push(
           summarize(`${op.label} via REST, concurrency ${c}: latency`, latency, {
             opsPerSec,
@@ -169,7 +170,7 @@ async function runRest(ctx: SuiteContext): Promise<SuiteResult> {
     }
     rows.push(summarize('GET public key via EkmClient (node:https client), concurrency 1: latency', viaNodeHttps, { opsPerSec: undefined, note: 'the same request as the first row, through node:https instead of the lean load generator' }));
     // The platform's floor, for comparison: the same request shape to a bare fastify server.
-    const floor = { root: ctx.root, keyPath: join(t.homes.ep, 'tls', 'server.key'), certPath: join(t.homes.ep, 'tls', 'server.crt'), certPem: readFileSync(join(t.homes.ep, 'tls', 'server.crt'), 'utf8'), count: 200 };
+    const floor = { root: ctx.root, keyPath: join(t.homes.ep, 'tls', 'server.key'), certPath, certPem, count: 200 };
     ctx.log('bare HTTPS server (the platform floor)');
     rows.push(summarize('bare fastify HTTPS POST 1 KiB (another process, no ekm), back to back: latency', await bareHttpsLatencies({ ...floor, idleMs: 0 }), { opsPerSec: undefined }));
     const idle = Math.round(Math.min(...opP50));
