@@ -7,11 +7,10 @@
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { homePaths } from '../../src/config/home.js';
 import { ROLES, type Triplet, permutations, run, servingTriplet, waitInService } from '../support/cluster.js';
 import { EC_TEST_ALGS } from '../support/verify-ec.js';
 import {
@@ -29,6 +28,8 @@ import {
   generateRsa,
   loadUntilDeath,
   killHard,
+  logMark,
+  logSince,
   loseAuxDisk,
   rederive,
   refresh,
@@ -149,9 +150,7 @@ const LINK_FAULTS: readonly LinkFault[] = [
 
 /** The "peer link down" lines for `peer` that `role`'s log gained since byte `from`. */
 function linkDownLines(t: Triplet, role: 'ep' | 'partner', peer: string, from: number): string[] {
-  return readFileSync(homePaths(t.homes[role]).logFile)
-    .subarray(from)
-    .toString()
+  return logSince(t, role, from)
     .split('\n')
     .filter((l) => l.includes('"peer link down"') && l.includes(`"peer":"${peer}"`));
 }
@@ -217,7 +216,7 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
     it(`${f.name}, under a mixed load`, async () => {
       fx.ledger.figures.scenarios++;
       fx.ledger.figures.faults++;
-      const logFrom = { ep: statSync(homePaths(t.homes.ep).logFile).size, partner: statSync(homePaths(t.homes.partner).logFile).size };
+      const logFrom = { ep: logMark(t, 'ep'), partner: logMark(t, 'partner') };
       const chunks = proxies.epPartner.counts.chunks + proxies.partnerAux.counts.chunks;
       const stop = { now: false };
       const load = mixedLoad(fx, stop);
@@ -243,13 +242,12 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
     async () => {
       fx.ledger.figures.scenarios++;
       fx.ledger.figures.faults++;
-      const log = homePaths(t.homes.partner).logFile;
       const disk = await diskAlmostFull(fx, 'partner', 64 * 1024);
-      const from = statSync(log).size;
+      const from = logMark(t, 'partner');
       const stop = { now: false };
       const load = mixedLoad(fx, stop);
       await sleep(8000);
-      const full = readFileSync(log).subarray(from).toString().match(/database or disk is full|SQLITE_FULL|ENOSPC/g) ?? [];
+      const full = logSince(t, 'partner', from).match(/database or disk is full|SQLITE_FULL|ENOSPC/g) ?? [];
       disk.free();
       await sleep(3000);
       stop.now = true;
@@ -308,8 +306,7 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
 
   it('the Aux loses its disk: re-derived from EP and Partner, then every FROST, RSA and AES key works through EP + Aux alone (Partner killed), and every key once the Partner is back', async () => {
     fx.ledger.figures.scenarios++;
-    const epLog = homePaths(t.homes.ep).logFile;
-    const from = statSync(epLog).size;
+    const from = logMark(t, 'ep');
     await loseAuxDisk(fx);
     let rederived = false;
     for (let i = 0; i < 5 && !rederived; i++) rederived = (await rederive(fx)) || (await sleep(2000), false);
@@ -317,8 +314,7 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
       // The known finding of docs/reliability.md §5: a refresh that an earlier crash left committing
       // forever blocks every later refresh of its key (I3), so the refresh that ends a re-derivation
       // fails, after the Aux got its shares back. Any other reason fails the scenario.
-      const log = readFileSync(epLog).subarray(from).toString();
-      assert.match(log, /already has a refresh in flight \(I3\)/, 'POST /servers/aux/rederive failed, and not for the known stuck-refresh finding');
+      assert.match(logSince(t, 'ep', from), /already has a refresh in flight \(I3\)/, 'POST /servers/aux/rederive failed, and not for the known stuck-refresh finding');
       console.log('aux disk loss: the re-derivation\'s final refresh was refused for a key with a stuck refresh (docs/reliability.md §5)');
     }
     await killHard(t, 'partner');
@@ -379,12 +375,9 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
       assert.ok(pid !== undefined && (await loadUntilDeath(pid, () => generate(fx, 'ecdsa-p256'))).died, 'the EP crashed');
       await restart(fx, 'ep');
       await sleep(SESSION_TIMEOUT_MS + 5000);
-      const log = homePaths(t.homes.partner).logFile;
-      const from = statSync(log).size;
+      const from = logMark(t, 'partner');
       await disarm(fx, 'partner');
-      const resumed = readFileSync(log)
-        .subarray(from)
-        .toString()
+      const resumed = logSince(t, 'partner', from)
         .split('\n')
         .filter((l) => l.includes('resumed a committing protocol session'));
       assert.deepEqual(resumed, [], 'the Partner still resumes a session nobody can finish');

@@ -5,7 +5,7 @@
  */
 import { constants, publicEncrypt, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { homePaths } from '../../src/config/home.js';
@@ -86,11 +86,17 @@ export async function generateAes(fx: Fixture): Promise<string | undefined> {
  * output; an error (the EP or a peer is down) is no answer.
  */
 export async function decrypt(fx: Fixture, s: Sealed): Promise<boolean> {
-  const r = await call<{ plaintext: string }>(fx, 'POST', `/keys/${s.keyId}/decrypt`, { ciphertext: s.ciphertext });
-  if (r?.status !== 200) return false;
+  const plaintext = await decrypted(fx, s);
+  if (!plaintext) return false;
   fx.ledger.acknowledged();
-  if (!unb64(r.body.plaintext).equals(s.plaintext)) fx.ledger.invalid(`a ciphertext of ${s.keyId} decrypted to another plaintext`);
+  if (!plaintext.equals(s.plaintext)) fx.ledger.invalid(`a ciphertext of ${s.keyId} decrypted to another plaintext`);
   return true;
+}
+
+/** The plaintext the EP returns for a ledger ciphertext, or undefined when it gives none. */
+async function decrypted(fx: Fixture, s: Sealed): Promise<Buffer | undefined> {
+  const r = await call<{ plaintext: string }>(fx, 'POST', `/keys/${s.keyId}/decrypt`, { ciphertext: s.ciphertext });
+  return r?.status === 200 ? unb64(r.body.plaintext) : undefined;
 }
 
 export async function sign(fx: Fixture, key: SigningKey): Promise<boolean> {
@@ -126,6 +132,15 @@ export async function encrypt(fx: Fixture, keyId: string): Promise<boolean> {
 }
 
 // --- faults ------------------------------------------------------------------------------------
+
+/** Where `role`'s log ends now: `logSince` then reads what the server logged from there on. */
+export function logMark(t: Triplet, role: Role): number {
+  return statSync(homePaths(t.homes[role]).logFile).size;
+}
+
+export function logSince(t: Triplet, role: Role, mark: number): string {
+  return readFileSync(homePaths(t.homes[role]).logFile).subarray(mark).toString();
+}
 
 function pidOf(t: Triplet, role: Role): number {
   const pid = readPid(homePaths(t.homes[role]));
@@ -313,9 +328,8 @@ async function eventually(op: () => Promise<boolean>, attempts = 12): Promise<bo
   return false;
 }
 
-async function decrypts(fx: Fixture, keyId: string, ciphertext: string, plaintext: Buffer): Promise<boolean> {
-  const r = await call<{ plaintext: string }>(fx, 'POST', `/keys/${keyId}/decrypt`, { ciphertext });
-  return r?.status === 200 && unb64(r.body.plaintext).equals(plaintext);
+async function decrypts(fx: Fixture, s: Sealed): Promise<boolean> {
+  return (await decrypted(fx, s))?.equals(s.plaintext) === true;
 }
 
 /** Every active key the EP lists that the ledger does not know: a failed operation made it. */
@@ -354,7 +368,7 @@ export async function checkLedger(fx: Fixture, opts: { twoServers?: boolean } = 
     if (!(await eventually(() => encrypt(fx, keyId)))) ledger.lost(`AES key ${keyId} no longer encrypts`);
   }
   for (const s of ledger.sealed) {
-    if (!(await eventually(() => decrypts(fx, s.keyId, s.ciphertext, s.plaintext))))
+    if (!(await eventually(() => decrypts(fx, s))))
       ledger.lost(`a ciphertext of ${s.keyId} no longer decrypts`);
   }
   for (const keyId of reusedNonces(ledger.signatures))
