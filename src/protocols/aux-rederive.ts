@@ -32,6 +32,7 @@ import {
   ProtocolParty,
   type CommonConfig,
   type ConfirmCheckpoint,
+  type SessionAbandonItem,
   type SessionOpenItem,
 } from './session-kit.js';
 import type { Envelope, PartyId } from './types.js';
@@ -56,6 +57,7 @@ export type AuxKeyInfo = KeyPublic;
 
 export type AuxPersist =
   | SessionOpenItem
+  | SessionAbandonItem
   /** Aux, AX3: x_3 verified; store it PENDING. */
   | { readonly kind: 'aux-share-pending'; readonly sid: Uint8Array; readonly share: KeyShare }
   | { readonly kind: 'aux-checkpoint'; readonly sid: Uint8Array; readonly keys: readonly AuxKeyEpoch[]; readonly checkpoint: ConfirmCheckpoint }
@@ -316,6 +318,11 @@ export class AuxRederiveParty extends ProtocolParty<AuxOutput, AuxPersist> {
 
   protected checkpointItem(checkpoint: ConfirmCheckpoint): AuxPersist {
     return { kind: 'aux-checkpoint', sid: this.sid!, keys: this.epochs, checkpoint };
+  }
+
+  /** Only the Aux holds PENDING shares in this protocol (EP and Partner keep their CURRENT ones). */
+  protected abandonItem(): AuxPersist {
+    return { kind: 'session-abandon', proto: this.proto, sid: this.sid!, pending: this.id === 3 ? this.epochs : [] };
   }
 
   private eraseContribs(): void {

@@ -34,6 +34,7 @@ import {
   ProtocolParty,
   type CommonConfig,
   type ConfirmCheckpoint,
+  type SessionAbandonItem,
   type SessionOpenItem,
 } from './session-kit.js';
 import { ProtocolAbort, type Envelope, type PartyId } from './types.js';
@@ -97,6 +98,7 @@ export interface DkgConfig extends CommonConfig {
 /** Durable writes the host performs (fsync'd) before sending the step's messages. */
 export type DkgPersist =
   | SessionOpenItem
+  | SessionAbandonItem
   /** K5: the new key record in state PENDING (deleted by the host after the DKG TTL if never ACTIVE). */
   | { readonly kind: 'dkg-key-pending'; readonly sid: Uint8Array; readonly share: KeyShare }
   /** Confirm-phase state to resume from after a restart (public data only). */
@@ -430,6 +432,10 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
 
   protected checkpointItem(checkpoint: ConfirmCheckpoint): DkgPersist {
     return { kind: 'dkg-checkpoint', sid: this.sid!, keyId: this.keyId, checkpoint };
+  }
+
+  protected abandonItem(): DkgPersist {
+    return { kind: 'session-abandon', proto: this.proto, sid: this.sid!, pending: [{ keyId: this.keyId, epoch: DKG_EPOCH }] };
   }
 
   protected erase(): void {

@@ -37,6 +37,7 @@ import {
   ProtocolParty,
   type CommonConfig,
   type ConfirmCheckpoint,
+  type SessionAbandonItem,
   type SessionOpenItem,
 } from './session-kit.js';
 import { ProtocolAbort, type Envelope, type PartyId } from './types.js';
@@ -76,6 +77,7 @@ export interface RefreshKeyEpoch {
 
 export type RefreshPersist =
   | SessionOpenItem
+  | SessionAbandonItem
   /** RF2: store x′_j as PENDING(e+1) next to CURRENT(e). */
   | { readonly kind: 'share-pending'; readonly sid: Uint8Array; readonly share: KeyShare }
   /** Confirm-phase state for a restart (public data only); replace the previous checkpoint. */
@@ -89,6 +91,11 @@ export type RefreshPersist =
   | { readonly kind: 'epoch-activate'; readonly sid: Uint8Array; readonly keys: readonly RefreshKeyEpoch[] }
   /** RF4: erase PREVIOUS(e) shares, their presignatures and any nonces bound to e. */
   | { readonly kind: 'epoch-erase-previous'; readonly sid: Uint8Array; readonly keys: readonly RefreshKeyEpoch[] };
+
+/** A refresh that a NEVER released drops the PENDING e+1 of every key (EC and RSA alike). */
+export function refreshAbandonItem(proto: string, sid: Uint8Array, keys: readonly RefreshKeyEpoch[]): SessionAbandonItem {
+  return { kind: 'session-abandon', proto, sid, pending: keys.map((k) => ({ keyId: k.keyId, epoch: k.to })) };
+}
 
 export interface RefreshOutput {
   readonly sid: Uint8Array;
@@ -345,6 +352,10 @@ export class RefreshParty extends ProtocolParty<RefreshOutput, RefreshPersist> {
 
   protected checkpointItem(checkpoint: ConfirmCheckpoint): RefreshPersist {
     return { kind: 'refresh-checkpoint', sid: this.sid!, keys: this.epochs, checkpoint };
+  }
+
+  protected abandonItem(): RefreshPersist {
+    return refreshAbandonItem(this.proto, this.sid!, this.epochs);
   }
 
   private eraseReceived(): void {

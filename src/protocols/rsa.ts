@@ -69,7 +69,7 @@ import {
 } from '../crypto/rsa-padding.js';
 import { echoHash } from '../crypto/transcript.js';
 import { isPartyId, readString, readU32, RoundParty, type StepBuilder } from './ecdsa-session.js';
-import type { RefreshKeyEpoch } from './refresh.js';
+import { refreshAbandonItem, type RefreshKeyEpoch } from './refresh.js';
 import { computeSid, type SessionInputs } from './session.js';
 import {
   decodeRequest,
@@ -77,6 +77,7 @@ import {
   ProtocolParty,
   type CommonConfig,
   type ConfirmCheckpoint,
+  type SessionAbandonItem,
   type SessionOpenItem,
 } from './session-kit.js';
 import { ProtocolAbort, type Envelope, type Party, type PartyId, type Rng } from './types.js';
@@ -605,6 +606,7 @@ export interface RsaRefreshConfig extends CommonConfig {
 /** Same persist items as the EC refresh (src/protocols/refresh.ts), with RSA shares. */
 export type RsaRefreshPersist =
   | SessionOpenItem
+  | SessionAbandonItem
   | { readonly kind: 'share-pending'; readonly sid: Uint8Array; readonly share: RsaKeyShare }
   | {
       readonly kind: 'refresh-checkpoint';
@@ -813,6 +815,10 @@ export class RsaRefreshParty extends ProtocolParty<RsaRefreshOutput, RsaRefreshP
 
   protected checkpointItem(checkpoint: ConfirmCheckpoint): RsaRefreshPersist {
     return { kind: 'refresh-checkpoint', sid: this.sid!, keys: this.epochs, checkpoint };
+  }
+
+  protected abandonItem(): RsaRefreshPersist {
+    return refreshAbandonItem(this.proto, this.sid!, this.epochs);
   }
 
   private eraseContributions(): void {

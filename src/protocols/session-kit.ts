@@ -53,6 +53,23 @@ export interface SessionOpenItem {
   readonly sid: Uint8Array;
 }
 
+/** A key epoch that a session made PENDING at this party (a new share, or a new key's first). */
+export interface PendingEpoch {
+  readonly keyId: string;
+  readonly epoch: number;
+}
+
+/**
+ * Persist item of a pending party that a peer's signed NEVER released (see `acceptNever`): drop
+ * the PENDING epochs (a never-activated key entirely) and end the session as aborted.
+ */
+export interface SessionAbandonItem {
+  readonly kind: 'session-abandon';
+  readonly proto: string;
+  readonly sid: Uint8Array;
+  readonly pending: readonly PendingEpoch[];
+}
+
 export function peersOf(id: PartyId): [PartyId, PartyId] {
   return id === 1 ? [2, 3] : id === 2 ? [1, 3] : [1, 2];
 }
@@ -165,13 +182,61 @@ export interface ConfirmCheckpoint {
 
 /** The bytes an identity key signs: domain-separated, bound to proto, sid, signer and value. */
 export function confirmStatement(
-  kind: 'prepared' | 'activated',
+  kind: 'prepared' | 'activated' | 'never',
   proto: string,
   sid: Uint8Array,
   signer: PartyId,
   value: Uint8Array,
 ): Uint8Array {
   return enc(TAG_PREFIX + 'confirm/' + kind, proto, sid, u8(signer), value);
+}
+
+const NO_VALUE = new Uint8Array(0);
+
+function preparedBody(value: Uint8Array, sig: Uint8Array, resend: boolean): Uint8Array {
+  return enc('prepared', u8(resend ? 1 : 0), value, sig);
+}
+
+/** ACTIVATED relays the third party's signed PREPARED (R4): a PENDING recipient that missed it activates. */
+function activatedBody(value: Uint8Array, sig: Uint8Array, relay: Uint8Array, resend: boolean): Uint8Array {
+  return enc('activated', u8(resend ? 1 : 0), value, sig, relay);
+}
+
+/**
+ * NEVER(sid): a party promises, signed with its identity key, that it will never activate the
+ * session: it holds no PENDING for it and recorded the sid as aborted (so the promise survives
+ * restarts). A party sends it when it has no confirm state for a session a peer still re-sends,
+ * or relays one when it dropped its own PENDING because of it. The statement is transferable.
+ */
+export function neverBody(signer: IdentitySigner, proto: string, sid: Uint8Array, self: PartyId): Uint8Array {
+  return encodeNever(self, signer.sign(confirmStatement('never', proto, sid, self, NO_VALUE)));
+}
+
+function encodeNever(signerId: PartyId, sig: Uint8Array): Uint8Array {
+  return enc('never', u8(signerId), sig);
+}
+
+/** The confirm-phase kind of a protocol body ('prepared' | 'activated' | 'never'), or null. */
+export function confirmKindOf(body: Uint8Array): 'prepared' | 'activated' | 'never' | null {
+  try {
+    const kind = decodeUtf8(decodeEnc(body)[0] ?? NO_VALUE);
+    return kind === 'prepared' || kind === 'activated' || kind === 'never' ? kind : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What a party whose session is finished ('done' checkpoint) answers a peer that still re-sends:
+ * its PREPARED and ACTIVATED again (the peer may have missed our ACTIVATED when a link dropped).
+ */
+export function confirmRepliesFromCheckpoint(cp: ConfirmCheckpoint, to: PartyId): { round: number; body: Uint8Array }[] {
+  if (cp.phase !== 'done' || !cp.activatedSig) throw new RangeError('only a done checkpoint is answered from the store');
+  const relay = cp.peerPrepared.find((p) => p.party === thirdParty(cp.party, to))?.sig ?? NO_VALUE;
+  return [
+    { round: cp.preparedRound, body: preparedBody(cp.value, cp.preparedSig, false) },
+    { round: cp.preparedRound + 1, body: activatedBody(cp.value, cp.activatedSig, relay, false) },
+  ];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,6 +311,8 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
   protected abstract erase(): void;
   /** The checkpoint persist item for the current confirm state. */
   protected abstract checkpointItem(cp: ConfirmCheckpoint): Persist;
+  /** The persist item that drops this party's PENDING epochs (a NEVER released the session). */
+  protected abstract abandonItem(): Persist;
   /** Complaints (§2): the private values this party dealt to `complainer`, to REVEAL (null: none). */
   protected revealFor(complainer: PartyId): Uint8Array | null {
     void complainer;
@@ -500,6 +567,10 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
     } catch {
       this.abort(round, 'malformed body', sender);
     }
+    if (kind === 'never') {
+      this.acceptNever(msg, fields);
+      return;
+    }
     if (kind === 'prepared' || kind === 'activated') {
       const expected = kind === 'prepared' ? this.preparedRound : this.preparedRound + 1;
       if (round !== expected) this.abort(round, `${kind} in the wrong round`, sender);
@@ -549,19 +620,43 @@ export abstract class ProtocolParty<Out, Persist> implements Party<Out, Persist>
     return this.readyFor(m.round);
   }
 
-  private statement(kind: 'prepared' | 'activated', signer: PartyId, value: Uint8Array): Uint8Array {
+  private statement(kind: 'prepared' | 'activated' | 'never', signer: PartyId, value: Uint8Array): Uint8Array {
     if (!this.sid) throw new Error('no sid');
     return confirmStatement(kind, this.proto, this.sid, signer, value);
   }
 
   private preparedBody(resend: boolean): Uint8Array {
-    return enc('prepared', u8(resend ? 1 : 0), this.value!, this.preparedSig!);
+    return preparedBody(this.value!, this.preparedSig!, resend);
   }
 
   private activatedBody(to: PartyId, resend: boolean): Uint8Array {
-    // Relay the third party's signed PREPARED (R4): lets a PENDING recipient that missed it activate.
-    const relay = this.peerPrepared.get(thirdParty(this.id, to)) ?? new Uint8Array(0);
-    return enc('activated', u8(resend ? 1 : 0), this.value!, this.activatedSig!, relay);
+    return activatedBody(this.value!, this.activatedSig!, this.peerPrepared.get(thirdParty(this.id, to)) ?? NO_VALUE, resend);
+  }
+
+  /**
+   * A peer's signed NEVER (direct, or relayed by the other peer): its signer will never activate
+   * this session, so no party can ever erase the old epoch (I1 needs ACTIVATED from both peers).
+   * A party that is still PENDING therefore drops its PENDING epochs: it keeps the old epoch, and
+   * so does every other honest party. It relays the NEVER so that the other peer does the same.
+   * A party that already activated cannot drop anything (I2): among honest parties the first NEVER
+   * comes from one that never prepared, so NEVER after every PREPARED means a party cheats.
+   */
+  private acceptNever(msg: Envelope, f: Uint8Array[]): void {
+    const round = msg.round;
+    if (round !== this.preparedRound && round !== this.preparedRound + 1) this.abort(round, 'never in the wrong round', msg.from);
+    if (f.length !== 3 || f[1]!.length !== 1) this.abort(round, 'malformed never', msg.from);
+    const signer = f[1]![0]!;
+    const sig = f[2]!;
+    if (!isPartyId(signer) || !this.peers.includes(signer)) this.abort(round, 'never signed by a non-peer', msg.from);
+    if (!this.cfg.verifier.verify(signer, this.statement('never', signer, NO_VALUE), sig)) this.abort(round, 'bad never signature', msg.from);
+    if (this.confirmPhase === 'none') this.abort(round, `party ${signer} will never prepare this session`, null);
+    if (this.confirmPhase !== 'pending') {
+      return this.event(round, `party ${signer} signed NEVER after every party prepared (a party cheats); waiting`, null);
+    }
+    this.persist(this.abandonItem());
+    this.emit(thirdParty(this.id, signer), round, encodeNever(signer, sig));
+    this.confirmPhase = 'none';
+    this.stop(new ProtocolAbort(this.proto, round, `party ${signer} never prepared: the pending state was dropped`, null));
   }
 
   private resendConfirm(resend: boolean, to: readonly PartyId[]): void {

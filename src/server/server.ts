@@ -19,7 +19,7 @@ import type { Store } from '../store/store.js';
 import { VERSION } from '../version.js';
 import { startApi } from '../api/app.js';
 import { ROLE_PARTY } from '../config/roles.js';
-import { tripletCerts } from '../service/identity-keys.js';
+import { identitySignerFromPem, tripletCerts } from '../service/identity-keys.js';
 import { InProcessRunner, type PartyRunner, WorkerRunner } from '../service/party-runner.js';
 import { KeyService } from '../service/key-service.js';
 import { ABORT_TOPIC, PROTO_TOPIC, ProtocolHost } from '../service/protocol-host.js';
@@ -95,7 +95,8 @@ export class EkmServer implements ServerContext {
     });
     const workers = Number(process.env.EKM_PROTOCOL_WORKERS ?? 2);
     this.runner = workers > 0 ? new WorkerRunner(workers) : new InProcessRunner();
-    this.host = new ProtocolHost({ self: ROLE_PARTY[config.role], peers: this.peers, store, log, runner: this.runner });
+    const signer = identitySignerFromPem(identity.keyPem);
+    this.host = new ProtocolHost({ self: ROLE_PARTY[config.role], peers: this.peers, store, log, runner: this.runner, signer });
     this.keys = new KeyService({
       self: ROLE_PARTY[config.role],
       tripletId: config.tripletId,

@@ -37,6 +37,7 @@ import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from
 import { PresignPool } from './presign-pool.js';
 import type { ServiceDeps } from './service-deps.js';
 import { refreshWritesFor } from './refresh-writes.js';
+import { sessionItemWrites } from './session-writes.js';
 import { RsaAesKeys } from './rsa-aes-keys.js';
 import { RSA_ALGS, type RsaAlg, exportRsaPublicKey, isRsaAlg } from '../protocols/rsa.js';
 import { HASH_LEN, rsassaPkcs1v15Verify, rsassaPssVerify } from '../crypto/rsa-padding.js';
@@ -497,7 +498,8 @@ function dkgWrites(items: readonly DkgPersist[], sid: string): KeyWrite[] {
   return items.flatMap((it): KeyWrite[] => {
     switch (it.kind) {
       case 'session-open':
-        return [{ op: 'session-open', sid, proto: it.proto }];
+      case 'session-abandon':
+        return sessionItemWrites(it, sid);
       case 'dkg-key-pending':
         return [{ op: 'key-create', keyId: it.share.keyId, alg: it.share.alg, share: shareToRecord(it.share) }];
       case 'dkg-checkpoint':
@@ -516,7 +518,8 @@ function auxWrites(items: readonly AuxPersist[], sid: string): KeyWrite[] {
   return items.flatMap((it): KeyWrite[] => {
     switch (it.kind) {
       case 'session-open':
-        return [{ op: 'session-open', sid, proto: it.proto }];
+      case 'session-abandon':
+        return sessionItemWrites(it, sid);
       case 'aux-share-pending':
         return [{ op: 'aux-share-pending', share: shareToRecord(it.share) }];
       case 'aux-checkpoint':

@@ -12,10 +12,12 @@ import { toHex } from '../crypto/encoding.js';
 import { EkmError } from '../errors.js';
 import { protocolFailpoint } from '../failpoints.js';
 import type { PeerManager, PeerRole } from '../net/peers.js';
+import { type ConfirmCheckpoint, type IdentitySigner, confirmKindOf, confirmRepliesFromCheckpoint, neverBody } from '../protocols/session-kit.js';
 import { type Envelope, type PartyId, ProtocolAbort, decodeEnvelope, encodeEnvelope } from '../protocols/types.js';
 import type { KeyStore, KeyWrite } from '../store/key-records.js';
 import type { Recipe } from './party-recipes.js';
 import { type Call, type PartyRunner, type RunningParty, type StepResult, fromData } from './party-runner.js';
+import { fromJsonWithBytes } from './share-codec.js';
 
 export const PROTO_TOPIC = 'proto';
 /** Out-of-protocol notice that a session was aborted here, so peers stop waiting for it. */
@@ -48,6 +50,8 @@ interface Session {
   settle?: { resolve(v: unknown): void; reject(e: Error): void };
   done: boolean;
   committing: boolean;
+  /** Timeouts in a row while committing: each re-sends, and doubles the wait before the next. */
+  idle: number;
 }
 
 export interface HostOptions {
@@ -56,12 +60,16 @@ export interface HostOptions {
   readonly store: KeyStore;
   readonly log: Logger;
   readonly runner: PartyRunner;
+  /** This server's identity key: signs NEVER for sessions it has no confirm state of. */
+  readonly signer: IdentitySigner;
   /** A session that makes no progress for this long is timed out. */
   readonly timeoutMs?: number;
 }
 
 const ORPHAN_TTL_MS = 10_000;
 const ORPHAN_LIMIT = 4096;
+/** A committing session re-sends after 1, 2, 4 … 32 timeouts (8 minutes at the default 15 s). */
+const MAX_IDLE_DOUBLINGS = 5;
 
 export class ProtocolAbortedError extends EkmError {
   constructor(message: string) {
@@ -126,7 +134,46 @@ export class ProtocolHost {
     const session = this.sessions.get(sid);
     if (session) this.enqueue(session, { op: 'receive', env });
     else if (env.round === 0 && env.from === 1) void this.accept(sid, env);
+    else if (confirmKindOf(env.body) === 'prepared' && this.factories.has(env.proto)) void this.answerUnknown(sid, env);
     else this.keepOrphan(sid, env);
+  }
+
+  /**
+   * A peer in its confirm phase re-sends PREPARED for a session that is not running here. A peer
+   * reaches PREPARED only after this party took part in the earlier rounds, so the session ended
+   * here: it finished (answer from the stored 'done' checkpoint: the peer missed our ACTIVATED), it
+   * ended before this party persisted PENDING (crash, timeout, failed write), or this party dropped
+   * its PENDING on a NEVER. In the last two cases it records the sid as aborted and promises, signed,
+   * never to activate it (NEVER): the pending peers drop their PENDING instead of waiting forever.
+   */
+  private async answerUnknown(sid: string, env: Envelope): Promise<void> {
+    const reply = (round: number, body: Uint8Array): void => {
+      try {
+        this.opts.peers.link(ROLE_OF[env.from])?.send(PROTO_TOPIC, encodeEnvelope({ sid: env.sid, proto: env.proto, round, from: this.opts.self, to: env.from, body }));
+      } catch {
+        /* the peer re-sends when the link is back */
+      }
+    };
+    try {
+      const record = await this.opts.store.sessionRecord(sid);
+      if (this.sessions.has(sid)) return; // resumed meanwhile: the session answers
+      if (record && record.proto !== env.proto) {
+        this.security('confirm message names another protocol than the session', { proto: env.proto, sid });
+        return;
+      }
+      if (record?.state === 'open' && record.checkpoint !== null) return; // resumed at start-up, not yet running
+      if (record?.state === 'done') {
+        if (record.checkpoint === null) return;
+        const cp = fromJsonWithBytes<{ checkpoint: ConfirmCheckpoint }>(record.checkpoint).checkpoint;
+        for (const r of confirmRepliesFromCheckpoint(cp, env.from)) reply(r.round, r.body);
+        return;
+      }
+      if (record?.state !== 'aborted') await this.opts.store.applyKeyWrites([{ op: 'session-abort', sid, proto: env.proto }]);
+      this.opts.log.info({ proto: env.proto, sid, to: ROLE_OF[env.from] }, 'answered NEVER for a session that ended here before PENDING');
+      reply(env.round, neverBody(this.opts.signer, env.proto, env.sid, this.opts.self));
+    } catch (e) {
+      this.opts.log.error({ proto: env.proto, sid, err: (e as Error).message }, 'could not answer a re-sent confirm message');
+    }
   }
 
   /** A peer aborted a session: fail it here too instead of waiting for the timeout. */
@@ -135,7 +182,12 @@ export class ProtocolHost {
     const sid = toHex(bytes.subarray(0, 32));
     const reason = Buffer.from(bytes.subarray(32, 232)).toString('utf8').replace(/[^\x20-\x7e]/g, '?');
     const session = this.sessions.get(sid);
-    if (!session || session.done || session.committing) return;
+    if (!session || session.done) return;
+    if (session.committing) {
+      // It cannot abort (R4), but the peer can answer a re-send: done, or NEVER if it had no PENDING.
+      this.enqueue(session, { op: 'start' });
+      return;
+    }
     this.fail(session, new ProtocolAbort(session.spec.label, -1, `${fromRole} aborted: ${reason}`, PARTY_OF[fromRole]), false);
   }
 
@@ -175,6 +227,7 @@ export class ProtocolHost {
       timer: undefined,
       done: false,
       committing: false,
+      idle: 0,
     };
     if (sid) this.sessions.set(sid, session);
     this.arm(session);
@@ -183,7 +236,7 @@ export class ProtocolHost {
 
   private arm(session: Session): void {
     if (session.timer) clearTimeout(session.timer);
-    session.timer = setTimeout(() => this.enqueue(session, { op: 'expire' }), this.timeoutMs);
+    session.timer = setTimeout(() => this.enqueue(session, { op: 'expire' }), this.timeoutMs * 2 ** Math.min(session.idle, MAX_IDLE_DOUBLINGS));
     session.timer.unref();
   }
 
@@ -208,13 +261,16 @@ export class ProtocolHost {
     }
     if (call.op === 'expire' && !r.failure && !r.finished) {
       // After PREPARED a state-changing session never aborts (R4): it waits for its peers and
-      // re-sends when a link comes back. The caller learns that the outcome is pending.
+      // re-sends, at every link-up and at growing intervals. The caller learns that the outcome is pending.
       session.settle?.reject(
         new EkmError('EKM_PROTOCOL_PENDING', `${session.spec.label} is committing and waits for a peer`, 'it completes when the peer is back; check again later', 1, 504),
       );
       session.settle = undefined;
+      session.idle++;
+      this.enqueue(session, { op: 'start' });
       return;
     }
+    if (call.op === 'receive') session.idle = 0;
     const sid = session.sid || (r.send[0] ? toHex(r.send[0].sid) : '');
     if (!session.sid && sid) {
       session.sid = sid;

@@ -3,12 +3,14 @@
  * EC and RSA refreshes emit the same persist items and differ only in the form of the pending share.
  */
 import type { RefreshKeyEpoch } from '../protocols/refresh.js';
-import type { ConfirmCheckpoint, SessionOpenItem } from '../protocols/session-kit.js';
+import type { ConfirmCheckpoint, SessionAbandonItem, SessionOpenItem } from '../protocols/session-kit.js';
 import type { KeyWrite } from '../store/key-records.js';
+import { sessionItemWrites } from './session-writes.js';
 import { toJsonWithBytes } from './share-codec.js';
 
 export type RefreshPersistOf<S> =
   | SessionOpenItem
+  | SessionAbandonItem
   | { readonly kind: 'share-pending'; readonly sid: Uint8Array; readonly share: S }
   | { readonly kind: 'refresh-checkpoint'; readonly sid: Uint8Array; readonly keys: readonly RefreshKeyEpoch[]; readonly checkpoint: ConfirmCheckpoint }
   | { readonly kind: 'epoch-activate'; readonly sid: Uint8Array; readonly keys: readonly RefreshKeyEpoch[] }
@@ -19,7 +21,8 @@ export function refreshWritesFor<S>(proto: string, pendingShare: (share: S) => K
     items.flatMap((it): KeyWrite[] => {
       switch (it.kind) {
         case 'session-open':
-          return [{ op: 'session-open', sid, proto: it.proto }];
+        case 'session-abandon':
+          return sessionItemWrites(it, sid);
         case 'share-pending':
           return [pendingShare(it.share)];
         case 'refresh-checkpoint':

@@ -70,11 +70,22 @@ export interface OpenSession {
   readonly checkpoint: string;
 }
 
+export interface SessionRecord {
+  readonly proto: string;
+  readonly state: 'open' | 'done' | 'aborted';
+  /** The last confirm checkpoint (JSON), once PENDING was persisted; kept when the session is done. */
+  readonly checkpoint: string | null;
+}
+
 /** Protocol writes, applied together in one durable transaction before a step's messages leave. */
 export type KeyWrite =
   | { readonly op: 'session-open'; readonly sid: string; readonly proto: string }
   | { readonly op: 'session-checkpoint'; readonly sid: string; readonly checkpoint: string }
   | { readonly op: 'session-done'; readonly sid: string }
+  /** The session ended here without activating, for good: NEVER may be signed for it. */
+  | { readonly op: 'session-abort'; readonly sid: string; readonly proto: string }
+  /** A PENDING epoch that will never activate: dropped; a key that was never active goes entirely. */
+  | { readonly op: 'pending-discard'; readonly keyId: string; readonly epoch: number }
   | { readonly op: 'key-create'; readonly keyId: string; readonly alg: string; readonly share: ShareRecord }
   | { readonly op: 'key-activate'; readonly keyId: string }
   | { readonly op: 'share-put'; readonly share: ShareRecord; readonly status: ShareStatus }
@@ -103,6 +114,8 @@ export interface KeyStore {
   /** The same for an RSA key. */
   getRsaShares(keyId: string): Promise<StoredRsaShare[]>;
   sidSeen(sid: string): Promise<boolean>;
+  /** What this party recorded of a session (any state), or undefined if it never wrote one. */
+  sessionRecord(sid: string): Promise<SessionRecord | undefined>;
   openSessions(): Promise<OpenSession[]>;
   listPresigs(): Promise<{ psid: string; keyId: string; epoch: number }[]>;
   /** The opened presignature share, or undefined if unknown (never stored, used or burnt). */

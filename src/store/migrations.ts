@@ -159,6 +159,25 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE keys ADD COLUMN public_key TEXT;
     `,
   },
+  {
+    version: 6,
+    name: 'protocol sessions that ended without activating',
+    // 'aborted': this party never activated the session and never will (it dropped its PENDING on a
+    // peer's signed NEVER, or it signed NEVER itself). The table is rebuilt to widen the CHECK.
+    sqlite: `
+      CREATE TABLE protocol_sessions_v6 (
+        sid TEXT PRIMARY KEY,
+        proto TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('open', 'done', 'aborted')),
+        checkpoint TEXT,
+        created_at TEXT NOT NULL
+      );
+      INSERT INTO protocol_sessions_v6 (sid, proto, state, checkpoint, created_at)
+        SELECT sid, proto, state, checkpoint, created_at FROM protocol_sessions;
+      DROP TABLE protocol_sessions;
+      ALTER TABLE protocol_sessions_v6 RENAME TO protocol_sessions;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -14,6 +14,7 @@ import type {
   KeyUsage,
   KeyWrite,
   OpenSession,
+  SessionRecord,
   RsaShareRecord,
   ShareRecord,
   ShareStatus,
@@ -413,6 +414,20 @@ export class SqlStore implements Store {
       case 'session-done':
         yield* write("UPDATE protocol_sessions SET state = 'done', checkpoint = NULL WHERE sid = ?", w.sid);
         return;
+      case 'session-abort':
+        // A done session stays done (its checkpoint answers late re-sends).
+        yield* write(
+          `INSERT INTO protocol_sessions (sid, proto, state, created_at) VALUES (?, ?, 'aborted', ?)
+           ON CONFLICT (sid) DO UPDATE SET state = 'aborted', checkpoint = NULL WHERE protocol_sessions.state = 'open'`,
+          w.sid,
+          w.proto,
+          now,
+        );
+        return;
+      case 'pending-discard':
+        yield* write("DELETE FROM key_shares WHERE key_id = ? AND epoch = ? AND status = 'pending'", w.keyId, w.epoch);
+        yield* write("DELETE FROM keys WHERE key_id = ? AND state = 'pending'", w.keyId); // shares and presignatures cascade
+        return;
       case 'key-create':
         yield* insertKey(w.keyId, w.alg, 'pending', w.share.epoch);
         yield* this.ecShareSteps(w.share, 'current');
@@ -530,6 +545,10 @@ export class SqlStore implements Store {
 
   async sidSeen(sid: string): Promise<boolean> {
     return (await this.one('SELECT 1 AS x FROM protocol_sessions WHERE sid = ?', sid)) !== undefined;
+  }
+
+  async sessionRecord(sid: string): Promise<SessionRecord | undefined> {
+    return this.one<SessionRecord>('SELECT proto, state, checkpoint FROM protocol_sessions WHERE sid = ?', sid);
   }
 
   async openSessions(): Promise<OpenSession[]> {

@@ -44,8 +44,6 @@ import type { SigningKey } from './ledger.js';
 import type { FaultProxy } from './proxy.js';
 import { BACKUP_KILLS, type Load, RESTART_ORDERS, SIGKILL_ROUNDS, SOAK, scenarios, scopeFrom } from './matrix.js';
 
-/** ProtocolHost's default session timeout: a session still open after it is committing. */
-const SESSION_TIMEOUT_MS = 15_000;
 const SCOPE = scopeFrom(process.env.EKM_FAULTS_SCOPE);
 const SEED = Number(process.env.EKM_FAULTS_SEED ?? randomInt(2 ** 31));
 /** The faults (victim, failpoint count, kill delay) replay exactly from the seed; the load's choices
@@ -310,13 +308,8 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
     await loseAuxDisk(fx);
     let rederived = false;
     for (let i = 0; i < 5 && !rederived; i++) rederived = (await rederive(fx)) || (await sleep(2000), false);
-    if (!rederived) {
-      // The known finding of docs/reliability.md §5: a refresh that an earlier crash left committing
-      // forever blocks every later refresh of its key (I3), so the refresh that ends a re-derivation
-      // fails, after the Aux got its shares back. Any other reason fails the scenario.
-      assert.match(logSince(t, 'ep', from), /already has a refresh in flight \(I3\)/, 'POST /servers/aux/rederive failed, and not for the known stuck-refresh finding');
-      console.log('aux disk loss: the re-derivation\'s final refresh was refused for a key with a stuck refresh (docs/reliability.md §5)');
-    }
+    // Before NEVER, a refresh an earlier crash left committing refused this (docs/reliability.md §5).
+    assert.ok(rederived, `POST /servers/aux/rederive failed: ${logSince(t, 'ep', from).split('\n').filter((l) => l.includes('"level":50') || l.includes('refused')).slice(-3).join(' | ')}`);
     await killHard(t, 'partner');
     assert.deepEqual(await checkLedger(fx, { twoServers: true }), [], 'with the Partner down: EP + the re-derived Aux');
     await restart(fx, 'partner');
@@ -362,27 +355,25 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
     assert.deepEqual(await checkLedger(fx), []);
   });
 
-  // Found by this suite; see docs/reliability.md §5. Full scope only: it waits out a session timeout.
-  it(
-    "an EP crash between the helpers' PREPARED and its own leaves no helper session committing forever",
-    {
-      skip: SCOPE !== 'full',
-      todo: "BUG: the helpers' DKG session stays committing forever (resumed and re-sent at every restart) when the EP died before persisting its PENDING",
-    },
-    async () => {
-      fx.ledger.figures.scenarios++;
-      const pid = await arm(fx, 'ep', 'proto:dkg:4:before-persist');
-      assert.ok(pid !== undefined && (await loadUntilDeath(pid, () => generate(fx, 'ecdsa-p256'))).died, 'the EP crashed');
-      await restart(fx, 'ep');
-      await sleep(SESSION_TIMEOUT_MS + 5000);
-      const from = logMark(t, 'partner');
-      await disarm(fx, 'partner');
-      const resumed = logSince(t, 'partner', from)
-        .split('\n')
-        .filter((l) => l.includes('resumed a committing protocol session'));
-      assert.deepEqual(resumed, [], 'the Partner still resumes a session nobody can finish');
-    },
-  );
+  // Found by this suite (docs/reliability.md §5): such a refresh stayed committing at EP and
+  // Partner forever and refused every later refresh of the key (I3). The Aux's NEVER ends it.
+  it("a crash before the Aux's PENDING leaves no refresh committing: the key refreshes again", async () => {
+    fx.ledger.figures.scenarios++;
+    const key = await generate(fx, 'ecdsa-p256');
+    assert.ok(key, 'a new key');
+    const pid = await arm(fx, 'aux', 'proto:refresh:3:before-persist');
+    assert.ok(pid !== undefined && (await loadUntilDeath(pid, () => refresh(fx, key.keyId))).died, 'the Aux crashed');
+    const from = logMark(t, 'ep');
+    await restart(fx, 'aux');
+    let refreshed = false;
+    for (let i = 0; i < 20 && !refreshed; i++) {
+      refreshed = await refresh(fx, key.keyId);
+      if (!refreshed) await sleep(1000);
+    }
+    assert.ok(refreshed, 'the key refreshes again (I3 no longer refuses it)');
+    assert.match(logSince(t, 'ep', from), /never prepared: the pending state was dropped/);
+    assert.deepEqual(await checkLedger(fx), []);
+  });
 
   it('figures: no acknowledged operation lost, no invalid output', () => {
     assert.equal(fx.ledger.figures.lost, 0, fx.ledger.problems.join('\n'));

@@ -3,6 +3,7 @@
  * write what the EP acknowledged into the ledger, crashes (a failpoint armed on one server through
  * EKM_FAILPOINTS, or a plain kill -9), the restart, and the checks that nothing acknowledged was lost.
  */
+import Database from 'better-sqlite3';
 import { constants, publicEncrypt, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { homePaths } from '../../src/config/home.js';
 import { processAlive, readPid } from '../../src/server/pidfile.js';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
-import { ROOT_SO_PASSWORD, type Role, type RunResult, type Triplet, ekm, run, ucl, waitInService } from '../support/cluster.js';
+import { ROLES, ROOT_SO_PASSWORD, type Role, type RunResult, type Triplet, ekm, run, ucl, waitInService } from '../support/cluster.js';
 import type { SignTestAlg, TestAlg } from '../support/verify-ec.js';
 import { Ledger, type Sealed, type SigningKey, reusedNonces } from './ledger.js';
 import { FaultProxy } from './proxy.js';
@@ -376,7 +377,33 @@ export async function checkLedger(fx: Fixture, opts: { twoServers?: boolean } = 
   for (const k of opts.twoServers ? [] : await unacknowledgedKeys(fx)) {
     if (!(await eventually(() => usable(fx, k), 3))) ledger.problems.push(`unusable: key ${k.keyId} (${k.alg}) left by a failed operation`);
   }
+  if (!opts.twoServers) {
+    const stuck = await sessionsLeftCommitting(fx);
+    if (stuck.length > 0) ledger.problems.push(`sessions left committing after the scenario: ${stuck.join(', ')}`);
+  }
   const audit = await ucl(fx.t, 'audit', 'verify', '-w', ROOT_SO_PASSWORD);
   if (audit.code !== 0) ledger.problems.push(`audit chain: ${audit.stderr.trim() || audit.stdout.trim()}`);
   return ledger.problems.slice(before);
+}
+
+/**
+ * Sessions some server still holds in its confirm phase (PENDING persisted, not finished), read from
+ * the stores. With all three servers up, each ends within seconds (activated, or dropped on a
+ * NEVER): one left after `deadlineMs` is stuck, and it blocks its keys' refreshes (I3).
+ */
+async function sessionsLeftCommitting(fx: Fixture, deadlineMs = 30_000): Promise<string[]> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const open = ROLES.flatMap((role) => {
+      const db = new Database(homePaths(fx.t.homes[role]).sqlite, { readonly: true, fileMustExist: true });
+      try {
+        const rows = db.prepare("SELECT proto, sid FROM protocol_sessions WHERE state = 'open' AND checkpoint IS NOT NULL").all() as { proto: string; sid: string }[];
+        return rows.map((r) => `${role} ${r.proto} ${r.sid.slice(0, 12)}`);
+      } finally {
+        db.close();
+      }
+    });
+    if (open.length === 0 || Date.now() > end) return open;
+    await sleep(500);
+  }
 }

@@ -34,7 +34,7 @@ const TABLE: readonly { proto: string; load: Load; sites: Sites; ci: readonly st
     proto: 'dkg',
     load: 'generate',
     sites: ALL(['1:after-send', '4:before-persist', '4:after-persist', '5:after-persist', 'end:after-persist']),
-    ci: ['partner 4:after-persist', 'ep end:after-persist'],
+    ci: ['partner 4:after-persist', 'ep 4:before-persist', 'ep end:after-persist'],
   },
   {
     proto: 'ecdsa-sign',
@@ -62,8 +62,8 @@ const TABLE: readonly { proto: string; load: Load; sites: Sites; ci: readonly st
   {
     proto: 'refresh',
     load: 'refresh',
-    sites: ALL(['1:after-send', '3:after-persist', '4:after-persist', 'end:after-persist']),
-    ci: ['aux 3:after-persist'],
+    sites: ALL(['1:after-send', '3:before-persist', '3:after-persist', '4:after-persist', 'end:after-persist']),
+    ci: ['aux 3:before-persist', 'aux 3:after-persist'],
   },
   { proto: 'dprf-eval', load: 'encrypt', sites: { ep: ['0:after-send', 'end:before-persist'], partner: ['end:after-send'] }, ci: [] },
   { proto: 'rsa-op', load: 'sign-rsa', sites: { ep: ['0:after-send', 'end:before-persist'], partner: ['end:after-send'] }, ci: [] },

@@ -91,6 +91,13 @@ export class KeyStore {
       case 'aux-present':
         for (const k of item.keys) this.auxPresent.add(k.keyId);
         break;
+      case 'session-abandon':
+        for (const k of item.pending) {
+          if (this.pending.get(k.keyId)?.epoch !== k.epoch) throw new Error('abandon of a missing PENDING');
+          this.pending.delete(k.keyId);
+        }
+        this.checkpoint = null;
+        break;
       case 'refresh-checkpoint':
       case 'aux-checkpoint':
       case 'dkg-checkpoint':

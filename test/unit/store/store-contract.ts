@@ -229,6 +229,57 @@ export function storeContract(label: string, factory: StoreFactory): void {
       assert.equal(await s.sidSeen('zzz'), false);
     });
 
+    withStore('protocol sessions: aborted for good (NEVER), never over a done one; the record tells which', async (s) => {
+      await s.applyKeyWrites([{ op: 'session-open', sid: 'o', proto: 'refresh' }]);
+      await s.applyKeyWrites([{ op: 'session-checkpoint', sid: 'o', checkpoint: 'cp-o' }]);
+      await s.applyKeyWrites([{ op: 'session-open', sid: 'd', proto: 'dkg' }]);
+      await s.applyKeyWrites([
+        { op: 'session-done', sid: 'd' },
+        { op: 'session-checkpoint', sid: 'd', checkpoint: 'cp-done' },
+      ]);
+      assert.deepEqual(
+        await s.sessionRecord('d'),
+        { proto: 'dkg', state: 'done', checkpoint: 'cp-done' },
+        "a done session keeps its 'done' checkpoint",
+      );
+      assert.equal(await s.sessionRecord('none'), undefined);
+
+      await s.applyKeyWrites([{ op: 'session-abort', sid: 'o', proto: 'refresh' }]);
+      await s.applyKeyWrites([{ op: 'session-abort', sid: 'd', proto: 'dkg' }]);
+      await s.applyKeyWrites([{ op: 'session-abort', sid: 'new', proto: 'refresh' }]);
+      assert.deepEqual(await s.sessionRecord('o'), { proto: 'refresh', state: 'aborted', checkpoint: null });
+      assert.equal((await s.sessionRecord('d'))?.state, 'done', 'a done session stays done');
+      assert.deepEqual(
+        await s.sessionRecord('new'),
+        { proto: 'refresh', state: 'aborted', checkpoint: null },
+        'a sid never seen is recorded as aborted',
+      );
+      assert.equal(await s.sidSeen('new'), true, 'an aborted sid stays in the replay cache');
+      assert.deepEqual(await s.openSessions(), []);
+    });
+
+    withStore('pending-discard: drops a PENDING epoch; a key that never became active goes entirely', async (s) => {
+      await s.applyKeyWrites([
+        { op: 'key-create', keyId: 'k1', alg: 'ecdsa-p256', share: share('k1', 1) },
+        { op: 'key-activate', keyId: 'k1' },
+      ]);
+      await s.applyKeyWrites([{ op: 'share-put', share: share('k1', 2), status: 'pending' }]);
+      await s.applyKeyWrites([{ op: 'key-create', keyId: 'k2', alg: 'ecdsa-p256', share: share('k2', 0) }]);
+      await s.applyKeyWrites([
+        { op: 'pending-discard', keyId: 'k1', epoch: 2 },
+        { op: 'pending-discard', keyId: 'k1', epoch: 1 },
+        { op: 'pending-discard', keyId: 'k2', epoch: 0 },
+      ]);
+      assert.deepEqual(
+        (await s.getShares('k1')).map((x) => [x.epoch, x.status]),
+        [[1, 'current']],
+        'the CURRENT epoch of an active key is never touched',
+      );
+      assert.equal((await s.getKey('k1'))?.state, 'active');
+      assert.equal(await s.getKey('k2'), undefined, 'the DKG key that never activated is gone');
+      assert.deepEqual(await s.getShares('k2'), []);
+    });
+
     withStore('presignatures: sealed, listed, single use, burnt when the Aux comes back', async (s) => {
       await s.applyKeyWrites([{ op: 'key-create', keyId: 'k1', alg: 'ecdsa-p256', share: share('k1', 1) }]);
       await s.applyKeyWrites([
