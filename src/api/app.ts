@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { EkmError } from '../errors.js';
+import { probeRemoteTriplet } from '../cluster/health.js';
 import { listenError } from '../net/peers.js';
 import type { ServerContext } from '../server/server.js';
 import { VERSION } from '../version.js';
@@ -12,6 +13,7 @@ import { Authenticator } from './auth.js';
 import { z } from 'zod';
 import { keyRoutes, parse } from './keys.js';
 import { ApiDoc, describeCoreRoutes } from './openapi.js';
+import { serverRoutes } from './servers.js';
 import { tenancyApi } from './tenancy.js';
 
 const MAX_PARAM_LENGTH = 800;
@@ -95,10 +97,12 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
   /** Membership as recorded, without probing (`ucl server list`). */
   app.get('/api/v1/servers', async () => ({ clusterId: ctx.config.clusterId, servers: await ctx.store.listServers() }));
 
-  /** Live probe of every server (`ucl server test`). */
+  /** Live probe of every server (`ucl server test`): this EP's triplet, then each other triplet through its EP. */
   app.get('/api/v1/servers/test', async () => {
-    const t = await ctx.probe();
-    return { clusterId: ctx.config.clusterId, inService: t.inService, triplets: [t] };
+    const members = await ctx.store.listServers();
+    const others = [...new Set(members.map((m) => m.tripletId))].filter((id) => id !== ctx.config.tripletId);
+    const triplets = await Promise.all([ctx.probe(), ...others.map((id) => probeRemoteTriplet(members.filter((m) => m.tripletId === id)))]);
+    return { clusterId: ctx.config.clusterId, inService: triplets.every((t) => t.inService), triplets };
   });
 
   const auth = new Authenticator(ctx.store);
@@ -111,6 +115,7 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
   if (!catalog) throw new EkmError('EKM_INTERNAL', 'the EP API needs the key catalogue');
   keyRoutes(app, { keys: ctx.keys, catalog, store: ctx.store }, auth, doc);
   tenancyApi(app, { store: ctx.store, log: ctx.log, catalog }, auth, doc);
+  if (ctx.scaleOut) serverRoutes(app, ctx.scaleOut, auth, doc);
 
   try {
     await app.listen({ host: api.host, port: api.port });

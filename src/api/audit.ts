@@ -30,6 +30,8 @@ const OPERATIONS: Record<string, string> = {
   'POST /api/v1/keys/:keyId/decrypt': 'key.decrypt',
   'POST /api/v1/keys/:keyId/datakey': 'key.datakey',
   'POST /api/v1/servers/aux/rederive': 'server.aux-rederive',
+  'POST /api/v1/servers/inspect': 'server.inspect',
+  'POST /api/v1/servers': 'server.create',
   'GET /api/v1/partitions': 'partition.list',
   'POST /api/v1/partitions': 'partition.create',
   'GET /api/v1/partitions/:partition': 'partition.show',

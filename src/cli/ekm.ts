@@ -3,7 +3,7 @@
  * (`ekm start|stop|restart|status|run`). Every command works on the server whose EKM_HOME is set.
  */
 import { Command } from 'commander';
-import { homePaths, isBootstrapped } from '../config/home.js';
+import { homePaths, isBootstrapped, isWaitingToJoin } from '../config/home.js';
 import { ROLES, type Role } from '../config/roles.js';
 import { EkmError, usageError } from '../errors.js';
 import { autoApprover, promptApprover } from '../cluster/approval.js';
@@ -17,13 +17,7 @@ const print = (line: string): void => void process.stdout.write(`${line}\n`);
 
 async function boot(argv: string[]): Promise<number> {
   const role = argv[0];
-  if (role === 'additional') {
-    throw new EkmError(
-      'EKM_UNSUPPORTED',
-      'adding servers to a running cluster (ekm_boot_additional_server.sh) is not in this release yet',
-      'bootstrap a complete triplet with ekm_boot_ep.sh, ekm_boot_partner.sh and ekm_boot_auxiliary.sh',
-    );
-  }
+  if (role === 'additional') return bootAdditionalServer(argv.slice(1));
   if (!role || !(ROLES as readonly string[]).includes(role)) {
     throw usageError(`ekm boot: unknown role "${role ?? ''}"`, 'the role is one of ep, partner, aux');
   }
@@ -40,6 +34,54 @@ async function boot(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** `ekm_boot_additional_server.sh`: the identity, then the service that waits for `ucl server create`. */
+async function bootAdditionalServer(argv: string[]): Promise<number> {
+  const { ADDITIONAL_USAGE, bootAdditional, parseAdditionalArgs } = await import('../cluster/additional-boot.js');
+  if (argv.length === 0 || argv.includes('-h') || argv.includes('--help')) {
+    print(`usage: ${ADDITIONAL_USAGE}`);
+    return argv.length === 0 ? 2 : 0;
+  }
+  const paths = homePaths();
+  const state = await bootAdditional(parseAdditionalArgs(argv), paths, print);
+  const r = await startDaemon(paths);
+  print(`ekm started (pid ${r.pid}): ${state.name} waits on port ${state.listen.port} to join a cluster.`);
+  print(
+    `On the main EP, add it with \`ucl server create\` (e.g. ucl server create -e <ep> -p <partner> -a <aux>), then start it with \`service ekm start\`.`,
+  );
+  return 0;
+}
+
+/** The service of a server that waits to join: answers the main EP until it joined (or is stopped). */
+async function runWaiting(paths: ReturnType<typeof homePaths>): Promise<number> {
+  const { default: pino } = await import('pino');
+  const { JoinListener } = await import('../server/join-listener.js');
+  const log = pino({ base: undefined, timestamp: pino.stdTimeFunctions.isoTime });
+  let listener: Awaited<ReturnType<typeof JoinListener.start>>;
+  try {
+    listener = await JoinListener.start(paths, log);
+  } catch (e) {
+    process.stdout.write(`ekm: ${e instanceof EkmError ? e.oneLine() : (e as Error).message}\n`);
+    throw e;
+  }
+  writePid(paths, process.pid);
+  await Promise.race([listener.joined, untilSignal()]);
+  await listener.stop();
+  removePid(paths, process.pid);
+  return 0;
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const onSignal = (): void => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      resolve();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
 /** Runs the server in the foreground until SIGTERM/SIGINT; the daemon is this, detached. */
 async function run(): Promise<number> {
   const paths = homePaths();
@@ -47,6 +89,7 @@ async function run(): Promise<number> {
   if (other !== undefined && other !== process.pid) {
     throw new EkmError('EKM_RUNNING', `ekm is already running in ${paths.home} (pid ${other})`, 'stop it first: ekm stop');
   }
+  if (isWaitingToJoin(paths)) return runWaiting(paths);
   const { EkmServer } = await import('../server/server.js');
   let server: Awaited<ReturnType<typeof EkmServer.start>>;
   try {
@@ -57,15 +100,7 @@ async function run(): Promise<number> {
     throw e;
   }
   writePid(paths, process.pid);
-  await new Promise<void>((resolve) => {
-    const onSignal = (): void => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+  await untilSignal();
   await server.stop();
   removePid(paths, process.pid);
   return 0;
@@ -98,7 +133,13 @@ async function main(): Promise<number | void> {
     .description('stop the ekm service gracefully (in-flight requests finish first)')
     .action(async () => {
       const r = await stopDaemon(homePaths());
-      print(r.pid === undefined ? 'ekm is not running' : r.killed ? `ekm (pid ${r.pid}) did not stop in time and was killed` : `ekm stopped (pid ${r.pid})`);
+      print(
+        r.pid === undefined
+          ? 'ekm is not running'
+          : r.killed
+            ? `ekm (pid ${r.pid}) did not stop in time and was killed`
+            : `ekm stopped (pid ${r.pid})`,
+      );
     });
   program
     .command('restart')
@@ -161,9 +202,12 @@ async function main(): Promise<number | void> {
       const { restore } = await import('../backup/commands.js');
       restore({ in: o.in, key: o.key, force: o.force === true }, homePaths(), print);
     });
-  program.command('run').description('run the server in the foreground (what the service runs)').action(async () => {
-    code = await run();
-  });
+  program
+    .command('run')
+    .description('run the server in the foreground (what the service runs)')
+    .action(async () => {
+      code = await run();
+    });
 
   try {
     await program.parseAsync(process.argv);

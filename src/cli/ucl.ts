@@ -13,9 +13,19 @@ import { runCli } from './run.js';
 import { registerAccountCommands } from './ucl-accounts.js';
 import { registerAuditCommands } from './ucl-audit.js';
 import { registerKeyCommands } from './ucl-keys.js';
-import type { UclContext } from './ucl-session.js';
+import { type CredentialOpts, type UclContext, call, credentials, withCredentials } from './ucl-session.js';
+import { promptApprover } from '../cluster/approval.js';
+import { ROLE_LABEL, type Role } from '../config/roles.js';
 
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
+
+interface NewServer {
+  role: Role;
+  name: string;
+  address: string;
+  fingerprint: string;
+  version: string;
+}
 
 interface GlobalOpts {
   server?: string;
@@ -24,7 +34,12 @@ interface GlobalOpts {
 
 function table(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd());
+  return rows.map((r) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd(),
+  );
 }
 
 export function formatServerTest(clusterId: string, triplets: readonly TripletHealth[]): { lines: string[]; ok: boolean } {
@@ -34,7 +49,14 @@ export function formatServerTest(clusterId: string, triplets: readonly TripletHe
     lines.push('', `Triplet ${i + 1} (${t.tripletId}): ${t.inService ? 'in service' : 'NOT in service'}`);
     const rows = [['  ROLE', 'SERVER', 'VERSION', 'STATE', 'RTT', 'DETAIL']];
     for (const s of t.servers) {
-      rows.push([`  ${s.roleLabel}`, s.name, s.version ?? '-', s.state, s.rttMs === null ? '-' : `${s.rttMs.toFixed(1)} ms`, s.detail ?? '']);
+      rows.push([
+        `  ${s.roleLabel}`,
+        s.name,
+        s.version ?? '-',
+        s.state,
+        s.rttMs === null ? '-' : `${s.rttMs.toFixed(1)} ms`,
+        s.detail ?? '',
+      ]);
     }
     lines.push(...table(rows));
   });
@@ -58,7 +80,7 @@ async function main(): Promise<number> {
 
   program
     .command('version')
-    .description('print the ucl release and, when reachable, the EP\'s')
+    .description("print the ucl release and, when reachable, the EP's")
     .action(async () => {
       print(`ucl ${VERSION}`);
       let c: EkmClient | undefined;
@@ -73,12 +95,15 @@ async function main(): Promise<number> {
       }
     });
 
+  const ctx: UclContext = { client, json, print };
   const server = program.command('server').description('servers of the cluster');
   server
     .command('test')
     .description('probe every server of every triplet; exit 0 only when all are in service')
     .action(async () => {
-      const res = await (await client()).request<{ clusterId: string; inService: boolean; triplets: TripletHealth[] }>('GET', '/api/v1/servers/test');
+      const res = await (
+        await client()
+      ).request<{ clusterId: string; inService: boolean; triplets: TripletHealth[] }>('GET', '/api/v1/servers/test');
       if (res.status !== 200) throw new EkmError('EKM_API', `the EP answered ${res.status}: ${JSON.stringify(res.body)}`);
       const out = formatServerTest(res.body.clusterId, res.body.triplets);
       if (json()) print(JSON.stringify(res.body, null, 2));
@@ -102,11 +127,57 @@ async function main(): Promise<number> {
       table(rows).forEach(print);
     });
 
+  withCredentials(
+    server
+      .command('create')
+      .description('add a triplet of servers waiting to join (ekm_boot_additional_server.sh), as the root SO of the main EP')
+      .requiredOption('-e, --ep <host[:port]>', 'the new EP')
+      .requiredOption('-p, --partner <host[:port]>', 'the new Partner')
+      .requiredOption('-a, --aux <host[:port]>', 'the new Aux')
+      .option('-f, --force', "approve the new servers' certificates without asking"),
+    { partitionFlag: false },
+  ).action(async (o: CredentialOpts & { ep: string; partner: string; aux: string; force?: boolean }) => {
+    const creds = await credentials({ user: o.user, password: o.password }, { partition: 'root' });
+    const servers = { ep: o.ep, partner: o.partner, aux: o.aux };
+    const approve: Record<string, string> = {};
+    if (!o.force) {
+      const seen = await call<{ servers: NewServer[] }>(ctx, creds, 'POST', '/api/v1/servers/inspect', servers);
+      const approver = promptApprover(process.stdin, process.stdout, {
+        outcome: 'no server was added',
+        retry: 'run ucl server create again',
+        unattended: 'use -f to approve without asking',
+      });
+      try {
+        for (const s of seen.servers) {
+          await approver.approve(`${ROLE_LABEL[s.role]} ${s.name} (ekm ${s.version})`, s.fingerprint);
+          approve[s.name] = s.fingerprint;
+        }
+      } finally {
+        approver.close();
+      }
+    }
+    const added = await call<{ tripletId: string; servers: NewServer[] }>(ctx, creds, 'POST', '/api/v1/servers', {
+      ...servers,
+      ...(o.force ? { force: true } : { approve }),
+    });
+    if (json()) {
+      print(JSON.stringify(added, null, 2));
+      return;
+    }
+    print(`Triplet ${added.tripletId} added to the cluster:`);
+    for (const s of added.servers) print(`  ${ROLE_LABEL[s.role].padEnd(7)} ${s.name}  ${s.fingerprint}`);
+    print(
+      `Now start ${added.servers
+        .filter((s) => s.role !== 'ep')
+        .map((s) => s.name)
+        .join(' and ')}, then ${servers.ep} last (service ekm start), and run ucl server test.`,
+    );
+  });
+
   // `ucl audit list | head`: a closed pipe ends the output, not with a stack trace.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(0);
   });
-  const ctx: UclContext = { client, json, print };
   registerAccountCommands(program, ctx);
   registerAuditCommands(program, ctx);
   registerKeyCommands(program, ctx);

@@ -21,7 +21,16 @@ export function autoApprover(print: (line: string) => void): Approver {
 }
 
 /** Asks on stdin/stdout; EOF or anything but y/yes is a refusal that aborts the bootstrap. */
-export function promptApprover(input: NodeJS.ReadableStream, output: NodeJS.WritableStream): Approver {
+export function promptApprover(
+  input: NodeJS.ReadableStream,
+  output: NodeJS.WritableStream,
+  /** What a refusal means, and what to run again (the bootstrap's by default). */
+  abort = {
+    outcome: 'bootstrap aborted, nothing was written',
+    retry: 'run the bootstrap again',
+    unattended: 'use -f to approve without asking',
+  },
+): Approver {
   let rl: Interface | undefined;
   const lines: string[] = [];
   const waiters: ((line: string | null) => void)[] = [];
@@ -53,10 +62,14 @@ export function promptApprover(input: NodeJS.ReadableStream, output: NodeJS.Writ
         const answer = await nextLine();
         if (answer === null) {
           output.write('\n');
-          throw new EkmError('EKM_NOT_APPROVED', `no answer for ${label}: bootstrap aborted, nothing was written`, 'answer the prompt, or use -f to approve without asking');
+          throw new EkmError('EKM_NOT_APPROVED', `no answer for ${label}: ${abort.outcome}`, `answer the prompt, or ${abort.unattended}`);
         }
         if (!/^\s*(y|yes)\s*$/i.test(answer)) {
-          throw new EkmError('EKM_NOT_APPROVED', `${label} certificate not approved: bootstrap aborted, nothing was written`, 'check the fingerprint on that server and run the bootstrap again');
+          throw new EkmError(
+            'EKM_NOT_APPROVED',
+            `${label} certificate not approved: ${abort.outcome}`,
+            `check the fingerprint on that server and ${abort.retry}`,
+          );
         }
       };
       const run = queue.then(ask);

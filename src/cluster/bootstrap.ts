@@ -13,7 +13,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { z } from 'zod';
 import { type HomePaths, ensureWritableHome, isBootstrapped, writeFileAtomic } from '../config/home.js';
@@ -23,7 +22,8 @@ import { hashPassword, verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
 import { encodeJson, decodeJson } from '../net/framing.js';
 import { PeerLink } from '../net/link.js';
-import { describeSocketError, listenError } from '../net/peers.js';
+import { describeSocketError } from '../net/peers.js';
+import { type UnpinnedListener, listenUnpinned } from '../net/unpinned-listener.js';
 import { Barrier } from '../store/barrier.js';
 import { externalStoreConfig, openServerStore } from '../store/server-store.js';
 import { SqliteStore } from '../store/sqlite.js';
@@ -32,7 +32,7 @@ import { PEER_PROTOCOL_VERSION, VERSION } from '../version.js';
 import type { Approver } from './approval.js';
 import type { BootArgs } from './boot-args.js';
 import { type Identity, createIdentity } from './identity.js';
-import { type ServerAddress, DEFAULT_API_PORT, formatAddress } from './names.js';
+import { type ServerAddress, DEFAULT_API_PORT, formatAddress, listenHostFor } from './names.js';
 import { daemonRunning } from '../server/pidfile.js';
 import { type RestoredStore, RestoreHello, applyRestorePlan, checkRestorePair, inspectRestoredStore, parseKeyEpochs } from '../backup/restore-boot.js';
 import type { RestorePlan } from '../backup/key-epochs.js';
@@ -69,11 +69,6 @@ export interface BootResult {
 
 export const ROOT_PARTITION = 'root';
 export const ROOT_SO = 'so';
-
-/** Where the peer listener binds: the given IP, or every interface for a DNS name. */
-export function listenHostFor(host: string): string {
-  return isIP(host) ? host : '0.0.0.0';
-}
 
 export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Approver, print: (line: string) => void): Promise<BootResult> {
   ensureWritableHome(paths);
@@ -274,7 +269,7 @@ async function prepareRootPartition(store: Store, args: BootArgs): Promise<void>
 
 /** The trust handshake of §4 of the issue: hellos, approvals both ways, completion. */
 class TrustExchange {
-  private server: tls.Server | undefined;
+  private server: UnpinnedListener | undefined;
   private readonly progress = new Map<Role, PeerProgress>();
   /** Fingerprints (of TLS client certificates) that told us they approved our certificate. */
   private readonly approvedUs = new Map<string, Role>();
@@ -352,7 +347,7 @@ class TrustExchange {
     this.closed = true;
     for (const l of this.links) l.close('bootstrap finished');
     this.approver.close();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await this.server?.close();
   }
 
   private missing(): string[] {
@@ -374,30 +369,12 @@ class TrustExchange {
     this.wake?.();
   }
 
-  private listen(): Promise<void> {
-    const server = tls.createServer({
-      key: this.identity.keyPem,
-      cert: this.identity.certPem,
-      minVersion: 'TLSv1.3',
-      maxVersion: 'TLSv1.3',
-      requestCert: true,
-      rejectUnauthorized: false,
-    });
-    server.on('secureConnection', (socket) => {
-      const clientFp = socket.getPeerX509Certificate()?.fingerprint256;
-      const link = new PeerLink(socket, `${socket.remoteAddress ?? '?'}`);
-      this.links.add(link);
-      link.once('close', () => this.links.delete(link));
-      link.attach({
-        onRequest: (method, body) => this.answer(method, body, clientFp),
-      });
-    });
-    server.on('tlsClientError', () => undefined);
-    this.server = server;
-    const host = listenHostFor(this.args.self.host);
-    return new Promise((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, host, this.args.self.port, 'peer')));
-      server.listen(this.args.self.port, host, () => resolve());
+  private async listen(): Promise<void> {
+    this.server = await listenUnpinned({
+      identity: this.identity,
+      host: listenHostFor(this.args.self.host),
+      port: this.args.self.port,
+      onRequest: (method, body, clientFp) => this.answer(method, body, clientFp),
     });
   }
 

@@ -2,7 +2,9 @@
  * What `ucl server test` and `GET /api/v1/health` report: for every server of the triplet, its
  * role, address, release, state and round-trip time, probed live from the EP.
  */
+import { request } from 'node:https';
 import { performance } from 'node:perf_hooks';
+import type { TLSSocket } from 'node:tls';
 import { z } from 'zod';
 import { ROLE_LABEL, type Role } from '../config/roles.js';
 import { decodeJson, encodeJson } from '../net/framing.js';
@@ -58,7 +60,10 @@ export interface SelfView {
 /** Probes every peer of this server's triplet over its peer links (in parallel). */
 export async function probeTriplet(self: SelfView, peers: PeerManager, timeoutMs = 2000): Promise<TripletHealth> {
   await peers.redialNow(REDIAL_WAIT_MS);
-  const selfMissing = peers.status().filter((p) => !p.up).map((p) => p.role);
+  const selfMissing = peers
+    .status()
+    .filter((p) => !p.up)
+    .map((p) => p.role);
   const own: ServerHealth = {
     role: self.role,
     roleLabel: ROLE_LABEL[self.role],
@@ -101,4 +106,93 @@ export async function probeTriplet(self: SelfView, peers: PeerManager, timeoutMs
   // The EP is in service only with both links of its own; a peer's view covers the Partner–Aux link.
   const inService = servers.every((s) => s.state === 'ok') && selfMissing.length === 0;
   return { tripletId: self.tripletId, inService, servers };
+}
+
+/** A server of the cluster as the membership list records it (the fields a probe needs). */
+export interface MemberRow {
+  readonly name: string;
+  readonly role: Role;
+  readonly tripletId: string;
+  readonly api: string | null;
+  readonly fingerprint: string;
+}
+
+const RemoteHealth = z.object({
+  triplet: z.object({
+    tripletId: z.string(),
+    inService: z.boolean(),
+    servers: z.array(
+      z.object({
+        role: z.enum(['ep', 'partner', 'aux']),
+        roleLabel: z.string(),
+        name: z.string(),
+        version: z.string().nullable(),
+        state: z.enum(['ok', 'starting', 'degraded', 'unreachable', 'untrusted', 'incompatible']),
+        rttMs: z.number().nullable(),
+        detail: z.string().nullable(),
+      }),
+    ),
+  }),
+});
+
+/**
+ * Another triplet of the cluster, as its EP reports it (`GET /api/v1/health`, which probes its own
+ * Partner and Aux), over HTTPS pinned to the EP's recorded certificate fingerprint. An EP that does
+ * not answer leaves its whole triplet out of service: no other server can use it.
+ */
+export async function probeRemoteTriplet(members: readonly MemberRow[], timeoutMs = 3000): Promise<TripletHealth> {
+  const ep = members.find((m) => m.role === 'ep');
+  const tripletId = members[0]?.tripletId ?? '';
+  const down = (why: string): TripletHealth => ({
+    tripletId,
+    inService: false,
+    servers: (['ep', 'partner', 'aux'] as const).flatMap((role) =>
+      members
+        .filter((m) => m.role === role)
+        .map((m) => ({
+          role,
+          roleLabel: ROLE_LABEL[role],
+          name: m.name,
+          version: null,
+          state: 'unreachable' as const,
+          rttMs: null,
+          detail: role === 'ep' ? why : `not probed: its EP ${ep?.name ?? '(none recorded)'} does not answer`,
+        })),
+    ),
+  });
+  if (!ep?.api) return down('no API address recorded');
+  const [host, portText] = splitHostPort(ep.api);
+  return new Promise<TripletHealth>((resolve) => {
+    const t0 = performance.now();
+    const req = request(
+      { host, port: Number(portText), path: '/api/v1/health', method: 'GET', rejectUnauthorized: false, timeout: timeoutMs },
+      (res) => {
+        const presented = (res.socket as TLSSocket).getPeerX509Certificate?.()?.fingerprint256;
+        if (presented !== ep.fingerprint) {
+          res.destroy();
+          resolve(down(`presents certificate ${presented ?? '(none)'}, not the recorded ${ep.fingerprint}`));
+          return;
+        }
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          try {
+            const parsed = RemoteHealth.parse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+            const rtt = performance.now() - t0;
+            resolve({ ...parsed.triplet, servers: parsed.triplet.servers.map((s) => (s.role === 'ep' ? { ...s, rttMs: rtt } : s)) });
+          } catch {
+            resolve(down('answered the health probe with something else'));
+          }
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', (e: NodeJS.ErrnoException) => resolve(down(e.code === 'ECONNREFUSED' ? 'connection refused (stopped?)' : e.message)));
+    req.end();
+  });
+}
+
+function splitHostPort(a: string): [string, string] {
+  const i = a.lastIndexOf(':');
+  return [a.slice(0, i).replace(/^\[|\]$/g, ''), a.slice(i + 1)];
 }

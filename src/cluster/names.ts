@@ -1,4 +1,5 @@
 /** Server names as the bootstrap flags take them: `host[:port]`, the port being the peer (engine) port. */
+import { isIP } from 'node:net';
 import { usageError } from '../errors.js';
 
 export const DEFAULT_PEER_PORT = 6603;
@@ -41,4 +42,9 @@ export function parseServerName(text: string, what: string, defaultPort = DEFAUL
 
 export function formatAddress(a: ServerAddress): string {
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+/** Where a listener binds for a server name: the given IP, or every interface for a DNS name. */
+export function listenHostFor(host: string): string {
+  return isIP(host) ? host : '0.0.0.0';
 }

@@ -3,6 +3,7 @@
  * file and log. Several servers run on one host by giving each its own EKM_HOME.
  *
  *   server.json        bootstrap configuration (written last: its presence = bootstrapped)
+ *   joining.json       a server bootstrapped by ekm_boot_additional_server.sh, waiting to join
  *   tls/server.key     identity private key (0600), tls/server.crt its self-signed certificate
  *   keys/system.key    32-byte system key that encrypts every secret in the store (0600)
  *   data/ekm.db        the embedded store (SQLite)
@@ -17,6 +18,7 @@ export const DEFAULT_EKM_HOME = '/var/lib/ekm';
 export interface HomePaths {
   readonly home: string;
   readonly config: string;
+  readonly joining: string;
   readonly tlsKey: string;
   readonly tlsCert: string;
   readonly systemKey: string;
@@ -32,6 +34,7 @@ export function homePaths(home: string = process.env.EKM_HOME ?? DEFAULT_EKM_HOM
   return {
     home: h,
     config: join(h, 'server.json'),
+    joining: join(h, 'joining.json'),
     tlsKey: join(h, 'tls', 'server.key'),
     tlsCert: join(h, 'tls', 'server.crt'),
     systemKey: join(h, 'keys', 'system.key'),
@@ -50,6 +53,11 @@ export function homePaths(home: string = process.env.EKM_HOME ?? DEFAULT_EKM_HOM
 /** Whether a server is bootstrapped in this home (its server.json exists); no schema is loaded. */
 export function isBootstrapped(paths: HomePaths): boolean {
   return existsSync(paths.config);
+}
+
+/** Whether this home holds a server that waits to join a cluster (ekm_boot_additional_server.sh). */
+export function isWaitingToJoin(paths: HomePaths): boolean {
+  return !existsSync(paths.config) && existsSync(paths.joining);
 }
 
 export function makeDirs(path: string, mode = 0o700): void {

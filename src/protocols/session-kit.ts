@@ -216,13 +216,17 @@ function encodeNever(signerId: PartyId, sig: Uint8Array): Uint8Array {
   return enc('never', u8(signerId), sig);
 }
 
-/** The confirm-phase kind of a protocol body ('prepared' | 'activated' | 'never'), or null. */
-export function confirmKindOf(body: Uint8Array): 'prepared' | 'activated' | 'never' | null {
+/**
+ * Whether a protocol body is a PREPARED re-sent by a party in its confirm phase (resend = 1: after
+ * a restart, a link-up or a timeout), as opposed to the first one, which can arrive while this
+ * party is still opening the session (Aux re-derivation sends PREPARED right after the request).
+ */
+export function isResentPrepared(body: Uint8Array): boolean {
   try {
-    const kind = decodeUtf8(decodeEnc(body)[0] ?? NO_VALUE);
-    return kind === 'prepared' || kind === 'activated' || kind === 'never' ? kind : null;
+    const f = decodeEnc(body);
+    return f.length === 4 && decodeUtf8(f[0]!) === 'prepared' && f[1]!.length === 1 && f[1]![0] === 1;
   } catch {
-    return null;
+    return false;
   }
 }
 

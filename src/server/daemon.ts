@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type HomePaths, makeDirs } from '../config/home.js';
+import { type HomePaths, isWaitingToJoin, makeDirs } from '../config/home.js';
 import { ROLE_LABEL } from '../config/roles.js';
 import { loadServerConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
@@ -22,7 +22,7 @@ export interface StartResult {
 }
 
 export async function startDaemon(paths: HomePaths, timeoutMs = 60_000): Promise<StartResult> {
-  loadServerConfig(paths);
+  if (!isWaitingToJoin(paths)) loadServerConfig(paths);
   const running = daemonPid(paths);
   if (running !== undefined) return { pid: running, alreadyRunning: true };
   makeDirs(dirname(paths.logFile));
@@ -64,6 +64,7 @@ export async function stopDaemon(paths: HomePaths, timeoutMs = 30_000): Promise<
 }
 
 export function describeRunning(paths: HomePaths, pid: number): string {
+  if (isWaitingToJoin(paths)) return `ekm is running (pid ${pid}): waiting to join a cluster (run ucl server create on the main EP)`;
   const cfg = loadServerConfig(paths);
   const api = cfg.api ? `, API https://${cfg.api.host}:${cfg.api.port}` : '';
   return `ekm is running (pid ${pid}): ${ROLE_LABEL[cfg.role]} ${cfg.name}, peer port ${cfg.listen.port}${api}`;

@@ -25,6 +25,8 @@ import { KeyService } from '../service/key-service.js';
 import { ABORT_TOPIC, PROTO_TOPIC, ProtocolHost } from '../service/protocol-host.js';
 import { AuxRecovery } from '../service/aux-recovery.js';
 import { KeyCatalog } from '../service/key-catalog.js';
+import { ROLE_SECRET_METHOD } from '../cluster/join.js';
+import { ScaleOut, roleSecretHandler } from '../cluster/scale-out.js';
 
 export interface ServerContext {
   readonly config: ServerConfig;
@@ -37,6 +39,8 @@ export interface ServerContext {
   readonly keys: KeyService;
   /** EP only: names, states and destruction of keys. */
   readonly catalog: KeyCatalog | undefined;
+  /** EP only: adding triplets (ucl server create). */
+  readonly scaleOut: ScaleOut | undefined;
   probe(): Promise<TripletHealth>;
 }
 
@@ -61,6 +65,7 @@ export class EkmServer implements ServerContext {
   /** EP after a restore: re-derives the Aux and refreshes every key, then is done (issue 7). */
   private recovery: AuxRecovery | undefined;
   catalog: KeyCatalog | undefined;
+  readonly scaleOut: ScaleOut | undefined;
 
   private constructor(
     readonly config: ServerConfig,
@@ -108,6 +113,9 @@ export class EkmServer implements ServerContext {
       poolTarget: Number(process.env.EKM_POOL_TARGET ?? 16),
       registerPeerMethod: (name, handler) => this.registerPeerMethod(name, handler),
     });
+    this.scaleOut =
+      config.role === 'ep' ? new ScaleOut({ config, paths, identity: { ...identity, fingerprint: config.fingerprint }, store, peers: this.peers, log }) : undefined;
+    if (config.role === 'partner') this.methods.set(ROLE_SECRET_METHOD, roleSecretHandler({ config, paths, log }));
     this.methods.set('status', () => this.statusReply());
     this.methods.set('echo', (body) => body);
   }
@@ -125,6 +133,7 @@ export class EkmServer implements ServerContext {
     if (auxStarts) log.warn({ event: 'aux_store_empty' }, 'the Aux store is empty: run the Aux re-derivation from the EP');
     const server = new EkmServer(config, paths, store, barrier, log.child({ role: config.role, server: config.name }), identity);
     try {
+      await store.bindTriplet(config.tripletId);
       await server.keys.start();
       await server.peers.start();
       if (config.role === 'ep') {

@@ -32,7 +32,7 @@ import { type ConfirmCheckpoint, decodeRequest } from '../protocols/session-kit.
 import type { Envelope } from '../protocols/types.js';
 import { KEY_UID_RE, type KeyRow, type KeyWrite, type StoredShare } from '../store/key-records.js';
 import { type CommonData, type Recipe, runsInline } from './party-recipes.js';
-import { ProtocolAbortedError, type SessionSpec } from './protocol-host.js';
+import { PeerRefusedError, ProtocolAbortedError, type SessionSpec } from './protocol-host.js';
 import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from './share-codec.js';
 import { PresignPool } from './presign-pool.js';
 import type { ServiceDeps } from './service-deps.js';
@@ -105,6 +105,7 @@ export class KeyService {
    * re-encoding the point on every export or verify was most of a public-key read's cost.
    */
   private readonly publicMaterials = new BoundedCache<string, PublicMaterial>(PUBLIC_CACHE_ENTRIES);
+  private readonly auxRederivations = new Map<string, Promise<void>>();
   private readonly publicExports = new BoundedCache<string, ExportedPublicKey>(PUBLIC_CACHE_ENTRIES);
 
   constructor(private readonly deps: KeyServiceDeps) {
@@ -196,8 +197,9 @@ export class KeyService {
       const message = req.message;
       const frost = (helper: 2 | 3): Promise<FrostOutput> =>
         this.deps.host.run<FrostOutput>(this.spec({ kind: 'frost', share: current, tripletId: this.deps.tripletId, coordinate: { helper, message } }, PROTO_FROST, noWrites));
+      const withAux = (): Promise<FrostOutput> => this.withAuxShares([keyId], () => frost(3));
       let out: FrostOutput;
-      if (!this.deps.peers.link('partner')) out = await frost(3);
+      if (!this.deps.peers.link('partner')) out = await withAux();
       else {
         try {
           out = await frost(2);
@@ -205,7 +207,7 @@ export class KeyService {
           // Partner did not answer or aborted: EP + Aux hold enough shares too (fresh nonces, new session).
           if (!(e instanceof EkmError) || !this.deps.peers.link('aux')) throw e;
           this.deps.log.warn({ keyId, err: e.message }, 'FROST with the Partner failed; signing with the Aux');
-          out = await frost(3);
+          out = await withAux();
         }
       }
       if (out.kind !== 'signature' || !verifyFrostSignature(alg, current.Y, req.message, out.signature)) {
@@ -223,15 +225,16 @@ export class KeyService {
           : this.spec({ kind: 'ecdsa-sign', share: current, tripletId, input }, PROTO_SIGN, ecdsaWrites),
       );
     let presig = await this.pool?.take(keyId, current.epoch);
+    const onDemand = (): Promise<EcdsaOutput> => this.withAuxShares([keyId], () => run(undefined));
     let out: EcdsaOutput;
     try {
-      out = await run(presig);
+      out = presig ? await run(presig) : await onDemand();
     } catch (e) {
       if (!presig || !(e instanceof ProtocolAbortedError)) throw e;
       // The presignature is burnt either way; one on-demand attempt serves this request.
       this.deps.log.warn({ keyId, err: e.message }, 'pooled presignature failed; signing on demand');
       presig = undefined;
-      out = await run(undefined);
+      out = await onDemand();
     }
     if (out.kind !== 'signature' || !verifyEcdsa(alg, current.Y, input, out.p1363)) throw this.invalidOutput(keyId, PROTO_SIGN);
     this.pool?.markHot(keyId);
@@ -307,9 +310,41 @@ export class KeyService {
     }
     const states = await this.settledRefreshStates(keyIds);
     for (const k of keyIds) if (!states.has(k)) throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${k}`, undefined, 1, 404);
-    const out = await this.deps.host.run<RefreshOutput>(this.spec({ kind: 'refresh', common: this.common, states: [...states], keyIds }, REFRESH_PROTO, refreshWrites));
+    const out = await this.withAuxShares(keyIds, () =>
+      this.deps.host.run<RefreshOutput>(this.spec({ kind: 'refresh', common: this.common, states: [...states], keyIds }, REFRESH_PROTO, refreshWrites)),
+    );
     for (const k of out.keys) this.pool?.burn(k.keyId, k.to);
     return { keys: out.keys };
+  }
+
+  /**
+   * Runs `op`, and once more after re-deriving this triplet's Aux shares of `keyIds` if the Aux
+   * refused for lack of a share at the key's current epoch. In a cluster of several triplets each
+   * Aux keeps its own store: a key generated or refreshed through another triplet reaches this
+   * Aux the first time this triplet needs it there (§6 re-derivation, without the refresh: this
+   * Aux is not a lost one, it never held the share).
+   */
+  private async withAuxShares<T>(keyIds: readonly string[], op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (e) {
+      if (!(e instanceof PeerRefusedError) || e.peer !== 'aux' || e.refusal !== 'EKM_KEY_EPOCH') throw e;
+      this.deps.log.info({ event: 'aux_share_missing', keyIds }, "this triplet's Aux lacks a current share: re-deriving it");
+      await this.rederiveForAux(keyIds);
+      return op();
+    }
+  }
+
+  /** One re-derivation per set of keys at a time: concurrent requests for the same keys wait for it. */
+  private rederiveForAux(keyIds: readonly string[]): Promise<void> {
+    const id = [...keyIds].sort().join(',');
+    let p = this.auxRederivations.get(id);
+    if (!p) {
+      p = this.rederiveAux(keyIds, { refresh: false }).then(() => undefined);
+      void p.finally(() => this.auxRederivations.delete(id)).catch(() => undefined);
+      this.auxRederivations.set(id, p);
+    }
+    return p;
   }
 
   /** Gives the Aux its shares of every active key again (after a restore or an Aux loss), then refreshes them all (§6). */
@@ -360,6 +395,12 @@ export class KeyService {
     host.register(REFRESH_PROTO, async (env) => {
       const { inputs } = decodeRequest(REFRESH_PROTO, env, tripletId);
       const states = await this.settledRefreshStates(inputs.keyIds);
+      // A key this server does not hold at the named epoch (an Aux that never got it) is refused
+      // with a code the EP acts on (withAuxShares), rather than aborted inside the protocol.
+      inputs.keyIds.forEach((k, i) => {
+        const st = states.get(k);
+        if (!st || st.current.epoch !== inputs.epochs[i]) throw new EkmError('EKM_KEY_EPOCH', `this server holds no share of key ${k} at epoch ${inputs.epochs[i]}`);
+      });
       return this.spec({ kind: 'refresh', common, states: [...states] }, REFRESH_PROTO, refreshWrites);
     });
     host.register(AUX_PROTO, async (env) => {

@@ -12,7 +12,7 @@ import { toHex } from '../crypto/encoding.js';
 import { EkmError } from '../errors.js';
 import { protocolFailpoint } from '../failpoints.js';
 import type { PeerManager, PeerRole } from '../net/peers.js';
-import { type ConfirmCheckpoint, type IdentitySigner, confirmKindOf, confirmRepliesFromCheckpoint, neverBody } from '../protocols/session-kit.js';
+import { type ConfirmCheckpoint, type IdentitySigner, confirmRepliesFromCheckpoint, isResentPrepared, neverBody } from '../protocols/session-kit.js';
 import { type Envelope, type PartyId, ProtocolAbort, decodeEnvelope, encodeEnvelope } from '../protocols/types.js';
 import type { KeyStore, KeyWrite } from '../store/key-records.js';
 import type { Recipe } from './party-recipes.js';
@@ -77,11 +77,26 @@ export class ProtocolAbortedError extends EkmError {
   }
 }
 
+/** A peer refused the session's request with an error code (e.g. EKM_KEY_EPOCH: it holds no such share). */
+export class PeerRefusedError extends ProtocolAbortedError {
+  constructor(
+    readonly peer: PeerRole,
+    readonly refusal: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const REFUSAL = /^refused: (EKM_[A-Z0-9_]+)(?:: (.*))?$/s;
+
 export class ProtocolHost {
   private readonly sessions = new Map<string, Session>();
   private readonly factories = new Map<string, SessionFactory>();
   /** Envelopes that arrived before their session's round-0 request (another link was faster). */
   private readonly orphans = new Map<string, { env: Envelope; at: number }[]>();
+  /** Sids whose round-0 request is being checked (replay cache, factory): not unknown, only not open yet. */
+  private readonly accepting = new Set<string>();
   private orphanCount = 0;
   private readonly timeoutMs: number;
 
@@ -134,14 +149,13 @@ export class ProtocolHost {
     const session = this.sessions.get(sid);
     if (session) this.enqueue(session, { op: 'receive', env });
     else if (env.round === 0 && env.from === 1) void this.accept(sid, env);
-    else if (confirmKindOf(env.body) === 'prepared' && this.factories.has(env.proto)) void this.answerUnknown(sid, env);
+    else if (isResentPrepared(env.body) && this.factories.has(env.proto) && !this.accepting.has(sid)) void this.answerUnknown(sid, env);
     else this.keepOrphan(sid, env);
   }
 
   /**
-   * A peer in its confirm phase re-sends PREPARED for a session that is not running here. A peer
-   * reaches PREPARED only after this party took part in the earlier rounds, so the session ended
-   * here: it finished (answer from the stored 'done' checkpoint: the peer missed our ACTIVATED), it
+   * A peer in its confirm phase re-sends PREPARED for a session that is not running (nor being
+   * opened) here. A re-send comes after a restart, a link-up or a timeout, so the session ended here: it finished (answer from the stored 'done' checkpoint: the peer missed our ACTIVATED), it
    * ended before this party persisted PENDING (crash, timeout, failed write), or this party dropped
    * its PENDING on a NEVER. In the last two cases it records the sid as aborted and promises, signed,
    * never to activate it (NEVER): the pending peers drop their PENDING instead of waiting forever.
@@ -183,6 +197,11 @@ export class ProtocolHost {
     const reason = Buffer.from(bytes.subarray(32, 232)).toString('utf8').replace(/[^\x20-\x7e]/g, '?');
     const session = this.sessions.get(sid);
     if (!session || session.done) return;
+    const refused = REFUSAL.exec(reason);
+    if (refused && !session.committing) {
+      this.fail(session, new PeerRefusedError(fromRole, refused[1]!, `${fromRole} refused: ${refused[2] ?? refused[1]}`), false);
+      return;
+    }
     if (session.committing) {
       // It cannot abort (R4), but the peer can answer a re-send: done, or NEVER if it had no PENDING.
       this.enqueue(session, { op: 'start' });
@@ -197,17 +216,20 @@ export class ProtocolHost {
       this.security('request for an unknown protocol', { proto: env.proto });
       return;
     }
-    if (await this.opts.store.sidSeen(sid)) {
-      this.security('replayed session id refused', { proto: env.proto, sid });
-      return;
-    }
+    this.accepting.add(sid);
     let spec: SessionSpec;
     try {
+      if (await this.opts.store.sidSeen(sid)) {
+        this.security('replayed session id refused', { proto: env.proto, sid });
+        return;
+      }
       spec = await factory(env);
     } catch (e) {
       this.logAbort(env.proto, sid, e);
       this.notifyAbort(sid, e);
       return;
+    } finally {
+      this.accepting.delete(sid);
     }
     if (this.sessions.has(sid)) return;
     const session = this.open(sid, spec);
@@ -319,7 +341,8 @@ export class ProtocolHost {
   }
 
   private notifyAbort(sid: string, err: unknown): void {
-    const reason = err instanceof ProtocolAbort ? err.reason : 'refused';
+    // A refusal keeps its code, so that the initiator can act on it (KeyService.withAuxShares).
+    const reason = err instanceof ProtocolAbort ? err.reason : err instanceof EkmError ? `refused: ${err.code}: ${err.message}` : 'refused';
     const body = Buffer.concat([Buffer.from(sid, 'hex'), Buffer.from(reason.slice(0, 200), 'utf8')]);
     for (const role of ['ep', 'partner', 'aux'] as const) {
       if (PARTY_OF[role] === this.opts.self) continue;

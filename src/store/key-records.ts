@@ -114,6 +114,11 @@ export interface KeyStore {
   /** The same for an RSA key. */
   getRsaShares(keyId: string): Promise<StoredRsaShare[]>;
   sidSeen(sid: string): Promise<boolean>;
+  /**
+   * The triplet of the server using this store: its sessions and presignatures are the ones
+   * recorded (and listed) under it; rows from before triplets were recorded become its own.
+   */
+  bindTriplet(tripletId: string): Promise<void>;
   /** What this party recorded of a session (any state), or undefined if it never wrote one. */
   sessionRecord(sid: string): Promise<SessionRecord | undefined>;
   openSessions(): Promise<OpenSession[]>;

@@ -178,6 +178,17 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE protocol_sessions_v6 RENAME TO protocol_sessions;
     `,
   },
+  {
+    version: 7,
+    name: 'sessions and presignatures belong to a triplet',
+    // Scale-out: the EPs (and Partners) of several triplets share one store; each resumes only its
+    // own triplet's sessions and uses only presignatures its own Partner and Aux hold. Rows written
+    // before are claimed by the first triplet that starts (bindTriplet), the only one there was.
+    sqlite: `
+      ALTER TABLE protocol_sessions ADD COLUMN triplet_id TEXT;
+      ALTER TABLE presignatures ADD COLUMN triplet_id TEXT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -201,6 +201,9 @@ const integrityAad = (id: string): string => `integrity|${id}`;
 export class SqlStore implements Store {
   readonly kind: Store['kind'];
 
+  /** See bindTriplet; null for tools that open the store without serving (bootstrap, backup). */
+  private tripletId: string | null = null;
+
   constructor(
     private readonly d: SqlDriver,
     private readonly barrier: Barrier | undefined,
@@ -402,10 +405,11 @@ export class SqlStore implements Store {
     switch (w.op) {
       case 'session-open':
         yield* write(
-          "INSERT INTO protocol_sessions (sid, proto, state, created_at) VALUES (?, ?, 'open', ?) ON CONFLICT DO NOTHING",
+          "INSERT INTO protocol_sessions (sid, proto, state, created_at, triplet_id) VALUES (?, ?, 'open', ?, ?) ON CONFLICT DO NOTHING",
           w.sid,
           w.proto,
           now,
+          this.tripletId,
         );
         return;
       case 'session-checkpoint':
@@ -417,11 +421,12 @@ export class SqlStore implements Store {
       case 'session-abort':
         // A done session stays done (its checkpoint answers late re-sends).
         yield* write(
-          `INSERT INTO protocol_sessions (sid, proto, state, created_at) VALUES (?, ?, 'aborted', ?)
+          `INSERT INTO protocol_sessions (sid, proto, state, created_at, triplet_id) VALUES (?, ?, 'aborted', ?, ?)
            ON CONFLICT (sid) DO UPDATE SET state = 'aborted', checkpoint = NULL WHERE protocol_sessions.state = 'open'`,
           w.sid,
           w.proto,
           now,
+          this.tripletId,
         );
         return;
       case 'pending-discard':
@@ -463,7 +468,7 @@ export class SqlStore implements Store {
       case 'aux-present':
         // Presignatures made with the lost Aux can never complete: burn them.
         yield* write('UPDATE keys SET aux_present = 1 WHERE key_id = ?', w.keyId);
-        yield* write('DELETE FROM presignatures WHERE key_id = ?', w.keyId);
+        yield* write('DELETE FROM presignatures WHERE key_id = ? AND triplet_id IS NOT DISTINCT FROM ?', w.keyId, this.tripletId);
         return;
       case 'aux-share-pending':
         yield* insertKey(w.share.keyId, w.share.alg, 'pending', w.share.epoch, ' ON CONFLICT DO NOTHING');
@@ -477,12 +482,13 @@ export class SqlStore implements Store {
         return;
       case 'presig-put':
         yield* write(
-          'INSERT INTO presignatures (psid, key_id, epoch, sealed, created_at) VALUES (?, ?, ?, ?, ?)',
+          'INSERT INTO presignatures (psid, key_id, epoch, sealed, created_at, triplet_id) VALUES (?, ?, ?, ?, ?, ?)',
           w.psid,
           w.keyId,
           w.epoch,
           this.sealer().seal(w.secret, presigAad(w.psid)),
           now,
+          this.tripletId,
         );
         return;
       case 'presig-delete':
@@ -551,15 +557,27 @@ export class SqlStore implements Store {
     return this.one<SessionRecord>('SELECT proto, state, checkpoint FROM protocol_sessions WHERE sid = ?', sid);
   }
 
+  async bindTriplet(tripletId: string): Promise<void> {
+    this.tripletId = tripletId;
+    await this.d.transaction(
+      (function* (): Steps<void> {
+        yield* write('UPDATE protocol_sessions SET triplet_id = ? WHERE triplet_id IS NULL', tripletId);
+        yield* write('UPDATE presignatures SET triplet_id = ? WHERE triplet_id IS NULL', tripletId);
+      })(),
+    );
+  }
+
   async openSessions(): Promise<OpenSession[]> {
     return this.all<OpenSession>(
-      "SELECT sid, proto, checkpoint FROM protocol_sessions WHERE state = 'open' AND checkpoint IS NOT NULL ORDER BY created_at",
+      "SELECT sid, proto, checkpoint FROM protocol_sessions WHERE state = 'open' AND checkpoint IS NOT NULL AND triplet_id IS NOT DISTINCT FROM ? ORDER BY created_at",
+      this.tripletId,
     );
   }
 
   async listPresigs(): Promise<{ psid: string; keyId: string; epoch: number }[]> {
     const rows = await this.all<{ psid: string; key_id: string; epoch: number }>(
-      'SELECT psid, key_id, epoch FROM presignatures ORDER BY created_at',
+      'SELECT psid, key_id, epoch FROM presignatures WHERE triplet_id IS NOT DISTINCT FROM ? ORDER BY created_at',
+      this.tripletId,
     );
     return rows.map((r) => ({ psid: r.psid, keyId: r.key_id, epoch: r.epoch }));
   }

@@ -258,6 +258,45 @@ export function storeContract(label: string, factory: StoreFactory): void {
       assert.deepEqual(await s.openSessions(), []);
     });
 
+    withStore(
+      "bindTriplet: each triplet resumes only its own sessions and uses only its own presignatures; older rows become the first's",
+      async (s) => {
+        await s.applyKeyWrites([{ op: 'key-create', keyId: 'k1', alg: 'ecdsa-p256', share: share('k1', 1) }]);
+        await s.applyKeyWrites([
+          { op: 'session-open', sid: 'old', proto: 'refresh' },
+          { op: 'session-checkpoint', sid: 'old', checkpoint: 'cp-old' },
+          { op: 'presig-put', psid: 'p-old', keyId: 'k1', epoch: 1, secret: bytes(8, 1) },
+        ]);
+        await s.bindTriplet('aaaaaaaaaaaaaaaa');
+        assert.deepEqual(
+          await s.openSessions(),
+          [{ sid: 'old', proto: 'refresh', checkpoint: 'cp-old' }],
+          'rows from before belong to the first triplet',
+        );
+        await s.bindTriplet('bbbbbbbbbbbbbbbb');
+        assert.deepEqual(await s.openSessions(), [], "another triplet's EP does not resume them");
+        assert.deepEqual(await s.listPresigs(), []);
+        await s.applyKeyWrites([
+          { op: 'session-open', sid: 'new', proto: 'refresh' },
+          { op: 'session-checkpoint', sid: 'new', checkpoint: 'cp-new' },
+          { op: 'presig-put', psid: 'p-new', keyId: 'k1', epoch: 1, secret: bytes(8, 2) },
+        ]);
+        assert.deepEqual(
+          (await s.listPresigs()).map((p) => p.psid),
+          ['p-new'],
+        );
+        // The Aux came back to triplet b: only b's presignatures of the key are burnt.
+        await s.applyKeyWrites([{ op: 'aux-present', keyId: 'k1' }]);
+        assert.deepEqual(await s.listPresigs(), []);
+        await s.bindTriplet('aaaaaaaaaaaaaaaa');
+        assert.deepEqual(
+          (await s.listPresigs()).map((p) => p.psid),
+          ['p-old'],
+        );
+        assert.equal(await s.sidSeen('new'), true, 'the replay cache spans the cluster');
+      },
+    );
+
     withStore('pending-discard: drops a PENDING epoch; a key that never became active goes entirely', async (s) => {
       await s.applyKeyWrites([
         { op: 'key-create', keyId: 'k1', alg: 'ecdsa-p256', share: share('k1', 1) },

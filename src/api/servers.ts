@@ -1,0 +1,76 @@
+/**
+ * Scale-out routes (`ucl server create`): who the new servers are, then adding them as a triplet.
+ * Root SO only: a new triplet receives the role secrets of the cluster's stores.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { ScaleOut } from '../cluster/scale-out.js';
+import { EkmError } from '../errors.js';
+import { ROOT_PARTITION_ID } from '../service/audit.js';
+import type { Authenticator } from './auth.js';
+import { parse } from './keys.js';
+import { type ApiDoc, route } from './openapi.js';
+
+const ServerName = z.string().min(1).max(300).describe('host[:port] of a server bootstrapped with ekm_boot_additional_server.sh');
+const NewTriplet = z.object({ ep: ServerName, partner: ServerName, aux: ServerName }).strict();
+const CreateBody = NewTriplet.extend({
+  approve: z
+    .record(z.string(), z.string().regex(/^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31}$/))
+    .optional()
+    .describe('server name → approved SHA-256 certificate fingerprint'),
+  force: z.boolean().optional().describe('approve every certificate without comparing (ucl -f)'),
+}).strict();
+const ServerView = z.object({
+  role: z.enum(['ep', 'partner', 'aux']),
+  name: z.string(),
+  address: z.string(),
+  fingerprint: z.string(),
+  version: z.string(),
+});
+
+export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Authenticator, doc: ApiDoc): void {
+  async function rootSo(req: FastifyRequest): Promise<void> {
+    const p = await auth.authenticate(req);
+    if (p.role !== 'so' || p.partitionId !== ROOT_PARTITION_ID)
+      throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO adds servers', undefined, 1, 403);
+  }
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/servers/inspect',
+      summary: 'Contact three servers waiting to join and show their certificates (changes nothing)',
+      tag: 'system',
+      access: 'so of root',
+      body: NewTriplet,
+      ok: { status: 200, description: 'the servers, for approval', schema: z.object({ servers: z.array(ServerView) }) },
+      errors: [403, 409, 502],
+    },
+    async (req) => {
+      await rootSo(req);
+      return { servers: await scaleOut.inspect(parse(NewTriplet, req.body, 'body')) };
+    },
+  );
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/servers',
+      summary: 'Add a triplet of servers waiting to join (ucl server create -e -p -a)',
+      tag: 'system',
+      access: 'so of root',
+      body: CreateBody,
+      ok: { status: 201, description: 'the new triplet', schema: z.object({ tripletId: z.string(), servers: z.array(ServerView) }) },
+      errors: [403, 409, 502, 503],
+    },
+    async (req, reply) => {
+      await rootSo(req);
+      const { approve, force, ...servers } = parse(CreateBody, req.body, 'body');
+      if (!force && !approve)
+        throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprints (approve), or force', undefined, 1, 409);
+      return reply.status(201).send(await scaleOut.create({ servers, approve: approve ?? {}, force: force === true }));
+    },
+  );
+}

@@ -1,0 +1,407 @@
+/**
+ * `ucl server create -e <ep> -p <partner> -a <aux>` on the main EP (the seed's "Add a Server
+ * Triplet"): makes three servers waiting to join (src/server/join-listener.ts) the next triplet.
+ *
+ *  1. dial each, read its hello: it must wait to join and run this cluster's exact release;
+ *  2. the operator approves each certificate fingerprint (ucl shows them; or `-f`);
+ *  3. the role-group secrets: the EP's own, and the Partner's from this EP's Partner, which seals
+ *     it to the new Partner's certificate itself (this EP relays it and cannot open it);
+ *  4. `join.check` on all three (every check, nothing written), then `join.apply` on all three;
+ *  5. the new servers are recorded in the cluster's server list (the shared EP store).
+ *
+ * Scale-out needs the EP and Partner stores on PostgreSQL (`-externaldb`): that is how every EP
+ * serves every key. Nothing changes in the cluster until every check of steps 1–4 has passed.
+ */
+import { X509Certificate, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import type { HomePaths } from '../config/home.js';
+import { ROLE_LABEL, type Role } from '../config/roles.js';
+import type { PeerEntry, ServerConfig } from '../config/server-config.js';
+import { EkmError } from '../errors.js';
+import { decodeJson, encodeJson } from '../net/framing.js';
+import { PeerLink } from '../net/link.js';
+import { describeSocketError, type PeerManager } from '../net/peers.js';
+import type { Store } from '../store/store.js';
+import { PEER_PROTOCOL_VERSION, VERSION } from '../version.js';
+import {
+  JOIN_APPLY,
+  JOIN_CHECK,
+  JOIN_HELLO,
+  JoinAnswer,
+  JoinHello,
+  type JoinPackage,
+  ROLE_SECRET_METHOD,
+  RoleSecretAnswer,
+  RoleSecretRequest,
+  type RoleSecret,
+  sealRoleSecret,
+} from './join.js';
+import { type ServerAddress, formatAddress, parseServerName } from './names.js';
+
+export type NewTriplet = Record<Role, string>;
+
+/** A server waiting to join, as the operator sees it before approving. */
+export interface NewServerView {
+  readonly role: Role;
+  readonly name: string;
+  readonly address: string;
+  readonly fingerprint: string;
+  readonly version: string;
+}
+
+export interface CreateRequest {
+  readonly servers: NewTriplet;
+  /** name → the fingerprint the operator approved; or `force` (ucl -f). */
+  readonly approve: Readonly<Record<string, string>>;
+  readonly force: boolean;
+}
+
+export interface CreateResult {
+  readonly tripletId: string;
+  readonly servers: readonly NewServerView[];
+}
+
+export interface ScaleOutDeps {
+  readonly config: ServerConfig;
+  readonly paths: HomePaths;
+  readonly identity: { readonly keyPem: string; readonly certPem: string; readonly fingerprint: string };
+  readonly store: Store;
+  readonly peers: PeerManager;
+  readonly log: Logger;
+}
+
+interface Contacted extends NewServerView {
+  readonly addr: ServerAddress;
+  readonly certPem: string;
+  readonly apiPort: number | undefined;
+  readonly link: PeerLink;
+}
+
+const ROLES: readonly Role[] = ['ep', 'partner', 'aux'];
+
+/** HTTP statuses of scale-out's refusals: the cluster's state (409), a server not there (502), a peer down (503). */
+const STATUS: Readonly<Record<string, number>> = {
+  EKM_SCALE_OUT_NEEDS_POSTGRES: 409,
+  EKM_SERVER_EXISTS: 409,
+  EKM_NOT_WAITING: 409,
+  EKM_VERSION_MISMATCH: 409,
+  EKM_JOIN_REFUSED: 409,
+  EKM_JOIN_PARTIAL: 409,
+  EKM_NOT_APPROVED: 409,
+  EKM_SERVER_UNREACHABLE: 502,
+  EKM_PEER_PROTOCOL: 502,
+  EKM_PARTNER_DOWN: 503,
+};
+
+/** The hint joins the message: these errors reach the operator through the API, which carries one message. */
+function scaleError(code: string, message: string, hint?: string): EkmError {
+  return new EkmError(code, hint ? `${message}: ${hint}` : message, undefined, 1, STATUS[code] ?? 400);
+}
+const DIAL_TIMEOUT_MS = 5000;
+
+export class ScaleOut {
+  constructor(private readonly deps: ScaleOutDeps) {}
+
+  /** Step 1 alone: who the new servers are (for the operator's approval). Changes nothing. */
+  async inspect(servers: NewTriplet): Promise<NewServerView[]> {
+    const contacted = await this.contact(servers);
+    try {
+      return contacted.map(view);
+    } finally {
+      for (const c of contacted) c.link.close('inspected');
+    }
+  }
+
+  async create(req: CreateRequest): Promise<CreateResult> {
+    await this.checkCluster(req.servers);
+    const contacted = await this.contact(req.servers);
+    try {
+      for (const c of contacted) {
+        if (req.force) continue;
+        const approved = req.approve[c.name];
+        if (approved === undefined)
+          throw scaleError(
+            'EKM_NOT_APPROVED',
+            `the certificate of ${ROLE_LABEL[c.role]} ${c.name} was not approved`,
+            'approve each fingerprint (ucl asks), or use -f',
+          );
+        if (approved.toUpperCase() !== c.fingerprint) {
+          throw scaleError(
+            'EKM_NOT_APPROVED',
+            `${ROLE_LABEL[c.role]} ${c.name} presents certificate ${c.fingerprint}, not the approved ${approved}`,
+            'check the fingerprint its bootstrap printed',
+          );
+        }
+      }
+      const tripletId = randomBytes(8).toString('hex');
+      const packages = await this.packages(contacted, tripletId);
+      for (const c of contacted) await this.send(c, JOIN_CHECK, packages.get(c.role)!);
+      const applied: string[] = [];
+      for (const c of contacted) {
+        try {
+          await this.send(c, JOIN_APPLY, packages.get(c.role)!);
+        } catch (e) {
+          if (applied.length === 0) throw e;
+          throw scaleError(
+            'EKM_JOIN_PARTIAL',
+            `${applied.join(' and ')} joined, but ${ROLE_LABEL[c.role]} ${c.name} did not: ${(e as Error).message}`,
+            'the cluster itself is unchanged: bootstrap the three new servers again (remove their EKM_HOME, ekm_boot_additional_server.sh) and run ucl server create again',
+          );
+        }
+        applied.push(`${ROLE_LABEL[c.role]} ${c.name}`);
+      }
+      const now = new Date().toISOString();
+      for (const c of contacted) {
+        await this.deps.store.upsertServer({
+          name: c.name,
+          role: c.role,
+          tripletId,
+          host: c.addr.host,
+          port: c.addr.port,
+          api: c.role === 'ep' ? `${c.addr.host}:${c.apiPort}` : null,
+          fingerprint: c.fingerprint,
+          addedAt: now,
+        });
+      }
+      this.deps.log.warn({ event: 'triplet_added', tripletId, servers: contacted.map(view) }, 'a triplet joined the cluster');
+      return { tripletId, servers: contacted.map(view) };
+    } finally {
+      for (const c of contacted) c.link.close('done');
+    }
+  }
+
+  /** What must hold of the cluster itself before any new server is contacted. */
+  private async checkCluster(servers: NewTriplet): Promise<void> {
+    if (this.deps.config.store.kind !== 'postgres') {
+      throw scaleError(
+        'EKM_SCALE_OUT_NEEDS_POSTGRES',
+        'this cluster keeps its EP store in SQLite: triplets can only be added to a cluster whose EP and Partner stores are on PostgreSQL',
+        'bootstrap the cluster with -externaldb (docs/operations.md, "Running with PostgreSQL")',
+      );
+    }
+    const known = await this.deps.store.listServers();
+    for (const role of ROLES) {
+      const name = servers[role];
+      const addr = parseServerName(name, `-${role === 'aux' ? 'a' : role[0]}`);
+      const clash = known.find((s) => s.name === name || (s.host === addr.host && s.port === addr.port));
+      if (clash) {
+        throw scaleError(
+          'EKM_SERVER_EXISTS',
+          `${name} is already the ${ROLE_LABEL[clash.role]} ${clash.name} of triplet ${clash.tripletId}`,
+          'name three new servers',
+        );
+      }
+    }
+  }
+
+  /** Dials the three, reads and checks their hellos. */
+  private async contact(servers: NewTriplet): Promise<Contacted[]> {
+    const addrs = ROLES.map((role) => ({
+      role,
+      name: servers[role],
+      addr: parseServerName(servers[role], `-${role === 'aux' ? 'a' : role[0]}`),
+    }));
+    if (new Set(addrs.map((a) => formatAddress(a.addr))).size !== 3) {
+      throw scaleError('EKM_BAD_INPUT', 'the new EP, Partner and Aux must be three different host:port addresses');
+    }
+    const out: Contacted[] = [];
+    try {
+      for (const a of addrs) out.push(await this.contactOne(a.role, a.name, a.addr));
+    } catch (e) {
+      for (const c of out) c.link.close('aborted');
+      throw e;
+    }
+    return out;
+  }
+
+  private async contactOne(role: Role, name: string, addr: ServerAddress): Promise<Contacted> {
+    const label = `${ROLE_LABEL[role]} ${name}`;
+    const { link, certPem, fingerprint } = await this.dial(label, addr);
+    let hello: JoinHello;
+    try {
+      const raw = await link.request(JOIN_HELLO, new Uint8Array(0), DIAL_TIMEOUT_MS).catch((e: unknown) => {
+        throw scaleError(
+          'EKM_NOT_WAITING',
+          `${label} does not wait to join a cluster (${(e as Error).message})`,
+          'bootstrap it with ekm_boot_additional_server.sh -s <name> -fips first',
+        );
+      });
+      const parsed = JoinHello.safeParse(decodeJson(raw));
+      if (!parsed.success)
+        throw scaleError('EKM_NOT_WAITING', `${label} answered with something that is not an ekm server waiting to join`);
+      hello = parsed.data;
+    } catch (e) {
+      link.close('refused');
+      throw e;
+    }
+    const refuse = (code: string, message: string, hint?: string): never => {
+      link.close('refused');
+      throw scaleError(code, message, hint);
+    };
+    if (hello.fingerprint !== fingerprint) refuse('EKM_JOIN_REFUSED', `${label} names another certificate than the one it presents`);
+    if (hello.state !== 'waiting')
+      refuse('EKM_NOT_WAITING', `${label} has joined a cluster already`, 'start it with `service ekm start`, or bootstrap it again');
+    if (hello.protocol !== PEER_PROTOCOL_VERSION || hello.version !== VERSION) {
+      refuse(
+        'EKM_VERSION_MISMATCH',
+        `${label} runs ekm ${hello.version}, the cluster runs ${VERSION}`,
+        'install the release the cluster runs on the new servers (the seed: "matches the software release in the cluster")',
+      );
+    }
+    if (!hello.fips) refuse('EKM_JOIN_REFUSED', `${label} was not bootstrapped with -fips`);
+    return { role, name, address: formatAddress(addr), fingerprint, version: hello.version, addr, certPem, apiPort: hello.apiPort, link };
+  }
+
+  private dial(label: string, addr: ServerAddress): Promise<{ link: PeerLink; certPem: string; fingerprint: string }> {
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({
+        host: addr.host,
+        port: addr.port,
+        key: this.deps.identity.keyPem,
+        cert: this.deps.identity.certPem,
+        minVersion: 'TLSv1.3',
+        maxVersion: 'TLSv1.3',
+        // Not trusted yet: the operator approves the fingerprint it presents (step 2).
+        rejectUnauthorized: false,
+      });
+      const fail = (why: string, hint: string): void => {
+        socket.destroy();
+        reject(
+          scaleError(
+            'EKM_SERVER_UNREACHABLE',
+            `${label}${label.endsWith(formatAddress(addr)) ? '' : ` (${formatAddress(addr)})`}: ${why}`,
+            hint,
+          ),
+        );
+      };
+      socket.setTimeout(DIAL_TIMEOUT_MS, () =>
+        fail('no answer (timeout)', 'is it bootstrapped and started (ekm_boot_additional_server.sh), and reachable from this EP?'),
+      );
+      socket.once('error', (err: NodeJS.ErrnoException) =>
+        fail(
+          err.code === 'ECONNREFUSED' ? 'connection refused' : describeSocketError(err),
+          err.code === 'ECONNREFUSED'
+            ? 'bootstrap it with ekm_boot_additional_server.sh -s <name> -fips (which starts it), then run this again'
+            : 'check the name and the network',
+        ),
+      );
+      socket.once('secureConnect', () => {
+        socket.setTimeout(0);
+        socket.removeAllListeners('error');
+        const cert = socket.getPeerX509Certificate();
+        if (!cert) return fail('presented no certificate', 'it is not an ekm server');
+        const link = new PeerLink(socket, label);
+        link.attach({
+          onRequest: () => {
+            throw scaleError('EKM_PEER_PROTOCOL', 'no requests on this connection');
+          },
+        });
+        resolve({ link, certPem: cert.toString(), fingerprint: cert.fingerprint256 });
+      });
+    });
+  }
+
+  private async packages(contacted: readonly Contacted[], tripletId: string): Promise<Map<Role, JoinPackage>> {
+    const { config, identity } = this.deps;
+    const entry = (c: Contacted): PeerEntry => ({
+      role: c.role,
+      name: c.name,
+      address: c.addr,
+      fingerprint: c.fingerprint,
+      certPem: c.certPem,
+    });
+    const out = new Map<Role, JoinPackage>();
+    for (const c of contacted) {
+      let sealedSecret: string | null = null;
+      if (c.role === 'ep')
+        sealedSecret = sealRoleSecret(this.ownRoleSecret(), { certPem: c.certPem, clusterId: config.clusterId, role: 'ep' });
+      if (c.role === 'partner') sealedSecret = await this.partnerRoleSecret(c);
+      out.set(c.role, {
+        clusterId: config.clusterId,
+        tripletId,
+        role: c.role,
+        name: c.name,
+        ...(c.role === 'ep' && c.apiPort !== undefined ? { apiPort: c.apiPort } : {}),
+        peers: contacted.filter((o) => o.role !== c.role).map(entry),
+        sealedSecret,
+        from: { name: config.name, fingerprint: identity.fingerprint },
+      });
+    }
+    return out;
+  }
+
+  private ownRoleSecret(): RoleSecret {
+    return { systemKey: readFileSync(this.deps.paths.systemKey).toString('base64'), store: this.deps.config.store };
+  }
+
+  /** The Partner seals its own role secret to the new Partner; this EP only relays it. */
+  private async partnerRoleSecret(c: Contacted): Promise<string> {
+    const link = this.deps.peers.link('partner');
+    if (!link)
+      throw scaleError(
+        'EKM_PARTNER_DOWN',
+        "this EP has no link to its Partner, which must hand on the Partner role's secret",
+        'start the Partner and run this again',
+      );
+    const body = encodeJson({ clusterId: this.deps.config.clusterId, recipientCertPem: c.certPem, recipientFingerprint: c.fingerprint });
+    const parsed = RoleSecretAnswer.safeParse(decodeJson(await link.request(ROLE_SECRET_METHOD, body, 10_000)));
+    if (!parsed.success) throw scaleError('EKM_PEER_PROTOCOL', 'the Partner answered the role-secret request with something else');
+    return parsed.data.sealed;
+  }
+
+  private async send(c: Contacted, method: string, pkg: JoinPackage): Promise<void> {
+    let raw: Uint8Array;
+    try {
+      raw = await c.link.request(method, encodeJson(pkg), 30_000);
+    } catch (e) {
+      // The new server's refusal (e.g. it cannot open the role's database) keeps its code and reason.
+      if (e instanceof EkmError)
+        throw scaleError(
+          e.code,
+          e.message,
+          method === JOIN_CHECK ? 'nothing was changed; fix it and run ucl server create again' : undefined,
+        );
+      throw scaleError('EKM_JOIN_REFUSED', `${ROLE_LABEL[c.role]} ${c.name}: ${(e as Error).message}`);
+    }
+    if (!JoinAnswer.safeParse(decodeJson(raw)).success)
+      throw scaleError('EKM_JOIN_REFUSED', `${ROLE_LABEL[c.role]} ${c.name} did not confirm ${method}`);
+  }
+}
+
+function view(c: Contacted): NewServerView {
+  return { role: c.role, name: c.name, address: c.address, fingerprint: c.fingerprint, version: c.version };
+}
+
+/**
+ * The Partner's side of step 3: its role-group secret, sealed to the new Partner's certificate.
+ * Only its own EP may ask (the operator approved the new Partner there), and every release is logged.
+ */
+export function roleSecretHandler(deps: { readonly config: ServerConfig; readonly paths: HomePaths; readonly log: Logger }) {
+  return (body: Uint8Array, from: Role | undefined): Uint8Array => {
+    if (from !== 'ep')
+      throw scaleError('EKM_PEER_PROTOCOL', `only this Partner's EP may ask for the role secret, not ${from ?? 'an unknown peer'}`);
+    if (deps.config.role !== 'partner') throw scaleError('EKM_PEER_PROTOCOL', 'only a Partner hands on the Partner role secret');
+    if (deps.config.store.kind !== 'postgres') {
+      throw scaleError(
+        'EKM_SCALE_OUT_NEEDS_POSTGRES',
+        'the Partner keeps its store in SQLite: triplets can only be added when the Partner store is on PostgreSQL',
+        'bootstrap the cluster with -externaldb',
+      );
+    }
+    const req = RoleSecretRequest.safeParse(decodeJson(body));
+    if (!req.success || req.data.clusterId !== deps.config.clusterId)
+      throw scaleError('EKM_PEER_PROTOCOL', 'malformed role-secret request');
+    if (new X509Certificate(req.data.recipientCertPem).fingerprint256 !== req.data.recipientFingerprint) {
+      throw scaleError('EKM_PEER_PROTOCOL', 'the role-secret request names another certificate than it carries');
+    }
+    const secret: RoleSecret = { systemKey: readFileSync(deps.paths.systemKey).toString('base64'), store: deps.config.store };
+    const sealed = sealRoleSecret(secret, { certPem: req.data.recipientCertPem, clusterId: deps.config.clusterId, role: 'partner' });
+    deps.log.warn(
+      { event: 'role_secret_released', to: req.data.recipientFingerprint },
+      'the Partner role secret was sealed to a new Partner (ucl server create on the EP)',
+    );
+    return encodeJson({ sealed });
+  };
+}

@@ -1,0 +1,321 @@
+/**
+ * Issue 6, the seed's "FIPS Cluster Scale-out" Quickstart on loopback: a triplet whose EP and
+ * Partner keep their stores on PostgreSQL (one database per role), three more servers bootstrapped
+ * with `ekm_boot_additional_server.sh -s <name> -fips`, `ucl server create -e -p -a` on the main
+ * EP, Partner2 and Aux2 started, then EP2 last, and `ucl server test` showing both triplets in
+ * service. Then every key type made through EP1 is used through EP2 at once (and the other way
+ * round), the new triplet's Aux getting its shares on first use; and the refusals: an unreachable
+ * server, a server of the cluster, another release, a refused certificate, a SQLite cluster.
+ */
+import assert from 'node:assert/strict';
+import { constants, createPublicKey, publicEncrypt, verify as nodeVerify } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { EkmClient } from '../../src/client/client.js';
+import { type Api, b64, unb64 } from '../support/api.js';
+import {
+  BOOT_SCRIPT,
+  ROLES,
+  ROOT_SO_PASSWORD,
+  type Role,
+  type RunResult,
+  type Triplet,
+  assertOneLineError,
+  ekm,
+  freePorts,
+  makeTriplet,
+  run,
+  servingTriplet,
+  startSeedOrder,
+  ucl,
+} from '../support/cluster.js';
+import { type PgServer, startPostgres } from '../support/postgres.js';
+import { verifyIndependently } from '../support/verify-ec.js';
+
+let pgServer: PgServer;
+let t1: Triplet;
+/** The new servers' homes and ports (a Triplet's layout, bootstrapped as additional servers). */
+let t2: Triplet;
+
+before(async () => {
+  pgServer = await startPostgres();
+  for (const db of ['ekm_ep', 'ekm_partner']) await pgServer.createDatabase(db);
+  t1 = await makeTriplet();
+  const urls: Record<Role, string | undefined> = {
+    ep: pgServer.url('ekm_ep', 'pw-1'),
+    partner: pgServer.url('ekm_partner', 'pw-2'),
+    aux: undefined,
+  };
+  const boots = await Promise.all(
+    ROLES.map((r) =>
+      run(BOOT_SCRIPT[r], t1.bootArgs(r, ['-f', '--timeout', '60', ...(urls[r] ? ['-externaldb'] : [])]), {
+        ...t1.env(r),
+        EKM_DB_URL: urls[r] ?? '',
+      }),
+    ),
+  );
+  for (const [i, b] of boots.entries()) assert.equal(b.code, 0, `${ROLES[i]} bootstrap: ${b.stderr}`);
+  await startSeedOrder(t1);
+  t2 = await makeTriplet();
+});
+after(async () => {
+  await t2?.cleanup();
+  await t1?.cleanup();
+  pgServer?.stop();
+});
+
+function bootAdditional(t: Triplet, role: Role, env: Record<string, string> = {}): Promise<RunResult> {
+  return run('ekm_boot_additional_server.sh', ['-s', t.names[role], '-fips', '--api-port', String(t.apiPort)], { ...t.env(role), ...env });
+}
+
+function serverCreate(on: Triplet, target: Triplet, ...extra: string[]): Promise<RunResult> {
+  return ucl(
+    on,
+    'server',
+    'create',
+    '-e',
+    target.names.ep,
+    '-p',
+    target.names.partner,
+    '-a',
+    target.names.aux,
+    '-w',
+    ROOT_SO_PASSWORD,
+    ...extra,
+  );
+}
+
+/** An API caller of the given EP(s), logged in as the root SO. */
+async function apiOf(...eps: Triplet[]): Promise<Api & { close(): void }> {
+  const client = new EkmClient({
+    servers: eps.map((t) => ({ host: '127.0.0.1', port: t.apiPort })),
+    trustedCertsPem: eps.map((t) => readFileSync(join(t.homes.ep, 'tls', 'server.crt'), 'utf8')),
+    timeoutMs: 60_000,
+  });
+  const auth = { authorization: `Basic ${Buffer.from(`so@root:${ROOT_SO_PASSWORD}`).toString('base64')}` };
+  return {
+    async call<T>(method: string, path: string, body?: unknown) {
+      const r = await client.request<T>(method, `/api/v1${path}`, body, auth);
+      return { status: r.status, body: r.body };
+    },
+    close: () => client.close(),
+  };
+}
+
+async function waitStopped(t: Triplet, role: Role, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if ((await ekm(t, role, 'status')).stdout.includes('not running')) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${role} of the new triplet still runs ${timeoutMs} ms after it joined`);
+}
+
+async function waitClusterInService(on: Triplet, triplets: number, timeoutMs = 60_000): Promise<RunResult> {
+  const end = Date.now() + timeoutMs;
+  let last: RunResult | undefined;
+  while (Date.now() < end) {
+    last = await ucl(on, 'server', 'test');
+    if (last.code === 0 && last.stdout.includes(`${triplets} triplets`)) return last;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`the cluster is not in service:\n${last?.stdout}\n${last?.stderr}`);
+}
+
+describe('scale-out: the seed Quickstart', () => {
+  it('boots three additional servers, adds them with ucl server create, and both triplets serve', async () => {
+    const boots = await Promise.all(ROLES.map((r) => bootAdditional(t2, r)));
+    for (const [i, b] of boots.entries()) {
+      assert.equal(b.code, 0, `additional bootstrap of ${ROLES[i]}: ${b.stderr}`);
+      assert.match(b.stdout, /waiting to join a cluster; its certificate SHA256 fingerprint:\n {2}([0-9A-F]{2}:){31}[0-9A-F]{2}/);
+      assert.match(b.stdout, /ekm started \(pid \d+\)/);
+    }
+    assert.match((await ekm(t2, 'partner', 'status')).stdout, /waiting to join a cluster/);
+
+    const created = await serverCreate(t1, t2, '-f');
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /^Triplet [0-9a-f]{16} added to the cluster:/m);
+    assert.match(created.stdout, /start .* then 127\.0\.0\.1:\d+ last/);
+    for (const role of ROLES) await waitStopped(t2, role);
+
+    // The seed: start Partner2 and Aux2, then EP2 last.
+    for (const role of ['partner', 'aux', 'ep'] as const) {
+      const r = await ekm(t2, role, 'start');
+      assert.equal(r.code, 0, `ekm start (${role}2): ${r.stderr}`);
+    }
+    const test = await waitClusterInService(t1, 2);
+    assert.match(test.stdout, /Triplet 1 \([0-9a-f]{16}\): in service/);
+    assert.match(test.stdout, /Triplet 2 \([0-9a-f]{16}\): in service/);
+    assert.match(test.stdout, /All servers are in service\./);
+    const fromEp2 = await waitClusterInService(t2, 2);
+    assert.match(fromEp2.stdout, /2 triplets, 6 servers/);
+
+    const list = await ucl(t1, 'server', 'list');
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, /Cluster [0-9a-f]{16}: 6 servers/);
+  });
+
+  it('any EP serves any key: keys made through EP1 sign, decrypt and encrypt through EP2 at once, and the other way round', async () => {
+    const ep1 = await apiOf(t1);
+    const ep2 = await apiOf(t2);
+    try {
+      for (const [maker, user] of [
+        [ep1, ep2],
+        [ep2, ep1],
+      ] as const) {
+        for (const alg of ['ecdsa-p256', 'eddsa-ed25519', 'ecdsa-secp256k1'] as const) {
+          const made = await maker.call<{ keyId: string; publicKey: string }>('POST', '/keys', { alg });
+          assert.equal(made.status, 201, JSON.stringify(made.body));
+          const msg = Buffer.from(`${alg} through the other EP`);
+          const sig = await user.call<{ signature: string }>('POST', `/keys/${made.body.keyId}/sign`, { message: b64(msg) });
+          assert.equal(sig.status, 200, `${alg}: ${JSON.stringify(sig.body)}`);
+          assert.ok(verifyIndependently({ alg, pem: made.body.publicKey }, msg, unb64(sig.body.signature)), `${alg} signature verifies`);
+        }
+        const rsa = await maker.call<{ keyId: string; publicKey: string }>('POST', '/keys', { alg: 'rsa-2048' });
+        assert.equal(rsa.status, 201, JSON.stringify(rsa.body));
+        const msg = Buffer.from('RSA through the other EP');
+        const rsaSig = await user.call<{ signature: string }>('POST', `/keys/${rsa.body.keyId}/sign`, { message: b64(msg) });
+        assert.equal(rsaSig.status, 200, JSON.stringify(rsaSig.body));
+        assert.ok(nodeVerify('sha256', msg, createPublicKey(rsa.body.publicKey), unb64(rsaSig.body.signature)));
+        const secret = Buffer.from('sealed for the other EP');
+        const ct = publicEncrypt({ key: rsa.body.publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, secret);
+        const dec = await user.call<{ plaintext: string }>('POST', `/keys/${rsa.body.keyId}/decrypt`, {
+          ciphertext: b64(ct),
+          scheme: 'oaep',
+          hash: 'sha256',
+        });
+        assert.equal(dec.status, 200, JSON.stringify(dec.body));
+        assert.deepEqual(unb64(dec.body.plaintext), secret);
+
+        const aes = await maker.call<{ keyId: string }>('POST', '/keys', { alg: 'aes-256-dprf' });
+        assert.equal(aes.status, 201, JSON.stringify(aes.body));
+        const enc = await maker.call<{ ciphertext: string }>('POST', `/keys/${aes.body.keyId}/encrypt`, {
+          plaintext: b64('across triplets'),
+        });
+        assert.equal(enc.status, 200, JSON.stringify(enc.body));
+        const back = await user.call<{ plaintext: string }>('POST', `/keys/${aes.body.keyId}/decrypt`, { ciphertext: enc.body.ciphertext });
+        assert.equal(back.status, 200, JSON.stringify(back.body));
+        assert.equal(unb64(back.body.plaintext).toString(), 'across triplets');
+      }
+    } finally {
+      ep1.close();
+      ep2.close();
+    }
+  });
+
+  it('a key refreshed through one triplet signs through the other (its Aux re-derives the new epoch on first use)', async () => {
+    const ep1 = await apiOf(t1);
+    const ep2 = await apiOf(t2);
+    try {
+      const made = await ep1.call<{ keyId: string; publicKey: string }>('POST', '/keys', { alg: 'ecdsa-p384' });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      const key = { alg: 'ecdsa-p384' as const, pem: made.body.publicKey };
+      for (const [refresher, signer] of [
+        [ep1, ep2],
+        [ep2, ep1],
+      ] as const) {
+        const r = await refresher.call('POST', `/keys/${made.body.keyId}/refresh`);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        const msg = Buffer.from(`after a refresh through the other triplet`);
+        const sig = await signer.call<{ signature: string }>('POST', `/keys/${made.body.keyId}/sign`, { message: b64(msg) });
+        assert.equal(sig.status, 200, JSON.stringify(sig.body));
+        assert.ok(verifyIndependently(key, msg, unb64(sig.body.signature)));
+      }
+    } finally {
+      ep1.close();
+      ep2.close();
+    }
+  });
+});
+
+describe('scale-out: what is refused', () => {
+  it('the additional bootstrap refuses peers, passwords and a missing -fips, with one line each', async () => {
+    const [port] = await freePorts(1);
+    const t = await makeTriplet();
+    try {
+      for (const args of [['-s', `127.0.0.1:${port}`], ['-s', `127.0.0.1:${port}`, '-fips', '-p', '127.0.0.1:1'], ['-fips']]) {
+        const r = await run('ekm_boot_additional_server.sh', args, t.env('ep'));
+        assertOneLineError(r);
+      }
+      const again = await bootAdditional(t, 'aux');
+      assert.equal(again.code, 0, again.stderr);
+      const twice = await bootAdditional(t, 'aux');
+      assertOneLineError(twice);
+      assert.match(twice.stderr, /already bootstrapped as .* and waits to join/);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it('refuses an unreachable server, a server of the cluster, another release, a refused certificate; the cluster is unchanged', async () => {
+    const t3 = await makeTriplet();
+    try {
+      const before = (await ucl(t1, 'server', 'list')).stdout;
+      // Nothing listens on t3's ports yet.
+      const unreachable = await serverCreate(t1, t3, '-f');
+      assertOneLineError(unreachable);
+      assert.match(unreachable.stderr, /connection refused: bootstrap it with ekm_boot_additional_server\.sh/);
+
+      const clash = await ucl(
+        t1,
+        'server',
+        'create',
+        '-e',
+        t1.names.ep,
+        '-p',
+        t3.names.partner,
+        '-a',
+        t3.names.aux,
+        '-w',
+        ROOT_SO_PASSWORD,
+        '-f',
+      );
+      assertOneLineError(clash);
+      assert.match(clash.stderr, /is already the EP .* of triplet [0-9a-f]{16}/);
+
+      await bootAdditional(t3, 'ep', { EKM_TEST_VERSION_OVERRIDE: '9.9.9' });
+      await bootAdditional(t3, 'partner');
+      await bootAdditional(t3, 'aux');
+      const version = await serverCreate(t1, t3, '-f');
+      assertOneLineError(version);
+      assert.match(version.stderr, /runs ekm 9\.9\.9, the cluster runs/);
+
+      await ekm(t3, 'ep', 'stop');
+      assert.equal((await ekm(t3, 'ep', 'start')).code, 0);
+      const refused = await run(
+        'ucl',
+        ['server', 'create', '-e', t3.names.ep, '-p', t3.names.partner, '-a', t3.names.aux, '-w', ROOT_SO_PASSWORD],
+        t1.env('ep'),
+        {
+          answers: ['y', 'n'],
+        },
+      );
+      assertOneLineError(refused);
+      assert.match(refused.stdout, /presents certificate SHA256 fingerprint/);
+      assert.match(refused.stderr, /certificate not approved: no server was added/);
+
+      assert.equal((await ucl(t1, 'server', 'list')).stdout, before, 'the cluster is unchanged');
+      assert.match((await ekm(t3, 'partner', 'status')).stdout, /waiting to join/, 'the new servers still wait');
+    } finally {
+      await t3.cleanup();
+    }
+  });
+
+  it('a cluster whose stores are in SQLite cannot grow: it says so', async () => {
+    const plain = await servingTriplet();
+    const t4 = await makeTriplet();
+    try {
+      for (const role of ROLES) assert.equal((await bootAdditional(t4, role)).code, 0);
+      const r = await serverCreate(plain, t4, '-f');
+      assertOneLineError(r);
+      assert.match(
+        r.stderr,
+        /keeps its EP store in SQLite: triplets can only be added to a cluster whose EP and Partner stores are on PostgreSQL/,
+      );
+    } finally {
+      await t4.cleanup();
+      await plain.cleanup();
+    }
+  });
+});
