@@ -42,8 +42,10 @@ export class EkmClient {
   async request<T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
     const n = this.opts.servers.length;
     const failures: string[] = [];
+    // Taken once: concurrent requests move `preferred`, and each request must still try every EP once.
+    const first = this.preferred;
     for (let i = 0; i < n; i++) {
-      const idx = (this.preferred + i) % n;
+      const idx = (first + i) % n;
       const server = this.opts.servers[idx]!;
       try {
         const res = await this.once<T>(server, method, path, body, headers);

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EkmClient } from '../../src/client/client.js';
+import { homePaths } from '../../src/config/home.js';
 import { type Api, b64, unb64 } from '../support/api.js';
 import {
   BOOT_SCRIPT,
@@ -226,6 +227,86 @@ describe('scale-out: the seed Quickstart', () => {
       ep1.close();
       ep2.close();
     }
+  });
+});
+
+describe('scale-out: rolling restart', () => {
+  it('restarting triplet 1, then triplet 2, under a load through a client that knows both EPs: zero failed requests', async () => {
+    const setup = await apiOf(t1);
+    const keys: { keyId: string; alg: 'eddsa-ed25519' | 'ecdsa-p256' | 'rsa-2048' | 'aes-256-dprf'; pem: string }[] = [];
+    for (const alg of ['eddsa-ed25519', 'ecdsa-p256', 'rsa-2048', 'aes-256-dprf'] as const) {
+      const made = await setup.call<{ keyId: string; publicKey: string | null }>('POST', '/keys', { alg });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      keys.push({ keyId: made.body.keyId, alg, pem: made.body.publicKey ?? '' });
+    }
+    setup.close();
+    const client = await apiOf(t1, t2);
+    const stop = { now: false };
+    const done = { ok: 0, failed: [] as string[] };
+    const once = async (i: number): Promise<void> => {
+      const key = keys[i % keys.length]!;
+      const msg = Buffer.from(`rolling ${i}`);
+      try {
+        if (key.alg === 'aes-256-dprf') {
+          const r = await client.call<{ ciphertext: string }>('POST', `/keys/${key.keyId}/encrypt`, { plaintext: b64(msg) });
+          if (r.status !== 200) throw new Error(`${r.status} ${JSON.stringify(r.body)}`);
+        } else {
+          const r = await client.call<{ signature: string }>('POST', `/keys/${key.keyId}/sign`, { message: b64(msg) });
+          if (r.status !== 200) throw new Error(`${r.status} ${JSON.stringify(r.body)}`);
+          const sig = unb64(r.body.signature);
+          const ok =
+            key.alg === 'rsa-2048'
+              ? nodeVerify('sha256', msg, createPublicKey(key.pem), sig)
+              : verifyIndependently({ alg: key.alg, pem: key.pem }, msg, sig);
+          if (!ok) throw new Error('the signature does not verify');
+        }
+        done.ok++;
+      } catch (e) {
+        done.failed.push(`${key.alg}: ${(e as Error).message}`);
+      }
+    };
+    let n = 0;
+    const worker = async (): Promise<void> => {
+      while (!stop.now) await once(n++);
+    };
+    const load = Promise.all([worker(), worker()]);
+    try {
+      for (const [t, other] of [
+        [t1, t2],
+        [t2, t1],
+      ] as const) {
+        // The seed's restart of a triplet: stop it, start Partner and Aux, then the EP last.
+        for (const role of ROLES) assert.equal((await ekm(t, role, 'stop')).code, 0);
+        const during = await ucl(other, 'server', 'test');
+        assert.equal(during.code, 1, 'ucl server test says a triplet is out');
+        assert.match(during.stdout, /NOT in service/);
+        for (const role of ['partner', 'aux', 'ep'] as const) assert.equal((await ekm(t, role, 'start')).code, 0);
+        await waitClusterInService(other, 2);
+      }
+    } finally {
+      stop.now = true;
+      await load;
+      client.close();
+    }
+    console.log(`rolling restart of 2 triplets: ${done.ok} requests served, ${done.failed.length} failed`);
+    if (done.failed.length > 0) {
+      for (const [name, t] of [
+        ['1', t1],
+        ['2', t2],
+      ] as const) {
+        for (const role of ROLES) {
+          const lines = readFileSync(homePaths(t.homes[role]).logFile, 'utf8').split('\n');
+          console.log(
+            `--- ${role}${name}:\n${lines
+              .filter((l) => /abort|refused|"level":[45]0/.test(l))
+              .slice(-8)
+              .join('\n')}`,
+          );
+        }
+      }
+    }
+    assert.deepEqual(done.failed, []);
+    assert.ok(done.ok >= 20, `only ${done.ok} requests were made`);
   });
 });
 
