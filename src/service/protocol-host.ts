@@ -68,8 +68,11 @@ export interface HostOptions {
 
 const ORPHAN_TTL_MS = 10_000;
 const ORPHAN_LIMIT = 4096;
-/** A committing session re-sends after 1, 2, 4 … 32 timeouts (8 minutes at the default 15 s). */
-const MAX_IDLE_DOUBLINGS = 5;
+/** A committing session re-sends after 1, 2, 4 and then every 8 timeouts (2 minutes at the default 15 s). */
+const MAX_IDLE_DOUBLINGS = 3;
+/** An answer to a re-send that failed (the store could not write) is tried again, every 2 s for a minute. */
+const ANSWER_ATTEMPTS = 30;
+const ANSWER_RETRY_MS = 2000;
 
 export class ProtocolAbortedError extends EkmError {
   constructor(message: string) {
@@ -155,12 +158,13 @@ export class ProtocolHost {
 
   /**
    * A peer in its confirm phase re-sends PREPARED for a session that is not running (nor being
-   * opened) here. A re-send comes after a restart, a link-up or a timeout, so the session ended here: it finished (answer from the stored 'done' checkpoint: the peer missed our ACTIVATED), it
+   * opened) here. A re-send comes after a restart, a link-up or a timeout, so the session ended
+   * here: it finished (answer from the stored 'done' checkpoint: the peer missed our ACTIVATED), it
    * ended before this party persisted PENDING (crash, timeout, failed write), or this party dropped
    * its PENDING on a NEVER. In the last two cases it records the sid as aborted and promises, signed,
    * never to activate it (NEVER): the pending peers drop their PENDING instead of waiting forever.
    */
-  private async answerUnknown(sid: string, env: Envelope): Promise<void> {
+  private async answerUnknown(sid: string, env: Envelope, attempt = 1): Promise<void> {
     const reply = (round: number, body: Uint8Array): void => {
       try {
         this.opts.peers.link(ROLE_OF[env.from])?.send(PROTO_TOPIC, encodeEnvelope({ sid: env.sid, proto: env.proto, round, from: this.opts.self, to: env.from, body }));
@@ -186,7 +190,10 @@ export class ProtocolHost {
       this.opts.log.info({ proto: env.proto, sid, to: ROLE_OF[env.from] }, 'answered NEVER for a session that ended here before PENDING');
       reply(env.round, neverBody(this.opts.signer, env.proto, env.sid, this.opts.self));
     } catch (e) {
-      this.opts.log.error({ proto: env.proto, sid, err: (e as Error).message }, 'could not answer a re-sent confirm message');
+      // Typically the store cannot write (disk full): try again soon, so that the peer need not wait
+      // for its own next re-send once the store works again.
+      this.opts.log.error({ proto: env.proto, sid, err: (e as Error).message, attempt }, 'could not answer a re-sent confirm message');
+      if (attempt < ANSWER_ATTEMPTS) setTimeout(() => void this.answerUnknown(sid, env, attempt + 1), ANSWER_RETRY_MS).unref();
     }
   }
 

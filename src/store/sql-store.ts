@@ -338,6 +338,10 @@ export class SqlStore implements Store {
     );
   }
 
+  async deleteServer(name: string): Promise<boolean> {
+    return (await this.write('DELETE FROM servers WHERE name = ?', name)) > 0;
+  }
+
   async listServers(): Promise<ServerRow[]> {
     return (await this.all<object>('SELECT * FROM servers ORDER BY triplet_id, name')).map((r) => camelRow<ServerRow>(r));
   }

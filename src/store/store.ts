@@ -174,6 +174,8 @@ export interface Store extends KeyStore, AccountStore {
 
   upsertServer(s: ServerRow): Promise<void>;
   listServers(): Promise<ServerRow[]>;
+  /** Removes a server from the cluster's list; false if it was not there. */
+  deleteServer(name: string): Promise<boolean>;
 
   /** Cheap liveness probe (a read that touches the database). */
   check(): Promise<void>;

@@ -241,20 +241,27 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
       fx.ledger.figures.scenarios++;
       fx.ledger.figures.faults++;
       const disk = await diskAlmostFull(fx, 'partner', 64 * 1024);
-      const from = logMark(t, 'partner');
-      const stop = { now: false };
-      const load = mixedLoad(fx, stop);
-      await sleep(8000);
-      const full = logSince(t, 'partner', from).match(/database or disk is full|SQLITE_FULL|ENOSPC/g) ?? [];
-      disk.free();
-      await sleep(3000);
-      stop.now = true;
-      await load;
-      assert.ok(full.length > 0, "the Partner's store did run out of space (its log says so)");
-      await waitInService(t, 60_000);
-      assert.deepEqual(await checkLedger(fx), [], 'after the disk filled up and got space again');
-      await disk.unmount();
-      assert.deepEqual(await checkLedger(fx), [], 'with the store back on the real disk');
+      let unmounted = false;
+      try {
+        const from = logMark(t, 'partner');
+        const stop = { now: false };
+        const load = mixedLoad(fx, stop);
+        await sleep(8000);
+        const full = logSince(t, 'partner', from).match(/database or disk is full|SQLITE_FULL|ENOSPC/g) ?? [];
+        disk.free();
+        await sleep(3000);
+        stop.now = true;
+        await load;
+        assert.ok(full.length > 0, "the Partner's store did run out of space (its log says so)");
+        await waitInService(t, 60_000);
+        assert.deepEqual(await checkLedger(fx), [], 'after the disk filled up and got space again');
+        await disk.unmount();
+        unmounted = true;
+        assert.deepEqual(await checkLedger(fx), [], 'with the store back on the real disk');
+      } finally {
+        // A failed check must not leave the tmpfs behind (the later scenarios and the clean-up need the real disk).
+        if (!unmounted) await disk.unmount();
+      }
     },
   );
 

@@ -374,12 +374,14 @@ export async function checkLedger(fx: Fixture, opts: { twoServers?: boolean } = 
   }
   for (const keyId of reusedNonces(ledger.signatures))
     ledger.invalid(`two ECDSA signatures of ${keyId} share r: a presignature was used twice`);
-  for (const k of opts.twoServers ? [] : await unacknowledgedKeys(fx)) {
-    if (!(await eventually(() => usable(fx, k), 3))) ledger.problems.push(`unusable: key ${k.keyId} (${k.alg}) left by a failed operation`);
-  }
   if (!opts.twoServers) {
+    // First: the sessions the fault interrupted settle (activate, or end on NEVER) ...
     const stuck = await sessionsLeftCommitting(fx);
     if (stuck.length > 0) ledger.problems.push(`sessions left committing after the scenario: ${stuck.join(', ')}`);
+    // ... then every key they left must be usable.
+    for (const k of await unacknowledgedKeys(fx)) {
+      if (!(await eventually(() => usable(fx, k), 3))) ledger.problems.push(`unusable: key ${k.keyId} (${k.alg}) left by a failed operation`);
+    }
   }
   const audit = await ucl(fx.t, 'audit', 'verify', '-w', ROOT_SO_PASSWORD);
   if (audit.code !== 0) ledger.problems.push(`audit chain: ${audit.stderr.trim() || audit.stdout.trim()}`);
