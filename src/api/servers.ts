@@ -20,6 +20,8 @@ const CreateBody = NewTriplet.extend({
     .describe('server name → approved SHA-256 certificate fingerprint'),
   force: z.boolean().optional().describe('approve every certificate without comparing (ucl -f)'),
 }).strict();
+const ServerParam = z.object({ name: z.string().min(1).max(300) }).strict();
+const DeleteQuery = z.object({ force: z.enum(['true', 'false']).optional().describe('remove even while its triplet runs') }).strict();
 const ServerView = z.object({
   role: z.enum(['ep', 'partner', 'aux']),
   name: z.string(),
@@ -71,6 +73,27 @@ export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Aut
       if (!force && !approve)
         throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprints (approve), or force', undefined, 1, 409);
       return reply.status(201).send(await scaleOut.create({ servers, approve: approve ?? {}, force: force === true }));
+    },
+  );
+  route(
+    app,
+    doc,
+    {
+      method: 'DELETE',
+      url: '/api/v1/servers/:name',
+      summary: 'Remove a server of another, stopped triplet from the cluster list (ucl server delete)',
+      tag: 'system',
+      access: 'so of root',
+      params: ServerParam,
+      query: DeleteQuery,
+      ok: { status: 200, description: 'the removed server', schema: z.object({ deleted: z.object({}).passthrough() }) },
+      errors: [403, 404, 409],
+    },
+    async (req) => {
+      await rootSo(req);
+      const { name } = parse(ServerParam, req.params, 'path');
+      const { force } = parse(DeleteQuery, req.query, 'query');
+      return { deleted: await scaleOut.delete(name, force === 'true') };
     },
   );
 }

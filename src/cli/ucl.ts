@@ -174,6 +174,24 @@ async function main(): Promise<number> {
     );
   });
 
+  withCredentials(
+    server
+      .command('delete <name>')
+      .description('remove a server of another, stopped triplet from the cluster list (root SO)')
+      .option('-f, --force', 'remove it even while its triplet still runs'),
+    { partitionFlag: false },
+  ).action(async (name: string, o: CredentialOpts & { force?: boolean }) => {
+    const creds = await credentials({ user: o.user, password: o.password }, { partition: 'root' });
+    const r = await call<{ deleted: { name: string; role: Role; tripletId: string } }>(
+      ctx,
+      creds,
+      'DELETE',
+      `/api/v1/servers/${encodeURIComponent(name)}${o.force ? '?force=true' : ''}`,
+    );
+    if (json()) print(JSON.stringify(r, null, 2));
+    else print(`Removed ${ROLE_LABEL[r.deleted.role]} ${r.deleted.name} (triplet ${r.deleted.tripletId}) from the cluster list.`);
+  });
+
   // `ucl audit list | head`: a closed pipe ends the output, not with a stack trace.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(0);

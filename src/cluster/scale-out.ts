@@ -14,6 +14,7 @@
  */
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { HomePaths } from '../config/home.js';
@@ -23,7 +24,7 @@ import { EkmError } from '../errors.js';
 import { decodeJson, encodeJson } from '../net/framing.js';
 import { PeerLink } from '../net/link.js';
 import { describeSocketError, type PeerManager } from '../net/peers.js';
-import type { Store } from '../store/store.js';
+import type { ServerRow, Store } from '../store/store.js';
 import { PEER_PROTOCOL_VERSION, VERSION } from '../version.js';
 import {
   JOIN_APPLY,
@@ -93,6 +94,8 @@ const STATUS: Readonly<Record<string, number>> = {
   EKM_SERVER_UNREACHABLE: 502,
   EKM_PEER_PROTOCOL: 502,
   EKM_PARTNER_DOWN: 503,
+  EKM_SERVER_UNKNOWN: 404,
+  EKM_SERVER_IN_USE: 409,
 };
 
 /** The hint joins the message: these errors reach the operator through the API, which carries one message. */
@@ -170,6 +173,42 @@ export class ScaleOut {
     } finally {
       for (const c of contacted) c.link.close('done');
     }
+  }
+
+  /**
+   * `ucl server delete <name>`: the server leaves the cluster's list (and `ucl server test`). Not
+   * a server of this EP's own triplet (that would cut the ground from under the request; the
+   * cluster's only triplet in particular), and not one whose triplet is in service unless forced:
+   * stop the triplet first. Its stores' data stay: they are the cluster's shared role databases.
+   */
+  async delete(name: string, force: boolean): Promise<ServerRow> {
+    const members = await this.deps.store.listServers();
+    const row = members.find((m) => m.name === name);
+    if (!row) throw scaleError('EKM_SERVER_UNKNOWN', `no server ${name} in this cluster`, 'ucl server list shows them');
+    if (row.tripletId === this.deps.config.tripletId) {
+      const only = new Set(members.map((m) => m.tripletId)).size === 1;
+      throw scaleError(
+        'EKM_SERVER_IN_USE',
+        `${ROLE_LABEL[row.role]} ${name} belongs to ${only ? "the cluster's only triplet" : 'the triplet of this EP'}`,
+        only ? 'a cluster keeps at least one triplet' : 'run ucl server delete through an EP of another triplet',
+      );
+    }
+    if (!force) {
+      // Stopped means: nothing listens on any of its peer ports (a slow or unreachable EP proves nothing).
+      const triplet = members.filter((m) => m.tripletId === row.tripletId);
+      const states = await Promise.all(triplet.map(async (m) => ({ m, state: await portState(m.host, m.port) })));
+      const running = states.filter((s) => s.state !== 'closed');
+      if (running.length > 0) {
+        throw scaleError(
+          'EKM_SERVER_IN_USE',
+          `triplet ${row.tripletId} of ${ROLE_LABEL[row.role]} ${name} still runs (${running.map((s) => `${ROLE_LABEL[s.m.role]} ${s.m.name}: ${s.state === 'open' ? 'listening' : 'no answer, maybe running'}`).join(', ')})`,
+          'stop its three servers first (service ekm stop), or give --force',
+        );
+      }
+    }
+    await this.deps.store.deleteServer(name);
+    this.deps.log.warn({ event: 'server_deleted', server: row, force }, 'a server left the cluster list');
+    return row;
   }
 
   /** What must hold of the cluster itself before any new server is contacted. */
@@ -368,6 +407,20 @@ export class ScaleOut {
     if (!JoinAnswer.safeParse(decodeJson(raw)).success)
       throw scaleError('EKM_JOIN_REFUSED', `${ROLE_LABEL[c.role]} ${c.name} did not confirm ${method}`);
   }
+}
+
+/** Whether something listens on host:port: 'open', 'closed' (refused), or 'unknown' (no answer). */
+function portState(host: string, port: number, timeoutMs = 2000): Promise<'open' | 'closed' | 'unknown'> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (state: 'open' | 'closed' | 'unknown'): void => {
+      socket.destroy();
+      resolve(state);
+    };
+    socket.setTimeout(timeoutMs, () => done('unknown'));
+    socket.once('connect', () => done('open'));
+    socket.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' ? 'closed' : 'unknown'));
+  });
 }
 
 function view(c: Contacted): NewServerView {

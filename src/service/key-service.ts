@@ -39,7 +39,7 @@ import type { ServiceDeps } from './service-deps.js';
 import { refreshWritesFor } from './refresh-writes.js';
 import { sessionItemWrites } from './session-writes.js';
 import { RsaAesKeys } from './rsa-aes-keys.js';
-import { RSA_ALGS, type RsaAlg, exportRsaPublicKey, isRsaAlg } from '../protocols/rsa.js';
+import { RSA_ALGS, RSA_REFRESH_PROTO, type RsaAlg, exportRsaPublicKey, isRsaAlg } from '../protocols/rsa.js';
 import { HASH_LEN, rsassaPkcs1v15Verify, rsassaPssVerify } from '../crypto/rsa-padding.js';
 import { os2ip } from '../crypto/modexp.js';
 import { type PublicMaterial, importPublicKey, publicMaterial, publicOnly } from './public-keys.js';
@@ -126,6 +126,7 @@ export class KeyService {
   /** Loads the presignature index and resumes sessions that were committing when the server stopped. */
   async start(): Promise<void> {
     await this.pool?.load();
+    this.deps.host.setResumer((proto, checkpoint) => this.resumeSpec(proto, fromJsonWithBytes<Checkpointed>(checkpoint)));
     for (const open of await this.deps.store.openSessions()) {
       try {
         const spec = await this.resumeSpec(open.proto, fromJsonWithBytes<Checkpointed>(open.checkpoint));
@@ -452,6 +453,7 @@ export class KeyService {
       const resume = { keys: cp.keys as RefreshKeyEpoch[], checkpoint: cp.checkpoint };
       return this.spec({ kind: 'refresh', common, states: [...states], resume }, REFRESH_PROTO, refreshWrites);
     }
+    if (proto === RSA_REFRESH_PROTO && cp.keys) return this.rsaAes.resumeRefreshSpec(cp.keys as RefreshKeyEpoch[], cp.checkpoint);
     if (proto === AUX_PROTO && cp.keys) {
       const shares = this.deps.self === 3 ? new Map<string, KeyShare>() : await this.loadCurrentShares(cp.keys.map((k) => k.keyId));
       const resume = { keys: cp.keys as AuxKeyEpoch[], checkpoint: cp.checkpoint };

@@ -40,6 +40,8 @@ export interface SessionSpec {
 
 /** Builds the session for a round-0 request from EP (non-initiators); throws to refuse it. */
 export type SessionFactory = (request: Envelope) => Promise<SessionSpec>;
+/** Rebuilds a committing session from its stored checkpoint (JSON). */
+export type SessionResumer = (proto: string, checkpoint: string) => Promise<SessionSpec>;
 
 interface Session {
   sid: string;
@@ -100,6 +102,7 @@ export class ProtocolHost {
   private readonly orphans = new Map<string, { env: Envelope; at: number }[]>();
   /** Sids whose round-0 request is being checked (replay cache, factory): not unknown, only not open yet. */
   private readonly accepting = new Set<string>();
+  private resumer: SessionResumer | undefined;
   private orphanCount = 0;
   private readonly timeoutMs: number;
 
@@ -110,6 +113,31 @@ export class ProtocolHost {
 
   register(proto: string, factory: SessionFactory): void {
     this.factories.set(proto, factory);
+  }
+
+  /** How a checkpointed session is rebuilt from the store (KeyService: the same as at start-up). */
+  setResumer(resumer: SessionResumer): void {
+    this.resumer = resumer;
+  }
+
+  /**
+   * Runs a session again from its stored checkpoint if it is not running here: as a restart does,
+   * for a committing session whose party was dropped while its checkpoint stayed (a failed store
+   * write). Retried while the store cannot be read.
+   */
+  private async resumeFromStore(sid: string, attempt = 1): Promise<void> {
+    if (this.sessions.has(sid) || !this.resumer) return;
+    try {
+      const record = await this.opts.store.sessionRecord(sid);
+      if (!record || record.state !== 'open' || record.checkpoint === null || this.sessions.has(sid)) return;
+      const spec = await this.resumer(record.proto, record.checkpoint);
+      if (this.sessions.has(sid)) return;
+      this.opts.log.warn({ proto: record.proto, sid }, 'resumed a committing protocol session from its checkpoint');
+      this.resume(spec, sid);
+    } catch (e) {
+      this.opts.log.error({ sid, err: (e as Error).message, attempt }, 'could not resume a committing session yet');
+      if (attempt < ANSWER_ATTEMPTS) setTimeout(() => void this.resumeFromStore(sid, attempt + 1), ANSWER_RETRY_MS).unref();
+    }
   }
 
   get activeSessions(): number {
@@ -179,7 +207,11 @@ export class ProtocolHost {
         this.security('confirm message names another protocol than the session', { proto: env.proto, sid });
         return;
       }
-      if (record?.state === 'open' && record.checkpoint !== null) return; // resumed at start-up, not yet running
+      if (record?.state === 'open' && record.checkpoint !== null) {
+        // Committing here, but its party is not running (dropped on a failed write): run it again.
+        await this.resumeFromStore(sid);
+        return;
+      }
       if (record?.state === 'done') {
         if (record.checkpoint === null) return;
         const cp = fromJsonWithBytes<{ checkpoint: ConfirmCheckpoint }>(record.checkpoint).checkpoint;
@@ -314,6 +346,8 @@ export class ProtocolHost {
       // Nothing was sent: the peers time out; this server's state is unchanged or fully written.
       this.opts.log.error({ proto: session.spec.label, sid, err: (e as Error).message }, 'protocol state could not be stored');
       this.fail(session, new ProtocolAbort(session.spec.label, -1, `store write failed: ${(e as Error).message}`, null));
+      // A session that had persisted its confirm state must go on from it, as after a restart.
+      if (sid) setTimeout(() => void this.resumeFromStore(sid), ANSWER_RETRY_MS).unref();
       return;
     }
     protocolFailpoint(session.spec.label, r, 'after-persist');

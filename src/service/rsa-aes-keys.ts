@@ -47,7 +47,7 @@ import {
   parseRsaRequest,
   rsaPublicKeyObject,
 } from '../protocols/rsa.js';
-import { decodeRequest } from '../protocols/session-kit.js';
+import { type ConfirmCheckpoint, decodeRequest } from '../protocols/session-kit.js';
 import type { PartyId } from '../protocols/types.js';
 import { KEY_UID_RE, type KeyWrite } from '../store/key-records.js';
 import type { SessionSpec } from './protocol-host.js';
@@ -195,6 +195,12 @@ export class RsaAesKeys {
       spec({ kind: 'rsa-refresh', common: this.deps.identity, states: [...states], keyIds }, RSA_REFRESH_PROTO, rsaRefreshWrites),
     );
     return out.keys;
+  }
+
+  /** The RSA refresh of a stored checkpoint, resumed (after a restart, or a session dropped on a failed write). */
+  async resumeRefreshSpec(keys: readonly RefreshKeyEpoch[], checkpoint: ConfirmCheckpoint): Promise<SessionSpec> {
+    const states = await this.rsaRefreshStates(keys.map((k) => k.keyId), 0);
+    return spec({ kind: 'rsa-refresh', common: this.deps.identity, states: [...states], resume: { keys, checkpoint } }, RSA_REFRESH_PROTO, rsaRefreshWrites);
   }
 
   // --- AES (threshold PRF) ---------------------------------------------------------------------

@@ -400,3 +400,32 @@ describe('scale-out: what is refused', () => {
     }
   });
 });
+
+describe('scale-out: removing a triplet', () => {
+  it('ucl server delete refuses a running triplet, the own triplet and unknown names; removes a stopped triplet, and the cluster is one triplet again', async () => {
+    const del = (name: string, ...extra: string[]): Promise<RunResult> => ucl(t1, 'server', 'delete', name, '-w', ROOT_SO_PASSWORD, ...extra);
+    const own = await del(t1.names.partner);
+    assertOneLineError(own);
+    assert.match(own.stderr, /belongs to the triplet of this EP: run ucl server delete through an EP of another triplet/);
+    const running = await del(t2.names.ep);
+    if (running.code === 0) assert.fail(`deleted a server of a running triplet; ucl server test:\n${(await ucl(t1, 'server', 'test')).stdout}`);
+    assertOneLineError(running);
+    assert.match(running.stderr, /still runs \(.*listening.*\): stop its three servers first/);
+    const unknown = await del('127.0.0.1:1');
+    assertOneLineError(unknown);
+    assert.match(unknown.stderr, /no server 127\.0\.0\.1:1 in this cluster/);
+
+    for (const role of ROLES) assert.equal((await ekm(t2, role, 'stop')).code, 0);
+    for (const role of ROLES) {
+      const r = await del(t2.names[role]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^Removed (EP|Partner|Aux) 127\.0\.0\.1:\d+ \(triplet [0-9a-f]{16}\) from the cluster list\.$/m);
+    }
+    const test = await ucl(t1, 'server', 'test');
+    assert.equal(test.code, 0, test.stdout);
+    assert.match(test.stdout, /1 triplet, 3 servers/);
+    const last = await del(t1.names.aux);
+    assertOneLineError(last);
+    assert.match(last.stderr, /belongs to the cluster's only triplet: a cluster keeps at least one triplet/);
+  });
+});
