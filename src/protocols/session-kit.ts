@@ -216,6 +216,15 @@ function encodeNever(signerId: PartyId, sig: Uint8Array): Uint8Array {
   return enc('never', u8(signerId), sig);
 }
 
+/** Whether a protocol body is a NEVER (direct or relayed). */
+export function isNever(body: Uint8Array): boolean {
+  try {
+    return decodeUtf8(decodeEnc(body)[0] ?? NO_VALUE) === 'never';
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Whether a protocol body is a PREPARED re-sent by a party in its confirm phase (resend = 1: after
  * a restart, a link-up or a timeout), as opposed to the first one, which can arrive while this

@@ -12,7 +12,7 @@ import { toHex } from '../crypto/encoding.js';
 import { EkmError } from '../errors.js';
 import { protocolFailpoint } from '../failpoints.js';
 import type { PeerManager, PeerRole } from '../net/peers.js';
-import { type ConfirmCheckpoint, type IdentitySigner, confirmRepliesFromCheckpoint, isResentPrepared, neverBody } from '../protocols/session-kit.js';
+import { type ConfirmCheckpoint, type IdentitySigner, confirmRepliesFromCheckpoint, isNever, isResentPrepared, neverBody } from '../protocols/session-kit.js';
 import { type Envelope, type PartyId, ProtocolAbort, decodeEnvelope, encodeEnvelope } from '../protocols/types.js';
 import type { KeyStore, KeyWrite } from '../store/key-records.js';
 import type { Recipe } from './party-recipes.js';
@@ -72,9 +72,9 @@ const ORPHAN_TTL_MS = 10_000;
 const ORPHAN_LIMIT = 4096;
 /** A committing session re-sends after 1, 2, 4 and then every 8 timeouts (2 minutes at the default 15 s). */
 const MAX_IDLE_DOUBLINGS = 3;
-/** An answer to a re-send that failed (the store could not write) is tried again, every 2 s for a minute. */
-const ANSWER_ATTEMPTS = 30;
-const ANSWER_RETRY_MS = 2000;
+/** An answer to a re-send, or a resume from the store, that failed (the store could not write) is tried again, every 2 s for a minute. */
+const RETRY_ATTEMPTS = 30;
+const RETRY_MS = 2000;
 
 export class ProtocolAbortedError extends EkmError {
   constructor(message: string) {
@@ -100,8 +100,7 @@ export class ProtocolHost {
   private readonly factories = new Map<string, SessionFactory>();
   /** Envelopes that arrived before their session's round-0 request (another link was faster). */
   private readonly orphans = new Map<string, { env: Envelope; at: number }[]>();
-  /** Sids whose round-0 request is being checked (replay cache, factory): not unknown, only not open yet. */
-  private readonly accepting = new Set<string>();
+  private readonly sidLocks = new Map<string, Promise<void>>();
   private resumer: SessionResumer | undefined;
   private orphanCount = 0;
   private readonly timeoutMs: number;
@@ -125,19 +124,36 @@ export class ProtocolHost {
    * for a committing session whose party was dropped while its checkpoint stayed (a failed store
    * write). Retried while the store cannot be read.
    */
-  private async resumeFromStore(sid: string, attempt = 1): Promise<void> {
+  private resumeFromStore(sid: string, attempt = 1): Promise<void> {
+    return this.withSidLock(sid, () => this.resumeFromStoreLocked(sid, attempt));
+  }
+
+  private async resumeFromStoreLocked(sid: string, attempt: number): Promise<void> {
     if (this.sessions.has(sid) || !this.resumer) return;
     try {
       const record = await this.opts.store.sessionRecord(sid);
-      if (!record || record.state !== 'open' || record.checkpoint === null || this.sessions.has(sid)) return;
+      if (!record || !record.ownTriplet || record.state !== 'open' || record.checkpoint === null || this.sessions.has(sid)) return;
       const spec = await this.resumer(record.proto, record.checkpoint);
       if (this.sessions.has(sid)) return;
       this.opts.log.warn({ proto: record.proto, sid }, 'resumed a committing protocol session from its checkpoint');
-      this.resume(spec, sid);
+      const session = this.open(sid, spec);
+      this.enqueue(session, { op: 'start' });
+      for (const env of this.takeOrphans(sid)) this.enqueue(session, { op: 'receive', env });
     } catch (e) {
       this.opts.log.error({ sid, err: (e as Error).message, attempt }, 'could not resume a committing session yet');
-      if (attempt < ANSWER_ATTEMPTS) setTimeout(() => void this.resumeFromStore(sid, attempt + 1), ANSWER_RETRY_MS).unref();
+      if (attempt < RETRY_ATTEMPTS) setTimeout(() => void this.resumeFromStore(sid, attempt + 1), RETRY_MS).unref();
     }
+  }
+
+  /** One check-and-act at a time per sid: accepting a request, answering a re-send, resuming. */
+  private withSidLock(sid: string, fn: () => Promise<void>): Promise<void> {
+    const prev = this.sidLocks.get(sid) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    this.sidLocks.set(sid, next);
+    void next.finally(() => {
+      if (this.sidLocks.get(sid) === next) this.sidLocks.delete(sid);
+    });
+    return next;
   }
 
   get activeSessions(): number {
@@ -160,6 +176,7 @@ export class ProtocolHost {
 
   /** Resumes a session recovered from a checkpoint: `start()` re-sends its last confirm message. */
   resume(spec: SessionSpec, sid: string): void {
+    if (this.sessions.has(sid)) return;
     this.enqueue(this.open(sid, spec), { op: 'start' });
   }
 
@@ -179,9 +196,13 @@ export class ProtocolHost {
     const sid = toHex(env.sid);
     const session = this.sessions.get(sid);
     if (session) this.enqueue(session, { op: 'receive', env });
-    else if (env.round === 0 && env.from === 1) void this.accept(sid, env);
-    else if (isResentPrepared(env.body) && this.factories.has(env.proto) && !this.accepting.has(sid)) void this.answerUnknown(sid, env);
-    else this.keepOrphan(sid, env);
+    else if (env.round === 0 && env.from === 1) void this.withSidLock(sid, () => this.accept(sid, env));
+    else if (isResentPrepared(env.body) && this.factories.has(env.proto)) void this.withSidLock(sid, () => this.answerUnknown(sid, env));
+    else {
+      this.keepOrphan(sid, env);
+      // A NEVER for a committing session whose party was dropped: run it again, and it takes the NEVER.
+      if (isNever(env.body)) void this.resumeFromStore(sid);
+    }
   }
 
   /**
@@ -193,6 +214,7 @@ export class ProtocolHost {
    * never to activate it (NEVER): the pending peers drop their PENDING instead of waiting forever.
    */
   private async answerUnknown(sid: string, env: Envelope, attempt = 1): Promise<void> {
+    if (this.sessions.has(sid)) return;
     const reply = (round: number, body: Uint8Array): void => {
       try {
         this.opts.peers.link(ROLE_OF[env.from])?.send(PROTO_TOPIC, encodeEnvelope({ sid: env.sid, proto: env.proto, round, from: this.opts.self, to: env.from, body }));
@@ -203,13 +225,17 @@ export class ProtocolHost {
     try {
       const record = await this.opts.store.sessionRecord(sid);
       if (this.sessions.has(sid)) return; // resumed meanwhile: the session answers
+      if (record && !record.ownTriplet) {
+        this.security("re-send for another triplet's session (shared store)", { proto: env.proto, sid, from: ROLE_OF[env.from] });
+        return;
+      }
       if (record && record.proto !== env.proto) {
         this.security('confirm message names another protocol than the session', { proto: env.proto, sid });
         return;
       }
       if (record?.state === 'open' && record.checkpoint !== null) {
         // Committing here, but its party is not running (dropped on a failed write): run it again.
-        await this.resumeFromStore(sid);
+        await this.resumeFromStoreLocked(sid, 1);
         return;
       }
       if (record?.state === 'done') {
@@ -218,14 +244,19 @@ export class ProtocolHost {
         for (const r of confirmRepliesFromCheckpoint(cp, env.from)) reply(r.round, r.body);
         return;
       }
-      if (record?.state !== 'aborted') await this.opts.store.applyKeyWrites([{ op: 'session-abort', sid, proto: env.proto }]);
+      if (record?.state !== 'aborted') {
+        await this.opts.store.applyKeyWrites([{ op: 'session-never', sid, proto: env.proto }]);
+        // The promise holds only if the store says so (a session that persisted its confirm state is spared).
+        const now = await this.opts.store.sessionRecord(sid);
+        if (now?.state !== 'aborted' || !now.ownTriplet) return;
+      }
       this.opts.log.info({ proto: env.proto, sid, to: ROLE_OF[env.from] }, 'answered NEVER for a session that ended here before PENDING');
       reply(env.round, neverBody(this.opts.signer, env.proto, env.sid, this.opts.self));
     } catch (e) {
       // Typically the store cannot write (disk full): try again soon, so that the peer need not wait
       // for its own next re-send once the store works again.
       this.opts.log.error({ proto: env.proto, sid, err: (e as Error).message, attempt }, 'could not answer a re-sent confirm message');
-      if (attempt < ANSWER_ATTEMPTS) setTimeout(() => void this.answerUnknown(sid, env, attempt + 1), ANSWER_RETRY_MS).unref();
+      if (attempt < RETRY_ATTEMPTS) setTimeout(() => void this.withSidLock(sid, () => this.answerUnknown(sid, env, attempt + 1)), RETRY_MS).unref();
     }
   }
 
@@ -236,17 +267,20 @@ export class ProtocolHost {
     const reason = Buffer.from(bytes.subarray(32, 232)).toString('utf8').replace(/[^\x20-\x7e]/g, '?');
     const session = this.sessions.get(sid);
     if (!session || session.done) return;
-    const refused = REFUSAL.exec(reason);
-    if (refused && !session.committing) {
-      this.fail(session, new PeerRefusedError(fromRole, refused[1]!, `${fromRole} refused: ${refused[2] ?? refused[1]}`), false);
-      return;
-    }
-    if (session.committing) {
-      // It cannot abort (R4), but the peer can answer a re-send: done, or NEVER if it had no PENDING.
-      this.enqueue(session, { op: 'start' });
-      return;
-    }
-    this.fail(session, new ProtocolAbort(session.spec.label, -1, `${fromRole} aborted: ${reason}`, PARTY_OF[fromRole]), false);
+    // In the session's queue: a step in flight may be the one that enters the confirm phase.
+    session.queue = session.queue.then(() => {
+      if (session.done) return;
+      if (session.committing) {
+        // It cannot abort (R4), but the peer can answer a re-send: done, or NEVER if it had no PENDING.
+        this.enqueue(session, { op: 'start' });
+        return;
+      }
+      const refused = REFUSAL.exec(reason);
+      const err = refused
+        ? new PeerRefusedError(fromRole, refused[1]!, `${fromRole} refused: ${refused[2] ?? refused[1]}`)
+        : new ProtocolAbort(session.spec.label, -1, `${fromRole} aborted: ${reason}`, PARTY_OF[fromRole]);
+      this.fail(session, err, false);
+    });
   }
 
   private async accept(sid: string, env: Envelope): Promise<void> {
@@ -255,7 +289,6 @@ export class ProtocolHost {
       this.security('request for an unknown protocol', { proto: env.proto });
       return;
     }
-    this.accepting.add(sid);
     let spec: SessionSpec;
     try {
       if (await this.opts.store.sidSeen(sid)) {
@@ -267,16 +300,11 @@ export class ProtocolHost {
       this.logAbort(env.proto, sid, e);
       this.notifyAbort(sid, e);
       return;
-    } finally {
-      this.accepting.delete(sid);
     }
     if (this.sessions.has(sid)) return;
     const session = this.open(sid, spec);
     this.enqueue(session, { op: 'receive', env });
-    const early = this.orphans.get(sid) ?? [];
-    this.orphans.delete(sid);
-    this.orphanCount -= early.length;
-    for (const o of early) this.enqueue(session, { op: 'receive', env: o.env });
+    for (const early of this.takeOrphans(sid)) this.enqueue(session, { op: 'receive', env: early });
   }
 
   private open(sid: string, spec: SessionSpec): Session {
@@ -311,9 +339,14 @@ export class ProtocolHost {
     try {
       r = await session.party.call(call);
     } catch (e) {
+      // The party itself failed (e.g. its worker died): a committing session goes on from its checkpoint.
+      const resume = session.committing && session.sid !== '';
       this.fail(session, e);
+      if (resume) setTimeout(() => void this.resumeFromStore(session.sid), RETRY_MS).unref();
       return;
     }
+    // Closed while the party computed (a peer's abort): nothing of this step is stored or sent.
+    if (session.done) return;
     for (const ev of r.events) this.security(ev.reason, { proto: session.spec.label, sid: session.sid, round: ev.round, suspect: ev.suspect });
     session.committing = r.committing;
     if (r.thrown) {
@@ -347,7 +380,7 @@ export class ProtocolHost {
       this.opts.log.error({ proto: session.spec.label, sid, err: (e as Error).message }, 'protocol state could not be stored');
       this.fail(session, new ProtocolAbort(session.spec.label, -1, `store write failed: ${(e as Error).message}`, null));
       // A session that had persisted its confirm state must go on from it, as after a restart.
-      if (sid) setTimeout(() => void this.resumeFromStore(sid), ANSWER_RETRY_MS).unref();
+      if (sid) setTimeout(() => void this.resumeFromStore(sid), RETRY_MS).unref();
       return;
     }
     protocolFailpoint(session.spec.label, r, 'after-persist');
@@ -419,6 +452,13 @@ export class ProtocolHost {
 
   private security(what: string, fields: Record<string, unknown>): void {
     this.opts.log.warn({ event: 'security', kind: 'protocol_event', ...fields }, what);
+  }
+
+  private takeOrphans(sid: string): Envelope[] {
+    const early = this.orphans.get(sid) ?? [];
+    this.orphans.delete(sid);
+    this.orphanCount -= early.length;
+    return early.map((o) => o.env);
   }
 
   private keepOrphan(sid: string, env: Envelope): void {

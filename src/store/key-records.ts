@@ -75,6 +75,8 @@ export interface SessionRecord {
   readonly state: 'open' | 'done' | 'aborted';
   /** The last confirm checkpoint (JSON), once PENDING was persisted; kept when the session is done. */
   readonly checkpoint: string | null;
+  /** Recorded by this server's triplet (a shared store also holds the other triplets' sessions). */
+  readonly ownTriplet: boolean;
 }
 
 /** Protocol writes, applied together in one durable transaction before a step's messages leave. */
@@ -82,8 +84,10 @@ export type KeyWrite =
   | { readonly op: 'session-open'; readonly sid: string; readonly proto: string }
   | { readonly op: 'session-checkpoint'; readonly sid: string; readonly checkpoint: string }
   | { readonly op: 'session-done'; readonly sid: string }
-  /** The session ended here without activating, for good: NEVER may be signed for it. */
+  /** This party dropped its PENDING on a NEVER: the session ended here without activating, for good. */
   | { readonly op: 'session-abort'; readonly sid: string; readonly proto: string }
+  /** The host's promise before it signs NEVER: aborted, unless the session has persisted confirm state. */
+  | { readonly op: 'session-never'; readonly sid: string; readonly proto: string }
   /** A PENDING epoch that will never activate: dropped; a key that was never active goes entirely. */
   | { readonly op: 'pending-discard'; readonly keyId: string; readonly epoch: number }
   | { readonly op: 'key-create'; readonly keyId: string; readonly alg: string; readonly share: ShareRecord }

@@ -417,22 +417,30 @@ export class SqlStore implements Store {
         );
         return;
       case 'session-checkpoint':
-        yield* write('UPDATE protocol_sessions SET checkpoint = ? WHERE sid = ?', w.checkpoint, w.sid);
+        // Never on a session this server promised (NEVER) not to activate: the step's PENDING rolls back with it.
+        if ((yield* write("UPDATE protocol_sessions SET checkpoint = ? WHERE sid = ? AND state <> 'aborted'", w.checkpoint, w.sid)) !== 1) {
+          throw new EkmError('EKM_STORE_STATE', `protocol session ${w.sid} is aborted here (or unknown): its confirm state is refused`);
+        }
         return;
       case 'session-done':
         yield* write("UPDATE protocol_sessions SET state = 'done', checkpoint = NULL WHERE sid = ?", w.sid);
         return;
       case 'session-abort':
-        // A done session stays done (its checkpoint answers late re-sends).
+      case 'session-never': {
+        // A done session stays done (its checkpoint answers late re-sends); another triplet's is not ours.
+        // NEVER (the host's promise) also spares a session that persisted its confirm state meanwhile.
+        const spare = w.op === 'session-never' ? ' AND protocol_sessions.checkpoint IS NULL' : '';
         yield* write(
           `INSERT INTO protocol_sessions (sid, proto, state, created_at, triplet_id) VALUES (?, ?, 'aborted', ?, ?)
-           ON CONFLICT (sid) DO UPDATE SET state = 'aborted', checkpoint = NULL WHERE protocol_sessions.state = 'open'`,
+           ON CONFLICT (sid) DO UPDATE SET state = 'aborted', checkpoint = NULL
+           WHERE protocol_sessions.state = 'open' AND protocol_sessions.triplet_id IS NOT DISTINCT FROM excluded.triplet_id${spare}`,
           w.sid,
           w.proto,
           now,
           this.tripletId,
         );
         return;
+      }
       case 'pending-discard':
         yield* write("DELETE FROM key_shares WHERE key_id = ? AND epoch = ? AND status = 'pending'", w.keyId, w.epoch);
         yield* write("DELETE FROM keys WHERE key_id = ? AND state = 'pending'", w.keyId); // shares and presignatures cascade
@@ -558,7 +566,9 @@ export class SqlStore implements Store {
   }
 
   async sessionRecord(sid: string): Promise<SessionRecord | undefined> {
-    return this.one<SessionRecord>('SELECT proto, state, checkpoint FROM protocol_sessions WHERE sid = ?', sid);
+    const r = await this.one<SessionRecord & { triplet_id: string | null }>('SELECT proto, state, checkpoint, triplet_id FROM protocol_sessions WHERE sid = ?', sid);
+    if (!r) return undefined;
+    return { proto: r.proto, state: r.state, checkpoint: r.checkpoint, ownTriplet: r.triplet_id === this.tripletId };
   }
 
   async bindTriplet(tripletId: string): Promise<void> {

@@ -230,6 +230,7 @@ export function storeContract(label: string, factory: StoreFactory): void {
     });
 
     withStore('protocol sessions: aborted for good (NEVER), never over a done one; the record tells which', async (s) => {
+      await s.bindTriplet('aaaaaaaaaaaaaaaa');
       await s.applyKeyWrites([{ op: 'session-open', sid: 'o', proto: 'refresh' }]);
       await s.applyKeyWrites([{ op: 'session-checkpoint', sid: 'o', checkpoint: 'cp-o' }]);
       await s.applyKeyWrites([{ op: 'session-open', sid: 'd', proto: 'dkg' }]);
@@ -239,22 +240,48 @@ export function storeContract(label: string, factory: StoreFactory): void {
       ]);
       assert.deepEqual(
         await s.sessionRecord('d'),
-        { proto: 'dkg', state: 'done', checkpoint: 'cp-done' },
+        { proto: 'dkg', state: 'done', checkpoint: 'cp-done', ownTriplet: true },
         "a done session keeps its 'done' checkpoint",
       );
       assert.equal(await s.sessionRecord('none'), undefined);
 
+      // NEVER (the host's promise) spares a session that persisted its confirm state; the party's own abandon does not.
+      await s.applyKeyWrites([{ op: 'session-never', sid: 'o', proto: 'refresh' }]);
+      assert.equal((await s.sessionRecord('o'))?.state, 'open');
       await s.applyKeyWrites([{ op: 'session-abort', sid: 'o', proto: 'refresh' }]);
       await s.applyKeyWrites([{ op: 'session-abort', sid: 'd', proto: 'dkg' }]);
-      await s.applyKeyWrites([{ op: 'session-abort', sid: 'new', proto: 'refresh' }]);
-      assert.deepEqual(await s.sessionRecord('o'), { proto: 'refresh', state: 'aborted', checkpoint: null });
+      await s.applyKeyWrites([{ op: 'session-never', sid: 'new', proto: 'refresh' }]);
+      assert.deepEqual(await s.sessionRecord('o'), { proto: 'refresh', state: 'aborted', checkpoint: null, ownTriplet: true });
       assert.equal((await s.sessionRecord('d'))?.state, 'done', 'a done session stays done');
       assert.deepEqual(
         await s.sessionRecord('new'),
-        { proto: 'refresh', state: 'aborted', checkpoint: null },
+        { proto: 'refresh', state: 'aborted', checkpoint: null, ownTriplet: true },
         'a sid never seen is recorded as aborted',
       );
       assert.equal(await s.sidSeen('new'), true, 'an aborted sid stays in the replay cache');
+      // A party can never persist confirm state (and its PENDING) on a session it promised to abort.
+      await s.applyKeyWrites([
+        { op: 'key-create', keyId: 'kn', alg: 'ecdsa-p256', share: share('kn', 1) },
+        { op: 'key-activate', keyId: 'kn' },
+      ]);
+      await assert.rejects(
+        s.applyKeyWrites([
+          { op: 'share-put', share: share('kn', 2), status: 'pending' },
+          { op: 'session-checkpoint', sid: 'new', checkpoint: 'cp-late' },
+        ]),
+        (e: unknown) => e instanceof EkmError && e.code === 'EKM_STORE_STATE',
+      );
+      assert.deepEqual(
+        (await s.getShares('kn')).map((x) => x.status),
+        ['current'],
+        'the PENDING of that step rolled back with it',
+      );
+      await s.bindTriplet('cccccccccccccccc');
+      assert.equal((await s.sessionRecord('o'))?.ownTriplet, false, "another triplet's server sees the row as not its own");
+      await s.applyKeyWrites([{ op: 'session-open', sid: 'theirs', proto: 'refresh' }]);
+      await s.bindTriplet('dddddddddddddddd');
+      await s.applyKeyWrites([{ op: 'session-never', sid: 'theirs', proto: 'refresh' }]);
+      assert.equal((await s.sessionRecord('theirs'))?.state, 'open', "NEVER never aborts another triplet's session");
       assert.deepEqual(await s.openSessions(), []);
     });
 
