@@ -5,6 +5,7 @@
  * service, signatures per second through both EPs at once with the CPU each server used, and a
  * rolling restart of both triplets under load counting the failed requests.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -191,6 +192,8 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
         ),
       ),
     );
+    const partner2 = new X509Certificate(readFileSync(join(t2.homes.partner, 'tls', 'server.crt'), 'utf8')).fingerprint256;
+    await must('ekm approve-join on the Partner', ekm(t1, 'partner', 'approve-join', partner2));
     const create = await timed(() =>
       ucl(t1, 'server', 'create', '-e', t2.names.ep, '-p', t2.names.partner, '-a', t2.names.aux, '-w', ROOT_SO_PASSWORD, '-f'),
     );

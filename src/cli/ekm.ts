@@ -203,6 +203,22 @@ async function main(): Promise<number | void> {
       restore({ in: o.in, key: o.key, force: o.force === true }, homePaths(), print);
     });
   program
+    .command('approve-join <fingerprint>')
+    .description("on a Partner: approve a new Partner's certificate (as its ekm_boot_additional_server.sh printed it) for ucl server create, for 1 h")
+    .action(async (fingerprint: string) => {
+      const paths = homePaths();
+      const { loadServerConfig } = await import('../config/server-config.js');
+      const config = loadServerConfig(paths);
+      if (config.role !== 'partner') {
+        throw new EkmError('EKM_USAGE', `this server is the ${config.role}, not a Partner`, 'run it on the Partner of the triplet whose EP runs ucl server create', 2);
+      }
+      const { approveJoin } = await import('../cluster/join-approvals.js');
+      const { expiresAt } = approveJoin(paths, fingerprint);
+      print(
+        `Approved the new Partner certificate ${fingerprint.trim().toUpperCase()} until ${new Date(expiresAt).toISOString()}: this Partner will seal its role secret to it for ucl server create.`,
+      );
+    });
+  program
     .command('run')
     .description('run the server in the foreground (what the service runs)')
     .action(async () => {

@@ -39,6 +39,7 @@ import {
   type RoleSecret,
   sealRoleSecret,
 } from './join.js';
+import { isJoinApproved } from './join-approvals.js';
 import { type ServerAddress, formatAddress, parseServerName } from './names.js';
 
 export type NewTriplet = Record<Role, string>;
@@ -429,7 +430,8 @@ function view(c: Contacted): NewServerView {
 
 /**
  * The Partner's side of step 3: its role-group secret, sealed to the new Partner's certificate.
- * Only its own EP may ask (the operator approved the new Partner there), and every release is logged.
+ * Only its own EP may ask, only for a certificate this Partner's operator approved too
+ * (src/cluster/join-approvals.ts), and every release is logged.
  */
 export function roleSecretHandler(deps: { readonly config: ServerConfig; readonly paths: HomePaths; readonly log: Logger }) {
   return (body: Uint8Array, from: Role | undefined): Uint8Array => {
@@ -448,6 +450,14 @@ export function roleSecretHandler(deps: { readonly config: ServerConfig; readonl
       throw scaleError('EKM_PEER_PROTOCOL', 'malformed role-secret request');
     if (new X509Certificate(req.data.recipientCertPem).fingerprint256 !== req.data.recipientFingerprint) {
       throw scaleError('EKM_PEER_PROTOCOL', 'the role-secret request names another certificate than it carries');
+    }
+    if (!isJoinApproved(deps.paths, req.data.recipientFingerprint)) {
+      deps.log.warn({ event: 'role_secret_refused', to: req.data.recipientFingerprint }, 'the EP asked for the Partner role secret for a Partner this operator has not approved');
+      throw scaleError(
+        'EKM_NOT_APPROVED',
+        `the Partner ${deps.config.name} has not approved the new Partner ${req.data.recipientFingerprint}`,
+        `on ${deps.config.name} run \`ekm approve-join ${req.data.recipientFingerprint}\` (valid 1 h), then ucl server create again`,
+      );
     }
     const secret: RoleSecret = { systemKey: readFileSync(deps.paths.systemKey).toString('base64'), store: deps.config.store };
     const sealed = sealRoleSecret(secret, { certPem: req.data.recipientCertPem, clusterId: deps.config.clusterId, role: 'partner' });

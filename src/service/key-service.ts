@@ -330,10 +330,17 @@ export class KeyService {
       return await op();
     } catch (e) {
       if (!(e instanceof PeerRefusedError) || e.peer !== 'aux' || e.refusal !== 'EKM_KEY_EPOCH') throw e;
+      // In a single triplet an Aux without a share lost its store: that is POST /servers/aux/rederive,
+      // which also refreshes the keys (§6), so that the lost copy of f(3) becomes worthless.
+      if (!(await this.clusterHasSeveralTriplets())) throw e;
       this.deps.log.info({ event: 'aux_share_missing', keyIds }, "this triplet's Aux lacks a current share: re-deriving it");
       await this.rederiveForAux(keyIds);
       return op();
     }
+  }
+
+  private async clusterHasSeveralTriplets(): Promise<boolean> {
+    return new Set((await this.deps.store.listServers()).map((s) => s.tripletId)).size > 1;
   }
 
   /** One re-derivation per set of keys at a time: concurrent requests for the same keys wait for it. */

@@ -8,7 +8,7 @@
  * server, a server of the cluster, another release, a refused certificate, a SQLite cluster.
  */
 import assert from 'node:assert/strict';
-import { constants, createPublicKey, publicEncrypt, verify as nodeVerify } from 'node:crypto';
+import { X509Certificate, constants, createPublicKey, publicEncrypt, verify as nodeVerify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -104,6 +104,10 @@ async function apiOf(...eps: Triplet[]): Promise<Api & { close(): void }> {
   };
 }
 
+function certFingerprintOf(t: Triplet, role: Role): string {
+  return new X509Certificate(readFileSync(join(t.homes[role], 'tls', 'server.crt'), 'utf8')).fingerprint256;
+}
+
 async function waitStopped(t: Triplet, role: Role, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
@@ -133,6 +137,11 @@ describe('scale-out: the seed Quickstart', () => {
       assert.match(b.stdout, /ekm started \(pid \d+\)/);
     }
     assert.match((await ekm(t2, 'partner', 'status')).stdout, /waiting to join a cluster/);
+    // The Partner's operator approves the new Partner too: only then does the Partner hand on its role secret.
+    const approved = await ekm(t1, 'partner', 'approve-join', certFingerprintOf(t2, 'partner'));
+    assert.equal(approved.code, 0, approved.stderr);
+    assert.match(approved.stdout, /^Approved the new Partner certificate ([0-9A-F]{2}:){31}[0-9A-F]{2} until /);
+    assertOneLineError(await ekm(t1, 'ep', 'approve-join', certFingerprintOf(t2, 'partner')));
 
     const created = await serverCreate(t1, t2, '-f');
     assert.equal(created.code, 0, created.stderr);
@@ -375,6 +384,11 @@ describe('scale-out: what is refused', () => {
       assertOneLineError(refused);
       assert.match(refused.stdout, /presents certificate SHA256 fingerprint/);
       assert.match(refused.stderr, /certificate not approved: no server was added/);
+
+      // Everything approved on the EP, but not by the Partner's operator: the Partner keeps its secret.
+      const partnerSays = await serverCreate(t1, t3, '-f');
+      assertOneLineError(partnerSays);
+      assert.match(partnerSays.stderr, /has not approved the new Partner ([0-9A-F]{2}:){31}[0-9A-F]{2}: on .* run `ekm approve-join /);
 
       assert.equal((await ucl(t1, 'server', 'list')).stdout, before, 'the cluster is unchanged');
       assert.match((await ekm(t3, 'partner', 'status')).stdout, /waiting to join/, 'the new servers still wait');
