@@ -49,9 +49,10 @@ export class EkmClient {
       const server = this.opts.servers[idx]!;
       try {
         const res = await this.once<T>(server, method, path, body, headers);
-        // A 503 from a server that is shutting down or whose triplet is out: another EP may serve.
-        if (res.status === 503 && i < n - 1 && !path.startsWith('/api/v1/health') && !path.startsWith('/api/v1/servers')) {
-          failures.push(`${formatAddress(server)}: 503`);
+        // A 503 from a server that is shutting down or whose triplet is out, or an operation its
+        // triplet aborted ("not performed; safe to retry"): another EP, with its own triplet, may serve.
+        if ((res.status === 503 || isAborted(res)) && i < n - 1 && !path.startsWith('/api/v1/health') && !path.startsWith('/api/v1/servers')) {
+          failures.push(`${formatAddress(server)}: ${res.status}`);
           continue;
         }
         this.preferred = idx;
@@ -138,6 +139,12 @@ export class EkmClient {
       req.end();
     });
   }
+}
+
+/** EKM_PROTOCOL_ABORTED: the multi-party operation was not performed (the API's promise), so it may be sent again. */
+function isAborted(res: ApiResponse): boolean {
+  const body = res.body as { error?: { code?: unknown } } | null;
+  return res.status === 502 && body?.error?.code === 'EKM_PROTOCOL_ABORTED';
 }
 
 function describeNetError(err: NodeJS.ErrnoException): string {
