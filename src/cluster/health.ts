@@ -6,7 +6,7 @@ import { request } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import type { TLSSocket } from 'node:tls';
 import { z } from 'zod';
-import { ROLE_LABEL, type Role } from '../config/roles.js';
+import { ROLES, ROLE_LABEL, type Role } from '../config/roles.js';
 import { decodeJson, encodeJson } from '../net/framing.js';
 import type { PeerManager } from '../net/peers.js';
 
@@ -123,7 +123,7 @@ const RemoteHealth = z.object({
     inService: z.boolean(),
     servers: z.array(
       z.object({
-        role: z.enum(['ep', 'partner', 'aux']),
+        role: z.enum(ROLES),
         roleLabel: z.string(),
         name: z.string(),
         version: z.string().nullable(),
@@ -146,7 +146,7 @@ export async function probeRemoteTriplet(members: readonly MemberRow[], timeoutM
   const down = (why: string): TripletHealth => ({
     tripletId,
     inService: false,
-    servers: (['ep', 'partner', 'aux'] as const).flatMap((role) =>
+    servers: ROLES.flatMap((role) =>
       members
         .filter((m) => m.role === role)
         .map((m) => ({

@@ -23,6 +23,7 @@ import {
 } from 'node:crypto';
 import { z } from 'zod';
 import { PeerEntry, StoreConfig } from '../config/server-config.js';
+import { ROLES } from '../config/roles.js';
 import { EkmError } from '../errors.js';
 
 export const JOIN_HELLO = 'join.hello';
@@ -54,7 +55,7 @@ export type RoleSecret = z.infer<typeof RoleSecret>;
 export const JoinPackage = z.object({
   clusterId: HEX16,
   tripletId: HEX16,
-  role: z.enum(['ep', 'partner', 'aux']),
+  role: z.enum(ROLES),
   name: z.string().min(1),
   /** The API port (EP only). */
   apiPort: z.number().int().min(1).max(65535).optional(),

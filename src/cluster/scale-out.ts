@@ -18,7 +18,7 @@ import { connect } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { HomePaths } from '../config/home.js';
-import { ROLE_LABEL, type Role } from '../config/roles.js';
+import { ROLES, ROLE_LABEL, type Role } from '../config/roles.js';
 import type { PeerEntry, ServerConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
 import { decodeJson, encodeJson } from '../net/framing.js';
@@ -81,7 +81,6 @@ interface Contacted extends NewServerView {
   readonly link: PeerLink;
 }
 
-const ROLES: readonly Role[] = ['ep', 'partner', 'aux'];
 
 /** HTTP statuses of scale-out's refusals: the cluster's state (409), a server not there (502), a peer down (503). */
 const STATUS: Readonly<Record<string, number>> = {
@@ -224,7 +223,7 @@ export class ScaleOut {
     const known = await this.deps.store.listServers();
     for (const role of ROLES) {
       const name = servers[role];
-      const addr = parseServerName(name, `-${role === 'aux' ? 'a' : role[0]}`);
+      const addr = newServerAddress(role, name);
       const clash = known.find((s) => s.name === name || (s.host === addr.host && s.port === addr.port));
       if (clash) {
         throw scaleError(
@@ -241,7 +240,7 @@ export class ScaleOut {
     const addrs = ROLES.map((role) => ({
       role,
       name: servers[role],
-      addr: parseServerName(servers[role], `-${role === 'aux' ? 'a' : role[0]}`),
+      addr: newServerAddress(role, servers[role]),
     }));
     if (new Set(addrs.map((a) => formatAddress(a.addr))).size !== 3) {
       throw scaleError('EKM_BAD_INPUT', 'the new EP, Partner and Aux must be three different host:port addresses');
@@ -408,6 +407,11 @@ export class ScaleOut {
     if (!JoinAnswer.safeParse(decodeJson(raw)).success)
       throw scaleError('EKM_JOIN_REFUSED', `${ROLE_LABEL[c.role]} ${c.name} did not confirm ${method}`);
   }
+}
+
+/** A new server's host[:port], parsed; errors name its ucl server create flag (-e, -p or -a). */
+function newServerAddress(role: Role, name: string): ServerAddress {
+  return parseServerName(name, role === 'ep' ? '-e' : role === 'partner' ? '-p' : '-a');
 }
 
 /** Whether something listens on host:port: 'open', 'closed' (refused), or 'unknown' (no answer). */

@@ -136,12 +136,10 @@ export class ProtocolHost {
       const spec = await this.resumer(record.proto, record.checkpoint);
       if (this.sessions.has(sid)) return;
       this.opts.log.warn({ proto: record.proto, sid }, 'resumed a committing protocol session from its checkpoint');
-      const session = this.open(sid, spec);
-      this.enqueue(session, { op: 'start' });
-      for (const env of this.takeOrphans(sid)) this.enqueue(session, { op: 'receive', env });
+      this.resume(spec, sid);
     } catch (e) {
       this.opts.log.error({ sid, err: (e as Error).message, attempt }, 'could not resume a committing session yet');
-      if (attempt < RETRY_ATTEMPTS) setTimeout(() => void this.resumeFromStore(sid, attempt + 1), RETRY_MS).unref();
+      if (attempt < RETRY_ATTEMPTS) this.later(() => this.resumeFromStore(sid, attempt + 1));
     }
   }
 
@@ -177,7 +175,14 @@ export class ProtocolHost {
   /** Resumes a session recovered from a checkpoint: `start()` re-sends its last confirm message. */
   resume(spec: SessionSpec, sid: string): void {
     if (this.sessions.has(sid)) return;
-    this.enqueue(this.open(sid, spec), { op: 'start' });
+    const session = this.open(sid, spec);
+    this.enqueue(session, { op: 'start' });
+    for (const env of this.takeOrphans(sid)) this.enqueue(session, { op: 'receive', env });
+  }
+
+  /** Runs `fn` again in RETRY_MS (a store that could not write may work by then). */
+  private later(fn: () => Promise<void>): void {
+    setTimeout(() => void fn(), RETRY_MS).unref();
   }
 
   /** Entry point for envelopes arriving on a peer link (topic `proto`). */
@@ -256,7 +261,7 @@ export class ProtocolHost {
       // Typically the store cannot write (disk full): try again soon, so that the peer need not wait
       // for its own next re-send once the store works again.
       this.opts.log.error({ proto: env.proto, sid, err: (e as Error).message, attempt }, 'could not answer a re-sent confirm message');
-      if (attempt < RETRY_ATTEMPTS) setTimeout(() => void this.withSidLock(sid, () => this.answerUnknown(sid, env, attempt + 1)), RETRY_MS).unref();
+      if (attempt < RETRY_ATTEMPTS) this.later(() => this.withSidLock(sid, () => this.answerUnknown(sid, env, attempt + 1)));
     }
   }
 
@@ -342,7 +347,7 @@ export class ProtocolHost {
       // The party itself failed (e.g. its worker died): a committing session goes on from its checkpoint.
       const resume = session.committing && session.sid !== '';
       this.fail(session, e);
-      if (resume) setTimeout(() => void this.resumeFromStore(session.sid), RETRY_MS).unref();
+      if (resume) this.later(() => this.resumeFromStore(session.sid));
       return;
     }
     // Closed while the party computed (a peer's abort): nothing of this step is stored or sent.
@@ -380,7 +385,7 @@ export class ProtocolHost {
       this.opts.log.error({ proto: session.spec.label, sid, err: (e as Error).message }, 'protocol state could not be stored');
       this.fail(session, new ProtocolAbort(session.spec.label, -1, `store write failed: ${(e as Error).message}`, null));
       // A session that had persisted its confirm state must go on from it, as after a restart.
-      if (sid) setTimeout(() => void this.resumeFromStore(sid), RETRY_MS).unref();
+      if (sid) this.later(() => this.resumeFromStore(sid));
       return;
     }
     protocolFailpoint(session.spec.label, r, 'after-persist');
