@@ -31,7 +31,11 @@ export async function createIdentity(opts: { role: string; host: string; extraNa
   serial[0] = serial[0]! & 0x7f;
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial.toString('hex'),
-    name: `CN=ekm ${opts.role} ${opts.host}, O=ekm`,
+    // Unique per certificate, with the key identifiers below: a client that pins several servers
+    // (ep1 and ep2 on one host) hands OpenSSL all their certificates as trust anchors, and OpenSSL
+    // looks an issuer up by subject name and key identifier; two equal names without identifiers
+    // made it try the wrong certificate and refuse the right server.
+    name: `CN=ekm ${opts.role} ${opts.host} ${serial.subarray(0, 4).toString('hex')}, O=ekm`,
     notBefore,
     notAfter,
     signingAlgorithm: alg,
@@ -41,6 +45,8 @@ export async function createIdentity(opts: { role: string; host: string; extraNa
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
       new x509.SubjectAlternativeNameExtension(san),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));

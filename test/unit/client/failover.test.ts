@@ -17,9 +17,9 @@ interface Ep {
   hits: number;
 }
 
-/** `name` differs per EP: two trusted certificates with one subject name confuse OpenSSL's chain lookup. */
-async function ep(name: string): Promise<Ep> {
-  const id = await createIdentity({ role: 'ep', host: name, years: 1 });
+/** Both EPs get the identity a loopback cluster gives them (role ep, host 127.0.0.1), as ep1 and ep2 of a Quickstart do. */
+async function ep(): Promise<Ep> {
+  const id = await createIdentity({ role: 'ep', host: '127.0.0.1', years: 1 });
   const e = { answer: { status: 200, body: { ok: true } }, hits: 0, certPem: id.certPem } as Ep;
   e.server = createServer({ key: id.keyPem, cert: id.certPem }, (_req, res) => {
     e.hits++;
@@ -34,8 +34,8 @@ describe('EkmClient failover', () => {
   let a: Ep;
   let b: Ep;
   before(async () => {
-    a = await ep('ep-a.test');
-    b = await ep('ep-b.test');
+    a = await ep();
+    b = await ep();
   });
   after(() => {
     a.server.close();
@@ -43,6 +43,19 @@ describe('EkmClient failover', () => {
   });
   const client = (eps: Ep[]): EkmClient =>
     new EkmClient({ servers: eps.map((e) => ({ host: '127.0.0.1', port: e.port })), trustedCertsPem: eps.map((e) => e.certPem) });
+
+  it('two EPs on one host, both pinned, are each trusted (their certificates differ in subject and key identifier)', async () => {
+    a.answer = { status: 200, body: { ok: 'a' } };
+    b.answer = { status: 200, body: { ok: 'b' } };
+    for (const order of [[a, b], [b, a]]) {
+      for (const only of order) {
+        const c = new EkmClient({ servers: [{ host: '127.0.0.1', port: only.port }], trustedCertsPem: order.map((e) => e.certPem) });
+        const r = await c.request('GET', '/api/v1/health');
+        assert.equal(r.status, 200, `the EP on port ${only.port} is trusted`);
+        c.close();
+      }
+    }
+  });
 
   it('a 502 EKM_PROTOCOL_ABORTED goes to the next EP; with one EP it is returned', async () => {
     a.answer = { status: 502, body: { error: { code: 'EKM_PROTOCOL_ABORTED', message: 'frost-sign aborted: timeout' } } };
