@@ -200,7 +200,7 @@ async function persistBootstrap(
         tripletId: config.tripletId,
         host: args.self.host,
         port: args.self.port,
-        api: config.api ? `${args.self.host}:${config.api.port}` : null,
+        api: config.api ? formatAddress({ host: args.self.host, port: config.api.port }) : null,
         fingerprint: config.fingerprint,
         addedAt: now,
       });

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ROLES, ROLE_LABEL, type Role } from '../config/roles.js';
 import { decodeJson, encodeJson } from '../net/framing.js';
 import type { PeerManager } from '../net/peers.js';
+import { parseServerName } from './names.js';
 
 export type ServerState = 'ok' | 'starting' | 'degraded' | 'unreachable' | 'untrusted' | 'incompatible';
 
@@ -161,11 +162,11 @@ export async function probeRemoteTriplet(members: readonly MemberRow[], timeoutM
     ),
   });
   if (!ep?.api) return down('no API address recorded');
-  const [host, portText] = splitHostPort(ep.api);
+  const { host, port } = parseServerName(ep.api, 'recorded API address');
   return new Promise<TripletHealth>((resolve) => {
     const t0 = performance.now();
     const req = request(
-      { host, port: Number(portText), path: '/api/v1/health', method: 'GET', rejectUnauthorized: false, timeout: timeoutMs },
+      { host, port, path: '/api/v1/health', method: 'GET', rejectUnauthorized: false, timeout: timeoutMs },
       (res) => {
         const presented = (res.socket as TLSSocket).getPeerX509Certificate?.()?.fingerprint256;
         if (presented !== ep.fingerprint) {
@@ -190,9 +191,4 @@ export async function probeRemoteTriplet(members: readonly MemberRow[], timeoutM
     req.on('error', (e: NodeJS.ErrnoException) => resolve(down(e.code === 'ECONNREFUSED' ? 'connection refused (stopped?)' : e.message)));
     req.end();
   });
-}
-
-function splitHostPort(a: string): [string, string] {
-  const i = a.lastIndexOf(':');
-  return [a.slice(0, i).replace(/^\[|\]$/g, ''), a.slice(i + 1)];
 }

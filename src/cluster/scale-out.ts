@@ -40,7 +40,7 @@ import {
   sealRoleSecret,
 } from './join.js';
 import { isJoinApproved } from './join-approvals.js';
-import { type ServerAddress, formatAddress, parseServerName } from './names.js';
+import { type ServerAddress, DEFAULT_API_PORT, formatAddress, parseServerName } from './names.js';
 
 export type NewTriplet = Record<Role, string>;
 
@@ -163,7 +163,7 @@ export class ScaleOut {
           tripletId,
           host: c.addr.host,
           port: c.addr.port,
-          api: c.role === 'ep' ? `${c.addr.host}:${c.apiPort}` : null,
+          api: c.role === 'ep' ? formatAddress({ host: c.addr.host, port: c.apiPort ?? DEFAULT_API_PORT }) : null,
           fingerprint: c.fingerprint,
           addedAt: now,
         });
