@@ -117,10 +117,16 @@ export async function refresh(fx: Fixture, keyId: string): Promise<boolean> {
 
 /** The Aux's shares of every key derived again from EP and Partner (root SO), then every key refreshed. */
 export async function rederive(fx: Fixture): Promise<boolean> {
-  const r = await call(fx, 'POST', '/servers/aux/rederive');
-  if (r?.status !== 200) return false;
+  return (await rederiveOrWhy(fx)) === undefined;
+}
+
+/** The re-derivation: undefined once acknowledged, else what the EP answered (for a test's message). */
+export async function rederiveOrWhy(fx: Fixture): Promise<string | undefined> {
+  const r = await fx.api.call('POST', '/servers/aux/rederive').catch((e: unknown) => (e as Error).message);
+  if (typeof r === 'string') return `no answer: ${r}`;
+  if (r.status !== 200) return `${r.status} ${JSON.stringify(r.body)}`;
   fx.ledger.acknowledged();
-  return true;
+  return undefined;
 }
 
 export async function encrypt(fx: Fixture, keyId: string): Promise<boolean> {

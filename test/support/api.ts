@@ -15,12 +15,21 @@ export async function apiFor(t: Triplet, password = ROOT_SO_PASSWORD): Promise<A
     trustedCertsPem: [readFileSync(join(t.homes.ep, 'tls', 'server.crt'), 'utf8')],
     timeoutMs: 60_000,
   });
-  const tok = await client.request<{ access_token: string }>('POST', '/api/v1/token', { username: 'so@root', password });
-  if (tok.status !== 200) throw new Error(`login failed: ${tok.status} ${JSON.stringify(tok.body)}`);
-  const auth = { authorization: `Bearer ${tok.body.access_token}` };
+  const login = async (): Promise<{ authorization: string }> => {
+    const tok = await client.request<{ access_token: string }>('POST', '/api/v1/token', { username: 'so@root', password });
+    if (tok.status !== 200) throw new Error(`login failed: ${tok.status} ${JSON.stringify(tok.body)}`);
+    return { authorization: `Bearer ${tok.body.access_token}` };
+  };
+  let auth = await login();
   return {
+    // As an application does: a token that expired (900 s; a long suite on a slow machine
+    // outlives it) is renewed once, and the request sent again.
     async call<T>(method: string, path: string, body?: unknown) {
-      const r = await client.request<T>(method, `/api/v1${path}`, body, auth);
+      let r = await client.request<T>(method, `/api/v1${path}`, body, auth);
+      if (r.status === 401) {
+        auth = await login();
+        r = await client.request<T>(method, `/api/v1${path}`, body, auth);
+      }
       return { status: r.status, body: r.body };
     },
   };
