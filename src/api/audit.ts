@@ -32,6 +32,7 @@ const OPERATIONS: Record<string, string> = {
   'POST /api/v1/servers/aux/rederive': 'server.aux-rederive',
   'POST /api/v1/servers/inspect': 'server.inspect',
   'POST /api/v1/servers': 'server.create',
+  'POST /api/v1/servers/aux': 'server.replace-aux',
   'DELETE /api/v1/servers/:name': 'server.delete',
   'GET /api/v1/partitions': 'partition.list',
   'POST /api/v1/partitions': 'partition.create',

@@ -24,6 +24,9 @@ function example(s: Record<string, unknown>, name = ''): unknown {
   if (s.default !== undefined) return s.default;
   if (Array.isArray(s.enum)) return s.enum[0];
   if (s.const !== undefined) return s.const;
+  // One of several bodies: the first one shows the shape.
+  const first = (s.anyOf ?? s.oneOf) as Record<string, unknown>[] | undefined;
+  if (first?.[0]) return example(first[0], name);
   switch (s.type) {
     case 'object': {
       const props = (s.properties ?? {}) as Record<string, Record<string, unknown>>;

@@ -13,13 +13,16 @@ import { type ApiDoc, route } from './openapi.js';
 
 const ServerName = z.string().min(1).max(300).describe('host[:port] of a server bootstrapped with ekm_boot_additional_server.sh');
 const NewTriplet = z.object({ ep: ServerName, partner: ServerName, aux: ServerName }).strict();
-const CreateBody = NewTriplet.extend({
+const NewAux = z.object({ aux: ServerName }).strict();
+const Approval = {
   approve: z
     .record(z.string(), z.string().regex(/^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31}$/))
     .optional()
     .describe('server name → approved SHA-256 certificate fingerprint'),
   force: z.boolean().optional().describe('approve every certificate without comparing (ucl -f)'),
-}).strict();
+};
+const CreateBody = NewTriplet.extend(Approval).strict();
+const ReplaceAuxBody = NewAux.extend(Approval).strict();
 const ServerParam = z.object({ name: z.string().min(1).max(300) }).strict();
 const DeleteQuery = z.object({ force: z.enum(['true', 'false']).optional().describe('remove even while its triplet runs') }).strict();
 const ServerView = z.object({
@@ -42,16 +45,39 @@ export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Aut
     {
       method: 'POST',
       url: '/api/v1/servers/inspect',
-      summary: 'Contact three servers waiting to join and show their certificates (changes nothing)',
+      summary: 'Contact three servers waiting to join, or a new Aux alone, and show their certificates (changes nothing)',
       tag: 'system',
       access: 'so of root',
-      body: NewTriplet,
+      body: z.union([NewTriplet, NewAux]),
       ok: { status: 200, description: 'the servers, for approval', schema: z.object({ servers: z.array(ServerView) }) },
       errors: [403, 409, 502],
     },
     async (req) => {
       await rootSo(req);
-      return { servers: await scaleOut.inspect(parse(NewTriplet, req.body, 'body')) };
+      const body = parse(z.union([NewTriplet, NewAux]), req.body, 'body');
+      return { servers: 'ep' in body ? await scaleOut.inspect(body) : [await scaleOut.inspectAux(body.aux)] };
+    },
+  );
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/servers/aux',
+      summary:
+        "Replace this EP's triplet's Aux by a server waiting to join (ucl server create -a); its shares are re-derived and every key refreshed once it runs",
+      tag: 'system',
+      access: 'so of root',
+      body: ReplaceAuxBody,
+      ok: { status: 201, description: 'the new Aux', schema: z.object({ tripletId: z.string(), servers: z.array(ServerView) }) },
+      errors: [403, 409, 502, 503],
+    },
+    async (req, reply) => {
+      await rootSo(req);
+      const { approve, force, aux } = parse(ReplaceAuxBody, req.body, 'body');
+      if (!force && !approve)
+        throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprint (approve), or force', undefined, 1, 409);
+      return reply.status(201).send(await scaleOut.replaceAux({ aux, approve: approve ?? {}, force: force === true }));
     },
   );
   route(

@@ -5,7 +5,7 @@
 import { Command } from 'commander';
 import { EkmClient } from '../client/client.js';
 import type { TripletHealth } from '../cluster/health.js';
-import { EkmError } from '../errors.js';
+import { EkmError, usageError } from '../errors.js';
 import type { ServerRow } from '../store/store.js';
 import { VERSION } from '../version.js';
 import { resolveClientOptions } from './client-config.js';
@@ -130,15 +130,19 @@ async function main(): Promise<number> {
   withCredentials(
     server
       .command('create')
-      .description('add a triplet of servers waiting to join (ekm_boot_additional_server.sh), as the root SO of the main EP')
-      .requiredOption('-e, --ep <host[:port]>', 'the new EP')
-      .requiredOption('-p, --partner <host[:port]>', 'the new Partner')
+      .description(
+        "add a triplet of servers waiting to join (ekm_boot_additional_server.sh), or with -a alone replace this EP's triplet's Aux; as the root SO of the main EP",
+      )
+      .option('-e, --ep <host[:port]>', 'the new EP')
+      .option('-p, --partner <host[:port]>', 'the new Partner')
       .requiredOption('-a, --aux <host[:port]>', 'the new Aux')
       .option('-f, --force', "approve the new servers' certificates without asking"),
     { partitionFlag: false },
-  ).action(async (o: CredentialOpts & { ep: string; partner: string; aux: string; force?: boolean }) => {
+  ).action(async (o: CredentialOpts & { ep?: string; partner?: string; aux: string; force?: boolean }) => {
+    if ((o.ep === undefined) !== (o.partner === undefined))
+      throw usageError("give -e, -p and -a for a new triplet, or -a alone to replace the Aux of this EP's triplet");
     const creds = await credentials({ user: o.user, password: o.password }, { partition: 'root' });
-    const servers = { ep: o.ep, partner: o.partner, aux: o.aux };
+    const servers = o.ep !== undefined && o.partner !== undefined ? { ep: o.ep, partner: o.partner, aux: o.aux } : { aux: o.aux };
     const approve: Record<string, string> = {};
     if (!o.force) {
       const seen = await call<{ servers: NewServer[] }>(ctx, creds, 'POST', '/api/v1/servers/inspect', servers);
@@ -156,12 +160,26 @@ async function main(): Promise<number> {
         approver.close();
       }
     }
-    const added = await call<{ tripletId: string; servers: NewServer[] }>(ctx, creds, 'POST', '/api/v1/servers', {
-      ...servers,
-      ...(o.force ? { force: true } : { approve }),
-    });
+    const added = await call<{ tripletId: string; servers: NewServer[] }>(
+      ctx,
+      creds,
+      'POST',
+      'ep' in servers ? '/api/v1/servers' : '/api/v1/servers/aux',
+      {
+        ...servers,
+        ...(o.force ? { force: true } : { approve }),
+      },
+    );
     if (json()) {
       print(JSON.stringify(added, null, 2));
+      return;
+    }
+    if (!('ep' in servers)) {
+      print(`Aux ${o.aux} replaces the Aux of triplet ${added.tripletId}:`);
+      for (const s of added.servers) print(`  ${ROLE_LABEL[s.role].padEnd(7)} ${s.name}  ${s.fingerprint}`);
+      print(
+        `Now start ${o.aux} (service ekm start). The EP then re-derives its shares and refreshes every key; ucl server test passes once that is done.`,
+      );
       return;
     }
     print(`Triplet ${added.tripletId} added to the cluster:`);

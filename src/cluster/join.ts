@@ -32,6 +32,9 @@ export const JOIN_APPLY = 'join.apply';
 /** Peer method on a Partner: its role-group secret, sealed to a new Partner (asked by its EP only). */
 export const ROLE_SECRET_METHOD = 'scale.role-secret';
 
+/** Peer method on a Partner: pin a new Aux for its triplet (`ucl server create -a`; asked by its EP only). */
+export const AUX_REPIN_METHOD = 'scale.aux-repin';
+
 const HEX16 = z.string().regex(/^[0-9a-f]{16}$/);
 const FINGERPRINT = z.string().regex(/^[0-9A-F]{2}(?::[0-9A-F]{2}){31}$/);
 
@@ -72,6 +75,10 @@ export const JoinAnswer = z.object({ ok: z.literal(true), fingerprint: FINGERPRI
 
 export const RoleSecretRequest = z.object({ clusterId: HEX16, recipientCertPem: z.string().min(1), recipientFingerprint: FINGERPRINT });
 export const RoleSecretAnswer = z.object({ sealed: z.string().min(1) });
+
+/** `apply: false`: check only (the Partner's operator approved this Aux); `apply: true`: pin it. */
+export const AuxRepinRequest = z.object({ clusterId: HEX16, tripletId: HEX16, aux: PeerEntry, apply: z.boolean() });
+export const AuxRepinAnswer = z.object({ ok: z.literal(true) });
 
 const SEAL_FORMAT = 1;
 

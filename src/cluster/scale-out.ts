@@ -27,6 +27,9 @@ import { describeSocketError, type PeerManager } from '../net/peers.js';
 import type { ServerRow, Store } from '../store/store.js';
 import { PEER_PROTOCOL_VERSION, VERSION } from '../version.js';
 import {
+  AUX_REPIN_METHOD,
+  AuxRepinAnswer,
+  AuxRepinRequest,
   JOIN_APPLY,
   JOIN_CHECK,
   JOIN_HELLO,
@@ -60,6 +63,12 @@ export interface CreateRequest {
   readonly force: boolean;
 }
 
+export interface ReplaceAuxRequest {
+  readonly aux: string;
+  readonly approve: Readonly<Record<string, string>>;
+  readonly force: boolean;
+}
+
 export interface CreateResult {
   readonly tripletId: string;
   readonly servers: readonly NewServerView[];
@@ -72,6 +81,8 @@ export interface ScaleOutDeps {
   readonly store: Store;
   readonly peers: PeerManager;
   readonly log: Logger;
+  /** This EP pins the new Aux (server.json, the live link) and starts its recovery (re-derivation, then a refresh of every key). */
+  readonly auxReplaced: (aux: PeerEntry) => Promise<void>;
 }
 
 interface Contacted extends NewServerView {
@@ -117,27 +128,20 @@ export class ScaleOut {
     }
   }
 
+  /** Step 1 alone for `ucl server create -a`: who the new Aux is. Changes nothing. */
+  async inspectAux(name: string): Promise<NewServerView> {
+    const c = await this.contactOne('aux', name, newServerAddress('aux', name));
+    c.link.close('inspected');
+    return view(c);
+  }
+
   async create(req: CreateRequest): Promise<CreateResult> {
-    await this.checkCluster(req.servers);
+    await this.requirePostgres();
+    const known = await this.deps.store.listServers();
+    for (const role of ROLES) requireNewServer(known, req.servers[role], newServerAddress(role, req.servers[role]));
     const contacted = await this.contact(req.servers);
     try {
-      for (const c of contacted) {
-        if (req.force) continue;
-        const approved = req.approve[c.name];
-        if (approved === undefined)
-          throw scaleError(
-            'EKM_NOT_APPROVED',
-            `the certificate of ${ROLE_LABEL[c.role]} ${c.name} was not approved`,
-            'approve each fingerprint (ucl asks), or use -f',
-          );
-        if (approved.toUpperCase() !== c.fingerprint) {
-          throw scaleError(
-            'EKM_NOT_APPROVED',
-            `${ROLE_LABEL[c.role]} ${c.name} presents certificate ${c.fingerprint}, not the approved ${approved}`,
-            'check the fingerprint its bootstrap printed',
-          );
-        }
-      }
+      for (const c of contacted) requireApproved(c, req);
       const tripletId = randomBytes(8).toString('hex');
       const packages = await this.packages(contacted, tripletId);
       for (const c of contacted) await this.send(c, JOIN_CHECK, packages.get(c.role)!);
@@ -211,27 +215,97 @@ export class ScaleOut {
     return row;
   }
 
-  /** What must hold of the cluster itself before any new server is contacted. */
-  private async checkCluster(servers: NewTriplet): Promise<void> {
+  /**
+   * `ucl server create -a <aux>`: a server waiting to join becomes the Aux of this EP's triplet in
+   * place of the one it has (lost, broken, or moving to another machine). Needs no PostgreSQL: an
+   * Aux keeps its own store. The Partner re-pins only an Aux its own operator approved
+   * (`ekm approve-join`): an EP that could pick the Aux alone could hand f(3) to a server it
+   * controls and so hold two shares. Then the EP re-derives the new Aux's shares and refreshes
+   * every key (AuxRecovery), so that whatever the old Aux kept is worthless.
+   *
+   *  1. dial the new Aux, check its hello; the operator's approval (or -f);
+   *  2. the Partner checks its own approval (nothing written);
+   *  3. join.check, join.apply on the new Aux (it becomes this triplet's Aux, then stops);
+   *  4. the Partner re-pins, then this EP; the cluster's server list follows;
+   *  5. the recovery runs once the new Aux is started and linked.
+   */
+  async replaceAux(req: ReplaceAuxRequest): Promise<CreateResult> {
+    const { config, identity } = this.deps;
+    const known = await this.deps.store.listServers();
+    const addr = newServerAddress('aux', req.aux);
+    requireNewServer(known, req.aux, addr);
+    const me = known.find((m) => m.name === config.name && m.role === 'ep');
+    const partner = config.peers.find((p) => p.role === 'partner');
+    if (!me || !partner) throw scaleError('EKM_SERVER_UNKNOWN', `this EP ${config.name} or its Partner is missing from the cluster's server list`);
+    const c = await this.contactOne('aux', req.aux, addr);
+    try {
+      requireApproved(c, req);
+      const entry = peerEntry(c);
+      await this.partnerRepinsAux(entry, false);
+      const pkg: JoinPackage = {
+        clusterId: config.clusterId,
+        tripletId: config.tripletId,
+        role: 'aux',
+        name: c.name,
+        peers: [{ role: 'ep', name: config.name, address: { host: me.host, port: me.port }, fingerprint: identity.fingerprint, certPem: identity.certPem }, partner],
+        sealedSecret: null,
+        from: { name: config.name, fingerprint: identity.fingerprint },
+      };
+      await this.send(c, JOIN_CHECK, pkg);
+      await this.send(c, JOIN_APPLY, pkg);
+      try {
+        await this.partnerRepinsAux(entry, true);
+      } catch (e) {
+        throw scaleError(
+          'EKM_JOIN_PARTIAL',
+          `the new Aux ${c.name} joined, but the Partner did not pin it: ${(e as Error).message}`,
+          'nothing else changed: bootstrap the new Aux again (remove its EKM_HOME, ekm_boot_additional_server.sh) and run ucl server create -a again',
+        );
+      }
+      const old = known.filter((m) => m.tripletId === config.tripletId && m.role === 'aux');
+      await this.deps.auxReplaced(entry);
+      for (const o of old) await this.deps.store.deleteServer(o.name);
+      await this.deps.store.upsertServer({
+        name: c.name,
+        role: 'aux',
+        tripletId: config.tripletId,
+        host: c.addr.host,
+        port: c.addr.port,
+        api: null,
+        fingerprint: c.fingerprint,
+        addedAt: new Date().toISOString(),
+      });
+      this.deps.log.warn(
+        { event: 'aux_replaced', tripletId: config.tripletId, old: old.map((o) => o.name), aux: view(c) },
+        "this triplet's Aux was replaced: its shares are re-derived, then every key is refreshed, once it runs",
+      );
+      return { tripletId: config.tripletId, servers: [view(c)] };
+    } finally {
+      c.link.close('done');
+    }
+  }
+
+  /** Step 2 (`apply` false: the Partner only checks) and step 4 of replaceAux, on this EP's Partner. */
+  private async partnerRepinsAux(aux: PeerEntry, apply: boolean): Promise<void> {
+    const link = this.deps.peers.link('partner');
+    if (!link)
+      throw scaleError('EKM_PARTNER_DOWN', 'this EP has no link to its Partner, which must pin the new Aux too', 'start the Partner and run this again');
+    const body = encodeJson({ clusterId: this.deps.config.clusterId, tripletId: this.deps.config.tripletId, aux, apply });
+    try {
+      AuxRepinAnswer.parse(decodeJson(await link.request(AUX_REPIN_METHOD, body, 10_000)));
+    } catch (e) {
+      if (e instanceof EkmError) throw scaleError(e.code, e.message);
+      throw scaleError('EKM_PEER_PROTOCOL', 'the Partner answered the Aux re-pin request with something else');
+    }
+  }
+
+  private async requirePostgres(): Promise<void> {
     if (this.deps.config.store.kind !== 'postgres') {
       throw scaleError(
         'EKM_SCALE_OUT_NEEDS_POSTGRES',
         'this cluster keeps its EP store in SQLite: triplets can only be added to a cluster whose EP and Partner stores are on PostgreSQL',
         'bootstrap the cluster with -externaldb (docs/operations.md, "Running with PostgreSQL")',
       );
-    }
-    const known = await this.deps.store.listServers();
-    for (const role of ROLES) {
-      const name = servers[role];
-      const addr = newServerAddress(role, name);
-      const clash = known.find((s) => s.name === name || (s.host === addr.host && s.port === addr.port));
-      if (clash) {
-        throw scaleError(
-          'EKM_SERVER_EXISTS',
-          `${name} is already the ${ROLE_LABEL[clash.role]} ${clash.name} of triplet ${clash.tripletId}`,
-          'name three new servers',
-        );
-      }
     }
   }
 
@@ -343,14 +417,7 @@ export class ScaleOut {
   }
 
   private async packages(contacted: readonly Contacted[], tripletId: string): Promise<Map<Role, JoinPackage>> {
-    const { config, identity } = this.deps;
-    const entry = (c: Contacted): PeerEntry => ({
-      role: c.role,
-      name: c.name,
-      address: c.addr,
-      fingerprint: c.fingerprint,
-      certPem: c.certPem,
-    });
+    const { config } = this.deps;
     const out = new Map<Role, JoinPackage>();
     for (const c of contacted) {
       let sealedSecret: string | null = null;
@@ -363,9 +430,9 @@ export class ScaleOut {
         role: c.role,
         name: c.name,
         ...(c.role === 'ep' && c.apiPort !== undefined ? { apiPort: c.apiPort } : {}),
-        peers: contacted.filter((o) => o.role !== c.role).map(entry),
+        peers: contacted.filter((o) => o.role !== c.role).map(peerEntry),
         sealedSecret,
-        from: { name: config.name, fingerprint: identity.fingerprint },
+        from: { name: config.name, fingerprint: this.deps.identity.fingerprint },
       });
     }
     return out;
@@ -407,6 +474,33 @@ export class ScaleOut {
     if (!JoinAnswer.safeParse(decodeJson(raw)).success)
       throw scaleError('EKM_JOIN_REFUSED', `${ROLE_LABEL[c.role]} ${c.name} did not confirm ${method}`);
   }
+}
+
+/** A new server must not be one the cluster knows, by name or by address. */
+function requireNewServer(known: readonly ServerRow[], name: string, addr: ServerAddress): void {
+  const clash = known.find((s) => s.name === name || (s.host === addr.host && s.port === addr.port));
+  if (clash) {
+    throw scaleError('EKM_SERVER_EXISTS', `${name} is already the ${ROLE_LABEL[clash.role]} ${clash.name} of triplet ${clash.tripletId}`, 'name a new server');
+  }
+}
+
+/** Step 2: the operator approved exactly the certificate the server presents (or forced). */
+function requireApproved(c: Contacted, req: { readonly approve: Readonly<Record<string, string>>; readonly force: boolean }): void {
+  if (req.force) return;
+  const approved = req.approve[c.name];
+  if (approved === undefined)
+    throw scaleError('EKM_NOT_APPROVED', `the certificate of ${ROLE_LABEL[c.role]} ${c.name} was not approved`, 'approve each fingerprint (ucl asks), or use -f');
+  if (approved.toUpperCase() !== c.fingerprint) {
+    throw scaleError(
+      'EKM_NOT_APPROVED',
+      `${ROLE_LABEL[c.role]} ${c.name} presents certificate ${c.fingerprint}, not the approved ${approved}`,
+      'check the fingerprint its bootstrap printed',
+    );
+  }
+}
+
+function peerEntry(c: Contacted): PeerEntry {
+  return { role: c.role, name: c.name, address: c.addr, fingerprint: c.fingerprint, certPem: c.certPem };
 }
 
 /** A new server's host[:port], parsed; errors name its ucl server create flag (-e, -p or -a). */
@@ -470,5 +564,39 @@ export function roleSecretHandler(deps: { readonly config: ServerConfig; readonl
       'the Partner role secret was sealed to a new Partner (ucl server create on the EP)',
     );
     return encodeJson({ sealed });
+  };
+}
+
+/**
+ * The Partner's side of `ucl server create -a`: it pins the new Aux of its triplet only if its own
+ * operator approved that certificate too (`ekm approve-join`), and only when its EP asks.
+ */
+export function auxRepinHandler(deps: {
+  readonly config: ServerConfig;
+  readonly paths: HomePaths;
+  readonly log: Logger;
+  readonly repin: (aux: PeerEntry) => Promise<void>;
+}) {
+  return async (body: Uint8Array, from: Role | undefined): Promise<Uint8Array> => {
+    if (from !== 'ep') throw scaleError('EKM_PEER_PROTOCOL', `only this Partner's EP may replace its Aux, not ${from ?? 'an unknown peer'}`);
+    const req = AuxRepinRequest.safeParse(decodeJson(body));
+    if (!req.success || req.data.clusterId !== deps.config.clusterId || req.data.tripletId !== deps.config.tripletId || req.data.aux.role !== 'aux')
+      throw scaleError('EKM_PEER_PROTOCOL', 'malformed Aux re-pin request');
+    const { aux, apply } = req.data;
+    if (new X509Certificate(aux.certPem).fingerprint256 !== aux.fingerprint)
+      throw scaleError('EKM_PEER_PROTOCOL', 'the Aux re-pin request names another certificate than it carries');
+    if (!isJoinApproved(deps.paths, aux.fingerprint)) {
+      deps.log.warn({ event: 'aux_repin_refused', aux: aux.name, fingerprint: aux.fingerprint }, 'the EP asked to pin a new Aux this operator has not approved');
+      throw scaleError(
+        'EKM_NOT_APPROVED',
+        `the Partner ${deps.config.name} has not approved the new Aux ${aux.name} (${aux.fingerprint})`,
+        `on ${deps.config.name} run \`ekm approve-join ${aux.fingerprint}\` (valid 1 h), then ucl server create -a again`,
+      );
+    }
+    if (apply) {
+      await deps.repin(aux);
+      deps.log.warn({ event: 'aux_replaced', aux: aux.name, fingerprint: aux.fingerprint }, 'this Partner pins a new Aux (ucl server create -a on the EP)');
+    }
+    return encodeJson({ ok: true });
   };
 }

@@ -226,6 +226,31 @@ export class PeerManager extends EventEmitter {
     });
   }
 
+  /**
+   * Pins another server in `spec.role`'s place (an Aux replaced by `ucl server create -a`): the
+   * link to the old one closes, a dial still in flight to it is discarded, and the new one is
+   * dialled (or awaited) at once. The caller persists the pin first (server.json).
+   */
+  replacePeer(spec: PeerSpec): void {
+    const st = this.states.get(spec.role);
+    if (!st) throw new Error(`no ${spec.role} peer to replace`);
+    const old = st.spec;
+    st.spec = spec;
+    st.problem = undefined;
+    st.attempt = 0;
+    st.since = Date.now();
+    clearTimeout(st.timer);
+    st.timer = undefined;
+    const oldLink = st.link;
+    st.link = undefined;
+    oldLink?.close(`${old.role} ${old.name} replaced by ${spec.name}`);
+    this.opts.log.warn({ event: 'peer_replaced', peer: spec.role, old: old.name, new: spec.name, fingerprint: spec.fingerprint }, 'peer pin replaced');
+    if (this.dialsTo(spec.role) && !this.stopped) {
+      st.dialing = false;
+      this.dial(st);
+    }
+  }
+
   private dialsTo(role: PeerRole): boolean {
     return PARTY[this.opts.self.role] < PARTY[role];
   }
@@ -259,9 +284,11 @@ export class PeerManager extends EventEmitter {
     if (this.stopped || st.dialing || this.link(st.spec.role)) return;
     st.dialing = true;
     const { self } = this.opts;
+    // The pin this attempt checks against: replacePeer may pin another server meanwhile.
+    const spec = st.spec;
     const socket = tls.connect({
-      host: st.spec.host,
-      port: st.spec.port,
+      host: spec.host,
+      port: spec.port,
       key: self.keyPem,
       cert: self.certPem,
       minVersion: 'TLSv1.3',
@@ -269,6 +296,10 @@ export class PeerManager extends EventEmitter {
       rejectUnauthorized: false,
     });
     const fail = (problem: LinkProblem['kind'], message: string): void => {
+      if (st.spec !== spec) {
+        socket.destroy();
+        return;
+      }
       st.dialing = false;
       this.setProblem(st, problem, message);
       socket.destroy();
@@ -280,21 +311,25 @@ export class PeerManager extends EventEmitter {
     socket.once('secureConnect', () => {
       socket.setTimeout(0);
       const fp = socket.getPeerX509Certificate()?.fingerprint256;
-      if (fp !== st.spec.fingerprint) {
+      if (fp !== spec.fingerprint) {
         this.opts.log.error(
-          { event: 'security', kind: 'peer_pin_mismatch', peer: st.spec.role, name: st.spec.name, presented: fp, approved: st.spec.fingerprint },
+          { event: 'security', kind: 'peer_pin_mismatch', peer: spec.role, name: spec.name, presented: fp, approved: spec.fingerprint },
           'peer presented a certificate that was not approved; refusing it',
         );
-        fail('untrusted', `presented certificate ${fp ?? 'none'}, approved ${st.spec.fingerprint}`);
+        fail('untrusted', `presented certificate ${fp ?? 'none'}, approved ${spec.fingerprint}`);
         return;
       }
       socket.removeAllListeners('error');
-      const link = new PeerLink(socket, `${st.spec.role} ${st.spec.name}`, this.linkOpts);
+      const link = new PeerLink(socket, `${spec.role} ${spec.name}`, this.linkOpts);
       link.sendHello(this.hello());
       link
         .awaitHello(this.helloTimeoutMs)
         .then((h) => {
-          const hello = this.checkHello(h, st.spec);
+          const hello = this.checkHello(h, spec);
+          if (st.spec !== spec) {
+            link.close('the peer was replaced');
+            return;
+          }
           st.dialing = false;
           this.install(st, link, hello);
           this.emit('dial-ended', st.spec.role);

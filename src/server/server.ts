@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import pino, { type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { HomePaths } from '../config/home.js';
-import { type ServerConfig, loadServerConfig } from '../config/server-config.js';
+import { type PeerEntry, type ServerConfig, loadServerConfig, saveServerConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
 import { type PeerStatusReply, REDIAL_WAIT_MS, type TripletHealth, encodeStatus, probeTriplet } from '../cluster/health.js';
 import { PeerManager, type PeerRole } from '../net/peers.js';
@@ -25,8 +25,9 @@ import { KeyService } from '../service/key-service.js';
 import { ABORT_TOPIC, PROTO_TOPIC, ProtocolHost } from '../service/protocol-host.js';
 import { AuxRecovery } from '../service/aux-recovery.js';
 import { KeyCatalog } from '../service/key-catalog.js';
-import { ROLE_SECRET_METHOD } from '../cluster/join.js';
-import { ScaleOut, roleSecretHandler } from '../cluster/scale-out.js';
+import { AUX_REPIN_METHOD, ROLE_SECRET_METHOD } from '../cluster/join.js';
+import { ScaleOut, auxRepinHandler, roleSecretHandler } from '../cluster/scale-out.js';
+import type { PartyId } from '../protocols/types.js';
 
 export interface ServerContext {
   readonly config: ServerConfig;
@@ -67,14 +68,21 @@ export class EkmServer implements ServerContext {
   catalog: KeyCatalog | undefined;
   readonly scaleOut: ScaleOut | undefined;
 
+  /** server.json as loaded, and as `repinAux` rewrote it. */
+  private currentConfig: ServerConfig;
+  /** The certificates of the triplet by party; the identity statements verify against this one table, which `repinAux` updates. */
+  private readonly certs: [PartyId, string][];
+
   private constructor(
-    readonly config: ServerConfig,
+    config: ServerConfig,
     readonly paths: HomePaths,
     readonly store: Store,
     readonly barrier: Barrier,
     readonly log: Logger,
     identity: { keyPem: string; certPem: string },
   ) {
+    this.currentConfig = config;
+    this.certs = tripletCerts(config, identity.certPem);
     this.peers = new PeerManager({
       self: {
         role: config.role,
@@ -109,13 +117,22 @@ export class EkmServer implements ServerContext {
       peers: this.peers,
       host: this.host,
       log,
-      identity: { id: ROLE_PARTY[config.role], tripletId: config.tripletId, identityKeyPem: identity.keyPem, certs: tripletCerts(config, identity.certPem) },
+      identity: { id: ROLE_PARTY[config.role], tripletId: config.tripletId, identityKeyPem: identity.keyPem, certs: this.certs },
       poolTarget: Number(process.env.EKM_POOL_TARGET ?? 16),
       registerPeerMethod: (name, handler) => this.registerPeerMethod(name, handler),
     });
+    const auxReplaced = async (aux: PeerEntry): Promise<void> => {
+      this.repinAux(aux);
+      await this.recovery?.begin(await countKeys(store));
+    };
     this.scaleOut =
-      config.role === 'ep' ? new ScaleOut({ config, paths, identity: { ...identity, fingerprint: config.fingerprint }, store, peers: this.peers, log }) : undefined;
-    if (config.role === 'partner') this.methods.set(ROLE_SECRET_METHOD, roleSecretHandler({ config, paths, log }));
+      config.role === 'ep'
+        ? new ScaleOut({ config, paths, identity: { ...identity, fingerprint: config.fingerprint }, store, peers: this.peers, log, auxReplaced })
+        : undefined;
+    if (config.role === 'partner') {
+      this.methods.set(ROLE_SECRET_METHOD, roleSecretHandler({ config, paths, log }));
+      this.methods.set(AUX_REPIN_METHOD, auxRepinHandler({ config, paths, log, repin: async (aux) => this.repinAux(aux) }));
+    }
     this.methods.set('status', () => this.statusReply());
     this.methods.set('echo', (body) => body);
   }
@@ -140,9 +157,10 @@ export class EkmServer implements ServerContext {
         server.catalog = new KeyCatalog({ store, peers: server.peers, keys: server.keys, log: server.log });
         server.catalog.start();
       }
-      if (config.role === 'ep') server.api = await startApi(server, identity);
       if (config.role === 'ep') {
-        server.recovery = new AuxRecovery({ store, keys: server.keys, peers: server.peers, log: server.log });
+        // Before the API: ucl server create -a begins a recovery through it.
+        server.recovery = new AuxRecovery({ tripletId: config.tripletId, store, keys: server.keys, peers: server.peers, log: server.log });
+        server.api = await startApi(server, identity);
         await server.recovery.start();
       }
     } catch (e) {
@@ -153,6 +171,23 @@ export class EkmServer implements ServerContext {
     }
     server.log.info({ version: VERSION, listen: config.listen, api: config.api ?? null }, 'ekm server started');
     return server;
+  }
+
+  get config(): ServerConfig {
+    return this.currentConfig;
+  }
+
+  /**
+   * Pins another Aux (ucl server create -a): server.json first, so that a restart keeps it; then
+   * the identity table the commit statements verify against, then the live links.
+   */
+  private repinAux(aux: PeerEntry): void {
+    const next = { ...this.currentConfig, peers: this.currentConfig.peers.map((p) => (p.role === 'aux' ? aux : p)) };
+    saveServerConfig(this.paths, next);
+    this.currentConfig = next;
+    const i = this.certs.findIndex(([party]) => party === ROLE_PARTY.aux);
+    this.certs[i] = [ROLE_PARTY.aux, aux.certPem];
+    this.peers.replacePeer({ role: 'aux', name: aux.name, host: aux.address.host, port: aux.address.port, fingerprint: aux.fingerprint });
   }
 
   registerPeerMethod(name: string, handler: PeerMethod): void {
@@ -249,3 +284,15 @@ function readSecretFile(path: string, what: string): string {
   return readFileSyncOr(path, what).toString('utf8');
 }
 
+
+/** How many keys the store holds (for the recovery's progress), page by page. */
+async function countKeys(store: Store): Promise<number> {
+  let n = 0;
+  let after: string | undefined;
+  for (;;) {
+    const page = await store.listKeys({ ...(after ? { after } : {}), limit: 1000 });
+    n += page.length;
+    if (page.length < 1000) return n;
+    after = page[page.length - 1]!.keyId;
+  }
+}

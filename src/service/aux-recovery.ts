@@ -1,10 +1,12 @@
 /**
- * After a restore (issue 7), on the EP: the new Aux holds no shares. Once the EP has links to both
- * peers, it re-derives the Aux's share of every key (design §6, AX1-AX3), then refreshes every key
- * (§6: "then run a refresh of every key at once", so the lost Aux's f(3) becomes worthless), in
- * batches. Progress is kept in the store's meta row `recovery_pending` (written by the `-restore`
- * bootstrap), so a crash resumes where it stopped. Until it is done, the EP reports itself
- * `starting` in `ucl server test`, which therefore passes only once every key signs.
+ * On the EP, after a restore (issue 7) or once its triplet's Aux was replaced (`ucl server create
+ * -a`): the new Aux holds no shares. Once the EP has links to both peers, it re-derives the Aux's
+ * share of every key (design §6, AX1-AX3), then refreshes every key (§6: "then run a refresh of
+ * every key at once", so the old Aux's f(3) becomes worthless), in batches. Progress is kept in a
+ * meta row of the store (`recovery_pending`, written by the `-restore` bootstrap; after a
+ * replaced Aux `recovery_pending/<triplet>`, since EPs of several triplets may share the store),
+ * so a crash resumes where it stopped. Until it is done, the EP reports itself `starting` in
+ * `ucl server test`, which therefore passes only once every key signs.
  */
 import type { Logger } from 'pino';
 import type { TripletHealth } from '../cluster/health.js';
@@ -13,6 +15,8 @@ import type { Store } from '../store/store.js';
 import type { KeyService } from './key-service.js';
 
 export const RECOVERY_META = 'recovery_pending';
+/** The meta row of a recovery after this triplet's Aux was replaced. */
+export const auxReplacedMeta = (tripletId: string): string => `${RECOVERY_META}/${tripletId}`;
 const BATCH = Number(process.env.EKM_RECOVERY_BATCH ?? 500);
 /** Sessions run at once (each runs in its own protocol worker): one per core of a small server. */
 const PARALLEL = Number(process.env.EKM_RECOVERY_PARALLEL ?? 2);
@@ -25,6 +29,8 @@ function chunks<T>(xs: readonly T[], size: number): T[][] {
 
 interface Progress {
   phase: 'rederive' | 'refresh' | 'done';
+  /** Why the Aux is new (a missing reason is a restore: the bootstrap writes none). */
+  reason?: 'restore' | 'aux-replaced';
   keys: number;
   since: string;
   /** Keys up to this id (in key id order) are done in the current phase. */
@@ -34,6 +40,7 @@ interface Progress {
 }
 
 export interface AuxRecoveryDeps {
+  readonly tripletId: string;
   readonly store: Store;
   readonly keys: KeyService;
   readonly peers: PeerManager;
@@ -42,6 +49,7 @@ export interface AuxRecoveryDeps {
 
 export class AuxRecovery {
   private progress: Progress | undefined;
+  private meta = RECOVERY_META;
   private stopped = false;
   private running: Promise<void> | undefined;
   private batchFailures = 0;
@@ -52,21 +60,41 @@ export class AuxRecovery {
     return this.progress !== undefined && this.progress.phase !== 'done';
   }
 
-  /** Reads the meta row; if a recovery is pending, runs it in the background. */
+  /** Reads the meta rows; if a recovery is pending, runs it in the background. */
   async start(): Promise<void> {
-    const raw = await this.deps.store.getMeta(RECOVERY_META);
-    if (!raw) return;
-    try {
-      this.progress = JSON.parse(raw) as Progress;
-    } catch {
-      this.progress = { phase: 'rederive', keys: 0, since: new Date().toISOString() };
+    for (const meta of [auxReplacedMeta(this.deps.tripletId), RECOVERY_META]) {
+      const raw = await this.deps.store.getMeta(meta);
+      if (!raw) continue;
+      this.meta = meta;
+      try {
+        this.progress = JSON.parse(raw) as Progress;
+      } catch {
+        this.progress = { phase: 'rederive', keys: 0, since: new Date().toISOString() };
+      }
+      if (this.pending) break;
     }
     if (!this.pending) return;
+    this.run();
+  }
+
+  /**
+   * This triplet's Aux was just replaced: the recovery starts over (recorded first, so that a
+   * crash resumes it), and runs once the new Aux is linked.
+   */
+  async begin(keys: number): Promise<void> {
+    this.meta = auxReplacedMeta(this.deps.tripletId);
+    this.progress = { phase: 'rederive', reason: 'aux-replaced', keys, since: new Date().toISOString() };
+    this.batchFailures = 0;
+    await this.save();
+    if (!this.running) this.run();
+  }
+
+  private run(): void {
     this.deps.log.info(
-      { event: 'restore_recovery', phase: this.progress.phase, keys: this.progress.keys },
-      'restore recovery pending: waiting for Partner and Aux',
+      { event: 'restore_recovery', reason: this.progress?.reason ?? 'restore', phase: this.progress?.phase, keys: this.progress?.keys },
+      'Aux recovery pending: waiting for Partner and Aux',
     );
-    this.running = this.loop();
+    this.running = this.loop().finally(() => (this.running = undefined));
   }
 
   stop(): void {
@@ -77,15 +105,26 @@ export class AuxRecovery {
   mark(h: TripletHealth): TripletHealth {
     const p = this.progress;
     if (!p || p.phase === 'done') return h;
+    const why = p.reason === 'aux-replaced' ? 'new Aux' : 'restore';
     const detail =
       p.phase === 'rederive'
-        ? `restore: re-deriving the Aux's shares (${p.rederived ?? 0} of ${p.keys} keys done)`
-        : `restore: refreshing every key (${p.refreshed ?? 0} of ${p.keys} done)`;
+        ? `${why}: re-deriving the Aux's shares (${p.rederived ?? 0} of ${p.keys} keys done)`
+        : `${why}: refreshing every key (${p.refreshed ?? 0} of ${p.keys} done)`;
     return { ...h, inService: false, servers: h.servers.map((s) => (s.role === 'ep' ? { ...s, state: 'starting', detail } : s)) };
   }
 
+  /**
+   * The step's result, unless `begin` started over meanwhile (the Aux was replaced again while
+   * this step ran): then the step's progress belongs to the Aux before.
+   */
+  private async advance(from: Progress, to: Progress): Promise<void> {
+    if (this.progress !== from) return;
+    this.progress = to;
+    await this.save();
+  }
+
   private async save(): Promise<void> {
-    await this.deps.store.setMeta(RECOVERY_META, JSON.stringify(this.progress));
+    await this.deps.store.setMeta(this.meta, JSON.stringify(this.progress));
   }
 
   private async loop(): Promise<void> {
@@ -120,22 +159,19 @@ export class AuxRecovery {
       if (raw.length === 0) {
         this.deps.log.info({ event: 'restore_recovery', keys: p.rederived ?? 0, since: p.since }, 'the Aux shares are re-derived');
         const { after: _done, ...rest } = p;
-        this.progress = { ...rest, phase: 'refresh', refreshed: 0 };
-        await this.save();
+        await this.advance(p, { ...rest, phase: 'refresh', refreshed: 0 });
         return;
       }
       const ids = raw.filter((k) => k.state === 'active' && !k.publicKey).map((k) => k.keyId);
       const rs = await Promise.all(chunks(ids, BATCH).map((c) => this.deps.keys.rederiveAux(c, { refresh: false })));
       const n = rs.reduce((sum, r) => sum + r.keys.length, 0);
-      this.progress = { ...p, after: raw[raw.length - 1]!.keyId, rederived: (p.rederived ?? 0) + n };
-      await this.save();
+      await this.advance(p, { ...p, after: raw[raw.length - 1]!.keyId, rederived: (p.rederived ?? 0) + n });
       return;
     }
     if (p.phase === 'refresh') {
       const raw = await this.deps.store.listKeys({ ...(p.after ? { after: p.after } : {}), limit: BATCH * PARALLEL });
       if (raw.length === 0) {
-        this.progress = { ...p, phase: 'done' };
-        await this.save();
+        await this.advance(p, { ...p, phase: 'done' });
         this.deps.log.info(
           { event: 'restore_recovery', keys: p.refreshed ?? 0, since: p.since },
           'restore recovery complete: every key is re-derived and refreshed',
@@ -167,8 +203,7 @@ export class AuxRecovery {
           this.batchFailures = 0;
         }
       }
-      this.progress = { ...p, after: raw[raw.length - 1]!.keyId, refreshed: (p.refreshed ?? 0) + done };
-      await this.save();
+      await this.advance(p, { ...p, after: raw[raw.length - 1]!.keyId, refreshed: (p.refreshed ?? 0) + done });
     }
   }
 

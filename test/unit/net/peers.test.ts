@@ -194,6 +194,28 @@ describe('PeerManager', () => {
     await stopAll([ep, partner]);
   });
 
+  it('replacePeer pins another Aux: the links to the old one close, and the new one is linked at once', async () => {
+    const l = await layout();
+    const [partner, aux, ep] = await seedOrder(l);
+    const [port] = await freePorts(1);
+    const id2 = await createIdentity({ role: 'aux', host: '127.0.0.1', years: 1 });
+    const aux2 = node({ ...l, ports: { ...l.ports, aux: port! } }, 'aux', { identity: id2 });
+    await aux2.manager.start();
+    const spec = { role: 'aux' as const, name: `127.0.0.1:${port}`, host: '127.0.0.1', port: port!, fingerprint: id2.fingerprint };
+    for (const n of [ep, partner]) n.manager.replacePeer(spec);
+    await Promise.all([ep, partner, aux2].map((n) => n.manager.waitAllUp(5000)));
+    await until('the old Aux lost both links', () => !statusOf(aux, 'ep').up && !statusOf(aux, 'partner').up);
+    for (const n of [ep, partner]) {
+      assert.equal(statusOf(n, 'aux').name, spec.name);
+      assert.equal(dec(await n.manager.requireLink('aux').request('echo', enc(n.role))), `aux answers echo ${n.role}`);
+    }
+    // Nobody dials the old Aux again.
+    await sleep(300);
+    assert.equal(statusOf(aux, 'ep').up, false);
+    assert.equal(statusOf(aux, 'partner').up, false);
+    await stopAll([ep, partner, aux, aux2]);
+  });
+
   it('an acceptor replaces an old connection by a new one from the same peer', async () => {
     const l = await layout();
     const [partner, aux, epA] = await seedOrder(l);
