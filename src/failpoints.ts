@@ -13,6 +13,9 @@
  * - `<site>` is `before-persist` (computed, nothing stored), `after-persist` (the step's writes are
  *   durable, none of its messages left) or `after-send` (its messages were handed to the links).
  * A step that neither sends nor finishes has no failpoint: it only buffers a message.
+ *
+ * Outside the sessions: `scale:aux-replace:<step>` on the EP during `ucl server create -a`
+ * (src/cluster/scale-out.ts; `before-apply`, `joined`, `partner-pinned`).
  */
 import { writeSync } from 'node:fs';
 import { EkmError } from './errors.js';

@@ -17,10 +17,12 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import type { HomePaths } from '../config/home.js';
 import { ROLES, ROLE_LABEL, type Role } from '../config/roles.js';
-import type { PeerEntry, ServerConfig } from '../config/server-config.js';
+import { PeerEntry, type ServerConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import { decodeJson, encodeJson } from '../net/framing.js';
 import { PeerLink } from '../net/link.js';
 import { describeSocketError, type PeerManager } from '../net/peers.js';
@@ -228,6 +230,9 @@ export class ScaleOut {
    *  3. join.check, join.apply on the new Aux (it becomes this triplet's Aux, then stops);
    *  4. the Partner re-pins, then this EP; the cluster's server list follows;
    *  5. the recovery runs once the new Aux is started and linked.
+   * Steps 3 and 4 are recorded in the store (meta `aux_replacement/<triplet>`): once the new Aux
+   * has joined, an EP that crashed before step 4 ended finishes it when it starts again
+   * (`resumeAuxReplacement`), so that EP and Partner never stay pinned to different Auxes.
    */
   async replaceAux(req: ReplaceAuxRequest): Promise<CreateResult> {
     const { config, identity } = this.deps;
@@ -252,37 +257,84 @@ export class ScaleOut {
         from: { name: config.name, fingerprint: identity.fingerprint },
       };
       await this.send(c, JOIN_CHECK, pkg);
+      await this.recordAuxReplacement({ phase: 'joining', aux: entry });
+      failpoint('scale:aux-replace:before-apply');
       await this.send(c, JOIN_APPLY, pkg);
+      await this.recordAuxReplacement({ phase: 'joined', aux: entry });
+      failpoint('scale:aux-replace:joined');
       try {
-        await this.partnerRepinsAux(entry, true);
+        await this.finishAuxReplacement(entry);
       } catch (e) {
         throw scaleError(
           'EKM_JOIN_PARTIAL',
-          `the new Aux ${c.name} joined, but the Partner did not pin it: ${(e as Error).message}`,
-          'nothing else changed: bootstrap the new Aux again (remove its EKM_HOME, ekm_boot_additional_server.sh) and run ucl server create -a again',
+          `the new Aux ${c.name} joined, but it is not pinned yet: ${(e as Error).message}`,
+          'fix that (the Partner must run and have approved it); this EP finishes the replacement when it starts again (service ekm restart)',
         );
       }
-      const old = known.filter((m) => m.tripletId === config.tripletId && m.role === 'aux');
-      await this.deps.auxReplaced(entry);
-      for (const o of old) await this.deps.store.deleteServer(o.name);
-      await this.deps.store.upsertServer({
-        name: c.name,
-        role: 'aux',
-        tripletId: config.tripletId,
-        host: c.addr.host,
-        port: c.addr.port,
-        api: null,
-        fingerprint: c.fingerprint,
-        addedAt: new Date().toISOString(),
-      });
-      this.deps.log.warn(
-        { event: 'aux_replaced', tripletId: config.tripletId, old: old.map((o) => o.name), aux: view(c) },
-        "this triplet's Aux was replaced: its shares are re-derived, then every key is refreshed, once it runs",
-      );
       return { tripletId: config.tripletId, servers: [view(c)] };
     } finally {
       c.link.close('done');
     }
+  }
+
+  /**
+   * At start: a replacement this EP recorded but did not finish. Before the new Aux joined,
+   * nothing was pinned and the record is dropped (the operator bootstraps the new Aux again and
+   * reruns); after, step 4 is finished, retried until the Partner is linked and agrees.
+   */
+  async resumeAuxReplacement(stopped: () => boolean): Promise<void> {
+    const raw = await this.deps.store.getMeta(auxReplacementMeta(this.deps.config.tripletId));
+    const rec = raw ? AuxReplacement.safeParse(parseJsonOrNull(raw)) : undefined;
+    if (!rec?.success || rec.data.phase === 'done') return;
+    const { aux } = rec.data;
+    if (rec.data.phase === 'joining') {
+      await this.recordAuxReplacement({ phase: 'done', aux });
+      this.deps.log.warn(
+        { event: 'aux_replace_interrupted', aux: aux.name },
+        `the replacement of the Aux by ${aux.name} was cut short before anything was pinned: bootstrap ${aux.name} again (ekm_boot_additional_server.sh) and run ucl server create -a again`,
+      );
+      return;
+    }
+    this.deps.log.warn({ event: 'aux_replace_resumed', aux: aux.name }, `finishing the replacement of this triplet's Aux by ${aux.name}`);
+    for (let attempt = 0; !stopped(); attempt++) {
+      try {
+        await this.finishAuxReplacement(aux);
+        return;
+      } catch (e) {
+        if (attempt % 30 === 0)
+          this.deps.log.error({ event: 'aux_replace_pending', aux: aux.name, err: (e as Error).message }, 'the new Aux is not pinned yet; retrying');
+        await new Promise((r) => setTimeout(r, 2000).unref());
+      }
+    }
+  }
+
+  /** Step 4 and after; each part may run again (a resumed replacement). */
+  private async finishAuxReplacement(aux: PeerEntry): Promise<void> {
+    const { config, store } = this.deps;
+    await this.partnerRepinsAux(aux, true);
+    failpoint('scale:aux-replace:partner-pinned');
+    await this.deps.auxReplaced(aux);
+    const old = (await store.listServers()).filter((m) => m.tripletId === config.tripletId && m.role === 'aux' && m.name !== aux.name);
+    for (const o of old) await store.deleteServer(o.name);
+    await store.upsertServer({
+      name: aux.name,
+      role: 'aux',
+      tripletId: config.tripletId,
+      host: aux.address.host,
+      port: aux.address.port,
+      api: null,
+      fingerprint: aux.fingerprint,
+      addedAt: new Date().toISOString(),
+    });
+    await this.recordAuxReplacement({ phase: 'done', aux });
+    this.deps.log.warn(
+      { event: 'aux_replaced', tripletId: config.tripletId, old: old.map((o) => o.name), aux: aux.name, fingerprint: aux.fingerprint },
+      "this triplet's Aux was replaced: its shares are re-derived, then every key is refreshed, once it runs",
+    );
+  }
+
+  private recordAuxReplacement(rec: AuxReplacement): Promise<void> {
+    return this.deps.store.setMeta(auxReplacementMeta(this.deps.config.tripletId), JSON.stringify(rec));
   }
 
   /** Step 2 (`apply` false: the Partner only checks) and step 4 of replaceAux, on this EP's Partner. */
@@ -475,6 +527,18 @@ export class ScaleOut {
       throw scaleError('EKM_JOIN_REFUSED', `${ROLE_LABEL[c.role]} ${c.name} did not confirm ${method}`);
   }
 }
+
+function parseJsonOrNull(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+const auxReplacementMeta = (tripletId: string): string => `aux_replacement/${tripletId}`;
+const AuxReplacement = z.object({ phase: z.enum(['joining', 'joined', 'done']), aux: PeerEntry });
+type AuxReplacement = z.infer<typeof AuxReplacement>;
 
 /** A new server must not be one the cluster knows, by name or by address. */
 function requireNewServer(known: readonly ServerRow[], name: string, addr: ServerAddress): void {

@@ -27,6 +27,7 @@ import { AuxRecovery } from '../service/aux-recovery.js';
 import { KeyCatalog } from '../service/key-catalog.js';
 import { AUX_REPIN_METHOD, ROLE_SECRET_METHOD } from '../cluster/join.js';
 import { ScaleOut, auxRepinHandler, roleSecretHandler } from '../cluster/scale-out.js';
+import { formatAddress } from '../cluster/names.js';
 import type { PartyId } from '../protocols/types.js';
 
 export interface ServerContext {
@@ -162,6 +163,9 @@ export class EkmServer implements ServerContext {
         server.recovery = new AuxRecovery({ tripletId: config.tripletId, store, keys: server.keys, peers: server.peers, log: server.log });
         server.api = await startApi(server, identity);
         await server.recovery.start();
+        server.scaleOut
+          ?.resumeAuxReplacement(() => server.stopping)
+          .catch((e: unknown) => server.log.error({ event: 'aux_replace_pending', err: (e as Error).message }, 'cannot finish the Aux replacement'));
       }
     } catch (e) {
       await server.peers.stop();
@@ -182,6 +186,9 @@ export class EkmServer implements ServerContext {
    * the identity table the commit statements verify against, then the live links.
    */
   private repinAux(aux: PeerEntry): void {
+    const pinned = this.currentConfig.peers.find((p) => p.role === 'aux');
+    // A resumed replacement pins again what is pinned already: the link stays as it is.
+    if (pinned && pinned.fingerprint === aux.fingerprint && formatAddress(pinned.address) === formatAddress(aux.address)) return;
     const next = { ...this.currentConfig, peers: this.currentConfig.peers.map((p) => (p.role === 'aux' ? aux : p)) };
     saveServerConfig(this.paths, next);
     this.currentConfig = next;

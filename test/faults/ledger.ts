@@ -63,9 +63,9 @@ export class Ledger {
     else this.invalid(`signature returned by ${s.key.keyId} (${s.key.alg}) does not verify`);
   }
 
-  summary(scope: string, seed: number): string {
+  summary(scope: string, seed?: number): string {
     const f = this.figures;
-    return `fault suite (scope ${scope}, seed ${seed}): ${f.scenarios} scenarios, ${f.faults} faults injected, ${f.acknowledged} operations acknowledged, ${f.lost} lost, ${f.invalid} invalid outputs`;
+    return `fault suite (scope ${scope}${seed === undefined ? '' : `, seed ${seed}`}): ${f.scenarios} scenarios, ${f.faults} faults injected, ${f.acknowledged} operations acknowledged, ${f.lost} lost, ${f.invalid} invalid outputs`;
   }
 }
 
