@@ -33,6 +33,12 @@ import {
 } from '../support/cluster.js';
 import { type PgServer, startPostgres } from '../support/postgres.js';
 import { verifyIndependently } from '../support/verify-ec.js';
+import { VERSION } from '../../src/version.js';
+
+const [major, minor] = VERSION.split('.').map(Number) as [number, number];
+/** The release a rolling upgrade moves to: the next minor (releases one minor apart interoperate). */
+const NEXT = `${major}.${minor + 1}.0`;
+const esc = (s: string): string => s.replace(/[.]/g, '\\.');
 
 let pgServer: PgServer;
 let t1: Triplet;
@@ -239,103 +245,6 @@ describe('scale-out: the seed Quickstart', () => {
   });
 });
 
-describe('scale-out: rolling restart', () => {
-  it('restarting triplet 1, then triplet 2, under a load through a client that knows both EPs: zero failed requests', async () => {
-    const setup = await apiOf(t1);
-    const keys: { keyId: string; alg: 'eddsa-ed25519' | 'ecdsa-p256' | 'rsa-2048' | 'aes-256-dprf'; pem: string }[] = [];
-    for (const alg of ['eddsa-ed25519', 'ecdsa-p256', 'rsa-2048', 'aes-256-dprf'] as const) {
-      const made = await setup.call<{ keyId: string; publicKey: string | null }>('POST', '/keys', { alg });
-      assert.equal(made.status, 201, JSON.stringify(made.body));
-      keys.push({ keyId: made.body.keyId, alg, pem: made.body.publicKey ?? '' });
-    }
-    setup.close();
-    // Warm-up, not counted: each key once through each EP, so that the second triplet's Aux has
-    // re-derived its shares (first use) before the restarts; what is measured is the restarts.
-    for (const t of [t1, t2]) {
-      const one = await apiOf(t);
-      try {
-        for (const key of keys) {
-          const path = key.alg === 'aes-256-dprf' ? 'encrypt' : 'sign';
-          const body = key.alg === 'aes-256-dprf' ? { plaintext: b64('warm-up') } : { message: b64('warm-up') };
-          let status = 0;
-          for (let attempt = 0; attempt < 3 && status !== 200; attempt++)
-            status = (await one.call('POST', `/keys/${key.keyId}/${path}`, body)).status;
-          assert.equal(status, 200, `warm-up of ${key.alg} through ${t === t1 ? 'EP1' : 'EP2'}`);
-        }
-      } finally {
-        one.close();
-      }
-    }
-    const client = await apiOf(t1, t2);
-    const stop = { now: false };
-    const done = { ok: 0, failed: [] as string[] };
-    const once = async (i: number): Promise<void> => {
-      const key = keys[i % keys.length]!;
-      const msg = Buffer.from(`rolling ${i}`);
-      try {
-        if (key.alg === 'aes-256-dprf') {
-          const r = await client.call<{ ciphertext: string }>('POST', `/keys/${key.keyId}/encrypt`, { plaintext: b64(msg) });
-          if (r.status !== 200) throw new Error(`${r.status} ${JSON.stringify(r.body)}`);
-        } else {
-          const r = await client.call<{ signature: string }>('POST', `/keys/${key.keyId}/sign`, { message: b64(msg) });
-          if (r.status !== 200) throw new Error(`${r.status} ${JSON.stringify(r.body)}`);
-          const sig = unb64(r.body.signature);
-          const ok =
-            key.alg === 'rsa-2048'
-              ? nodeVerify('sha256', msg, createPublicKey(key.pem), sig)
-              : verifyIndependently({ alg: key.alg, pem: key.pem }, msg, sig);
-          if (!ok) throw new Error('the signature does not verify');
-        }
-        done.ok++;
-      } catch (e) {
-        done.failed.push(`${key.alg}: ${(e as Error).message}`);
-      }
-    };
-    let n = 0;
-    const worker = async (): Promise<void> => {
-      while (!stop.now) await once(n++);
-    };
-    const load = Promise.all([worker(), worker()]);
-    try {
-      for (const [t, other] of [
-        [t1, t2],
-        [t2, t1],
-      ] as const) {
-        // The seed's restart of a triplet: stop it, start Partner and Aux, then the EP last.
-        for (const role of ROLES) assert.equal((await ekm(t, role, 'stop')).code, 0);
-        const during = await ucl(other, 'server', 'test');
-        assert.equal(during.code, 1, 'ucl server test says a triplet is out');
-        assert.match(during.stdout, /NOT in service/);
-        for (const role of ['partner', 'aux', 'ep'] as const) assert.equal((await ekm(t, role, 'start')).code, 0);
-        await waitClusterInService(other, 2);
-      }
-    } finally {
-      stop.now = true;
-      await load;
-      client.close();
-    }
-    console.log(`rolling restart of 2 triplets: ${done.ok} requests served, ${done.failed.length} failed`);
-    if (done.failed.length > 0) {
-      for (const [name, t] of [
-        ['1', t1],
-        ['2', t2],
-      ] as const) {
-        for (const role of ROLES) {
-          const lines = readFileSync(homePaths(t.homes[role]).logFile, 'utf8').split('\n');
-          console.log(
-            `--- ${role}${name}:\n${lines
-              .filter((l) => /abort|refused|"level":[45]0/.test(l))
-              .slice(-8)
-              .join('\n')}`,
-          );
-        }
-      }
-    }
-    assert.deepEqual(done.failed, []);
-    assert.ok(done.ok >= 20, `only ${done.ok} requests were made`);
-  });
-});
-
 describe('scale-out: what is refused', () => {
   it('the additional bootstrap refuses peers, passwords and a missing -fips, with one line each', async () => {
     const [port] = await freePorts(1);
@@ -429,6 +338,110 @@ describe('scale-out: what is refused', () => {
       await t4.cleanup();
       await plain.cleanup();
     }
+  });
+});
+
+describe('scale-out: rolling upgrade', () => {
+  it(`restarting triplet 1, then triplet 2, each as release ${NEXT} (the seed's upgrade, one triplet at a time), under a load through a client that knows both EPs: zero failed requests`, async () => {
+    const setup = await apiOf(t1);
+    const keys: { keyId: string; alg: 'eddsa-ed25519' | 'ecdsa-p256' | 'rsa-2048' | 'aes-256-dprf'; pem: string }[] = [];
+    for (const alg of ['eddsa-ed25519', 'ecdsa-p256', 'rsa-2048', 'aes-256-dprf'] as const) {
+      const made = await setup.call<{ keyId: string; publicKey: string | null }>('POST', '/keys', { alg });
+      assert.equal(made.status, 201, JSON.stringify(made.body));
+      keys.push({ keyId: made.body.keyId, alg, pem: made.body.publicKey ?? '' });
+    }
+    setup.close();
+    // Warm-up, not counted: each key once through each EP, so that the second triplet's Aux has
+    // re-derived its shares (first use) before the restarts; what is measured is the restarts.
+    for (const t of [t1, t2]) {
+      const one = await apiOf(t);
+      try {
+        for (const key of keys) {
+          const path = key.alg === 'aes-256-dprf' ? 'encrypt' : 'sign';
+          const body = key.alg === 'aes-256-dprf' ? { plaintext: b64('warm-up') } : { message: b64('warm-up') };
+          let status = 0;
+          for (let attempt = 0; attempt < 3 && status !== 200; attempt++)
+            status = (await one.call('POST', `/keys/${key.keyId}/${path}`, body)).status;
+          assert.equal(status, 200, `warm-up of ${key.alg} through ${t === t1 ? 'EP1' : 'EP2'}`);
+        }
+      } finally {
+        one.close();
+      }
+    }
+    const client = await apiOf(t1, t2);
+    const stop = { now: false };
+    const done = { ok: 0, failed: [] as string[] };
+    const once = async (i: number): Promise<void> => {
+      const key = keys[i % keys.length]!;
+      const msg = Buffer.from(`rolling ${i}`);
+      try {
+        if (key.alg === 'aes-256-dprf') {
+          const r = await client.call<{ ciphertext: string }>('POST', `/keys/${key.keyId}/encrypt`, { plaintext: b64(msg) });
+          if (r.status !== 200) throw new Error(`${r.status} ${JSON.stringify(r.body)}`);
+        } else {
+          const r = await client.call<{ signature: string }>('POST', `/keys/${key.keyId}/sign`, { message: b64(msg) });
+          if (r.status !== 200) throw new Error(`${r.status} ${JSON.stringify(r.body)}`);
+          const sig = unb64(r.body.signature);
+          const ok =
+            key.alg === 'rsa-2048'
+              ? nodeVerify('sha256', msg, createPublicKey(key.pem), sig)
+              : verifyIndependently({ alg: key.alg, pem: key.pem }, msg, sig);
+          if (!ok) throw new Error('the signature does not verify');
+        }
+        done.ok++;
+      } catch (e) {
+        done.failed.push(`${key.alg}: ${(e as Error).message}`);
+      }
+    };
+    let n = 0;
+    const worker = async (): Promise<void> => {
+      while (!stop.now) await once(n++);
+    };
+    const load = Promise.all([worker(), worker()]);
+    try {
+      for (const [t, other] of [
+        [t1, t2],
+        [t2, t1],
+      ] as const) {
+        // The seed's upgrade of a triplet: stop it, upgrade, start Partner and Aux, then the EP
+        // last; the upgrade is the test-only override that makes the same build report N+1.
+        for (const role of ROLES) assert.equal((await ekm(t, role, 'stop')).code, 0);
+        const during = await ucl(other, 'server', 'test');
+        assert.equal(during.code, 1, 'ucl server test says a triplet is out');
+        assert.match(during.stdout, /NOT in service/);
+        for (const role of ['partner', 'aux', 'ep'] as const) {
+          const started = await run(join(t.bin, 'ekm'), ['start'], { ...t.env(role), EKM_TEST_VERSION_OVERRIDE: NEXT });
+          assert.equal(started.code, 0, started.stderr);
+        }
+        const mixed = await waitClusterInService(other, 2);
+        // The upgraded triplet shows its release (through the other triplet's EP as well).
+        for (const role of ROLES) assert.match(mixed.stdout, new RegExp(`${esc(t.names[role])}\\s+${esc(NEXT)}\\s+ok`));
+        if (t === t1) for (const role of ROLES) assert.match(mixed.stdout, new RegExp(`${esc(t2.names[role])}\\s+${esc(VERSION)}\\s+ok`));
+      }
+    } finally {
+      stop.now = true;
+      await load;
+      client.close();
+    }
+    console.log(`rolling upgrade of 2 triplets to ${NEXT}: ${done.ok} requests served, ${done.failed.length} failed`);
+    if (done.failed.length > 0) {
+      for (const [name, t] of [
+        ['1', t1],
+        ['2', t2],
+      ] as const) {
+        for (const role of ROLES) {
+          const lines = readFileSync(homePaths(t.homes[role]).logFile, 'utf8').split('\n');
+          console.log(
+            `--- ${role}${name}:\n${lines
+              .filter((l) => /abort|refused|"level":[45]0/.test(l))
+              .slice(-8)
+              .join('\n')}`,
+          );
+        }
+      }
+    }
+    assert.deepEqual(done.failed, []);
+    assert.ok(done.ok >= 20, `only ${done.ok} requests were made`);
   });
 });
 
