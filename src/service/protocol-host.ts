@@ -18,6 +18,7 @@ import type { KeyStore, KeyWrite } from '../store/key-records.js';
 import type { Recipe } from './party-recipes.js';
 import { type Call, type PartyRunner, type RunningParty, type StepResult, fromData } from './party-runner.js';
 import { fromJsonWithBytes } from './share-codec.js';
+import { BoundedCache } from '../util/bounded-cache.js';
 
 export const PROTO_TOPIC = 'proto';
 /** Out-of-protocol notice that a session was aborted here, so peers stop waiting for it. */
@@ -75,6 +76,12 @@ const MAX_IDLE_DOUBLINGS = 3;
 /** An answer to a re-send, or a resume from the store, that failed (the store could not write) is tried again, every 2 s for a minute. */
 const RETRY_ATTEMPTS = 30;
 const RETRY_MS = 2000;
+/**
+ * Session ids this helper accepted lately (spec §1.4: a second request for a sid is refused). The
+ * state-changing sessions are also refused from the store for ever (`sidSeen`); this covers the
+ * stateless ones (FROST, DPRF, RSA, ECDSA), whose sids are not stored. Bounded: the oldest go first.
+ */
+const ACCEPTED_SIDS = 100_000;
 
 export class ProtocolAbortedError extends EkmError {
   constructor(message: string) {
@@ -101,6 +108,7 @@ export class ProtocolHost {
   /** Envelopes that arrived before their session's round-0 request (another link was faster). */
   private readonly orphans = new Map<string, { env: Envelope; at: number }[]>();
   private readonly sidLocks = new Map<string, Promise<void>>();
+  private readonly acceptedSids = new BoundedCache<string, true>(ACCEPTED_SIDS);
   private resumer: SessionResumer | undefined;
   private orphanCount = 0;
   private readonly timeoutMs: number;
@@ -294,6 +302,11 @@ export class ProtocolHost {
       this.security('request for an unknown protocol', { proto: env.proto });
       return;
     }
+    if (this.acceptedSids.get(sid)) {
+      this.security('replayed session id refused', { proto: env.proto, sid });
+      return;
+    }
+    this.acceptedSids.set(sid, true);
     let spec: SessionSpec;
     try {
       if (await this.opts.store.sidSeen(sid)) {
