@@ -69,7 +69,7 @@ export class Authenticator {
 
   issueToken(principal: Principal): { access_token: string; token_type: 'Bearer'; expires_in: number } {
     const token = randomBytes(32).toString('base64url');
-    const now = Date.now();
+    const now = performance.now();
     for (const [tok, t] of this.tokens) if (t.expires < now) this.tokens.delete(tok);
     this.tokens.set(token, { principal, expires: now + this.ttlSeconds * 1000 });
     return { access_token: token, token_type: 'Bearer', expires_in: this.ttlSeconds };
@@ -87,7 +87,7 @@ export class Authenticator {
     const [scheme, value] = header.split(' ', 2);
     if (scheme?.toLowerCase() === 'bearer' && value) {
       const t = this.tokens.get(value);
-      if (!t || t.expires < Date.now()) {
+      if (!t || t.expires < performance.now()) {
         if (t) this.tokens.delete(value);
         throw new EkmError('EKM_UNAUTHORIZED', 'the bearer token is unknown or expired', 'get a new one from POST /api/v1/token', 1, 401);
       }

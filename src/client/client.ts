@@ -5,6 +5,8 @@
  */
 import https from 'node:https';
 import { X509Certificate } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import { EkmError } from '../errors.js';
 import type { ServerAddress } from '../cluster/names.js';
 import { formatAddress } from '../cluster/names.js';
@@ -25,6 +27,48 @@ export interface ApiResponse<T = unknown> {
 
 /** Failures that mean "this EP is not there": try the next one. */
 const FAILOVER_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * A keep-alive HTTPS agent that trusts exactly the pinned certificates, by SHA-256 fingerprint,
+ * whatever names and validity dates they carry: trust comes from the operator's pin, and a client
+ * whose clock is off (a new machine, an NTP step back) must still reach its EP, as the servers
+ * reach each other. A connection is handed to a request only once its certificate is checked, so
+ * nothing (credentials least of all) is ever sent to another server.
+ */
+class PinnedAgent extends https.Agent {
+  constructor(
+    private readonly label: string,
+    private readonly fingerprints: ReadonlySet<string>,
+    private readonly timeoutMs: number,
+  ) {
+    super({ keepAlive: true, maxSockets: 64 });
+  }
+
+  override createConnection(options: tls.ConnectionOptions, done: (err: Error | null, socket?: Duplex) => void): undefined {
+    const socket = tls.connect({ ...options, rejectUnauthorized: false });
+    let settled = false;
+    const fail = (err: Error): void => {
+      socket.destroy();
+      if (!settled) done(err);
+      settled = true;
+    };
+    socket.once('error', fail);
+    // Until the handshake ends: a server that takes the connection but never answers is one that is not there.
+    socket.setTimeout(this.timeoutMs, () => fail(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    socket.once('secureConnect', () => {
+      socket.setTimeout(0);
+      socket.off('error', fail);
+      const fingerprint = socket.getPeerX509Certificate()?.fingerprint256;
+      if (fingerprint === undefined || !this.fingerprints.has(fingerprint)) {
+        fail(new EkmError('EKM_UNTRUSTED', `${this.label} presented a certificate that is not trusted`, 'check the trust= certificates in client.conf'));
+        return;
+      }
+      settled = true;
+      done(null, socket);
+    });
+    return undefined;
+  }
+}
 
 export class EkmClient {
   private readonly fingerprints: Set<string>;
@@ -81,14 +125,7 @@ export class EkmClient {
     const key = formatAddress(server);
     let agent = this.agents.get(key);
     if (!agent) {
-      agent = new https.Agent({
-        keepAlive: true,
-        maxSockets: 64,
-        ca: [...this.opts.trustedCertsPem],
-        // Certificates are pinned: the name in them does not matter, the exact certificate does.
-        checkServerIdentity: (_host, cert) =>
-          this.fingerprints.has(cert.fingerprint256) ? undefined : new EkmError('EKM_UNTRUSTED', `${key} presented a certificate that is not trusted`),
-      });
+      agent = new PinnedAgent(key, this.fingerprints, this.opts.timeoutMs ?? 15_000);
       this.agents.set(key, agent);
     }
     return agent;
@@ -128,13 +165,7 @@ export class EkmClient {
         },
       );
       req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'DEPTH_ZERO_SELF_SIGNED_CERT' || err.code === 'SELF_SIGNED_CERT_IN_CHAIN' || err.code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-          reject(new EkmError('EKM_UNTRUSTED', `${formatAddress(server)} presented a certificate that is not trusted`, 'check the trust= certificates in client.conf'));
-          return;
-        }
-        reject(err);
-      });
+      req.on('error', reject);
       if (payload) req.write(payload);
       req.end();
     });

@@ -38,8 +38,8 @@ export async function startDaemon(paths: HomePaths, timeoutMs = 60_000): Promise
   const pid = child.pid!;
   let exited: number | null | undefined;
   child.once('exit', (code) => (exited = code));
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
     if (readPid(paths) === pid) return { pid, alreadyRunning: false };
     if (exited !== undefined) {
       throw new EkmError('EKM_START_FAILED', `ekm did not start: ${lastFatal(paths.logFile, logStart) ?? `exit code ${exited}`}`, `see ${paths.logFile}`);
@@ -53,8 +53,8 @@ export async function stopDaemon(paths: HomePaths, timeoutMs = 30_000): Promise<
   const pid = daemonPid(paths);
   if (pid === undefined) return { pid: undefined, killed: false };
   process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
     if (!processAlive(pid)) return { pid, killed: false };
     await sleep(50);
   }

@@ -499,11 +499,11 @@ export class KeyService {
    * I3 refuses a key that still holds PREVIOUS. Waits briefly; I3 decides after that.
    */
   private async settledRefreshStates(keyIds: readonly string[], waitMs = 3000): Promise<Map<string, RefreshKeyState>> {
-    const deadline = Date.now() + waitMs;
+    const deadline = performance.now() + waitMs;
     for (;;) {
       const states = await this.loadRefreshStates(keyIds);
       const busy = [...states.values()].some((st) => st.previousEpoch != null || st.pendingEpoch != null);
-      if (!busy || Date.now() >= deadline) return states;
+      if (!busy || performance.now() >= deadline) return states;
       await new Promise((r) => setTimeout(r, 25));
     }
   }

@@ -31,8 +31,8 @@ export class PresignPool {
   private readonly hot = new Set<string>();
   private filling = false;
   private stopped = false;
-  /** When a presignature was last taken (ms since the epoch). */
-  private lastTake = 0;
+  /** When a presignature was last taken (monotonic ms: a wall-clock jump must not stall the refill). */
+  private lastTake = -Infinity;
   made = 0;
 
   constructor(private readonly opts: PoolOptions) {
@@ -59,7 +59,7 @@ export class PresignPool {
       if (next.epoch !== epoch) continue; // an older epoch's presignature: burnt, never used
       const stored = await this.opts.store.getPresig(next.psid);
       if (stored) {
-        this.lastTake = Date.now();
+        this.lastTake = performance.now();
         return decodePresig(stored);
       }
     }
@@ -107,7 +107,7 @@ export class PresignPool {
     while (!this.stopped && this.opts.peers.allUp()) {
       const keyId = [...this.hot].find((k) => this.size(k) < this.opts.target);
       if (!keyId) return;
-      const busy = REFILL_IDLE_MS - (Date.now() - this.lastTake);
+      const busy = REFILL_IDLE_MS - (performance.now() - this.lastTake);
       if (busy > 0 && this.size(keyId) >= this.lowWater()) {
         await new Promise((r) => setTimeout(r, busy).unref());
         continue;

@@ -480,7 +480,7 @@ export class ProtocolHost {
   }
 
   private keepOrphan(sid: string, env: Envelope): void {
-    const now = Date.now();
+    const now = performance.now();
     if (this.orphanCount >= ORPHAN_LIMIT) this.pruneOrphans(now);
     if (this.orphanCount >= ORPHAN_LIMIT) return;
     const list = this.orphans.get(sid) ?? [];

@@ -295,7 +295,7 @@ export class RsaAesKeys {
   }
 
   private async rsaRefreshStates(keyIds: readonly string[], waitMs = 3000): Promise<Map<string, RsaRefreshKeyState>> {
-    const deadline = Date.now() + waitMs;
+    const deadline = performance.now() + waitMs;
     for (;;) {
       const out = new Map<string, RsaRefreshKeyState>();
       for (const keyId of keyIds) {
@@ -312,7 +312,7 @@ export class RsaAesKeys {
       }
       // The last ACTIVATED of a refresh that just finished elsewhere may still be in flight (I3).
       const busy = [...out.values()].some((st) => st.previousEpoch != null || st.pendingEpoch != null);
-      if (!busy || Date.now() >= deadline) return out;
+      if (!busy || performance.now() >= deadline) return out;
       await new Promise((r) => setTimeout(r, 25));
     }
   }

@@ -14,8 +14,7 @@ import { homePaths } from '../../src/config/home.js';
 import { processAlive } from '../../src/server/pidfile.js';
 import { apiFor } from '../support/api.js';
 import { ROOT_SO_PASSWORD, type Triplet, ekm, makeTriplet, run, servingTriplet, ucl, waitInService } from '../support/cluster.js';
-import { EC_TEST_ALGS } from '../support/verify-ec.js';
-import { type Fixture, arm, checkLedger, encrypt, fixture, generate, generateAes, generateRsa, sleep } from './harness.js';
+import { type Fixture, arm, checkLedger, fixture, keysOfEveryType, sleep } from './harness.js';
 import { scopeFrom } from './matrix.js';
 
 const SCOPE = scopeFrom(process.env.EKM_FAULTS_SCOPE);
@@ -42,10 +41,7 @@ describe(`fault suite: kill -9 of the EP during ucl server create -a (${SCOPE})`
   before(async () => {
     t = await servingTriplet();
     fx = await fixture(t);
-    for (const alg of EC_TEST_ALGS) assert.ok(await generate(fx, alg), alg);
-    assert.ok(await generateRsa(fx), 'rsa');
-    const aes = await generateAes(fx);
-    assert.ok(aes && (await encrypt(fx, aes)), 'aes');
+    await keysOfEveryType(fx);
   });
   after(async () => {
     console.log(fx.ledger.summary(`${SCOPE}, Aux replacement`));

@@ -19,7 +19,6 @@ import {
   canMountTmpfs,
   checkLedger,
   disarm,
-  decrypt,
   diskAlmostFull,
   encrypt,
   fixture,
@@ -31,6 +30,7 @@ import {
   logMark,
   logSince,
   loseAuxDisk,
+  mixedLoad,
   rederive,
   rederiveOrWhy,
   refresh,
@@ -87,26 +87,6 @@ async function loadOp(fx: Fixture, base: Base, load: Load): Promise<() => Promis
     case 'rederive':
       return () => rederive(fx);
   }
-}
-
-/** Two clients issue random operations until `stop` says so. */
-function mixedLoad(fx: Fixture, stop: { now: boolean }): Promise<void[]> {
-  const op = (): Promise<unknown> =>
-    pick([
-      () => generate(fx, pick(EC_TEST_ALGS)),
-      () => generateAes(fx),
-      // RSA keys are dealt (a 2048-bit key generation): fewer of them.
-      () => (loadRandom() < 0.3 ? generateRsa(fx) : generate(fx, pick(EC_TEST_ALGS))),
-      () => sign(fx, pick(fx.ledger.signingKeys)),
-      () => sign(fx, pick(fx.ledger.signingKeys)),
-      () => encrypt(fx, pick(fx.ledger.aesKeys)),
-      () => decrypt(fx, pick(fx.ledger.sealed)),
-      () => refresh(fx, pick(fx.ledger.signingKeys).keyId),
-    ])();
-  const client = async (): Promise<void> => {
-    while (!stop.now) if (!(await op())) await sleep(100);
-  };
-  return Promise.all([client(), client()]);
 }
 
 /** A fault on the peer links, through the proxies every scenario's traffic passes (test/faults/proxy.ts). */
@@ -201,7 +181,7 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
       const role = pick(ROLES, faultRandom);
       const delay = 500 + Math.floor(faultRandom() * 2000);
       const stop = { now: false };
-      const load = mixedLoad(fx, stop);
+      const load = mixedLoad(fx, stop, loadRandom);
       await sleep(delay);
       await killHard(t, role);
       stop.now = true;
@@ -218,7 +198,7 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
       const logFrom = { ep: logMark(t, 'ep'), partner: logMark(t, 'partner') };
       const chunks = proxies.epPartner.counts.chunks + proxies.partnerAux.counts.chunks;
       const stop = { now: false };
-      const load = mixedLoad(fx, stop);
+      const load = mixedLoad(fx, stop, loadRandom);
       await sleep(500 + Math.floor(faultRandom() * 1000));
       f.inject(proxies);
       await sleep(f.ms);
@@ -246,7 +226,7 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
       try {
         const from = logMark(t, 'partner');
         const stop = { now: false };
-        const load = mixedLoad(fx, stop);
+        const load = mixedLoad(fx, stop, loadRandom);
         await sleep(8000);
         const full = logSince(t, 'partner', from).match(/database or disk is full|SQLITE_FULL|ENOSPC/g) ?? [];
         disk.free();
@@ -281,7 +261,7 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
       assert.equal(await exit(backup(join(dir, 'whole.tar.gz'))), 0, 'a backup without a fault');
       const wholeMs = Date.now() - t0;
       const stop = { now: false };
-      const load = mixedLoad(fx, stop);
+      const load = mixedLoad(fx, stop, loadRandom);
       let killed = 0;
       for (let i = 0; i < BACKUP_KILLS[SCOPE]; i++) {
         const out = join(dir, `ep-${i}.tar.gz`);
@@ -341,7 +321,7 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
     it(`power loss: kill -9 of all three under a mixed load, then start in the order ${order.join(', ')}`, async () => {
       fx.ledger.figures.scenarios++;
       const stop = { now: false };
-      const load = mixedLoad(fx, stop);
+      const load = mixedLoad(fx, stop, loadRandom);
       await sleep(500 + Math.floor(faultRandom() * 2000));
       await Promise.all(ROLES.map((role) => killHard(t, role)));
       stop.now = true;
@@ -357,7 +337,7 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
     const start = fx.ledger.figures.acknowledged;
     const end = Date.now() + ms;
     const stop = { now: false };
-    const load = mixedLoad(fx, stop);
+    const load = mixedLoad(fx, stop, loadRandom);
     const done = (): boolean => Date.now() >= end || fx.ledger.figures.acknowledged - start >= operations;
     while (!done()) {
       const wait = Math.floor(faultEveryMs * (0.5 + faultRandom()));

@@ -13,7 +13,7 @@ import { homePaths } from '../../src/config/home.js';
 import { processAlive, readPid } from '../../src/server/pidfile.js';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
 import { ROLES, ROOT_SO_PASSWORD, type Role, type RunResult, type Triplet, ekm, run, ucl, waitInService } from '../support/cluster.js';
-import type { SignTestAlg, TestAlg } from '../support/verify-ec.js';
+import { EC_TEST_ALGS, type SignTestAlg, type TestAlg } from '../support/verify-ec.js';
 import { Ledger, type Sealed, type SigningKey, reusedNonces } from './ledger.js';
 import { FaultProxy } from './proxy.js';
 
@@ -138,6 +138,35 @@ export async function encrypt(fx: Fixture, keyId: string): Promise<boolean> {
   return true;
 }
 
+/** One key of every type in the ledger (each EC algorithm, RSA-2048, AES) and one AES ciphertext: what a scenario's checks then owe. */
+export async function keysOfEveryType(fx: Fixture): Promise<void> {
+  for (const alg of EC_TEST_ALGS) if (!(await generate(fx, alg))) throw new Error(`no ${alg} key was made`);
+  if (!(await generateRsa(fx))) throw new Error('no RSA key was made');
+  const aes = await generateAes(fx);
+  if (!aes || !(await encrypt(fx, aes))) throw new Error('no AES key or ciphertext was made');
+}
+
+/** Two clients issue random operations (drawn with `random`) until `stop` says so. */
+export function mixedLoad(fx: Fixture, stop: { now: boolean }, random: () => number): Promise<void[]> {
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+  const op = (): Promise<unknown> =>
+    pick([
+      () => generate(fx, pick(EC_TEST_ALGS)),
+      () => generateAes(fx),
+      // RSA keys are dealt (a 2048-bit key generation): fewer of them.
+      () => (random() < 0.3 ? generateRsa(fx) : generate(fx, pick(EC_TEST_ALGS))),
+      () => sign(fx, pick(fx.ledger.signingKeys)),
+      () => sign(fx, pick(fx.ledger.signingKeys)),
+      () => encrypt(fx, pick(fx.ledger.aesKeys)),
+      () => decrypt(fx, pick(fx.ledger.sealed)),
+      () => refresh(fx, pick(fx.ledger.signingKeys).keyId),
+    ])();
+  const client = async (): Promise<void> => {
+    while (!stop.now) if (!(await op())) await sleep(100);
+  };
+  return Promise.all([client(), client()]);
+}
+
 // --- faults ------------------------------------------------------------------------------------
 
 /** Where `role`'s log ends now: `logSince` then reads what the server logged from there on. */
@@ -259,7 +288,11 @@ export function canMountTmpfs(): boolean {
  * gives the space back (deletes the filler), and `unmount()`, which moves the store back onto the
  * real disk (server stopped and started again).
  */
-export async function diskAlmostFull(fx: Fixture, role: Role, freeBytes: number): Promise<{ free: () => void; unmount: () => Promise<void> }> {
+export async function diskAlmostFull(
+  fx: Fixture,
+  role: Role,
+  freeBytes: number,
+): Promise<{ free: () => void; unmount: () => Promise<void> }> {
   const data = dirname(homePaths(fx.t.homes[role]).sqlite);
   const saved = `${data}.disk`;
   await stopRole(fx, role);
@@ -375,8 +408,7 @@ export async function checkLedger(fx: Fixture, opts: { twoServers?: boolean } = 
     if (!(await eventually(() => encrypt(fx, keyId)))) ledger.lost(`AES key ${keyId} no longer encrypts`);
   }
   for (const s of ledger.sealed) {
-    if (!(await eventually(() => decrypts(fx, s))))
-      ledger.lost(`a ciphertext of ${s.keyId} no longer decrypts`);
+    if (!(await eventually(() => decrypts(fx, s)))) ledger.lost(`a ciphertext of ${s.keyId} no longer decrypts`);
   }
   for (const keyId of reusedNonces(ledger.signatures))
     ledger.invalid(`two ECDSA signatures of ${keyId} share r: a presignature was used twice`);
@@ -386,7 +418,8 @@ export async function checkLedger(fx: Fixture, opts: { twoServers?: boolean } = 
     if (stuck.length > 0) ledger.problems.push(`sessions left committing after the scenario: ${stuck.join(', ')}`);
     // ... then every key they left must be usable.
     for (const k of await unacknowledgedKeys(fx)) {
-      if (!(await eventually(() => usable(fx, k), 3))) ledger.problems.push(`unusable: key ${k.keyId} (${k.alg}) left by a failed operation`);
+      if (!(await eventually(() => usable(fx, k), 3)))
+        ledger.problems.push(`unusable: key ${k.keyId} (${k.alg}) left by a failed operation`);
     }
   }
   const audit = await ucl(fx.t, 'audit', 'verify', '-w', ROOT_SO_PASSWORD);
@@ -405,7 +438,10 @@ async function sessionsLeftCommitting(fx: Fixture, deadlineMs = 30_000): Promise
     const open = ROLES.flatMap((role) => {
       const db = new Database(homePaths(fx.t.homes[role]).sqlite, { readonly: true, fileMustExist: true });
       try {
-        const rows = db.prepare("SELECT proto, sid FROM protocol_sessions WHERE state = 'open' AND checkpoint IS NOT NULL").all() as { proto: string; sid: string }[];
+        const rows = db.prepare("SELECT proto, sid FROM protocol_sessions WHERE state = 'open' AND checkpoint IS NOT NULL").all() as {
+          proto: string;
+          sid: string;
+        }[];
         return rows.map((r) => `${role} ${r.proto} ${r.sid.slice(0, 12)}`);
       } finally {
         db.close();

@@ -5,12 +5,13 @@
  * /usr/lib/postgresql/<version>/bin; where PostgreSQL is missing and we are root with apt, it is
  * installed. PostgreSQL refuses to run as root, so as root the server runs as user `postgres`.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { freePorts } from './cluster.js';
+import { installDebianPackage } from './debian.js';
 
 export interface PgServer {
   readonly port: number;
@@ -34,11 +35,7 @@ function pgBinDir(): string | undefined {
 function installedPgBinDir(): string {
   const found = pgBinDir();
   if (found) return found;
-  const root = process.getuid?.() === 0;
-  if (root && spawnSync('apt-get', ['--version']).status === 0) {
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    execFileSync('apt-get', ['update', '-qq'], { env, stdio: 'ignore' });
-    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'postgresql'], { env, stdio: 'ignore' });
+  if (installDebianPackage('postgresql')) {
     const now = pgBinDir();
     if (now) return now;
   }
