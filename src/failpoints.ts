@@ -14,8 +14,9 @@
  *   durable, none of its messages left) or `after-send` (its messages were handed to the links).
  * A step that neither sends nor finishes has no failpoint: it only buffers a message.
  *
- * Outside the sessions: `scale:aux-replace:<step>` on the EP during `ucl server create -a`
- * (src/cluster/scale-out.ts; `before-apply`, `joined`, `partner-pinned`).
+ * Outside the sessions, on the EP in src/cluster/scale-out.ts: `scale:aux-replace:<step>` during
+ * `ucl server create -a` (`before-apply`, `joined`, `partner-pinned`), and
+ * `scale:triplet-add:applied-<role>` during `ucl server create -e -p -a`.
  */
 import { writeSync } from 'node:fs';
 import { EkmError } from './errors.js';

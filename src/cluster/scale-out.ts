@@ -147,34 +147,25 @@ export class ScaleOut {
       const tripletId = randomBytes(8).toString('hex');
       const packages = await this.packages(contacted, tripletId);
       for (const c of contacted) await this.send(c, JOIN_CHECK, packages.get(c.role)!);
-      const applied: string[] = [];
+      const now = new Date().toISOString();
+      const rec: TripletAddition = { phase: 'applying', servers: contacted.map((c) => serverRow(c, tripletId, now)), applied: [] };
+      await this.record(tripletAdditionMeta(this.deps.config.tripletId), rec);
       for (const c of contacted) {
         try {
           await this.send(c, JOIN_APPLY, packages.get(c.role)!);
         } catch (e) {
-          if (applied.length === 0) throw e;
+          if (rec.applied.length === 0) throw e;
           throw scaleError(
             'EKM_JOIN_PARTIAL',
-            `${applied.join(' and ')} joined, but ${ROLE_LABEL[c.role]} ${c.name} did not: ${(e as Error).message}`,
-            'the cluster itself is unchanged: bootstrap the three new servers again (remove their EKM_HOME, ekm_boot_additional_server.sh) and run ucl server create again',
+            `${rec.applied.map((r) => `${ROLE_LABEL[r]} ${req.servers[r]}`).join(' and ')} joined, but ${ROLE_LABEL[c.role]} ${c.name} did not: ${(e as Error).message}`,
+            `the cluster itself is unchanged: ${rebootstrapHint(rec)}`,
           );
         }
-        applied.push(`${ROLE_LABEL[c.role]} ${c.name}`);
+        rec.applied.push(c.role);
+        await this.record(tripletAdditionMeta(this.deps.config.tripletId), rec);
+        failpoint(`scale:triplet-add:applied-${c.role}`);
       }
-      const now = new Date().toISOString();
-      for (const c of contacted) {
-        await this.deps.store.upsertServer({
-          name: c.name,
-          role: c.role,
-          tripletId,
-          host: c.addr.host,
-          port: c.addr.port,
-          api: c.role === 'ep' ? formatAddress({ host: c.addr.host, port: c.apiPort ?? DEFAULT_API_PORT }) : null,
-          fingerprint: c.fingerprint,
-          addedAt: now,
-        });
-      }
-      this.deps.log.warn({ event: 'triplet_added', tripletId, servers: contacted.map(view) }, 'a triplet joined the cluster');
+      await this.registerTriplet(rec.servers);
       return { tripletId, servers: contacted.map(view) };
     } finally {
       for (const c of contacted) c.link.close('done');
@@ -308,6 +299,34 @@ export class ScaleOut {
     }
   }
 
+  /**
+   * At start: a triplet addition this EP recorded but did not finish. Once all three new servers
+   * applied their packages, they are a triplet: it is registered. Before that the cluster is
+   * unchanged; the record is dropped and the log names the servers to bootstrap again.
+   */
+  async resumeTripletAddition(): Promise<void> {
+    const raw = await this.deps.store.getMeta(tripletAdditionMeta(this.deps.config.tripletId));
+    const rec = raw ? TripletAddition.safeParse(parseJsonOrNull(raw)) : undefined;
+    if (!rec?.success || rec.data.phase === 'done') return;
+    if (rec.data.applied.length === ROLES.length) {
+      this.deps.log.warn({ event: 'triplet_add_resumed', tripletId: rec.data.servers[0]?.tripletId }, 'registering the triplet whose addition a crash cut short');
+      await this.registerTriplet(rec.data.servers);
+      return;
+    }
+    await this.record(tripletAdditionMeta(this.deps.config.tripletId), { ...rec.data, phase: 'done' });
+    this.deps.log.warn(
+      { event: 'triplet_add_interrupted', applied: rec.data.applied },
+      `the addition of a triplet was cut short; the cluster is unchanged: ${rebootstrapHint(rec.data)}`,
+    );
+  }
+
+  /** The new triplet's servers join the cluster's list (and `ucl server test`); the addition is done. */
+  private async registerTriplet(rows: readonly ServerRow[]): Promise<void> {
+    for (const row of rows) await this.deps.store.upsertServer(row);
+    await this.record(tripletAdditionMeta(this.deps.config.tripletId), { phase: 'done', servers: [...rows], applied: rows.map((r) => r.role) });
+    this.deps.log.warn({ event: 'triplet_added', tripletId: rows[0]?.tripletId, servers: rows.map((r) => r.name) }, 'a triplet joined the cluster');
+  }
+
   /** Step 4 and after; each part may run again (a resumed replacement). */
   private async finishAuxReplacement(aux: PeerEntry): Promise<void> {
     const { config, store } = this.deps;
@@ -334,7 +353,11 @@ export class ScaleOut {
   }
 
   private recordAuxReplacement(rec: AuxReplacement): Promise<void> {
-    return this.deps.store.setMeta(auxReplacementMeta(this.deps.config.tripletId), JSON.stringify(rec));
+    return this.record(auxReplacementMeta(this.deps.config.tripletId), rec);
+  }
+
+  private record(meta: string, rec: AuxReplacement | TripletAddition): Promise<void> {
+    return this.deps.store.setMeta(meta, JSON.stringify(rec));
   }
 
   /** Step 2 (`apply` false: the Partner only checks) and step 4 of replaceAux, on this EP's Partner. */
@@ -537,6 +560,44 @@ function parseJsonOrNull(text: string): unknown {
 }
 
 const auxReplacementMeta = (tripletId: string): string => `aux_replacement/${tripletId}`;
+/** An addition started by the EP of `tripletId` (the new triplet's servers, and which applied their package). */
+const tripletAdditionMeta = (tripletId: string): string => `triplet_addition/${tripletId}`;
+const TripletAddition = z.object({
+  phase: z.enum(['applying', 'done']),
+  servers: z.array(
+    z.object({
+      name: z.string(),
+      role: z.enum(ROLES),
+      tripletId: z.string(),
+      host: z.string(),
+      port: z.number(),
+      api: z.string().nullable(),
+      fingerprint: z.string(),
+      addedAt: z.string(),
+    }),
+  ),
+  applied: z.array(z.enum(ROLES)),
+});
+type TripletAddition = z.infer<typeof TripletAddition>;
+
+function serverRow(c: Contacted, tripletId: string, addedAt: string): ServerRow {
+  return {
+    name: c.name,
+    role: c.role,
+    tripletId,
+    host: c.addr.host,
+    port: c.addr.port,
+    api: c.role === 'ep' ? formatAddress({ host: c.addr.host, port: c.apiPort ?? DEFAULT_API_PORT }) : null,
+    fingerprint: c.fingerprint,
+    addedAt,
+  };
+}
+
+/** What the operator does after a cut-short addition: the servers that joined must be bootstrapped again. */
+function rebootstrapHint(rec: TripletAddition): string {
+  const joined = rec.servers.filter((s) => rec.applied.includes(s.role)).map((s) => `${ROLE_LABEL[s.role]} ${s.name}`);
+  return `bootstrap ${joined.join(' and ')} again (remove its EKM_HOME, ekm_boot_additional_server.sh; the others still wait) and run ucl server create again`;
+}
 const AuxReplacement = z.object({ phase: z.enum(['joining', 'joined', 'done']), aux: PeerEntry });
 type AuxReplacement = z.infer<typeof AuxReplacement>;
 

@@ -163,9 +163,13 @@ export class EkmServer implements ServerContext {
         server.recovery = new AuxRecovery({ tripletId: config.tripletId, store, keys: server.keys, peers: server.peers, log: server.log });
         server.api = await startApi(server, identity);
         await server.recovery.start();
+        // Scale-out operations a crash cut short (src/cluster/scale-out.ts).
         server.scaleOut
           ?.resumeAuxReplacement(() => server.stopping)
           .catch((e: unknown) => server.log.error({ event: 'aux_replace_pending', err: (e as Error).message }, 'cannot finish the Aux replacement'));
+        server.scaleOut
+          ?.resumeTripletAddition()
+          .catch((e: unknown) => server.log.error({ event: 'triplet_add_pending', err: (e as Error).message }, 'cannot finish the triplet addition'));
       }
     } catch (e) {
       await server.peers.stop();

@@ -8,18 +8,15 @@
  * server, a server of the cluster, another release, a refused certificate, a SQLite cluster.
  */
 import assert from 'node:assert/strict';
-import { X509Certificate, constants, createPublicKey, publicEncrypt, verify as nodeVerify } from 'node:crypto';
+import { constants, createPublicKey, publicEncrypt, verify as nodeVerify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { EkmClient } from '../../src/client/client.js';
 import { homePaths } from '../../src/config/home.js';
-import { type Api, b64, unb64 } from '../support/api.js';
+import { b64, unb64 } from '../support/api.js';
 import {
-  BOOT_SCRIPT,
   ROLES,
   ROOT_SO_PASSWORD,
-  type Role,
   type RunResult,
   type Triplet,
   assertOneLineError,
@@ -28,10 +25,18 @@ import {
   makeTriplet,
   run,
   servingTriplet,
-  startSeedOrder,
   ucl,
 } from '../support/cluster.js';
 import { type PgServer, startPostgres } from '../support/postgres.js';
+import {
+  apiOf,
+  bootAdditional,
+  certFingerprintOf,
+  postgresTriplet,
+  serverCreate,
+  waitClusterInService,
+  waitStopped,
+} from '../support/scale-out.js';
 import { verifyIndependently } from '../support/verify-ec.js';
 import { VERSION } from '../../src/version.js';
 
@@ -47,23 +52,7 @@ let t2: Triplet;
 
 before(async () => {
   pgServer = await startPostgres();
-  for (const db of ['ekm_ep', 'ekm_partner']) await pgServer.createDatabase(db);
-  t1 = await makeTriplet();
-  const urls: Record<Role, string | undefined> = {
-    ep: pgServer.url('ekm_ep', 'pw-1'),
-    partner: pgServer.url('ekm_partner', 'pw-2'),
-    aux: undefined,
-  };
-  const boots = await Promise.all(
-    ROLES.map((r) =>
-      run(BOOT_SCRIPT[r], t1.bootArgs(r, ['-f', '--timeout', '60', ...(urls[r] ? ['-externaldb'] : [])]), {
-        ...t1.env(r),
-        EKM_DB_URL: urls[r] ?? '',
-      }),
-    ),
-  );
-  for (const [i, b] of boots.entries()) assert.equal(b.code, 0, `${ROLES[i]} bootstrap: ${b.stderr}`);
-  await startSeedOrder(t1);
+  t1 = await postgresTriplet(pgServer);
   t2 = await makeTriplet();
 });
 after(async () => {
@@ -71,68 +60,6 @@ after(async () => {
   await t1?.cleanup();
   pgServer?.stop();
 });
-
-function bootAdditional(t: Triplet, role: Role, env: Record<string, string> = {}): Promise<RunResult> {
-  return run('ekm_boot_additional_server.sh', ['-s', t.names[role], '-fips', '--api-port', String(t.apiPort)], { ...t.env(role), ...env });
-}
-
-function serverCreate(on: Triplet, target: Triplet, ...extra: string[]): Promise<RunResult> {
-  return ucl(
-    on,
-    'server',
-    'create',
-    '-e',
-    target.names.ep,
-    '-p',
-    target.names.partner,
-    '-a',
-    target.names.aux,
-    '-w',
-    ROOT_SO_PASSWORD,
-    ...extra,
-  );
-}
-
-/** An API caller of the given EP(s), logged in as the root SO. */
-async function apiOf(...eps: Triplet[]): Promise<Api & { close(): void }> {
-  const client = new EkmClient({
-    servers: eps.map((t) => ({ host: '127.0.0.1', port: t.apiPort })),
-    trustedCertsPem: eps.map((t) => readFileSync(join(t.homes.ep, 'tls', 'server.crt'), 'utf8')),
-    timeoutMs: 60_000,
-  });
-  const auth = { authorization: `Basic ${Buffer.from(`so@root:${ROOT_SO_PASSWORD}`).toString('base64')}` };
-  return {
-    async call<T>(method: string, path: string, body?: unknown) {
-      const r = await client.request<T>(method, `/api/v1${path}`, body, auth);
-      return { status: r.status, body: r.body };
-    },
-    close: () => client.close(),
-  };
-}
-
-function certFingerprintOf(t: Triplet, role: Role): string {
-  return new X509Certificate(readFileSync(join(t.homes[role], 'tls', 'server.crt'), 'utf8')).fingerprint256;
-}
-
-async function waitStopped(t: Triplet, role: Role, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if ((await ekm(t, role, 'status')).stdout.includes('not running')) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${role} of the new triplet still runs ${timeoutMs} ms after it joined`);
-}
-
-async function waitClusterInService(on: Triplet, triplets: number, timeoutMs = 60_000): Promise<RunResult> {
-  const end = Date.now() + timeoutMs;
-  let last: RunResult | undefined;
-  while (Date.now() < end) {
-    last = await ucl(on, 'server', 'test');
-    if (last.code === 0 && last.stdout.includes(`${triplets} triplets`)) return last;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`the cluster is not in service:\n${last?.stdout}\n${last?.stderr}`);
-}
 
 describe('scale-out: the seed Quickstart', () => {
   it('boots three additional servers, adds them with ucl server create, and both triplets serve', async () => {

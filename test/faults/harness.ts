@@ -6,7 +6,7 @@
 import Database from 'better-sqlite3';
 import { constants, publicEncrypt, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { homePaths } from '../../src/config/home.js';
@@ -435,7 +435,8 @@ export async function checkLedger(fx: Fixture, opts: { twoServers?: boolean } = 
 async function sessionsLeftCommitting(fx: Fixture, deadlineMs = 30_000): Promise<string[]> {
   const end = Date.now() + deadlineMs;
   for (;;) {
-    const open = ROLES.flatMap((role) => {
+    // The servers whose store is the embedded one (on PostgreSQL, in a scale-out suite, the Aux only).
+    const open = ROLES.filter((role) => existsSync(homePaths(fx.t.homes[role]).sqlite)).flatMap((role) => {
       const db = new Database(homePaths(fx.t.homes[role]).sqlite, { readonly: true, fileMustExist: true });
       try {
         const rows = db.prepare("SELECT proto, sid FROM protocol_sessions WHERE state = 'open' AND checkpoint IS NOT NULL").all() as {
