@@ -54,9 +54,12 @@ class PinnedAgent extends https.Agent {
     };
     socket.once('error', fail);
     // Until the handshake ends: a server that takes the connection but never answers is one that is not there.
-    socket.setTimeout(this.timeoutMs, () => fail(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    const handshakeTimeout = (): void => fail(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' }));
+    socket.setTimeout(this.timeoutMs, handshakeTimeout);
     socket.once('secureConnect', () => {
+      // The request's own timeout takes over: this handler must not fire for it.
       socket.setTimeout(0);
+      socket.off('timeout', handshakeTimeout);
       socket.off('error', fail);
       const fingerprint = socket.getPeerX509Certificate()?.fingerprint256;
       if (fingerprint === undefined || !this.fingerprints.has(fingerprint)) {

@@ -85,6 +85,8 @@ export interface ScaleOutDeps {
   readonly log: Logger;
   /** This EP pins the new Aux (server.json, the live link) and starts its recovery (re-derivation, then a refresh of every key). */
   readonly auxReplaced: (aux: PeerEntry) => Promise<void>;
+  /** Whether the server is stopping (a background retry ends then). */
+  readonly stopping: () => boolean;
 }
 
 interface Contacted extends NewServerView {
@@ -109,6 +111,7 @@ const STATUS: Readonly<Record<string, number>> = {
   EKM_PARTNER_DOWN: 503,
   EKM_SERVER_UNKNOWN: 404,
   EKM_SERVER_IN_USE: 409,
+  EKM_REPLACEMENT_PENDING: 409,
 };
 
 /** The hint joins the message: these errors reach the operator through the API, which carries one message. */
@@ -118,7 +121,17 @@ function scaleError(code: string, message: string, hint?: string): EkmError {
 const DIAL_TIMEOUT_MS = 5000;
 
 export class ScaleOut {
+  /** Aux replacements run one at a time, resumed ones included: two that crossed could leave EP and Partner on different Auxes. */
+  private auxWork: Promise<unknown> = Promise.resolve();
+  private resuming = false;
+
   constructor(private readonly deps: ScaleOutDeps) {}
+
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.auxWork.then(fn, fn);
+    this.auxWork = run.catch(() => undefined);
+    return run;
+  }
 
   /** Step 1 alone: who the new servers are (for the operator's approval). Changes nothing. */
   async inspect(servers: NewTriplet): Promise<NewServerView[]> {
@@ -225,9 +238,22 @@ export class ScaleOut {
    * has joined, an EP that crashed before step 4 ended finishes it when it starts again
    * (`resumeAuxReplacement`), so that EP and Partner never stay pinned to different Auxes.
    */
-  async replaceAux(req: ReplaceAuxRequest): Promise<CreateResult> {
+  replaceAux(req: ReplaceAuxRequest): Promise<CreateResult> {
+    return this.serially(() => this.replaceAuxNow(req));
+  }
+
+  private async replaceAuxNow(req: ReplaceAuxRequest): Promise<CreateResult> {
     const { config, identity } = this.deps;
-    const known = await this.deps.store.listServers();
+    const pending = await this.auxReplacementRecord();
+    if (pending?.phase === 'joined') {
+      throw scaleError(
+        'EKM_REPLACEMENT_PENDING',
+        `the replacement of this triplet's Aux by ${pending.aux.name} is still being finished`,
+        'the Partner must run (and pin it); this EP keeps trying, see its log (aux_replace_pending)',
+      );
+    }
+    // This triplet's own Aux may be replaced by a server at its address (a lost Aux rebuilt in place).
+    const known = (await this.deps.store.listServers()).filter((m) => !(m.tripletId === config.tripletId && m.role === 'aux'));
     const addr = newServerAddress('aux', req.aux);
     requireNewServer(known, req.aux, addr);
     const me = known.find((m) => m.name === config.name && m.role === 'ep');
@@ -256,10 +282,12 @@ export class ScaleOut {
       try {
         await this.finishAuxReplacement(entry);
       } catch (e) {
+        // Finished in the background, as after a crash: EP and Partner must not stay apart.
+        this.resumeInBackground();
         throw scaleError(
           'EKM_JOIN_PARTIAL',
           `the new Aux ${c.name} joined, but it is not pinned yet: ${(e as Error).message}`,
-          'fix that (the Partner must run and have approved it); this EP finishes the replacement when it starts again (service ekm restart)',
+          'fix that (the Partner must run); this EP keeps trying to finish the replacement (its log: aux_replace_pending)',
         );
       }
       return { tripletId: config.tripletId, servers: [view(c)] };
@@ -273,12 +301,33 @@ export class ScaleOut {
    * nothing was pinned and the record is dropped (the operator bootstraps the new Aux again and
    * reruns); after, step 4 is finished, retried until the Partner is linked and agrees.
    */
-  async resumeAuxReplacement(stopped: () => boolean): Promise<void> {
+  async resumeAuxReplacement(): Promise<void> {
+    if (this.resuming) return;
+    this.resuming = true;
+    try {
+      await this.resumeAuxReplacementOnce();
+    } finally {
+      this.resuming = false;
+    }
+  }
+
+  private resumeInBackground(): void {
+    this.resumeAuxReplacement().catch((e: unknown) =>
+      this.deps.log.error({ event: 'aux_replace_pending', err: (e as Error).message }, 'cannot finish the Aux replacement'),
+    );
+  }
+
+  private async auxReplacementRecord(): Promise<AuxReplacement | undefined> {
     const raw = await this.deps.store.getMeta(auxReplacementMeta(this.deps.config.tripletId));
     const rec = raw ? AuxReplacement.safeParse(parseJsonOrNull(raw)) : undefined;
-    if (!rec?.success || rec.data.phase === 'done') return;
-    const { aux } = rec.data;
-    if (rec.data.phase === 'joining') {
+    return rec?.success ? rec.data : undefined;
+  }
+
+  private async resumeAuxReplacementOnce(): Promise<void> {
+    const rec = await this.auxReplacementRecord();
+    if (!rec || rec.phase === 'done') return;
+    const { aux } = rec;
+    if (rec.phase === 'joining') {
       await this.recordAuxReplacement({ phase: 'done', aux });
       this.deps.log.warn(
         { event: 'aux_replace_interrupted', aux: aux.name },
@@ -287,9 +336,13 @@ export class ScaleOut {
       return;
     }
     this.deps.log.warn({ event: 'aux_replace_resumed', aux: aux.name }, `finishing the replacement of this triplet's Aux by ${aux.name}`);
-    for (let attempt = 0; !stopped(); attempt++) {
+    for (let attempt = 0; !this.deps.stopping(); attempt++) {
       try {
-        await this.finishAuxReplacement(aux);
+        await this.serially(async () => {
+          // Re-read: a replacement that ran meanwhile may have finished this one.
+          const now = await this.auxReplacementRecord();
+          if (now?.phase === 'joined' && now.aux.fingerprint === aux.fingerprint) await this.finishAuxReplacement(aux);
+        });
         return;
       } catch (e) {
         if (attempt % 30 === 0)
@@ -596,7 +649,9 @@ function serverRow(c: Contacted, tripletId: string, addedAt: string): ServerRow 
 /** What the operator does after a cut-short addition: the servers that joined must be bootstrapped again. */
 function rebootstrapHint(rec: TripletAddition): string {
   const joined = rec.servers.filter((s) => rec.applied.includes(s.role)).map((s) => `${ROLE_LABEL[s.role]} ${s.name}`);
-  return `bootstrap ${joined.join(' and ')} again (remove its EKM_HOME, ekm_boot_additional_server.sh; the others still wait) and run ucl server create again`;
+  // The record is written after each package applied: the next server may have applied its own just before a crash.
+  const also = 'any other of the three that says it has joined a cluster already';
+  return `bootstrap ${joined.length > 0 ? `${joined.join(' and ')} and ${also}` : also} again (remove its EKM_HOME, ekm_boot_additional_server.sh; the others still wait) and run ucl server create again`;
 }
 const AuxReplacement = z.object({ phase: z.enum(['joining', 'joined', 'done']), aux: PeerEntry });
 type AuxReplacement = z.infer<typeof AuxReplacement>;
@@ -700,6 +755,8 @@ export function auxRepinHandler(deps: {
   readonly config: ServerConfig;
   readonly paths: HomePaths;
   readonly log: Logger;
+  /** The Aux this Partner pins now. */
+  readonly pinnedAux: () => PeerEntry | undefined;
   readonly repin: (aux: PeerEntry) => Promise<void>;
 }) {
   return async (body: Uint8Array, from: Role | undefined): Promise<Uint8Array> => {
@@ -710,6 +767,9 @@ export function auxRepinHandler(deps: {
     const { aux, apply } = req.data;
     if (new X509Certificate(aux.certPem).fingerprint256 !== aux.fingerprint)
       throw scaleError('EKM_PEER_PROTOCOL', 'the Aux re-pin request names another certificate than it carries');
+    // Pinned already (a replacement the EP finishes after a crash, maybe after the approval ran out): nothing to decide.
+    const pinned = deps.pinnedAux();
+    if (pinned?.fingerprint === aux.fingerprint && formatAddress(pinned.address) === formatAddress(aux.address)) return encodeJson({ ok: true });
     if (!isJoinApproved(deps.paths, aux.fingerprint)) {
       deps.log.warn({ event: 'aux_repin_refused', aux: aux.name, fingerprint: aux.fingerprint }, 'the EP asked to pin a new Aux this operator has not approved');
       throw scaleError(

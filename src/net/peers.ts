@@ -345,7 +345,9 @@ export class PeerManager extends EventEmitter {
 
   private accept(socket: tls.TLSSocket): void {
     const fp = socket.getPeerX509Certificate()?.fingerprint256;
-    const st = [...this.states.values()].find((s) => s.spec.fingerprint === fp);
+    // Only from the peers that dial this side (one side dials each pair): a server this side dials
+    // itself has no business connecting here.
+    const st = [...this.states.values()].find((s) => s.spec.fingerprint === fp && !this.dialsTo(s.spec.role));
     const label = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     const link = new PeerLink(socket, st ? `${st.spec.role} ${st.spec.name}` : label, this.linkOpts);
     if (!st) {
@@ -356,10 +358,13 @@ export class PeerManager extends EventEmitter {
       link.refuse('certificate not approved by this server');
       return;
     }
+    // The pin this connection was admitted under: replacePeer may pin another server meanwhile.
+    const spec = st.spec;
     link
       .awaitHello(this.helloTimeoutMs)
       .then((h) => {
-        const hello = this.checkHello(h, st.spec);
+        const hello = this.checkHello(h, spec);
+        if (st.spec !== spec) throw new Error(`${spec.role} ${spec.name} was replaced while it connected`);
         link.sendHello(this.hello());
         this.install(st, link, hello);
       })

@@ -128,11 +128,26 @@ export class EkmServer implements ServerContext {
     };
     this.scaleOut =
       config.role === 'ep'
-        ? new ScaleOut({ config, paths, identity: { ...identity, fingerprint: config.fingerprint }, store, peers: this.peers, log, auxReplaced })
+        ? new ScaleOut({
+            config,
+            paths,
+            identity: { ...identity, fingerprint: config.fingerprint },
+            store,
+            peers: this.peers,
+            log,
+            auxReplaced,
+            stopping: () => this.stopping,
+          })
         : undefined;
     if (config.role === 'partner') {
       this.methods.set(ROLE_SECRET_METHOD, roleSecretHandler({ config, paths, log }));
-      this.methods.set(AUX_REPIN_METHOD, auxRepinHandler({ config, paths, log, repin: async (aux) => this.repinAux(aux) }));
+      this.methods.set(AUX_REPIN_METHOD, auxRepinHandler({
+          config,
+          paths,
+          log,
+          pinnedAux: () => this.currentConfig.peers.find((p) => p.role === 'aux'),
+          repin: async (aux) => this.repinAux(aux),
+        }));
     }
     this.methods.set('status', () => this.statusReply());
     this.methods.set('echo', (body) => body);
@@ -165,7 +180,7 @@ export class EkmServer implements ServerContext {
         await server.recovery.start();
         // Scale-out operations a crash cut short (src/cluster/scale-out.ts).
         server.scaleOut
-          ?.resumeAuxReplacement(() => server.stopping)
+          ?.resumeAuxReplacement()
           .catch((e: unknown) => server.log.error({ event: 'aux_replace_pending', err: (e as Error).message }, 'cannot finish the Aux replacement'));
         server.scaleOut
           ?.resumeTripletAddition()

@@ -86,10 +86,11 @@ export class AuxRecovery {
     this.progress = { phase: 'rederive', reason: 'aux-replaced', keys, since: new Date().toISOString() };
     this.batchFailures = 0;
     await this.save();
-    if (!this.running) this.run();
+    this.run();
   }
 
   private run(): void {
+    if (this.running) return;
     this.deps.log.info(
       { event: 'restore_recovery', reason: this.progress?.reason ?? 'restore', phase: this.progress?.phase, keys: this.progress?.keys },
       'Aux recovery pending: waiting for Partner and Aux',

@@ -63,6 +63,30 @@ describe('EkmClient trusts the pinned certificates only', () => {
     }
   });
 
+  // Bounded: the bug this guards against left the request hanging for ever.
+  it(
+    'a request on a kept-alive connection that gets no answer times out as a timeout (ETIMEDOUT), not as a reset',
+    { timeout: 10_000 },
+    async () => {
+      let answer = true;
+      const slow = await ep(await createIdentity({ role: 'ep', host: '127.0.0.1', years: 1 }));
+      slow.server.removeAllListeners('request');
+      slow.server.on('request', (_req, res) => {
+        if (answer) res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      });
+      const c = new EkmClient({ servers: [{ host: '127.0.0.1', port: slow.port }], trustedCertsPem: [slow.id.certPem], timeoutMs: 300 });
+      assert.equal((await c.request('GET', '/api/v1/health')).status, 200);
+      answer = false;
+      await assert.rejects(c.request('GET', '/api/v1/health'), (e: unknown) => {
+        assert.match((e as Error).message, /timeout/);
+        return true;
+      });
+      c.close();
+      slow.server.closeAllConnections();
+      slow.server.close();
+    },
+  );
+
   it('a server that accepts the connection but never answers the handshake times out (and fails over)', async () => {
     const { createServer: createTcp } = await import('node:net');
     const silent = createTcp(() => undefined);

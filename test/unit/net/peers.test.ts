@@ -209,10 +209,19 @@ describe('PeerManager', () => {
       assert.equal(statusOf(n, 'aux').name, spec.name);
       assert.equal(dec(await n.manager.requireLink('aux').request('echo', enc(n.role))), `aux answers echo ${n.role}`);
     }
-    // Nobody dials the old Aux again.
+    // Nobody dials the old Aux again, and it cannot come in itself: an Aux is dialled, never dials.
     await sleep(300);
     assert.equal(statusOf(aux, 'ep').up, false);
     assert.equal(statusOf(aux, 'partner').up, false);
+    for (const n of [ep, partner]) {
+      const socket = tls.connect({ host: '127.0.0.1', port: l.ports[n.role], key: ids.aux.keyPem, cert: ids.aux.certPem, rejectUnauthorized: false });
+      await new Promise<void>((r) => socket.once('secureConnect', () => r()));
+      const link = new PeerLink(socket, n.role);
+      link.sendHello({ purpose: 'link' });
+      await assert.rejects(link.awaitHello(3000), /refused this server: certificate not approved by this server/);
+      assert.ok(n.log.some((e) => e.kind === 'peer_unapproved' && e.fingerprint === ids.aux.fingerprint));
+      assert.equal(statusOf(n, 'aux').name, spec.name);
+    }
     await stopAll([ep, partner, aux, aux2]);
   });
 
