@@ -17,9 +17,16 @@ function findLibrary(): string | undefined {
   return undefined;
 }
 
-/** The library's path, installing the package where that is possible; undefined where it is not. */
+/** The library's path, installing the package where that is possible; undefined where it is not (the test says so and skips). */
 export function faketimeLibrary(): string | undefined {
-  return findLibrary() ?? (installDebianPackage('faketime') ? findLibrary() : undefined);
+  const found = findLibrary();
+  if (found) return found;
+  try {
+    return installDebianPackage('faketime') ? findLibrary() : undefined;
+  } catch {
+    // No package archive reachable: the clock test is skipped with the reason, not the suite broken.
+    return undefined;
+  }
 }
 
 /** The environment that gives a process the clock offset kept in `offsetFile` (e.g. "+2h", "-1d", "+0"). */
