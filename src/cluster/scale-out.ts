@@ -755,8 +755,8 @@ export function auxRepinHandler(deps: {
   readonly config: ServerConfig;
   readonly paths: HomePaths;
   readonly log: Logger;
-  /** The Aux this Partner pins now. */
-  readonly pinnedAux: () => PeerEntry | undefined;
+  /** Whether this Partner pins exactly this Aux already. */
+  readonly pinsAux: (aux: PeerEntry) => boolean;
   readonly repin: (aux: PeerEntry) => Promise<void>;
 }) {
   return async (body: Uint8Array, from: Role | undefined): Promise<Uint8Array> => {
@@ -768,8 +768,7 @@ export function auxRepinHandler(deps: {
     if (new X509Certificate(aux.certPem).fingerprint256 !== aux.fingerprint)
       throw scaleError('EKM_PEER_PROTOCOL', 'the Aux re-pin request names another certificate than it carries');
     // Pinned already (a replacement the EP finishes after a crash, maybe after the approval ran out): nothing to decide.
-    const pinned = deps.pinnedAux();
-    if (pinned?.fingerprint === aux.fingerprint && formatAddress(pinned.address) === formatAddress(aux.address)) return encodeJson({ ok: true });
+    if (deps.pinsAux(aux)) return encodeJson({ ok: true });
     if (!isJoinApproved(deps.paths, aux.fingerprint)) {
       deps.log.warn({ event: 'aux_repin_refused', aux: aux.name, fingerprint: aux.fingerprint }, 'the EP asked to pin a new Aux this operator has not approved');
       throw scaleError(

@@ -124,7 +124,7 @@ export class EkmServer implements ServerContext {
     });
     const auxReplaced = async (aux: PeerEntry): Promise<void> => {
       this.repinAux(aux);
-      await this.recovery?.begin(await countKeys(store));
+      await this.recovery?.begin((await this.keys.allKeyIds()).length);
     };
     this.scaleOut =
       config.role === 'ep'
@@ -145,7 +145,7 @@ export class EkmServer implements ServerContext {
           config,
           paths,
           log,
-          pinnedAux: () => this.currentConfig.peers.find((p) => p.role === 'aux'),
+          pinsAux: (aux) => this.pinsAux(aux),
           repin: async (aux) => this.repinAux(aux),
         }));
     }
@@ -205,15 +205,20 @@ export class EkmServer implements ServerContext {
    * the identity table the commit statements verify against, then the live links.
    */
   private repinAux(aux: PeerEntry): void {
-    const pinned = this.currentConfig.peers.find((p) => p.role === 'aux');
     // A resumed replacement pins again what is pinned already: the link stays as it is.
-    if (pinned && pinned.fingerprint === aux.fingerprint && formatAddress(pinned.address) === formatAddress(aux.address)) return;
+    if (this.pinsAux(aux)) return;
     const next = { ...this.currentConfig, peers: this.currentConfig.peers.map((p) => (p.role === 'aux' ? aux : p)) };
     saveServerConfig(this.paths, next);
     this.currentConfig = next;
     const i = this.certs.findIndex(([party]) => party === ROLE_PARTY.aux);
     this.certs[i] = [ROLE_PARTY.aux, aux.certPem];
     this.peers.replacePeer({ role: 'aux', name: aux.name, host: aux.address.host, port: aux.address.port, fingerprint: aux.fingerprint });
+  }
+
+  /** Whether this server pins exactly this Aux (its certificate, at its address) already. */
+  private pinsAux(aux: PeerEntry): boolean {
+    const pinned = this.currentConfig.peers.find((p) => p.role === 'aux');
+    return pinned !== undefined && pinned.fingerprint === aux.fingerprint && formatAddress(pinned.address) === formatAddress(aux.address);
   }
 
   registerPeerMethod(name: string, handler: PeerMethod): void {
@@ -310,15 +315,3 @@ function readSecretFile(path: string, what: string): string {
   return readFileSyncOr(path, what).toString('utf8');
 }
 
-
-/** How many keys the store holds (for the recovery's progress), page by page. */
-async function countKeys(store: Store): Promise<number> {
-  let n = 0;
-  let after: string | undefined;
-  for (;;) {
-    const page = await store.listKeys({ ...(after ? { after } : {}), limit: 1000 });
-    n += page.length;
-    if (page.length < 1000) return n;
-    after = page[page.length - 1]!.keyId;
-  }
-}

@@ -517,7 +517,8 @@ export class KeyService {
     return out;
   }
 
-  private async allKeyIds(): Promise<string[]> {
+  /** Every active key that has shares (not an imported public key): what an Aux re-derivation covers. */
+  async allKeyIds(): Promise<string[]> {
     const ids: string[] = [];
     let after: string | undefined;
     for (;;) {
