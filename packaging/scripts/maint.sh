@@ -1,7 +1,8 @@
 # The install-time logic shared by the .deb maintainer scripts and the .rpm scriptlets; build.sh
 # prepends bin/_require_node.sh and appends one dispatch line per script. POSIX sh.
-# Paths take dpkg's DPKG_ROOT prefix (set by `dpkg --root`; empty on a normal install), which also
-# lets the tests run these checks against a scratch root.
+# Every path, the ekm account and the boot links take dpkg's DPKG_ROOT prefix (set by
+# `dpkg --root` with --force-script-chrootless; empty on a normal install): nothing outside the
+# target root is touched, which is also how the tests install the package into a scratch root.
 
 EKM_VERSION='@VERSION@'
 EKM_HOME=/var/lib/ekm
@@ -42,24 +43,53 @@ ekm_preinst() {
   fi
 }
 
+# The ekm account's "uid:gid" in the target's /etc/passwd, or nothing. Read from the file, not
+# through NSS: under `dpkg --root` the account belongs to the target, not to this machine.
+ekm_account() {
+  if [ -z "${DPKG_ROOT:-}" ]; then
+    getent passwd ekm | awk -F: '{ print $3 ":" $4 }'
+  else
+    awk -F: '$1 == "ekm" { print $3 ":" $4 }' "$DPKG_ROOT/etc/passwd" 2>/dev/null
+  fi
+}
+
+# Enables the service at boot in the target: systemd where it runs (or, under `dpkg --root`,
+# where the target has the unit), else the SysV links (update-rc.d honours DPKG_ROOT itself).
+ekm_enable_at_boot() {
+  if [ -n "${DPKG_ROOT:-}" ]; then
+    if command -v systemctl >/dev/null 2>&1; then systemctl --root="$DPKG_ROOT" enable ekm.service >/dev/null 2>&1 || true; fi
+    if command -v update-rc.d >/dev/null 2>&1; then update-rc.d ekm defaults >/dev/null || true; fi
+  elif [ -d /run/systemd/system ]; then
+    systemctl enable ekm.service >/dev/null 2>&1 || true
+  elif command -v update-rc.d >/dev/null 2>&1; then
+    update-rc.d ekm defaults >/dev/null || true
+  elif command -v chkconfig >/dev/null 2>&1; then
+    chkconfig --add ekm || true
+  fi
+}
+
+# systemd re-reads its units, only on a live system (not under `dpkg --root`).
+ekm_systemd_reload() {
+  if [ -z "${DPKG_ROOT:-}" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+}
+
 # ekm_postinst install|upgrade [old-version]
 ekm_postinst() {
-  if ! getent passwd ekm >/dev/null; then
-    useradd --system --user-group --home-dir "$EKM_HOME" --no-create-home --shell /usr/sbin/nologin ekm
+  if [ -z "$(ekm_account)" ]; then
+    # --prefix: the account goes into the target's /etc files (dpkg --root), not this machine's.
+    useradd ${DPKG_ROOT:+--prefix "$DPKG_ROOT"} --system --user-group --home-dir "$EKM_HOME" --no-create-home --shell /usr/sbin/nologin ekm ||
+      ekm_fail "could not create the system user ekm (useradd failed): create it by hand (useradd --system --user-group --home-dir $EKM_HOME --shell /usr/sbin/nologin ekm), then dpkg --configure ekm"
   fi
+  account=$(ekm_account)
+  [ -n "$account" ] || ekm_fail "the user ekm is not in ${DPKG_ROOT:-}/etc/passwd after useradd: ekm runs as that user; create it, then dpkg --configure ekm"
   # Data and configuration are created once and never touched again: an upgrade keeps them as they are.
-  [ -d "$EKM_HOME" ] || install -d -o ekm -g ekm -m 0700 "$EKM_HOME"
-  [ -d /etc/ekm ] || install -d -m 0755 /etc/ekm
-  if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+  # Numeric owner: under `dpkg --root` this machine does not know the target's ekm account.
+  [ -d "${DPKG_ROOT:-}$EKM_HOME" ] || install -d -o "${account%%:*}" -g "${account#*:}" -m 0700 "${DPKG_ROOT:-}$EKM_HOME"
+  [ -d "${DPKG_ROOT:-}/etc/ekm" ] || install -d -m 0755 "${DPKG_ROOT:-}/etc/ekm"
+  ekm_systemd_reload
   if [ "$1" = install ]; then
     # Enabled for boot; the unit does not start before the server is bootstrapped (ConditionPathExists).
-    if [ -d /run/systemd/system ]; then
-      systemctl enable ekm.service >/dev/null 2>&1 || true
-    elif command -v update-rc.d >/dev/null 2>&1; then
-      update-rc.d ekm defaults >/dev/null || true
-    elif command -v chkconfig >/dev/null 2>&1; then
-      chkconfig --add ekm || true
-    fi
+    ekm_enable_at_boot
     echo "ekm $EKM_VERSION installed in /opt/ekm. Bootstrap this server as user ekm: sudo -u ekm /opt/ekm/bin/ekm_boot_<role>.sh ... -fips; then sudo service ekm start (Partner and Aux, then the EP). See /opt/ekm/docs/operations.md."
   else
     echo "ekm upgraded${2:+ from $2} to $EKM_VERSION; $EKM_HOME and /etc/ekm kept. When all three servers of the triplet run $EKM_VERSION: sudo service ekm start on Partner and Aux, then on the EP; ucl server test."
@@ -70,12 +100,16 @@ ekm_postinst() {
 ekm_prerm() {
   [ "$1" = remove ] || return 0
   ekm_refuse_running
-  if [ -d /run/systemd/system ]; then systemctl disable ekm.service >/dev/null 2>&1 || true; fi
+  if [ -n "${DPKG_ROOT:-}" ]; then
+    if command -v systemctl >/dev/null 2>&1; then systemctl --root="$DPKG_ROOT" disable ekm.service >/dev/null 2>&1 || true; fi
+  elif [ -d /run/systemd/system ]; then
+    systemctl disable ekm.service >/dev/null 2>&1 || true
+  fi
 }
 
 # ekm_postrm remove|purge|...
 ekm_postrm() {
-  if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+  ekm_systemd_reload
   case "$1" in
     remove | purge)
       if [ "$1" = purge ] && command -v update-rc.d >/dev/null 2>&1; then update-rc.d ekm remove >/dev/null || true; fi
