@@ -57,7 +57,8 @@ ekm_account() {
 # where the target has the unit), else the SysV links (update-rc.d honours DPKG_ROOT itself).
 ekm_enable_at_boot() {
   if [ -n "${DPKG_ROOT:-}" ]; then
-    if command -v systemctl >/dev/null 2>&1; then systemctl --root="$DPKG_ROOT" enable ekm.service >/dev/null 2>&1 || true; fi
+    # SYSTEMCTL_SKIP_SYSV: systemctl would chroot into the target to run its SysV hook; update-rc.d does that part.
+    if command -v systemctl >/dev/null 2>&1; then SYSTEMCTL_SKIP_SYSV=1 systemctl --root="$DPKG_ROOT" enable ekm.service >/dev/null 2>&1 || true; fi
     if command -v update-rc.d >/dev/null 2>&1; then update-rc.d ekm defaults >/dev/null || true; fi
   elif [ -d /run/systemd/system ]; then
     systemctl enable ekm.service >/dev/null 2>&1 || true
@@ -101,7 +102,7 @@ ekm_prerm() {
   [ "$1" = remove ] || return 0
   ekm_refuse_running
   if [ -n "${DPKG_ROOT:-}" ]; then
-    if command -v systemctl >/dev/null 2>&1; then systemctl --root="$DPKG_ROOT" disable ekm.service >/dev/null 2>&1 || true; fi
+    if command -v systemctl >/dev/null 2>&1; then SYSTEMCTL_SKIP_SYSV=1 systemctl --root="$DPKG_ROOT" disable ekm.service >/dev/null 2>&1 || true; fi
   elif [ -d /run/systemd/system ]; then
     systemctl disable ekm.service >/dev/null 2>&1 || true
   fi
