@@ -3,8 +3,10 @@
  * root (`dpkg -x`: no maintainer scripts run, nothing touches this machine), and a real triplet
  * is bootstrapped with the installed /opt/ekm/bin/ekm_boot_*.sh scripts and served from the
  * installed tree alone. The maintainer scripts' refusals run against the scratch root through
- * DPKG_ROOT; corrupted packages are refused; the .rpm, where rpmbuild exists, is checked too.
- * About 75 s on 2 cores (100 s with the .rpm), most of it the build.
+ * DPKG_ROOT; then `dpkg --root` installs, upgrades and purges the package in a second scratch
+ * root with its maintainer scripts (as root: the account goes into that root's /etc/passwd);
+ * corrupted packages are refused; the .rpm, where rpmbuild exists, is checked too.
+ * About 90 s on 2 cores (115 s with the .rpm), most of it the build.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -163,6 +165,101 @@ describe('release packages', () => {
     const old = sh('/bin/sh', [join(control, 'preinst'), 'install'], { env: { DPKG_ROOT: root(), PATH: fake } });
     assert.equal(old.code, 1);
     assert.match(old.stderr, /Node\.js >= 20\.19 is required, found 18\.20\.4 at .*old-node\/node: install Node\.js 20\.19 or newer/);
+  });
+
+  it('dpkg --root installs it for real into a scratch root: the ekm account, /var/lib/ekm, /etc/ekm, boot links; an upgrade keeps them, a downgrade and a running server are refused, removal keeps the data; this machine is untouched', (ctx) => {
+    // The maintainer scripts run unchrooted with DPKG_ROOT set (--force-script-chrootless); useradd --prefix needs root.
+    if (process.getuid?.() !== 0) return ctx.skip('dpkg --root with maintainer scripts needs root (useradd --prefix writes the target /etc/passwd)');
+    const host = { account: sh('getent', ['passwd', 'ekm']).stdout, data: existsSync('/var/lib/ekm'), conf: existsSync('/etc/ekm') };
+    const target = join(scratch, 'dpkg-root');
+    const at = (...p: string[]): string => join(target, ...p);
+    for (const d of ['var/lib/dpkg/info', 'var/lib/dpkg/updates', 'var/lib/dpkg/triggers', 'etc']) mkdirSync(at(d), { recursive: true });
+    for (const [f, text] of Object.entries({
+      'var/lib/dpkg/status': '',
+      'var/lib/dpkg/available': '',
+      'etc/passwd': 'root:x:0:0:root:/root:/bin/sh\n',
+      'etc/group': 'root:x:0:\n',
+      'etc/shadow': 'root:*:19000:0:99999:7:::\n',
+      'etc/gshadow': 'root:*::\n',
+    }))
+      writeFileSync(at(f), text);
+    // --force-depends: the scratch root's package database has no nodejs (the preinst checks this machine's Node.js).
+    const dpkg = (...args: string[]): ReturnType<typeof sh> => sh('dpkg', [`--root=${target}`, '--force-script-chrootless', '--force-depends', '--log=/dev/null', ...args]);
+    const installedVersion = (): string => /^Version: (\S+)$/m.exec(dpkg('-s', 'ekm').stdout)?.[1] ?? '(not installed)';
+
+    const install = dpkg('-i', deb);
+    assert.equal(install.code, 0, install.stderr);
+    assert.match(install.stdout, new RegExp(`ekm ${VERSION.replace(/\./g, '\\.')} installed in /opt/ekm`));
+    const account = /^ekm:x:(\d+):(\d+)::\/var\/lib\/ekm:\/usr\/sbin\/nologin$/m.exec(readFileSync(at('etc/passwd'), 'utf8'));
+    assert.ok(account, 'a system account ekm, home /var/lib/ekm, no login shell');
+    const [uid, gid] = [Number(account[1]), Number(account[2])];
+    assert.ok(uid < 1000, `a system uid (${uid})`);
+    assert.match(readFileSync(at('etc/group'), 'utf8'), new RegExp(`^ekm:x:${gid}:$`, 'm'));
+    const data = statSync(at('var/lib/ekm'));
+    assert.ok(data.isDirectory());
+    assert.equal(data.mode & 0o777, 0o700, 'keys and identity: readable by ekm alone');
+    assert.deepEqual([data.uid, data.gid], [uid, gid]);
+    assert.ok(statSync(at('etc/ekm')).isDirectory());
+    const wants = at('etc/systemd/system/multi-user.target.wants/ekm.service');
+    if (sh('sh', ['-c', 'command -v systemctl']).code === 0) assert.ok(lstatSync(wants).isSymbolicLink(), 'enabled for boot under systemd');
+    if (sh('sh', ['-c', 'command -v update-rc.d']).code === 0) assert.ok(existsSync(at('etc/rc2.d/S01ekm')), 'enabled for boot under SysV init');
+    assert.equal(installedVersion(), VERSION);
+    assert.equal(sh(at('opt/ekm/bin/ekm'), ['--version'], { cwd: '/' }).stdout.trim(), VERSION);
+
+    // What an operator made since: data, configuration, an edited conffile. An upgrade keeps all of it.
+    writeFileSync(at('var/lib/ekm/server.json'), '{"kept":true}');
+    writeFileSync(at('etc/ekm/site.conf'), 'kept\n');
+    const defaults = `${readFileSync(at('etc/default/ekm'), 'utf8')}# local setting\n`;
+    writeFileSync(at('etc/default/ekm'), defaults);
+    // Release N+1: this package relabelled (control Version and the scripts' EKM_VERSION), which is what dpkg and the scripts see.
+    const [major, minor, patch] = VERSION.split('.').map(Number) as [number, number, number];
+    const next = `${major}.${minor}.${patch + 1}`;
+    const tree = join(scratch, 'next-deb');
+    assert.equal(sh('dpkg-deb', ['-R', deb, tree]).code, 0);
+    writeFileSync(join(tree, 'DEBIAN/control'), readFileSync(join(tree, 'DEBIAN/control'), 'utf8').replace(/^Version: .*$/m, `Version: ${next}`));
+    for (const f of ['preinst', 'postinst', 'prerm', 'postrm']) {
+      writeFileSync(join(tree, 'DEBIAN', f), readFileSync(join(tree, 'DEBIAN', f), 'utf8').replace(`EKM_VERSION='${VERSION}'`, `EKM_VERSION='${next}'`));
+    }
+    const nextDeb = join(scratch, `ekm_${next}.deb`);
+    const built = sh('dpkg-deb', ['--root-owner-group', '-Zgzip', '-z1', '--build', tree, nextDeb]);
+    assert.equal(built.code, 0, built.stderr);
+
+    const upgrade = dpkg('-i', nextDeb);
+    assert.equal(upgrade.code, 0, upgrade.stderr);
+    assert.match(upgrade.stdout, new RegExp(`ekm upgraded from ${VERSION.replace(/\./g, '\\.')} to ${next.replace(/\./g, '\\.')}; /var/lib/ekm and /etc/ekm kept`));
+    assert.equal(installedVersion(), next);
+    assert.equal(readFileSync(at('var/lib/ekm/server.json'), 'utf8'), '{"kept":true}');
+    assert.equal(readFileSync(at('etc/ekm/site.conf'), 'utf8'), 'kept\n');
+    assert.equal(readFileSync(at('etc/default/ekm'), 'utf8'), defaults, 'the edited conffile is kept');
+    assert.equal(readFileSync(at('etc/passwd'), 'utf8').match(/^ekm:/gm)?.length, 1, 'the account is not created twice');
+    assert.deepEqual([statSync(at('var/lib/ekm')).uid, statSync(at('var/lib/ekm')).mode & 0o777], [uid, 0o700]);
+
+    const downgrade = dpkg('-i', deb);
+    assert.notEqual(downgrade.code, 0);
+    assert.match(downgrade.stderr, new RegExp(`ekm: refusing to downgrade ekm ${next.replace(/\./g, '\\.')} to ${VERSION.replace(/\./g, '\\.')}: .*nothing was changed`));
+    assert.equal(installedVersion(), next);
+
+    // A server running from the target (its pid file names a live process): reinstalling is refused.
+    mkdirSync(at('var/lib/ekm/run'));
+    writeFileSync(at('var/lib/ekm/run/ekm.pid'), `${process.pid}\n`);
+    const busy = dpkg('-i', nextDeb);
+    assert.notEqual(busy.code, 0);
+    assert.match(busy.stderr, new RegExp(`ekm: the ekm service is running on this server \\(pid ${process.pid}\\)`));
+    assert.match(dpkg('-s', 'ekm').stdout, /^Status: install ok installed$/m);
+    const busyRemove = dpkg('-r', 'ekm');
+    assert.notEqual(busyRemove.code, 0, 'nor is removing it');
+    assert.ok(existsSync(at('opt/ekm/bin/ekm')));
+    rmSync(at('var/lib/ekm/run'), { recursive: true });
+
+    const purge = dpkg('-P', 'ekm');
+    assert.equal(purge.code, 0, purge.stderr);
+    assert.match(purge.stdout, /ekm removed; \/var\/lib\/ekm \(keys, identity, configuration\) and \/etc\/ekm are kept/);
+    assert.ok(!existsSync(at('opt/ekm')), 'the code is gone');
+    assert.equal(readFileSync(at('var/lib/ekm/server.json'), 'utf8'), '{"kept":true}', 'no package manager deletes keys');
+    assert.equal(readFileSync(at('etc/ekm/site.conf'), 'utf8'), 'kept\n');
+    assert.ok(!existsSync(wants) && !existsSync(at('etc/rc2.d/S01ekm')), 'no longer started at boot');
+
+    assert.deepEqual({ account: sh('getent', ['passwd', 'ekm']).stdout, data: existsSync('/var/lib/ekm'), conf: existsSync('/etc/ekm') }, host, 'this machine is untouched');
   });
 
   it('the .rpm (where rpmbuild exists) installs the same tree, its ekm reports the release, its scriptlets are the shared ones', (ctx) => {
