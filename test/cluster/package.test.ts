@@ -183,8 +183,7 @@ describe('release packages', () => {
       'etc/gshadow': 'root:*::\n',
     }))
       writeFileSync(at(f), text);
-    // --force-depends: the scratch root's package database has no nodejs (the preinst checks this machine's Node.js).
-    const dpkg = (...args: string[]): ReturnType<typeof sh> => sh('dpkg', [`--root=${target}`, '--force-script-chrootless', '--force-depends', '--log=/dev/null', ...args]);
+    const dpkg = (...args: string[]): ReturnType<typeof sh> => sh('dpkg', [`--root=${target}`, '--force-script-chrootless', '--log=/dev/null', ...args]);
     const installedVersion = (): string => /^Version: (\S+)$/m.exec(dpkg('-s', 'ekm').stdout)?.[1] ?? '(not installed)';
 
     const install = dpkg('-i', deb);
