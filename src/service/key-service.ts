@@ -111,7 +111,11 @@ export class KeyService {
   constructor(private readonly deps: KeyServiceDeps) {
     this.common = deps.identity;
     this.registerHelpers();
-    this.rsaAes = new RsaAesKeys({ ...deps, currentEcShare: async (keyId) => (await this.getKey(keyId)).current });
+    this.rsaAes = new RsaAesKeys({
+      ...deps,
+      currentEcShare: async (keyId) => (await this.getKey(keyId)).current,
+      withAuxShares: (keyIds, op) => this.withAuxShares(keyIds, op),
+    });
     if (deps.self === 1 && (deps.poolTarget ?? 16) > 0) {
       this.pool = new PresignPool({
         target: deps.poolTarget ?? 16,
@@ -306,7 +310,10 @@ export class KeyService {
     if (rsa.length > 0) {
       // RSA keys refresh in their own protocol: one batch per key family.
       const ec = rows.filter((r) => !isRsaAlg(r.alg)).map((r) => r.keyId);
-      const [rsaKeys, ecKeys] = await Promise.all([this.rsaAes.rsaRefresh(rsa), ec.length > 0 ? this.refresh(ec) : Promise.resolve({ keys: [] })]);
+      const [rsaKeys, ecKeys] = await Promise.all([
+        this.withAuxShares(rsa, () => this.rsaAes.rsaRefresh(rsa)),
+        ec.length > 0 ? this.refresh(ec) : Promise.resolve({ keys: [] }),
+      ]);
       return { keys: [...rsaKeys, ...ecKeys.keys] };
     }
     const states = await this.settledRefreshStates(keyIds);

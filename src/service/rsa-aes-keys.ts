@@ -72,6 +72,8 @@ export type RsaDecryptScheme = 'oaep' | 'pkcs1v15';
 export interface RsaAesDeps extends ServiceDeps {
   /** The current share of an EC-family key (here: the DPRF key), from the EC key service. */
   readonly currentEcShare: (keyId: string) => Promise<KeyShare>;
+  /** Runs `op`, re-deriving this triplet's Aux shares of `keyIds` first if the Aux refuses for lack of them (KeyService). */
+  readonly withAuxShares: <T>(keyIds: readonly string[], op: () => Promise<T>) => Promise<T>;
 }
 
 export class RsaAesKeys {
@@ -97,12 +99,18 @@ export class RsaAesKeys {
     deps.host.register(RSA_REFRESH_PROTO, async (env) => {
       const { inputs } = decodeRequest(RSA_REFRESH_PROTO, env, deps.tripletId);
       const states = await this.rsaRefreshStates(inputs.keyIds);
+      // As for EC keys: a key this server does not hold at the named epoch (the Aux of a triplet
+      // that never used it) is refused with a code the EP acts on (KeyService.withAuxShares).
+      inputs.keyIds.forEach((k, i) => {
+        if (states.get(k)?.current.epoch !== inputs.epochs[i]) throw new EkmError('EKM_KEY_EPOCH', `this server holds no share of RSA key ${k} at epoch ${inputs.epochs[i]}`);
+      });
       return spec({ kind: 'rsa-refresh', common: deps.identity, states: [...states] }, RSA_REFRESH_PROTO, rsaRefreshWrites);
     });
     deps.host.register(PROTO_DPRF, async (env) => {
       const info = parseDprfRequest(env);
-      const share = await deps.currentEcShare(info.header.keyId);
-      if (share.alg !== DPRF_ALG || share.epoch !== info.header.epoch) throw new EkmError('EKM_KEY_EPOCH', `no AES key ${info.header.keyId} at epoch ${info.header.epoch}`);
+      // No share at all is refused like a stale one: the Aux of a triplet that never used the key (KeyService.withAuxShares).
+      const share = await deps.currentEcShare(info.header.keyId).catch(() => undefined);
+      if (share?.alg !== DPRF_ALG || share.epoch !== info.header.epoch) throw new EkmError('EKM_KEY_EPOCH', `no AES key ${info.header.keyId} at epoch ${info.header.epoch}`);
       return spec({ kind: 'dprf', share: share as DprfKeyShare, tripletId: deps.tripletId }, PROTO_DPRF, noWrites, info.objectNonces.length);
     });
   }
@@ -246,7 +254,7 @@ export class RsaAesKeys {
   // --- internals -------------------------------------------------------------------------------
 
   private async objectKeys(share: DprfKeyShare, objectNonces: Uint8Array[]): Promise<Uint8Array[]> {
-    const out = await this.withHelper((helper) =>
+    const out = await this.withHelper(share.keyId, (helper) =>
       this.deps.host.run<DprfOutput>(spec({ kind: 'dprf', share, tripletId: this.deps.tripletId, coordinate: { helper, objectNonces } }, PROTO_DPRF, noWrites)),
     );
     if (out.kind !== 'keys') throw new EkmError('EKM_PROTOCOL_ABORTED', 'no object key was derived');
@@ -254,21 +262,25 @@ export class RsaAesKeys {
   }
 
   private rsaRun(share: RsaKeyShare, operation: RsaOperation): Promise<RsaOutput> {
-    return this.withHelper((helper) =>
+    return this.withHelper(share.keyId, (helper) =>
       this.deps.host.run<RsaOutput>(spec({ kind: 'rsa', share, tripletId: this.deps.tripletId, coordinate: { helper, operation } }, PROTO_RSA, noWrites)),
     );
   }
 
-  /** EP + Partner, or EP + Aux when the Partner is not connected or its session fails. */
-  private async withHelper<T>(run: (helper: 2 | 3) => Promise<T>): Promise<T> {
+  /**
+   * EP + Partner, or EP + Aux when the Partner is not connected or its session fails (the Aux
+   * first gets the key's current share if it never had it: a key of another triplet).
+   */
+  private async withHelper<T>(keyId: string, run: (helper: 2 | 3) => Promise<T>): Promise<T> {
     this.requireEp();
-    if (!this.deps.peers.link('partner')) return run(3);
+    const withAux = (): Promise<T> => this.deps.withAuxShares([keyId], () => run(3));
+    if (!this.deps.peers.link('partner')) return withAux();
     try {
       return await run(2);
     } catch (e) {
       if (!(e instanceof EkmError) || !this.deps.peers.link('aux')) throw e;
       this.deps.log.warn({ err: e.message }, 'the session with the Partner failed; retrying with the Aux');
-      return run(3);
+      return withAux();
     }
   }
 

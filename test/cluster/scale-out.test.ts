@@ -147,23 +147,34 @@ describe('scale-out: the seed Quickstart', () => {
     }
   });
 
-  it('a key refreshed through one triplet signs through the other (its Aux re-derives the new epoch on first use)', async () => {
+  it('a key refreshed through one triplet works through the other, and refreshes there (that Aux gets its share on first use): EC, RSA and AES', async () => {
     const ep1 = await apiOf(t1);
     const ep2 = await apiOf(t2);
     try {
-      const made = await ep1.call<{ keyId: string; publicKey: string }>('POST', '/keys', { alg: 'ecdsa-p384' });
-      assert.equal(made.status, 201, JSON.stringify(made.body));
-      const key = { alg: 'ecdsa-p384' as const, pem: made.body.publicKey };
-      for (const [refresher, signer] of [
-        [ep1, ep2],
-        [ep2, ep1],
-      ] as const) {
-        const r = await refresher.call('POST', `/keys/${made.body.keyId}/refresh`);
-        assert.equal(r.status, 200, JSON.stringify(r.body));
-        const msg = Buffer.from(`after a refresh through the other triplet`);
-        const sig = await signer.call<{ signature: string }>('POST', `/keys/${made.body.keyId}/sign`, { message: b64(msg) });
-        assert.equal(sig.status, 200, JSON.stringify(sig.body));
-        assert.ok(verifyIndependently(key, msg, unb64(sig.body.signature)));
+      for (const alg of ['ecdsa-p384', 'rsa-2048', 'aes-256-dprf'] as const) {
+        // A new key each time: made through EP1, so that triplet 2's Aux has never held it.
+        const made = await ep1.call<{ keyId: string; publicKey: string }>('POST', '/keys', { alg });
+        assert.equal(made.status, 201, JSON.stringify(made.body));
+        const keyId = made.body.keyId;
+        for (const [refresher, user] of [
+          [ep1, ep2],
+          [ep2, ep1],
+        ] as const) {
+          const r = await refresher.call('POST', `/keys/${keyId}/refresh`);
+          assert.equal(r.status, 200, `${alg}: refresh through EP${refresher === ep1 ? 1 : 2}: ${JSON.stringify(r.body)}`);
+          const msg = Buffer.from(`${alg} after a refresh through the other triplet`);
+          if (alg === 'aes-256-dprf') {
+            const sealed = await user.call<{ ciphertext: string }>('POST', `/keys/${keyId}/encrypt`, { plaintext: b64(msg) });
+            assert.equal(sealed.status, 200, JSON.stringify(sealed.body));
+            const back = await refresher.call<{ plaintext: string }>('POST', `/keys/${keyId}/decrypt`, { ciphertext: sealed.body.ciphertext });
+            assert.equal(back.status, 200, JSON.stringify(back.body));
+            assert.equal(unb64(back.body.plaintext).toString(), msg.toString());
+          } else {
+            const sig = await user.call<{ signature: string }>('POST', `/keys/${keyId}/sign`, { message: b64(msg) });
+            assert.equal(sig.status, 200, JSON.stringify(sig.body));
+            assert.ok(verifyIndependently({ alg, pem: made.body.publicKey }, msg, unb64(sig.body.signature)), `${alg}: verified outside ekm`);
+          }
+        }
       }
     } finally {
       ep1.close();
