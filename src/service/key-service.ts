@@ -131,15 +131,7 @@ export class KeyService {
   async start(): Promise<void> {
     await this.pool?.load();
     this.deps.host.setResumer((proto, checkpoint) => this.resumeSpec(proto, fromJsonWithBytes<Checkpointed>(checkpoint)));
-    for (const open of await this.deps.store.openSessions()) {
-      try {
-        const spec = await this.resumeSpec(open.proto, fromJsonWithBytes<Checkpointed>(open.checkpoint));
-        this.deps.host.resume(spec, open.sid);
-        this.deps.log.info({ proto: open.proto, sid: open.sid }, 'resumed a committing protocol session');
-      } catch (e) {
-        this.deps.log.error({ proto: open.proto, sid: open.sid, err: (e as Error).message }, 'could not resume a protocol session');
-      }
-    }
+    await this.deps.host.resumeOpenSessions();
   }
 
   stop(): void {

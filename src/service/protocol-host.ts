@@ -122,9 +122,18 @@ export class ProtocolHost {
     this.factories.set(proto, factory);
   }
 
-  /** How a checkpointed session is rebuilt from the store (KeyService: the same as at start-up). */
+  /** How a checkpointed session is rebuilt from the store (KeyService). */
   setResumer(resumer: SessionResumer): void {
     this.resumer = resumer;
+  }
+
+  /**
+   * At start-up: resumes every session of this triplet that was committing when the server
+   * stopped, through the same path as a session dropped while running (retried while the store
+   * cannot be read). Resolves once each has been tried.
+   */
+  async resumeOpenSessions(): Promise<void> {
+    for (const open of await this.opts.store.openSessions()) await this.resumeFromStore(open.sid);
   }
 
   /**
