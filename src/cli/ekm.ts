@@ -2,7 +2,7 @@
  * `ekm`: bootstrap (`ekm boot <role> …`, wrapped by bin/ekm_boot_*.sh) and service control
  * (`ekm start|stop|restart|status|run`). Every command works on the server whose EKM_HOME is set.
  */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { homePaths, isBootstrapped, isWaitingToJoin } from '../config/home.js';
 import { ROLES, type Role } from '../config/roles.js';
 import { EkmError, usageError } from '../errors.js';
@@ -204,8 +204,11 @@ async function main(): Promise<number | void> {
     });
   program
     .command('approve-join <fingerprint>')
-    .description("on a Partner: approve a new Partner's certificate (as its ekm_boot_additional_server.sh printed it) for ucl server create, for 1 h")
-    .action(async (fingerprint: string) => {
+    .description(
+      "on a Partner: approve a new server's certificate (as its ekm_boot_additional_server.sh printed it) for 1 h: as the new Partner of a triplet that ucl server create adds, or (--as aux) as this triplet's new Aux for ucl server create -a",
+    )
+    .addOption(new Option('--as <purpose>', 'what the server joins as').choices(['partner', 'aux']).default('partner'))
+    .action(async (fingerprint: string, o: { as: 'partner' | 'aux' }) => {
       const paths = homePaths();
       const { loadServerConfig } = await import('../config/server-config.js');
       const config = loadServerConfig(paths);
@@ -213,9 +216,13 @@ async function main(): Promise<number | void> {
         throw new EkmError('EKM_USAGE', `this server is the ${config.role}, not a Partner`, 'run it on the Partner of the triplet whose EP runs ucl server create', 2);
       }
       const { approveJoin } = await import('../cluster/join-approvals.js');
-      const { expiresAt } = approveJoin(paths, fingerprint);
+      const { expiresAt } = approveJoin(paths, fingerprint, o.as);
+      const fp = fingerprint.trim().toUpperCase();
+      const until = new Date(expiresAt).toISOString();
       print(
-        `Approved the new Partner certificate ${fingerprint.trim().toUpperCase()} until ${new Date(expiresAt).toISOString()}: this Partner will seal its role secret to it for ucl server create.`,
+        o.as === 'partner'
+          ? `Approved the new Partner certificate ${fp} until ${until}: this Partner will seal its role secret to it for ucl server create.`
+          : `Approved the new Aux certificate ${fp} until ${until}: this Partner will pin it as its triplet's Aux for ucl server create -a.`,
       );
     });
   program

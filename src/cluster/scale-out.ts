@@ -225,7 +225,7 @@ export class ScaleOut {
    * `ucl server create -a <aux>`: a server waiting to join becomes the Aux of this EP's triplet in
    * place of the one it has (lost, broken, or moving to another machine). Needs no PostgreSQL: an
    * Aux keeps its own store. The Partner re-pins only an Aux its own operator approved
-   * (`ekm approve-join`): an EP that could pick the Aux alone could hand f(3) to a server it
+   * (`ekm approve-join --as aux`): an EP that could pick the Aux alone could hand f(3) to a server it
    * controls and so hold two shares. Then the EP re-derives the new Aux's shares and refreshes
    * every key (AuxRecovery), so that whatever the old Aux kept is worthless.
    *
@@ -729,7 +729,7 @@ export function roleSecretHandler(deps: { readonly config: ServerConfig; readonl
     if (new X509Certificate(req.data.recipientCertPem).fingerprint256 !== req.data.recipientFingerprint) {
       throw scaleError('EKM_PEER_PROTOCOL', 'the role-secret request names another certificate than it carries');
     }
-    if (!isJoinApproved(deps.paths, req.data.recipientFingerprint)) {
+    if (!isJoinApproved(deps.paths, req.data.recipientFingerprint, 'partner')) {
       deps.log.warn({ event: 'role_secret_refused', to: req.data.recipientFingerprint }, 'the EP asked for the Partner role secret for a Partner this operator has not approved');
       throw scaleError(
         'EKM_NOT_APPROVED',
@@ -749,7 +749,7 @@ export function roleSecretHandler(deps: { readonly config: ServerConfig; readonl
 
 /**
  * The Partner's side of `ucl server create -a`: it pins the new Aux of its triplet only if its own
- * operator approved that certificate too (`ekm approve-join`), and only when its EP asks.
+ * operator approved that certificate as the new Aux too (`ekm approve-join --as aux`), and only when its EP asks.
  */
 export function auxRepinHandler(deps: {
   readonly config: ServerConfig;
@@ -769,12 +769,12 @@ export function auxRepinHandler(deps: {
       throw scaleError('EKM_PEER_PROTOCOL', 'the Aux re-pin request names another certificate than it carries');
     // Pinned already (a replacement the EP finishes after a crash, maybe after the approval ran out): nothing to decide.
     if (deps.pinsAux(aux)) return encodeJson({ ok: true });
-    if (!isJoinApproved(deps.paths, aux.fingerprint)) {
+    if (!isJoinApproved(deps.paths, aux.fingerprint, 'aux')) {
       deps.log.warn({ event: 'aux_repin_refused', aux: aux.name, fingerprint: aux.fingerprint }, 'the EP asked to pin a new Aux this operator has not approved');
       throw scaleError(
         'EKM_NOT_APPROVED',
         `the Partner ${deps.config.name} has not approved the new Aux ${aux.name} (${aux.fingerprint})`,
-        `on ${deps.config.name} run \`ekm approve-join ${aux.fingerprint}\` (valid 1 h), then ucl server create -a again`,
+        `on ${deps.config.name} run \`ekm approve-join --as aux ${aux.fingerprint}\` (valid 1 h), then ucl server create -a again`,
       );
     }
     if (apply) {

@@ -2,7 +2,7 @@
  * Issue 6, `ucl server create -a <aux>` alone: a server bootstrapped with
  * `ekm_boot_additional_server.sh` replaces the Aux of the main EP's triplet while EP and Partner
  * run (a single triplet on the embedded store: an Aux keeps its own store, so no PostgreSQL is
- * needed). The Partner pins it only once its own operator approved it (`ekm approve-join`); once
+ * needed). The Partner pins it only once its own operator approved it (`ekm approve-join --as aux`); once
  * the new Aux runs, the EP re-derives its shares and refreshes every key, and `ucl server test`
  * passes only then. Every key made before signs, decrypts and encrypts through the new Aux, also
  * after a restart of the whole triplet; the old Aux, started again, is linked by nobody.
@@ -108,7 +108,7 @@ describe('ucl server create -a: replacing the Aux of a running triplet', () => {
     // The EP alone cannot choose the Aux: the Partner's operator has not approved it.
     const unapproved = await replaceAux('-f');
     assertOneLineError(unapproved);
-    assert.match(unapproved.stderr, /has not approved the new Aux .* run `ekm approve-join ([0-9A-F]{2}:){31}[0-9A-F]{2}`/);
+    assert.match(unapproved.stderr, /has not approved the new Aux .* run `ekm approve-join --as aux ([0-9A-F]{2}:){31}[0-9A-F]{2}`/);
     assert.match((await ekm(spare, 'aux', 'status')).stdout, /waiting to join a cluster/);
     for (const role of ['ep', 'partner'] as const) assert.equal(pinnedAux(role), t.names.aux);
     assert.equal((await ucl(t, 'server', 'test')).code, 0, 'the triplet still serves with its old Aux');
@@ -120,13 +120,22 @@ describe('ucl server create -a: replacing the Aux of a running triplet', () => {
     });
     assert.equal(wrong.status, 409, JSON.stringify(wrong.body));
     assert.equal(wrong.body.error.code, 'EKM_NOT_APPROVED');
+
+    // Approved as a new Partner is not approved as the new Aux: an approval serves one purpose.
+    const asPartner = await ekm(t, 'partner', 'approve-join', newAuxFingerprint());
+    assert.match(asPartner.stdout, /^Approved the new Partner certificate /);
+    const stillRefused = await replaceAux('-f');
+    assertOneLineError(stillRefused);
+    assert.match(stillRefused.stderr, /has not approved the new Aux/);
+    for (const role of ['ep', 'partner'] as const) assert.equal(pinnedAux(role), t.names.aux);
   });
 
   it('with the Partner’s approval: the old Aux is gone, the new one joins, gets its shares, every key is refreshed and works', async () => {
     // The old Aux is lost (its machine died).
     assert.equal((await ekm(t, 'aux', 'stop')).code, 0);
-    const approved = await ekm(t, 'partner', 'approve-join', newAuxFingerprint());
+    const approved = await ekm(t, 'partner', 'approve-join', '--as', 'aux', newAuxFingerprint());
     assert.equal(approved.code, 0, approved.stderr);
+    assert.match(approved.stdout, /^Approved the new Aux certificate ([0-9A-F]{2}:){31}[0-9A-F]{2} until .*: this Partner will pin it as its triplet's Aux/);
 
     const inspect = await api.call<{ servers: { role: string; name: string; fingerprint: string }[] }>('POST', '/servers/inspect', {
       aux: spare.names.aux,

@@ -57,7 +57,7 @@ describe(`fault suite: kill -9 of the EP during ucl server create -a (${SCOPE})`
       const boot = await run('ekm_boot_additional_server.sh', ['-s', spare.names.aux, '-fips'], spare.env('aux'));
       assert.equal(boot.code, 0, boot.stderr);
       const fingerprint = new X509Certificate(readFileSync(join(spare.homes.aux, 'tls', 'server.crt'), 'utf8')).fingerprint256;
-      assert.equal((await ekm(t, 'partner', 'approve-join', fingerprint)).code, 0);
+      assert.equal((await ekm(t, 'partner', 'approve-join', '--as', 'aux', fingerprint)).code, 0);
       const oldAux = t.names.aux;
 
       const pid = await arm(fx, 'ep', `scale:aux-replace:${step}`);
