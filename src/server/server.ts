@@ -24,7 +24,7 @@ import { InProcessRunner, type PartyRunner, WorkerRunner } from '../service/part
 import { KeyService } from '../service/key-service.js';
 import { ABORT_TOPIC, PROTO_TOPIC, ProtocolHost } from '../service/protocol-host.js';
 import { AuxRecovery } from '../service/aux-recovery.js';
-import { KeyCatalog } from '../service/key-catalog.js';
+import { AUX_SWEEP_MS, KeyCatalog } from '../service/key-catalog.js';
 import { AUX_REPIN_METHOD, ROLE_SECRET_METHOD } from '../cluster/join.js';
 import { ScaleOut, auxRepinHandler, roleSecretHandler } from '../cluster/scale-out.js';
 import { formatAddress } from '../cluster/names.js';
@@ -170,7 +170,7 @@ export class EkmServer implements ServerContext {
       await server.keys.start();
       await server.peers.start();
       if (config.role === 'ep') {
-        server.catalog = new KeyCatalog({ store, peers: server.peers, keys: server.keys, log: server.log });
+        server.catalog = new KeyCatalog({ store, peers: server.peers, keys: server.keys, log: server.log, auxSweepMs: Number(process.env.EKM_AUX_SWEEP_MS ?? AUX_SWEEP_MS) });
         server.catalog.start();
       }
       if (config.role === 'ep') {

@@ -8,13 +8,21 @@
  * EP's share gone plus one other, the key can never be used or rebuilt again (any two shares are
  * needed); a peer that was unreachable is recorded in `key_purges` and asked again until it
  * confirms, so no share outlives its key for long.
+ *
+ * In a cluster of several triplets the EP and Partner stores are shared, but each Aux keeps its
+ * own: the Aux of another triplet may hold a share of the key (re-derived on first use there),
+ * which the destroying EP cannot reach, and a refresh through one triplet leaves the other
+ * triplets' Auxes at the old epoch. Either way that share plus one old EP or Partner backup would
+ * still be the key. So every EP also sweeps its own Aux (at link-up and every AUX_SWEEP_MS): it
+ * asks what the Aux holds, erases the keys the shared store lists as destroyed, and asks the Aux
+ * to erase shares older than the key's settled epoch (re-derived at the new one when next needed).
  */
 import type { Logger } from 'pino';
 import { EkmError } from '../errors.js';
 import type { PeerManager } from '../net/peers.js';
 import { KEY_UID_RE, type KeyRow, type KeyUsage } from '../store/key-records.js';
 import { type DestroyedKeyRow, type KeyPurge, type Store, keyNameTaken } from '../store/store.js';
-import { KEY_PURGE_METHOD, type KeyAlg, type KeyService } from './key-service.js';
+import { KEY_HOLDINGS_METHOD, KEY_PURGE_METHOD, KEY_PURGE_STALE_METHOD, type KeyAlg, type KeyService, decodeHoldings, encodeHolding } from './key-service.js';
 
 /** Names are printable, at most 64 characters, without `/`, and never look like a UID (so a reference is never ambiguous). */
 export const KEY_NAME_RE = /^[^\s/\p{Cc}][^/\p{Cc}]{0,63}$/u;
@@ -32,6 +40,8 @@ export interface KeyListPage {
 
 const PURGE_RETRY_MS = 5_000;
 const PURGE_TIMEOUT_MS = 10_000;
+/** How often an EP sweeps its Aux for shares of keys destroyed through another triplet. */
+export const AUX_SWEEP_MS = 60_000;
 
 export function checkKeyName(name: string): void {
   if (!KEY_NAME_RE.test(name) || KEY_UID_RE.test(name)) {
@@ -51,19 +61,37 @@ function notFound(ref: string): EkmError {
 
 export class KeyCatalog {
   private timer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
   private purging = false;
+  private sweeping = false;
 
-  constructor(private readonly deps: { readonly store: Store; readonly peers: PeerManager; readonly keys: KeyService; readonly log: Logger }) {}
+  constructor(
+    private readonly deps: {
+      readonly store: Store;
+      readonly peers: PeerManager;
+      readonly keys: KeyService;
+      readonly log: Logger;
+      /** AUX_SWEEP_MS unless set (tests). */
+      readonly auxSweepMs?: number;
+    },
+  ) {}
 
-  /** Starts asking peers to erase shares of destroyed keys they have not confirmed yet. */
+  /** Starts asking peers to erase shares of destroyed keys they have not confirmed yet, and sweeping the Aux. */
   start(): void {
     this.timer = setInterval(() => void this.purgePending(), PURGE_RETRY_MS);
     this.timer.unref();
     void this.purgePending();
+    this.sweepTimer = setInterval(() => void this.sweepAux(), this.deps.auxSweepMs ?? AUX_SWEEP_MS);
+    this.sweepTimer.unref();
+    this.deps.peers.on('up', (role: string) => {
+      if (role === 'aux') void this.sweepAux();
+    });
+    void this.sweepAux(); // the Aux link may be up already
   }
 
   stop(): void {
     clearInterval(this.timer);
+    clearInterval(this.sweepTimer);
   }
 
   /**
@@ -164,6 +192,35 @@ export class KeyCatalog {
     } catch (e) {
       this.deps.log.warn({ event: 'key_purge_deferred', keyId: p.keyId, peer: p.role, err: (e as Error).message }, 'a peer has not erased its share of a destroyed key yet; asking again later');
       return false;
+    }
+  }
+
+  /**
+   * Erases from this triplet's Aux what it should no longer hold (see the top of this file): every
+   * share of a key destroyed through any EP, and shares of an epoch older than the key's settled one.
+   */
+  private async sweepAux(): Promise<void> {
+    const link = this.deps.peers.link('aux');
+    if (this.sweeping || !link) return;
+    this.sweeping = true;
+    try {
+      const held = decodeHoldings(await link.request(KEY_HOLDINGS_METHOD, new Uint8Array(0), PURGE_TIMEOUT_MS)).filter((h) => KEY_UID_RE.test(h.keyId));
+      const ids = held.map((h) => h.keyId);
+      // Straight to the Aux, not through purge(): a key_purges row in a shared store may be another EP's, for its own Aux.
+      for (const keyId of await this.deps.store.destroyedAmong(ids)) {
+        await link.request(KEY_PURGE_METHOD, new TextEncoder().encode(keyId), PURGE_TIMEOUT_MS);
+        this.deps.log.warn({ event: 'aux_leftover_purged', keyId }, 'the Aux still held a share of a destroyed key: erased');
+      }
+      const settled = await this.deps.store.settledEpochsAmong(ids);
+      for (const h of held) {
+        const epoch = settled.get(h.keyId);
+        // The Aux erases it only if it still holds nothing newer and commits nothing for it (key-purge-stale).
+        if (epoch !== undefined && h.epoch < epoch) await link.request(KEY_PURGE_STALE_METHOD, encodeHolding(h.keyId, epoch), PURGE_TIMEOUT_MS);
+      }
+    } catch (e) {
+      this.deps.log.warn({ event: 'aux_sweep_failed', err: (e as Error).message }, 'could not sweep the Aux for shares it should no longer hold; trying again later');
+    } finally {
+      this.sweeping = false;
     }
   }
 

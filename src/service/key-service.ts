@@ -6,7 +6,7 @@
  */
 import { type JsonWebKey, createHash, createPublicKey, randomBytes } from 'node:crypto';
 import { decodePoint, getCurve } from '../crypto/curves.js';
-import { enc, toHex } from '../crypto/encoding.js';
+import { decodeEnc, enc, encList, toHex, u32be } from '../crypto/encoding.js';
 import { EkmError } from '../errors.js';
 import { AUX_PROTO, type AuxPersist, type AuxKeyEpoch, type AuxOutput } from '../protocols/aux-rederive.js';
 import { DKG_PROTO, type DkgPersist } from '../protocols/dkg.js';
@@ -47,6 +47,25 @@ import { BoundedCache } from '../util/bounded-cache.js';
 
 /** Peer method by which the EP has Partner and Aux erase their shares of a destroyed key. */
 export const KEY_PURGE_METHOD = 'key.purge';
+/** EP → Aux: every key this store holds anything of, with its current epoch (KeyCatalog's Aux sweep). */
+export const KEY_HOLDINGS_METHOD = 'key.holdings';
+/** EP → Aux: erase a key whose share here is older than the key's settled epoch (`key-purge-stale`). */
+export const KEY_PURGE_STALE_METHOD = 'key.purge-stale';
+
+/** One entry of a `key.holdings` answer. */
+export function encodeHolding(keyId: string, epoch: number): Uint8Array {
+  return enc(keyId, u32be(epoch));
+}
+
+export function decodeHolding(item: Uint8Array): { keyId: string; epoch: number } {
+  const f = decodeEnc(item);
+  if (f.length !== 2 || f[1]!.length !== 4) throw new EkmError('EKM_PEER_PROTOCOL', 'malformed key holding');
+  return { keyId: new TextDecoder().decode(f[0]!), epoch: Buffer.from(f[1]!).readUInt32BE(0) };
+}
+
+export function decodeHoldings(body: Uint8Array): { keyId: string; epoch: number }[] {
+  return decodeEnc(body).map(decodeHolding);
+}
 
 export type PublicKeyFormat = 'pem' | 'der' | 'raw' | 'jwk';
 /** A public key as exported: PEM text, DER or raw bytes, or a JWK object. */
@@ -394,6 +413,23 @@ export class KeyService {
       this.deps.log.warn({ event: 'key_purged', keyId }, 'share of a destroyed key erased');
       return new Uint8Array(0);
     });
+    this.deps.registerPeerMethod(KEY_HOLDINGS_METHOD, async (_body, from) => {
+      if (from !== 'ep') throw new EkmError('EKM_PEER_PROTOCOL', `only the EP lists this server's keys, not the ${from ?? 'unknown peer'}`);
+      const held: Uint8Array[] = [];
+      for await (const page of this.keyPages()) held.push(...page.map((k) => encodeHolding(k.keyId, k.currentEpoch)));
+      return encList(held);
+    });
+    this.deps.registerPeerMethod(KEY_PURGE_STALE_METHOD, async (body, from) => {
+      if (from !== 'ep' || this.deps.self !== 3) throw new EkmError('EKM_PEER_PROTOCOL', `only the EP erases an Aux's stale shares, not the ${from ?? 'unknown peer'}`);
+      const { keyId, epoch } = decodeHolding(body);
+      if (!KEY_UID_RE.test(keyId)) throw new EkmError('EKM_PEER_PROTOCOL', 'a stale-share purge names a key UID');
+      const before = await this.deps.store.getKey(keyId);
+      await this.deps.store.applyKeyWrites([{ op: 'key-purge-stale', keyId, below: epoch }]);
+      if (before && !(await this.deps.store.getKey(keyId))) {
+        this.deps.log.warn({ event: 'stale_share_purged', keyId, epoch: before.currentEpoch, newer: epoch }, 'share of an older epoch erased (the key was refreshed through another triplet)');
+      }
+      return new Uint8Array(0);
+    });
     host.register(DKG_PROTO, async (env) => {
       const { inputs } = decodeRequest(DKG_PROTO, env, tripletId);
       if (await this.deps.store.getKey(inputs.keyIds[0]!)) throw new EkmError('EKM_KEY_EXISTS', `key ${inputs.keyIds[0]} exists`);
@@ -519,11 +555,17 @@ export class KeyService {
   /** Every active key that has shares (not an imported public key): what an Aux re-derivation covers. */
   async allKeyIds(): Promise<string[]> {
     const ids: string[] = [];
+    for await (const page of this.keyPages()) ids.push(...page.filter((k) => k.state === 'active' && !k.publicKey).map((k) => k.keyId));
+    return ids;
+  }
+
+  /** Every key record of this store, a page at a time. */
+  private async *keyPages(): AsyncGenerator<KeyRow[]> {
     let after: string | undefined;
     for (;;) {
       const page = await this.deps.store.listKeys({ ...(after ? { after } : {}), limit: 1000 });
-      ids.push(...page.filter((k) => k.state === 'active' && !k.publicKey).map((k) => k.keyId));
-      if (page.length < 1000) return ids;
+      yield page;
+      if (page.length < 1000) return;
       after = page[page.length - 1]!.keyId;
     }
   }

@@ -106,7 +106,13 @@ export type KeyWrite =
   | { readonly op: 'presig-put'; readonly psid: string; readonly keyId: string; readonly epoch: number; readonly secret: Uint8Array }
   | { readonly op: 'presig-delete'; readonly psid: string }
   /** The key is destroyed: this party's record, shares and presignatures of it are erased. */
-  | { readonly op: 'key-purge'; readonly keyId: string };
+  | { readonly op: 'key-purge'; readonly keyId: string }
+  /**
+   * Aux of a triplet that did not take part in the key's last refresh: erases the key here only if
+   * this store holds nothing of it but a CURRENT share older than `below` (no PENDING, no PREVIOUS:
+   * no session of its own is committing). It is re-derived at the new epoch when next needed.
+   */
+  | { readonly op: 'key-purge-stale'; readonly keyId: string; readonly below: number };
 
 export interface KeyStore {
   applyKeyWrites(writes: readonly KeyWrite[]): Promise<void>;

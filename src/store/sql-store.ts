@@ -509,6 +509,14 @@ export class SqlStore implements Store {
       case 'key-purge':
         yield* write('DELETE FROM keys WHERE key_id = ?', w.keyId); // shares and presignatures cascade
         return;
+      case 'key-purge-stale':
+        yield* write(
+          "DELETE FROM keys WHERE key_id = ? AND state = 'active' AND current_epoch < ? AND NOT EXISTS (SELECT 1 FROM key_shares s WHERE s.key_id = keys.key_id AND (s.status <> 'current' OR s.epoch >= ?))",
+          w.keyId,
+          w.below,
+          w.below,
+        );
+        return;
     }
   }
 
@@ -714,6 +722,28 @@ export class SqlStore implements Store {
 
   async clearKeyPurge(p: KeyPurge): Promise<void> {
     await this.write('DELETE FROM key_purges WHERE key_id = ? AND role = ?', p.keyId, p.role);
+  }
+
+  async destroyedAmong(keyIds: readonly string[]): Promise<string[]> {
+    return (await this.amongKeys<{ key_id: string }>('SELECT key_id FROM destroyed_keys WHERE key_id IN', keyIds)).map((r) => r.key_id);
+  }
+
+  async settledEpochsAmong(keyIds: readonly string[]): Promise<Map<string, number>> {
+    const rows = await this.amongKeys<{ key_id: string; current_epoch: number }>(
+      "SELECT key_id, current_epoch FROM keys k WHERE state = 'active' AND NOT EXISTS (SELECT 1 FROM key_shares s WHERE s.key_id = k.key_id AND s.status <> 'current') AND key_id IN",
+      keyIds,
+    );
+    return new Map(rows.map((r) => [r.key_id, Number(r.current_epoch)]));
+  }
+
+  /** `sql` ending in `key_id IN`, run over `keyIds` in bounded lists (an Aux may hold tens of thousands of keys). */
+  private async amongKeys<R>(sql: string, keyIds: readonly string[]): Promise<R[]> {
+    const out: R[] = [];
+    for (let i = 0; i < keyIds.length; i += 500) {
+      const chunk = keyIds.slice(i, i + 500);
+      out.push(...(await this.all<R>(`${sql} (${chunk.map(() => '?').join(', ')})`, ...chunk)));
+    }
+    return out;
   }
 
   // ---- integrity keys and the audit log (schema 3) ----

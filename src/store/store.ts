@@ -143,6 +143,10 @@ export interface AccountStore {
   listDestroyedKeys(partitionId: number, q: { after?: string; limit: number }): Promise<DestroyedKeyRow[]>;
   listKeyPurges(): Promise<KeyPurge[]>;
   clearKeyPurge(p: KeyPurge): Promise<void>;
+  /** Which of `keyIds` were destroyed (EP: an Aux of another triplet may still hold shares of them). */
+  destroyedAmong(keyIds: readonly string[]): Promise<string[]>;
+  /** The current epoch of those of `keyIds` that are active here with no refresh committing (only a CURRENT share). */
+  settledEpochsAmong(keyIds: readonly string[]): Promise<Map<string, number>>;
 
   /** Stores an integrity key; the private key is sealed by the barrier (AAD `integrity|<id>`). */
   putIntegrityKey(k: { id: string; partitionId: number; publicKeyPem: string; privateKeyDer: Uint8Array }): Promise<void>;

@@ -8,6 +8,7 @@
  * server, a server of the cluster, another release, a refused certificate, a SQLite cluster.
  */
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { constants, createPublicKey, publicEncrypt, verify as nodeVerify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -44,6 +45,18 @@ const [major, minor] = VERSION.split('.').map(Number) as [number, number];
 /** The release a rolling upgrade moves to: the next minor (releases one minor apart interoperate). */
 const NEXT = `${major}.${minor + 1}.0`;
 const esc = (s: string): string => s.replace(/[.]/g, '\\.');
+
+/** What an Aux's own store holds of `keyId`, read with SQLite directly (an Aux keeps its store local). */
+function auxKey(t: Triplet, keyId: string): { current_epoch: number } | undefined {
+  const db = new Database(homePaths(t.homes.aux).sqlite, { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare('SELECT current_epoch FROM keys WHERE key_id = ?').get(keyId) as { current_epoch: number } | undefined;
+  } finally {
+    db.close();
+  }
+}
+const auxKeyRows = (t: Triplet, keyId: string): number => (auxKey(t, keyId) ? 1 : 0);
+const auxKeyEpoch = (t: Triplet, keyId: string): number | undefined => auxKey(t, keyId)?.current_epoch;
 
 let pgServer: PgServer;
 let t1: Triplet;
@@ -176,6 +189,63 @@ describe('scale-out: the seed Quickstart', () => {
           }
         }
       }
+    } finally {
+      ep1.close();
+      ep2.close();
+    }
+  });
+  it("what an Aux should no longer hold is erased from the other triplet's Aux too, which the acting EP cannot reach: a destroyed key, and an epoch a refresh replaced", async () => {
+    // EP2 sweeps its Aux every 300 ms instead of every minute, so that the test need not wait.
+    assert.equal((await ekm(t2, 'ep', 'stop')).code, 0);
+    const started = await run('ekm', ['start'], { ...t2.env('ep'), EKM_AUX_SWEEP_MS: '300' });
+    assert.equal(started.code, 0, started.stderr);
+    await waitClusterInService(t1, 2);
+    const ep1 = await apiOf(t1);
+    const ep2 = await apiOf(t2);
+    try {
+      const ids: string[] = [];
+      for (const [alg, use] of [
+        ['ecdsa-p256', 'sign'],
+        ['rsa-2048', 'refresh'],
+      ] as const) {
+        const made = await ep1.call<{ keyId: string }>('POST', '/keys', { alg });
+        assert.equal(made.status, 201, JSON.stringify(made.body));
+        // Through EP2 (an ECDSA signature needs all three; a refresh too): Aux2 re-derives its share.
+        const used = await ep2.call('POST', `/keys/${made.body.keyId}/${use}`, use === 'sign' ? { message: b64('x') } : undefined);
+        assert.equal(used.status, 200, JSON.stringify(used.body));
+        assert.equal(auxKeyRows(t2, made.body.keyId), 1, `${alg}: Aux2 holds the key`);
+        ids.push(made.body.keyId);
+      }
+      for (const keyId of ids) {
+        const destroyed = await ep1.call<{ pendingPurge: string[] }>('DELETE', `/keys/${keyId}`);
+        assert.equal(destroyed.status, 200, JSON.stringify(destroyed.body));
+        assert.deepEqual(destroyed.body.pendingPurge, [], 'Partner and Aux1 erased theirs at once');
+        assert.equal(auxKeyRows(t1, keyId), 0);
+      }
+      const deadline = Date.now() + 15_000;
+      while (ids.some((k) => auxKeyRows(t2, k) > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      for (const keyId of ids) assert.equal(auxKeyRows(t2, keyId), 0, `Aux2 erased its share of ${keyId}`);
+      const log = readFileSync(homePaths(t2.homes.ep).logFile, 'utf8');
+      for (const keyId of ids) assert.match(log, new RegExp(`"event":"aux_leftover_purged","keyId":"${keyId}"`));
+
+      // A refresh through triplet 1 leaves Aux2 at the old epoch: EP2's sweep has Aux2 erase it.
+      const key = await ep1.call<{ keyId: string; publicKey: string }>('POST', '/keys', { alg: 'ecdsa-p256' });
+      assert.equal(key.status, 201, JSON.stringify(key.body));
+      const keyId = key.body.keyId;
+      assert.equal((await ep2.call('POST', `/keys/${keyId}/sign`, { message: b64('x') })).status, 200);
+      assert.equal(auxKeyEpoch(t2, keyId), 1);
+      assert.equal((await ep1.call('POST', `/keys/${keyId}/refresh`)).status, 200);
+      const until = Date.now() + 15_000;
+      while (auxKeyEpoch(t2, keyId) !== undefined && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(auxKeyEpoch(t2, keyId), undefined, 'Aux2 no longer holds the share of epoch 1');
+      assert.match(readFileSync(homePaths(t2.homes.aux).logFile, 'utf8'), new RegExp(`"event":"stale_share_purged","keyId":"${keyId}","epoch":1,"newer":2`));
+      assert.equal(auxKeyEpoch(t1, keyId), 2, 'Aux1 took part in the refresh');
+      // Used through EP2 again: Aux2 re-derives its share at epoch 2.
+      const msg = Buffer.from('after the sweep');
+      const sig = await ep2.call<{ signature: string }>('POST', `/keys/${keyId}/sign`, { message: b64(msg) });
+      assert.equal(sig.status, 200, JSON.stringify(sig.body));
+      assert.ok(verifyIndependently({ alg: 'ecdsa-p256', pem: key.body.publicKey }, msg, unb64(sig.body.signature)));
+      assert.equal(auxKeyEpoch(t2, keyId), 2);
     } finally {
       ep1.close();
       ep2.close();

@@ -182,6 +182,50 @@ export function storeContract(label: string, factory: StoreFactory): void {
       await assert.rejects(s.getRsaShares('k1'), (e: unknown) => e instanceof EkmError && e.code === 'EKM_STORE_STATE');
     });
 
+    withStore("an Aux's stale shares: erased only when it holds nothing but a CURRENT share older than the key's settled epoch", async (s) => {
+      const activeAt = async (keyId: string, epoch: number): Promise<void> => {
+        await s.applyKeyWrites([{ op: 'key-create', keyId, alg: 'ecdsa-p256', share: share(keyId, 1, 3) }, { op: 'key-activate', keyId }]);
+        for (let e = 2; e <= epoch; e++) {
+          await s.applyKeyWrites([{ op: 'share-put', share: share(keyId, e, 3), status: 'pending' }]);
+          await s.applyKeyWrites([{ op: 'epoch-activate', keyId, from: e - 1, to: e }, { op: 'epoch-erase', keyId, epoch: e - 1 }]);
+        }
+      };
+      await activeAt('old', 1);
+      await activeAt('same', 2);
+      await activeAt('busy', 1);
+      await s.applyKeyWrites([{ op: 'share-put', share: share('busy', 2, 3), status: 'pending' }]); // a refresh of its own triplet, committing
+      await activeAt('prev', 2);
+      await s.applyKeyWrites([{ op: 'share-put', share: share('prev', 3, 3), status: 'pending' }]);
+      await s.applyKeyWrites([{ op: 'epoch-activate', keyId: 'prev', from: 2, to: 3 }]); // CURRENT 3, PREVIOUS 2: waiting for ACTIVATED
+
+      assert.deepEqual(
+        [...(await s.settledEpochsAmong(['old', 'same', 'busy', 'prev', 'none']))].sort(),
+        [
+          ['old', 1],
+          ['same', 2],
+        ],
+        'only keys with nothing committing are settled',
+      );
+      await s.applyKeyWrites([
+        { op: 'key-purge-stale', keyId: 'old', below: 2 },
+        { op: 'key-purge-stale', keyId: 'same', below: 2 },
+        { op: 'key-purge-stale', keyId: 'busy', below: 3 },
+        { op: 'key-purge-stale', keyId: 'prev', below: 4 },
+        { op: 'key-purge-stale', keyId: 'none', below: 1 },
+      ]);
+      assert.equal(await s.getKey('old'), undefined, 'a CURRENT share older than the settled epoch goes');
+      assert.equal((await s.getKey('same'))?.currentEpoch, 2, 'a share at the settled epoch stays');
+      assert.deepEqual(
+        (await s.getShares('busy')).map((x) => [x.epoch, x.status]),
+        [
+          [1, 'current'],
+          [2, 'pending'],
+        ],
+        'a PENDING share (a committing session) keeps the key',
+      );
+      assert.equal((await s.getShares('prev')).length, 2, 'a PREVIOUS share (a committing session) keeps the key');
+    });
+
     withStore('a batch of key writes is atomic: one failing write leaves none of the batch', async (s) => {
       await s.applyKeyWrites([{ op: 'key-create', keyId: 'k1', alg: 'ecdsa-p256', share: share('k1', 1) }]);
       const batch: KeyWrite[] = [
@@ -433,6 +477,10 @@ export function storeContract(label: string, factory: StoreFactory): void {
       await s.clearKeyPurge({ keyId: 'k1', role: 'aux' });
       assert.deepEqual(await s.listKeyPurges(), [{ keyId: 'k1', role: 'partner' }]);
       assert.equal(await s.destroyKey('k1', []), undefined);
+      // What another triplet's Aux may still hold: only the destroyed ones are named, in any number.
+      const many = Array.from({ length: 1200 }, (_, i) => `x${String(i).padStart(4, '0')}`);
+      assert.deepEqual(await s.destroyedAmong(['k0', 'k1', ...many]), ['k1']);
+      assert.deepEqual(await s.destroyedAmong([]), []);
       await s.applyKeyWrites([
         { op: 'key-create', keyId: 'k2', alg: 'ecdsa-p256', share: share('k2', 1) },
         { op: 'key-purge', keyId: 'k2' },
