@@ -36,7 +36,7 @@ import { PeerRefusedError, ProtocolAbortedError, type SessionSpec } from './prot
 import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from './share-codec.js';
 import { PresignPool } from './presign-pool.js';
 import type { ServiceDeps } from './service-deps.js';
-import { refreshWritesFor } from './refresh-writes.js';
+import { refreshWritesFor, requireRefreshEpochs } from './refresh-writes.js';
 import { sessionItemWrites } from './session-writes.js';
 import { RsaAesKeys } from './rsa-aes-keys.js';
 import { RSA_ALGS, RSA_REFRESH_PROTO, type RsaAlg, exportRsaPublicKey, isRsaAlg } from '../protocols/rsa.js';
@@ -438,12 +438,7 @@ export class KeyService {
     host.register(REFRESH_PROTO, async (env) => {
       const { inputs } = decodeRequest(REFRESH_PROTO, env, tripletId);
       const states = await this.settledRefreshStates(inputs.keyIds);
-      // A key this server does not hold at the named epoch (an Aux that never got it) is refused
-      // with a code the EP acts on (withAuxShares), rather than aborted inside the protocol.
-      inputs.keyIds.forEach((k, i) => {
-        const st = states.get(k);
-        if (!st || st.current.epoch !== inputs.epochs[i]) throw new EkmError('EKM_KEY_EPOCH', `this server holds no share of key ${k} at epoch ${inputs.epochs[i]}`);
-      });
+      requireRefreshEpochs(inputs, states, 'key');
       return this.spec({ kind: 'refresh', common, states: [...states] }, REFRESH_PROTO, refreshWrites);
     });
     host.register(AUX_PROTO, async (env) => {

@@ -1,12 +1,29 @@
 /**
- * The store writes of a refresh session (threshold-protocols.md §5, RF2–RF4), for any key type:
- * EC and RSA refreshes emit the same persist items and differ only in the form of the pending share.
+ * What EC and RSA refresh sessions share in the service (threshold-protocols.md §5): the helper's
+ * check of the request's epochs, and the store writes (RF2–RF4: both emit the same persist items
+ * and differ only in the form of the pending share).
  */
+import { EkmError } from '../errors.js';
 import type { RefreshKeyEpoch } from '../protocols/refresh.js';
 import type { ConfirmCheckpoint, SessionAbandonItem, SessionOpenItem } from '../protocols/session-kit.js';
 import type { KeyWrite } from '../store/key-records.js';
 import { sessionItemWrites } from './session-writes.js';
 import { toJsonWithBytes } from './share-codec.js';
+
+/**
+ * Helper side of a refresh request: a key this server does not hold at the named epoch (the Aux of
+ * a triplet that never used it) is refused with a code the EP acts on (KeyService.withAuxShares),
+ * rather than aborted inside the protocol. `family` names the key type in the message ('key', 'RSA key').
+ */
+export function requireRefreshEpochs(
+  inputs: { readonly keyIds: readonly string[]; readonly epochs: readonly number[] },
+  states: ReadonlyMap<string, { readonly current: { readonly epoch: number } }>,
+  family: string,
+): void {
+  inputs.keyIds.forEach((k, i) => {
+    if (states.get(k)?.current.epoch !== inputs.epochs[i]) throw new EkmError('EKM_KEY_EPOCH', `this server holds no share of ${family} ${k} at epoch ${inputs.epochs[i]}`);
+  });
+}
 
 export type RefreshPersistOf<S> =
   | SessionOpenItem

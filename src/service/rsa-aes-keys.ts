@@ -53,7 +53,7 @@ import { KEY_UID_RE, type KeyWrite } from '../store/key-records.js';
 import type { SessionSpec } from './protocol-host.js';
 import { runsInline } from './party-recipes.js';
 import { publicOnly } from './public-keys.js';
-import { refreshWritesFor } from './refresh-writes.js';
+import { refreshWritesFor, requireRefreshEpochs } from './refresh-writes.js';
 import type { ServiceDeps } from './service-deps.js';
 import { recordToRsaShare, rsaShareToRecord } from './share-codec.js';
 
@@ -99,11 +99,7 @@ export class RsaAesKeys {
     deps.host.register(RSA_REFRESH_PROTO, async (env) => {
       const { inputs } = decodeRequest(RSA_REFRESH_PROTO, env, deps.tripletId);
       const states = await this.rsaRefreshStates(inputs.keyIds);
-      // As for EC keys: a key this server does not hold at the named epoch (the Aux of a triplet
-      // that never used it) is refused with a code the EP acts on (KeyService.withAuxShares).
-      inputs.keyIds.forEach((k, i) => {
-        if (states.get(k)?.current.epoch !== inputs.epochs[i]) throw new EkmError('EKM_KEY_EPOCH', `this server holds no share of RSA key ${k} at epoch ${inputs.epochs[i]}`);
-      });
+      requireRefreshEpochs(inputs, states, 'RSA key');
       return spec({ kind: 'rsa-refresh', common: deps.identity, states: [...states] }, RSA_REFRESH_PROTO, rsaRefreshWrites);
     });
     deps.host.register(PROTO_DPRF, async (env) => {
