@@ -58,6 +58,12 @@ function auxKey(t: Triplet, keyId: string): { current_epoch: number } | undefine
 const auxKeyRows = (t: Triplet, keyId: string): number => (auxKey(t, keyId) ? 1 : 0);
 const auxKeyEpoch = (t: Triplet, keyId: string): number | undefined => auxKey(t, keyId)?.current_epoch;
 
+/** Waits (at most 15 s) until `done()`: an EP sweeps its Aux on a timer. The caller asserts afterwards. */
+async function sweptWithin15s(done: () => boolean): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+}
+
 let pgServer: PgServer;
 let t1: Triplet;
 /** The new servers' homes and ports (a Triplet's layout, bootstrapped as additional servers). */
@@ -222,8 +228,7 @@ describe('scale-out: the seed Quickstart', () => {
         assert.deepEqual(destroyed.body.pendingPurge, [], 'Partner and Aux1 erased theirs at once');
         assert.equal(auxKeyRows(t1, keyId), 0);
       }
-      const deadline = Date.now() + 15_000;
-      while (ids.some((k) => auxKeyRows(t2, k) > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      await sweptWithin15s(() => ids.every((k) => auxKeyRows(t2, k) === 0));
       for (const keyId of ids) assert.equal(auxKeyRows(t2, keyId), 0, `Aux2 erased its share of ${keyId}`);
       const log = readFileSync(homePaths(t2.homes.ep).logFile, 'utf8');
       for (const keyId of ids) assert.match(log, new RegExp(`"event":"aux_leftover_purged","keyId":"${keyId}"`));
@@ -236,8 +241,7 @@ describe('scale-out: the seed Quickstart', () => {
       const first = auxKeyEpoch(t2, keyId);
       assert.equal(first, auxKeyEpoch(t1, keyId), 'Aux2 holds the key at its epoch');
       assert.equal((await ep1.call('POST', `/keys/${keyId}/refresh`)).status, 200);
-      const until = Date.now() + 15_000;
-      while (auxKeyEpoch(t2, keyId) !== undefined && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      await sweptWithin15s(() => auxKeyEpoch(t2, keyId) === undefined);
       assert.equal(auxKeyEpoch(t2, keyId), undefined, 'Aux2 no longer holds the share of the old epoch');
       assert.match(
         readFileSync(homePaths(t2.homes.aux).logFile, 'utf8'),
