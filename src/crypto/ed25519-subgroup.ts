@@ -1,24 +1,32 @@
 /**
- * Ed25519's prime-order-subgroup check, done once per point.
+ * Ed25519's prime-order-subgroup check, done by libsodium and once per point.
  *
- * A point received from a peer must have no small-order component (threshold-protocols.md §1.2),
- * and checking that costs a full scalar multiplication by the group order (about 1.5 ms in
- * noble's BigInt arithmetic). noble's FROST DKG re-checks every commitment each time one of its
- * rounds parses it, and `ed25519_FROST` checks twice per parse (RFC 9591's DeserializeElement
- * and its own validatePoint): most of an Ed25519 DKG's time went there. Here each distinct point
- * is checked once per process: encodings that passed are remembered (bounded, least recently
- * used first out). A point that fails is never remembered, so the memory only ever saves work;
- * it cannot make a point pass that the check refuses. The key is the point's canonical encoding,
- * which identifies the point exactly.
+ * A point received from a peer must have no small-order component (threshold-protocols.md §1.2).
+ * noble checks that with a full scalar multiplication by the group order in BigInt arithmetic
+ * (about 0.8 ms); libsodium's `crypto_core_ed25519_is_valid_point` (WebAssembly build) does the
+ * same multiplication in 0.08 ms, and is an implementation independent of noble's. Each FROST
+ * signature needs it for the two fresh nonce commitments on each side, and each DKG, refresh and
+ * re-derivation for every commitment it receives.
+ *
+ * noble's FROST DKG re-checks every commitment each time one of its rounds parses it, and
+ * `ed25519_FROST` checks twice per parse (RFC 9591's DeserializeElement and its own
+ * validatePoint): each distinct point is therefore checked once per process, and encodings that
+ * passed are remembered (bounded, least recently used first out). A point that fails is never
+ * remembered, so the memory only ever saves work; it cannot make a point pass that the check
+ * refuses. The key is the point's canonical encoding, which identifies the point exactly.
  *
  * The same FROST rounds also decode each commitment several times, and an Ed25519 decode takes a
- * field square root (~0.3 ms): the suite's `fromBytes` keeps recent decodes too (points are
+ * field square root (~0.1 ms): the suite's `fromBytes` keeps recent decodes too (points are
  * immutable; a failed decode is not kept and fails again).
  */
 import { createFROST } from '@noble/curves/abstract/frost.js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha512 } from '@noble/hashes/sha2.js';
+import sodium from 'libsodium-wrappers-sumo';
 import { BoundedCache } from '../util/bounded-cache.js';
+import { bytesEqual } from './encoding.js';
+
+await sodium.ready;
 
 type EdPoint = InstanceType<typeof ed25519.Point>;
 
@@ -29,15 +37,27 @@ const decoded = new BoundedCache<string, SubgroupCheckedPoint>(CHECKED_CAPACITY)
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
+const IDENTITY = ed25519.Point.ZERO.toBytes();
+
+/**
+ * [L]·P = O for the point P with canonical encoding `encoding`, as noble's `isTorsionFree()`
+ * answers it (so also for the identity), computed by libsodium. libsodium refuses every point of
+ * small order, the identity among them: the identity, which has no small-order component, is
+ * answered here, and callers that must refuse it (peers' points, threshold-protocols.md §1.2) do
+ * so themselves.
+ */
+export function isInPrimeOrderSubgroup(encoding: Uint8Array): boolean {
+  if (bytesEqual(encoding, IDENTITY)) return true;
+  return sodium.crypto_core_ed25519_is_valid_point(encoding);
+}
 /**
  * `P.isTorsionFree()`, computed at most once per point while it stays among the recent ones.
- * `encoding` is P's canonical encoding when the caller has it already (it costs an inversion);
- * `check` is the real check (a subclass passes its parent's method).
+ * `encoding` is P's canonical encoding when the caller has it already (it costs an inversion).
  */
-export function isTorsionFreeOnce(P: EdPoint, encoding: Uint8Array = P.toBytes(), check: () => boolean = () => P.isTorsionFree()): boolean {
+export function isTorsionFreeOnce(P: EdPoint, encoding: Uint8Array = P.toBytes()): boolean {
   const key = hex(encoding);
   if (checked.get(key)) return true;
-  if (!check()) return false;
+  if (!isInPrimeOrderSubgroup(encoding)) return false;
   checked.set(key, true);
   return true;
 }
@@ -68,7 +88,7 @@ class SubgroupCheckedPoint extends (ed25519.Point as unknown as new (X: bigint, 
   }
 
   override isTorsionFree(): boolean {
-    return isTorsionFreeOnce(this, this.toBytes(), () => super.isTorsionFree());
+    return isTorsionFreeOnce(this);
   }
 }
 

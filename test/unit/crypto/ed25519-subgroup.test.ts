@@ -1,12 +1,14 @@
 /**
- * The once-per-point subgroup check: it answers as noble's isTorsionFree does (a point that fails
+ * The subgroup check (libsodium's) answers exactly as noble's isTorsionFree does, on random points
+ * with and without each small-order part. The once-per-point check answers as noble's isTorsionFree does (a point that fails
  * fails every time, also after good points were remembered), and the FROST suite built on it runs
  * noble's ed25519_FROST DKG to the same keys and refuses a commitment with a small-order part.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { ED25519_TORSION_SUBGROUP, ed25519, ed25519_FROST } from '@noble/curves/ed25519.js';
-import { ed25519_FROST_CHECKED, isTorsionFreeOnce } from '../../../src/crypto/ed25519-subgroup.js';
+import { ed25519_FROST_CHECKED, isInPrimeOrderSubgroup, isTorsionFreeOnce } from '../../../src/crypto/ed25519-subgroup.js';
 import type { FrostSuite } from '../../../src/protocols/dkg.js';
 import { nobleDkg } from '../../support/ec-test-keys.js';
 
@@ -20,6 +22,18 @@ function dkg(suite: FrostSuite, seed: string): { publicKey: Uint8Array; shares: 
 }
 
 describe('ed25519 subgroup check, once per point', () => {
+  it('libsodium’s check agrees with noble’s on P + T for random P and every small-order T, and on the identity', () => {
+    const torsion = ED25519_TORSION_SUBGROUP.map((h) => ed25519.Point.fromHex(h));
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: ed25519.Point.Fn.ORDER - 1n }), fc.nat({ max: 7 }), (k, t) => {
+        const P = (k === 0n ? ed25519.Point.ZERO : G.multiply(k)).add(torsion[t]!);
+        assert.equal(isInPrimeOrderSubgroup(P.toBytes()), P.isTorsionFree());
+        assert.equal(isInPrimeOrderSubgroup(P.toBytes()), t === 0);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('accepts prime-order points and refuses a point with a small-order part, every time', () => {
     for (let k = 1n; k <= 5n; k++) {
       assert.equal(isTorsionFreeOnce(G.multiply(k * 7919n)), true);
