@@ -268,7 +268,14 @@ function irPrf(kdk: Uint8Array, label: string, length: number): Uint8Array {
   const out = new Uint8Array(Math.ceil(length / 32) * 32);
   const tail = Buffer.concat([Buffer.from(label, 'ascii'), Buffer.from([(length * 8) >> 8, (length * 8) & 0xff])]);
   for (let i = 0; i * 32 < length; i++) {
-    out.set(crypto.createHmac('sha256', kdk).update(Buffer.from([i >> 8, i & 0xff])).update(tail).digest(), i * 32);
+    out.set(
+      crypto
+        .createHmac('sha256', kdk)
+        .update(Buffer.from([i >> 8, i & 0xff]))
+        .update(tail)
+        .digest(),
+      i * 32,
+    );
   }
   return out.subarray(0, length);
 }

@@ -8,19 +8,6 @@
 import { enc, H, u32be, u8 } from './encoding.js';
 import type { PartyId } from '../protocols/types.js';
 
-export function echoHash(
-  proto: string,
-  sid: Uint8Array,
-  round: number,
-  bodies: Readonly<Record<PartyId, Uint8Array>>,
-): Uint8Array {
-  return H(
-    'echo',
-    proto,
-    sid,
-    u32be(round),
-    enc(u8(1), bodies[1]),
-    enc(u8(2), bodies[2]),
-    enc(u8(3), bodies[3]),
-  );
+export function echoHash(proto: string, sid: Uint8Array, round: number, bodies: Readonly<Record<PartyId, Uint8Array>>): Uint8Array {
+  return H('echo', proto, sid, u32be(round), enc(u8(1), bodies[1]), enc(u8(2), bodies[2]), enc(u8(3), bodies[3]));
 }

@@ -28,6 +28,7 @@ import { p256_hasher } from '@noble/curves/nist.js';
 import { decodeEnc, enc, bytesToBigIntBE, bytesEqual, u8 } from '../crypto/encoding.js';
 import { decodePoint, decodeScalar, encodePoint, getCurve, type Curve, type Point } from '../crypto/curves.js';
 import { BoundedCache } from '../util/bounded-cache.js';
+import { mulBase } from '../crypto/ec-mul.js';
 import { cachedPublicKey } from '../crypto/public-key-objects.js';
 import { ALG_CURVE, type EcAlg, type KeyShare } from './key-share.js';
 import { decodeRequest, encodeRequest, isPartyId, RoundParty, sidFor, type RequestHeader, type StepBuilder } from './ecdsa-session.js';
@@ -152,8 +153,7 @@ function nonceGenerate(suite: FrostSuite, secret: bigint, rng: Rng): bigint {
 export function frostCommit(suite: FrostSuite, id: number, secret: bigint, rng: Rng): { nonces: FrostNonces; commitment: FrostCommitment } {
   const d = nonceGenerate(suite, secret, rng);
   const e = nonceGenerate(suite, secret, rng);
-  const G = suite.curve.G;
-  return { nonces: { d, e }, commitment: { id, D: G.multiply(d), E: G.multiply(e) } };
+  return { nonces: { d, e }, commitment: { id, D: mulBase(suite.curve, d), E: mulBase(suite.curve, e) } };
 }
 
 /** Everything §4.3–4.6 derive from (Y, commitment list, msg), computed once per session. */

@@ -1,7 +1,7 @@
 /**
- * OpenSSL-backed scalar multiplication (src/crypto/ec-mul.ts) against noble's own, on random and
- * edge-case scalars and points, for every curve (k·G through OpenSSL on P-256, P-384 and secp256k1,
- * k·P through OpenSSL on P-256, the rest on noble).
+ * OpenSSL- and libsodium-backed scalar multiplication (src/crypto/ec-mul.ts) against noble's own,
+ * on random and edge-case scalars and points, for every curve (k·G through OpenSSL on P-256, P-384
+ * and secp256k1, k·P through OpenSSL on P-256, both through libsodium on Ed25519, the rest on noble).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

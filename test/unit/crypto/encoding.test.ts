@@ -16,7 +16,10 @@ describe('enc / decodeEnc', () => {
       fc.property(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 8 }), (fields) => {
         const bytes = enc(...fields);
         const back = decodeEnc(bytes);
-        assert.deepEqual(back.map((b) => [...b]), fields.map((b) => [...b]));
+        assert.deepEqual(
+          back.map((b) => [...b]),
+          fields.map((b) => [...b]),
+        );
         assert.deepEqual([...enc(...back)], [...bytes]);
       }),
       { numRuns: RUNS },

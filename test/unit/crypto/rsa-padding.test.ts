@@ -215,7 +215,14 @@ describe('against node:crypto', () => {
       const out = rsaesPkcs1v15DecodeImplicit(em, ct);
       assert.ok(out.length <= 256 - 11, name);
       assert.deepEqual(rsaesPkcs1v15DecodeImplicit(em, ct), out, `${name}: the same input gives the same message`);
-      assert.notDeepEqual(rsaesPkcs1v15DecodeImplicit(em, ct.map((b, i) => (i === 0 ? b ^ 1 : b))), out, `${name}: bound to the ciphertext`);
+      assert.notDeepEqual(
+        rsaesPkcs1v15DecodeImplicit(
+          em,
+          ct.map((b, i) => (i === 0 ? b ^ 1 : b)),
+        ),
+        out,
+        `${name}: bound to the ciphertext`,
+      );
       const tail = em.slice(em.length - out.length);
       assert.notDeepEqual(out, tail, `${name}: not a piece of EM`);
       outputs.add(Buffer.from(out).toString('hex'));
@@ -227,6 +234,10 @@ describe('against node:crypto', () => {
     const em = good();
     em[10] = 0; // PS of exactly 8 bytes: valid
     assert.equal(rsaesPkcs1v15DecodeImplicit(em, ct).length, 245);
-    assert.throws(() => rsaesPkcs1v15DecodeImplicit(good(), ct.subarray(1)), RsaDecryptionError, 'a ciphertext of the wrong length is refused (public)');
+    assert.throws(
+      () => rsaesPkcs1v15DecodeImplicit(good(), ct.subarray(1)),
+      RsaDecryptionError,
+      'a ciphertext of the wrong length is refused (public)',
+    );
   });
 });

@@ -35,7 +35,14 @@ for (const name of CURVE_NAMES) {
       fc.assert(
         fc.property(line, (f) => {
           const y = shareLine(curve, f);
-          for (const [a, b] of [[1, 2], [1, 3], [2, 3], [2, 1], [3, 1], [3, 2]] as [PartyId, PartyId][]) {
+          for (const [a, b] of [
+            [1, 2],
+            [1, 3],
+            [2, 3],
+            [2, 1],
+            [3, 1],
+            [3, 2],
+          ] as [PartyId, PartyId][]) {
             assert.equal(recombineAt0(curve, a, y[a], b, y[b]), Fn.create(f.a0));
           }
         }),
@@ -101,7 +108,10 @@ for (const name of CURVE_NAMES) {
       assert.equal(randomNonZeroScalar(curve, testRng('same')), randomNonZeroScalar(curve, testRng('same')));
       assert.throws(() => randomNonZeroScalar(curve, (n) => new Uint8Array(n - 1)), RangeError);
       // All-zero and all-one rng outputs still give valid non-zero scalars (wide reduction + 1).
-      assert.equal(randomNonZeroScalar(curve, (n) => new Uint8Array(n)), 1n);
+      assert.equal(
+        randomNonZeroScalar(curve, (n) => new Uint8Array(n)),
+        1n,
+      );
       const s = randomNonZeroScalar(curve, (n) => new Uint8Array(n).fill(0xff));
       assert.ok(s >= 1n && s < curve.order);
     });
