@@ -1,11 +1,13 @@
 /**
- * Scalar multiplication through OpenSSL (node:crypto ECDH), constant time in k as OpenSSL's code
- * is: k·G on P-256, P-384 and secp256k1 (ECDH's public key: 20× faster than noble's BigInt
- * arithmetic on P-256, 1.3-1.8× on the other two), and k·P of an arbitrary point on P-256 (12×).
- * k·P on P-384 and secp256k1 stays on noble: OpenSSL's generic code needs two ECDH calls there
- * (below), which together are slower than one noble multiplication (measured on this machine:
- * secp256k1 2 × 2.7 ms against 4.3 ms under load). Ed25519 goes through libsodium (sodium.ts):
- * k·B 0.12 ms and k·P 0.27 ms with the decode of the result, against noble's 0.3 and 1.0 ms.
+ * Scalar multiplication in native or WebAssembly code, constant time in k as that code is:
+ * - P-256: k·G and k·P through OpenSSL (node:crypto ECDH; 20× and 12× faster than noble's BigInt
+ *   arithmetic);
+ * - P-384: k·G through OpenSSL (1.3-1.8×); k·P stays on noble, as OpenSSL's generic code needs
+ *   two ECDH calls (below), together slower than one noble multiplication;
+ * - secp256k1: k·G and k·P through libsecp256k1 (libsecp256k1.ts: 10× and 30×), or as P-384 when
+ *   its native binding does not load;
+ * - Ed25519: k·B and k·P through libsodium (sodium.ts): 0.12 ms and 0.27 ms with the decode of
+ *   the result, against noble's 0.3 and 1.0 ms.
  *
  * k·G is ECDH's public key. For k·P, ECDH gives only x1 = x(k·P); with x2 = x((k+1)·P) from a
  * second ECDH the point is determined without a square root: for Q = k·P = (x1, y) and
@@ -17,7 +19,9 @@
  */
 import { type ECDH, createECDH } from 'node:crypto';
 import { p256 } from '@noble/curves/nist.js';
+import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js';
 import { type Curve, type CurveName, OPENSSL_CURVE, type Point } from './curves.js';
+import { libsecp256k1 } from './libsecp256k1.js';
 import { ed25519Mul, ed25519MulBase } from './sodium.js';
 
 const P256 = p256.Point;
@@ -60,6 +64,8 @@ export function mulBase(curve: Curve, k: bigint): Point {
   const s = curve.Fn.create(k);
   if (s === 0n) return curve.Point.ZERO;
   if (curve.name === 'ed25519') return withScalarBytes(curve, s, (kb) => curve.Point.fromBytes(ed25519MulBase(kb)) as Point);
+  if (curve.name === 'secp256k1' && libsecp256k1)
+    return withScalarBytes(curve, s, (kb) => curve.Point.fromBytes(libsecp256k1!.mulBase(kb)) as Point);
   return curve.Point.fromBytes(keyed(curve, s).getPublicKey()) as Point;
 }
 
@@ -68,7 +74,7 @@ export function mulPoint(curve: Curve, P: Point, k: bigint): Point {
   return mul(curve, P, k, false);
 }
 
-/** k·P for a public k (verification): noble's faster variable-time code on the other curves. */
+/** k·P for a public k (verification): noble's faster variable-time code where no native code is used. */
 export function mulPublic(curve: Curve, P: Point, k: bigint): Point {
   return mul(curve, P, k, true);
 }
@@ -77,6 +83,12 @@ function mul(curve: Curve, P: Point, k: bigint, publicScalar: boolean): Point {
   const s = curve.Fn.create(k);
   if (s === 0n || P.is0()) return curve.Point.ZERO;
   if (curve.name === 'ed25519') return withScalarBytes(curve, s, (kb) => curve.Point.fromBytes(ed25519Mul(kb, P.toBytes())) as Point);
+  if (curve.name === 'secp256k1' && libsecp256k1)
+    return withScalarBytes(
+      curve,
+      s,
+      (kb) => curve.Point.fromBytes(libsecp256k1!.mul(kb, (P as WeierstrassPoint<bigint>).toBytes(false))) as Point,
+    );
   if (curve.name !== 'p256') return publicScalar ? P.multiplyUnsafe(s) : P.multiply(s);
   if (s === 1n) return P;
   const next = curve.Fn.add(s, 1n);

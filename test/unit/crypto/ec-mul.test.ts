@@ -1,15 +1,21 @@
 /**
- * OpenSSL- and libsodium-backed scalar multiplication (src/crypto/ec-mul.ts) against noble's own,
- * on random and edge-case scalars and points, for every curve (k·G through OpenSSL on P-256, P-384
- * and secp256k1, k·P through OpenSSL on P-256, both through libsodium on Ed25519, the rest on noble).
+ * Scalar multiplication in native and WebAssembly code (src/crypto/ec-mul.ts) against noble's own,
+ * on random and edge-case scalars and points, for every curve (k·G through OpenSSL on P-256 and
+ * P-384, k·P through OpenSSL on P-256, both through libsecp256k1 on secp256k1 and through libsodium
+ * on Ed25519, the rest on noble).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { CURVE_NAMES, getCurve } from '../../../src/crypto/curves.js';
 import { mulBase, mulPoint, mulPublic } from '../../../src/crypto/ec-mul.js';
+import { libsecp256k1 } from '../../../src/crypto/libsecp256k1.js';
 
 describe('ec-mul', () => {
+  it('libsecp256k1’s native binding loads here (else secp256k1 would silently run on noble)', () => {
+    assert.ok(libsecp256k1);
+  });
+
   for (const name of CURVE_NAMES) {
     const c = getCurve(name);
     const n = c.order;
