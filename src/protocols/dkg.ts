@@ -14,18 +14,14 @@
  *   4  all     PREPARED (signed)  | complaint enc("complaint", j)   K5 / complaints
  *   5  all     ACTIVATED (signed) | reveal enc("reveal", i, f_j(i))
  */
-import { createFROST } from '@noble/curves/abstract/frost.js';
-import { p256_FROST, p384, p384_hasher } from '@noble/curves/nist.js';
-import { secp256k1_FROST } from '@noble/curves/secp256k1.js';
-import { sha384 } from '@noble/hashes/sha2.js';
 import { decodePoint, decodeScalar, encodePoint, getCurve, type Curve, type Point } from '../crypto/curves.js';
-import { ed25519_FROST_CHECKED } from '../crypto/ed25519-subgroup.js';
 import { mulBase } from '../crypto/ec-mul.js';
 import { bytesEqual, decodeEnc, enc, encList, fromHex, H, toHex, u8 } from '../crypto/encoding.js';
 import { verifyFeldmanShare, type FeldmanCommitment } from '../crypto/feldman.js';
 import { nobleRng } from '../crypto/random.js';
 import { lineInExponent } from '../crypto/shamir.js';
 import { echoHash } from '../crypto/transcript.js';
+import { dkgSuite, type FrostSuite } from './dkg-suites.js';
 import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyShare } from './key-share.js';
 import { computeSid, type SessionInputs } from './session.js';
 import {
@@ -46,39 +42,6 @@ const R_COMMIT = 1;
 const R_PKG = 2;
 const R_SHARE = 3;
 const R_PREPARED = 4; // also COMPLAINT (ACTIVATED / REVEAL are round 5)
-
-export type FrostSuite = ReturnType<typeof createFROST>;
-
-/**
- * P-384 has no noble FROST suite; only its DKG is used (P-384 keys sign with ECDSA, §3), so the
- * context string is ours. Tested like the others.
- */
-const p384_DKG_SUITE: FrostSuite = createFROST({
-  name: 'CORE-P384-SHA384-DKG-v1',
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  Point: p384.Point as any,
-  hash: sha384,
-  hashToScalar: p384_hasher.hashToScalar,
-});
-
-/**
- * The DKG suite of each alg (§2 table). BIP340 keys use the *untweaked* secp256k1 suite: never
- * `schnorr_FROST.DKG`, whose round3 applies a Taproot tweak and yields a different key.
- */
-export function dkgSuite(alg: EcAlg): FrostSuite {
-  switch (alg) {
-    case 'ecdsa-secp256k1':
-    case 'schnorr-bip340':
-      return secp256k1_FROST as FrostSuite;
-    case 'ecdsa-p256':
-    case 'aes-256-dprf':
-      return p256_FROST as FrostSuite;
-    case 'ecdsa-p384':
-      return p384_DKG_SUITE;
-    case 'eddsa-ed25519':
-      return ed25519_FROST_CHECKED as FrostSuite;
-  }
-}
 
 /** What EP asks for in K0; P and A check it against their policy. */
 export interface DkgRequest {

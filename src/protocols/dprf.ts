@@ -35,7 +35,7 @@ import { ProtocolAbort, type Envelope, type Party, type Rng } from './types.js';
 
 /**
  * The alg of DPRF keys. The DKG, refresh and Aux re-derivation treat it as a P-256 key: for the
- * key service, add it to `EcAlg` / `EC_ALGS` / `ALG_CURVE` ('p256') and to `dkgSuite` (p256_FROST).
+ * key service, add it to `EcAlg` / `EC_ALGS` / `ALG_CURVE` ('p256') and to `dkgSuite` (dkg-suites.ts, P-256).
  */
 export const DPRF_ALG = 'aes-256-dprf';
 export type DprfAlg = typeof DPRF_ALG;

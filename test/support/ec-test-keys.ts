@@ -17,7 +17,7 @@ import {
   type PresigShare,
   type SignedInput,
 } from '../../src/protocols/ecdsa.js';
-import type { FrostSuite } from '../../src/protocols/dkg.js';
+import type { FrostSuite } from '../../src/protocols/dkg-suites.js';
 import { createFrostCoordinator, createFrostHelper, type FrostOutput } from '../../src/protocols/frost.js';
 import { runLocal, type Interceptor } from './protocol-harness.js';
 import { ALG_CURVE, type EcAlg, type KeyPublic, type KeyShare } from '../../src/protocols/key-share.js';

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ED25519_TORSION_SUBGROUP, ed25519, ed25519_FROST } from '@noble/curves/ed25519.js';
 import { ed25519_FROST_CHECKED, isInPrimeOrderSubgroup, isTorsionFreeOnce } from '../../../src/crypto/ed25519-subgroup.js';
-import type { FrostSuite } from '../../../src/protocols/dkg.js';
+import type { FrostSuite } from '../../../src/protocols/dkg-suites.js';
 import { nobleDkg } from '../../support/ec-test-keys.js';
 
 const G = ed25519.Point.BASE;

@@ -30,7 +30,7 @@ import type { KeyShare } from '../../../src/protocols/key-share.js';
 import { ProtocolAbort, type PartyId } from '../../../src/protocols/types.js';
 import { runLocal } from '../../support/protocol-harness.js';
 import { dealKey, nobleDkg, nobleSeededRng, runFrost, seededRng } from '../../support/ec-test-keys.js';
-import type { FrostSuite } from '../../../src/protocols/dkg.js';
+import type { FrostSuite } from '../../../src/protocols/dkg-suites.js';
 
 const SAMPLES = Number(process.env.EKM_PROTOCOL_SAMPLES ?? 20);
 const ALGS: readonly FrostAlg[] = ['eddsa-ed25519', 'schnorr-bip340'];
