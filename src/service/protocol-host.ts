@@ -404,6 +404,12 @@ export class ProtocolHost {
       await this.opts.store.applyKeyWrites(writes);
     } catch (e) {
       // Nothing was sent: the peers time out; this server's state is unchanged or fully written.
+      if (e instanceof EkmError && e.code === 'EKM_PRESIG_USED') {
+        // Another session claimed the presignature first: the EP asked for it twice (§3.4).
+        this.security('presignature requested twice: this session is refused', { proto: session.spec.label, sid, err: e.message });
+        this.fail(session, new ProtocolAbort(session.spec.label, -1, e.message, PARTY_OF.ep));
+        return;
+      }
       this.opts.log.error({ proto: session.spec.label, sid, err: (e as Error).message }, 'protocol state could not be stored');
       this.fail(session, new ProtocolAbort(session.spec.label, -1, `store write failed: ${(e as Error).message}`, null));
       // A session that had persisted its confirm state must go on from it, as after a restart.

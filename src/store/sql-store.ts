@@ -503,9 +503,14 @@ export class SqlStore implements Store {
           this.tripletId,
         );
         return;
-      case 'presig-delete':
-        yield* write('DELETE FROM presignatures WHERE psid = ?', w.psid);
+      case 'presig-delete': {
+        // The single-use claim (threshold-protocols.md §3.4): two sessions may both have read the
+        // presignature (a malicious EP can send its psid twice at once, under two sids); only the
+        // one whose delete removes the row goes on. The other's transaction fails, so it sends nothing.
+        const deleted = yield* write('DELETE FROM presignatures WHERE psid = ?', w.psid);
+        if (deleted !== 1) throw new EkmError('EKM_PRESIG_USED', `presignature ${w.psid} is used already (or unknown): it never signs twice`);
         return;
+      }
       case 'key-purge':
         yield* write('DELETE FROM keys WHERE key_id = ?', w.keyId); // shares and presignatures cascade
         return;

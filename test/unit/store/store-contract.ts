@@ -400,6 +400,12 @@ export function storeContract(label: string, factory: StoreFactory): void {
       assert.deepEqual([...(await s.getPresig('p2'))!], [...bytes(16, 2)]);
       await s.applyKeyWrites([{ op: 'presig-delete', psid: 'p2' }]);
       assert.equal(await s.getPresig('p2'), undefined);
+      // The delete is the single-use claim: a second one fails, and its whole transaction with it.
+      await assert.rejects(
+        s.applyKeyWrites([{ op: 'presig-delete', psid: 'p1' }, { op: 'presig-delete', psid: 'p2' }]),
+        (e: unknown) => e instanceof EkmError && e.code === 'EKM_PRESIG_USED',
+      );
+      assert.ok(await s.getPresig('p1'), 'p1 stays: the failed transaction changed nothing');
       await s.applyKeyWrites([{ op: 'aux-present', keyId: 'k1' }]);
       assert.deepEqual(await s.listPresigs(), []);
     });

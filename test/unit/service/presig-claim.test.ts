@@ -1,0 +1,104 @@
+/**
+ * A presignature signs once, also against a malicious EP (threshold-protocols.md §3.4): an EP that
+ * sends one psid twice at once, under two session ids and for two messages, would get two online
+ * shares of one nonce and with them the key. A real Partner key service (its ProtocolHost and an
+ * SQLite store with its writer thread) receives both requests back to back: both sessions read
+ * the stored presignature before either deletes it, and the store's delete is the claim that lets
+ * only one of them answer.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import pino from 'pino';
+import { toHex } from '../../../src/crypto/encoding.js';
+import type { PeerManager, PeerRole } from '../../../src/net/peers.js';
+import { createEcdsaOnlineCoordinator, encodePresig } from '../../../src/protocols/ecdsa.js';
+import { decodeEnvelope, encodeEnvelope } from '../../../src/protocols/types.js';
+import { KeyService } from '../../../src/service/key-service.js';
+import type { CommonData } from '../../../src/service/party-recipes.js';
+import { InProcessRunner } from '../../../src/service/party-runner.js';
+import { ABORT_TOPIC, PROTO_TOPIC, ProtocolHost } from '../../../src/service/protocol-host.js';
+import { shareToRecord } from '../../../src/service/share-codec.js';
+import { Barrier } from '../../../src/store/barrier.js';
+import { SqliteStore } from '../../../src/store/sqlite.js';
+import { dealKey, presigStores, seededRng } from '../../support/ec-test-keys.js';
+
+const TRIPLET = 'triplet-claim';
+const dir = mkdtempSync(join(tmpdir(), 'ekm-presig-claim-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('pool-mode online signing: one presignature, one answer', () => {
+  it('a psid sent twice at once under two sids gets one online message from the Partner, and the other session fails on the claim', async () => {
+    const key = dealKey('ecdsa-p256', { keyId: 'k-claim' });
+    const presigs = presigStores(key, 1, 'claim');
+    const [psid] = [...presigs[2].shares.keys()];
+    const store = SqliteStore.open(join(dir, 'partner.db'), { create: true, barrier: new Barrier(randomBytes(32)), writerThread: true });
+    try {
+      await store.applyKeyWrites([{ op: 'key-create', keyId: key.pub.keyId, alg: key.alg, share: shareToRecord(key.shares[2]) }]);
+      await store.applyKeyWrites([{ op: 'key-activate', keyId: key.pub.keyId }]);
+      const presig2 = presigs[2].shares.get(psid!)!;
+      await store.applyKeyWrites([
+        { op: 'presig-put', psid: psid!, keyId: key.pub.keyId, epoch: presig2.epoch, secret: encodePresig(presig2) },
+      ]);
+
+      const sent: { to: PeerRole; topic: string; sid: string }[] = [];
+      const link = (to: PeerRole) => ({
+        send: (topic: string, bytes: Uint8Array) =>
+          sent.push({ to, topic, sid: topic === PROTO_TOPIC ? toHex(decodeEnvelope(bytes).sid) : toHex(bytes.subarray(0, 32)) }),
+      });
+      const peers = Object.assign(new EventEmitter(), { link, allUp: () => true }) as unknown as PeerManager;
+      const log: { msg: string; event?: string }[] = [];
+      const logger = pino({ level: 'debug', base: undefined }, { write: (s: string) => void log.push(JSON.parse(s) as { msg: string }) });
+      const host = new ProtocolHost({
+        self: 2,
+        peers,
+        store,
+        log: logger,
+        runner: new InProcessRunner(),
+        signer: { sign: () => new Uint8Array(64) },
+      });
+      new KeyService({
+        self: 2,
+        tripletId: TRIPLET,
+        store,
+        peers,
+        host,
+        log: logger,
+        identity: { id: 2, tripletId: TRIPLET, identityKeyPem: '', certs: [] } as CommonData,
+        registerPeerMethod: () => {},
+      });
+
+      // The malicious EP: its own share of the presignature, used for two messages under two sids.
+      const requests = ['pay Alice', 'pay Mallory'].map((m, i) => {
+        const ep = createEcdsaOnlineCoordinator({
+          share: key.shares[1],
+          tripletId: TRIPLET,
+          rng: seededRng(`ep-${i}`),
+          presig: presigs[1].shares.get(psid!)!,
+          input: { kind: 'message', hash: 'sha256', data: new TextEncoder().encode(m) },
+        });
+        return ep.start().send.find((e) => e.to === 2)!;
+      });
+      assert.notEqual(toHex(requests[0]!.sid), toHex(requests[1]!.sid));
+      for (const r of requests) host.deliver('ep', encodeEnvelope(r));
+      await new Promise((r) => setTimeout(r, 500));
+
+      const answered = sent.filter((s) => s.to === 'aux' && s.topic === PROTO_TOPIC);
+      assert.equal(answered.length, 1, `the Partner answered ${answered.length} sessions for one presignature`);
+      assert.equal(await store.getPresig(psid!), undefined, 'the presignature is gone');
+      const refused = log.filter((l) => l.msg === 'presignature requested twice: this session is refused');
+      assert.equal(refused.length, 1, 'the second session failed on the claim, logged as a security event');
+      assert.equal(refused[0]!.event, 'security');
+      assert.ok(
+        sent.some((s) => s.to === 'ep' && s.topic === ABORT_TOPIC && s.sid !== answered[0]!.sid),
+        'the EP is told that session aborted',
+      );
+    } finally {
+      await store.close();
+    }
+  });
+});
