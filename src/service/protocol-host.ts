@@ -405,8 +405,10 @@ export class ProtocolHost {
     } catch (e) {
       // Nothing was sent: the peers time out; this server's state is unchanged or fully written.
       if (e instanceof EkmError && e.code === 'EKM_PRESIG_USED') {
-        // Another session claimed the presignature first: the EP asked for it twice (§3.4).
-        this.security('presignature requested twice: this session is refused', { proto: session.spec.label, sid, err: e.message });
+        // At a helper, another session claimed the presignature first: the EP asked for it twice
+        // (§3.4). At the EP, a refresh or re-derivation burnt it meanwhile: it signs on demand.
+        if (this.opts.self === 1) this.opts.log.info({ proto: session.spec.label, sid }, 'presignature burnt meanwhile: signing on demand');
+        else this.security('presignature requested twice: this session is refused', { proto: session.spec.label, sid, err: e.message });
         this.fail(session, new ProtocolAbort(session.spec.label, -1, e.message, PARTY_OF.ep));
         return;
       }
