@@ -21,6 +21,7 @@ import { type ECDH, createECDH } from 'node:crypto';
 import { p256 } from '@noble/curves/nist.js';
 import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js';
 import { type Curve, type CurveName, OPENSSL_CURVE, type Point } from './curves.js';
+import { withWiped } from './encoding.js';
 import { libsecp256k1 } from './libsecp256k1.js';
 import { ed25519Mul, ed25519MulBase } from './sodium.js';
 
@@ -41,18 +42,8 @@ function ecdh(curve: Curve): ECDH {
 /** Keys the curve's ECDH object with k (1 ≤ k < n); the scalar's bytes are wiped once OpenSSL has them. */
 function keyed(curve: Curve, k: bigint): ECDH {
   const e = ecdh(curve);
-  withScalarBytes(curve, k, (kb) => e.setPrivateKey(kb));
+  withWiped(curve.Fn.toBytes(k), (kb) => e.setPrivateKey(kb));
   return e;
-}
-
-/** Runs `f` on k's encoding, wiped afterwards (OpenSSL and libsodium take scalars as bytes). */
-function withScalarBytes<T>(curve: Curve, k: bigint, f: (kb: Uint8Array) => T): T {
-  const kb = curve.Fn.toBytes(k);
-  try {
-    return f(kb);
-  } finally {
-    kb.fill(0);
-  }
 }
 
 function toBig(b: Uint8Array): bigint {
@@ -63,9 +54,9 @@ function toBig(b: Uint8Array): bigint {
 export function mulBase(curve: Curve, k: bigint): Point {
   const s = curve.Fn.create(k);
   if (s === 0n) return curve.Point.ZERO;
-  if (curve.name === 'ed25519') return withScalarBytes(curve, s, (kb) => curve.Point.fromBytes(ed25519MulBase(kb)) as Point);
+  if (curve.name === 'ed25519') return withWiped(curve.Fn.toBytes(s), (kb) => curve.Point.fromBytes(ed25519MulBase(kb)) as Point);
   if (curve.name === 'secp256k1' && libsecp256k1)
-    return withScalarBytes(curve, s, (kb) => curve.Point.fromBytes(libsecp256k1!.mulBase(kb)) as Point);
+    return withWiped(curve.Fn.toBytes(s), (kb) => curve.Point.fromBytes(libsecp256k1!.mulBase(kb)) as Point);
   return curve.Point.fromBytes(keyed(curve, s).getPublicKey()) as Point;
 }
 
@@ -82,11 +73,10 @@ export function mulPublic(curve: Curve, P: Point, k: bigint): Point {
 function mul(curve: Curve, P: Point, k: bigint, publicScalar: boolean): Point {
   const s = curve.Fn.create(k);
   if (s === 0n || P.is0()) return curve.Point.ZERO;
-  if (curve.name === 'ed25519') return withScalarBytes(curve, s, (kb) => curve.Point.fromBytes(ed25519Mul(kb, P.toBytes())) as Point);
+  if (curve.name === 'ed25519') return withWiped(curve.Fn.toBytes(s), (kb) => curve.Point.fromBytes(ed25519Mul(kb, P.toBytes())) as Point);
   if (curve.name === 'secp256k1' && libsecp256k1)
-    return withScalarBytes(
-      curve,
-      s,
+    return withWiped(
+      curve.Fn.toBytes(s),
       (kb) => curve.Point.fromBytes(libsecp256k1!.mul(kb, (P as WeierstrassPoint<bigint>).toBytes(false))) as Point,
     );
   if (curve.name !== 'p256') return publicScalar ? P.multiplyUnsafe(s) : P.multiply(s);

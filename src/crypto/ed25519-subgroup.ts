@@ -23,11 +23,11 @@ import { createFROST } from '@noble/curves/abstract/frost.js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { BoundedCache } from '../util/bounded-cache.js';
-import { bytesEqual } from './encoding.js';
+import { bytesEqual, withWiped } from './encoding.js';
+import { withNativeBase } from './native-base.js';
 import { ed25519IsPrimeOrderPoint, ed25519MulBase } from './sodium.js';
 
 type EdPoint = InstanceType<typeof ed25519.Point>;
-const G = ed25519.Point.BASE;
 const Fn = ed25519.Point.Fn;
 
 /** Distinct points a DKG, refresh or re-derivation wave can bring: a few per key. */
@@ -64,10 +64,9 @@ export function isTorsionFreeOnce(P: EdPoint, encoding: Uint8Array = P.toBytes()
 
 /**
  * ed25519's point class for noble's FROST: points it parses answer `isTorsionFree()` through
- * `isTorsionFreeOnce`, and its BASE multiplies through libsodium (FROST's DKG computes k·B for
- * every coefficient commitment, proof of possession and share check). The other statics FROST
- * reads (ZERO, Fp, Fn, fromHex, …) are inherited, and arithmetic results are plain ed25519
- * points, as before.
+ * `isTorsionFreeOnce`; the statics FROST reads (BASE, ZERO, Fp, Fn, fromHex, …) are inherited,
+ * and arithmetic results are plain ed25519 points, as before. The suite below multiplies its BASE
+ * through libsodium (native-base.ts).
  */
 class SubgroupCheckedPoint extends (ed25519.Point as unknown as new (X: bigint, Y: bigint, Z: bigint, T: bigint) => EdPoint) {
   /**
@@ -92,25 +91,6 @@ class SubgroupCheckedPoint extends (ed25519.Point as unknown as new (X: bigint, 
   override isTorsionFree(): boolean {
     return isTorsionFreeOnce(this);
   }
-
-  static readonly BASE: SubgroupCheckedPoint = new SubgroupCheckedPoint(G.X, G.Y, G.Z, G.T);
-
-  /** k·B through libsodium for 0 < k < ℓ; noble's own code (and its refusals) otherwise. */
-  override multiply(k: bigint): EdPoint {
-    if (this !== SubgroupCheckedPoint.BASE) return super.multiply(k);
-    if (k <= 0n || k >= Fn.ORDER) return G.multiply(k);
-    const kb = Fn.toBytes(k);
-    try {
-      return ed25519.Point.fromBytes(ed25519MulBase(kb));
-    } finally {
-      kb.fill(0);
-    }
-  }
-
-  /** Public k·B on noble's precomputed tables, which belong to ed25519's own BASE. */
-  override multiplyUnsafe(k: bigint): EdPoint {
-    return this === SubgroupCheckedPoint.BASE ? G.multiplyUnsafe(k) : super.multiplyUnsafe(k);
-  }
 }
 
 /**
@@ -120,7 +100,7 @@ class SubgroupCheckedPoint extends (ed25519.Point as unknown as new (X: bigint, 
 export const ed25519_FROST_CHECKED = createFROST({
   name: 'FROST-ED25519-SHA512-v1',
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  Point: SubgroupCheckedPoint as any,
+  Point: withNativeBase(SubgroupCheckedPoint as any, (k) => withWiped(Fn.toBytes(k), (kb) => ed25519.Point.fromBytes(ed25519MulBase(kb)))),
   validatePoint: (p) => {
     p.assertValidity();
     if (!p.isTorsionFree()) throw new Error('bad point: not torsion-free');

@@ -90,6 +90,15 @@ export function bytesToBigIntBE(bytes: Uint8Array): bigint {
   return hex.length === 0 ? 0n : BigInt('0x' + hex);
 }
 
+/** Runs `f` on `secret` (a scalar's encoding), which is zeroed afterwards whatever `f` does. */
+export function withWiped<T>(secret: Uint8Array, f: (bytes: Uint8Array) => T): T {
+  try {
+    return f(secret);
+  } finally {
+    secret.fill(0);
+  }
+}
+
 /** Constant-time equality of two byte strings (length is not secret). */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

@@ -4,55 +4,33 @@
  * commitment, proof of possession and share check, and noble's BigInt arithmetic made that most
  * of a DKG's own time. Each Weierstrass suite is built exactly as noble builds its own (same name,
  * hash and hash-to-scalar, so the same keys and transcripts; checked in dkg-suites.test.ts) over a
- * point class whose BASE multiplies through `mulBase` (OpenSSL, or libsecp256k1 on secp256k1).
+ * point class whose BASE multiplies through `mulBase` (OpenSSL, or libsecp256k1 on secp256k1;
+ * src/crypto/native-base.ts).
  * Ed25519's suite does the same through libsodium (src/crypto/ed25519-subgroup.ts).
  */
 import { createFROST } from '@noble/curves/abstract/frost.js';
-import type { WeierstrassPoint, WeierstrassPointCons } from '@noble/curves/abstract/weierstrass.js';
+import type { WeierstrassPointCons } from '@noble/curves/abstract/weierstrass.js';
 import { p256, p256_hasher, p384, p384_hasher } from '@noble/curves/nist.js';
 import { secp256k1, secp256k1_hasher } from '@noble/curves/secp256k1.js';
 import { sha256, sha384 } from '@noble/hashes/sha2.js';
 import { getCurve, type CurveName } from '../crypto/curves.js';
 import { mulBase } from '../crypto/ec-mul.js';
+import { withNativeBase } from '../crypto/native-base.js';
 import { ed25519_FROST_CHECKED } from '../crypto/ed25519-subgroup.js';
 import type { EcAlg } from './key-share.js';
 
 export type FrostSuite = ReturnType<typeof createFROST>;
-type WPoint = WeierstrassPoint<bigint>;
 
-/**
- * `Point` (noble's class of `curve`) whose BASE computes k·G with `mulBase` for 0 < k < n, and
- * leaves everything else to noble: other points, out-of-range scalars (noble refuses them), and
- * public k·G on noble's precomputed tables, which belong to noble's own BASE.
- */
-function withNativeBase(name: CurveName, Point: WeierstrassPointCons<bigint>): WeierstrassPointCons<bigint> {
+/** noble's point class of `name` with its BASE multiplying through `mulBase` (OpenSSL or libsecp256k1). */
+function nativeBase(name: CurveName, Point: WeierstrassPointCons<bigint>): WeierstrassPointCons<bigint> {
   const curve = getCurve(name);
-  const G = Point.BASE;
-  class NativeBasePoint extends (Point as unknown as new (X: bigint, Y: bigint, Z: bigint) => WPoint) {
-    /** FROST checks `instanceof Point`, and arithmetic gives plain points: every point of the curve is one. */
-    static override [Symbol.hasInstance](x: unknown): boolean {
-      return x instanceof Point;
-    }
-
-    static readonly BASE: NativeBasePoint = new NativeBasePoint(G.X, G.Y, G.Z);
-
-    override multiply(k: bigint): WPoint {
-      if (this !== NativeBasePoint.BASE) return super.multiply(k);
-      if (k <= 0n || k >= curve.order) return G.multiply(k);
-      return mulBase(curve, k) as WPoint;
-    }
-
-    override multiplyUnsafe(k: bigint): WPoint {
-      return this === NativeBasePoint.BASE ? G.multiplyUnsafe(k) : super.multiplyUnsafe(k);
-    }
-  }
-  return NativeBasePoint as unknown as WeierstrassPointCons<bigint>;
+  return withNativeBase(Point, (k) => mulBase(curve, k));
 }
 
 /** noble's `secp256k1_FROST`: untweaked, so BIP340 keys are made by it too (never `schnorr_FROST.DKG`, whose round3 tweaks). */
 const secp256k1_DKG: FrostSuite = createFROST({
   name: 'FROST-secp256k1-SHA256-v1',
-  Point: withNativeBase('secp256k1', secp256k1.Point),
+  Point: nativeBase('secp256k1', secp256k1.Point),
   hashToScalar: secp256k1_hasher.hashToScalar,
   hash: sha256,
 });
@@ -60,7 +38,7 @@ const secp256k1_DKG: FrostSuite = createFROST({
 /** noble's `p256_FROST`. */
 const p256_DKG: FrostSuite = createFROST({
   name: 'FROST-P256-SHA256-v1',
-  Point: withNativeBase('p256', p256.Point),
+  Point: nativeBase('p256', p256.Point),
   hashToScalar: p256_hasher.hashToScalar,
   hash: sha256,
 });
@@ -71,7 +49,7 @@ const p256_DKG: FrostSuite = createFROST({
  */
 const p384_DKG: FrostSuite = createFROST({
   name: 'CORE-P384-SHA384-DKG-v1',
-  Point: withNativeBase('p384', p384.Point),
+  Point: nativeBase('p384', p384.Point),
   hash: sha384,
   hashToScalar: p384_hasher.hashToScalar,
 });
