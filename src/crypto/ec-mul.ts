@@ -20,7 +20,7 @@
 import { type ECDH, createECDH } from 'node:crypto';
 import { p256 } from '@noble/curves/nist.js';
 import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js';
-import { type Curve, type CurveName, OPENSSL_CURVE, type Point } from './curves.js';
+import { type Curve, type CurveName, InvalidEncodingError, OPENSSL_CURVE, type Point, decodePoint } from './curves.js';
 import { withWiped } from './encoding.js';
 import { libsecp256k1 } from './libsecp256k1.js';
 import { ed25519Mul, ed25519MulBase } from './sodium.js';
@@ -68,6 +68,22 @@ export function mulPoint(curve: Curve, P: Point, k: bigint): Point {
 /** k·P for a public k (verification): noble's faster variable-time code where no native code is used. */
 export function mulPublic(curve: Curve, P: Point, k: bigint): Point {
   return mul(curve, P, k, true);
+}
+
+/**
+ * x(k·P) for a public k in [1, n) and a strictly encoded point P (what ECDSA's r needs, and no
+ * more). On P-256 that is one OpenSSL ECDH on the encoding itself, which refuses what decodePoint
+ * refuses (a wrong length or prefix, x ≥ p, no point for x): a third of a decode and a full k·P.
+ */
+export function mulPublicX(curve: Curve, Pbytes: Uint8Array, k: bigint): bigint {
+  if (k <= 0n || k >= curve.order) throw new RangeError('mulPublicX: k must be in [1, n)');
+  if (curve.name !== 'p256') return mulPublic(curve, decodePoint(curve, Pbytes), k).toAffine().x;
+  if (Pbytes.length !== curve.pointBytes) throw new InvalidEncodingError(`${curve.name}: point must be ${curve.pointBytes} bytes`);
+  try {
+    return toBig(keyed(curve, k).computeSecret(Pbytes));
+  } catch {
+    throw new InvalidEncodingError(`${curve.name}: not a valid point encoding`);
+  }
 }
 
 function mul(curve: Curve, P: Point, k: bigint, publicScalar: boolean): Point {

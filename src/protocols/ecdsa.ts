@@ -19,7 +19,7 @@
 import crypto from 'node:crypto';
 import { decodeEnc, enc, H, HS, u32be, bytesEqual, EncodingError } from '../crypto/encoding.js';
 import { decodePoint, decodeScalar, encodeScalar, getCurve, type Curve, type Point } from '../crypto/curves.js';
-import { mulPublic } from '../crypto/ec-mul.js';
+import { mulPublic, mulPublicX } from '../crypto/ec-mul.js';
 import { cachedPublicKey } from '../crypto/public-key-objects.js';
 import {
   bits2intModQ,
@@ -207,7 +207,9 @@ export function decodePresig(bytes: Uint8Array): PresigShare {
   const curve = getCurve(ALG_CURVE[alg]);
   const partyId = f[4]!.length === 1 ? f[4]![0] : 0;
   if (partyId !== 1 && partyId !== 2 && partyId !== 3) throw new EncodingError('presignature record: party id');
-  decodePoint(curve, f[5]!);
+  // R is not decoded here: the record comes sealed from this party's own store, and the online
+  // signature decodes R strictly where it uses it (onlineShare).
+  if (f[5]!.length !== curve.pointBytes) throw new EncodingError('presignature record: R length');
   return {
     psid: f[0]!,
     keyId: readString(f[1]!),
@@ -616,7 +618,7 @@ class OnlineParty extends RoundParty<EcdsaOutput, EcdsaPersist> {
       const { sj, R, r } = this.onlineShare(got[2][0]!, got[2][1]!);
       const s2 = this.decodeFrom(got[2][2]!, 2);
       const s3 = this.decodeFrom(got[3][2]!, 3);
-      step.output = combine(this.proto, 2, this.alg, this.curve, this.opts.share.Y, this.input!, this.digest!, R, r, sj, s2, s3);
+      step.output = combine(this.proto, 2, this.alg, this.curve, this.opts.share.Y, this.input!, this.digest!, R!, r, sj, s2, s3);
       this.finish();
     }
   }
@@ -629,7 +631,7 @@ class OnlineParty extends RoundParty<EcdsaOutput, EcdsaPersist> {
   }
 
   /** δ = HS("ecdsa/rerand", …), R′ = δ·R, r′ = x(R′), c′_j = δ⁻¹·c_j; s_j (R2 d: δ ≠ 0, r′ ≠ 0). */
-  private onlineShare(rho2: Uint8Array, rho3: Uint8Array): { sj: bigint; R: Point; r: bigint } {
+  private onlineShare(rho2: Uint8Array, rho3: Uint8Array): { sj: bigint; R: Point | undefined; r: bigint } {
     const ps = this.presig!;
     const Fn = this.curve.Fn;
     let delta: bigint;
@@ -649,9 +651,18 @@ class OnlineParty extends RoundParty<EcdsaOutput, EcdsaPersist> {
     } catch {
       this.abort('delta-zero', null);
     }
-    // δ and R are public (ρ_2, ρ_3 travel to EP in the clear): variable time is fine here.
-    const R = mulPublic(this.curve, decodePoint(this.curve, ps.R), delta);
-    const r = Fn.create(R.toAffine().x);
+    // δ and R are public (ρ_2, ρ_3 travel to EP in the clear): variable time is fine here. The
+    // helpers need only r = x(R′); the EP also needs R′'s y for the recovery id.
+    let R: Point | undefined;
+    let x: bigint;
+    try {
+      R = this.id === 1 ? mulPublic(this.curve, decodePoint(this.curve, ps.R), delta) : undefined;
+      x = R ? R.toAffine().x : mulPublicX(this.curve, ps.R, delta);
+    } catch (e) {
+      // The R of this party's own stored presignature: no peer's message is at fault.
+      this.abort(`presig-invalid: ${(e as Error).message}`, null);
+    }
+    const r = Fn.create(x);
     if (r === 0n) this.abort('r-zero', null);
     const m = bits2intModQ(this.digest!, this.curve.order);
     const sj = signShare(this.curve, Fn.mul(Fn.inv(delta), ps.c), m, r, this.opts.share.share, ps.v, ps.eta);

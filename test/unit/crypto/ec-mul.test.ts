@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { CURVE_NAMES, getCurve } from '../../../src/crypto/curves.js';
-import { mulBase, mulPoint, mulPublic } from '../../../src/crypto/ec-mul.js';
+import { mulBase, mulPoint, mulPublic, mulPublicX } from '../../../src/crypto/ec-mul.js';
 import { libsecp256k1 } from '../../../src/crypto/libsecp256k1.js';
 
 describe('ec-mul', () => {
@@ -33,6 +33,28 @@ describe('ec-mul', () => {
           assert.ok(mulPoint(c, P, k).equals(expected), `mulPoint k=${k} P=${P.toHex()}`);
           assert.ok(mulPublic(c, P, k).equals(expected), `mulPublic k=${k} P=${P.toHex()}`);
         }
+      }
+    });
+
+    it(`${name}: x(k·P) from P's encoding equals noble's; an encoding decodePoint refuses is refused`, () => {
+      if (name === 'ed25519') return; // r = x(R) is ECDSA's: Weierstrass curves only
+      const P = c.G.multiply(random() || 1n);
+      const Pbytes = P.toBytes();
+      for (const k of [1n, 2n, n - 1n, ...Array.from({ length: 20 }, () => random() || 1n)]) {
+        assert.equal(mulPublicX(c, Pbytes, k), P.multiply(k).toAffine().x, `k=${k}`);
+      }
+      for (const k of [0n, n]) assert.throws(() => mulPublicX(c, Pbytes, k), RangeError);
+      const noX = new Uint8Array(Pbytes.length).fill(0xff); // x ≥ p
+      noX[0] = 0x02;
+      const badPrefix = Uint8Array.from(Pbytes);
+      badPrefix[0] = 0x04;
+      for (const bad of [
+        noX,
+        badPrefix,
+        Pbytes.subarray(1),
+        (c.G as unknown as { toBytes(compressed: boolean): Uint8Array }).toBytes(false),
+      ]) {
+        assert.throws(() => mulPublicX(c, bad, 5n), /not a valid point encoding|must be/);
       }
     });
 

@@ -17,6 +17,7 @@ import { p256, p384 } from '@noble/curves/nist.js';
 import {
   createEcdsaOnlineHelper,
   verifyEcdsa,
+  ECDSA_ALGS,
   ECDSA_DEFAULT_HASH,
   type EcdsaAlg,
   type EcdsaOutput,
@@ -290,4 +291,28 @@ test('pool: replayed online request after use → psid-unknown; nothing used twi
   assert.throws(() => helper.receive(req), (e: unknown) => e instanceof ProtocolAbort && e.reason === 'psid-unknown' && e.suspect === 1);
   // EP cannot be made to use a USED presignature either: the store no longer yields it.
   assert.equal(stores[1].take(psid), undefined);
+});
+
+test('pool: stored presignatures whose R is not a point → the helpers abort, blame no peer, send no s_j', () => {
+  for (const alg of ECDSA_ALGS) {
+    const key = dealKey(alg);
+    const stores = presigStores(key, 1, `bad-R-${alg}`);
+    const psid = [...stores[1].shares.values()][0]!.psid;
+    // x = 2^(8·len) − 1 is not below p on any of the curves: no point has it. Both helpers hold
+    // the same bad R (one alone would already differ in the P↔A hash).
+    for (const j of [2, 3] as const) {
+      const [psKey, stored] = [...stores[j].shares.entries()][0]!;
+      const R = new Uint8Array(stored.R.length).fill(0xff);
+      R[0] = 0x02;
+      stores[j].shares.set(psKey, { ...stored, R });
+    }
+    const input: SignedInput = { kind: 'message', hash: ECDSA_DEFAULT_HASH[alg], data: utf8('bad R') };
+    const run = runEcdsaOnline(key, stores, psid, input);
+    for (const j of [2, 3] as const) {
+      const abort = run.aborts.get(j);
+      assert.ok(abort?.reason.startsWith('presig-invalid') && abort.suspect === null, `${alg} party ${j}: ${abort?.reason} suspect ${abort?.suspect}`);
+      assert.ok(!run.transcript.some((e) => e.from === j && e.round === 2), `${alg}: party ${j} sent no online share`);
+    }
+    assert.equal(run.outputs.get(1), undefined, `${alg}: no signature`);
+  }
 });
