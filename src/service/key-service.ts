@@ -237,7 +237,7 @@ export class KeyService {
     const run = (presig: PresigShare | undefined): Promise<EcdsaOutput> =>
       this.deps.host.run<EcdsaOutput>(
         presig
-          ? this.spec({ kind: 'ecdsa-online', share: current, tripletId, presig, input }, PROTO_ONLINE, ecdsaWrites)
+          ? { ...this.spec({ kind: 'ecdsa-online', share: current, tripletId, presig, input }, PROTO_ONLINE, ecdsaWrites), writesTrailSend: true }
           : this.spec({ kind: 'ecdsa-sign', share: current, tripletId, input }, PROTO_SIGN, ecdsaWrites),
       );
     let presig = await this.pool?.take(keyId, current.epoch);

@@ -37,6 +37,13 @@ export interface SessionSpec {
   readonly outputWrites?: (output: unknown) => KeyWrite[];
   /** The party runs on the event loop, not in a worker thread (see runsInline). */
   readonly inline?: boolean;
+  /**
+   * The party's writes may commit while its messages travel, as long as they are durable before
+   * its next step runs (so before any output). Only for writes no peer relies on: the EP's USED
+   * mark of a presignature, whose single use each helper enforces with its own durable claim
+   * before its share leaves (docs/protocols.md §3.4).
+   */
+  readonly writesTrailSend?: boolean;
 }
 
 /** Builds the session for a round-0 request from EP (non-initiators); throws to refuse it. */
@@ -55,6 +62,8 @@ interface Session {
   committing: boolean;
   /** Timeouts in a row while committing: each re-sends, and doubles the wait before the next. */
   idle: number;
+  /** Writes of the last step still committing (writesTrailSend): the next step waits for them. */
+  trailing?: Promise<void>;
 }
 
 export interface HostOptions {
@@ -334,6 +343,22 @@ export class ProtocolHost {
     for (const early of this.takeOrphans(sid)) this.enqueue(session, { op: 'receive', env: early });
   }
 
+  /** A step's writes failed: the session ends here (its messages, if any left, lead nowhere). */
+  private writeFailed(session: Session, sid: string, e: unknown): void {
+    if (e instanceof EkmError && e.code === 'EKM_PRESIG_USED') {
+      // At a helper, another session claimed the presignature first: the EP asked for it twice
+      // (§3.4). At the EP, a refresh or re-derivation burnt it meanwhile: it signs on demand.
+      if (this.opts.self === 1) this.opts.log.info({ proto: session.spec.label, sid }, 'presignature burnt meanwhile: signing on demand');
+      else this.security('presignature requested twice: this session is refused', { proto: session.spec.label, sid, err: e.message });
+      this.fail(session, new ProtocolAbort(session.spec.label, -1, e.message, PARTY_OF.ep));
+      return;
+    }
+    this.opts.log.error({ proto: session.spec.label, sid, err: (e as Error).message }, 'protocol state could not be stored');
+    this.fail(session, new ProtocolAbort(session.spec.label, -1, `store write failed: ${(e as Error).message}`, null));
+    // A session that had persisted its confirm state must go on from it, as after a restart.
+    if (sid) this.later(() => this.resumeFromStore(sid));
+  }
+
   private open(sid: string, spec: SessionSpec): Session {
     const session: Session = {
       sid,
@@ -362,6 +387,16 @@ export class ProtocolHost {
 
   private async process(session: Session, call: Call): Promise<void> {
     if (session.done) return;
+    if (session.trailing) {
+      const trailing = session.trailing;
+      session.trailing = undefined;
+      try {
+        await trailing;
+      } catch (e) {
+        this.writeFailed(session, session.sid, e);
+        return;
+      }
+    }
     let r: StepResult;
     try {
       r = await session.party.call(call);
@@ -398,25 +433,19 @@ export class ProtocolHost {
       this.sessions.set(sid, session);
     }
     protocolFailpoint(session.spec.label, r, 'before-persist');
-    try {
-      const writes = session.spec.toWrites(r.persist, sid);
-      if (r.output !== undefined && session.spec.outputWrites) writes.push(...session.spec.outputWrites(r.output));
-      await this.opts.store.applyKeyWrites(writes);
-    } catch (e) {
-      // Nothing was sent: the peers time out; this server's state is unchanged or fully written.
-      if (e instanceof EkmError && e.code === 'EKM_PRESIG_USED') {
-        // At a helper, another session claimed the presignature first: the EP asked for it twice
-        // (§3.4). At the EP, a refresh or re-derivation burnt it meanwhile: it signs on demand.
-        if (this.opts.self === 1) this.opts.log.info({ proto: session.spec.label, sid }, 'presignature burnt meanwhile: signing on demand');
-        else this.security('presignature requested twice: this session is refused', { proto: session.spec.label, sid, err: e.message });
-        this.fail(session, new ProtocolAbort(session.spec.label, -1, e.message, PARTY_OF.ep));
+    const writes = session.spec.toWrites(r.persist, sid);
+    if (r.output !== undefined && session.spec.outputWrites) writes.push(...session.spec.outputWrites(r.output));
+    if (session.spec.writesTrailSend && writes.length > 0 && r.output === undefined && !r.finished && !r.failure) {
+      session.trailing = this.opts.store.applyKeyWrites(writes);
+      session.trailing.catch(() => {}); // its failure is handled when the next step awaits it
+    } else {
+      try {
+        await this.opts.store.applyKeyWrites(writes);
+      } catch (e) {
+        // Nothing was sent: the peers time out; this server's state is unchanged or fully written.
+        this.writeFailed(session, sid, e);
         return;
       }
-      this.opts.log.error({ proto: session.spec.label, sid, err: (e as Error).message }, 'protocol state could not be stored');
-      this.fail(session, new ProtocolAbort(session.spec.label, -1, `store write failed: ${(e as Error).message}`, null));
-      // A session that had persisted its confirm state must go on from it, as after a restart.
-      if (sid) this.later(() => this.resumeFromStore(sid));
-      return;
     }
     protocolFailpoint(session.spec.label, r, 'after-persist');
     for (const env of r.send) {
