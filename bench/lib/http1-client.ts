@@ -90,3 +90,39 @@ export class Http1Connection {
     p?.reject(e);
   }
 }
+
+/**
+ * Keep-alive connections to one server, one request in flight on each: a request takes an idle
+ * connection or opens another, so `n` concurrent callers end up with `n` connections, as
+ * autocannon's `n` clients.
+ */
+export class Http1Pool {
+  private readonly idle: Http1Connection[] = [];
+  private readonly all: Http1Connection[] = [];
+
+  constructor(
+    private readonly host: string,
+    private readonly port: number,
+    private readonly certPem: string,
+  ) {}
+
+  async request(method: string, path: string, headers: Readonly<Record<string, string>>, body?: unknown): Promise<Http1Response> {
+    let conn = this.idle.pop();
+    if (!conn) {
+      conn = await Http1Connection.open(this.host, this.port, this.certPem);
+      this.all.push(conn);
+    }
+    try {
+      const r = await conn.request(method, path, headers, body);
+      this.idle.push(conn);
+      return r;
+    } catch (e) {
+      conn.close();
+      throw e;
+    }
+  }
+
+  close(): void {
+    for (const c of this.all) c.close();
+  }
+}

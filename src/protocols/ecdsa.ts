@@ -95,8 +95,12 @@ export interface EcdsaSignature {
   /** r ‖ s (IEEE P1363), verified before release. */
   readonly p1363: Uint8Array;
   readonly der: Uint8Array;
-  /** Public-key recovery id (bit 0: y(R) parity after low-s, bit 1: x(R) ≥ q). */
-  readonly recovery: number;
+  /**
+   * Public-key recovery id (bit 0: y(R) parity after low-s, bit 1: x(R) ≥ q), for secp256k1 only:
+   * its users recover keys from signatures; on P-256 and P-384 the y of R would cost a pooled
+   * signature a second multiplication for a value nobody reads.
+   */
+  readonly recovery?: number;
   /** The digest that was signed (m = bits2int(digest) mod q). */
   readonly digest: Uint8Array;
 }
@@ -312,7 +316,7 @@ function combine(
   Y: Uint8Array,
   input: SignedInput,
   digest: Uint8Array,
-  R: Point,
+  R: Point | undefined,
   r: bigint,
   s1: bigint,
   s2: bigint,
@@ -324,9 +328,10 @@ function combine(
   const s = normaliseLowS(raw, curve.order);
   const p1363 = encodeP1363(r, s, curve.order, curve.scalarBytes);
   if (!verifyEcdsa(alg, Y, input, p1363)) throw new ProtocolAbort(proto, round, 'signature-invalid', null);
+  const out = { kind: 'signature', r, s, p1363, der: encodeDer(r, s, curve.order), digest } as const;
+  if (alg !== 'ecdsa-secp256k1' || !R) return out;
   const { x, y } = R.toAffine() as { x: bigint; y: bigint };
-  const recovery = (Number(y & 1n) ^ (s === raw ? 0 : 1)) | (x >= curve.order ? 2 : 0);
-  return { kind: 'signature', r, s, p1363, der: encodeDer(r, s, curve.order), recovery, digest };
+  return { ...out, recovery: (Number(y & 1n) ^ (s === raw ? 0 : 1)) | (x >= curve.order ? 2 : 0) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -618,7 +623,7 @@ class OnlineParty extends RoundParty<EcdsaOutput, EcdsaPersist> {
       const { sj, R, r } = this.onlineShare(got[2][0]!, got[2][1]!);
       const s2 = this.decodeFrom(got[2][2]!, 2);
       const s3 = this.decodeFrom(got[3][2]!, 3);
-      step.output = combine(this.proto, 2, this.alg, this.curve, this.opts.share.Y, this.input!, this.digest!, R!, r, sj, s2, s3);
+      step.output = combine(this.proto, 2, this.alg, this.curve, this.opts.share.Y, this.input!, this.digest!, R, r, sj, s2, s3);
       this.finish();
     }
   }
@@ -651,12 +656,12 @@ class OnlineParty extends RoundParty<EcdsaOutput, EcdsaPersist> {
     } catch {
       this.abort('delta-zero', null);
     }
-    // δ and R are public (ρ_2, ρ_3 travel to EP in the clear): variable time is fine here. The
-    // helpers need only r = x(R′); the EP also needs R′'s y for the recovery id.
+    // δ and R are public (ρ_2, ρ_3 travel to EP in the clear): variable time is fine here. Only
+    // r = x(R′) is needed, and on secp256k1 the EP's R′ also gives the recovery id.
     let R: Point | undefined;
     let x: bigint;
     try {
-      R = this.id === 1 ? mulPublic(this.curve, decodePoint(this.curve, ps.R), delta) : undefined;
+      R = this.id === 1 && this.alg === 'ecdsa-secp256k1' ? mulPublic(this.curve, decodePoint(this.curve, ps.R), delta) : undefined;
       x = R ? R.toAffine().x : mulPublicX(this.curve, ps.R, delta);
     } catch (e) {
       // The R of this party's own stored presignature: no peer's message is at fault.

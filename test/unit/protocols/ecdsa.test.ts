@@ -62,8 +62,11 @@ function assertValid(alg: EcdsaAlg, Y: Uint8Array, input: SignedInput, sig: Ecds
   }
   assert.ok(NOBLE[alg].verify(sig.p1363, sig.digest, Y, { prehash: false, lowS: true }), 'noble verify');
   if (alg === 'ecdsa-secp256k1') {
+    assert.ok(sig.recovery !== undefined, 'secp256k1 signatures carry a recovery id');
     const rec = secp256k1.Signature.fromBytes(sig.p1363).addRecoveryBit(sig.recovery).recoverPublicKey(sig.digest);
     assert.deepEqual(rec.toBytes(true), Y, 'recovery id recovers Y');
+  } else {
+    assert.equal(sig.recovery, undefined, 'recovery ids are for secp256k1 only');
   }
 }
 
