@@ -29,6 +29,10 @@ const EXAMPLES: readonly (readonly [string, string])[] = [
   ['ucl user change-pwd', 'ucl user change-pwd -p codesign --user alice -w Alice-pass-0 -d Alice-pass-1'],
   ['ucl generate -t ECC --curve p256', `ucl generate -t ECC --curve p256 -n signer --desc "release signing" -o signer.pub.pem ${ALICE}`],
   ['ucl generate -t EDDSA', `ucl generate -t EDDSA -n ed-signer ${ALICE}`],
+  [
+    'ucl generate --not-after (from then on, none of the three servers signs with it)',
+    `ucl generate -t ECC --curve p256 -n signer-2027 --not-after 2027-12-31T23:59:59Z ${ALICE} && ucl show -n signer-2027 ${ALICE}`,
+  ],
   ['ucl generate -t AES', `ucl generate -t AES -n files --desc "file encryption" ${ALICE}`],
   ['ucl generate (FIPS-only partition refuses secp256k1)', 'ucl generate -t ECC --curve secp256k1 -p payments -w Payments-SO-1'],
   ['ucl import (an existing RSA key is split into shares)', `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out legacy.pem 2>/dev/null && ucl import -i legacy.pem -n legacy-rsa --desc "from the old HSM" ${ALICE}`],

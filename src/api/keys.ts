@@ -26,7 +26,17 @@ const Alg = z.enum(KEY_ALGS as [KeyAlg, ...KeyAlg[]]);
 const KeyName = z.string().regex(KEY_NAME_RE, 'a name has 1 to 64 printable characters and no "/"').refine((s) => !KEY_UID_RE.test(s), 'a name cannot be 16 hex characters (that is a UID)');
 const Description = z.string().max(MAX_DESCRIPTION);
 const KeyRef = z.object({ keyId: z.string().min(1).max(64).describe('the key’s UID (16 hex characters) or its name') }).strict();
-const GenerateBody = z.object({ alg: Alg, name: KeyName.optional(), description: Description.optional() }).strict();
+const GenerateBody = z
+  .object({
+    alg: Alg,
+    name: KeyName.optional(),
+    description: Description.optional(),
+    notAfter: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .describe('EC signing keys: the time after which the key no longer signs, fixed for its life and enforced by all three servers (ISO 8601)'),
+  })
+  .strict();
 const ImportBody = z
   .object({
     privateKeyPem: z.string().min(1).max(20_000).optional().describe('an RSA private key, PKCS#8 or PKCS#1 PEM: split into shares at once'),
@@ -84,7 +94,12 @@ const KeyOut = z.object({
   epoch: z.number().nullable().describe('share epoch (null once destroyed)'),
   imported: z.enum(['public']).nullable().describe('"public": an imported public key, without shares'),
 });
-const KeyShowOut = KeyOut.extend({ publicKey: z.string().nullable().describe('PEM (null for AES and destroyed keys)'), presignaturesReady: z.number() });
+const NotAfterOut = z.string().nullable().describe('when the key stops signing (its policy; null: no limit)');
+const KeyShowOut = KeyOut.extend({
+  publicKey: z.string().nullable().describe('PEM (null for AES and destroyed keys)'),
+  presignaturesReady: z.number(),
+  notAfter: NotAfterOut,
+});
 
 export function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
   const r = schema.safeParse(value);
@@ -154,6 +169,10 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
   }
 
   const publicPem = async (k: KeyRow): Promise<string | null> => (k.alg === 'aes-256-dprf' ? null : ((await keys.publicKey(k.keyId, 'pem')).value as string));
+  const notAfterOut = async (k: KeyRow): Promise<string | null> => {
+    const { notAfter } = await keys.policyOf(k);
+    return notAfter === undefined ? null : new Date(notAfter).toISOString();
+  };
 
   route(
     app,
@@ -165,16 +184,17 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       tag: 'keys',
       access: 'so, user',
       body: GenerateBody,
-      ok: { status: 201, description: 'generated', schema: KeyOut.extend({ publicKey: z.string().nullable().describe('PEM (null for AES)') }) },
+      ok: { status: 201, description: 'generated', schema: KeyOut.extend({ publicKey: z.string().nullable().describe('PEM (null for AES)'), notAfter: NotAfterOut }) },
       errors: [403, 409, 502, 503],
     },
     async (req, reply) => {
       const p = await caller(req, CRYPTO_ROLES, 'generate keys');
       const body = parse(GenerateBody, req.body, 'body');
       await auth.accounts.checkKeyAlg(p, body.alg);
-      const k = await catalog.create(p.partitionId, body, () => keys.generateKey(body.alg));
+      const policy = body.notAfter !== undefined ? { notAfter: Date.parse(body.notAfter) } : {};
+      const k = await catalog.create(p.partitionId, body, () => keys.generateKey(body.alg, policy));
       keyIds.set(req, k.keyId);
-      return reply.status(201).send({ ...keyOut(k), publicKey: await publicPem(k) });
+      return reply.status(201).send({ ...keyOut(k), publicKey: await publicPem(k), notAfter: await notAfterOut(k) });
     },
   );
 
@@ -245,10 +265,10 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
         const gone = e instanceof EkmError && e.code === 'EKM_KEY_DESTROYED' ? await ctx.store.getDestroyedKey(ref) : undefined;
         if (!gone) throw e;
         keyIds.set(req, gone.keyId);
-        return { ...keyOut(gone), publicKey: null, presignaturesReady: 0 };
+        return { ...keyOut(gone), publicKey: null, presignaturesReady: 0, notAfter: null };
       }
       keyIds.set(req, key.keyId);
-      return { ...keyOut(key), publicKey: await publicPem(key), presignaturesReady: keys.pool?.size(key.keyId) ?? 0 };
+      return { ...keyOut(key), publicKey: await publicPem(key), presignaturesReady: keys.pool?.size(key.keyId) ?? 0, notAfter: await notAfterOut(key) };
     },
   );
 

@@ -109,6 +109,7 @@ interface KeyView {
 interface KeyShow extends KeyView {
   publicKey: string | null;
   presignaturesReady: number;
+  notAfter: string | null;
 }
 
 interface KeyList {
@@ -160,13 +161,19 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
       .option('--size <bits>', 'RSA: 2048 (default), 3072, 4096; AES: 256')
       .option('-n, --name <name>', 'key name, unique in the partition')
       .option('--desc <text>', 'description')
+      .option('--not-after <time>', 'ECC, EDDSA, SCHNORR: when the key stops signing, for good (ISO 8601, e.g. 2027-12-31T23:59:59Z)')
       .option('-o, --out <file>', 'write the public key (PEM) here'),
     { defaultUser: 'so' },
-  ).action(async (o: CredentialOpts & { type: string; curve?: string; size?: string; name?: string; desc?: string; out?: string }) => {
+  ).action(async (o: CredentialOpts & { type: string; curve?: string; size?: string; name?: string; desc?: string; notAfter?: string; out?: string }) => {
     const alg = algFor(o.type, o.curve, o.size);
     const creds = await credentials(o);
     if (o.out && alg === 'aes-256-dprf') throw usageError('-o writes a public key: AES keys have none');
-    const k = await call<KeyView & { publicKey: string | null }>(ctx, creds, 'POST', '/api/v1/keys', { alg, ...(o.name !== undefined ? { name: o.name } : {}), ...(o.desc !== undefined ? { description: o.desc } : {}) });
+    const k = await call<KeyView & { publicKey: string | null }>(ctx, creds, 'POST', '/api/v1/keys', {
+      alg,
+      ...(o.name !== undefined ? { name: o.name } : {}),
+      ...(o.desc !== undefined ? { description: o.desc } : {}),
+      ...(o.notAfter !== undefined ? { notAfter: o.notAfter } : {}),
+    });
     if (o.out && k.publicKey) writeOutput(o.out, k.publicKey);
     if (ctx.json()) printJson(ctx, { ...k, partition: creds.partition });
     else ctx.print(created('Generated', k, creds.partition, o.out));
@@ -245,6 +252,7 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
       ctx.print(`  State          : ${k.state}${k.stateChangedAt ? ` (since ${k.stateChangedAt})` : ''}`);
       ctx.print(`  Created        : ${k.createdAt}`);
       if (k.epoch !== null) ctx.print(`  Epoch          : ${k.epoch}`);
+      if (k.notAfter) ctx.print(`  Signs until    : ${k.notAfter}`);
       if (k.alg.startsWith('ecdsa-')) ctx.print(`  Presignatures  : ${k.presignaturesReady}`);
       if (!pub || !k.publicKey) return;
       const d = pub.asymmetricKeyDetails;

@@ -22,6 +22,7 @@ import { decodePoint, decodeScalar, encodePoint, encodeScalar, getCurve, type Cu
 import { mulBase } from '../crypto/ec-mul.js';
 import { bytesEqual, decodeEnc, enc, encList, H, HS, u32be } from '../crypto/encoding.js';
 import { isDegree1InExponent, lineInExponent } from '../crypto/shamir.js';
+import { decodeKeyPolicy, encodeKeyPolicy } from './key-policy.js';
 import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyPublic, type KeyShare } from './key-share.js';
 import { computeSid, type SessionInputs } from './session.js';
 import {
@@ -78,16 +79,18 @@ export interface AuxOutput {
   readonly keys: readonly AuxKeyEpoch[];
 }
 
-/** AuxInfo bytes: [(keyId, alg, e, Y, C1, A1, A2, A3)…]. */
+/** AuxInfo bytes: [(keyId, alg, e, Y, C1, A1, A2, A3, policy)…]; the policy goes on to the Aux's share. */
 function encodeAuxInfo(keys: readonly AuxKeyInfo[]): Uint8Array {
-  return encList(keys.map((k) => enc(k.keyId, k.alg, u32be(k.epoch), k.Y, k.C1, k.A[1], k.A[2], k.A[3])));
+  return encList(
+    keys.map((k) => enc(k.keyId, k.alg, u32be(k.epoch), k.Y, k.C1, k.A[1], k.A[2], k.A[3], encodeKeyPolicy(k.notAfter !== undefined ? { notAfter: k.notAfter } : {}))),
+  );
 }
 
 /** Strict AuxInfo decode: every point decodes and the public data is a line (A_j = Y + j·C1). */
 function decodeAuxInfo(bytes: Uint8Array): AuxKeyInfo[] {
   return decodeEnc(bytes).map((item) => {
     const f = decodeEnc(item);
-    if (f.length !== 8) throw new RangeError('AuxInfo entry has the wrong number of fields');
+    if (f.length !== 9) throw new RangeError('AuxInfo entry has the wrong number of fields');
     const alg = decodeUtf8(f[1]!) as EcAlg;
     if (!EC_ALGS.includes(alg)) throw new RangeError('unknown alg');
     const curve = getCurve(ALG_CURVE[alg]);
@@ -95,7 +98,16 @@ function decodeAuxInfo(bytes: Uint8Array): AuxKeyInfo[] {
     if (!lineInExponent(Y, C1, 1).equals(A1) || !lineInExponent(Y, C1, 2).equals(A2) || !lineInExponent(Y, C1, 3).equals(A3)) {
       throw new RangeError('AuxInfo public data is not a line');
     }
-    return { keyId: decodeUtf8(f[0]!), alg, epoch: decodeU32(f[2]!), Y: f[3]!, C1: f[4]!, A: { 1: f[5]!, 2: f[6]!, 3: f[7]! } };
+    const { notAfter } = decodeKeyPolicy(f[8]!);
+    return {
+      keyId: decodeUtf8(f[0]!),
+      alg,
+      epoch: decodeU32(f[2]!),
+      Y: f[3]!,
+      C1: f[4]!,
+      A: { 1: f[5]!, 2: f[6]!, 3: f[7]! },
+      ...(notAfter !== undefined ? { notAfter } : {}),
+    };
   });
 }
 
@@ -134,7 +146,7 @@ export class AuxRederiveParty extends ProtocolParty<AuxOutput, AuxPersist> {
       const s = lookup(keyId);
       if (!s || s.partyId !== this.id) this.abort(0, `unknown key ${keyId}`, null);
       if (epochs && s.epoch !== epochs[n]) this.abort(0, `key ${keyId} is at another epoch (backups differ)`, null);
-      return { keyId, alg: s.alg, epoch: s.epoch, Y: s.Y, C1: s.C1, A: s.A };
+      return { keyId, alg: s.alg, epoch: s.epoch, Y: s.Y, C1: s.C1, A: s.A, ...(s.notAfter !== undefined ? { notAfter: s.notAfter } : {}) };
     });
   }
 
@@ -298,7 +310,7 @@ export class AuxRederiveParty extends ProtocolParty<AuxOutput, AuxPersist> {
       if (x3 === 0n || !mulBase(curve, x3).equals(A3)) {
         this.abort(R_CONTRIB, `x_3·G != A_3 for key ${k.keyId} (EP or Partner)`, null);
       }
-      shares.push({ keyId: k.keyId, alg: k.alg, epoch: k.epoch, Y: k.Y, C1: k.C1, A: k.A, partyId: 3, share: x3 });
+      shares.push({ ...k, partyId: 3, share: x3 });
     });
     this.eraseContribs();
     this.phase = 'confirm';

@@ -22,6 +22,7 @@ import { nobleRng } from '../crypto/random.js';
 import { lineInExponent } from '../crypto/shamir.js';
 import { echoHash } from '../crypto/transcript.js';
 import { dkgSuite, type FrostSuite } from './dkg-suites.js';
+import { decodeKeyPolicy } from './key-policy.js';
 import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyShare } from './key-share.js';
 import { computeSid, type SessionInputs } from './session.js';
 import {
@@ -99,6 +100,8 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
   private result: KeyShare | null = null;
   /** The request's policy bytes: bound into PREPARED, so EP cannot show P and A different policies. */
   private policy: Uint8Array | null = null;
+  /** The policy's notAfter, stored with the share. */
+  private notAfter: number | undefined;
 
   constructor(private readonly dkg: DkgConfig) {
     super(dkg, DKG_PROTO, R_PREPARED);
@@ -163,6 +166,11 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
   }
 
   private setup(req: DkgRequest): void {
+    try {
+      this.notAfter = decodeKeyPolicy(req.policy).notAfter;
+    } catch (e) {
+      this.abort(0, `invalid-request: ${(e as Error).message}`, 1);
+    }
     this.alg = req.alg;
     this.keyId = req.keyId;
     this.policy = req.policy;
@@ -364,6 +372,7 @@ export class DkgParty extends ProtocolParty<KeyShare, DkgPersist> {
       A,
       partyId: this.id,
       share: x,
+      ...(this.notAfter !== undefined ? { notAfter: this.notAfter } : {}),
     };
     this.result = share;
     const prepared = H('dkg/prepared', this.sid!, share.alg, share.keyId, this.policy!, share.Y, share.C1, A[1], A[2], A[3], this.echo2!);

@@ -41,6 +41,8 @@ export interface KeyPublic {
   readonly C1: Uint8Array;
   /** A_j = x_j·G = Y + j·C1 for j = 1, 2, 3, encoded points. */
   readonly A: Readonly<Record<PartyId, Uint8Array>>;
+  /** The key's policy (key-policy.ts), fixed at generation: ms after which it no longer signs. */
+  readonly notAfter?: number;
 }
 
 /** One party's secret share with its public data. Never logged, encrypted at rest. */

@@ -26,6 +26,7 @@ import {
   verifyEcdsa,
 } from '../protocols/ecdsa.js';
 import { PROTO_FROST, type FrostOutput, isFrostAlg, parseFrostRequest, verifyFrostSignature } from '../protocols/frost.js';
+import { type KeyPolicy, encodeKeyPolicy, signingRefusal } from '../protocols/key-policy.js';
 import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyShare } from '../protocols/key-share.js';
 import { REFRESH_PROTO, type RefreshKeyEpoch, type RefreshKeyState, type RefreshOutput } from '../protocols/refresh.js';
 import { type ConfirmCheckpoint, decodeRequest } from '../protocols/session-kit.js';
@@ -159,12 +160,23 @@ export class KeyService {
 
   // --- EP operations -----------------------------------------------------------------------
 
-  async generateKey(alg: KeyAlg): Promise<{ keyId: string; alg: KeyAlg }> {
+  /**
+   * A new key; `policy` (signing keys only) is fixed for the key's life and checked by all three
+   * servers (key-policy.ts).
+   */
+  async generateKey(alg: KeyAlg, policy: KeyPolicy = {}): Promise<{ keyId: string; alg: KeyAlg }> {
     this.requireEp();
+    if (policy.notAfter !== undefined) {
+      if (isRsaAlg(alg) || alg === 'aes-256-dprf') {
+        throw new EkmError('EKM_BAD_INPUT', `notAfter applies to EC signing keys, not to ${alg} keys`, undefined, 2, 400);
+      }
+      if (signingRefusal(policy, Date.now())) throw new EkmError('EKM_BAD_INPUT', 'notAfter must be in the future', undefined, 2, 400);
+    }
     if (isRsaAlg(alg)) return this.rsaAes.createRsa({ alg });
     if (!EC_ALGS.includes(alg)) throw new EkmError('EKM_BAD_ALG', `unknown key algorithm ${String(alg)}`, `use one of ${EC_ALGS.join(', ')}`);
     const keyId = toHex(randomBytes(8));
-    await this.deps.host.run(this.spec({ kind: 'dkg', common: this.common, request: { keyId, alg, policy: enc('policy/v1') } }, DKG_PROTO, dkgWrites));
+    const request = { keyId, alg, policy: encodeKeyPolicy(policy) };
+    await this.deps.host.run(this.spec({ kind: 'dkg', common: this.common, request }, DKG_PROTO, dkgWrites));
     return { keyId, alg };
   }
 
@@ -188,6 +200,13 @@ export class KeyService {
   }
 
   /** The key's record, whatever its type (for listing and showing). */
+  /** The key's policy as this server holds it with its share (RSA, AES and imported keys have none). */
+  async policyOf(row: KeyRow): Promise<KeyPolicy> {
+    if (row.publicKey || isRsaAlg(row.alg) || !EC_ALGS.includes(row.alg as EcAlg)) return {};
+    const { notAfter } = (await this.getKey(row.keyId)).current;
+    return notAfter !== undefined ? { notAfter } : {};
+  }
+
   async describe(keyId: string): Promise<KeyRow> {
     const row = await this.deps.store.getKey(keyId);
     if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`, undefined, 1, 404);
@@ -207,6 +226,7 @@ export class KeyService {
     if (row.alg === 'aes-256-dprf') throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it encrypts, it does not sign`, undefined, 1, 400);
     const { current } = await this.getKey(keyId);
     const alg = current.alg;
+    requireSigningAllowed(current);
     if (isFrostAlg(alg)) {
       if (!req.message) throw new EkmError('EKM_BAD_INPUT', `${alg} signs the whole message (pure ${alg === 'eddsa-ed25519' ? 'Ed25519' : 'BIP340'}): give a message, not a digest`);
       if (req.format === 'der') throw new EkmError('EKM_BAD_INPUT', `${alg} signatures have no DER form`);
@@ -449,6 +469,7 @@ export class KeyService {
     const ecdsaHelper = async (env: Envelope): Promise<SessionSpec> => {
       const info = parseEcdsaRequest(env);
       const share = await this.shareAt(info.header.keyId, info.header.epoch);
+      requireSigningAllowed(share); // whatever the EP asks: the policy is this server's to keep
       if (info.proto === PROTO_SIGN) return this.spec({ kind: 'ecdsa-sign', share, tripletId }, PROTO_SIGN, noWrites);
       if (info.proto === PROTO_PRESIGN) return this.spec({ kind: 'ecdsa-presign', share, tripletId }, PROTO_PRESIGN, noWrites, presigOutputWrites);
       const stored = info.psid ? await this.deps.store.getPresig(toHex(info.psid)) : undefined;
@@ -459,6 +480,7 @@ export class KeyService {
     host.register(PROTO_FROST, async (env) => {
       const info = parseFrostRequest(env);
       const share = await this.shareAt(info.header.keyId, info.header.epoch);
+      requireSigningAllowed(share);
       return this.spec({ kind: 'frost', share, tripletId }, PROTO_FROST, noWrites);
     });
   }
@@ -466,7 +488,7 @@ export class KeyService {
   /** EP: one presignature for the pool (all three parties store their share of it). */
   private async presign(keyId: string): Promise<{ psid: string; epoch: number } | undefined> {
     const { current } = await this.getKey(keyId);
-    if (!isEcdsaAlg(current.alg)) return undefined;
+    if (!isEcdsaAlg(current.alg) || signingRefusal(current, Date.now())) return undefined;
     const out = await this.deps.host.run<EcdsaOutput>(
       this.spec({ kind: 'ecdsa-presign', share: current, tripletId: this.deps.tripletId }, PROTO_PRESIGN, noWrites, presigOutputWrites),
     );
@@ -630,6 +652,12 @@ function presigOutputWrites(out: unknown): KeyWrite[] {
   const o = out as EcdsaOutput;
   if (o.kind !== 'presignature') return [];
   return [{ op: 'presig-put', psid: toHex(o.presig.psid), keyId: o.presig.keyId, epoch: o.presig.epoch, secret: encodePresig(o.presig) }];
+}
+
+/** Refuses a signature the key's policy forbids now: at the EP for the caller, at the helpers whatever the EP asks. */
+function requireSigningAllowed(share: KeyShare): void {
+  const why = signingRefusal(share, Date.now());
+  if (why) throw new EkmError('EKM_KEY_EXPIRED', `key ${share.keyId} no longer signs: ${why}`, 'use another key; signatures made before still verify', 1, 409);
 }
 
 // --- formats -------------------------------------------------------------------------------

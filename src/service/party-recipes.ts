@@ -27,6 +27,7 @@ import {
   type RsaRefreshKeyState,
 } from '../protocols/rsa.js';
 import { EC_ALGS, type KeyShare } from '../protocols/key-share.js';
+import { decodeKeyPolicy, signingRefusal } from '../protocols/key-policy.js';
 import { createRefreshParty, resumeRefreshParty, type RefreshKeyEpoch, type RefreshKeyState } from '../protocols/refresh.js';
 import type { CommonConfig, ConfirmCheckpoint } from '../protocols/session-kit.js';
 import type { Party, PartyId, Rng } from '../protocols/types.js';
@@ -112,11 +113,12 @@ function common(c: CommonData): CommonConfig {
 export function buildParty(r: Recipe): Party<unknown, unknown> {
   switch (r.kind) {
     case 'dkg': {
-      // Helpers accept any known alg: the host already refused key ids that exist.
+      // Helpers accept any known alg (the host already refused key ids that exist) with a policy
+      // that lets the key sign at all: one that has already expired is a mistake or a trick.
       const cfg = {
         ...common(r.common),
         ...(r.request ? { request: r.request } : {}),
-        authorize: (req: DkgRequest) => EC_ALGS.includes(req.alg),
+        authorize: (req: DkgRequest) => EC_ALGS.includes(req.alg) && policyAcceptable(req.policy),
       };
       return r.resume ? resumeDkgParty(cfg, r.resume.checkpoint, r.resume.share) : createDkgParty(cfg);
     }
@@ -219,5 +221,13 @@ export function runsInline(recipe: Recipe, objects?: number): boolean {
       return (recipe.coordinate?.objectNonces.length ?? objects ?? Infinity) <= INLINE_DPRF_OBJECTS;
     default:
       return false;
+  }
+}
+
+function policyAcceptable(bytes: Uint8Array): boolean {
+  try {
+    return signingRefusal(decodeKeyPolicy(bytes), Date.now()) === null;
+  } catch {
+    return false;
   }
 }

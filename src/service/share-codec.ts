@@ -8,7 +8,19 @@ import { isRsaAlg, type RsaKeyShare, type RsaPiece } from '../protocols/rsa.js';
 
 export function shareToRecord(s: KeyShare): ShareRecord {
   const curve = getCurve(ALG_CURVE[s.alg]);
-  return { keyId: s.keyId, alg: s.alg, epoch: s.epoch, partyId: s.partyId, share: encodeScalar(curve, s.share), Y: s.Y, C1: s.C1, A1: s.A[1], A2: s.A[2], A3: s.A[3] };
+  return {
+    keyId: s.keyId,
+    alg: s.alg,
+    epoch: s.epoch,
+    partyId: s.partyId,
+    share: encodeScalar(curve, s.share),
+    Y: s.Y,
+    C1: s.C1,
+    A1: s.A[1],
+    A2: s.A[2],
+    A3: s.A[3],
+    ...(s.notAfter !== undefined ? { notAfter: s.notAfter } : {}),
+  };
 }
 
 export function recordToShare(r: ShareRecord | StoredShare): KeyShare {
@@ -23,6 +35,7 @@ export function recordToShare(r: ShareRecord | StoredShare): KeyShare {
     Y: r.Y,
     C1: r.C1,
     A: { 1: r.A1, 2: r.A2, 3: r.A3 },
+    ...(r.notAfter !== undefined ? { notAfter: r.notAfter } : {}),
   };
 }
 

@@ -42,6 +42,8 @@ export interface ShareRecord {
   readonly A1: Uint8Array;
   readonly A2: Uint8Array;
   readonly A3: Uint8Array;
+  /** The key's policy (src/protocols/key-policy.ts): ms after which it no longer signs. */
+  readonly notAfter?: number;
 }
 
 export interface StoredShare extends ShareRecord {

@@ -194,7 +194,13 @@ function* appendAuditAfter(prev: { seq: number; hash: string }, entries: readonl
 }
 
 const META_UPSERT = 'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value';
-const shareAad = (keyId: string, epoch: number, party: number): string => `share|${keyId}|${epoch}|${party}`;
+/**
+ * The AAD of a sealed share names its row and, when the key has one, its policy's notAfter: the
+ * policy sits in the clear public data, and editing it in the database must make the share fail
+ * to open, not lift the policy.
+ */
+const shareAad = (keyId: string, epoch: number, party: number, notAfter?: string): string =>
+  `share|${keyId}|${epoch}|${party}${notAfter !== undefined ? `|notAfter=${notAfter}` : ''}`;
 const presigAad = (psid: string): string => `presig|${psid}`;
 const integrityAad = (id: string): string => `integrity|${id}`;
 
@@ -379,7 +385,7 @@ export class SqlStore implements Store {
       status,
       row.partyId,
       JSON.stringify(publicData),
-      this.sealer().seal(secret, shareAad(row.keyId, row.epoch, row.partyId)),
+      this.sealer().seal(secret, shareAad(row.keyId, row.epoch, row.partyId, publicData.notAfter)),
     );
   }
 
@@ -387,7 +393,15 @@ export class SqlStore implements Store {
     yield* this.shareRowSteps(
       sh,
       status,
-      { alg: sh.alg, Y: hex(sh.Y), C1: hex(sh.C1), A1: hex(sh.A1), A2: hex(sh.A2), A3: hex(sh.A3) },
+      {
+        alg: sh.alg,
+        Y: hex(sh.Y),
+        C1: hex(sh.C1),
+        A1: hex(sh.A1),
+        A2: hex(sh.A2),
+        A3: hex(sh.A3),
+        ...(sh.notAfter !== undefined ? { notAfter: String(sh.notAfter) } : {}),
+      },
       sh.share,
     );
   }
@@ -550,7 +564,7 @@ export class SqlStore implements Store {
       return {
         head: { keyId: r.key_id, alg: pub.alg, epoch: r.epoch, partyId: r.party_id, status: r.status },
         pub,
-        secret: new Uint8Array(this.sealer().open(r.share_sealed, shareAad(r.key_id, r.epoch, r.party_id))),
+        secret: new Uint8Array(this.sealer().open(r.share_sealed, shareAad(r.key_id, r.epoch, r.party_id, pub.notAfter))),
       };
     });
   }
@@ -564,6 +578,7 @@ export class SqlStore implements Store {
       A1: unhex(pub.A1!),
       A2: unhex(pub.A2!),
       A3: unhex(pub.A3!),
+      ...(pub.notAfter !== undefined ? { notAfter: Number(pub.notAfter) } : {}),
     }));
   }
 

@@ -42,6 +42,17 @@ function storeRows(role: Role, keyId: string): { keys: number; shares: number } 
   }
 }
 
+/** The notAfter a server's own store keeps with the key's current share (its policy), or undefined. */
+function storedNotAfter(role: Role, keyId: string): string | undefined {
+  const db = new Database(join(t.homes[role], 'data', 'ekm.db'), { readonly: true, fileMustExist: true });
+  try {
+    const row = db.prepare("SELECT public_data FROM key_shares WHERE key_id = ? AND status = 'current'").get(keyId) as { public_data: string } | undefined;
+    return row ? (JSON.parse(row.public_data) as { notAfter?: string }).notAfter : undefined;
+  } finally {
+    db.close();
+  }
+}
+
 before(async () => {
   t = await servingTriplet();
   api = basicCaller(t);
@@ -145,6 +156,28 @@ describe('key names, states and destruction', () => {
     assert.deepEqual(deactivated.body.keys.map((k) => k.keyId).sort(), [signer.keyId, aes.keyId].sort());
     assert.equal((await as(ROOT, 'PATCH', `/keys/${signer.keyId}`, { state: 'active' })).body.state, 'active');
     assert.equal((await as(ROOT, 'POST', `/keys/${signer.keyId}/sign`, { message: msg })).status, 200);
+  });
+
+  it('a key generated with a notAfter signs until then and never after; all three servers hold the policy, refresh keeps it', async () => {
+    const notAfter = new Date(Date.now() + 8000).toISOString();
+    const k = await as<KeyView & { notAfter: string | null }>(ROOT, 'POST', '/keys', { alg: 'ecdsa-p256', notAfter });
+    assert.equal(k.status, 201, JSON.stringify(k.body));
+    assert.equal(k.body.notAfter, notAfter);
+    for (const role of ['ep', 'partner', 'aux'] as const) assert.equal(storedNotAfter(role, k.body.keyId), String(Date.parse(notAfter)), role);
+    const msg = b64('in time');
+    const sig = await as<{ signature: string }>(ROOT, 'POST', `/keys/${k.body.keyId}/sign`, { message: msg });
+    assert.equal(sig.status, 200);
+    assert.equal((await as(ROOT, 'POST', `/keys/${k.body.keyId}/refresh`)).status, 200);
+    const shown = await as<{ epoch: number; notAfter: string | null }>(ROOT, 'GET', `/keys/${k.body.keyId}`);
+    assert.deepEqual([shown.body.epoch, shown.body.notAfter], [1, notAfter]);
+    for (const role of ['ep', 'partner', 'aux'] as const) assert.equal(storedNotAfter(role, k.body.keyId), String(Date.parse(notAfter)), `${role} after refresh`);
+    await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(notAfter) - Date.now() + 200)));
+    assertApiError(await as(ROOT, 'POST', `/keys/${k.body.keyId}/sign`, { message: msg }), 409, 'EKM_KEY_EXPIRED');
+    const v = await as<{ valid: boolean }>(ROOT, 'POST', `/keys/${k.body.keyId}/verify`, { message: msg, signature: sig.body.signature });
+    assert.equal(v.body.valid, true, 'what it signed in time still verifies');
+    assertApiError(await as(ROOT, 'POST', '/keys', { alg: 'eddsa-ed25519', notAfter: new Date(Date.now() - 1000).toISOString() }), 400, 'EKM_BAD_INPUT');
+    assertApiError(await as(ROOT, 'POST', '/keys', { alg: 'aes-256-dprf', notAfter }), 400, 'EKM_BAD_INPUT');
+    assertApiError(await as(ROOT, 'POST', '/keys', { alg: 'ecdsa-p256', notAfter: 'tomorrow' }), 400, 'EKM_BAD_REQUEST');
   });
 
   it('destroys a key on all three servers: every store erases its record and shares; the EP keeps a destroyed record', async () => {

@@ -97,6 +97,7 @@ describe('ucl end to end', () => {
       [['sign', '-n', uid, '-i', join(t.dir, 'msg.bin'), '-o', join(t.dir, 'nodir', 'x'), ...ALICE], /cannot write .*its folder does not exist/],
       [['sign', '-n', uid, '--out-format', 'XML', '-i', join(t.dir, 'msg.bin'), '-o', join(t.dir, 'x'), ...ALICE], /--out-format XML is not a format/],
       [['generate', '-t', 'ECC', '--curve', 'p999', ...ALICE], /--curve p999 is not available/],
+      [['generate', '-t', 'ECC', '--not-after', 'next week', ...ALICE], /notAfter/],
       [['generate', '-t', 'RSA', '--size', '1024', ...ALICE], /--size 1024 is not an RSA size/],
       [['generate', '-t', 'ECC', '--size', '256', ...ALICE], /--size is for RSA and AES keys/],
       [['user', 'create', '-n', 'eve', '-d', 'Eve-pass-123', ...ALICE], /not allowed: a user does not create users/],
@@ -148,6 +149,14 @@ describe('ucl end to end', () => {
     assert.match(refused.stderr, /is deactivated/);
     assert.match(await ok('delete', '-n', 'files-2026', '-y', ...ALICE), /Destroyed AES key UID=[0-9a-f]{16}: its shares are erased/);
     assert.match(await ok('list', '--state', 'destroyed', ...ALICE), /Secret AES key : UID=[0-9a-f]{16} Name="files-2026" Description="" Alg=aes-256-dprf State=destroyed/);
+  });
+
+  it('generate --not-after: the key shows when it stops signing', async () => {
+    const notAfter = '2040-01-01T00:00:00.000Z';
+    const out = await ok('generate', '-t', 'EDDSA', '-n', 'expiring', '--not-after', notAfter, ...ROOT);
+    const id = /UID=([0-9a-f]{16})/.exec(out)![1]!;
+    assert.match(await ok('show', '-n', 'expiring', ...ROOT), new RegExp(`UID=${id}[\\s\\S]*Signs until +: ${notAfter.replace(/\./g, '\\.')}`));
+    await ok('delete', '-n', 'expiring', '-y', ...ROOT);
   });
 
   it('audit list shows the operations; audit verify passes', async () => {

@@ -4,6 +4,7 @@
  */
 import { createAuxRederiveParty, type AuxPersist, type AuxRederiveParty } from '../../src/protocols/aux-rederive.js';
 import { createDkgParty, type DkgParty, type DkgPersist } from '../../src/protocols/dkg.js';
+import { encodeKeyPolicy } from '../../src/protocols/key-policy.js';
 import type { EcAlg, KeyShare } from '../../src/protocols/key-share.js';
 import { createRefreshParty, type RefreshParty, type RefreshPersist } from '../../src/protocols/refresh.js';
 import type { PartyId } from '../../src/protocols/types.js';
@@ -14,7 +15,7 @@ export const IDS = makeIdentities('threshold-tests');
 export const TRIPLET = 'triplet-test';
 export const ALL: readonly PartyId[] = [1, 2, 3];
 
-export function dkgParties(alg: EcAlg, keyId: string, label: string): DkgParty[] {
+export function dkgParties(alg: EcAlg, keyId: string, label: string, policy: Uint8Array = encodeKeyPolicy({})): DkgParty[] {
   return ALL.map((id) =>
     createDkgParty({
       id,
@@ -23,16 +24,22 @@ export function dkgParties(alg: EcAlg, keyId: string, label: string): DkgParty[]
       signer: IDS.signers[id],
       verifier: IDS.verifier,
       authorize: () => true,
-      ...(id === 1 ? { request: { keyId, alg, policy: new Uint8Array([1, 2]) } } : {}),
+      ...(id === 1 ? { request: { keyId, alg, policy } } : {}),
     }),
   );
 }
 
-export function runDkg(alg: EcAlg, keyId: string, label: string, intercept?: Interceptor): {
+export function runDkg(
+  alg: EcAlg,
+  keyId: string,
+  label: string,
+  intercept?: Interceptor,
+  policy?: Uint8Array,
+): {
   parties: DkgParty[];
   run: RunResult<KeyShare, DkgPersist>;
 } {
-  const parties = dkgParties(alg, keyId, label);
+  const parties = dkgParties(alg, keyId, label, policy);
   return { parties, run: runLocal(parties, intercept) };
 }
 

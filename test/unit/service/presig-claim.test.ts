@@ -8,24 +8,18 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import pino from 'pino';
 import { toHex } from '../../../src/crypto/encoding.js';
-import type { PeerManager, PeerRole } from '../../../src/net/peers.js';
 import { createEcdsaOnlineCoordinator, encodePresig } from '../../../src/protocols/ecdsa.js';
-import { decodeEnvelope, encodeEnvelope } from '../../../src/protocols/types.js';
-import { KeyService } from '../../../src/service/key-service.js';
-import type { CommonData } from '../../../src/service/party-recipes.js';
-import { InProcessRunner } from '../../../src/service/party-runner.js';
-import { ABORT_TOPIC, PROTO_TOPIC, ProtocolHost } from '../../../src/service/protocol-host.js';
+import { ABORT_TOPIC, PROTO_TOPIC } from '../../../src/service/protocol-host.js';
 import { shareToRecord } from '../../../src/service/share-codec.js';
 import { Barrier } from '../../../src/store/barrier.js';
 import { SqliteStore } from '../../../src/store/sqlite.js';
 import { dealKey, presigStores, seededRng } from '../../support/ec-test-keys.js';
+import { partnerUnderTest } from '../../support/partner-under-test.js';
 
 const TRIPLET = 'triplet-claim';
 const dir = mkdtempSync(join(tmpdir(), 'ekm-presig-claim-'));
@@ -45,32 +39,7 @@ describe('pool-mode online signing: one presignature, one answer', () => {
         { op: 'presig-put', psid: psid!, keyId: key.pub.keyId, epoch: presig2.epoch, secret: encodePresig(presig2) },
       ]);
 
-      const sent: { to: PeerRole; topic: string; sid: string }[] = [];
-      const link = (to: PeerRole) => ({
-        send: (topic: string, bytes: Uint8Array) =>
-          sent.push({ to, topic, sid: topic === PROTO_TOPIC ? toHex(decodeEnvelope(bytes).sid) : toHex(bytes.subarray(0, 32)) }),
-      });
-      const peers = Object.assign(new EventEmitter(), { link, allUp: () => true }) as unknown as PeerManager;
-      const log: { msg: string; event?: string }[] = [];
-      const logger = pino({ level: 'debug', base: undefined }, { write: (s: string) => void log.push(JSON.parse(s) as { msg: string }) });
-      const host = new ProtocolHost({
-        self: 2,
-        peers,
-        store,
-        log: logger,
-        runner: new InProcessRunner(),
-        signer: { sign: () => new Uint8Array(64) },
-      });
-      new KeyService({
-        self: 2,
-        tripletId: TRIPLET,
-        store,
-        peers,
-        host,
-        log: logger,
-        identity: { id: 2, tripletId: TRIPLET, identityKeyPem: '', certs: [] } as CommonData,
-        registerPeerMethod: () => {},
-      });
+      const { sent, log, deliver } = partnerUnderTest(store, TRIPLET);
 
       // The malicious EP: its own share of the presignature, used for two messages under two sids.
       const requests = ['pay Alice', 'pay Mallory'].map((m, i) => {
@@ -84,7 +53,7 @@ describe('pool-mode online signing: one presignature, one answer', () => {
         return ep.start().send.find((e) => e.to === 2)!;
       });
       assert.notEqual(toHex(requests[0]!.sid), toHex(requests[1]!.sid));
-      for (const r of requests) host.deliver('ep', encodeEnvelope(r));
+      for (const r of requests) deliver(r);
       await new Promise((r) => setTimeout(r, 500));
 
       const answered = sent.filter((s) => s.to === 'aux' && s.topic === PROTO_TOPIC);
