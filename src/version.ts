@@ -17,8 +17,11 @@ function readPackageVersion(): string {
 /** Tests of rolling upgrades run one triplet as N+1 through this override; never set it in production. */
 export const VERSION: string = process.env.EKM_TEST_VERSION_OVERRIDE ?? readPackageVersion();
 
-/** Peer-link protocol version: a link is refused unless both ends speak a version the other accepts. */
-export const PEER_PROTOCOL_VERSION = 1;
+/**
+ * Peer-link protocol version: a link is refused unless both ends speak a version the other accepts.
+ * 2: the DKG request carries a key policy (policy/v1 with notAfter), and AuxInfo entries carry it.
+ */
+export const PEER_PROTOCOL_VERSION = 2;
 
 /** A release string as `major.minor.patch`, with an optional `-prerelease` and `+build` (ignored). */
 const RELEASE = /^(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;

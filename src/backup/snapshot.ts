@@ -11,6 +11,7 @@ import Database from 'better-sqlite3';
 import { makeDirs } from '../config/home.js';
 import { EkmError } from '../errors.js';
 import { Barrier } from '../store/barrier.js';
+import { shareAad } from '../store/sql-store.js';
 import { type KeyEpochs, readKeyEpochs } from './key-epochs.js';
 
 export interface Snapshot {
@@ -89,14 +90,16 @@ export function checkSealedShares(db: Database.Database, systemKey: Buffer): num
   if (!hasShares) return 0;
   const barrier = new Barrier(systemKey);
   let n = 0;
-  for (const r of db.prepare('SELECT key_id, epoch, party_id, share_sealed FROM key_shares').iterate() as Iterable<{
+  for (const r of db.prepare('SELECT key_id, epoch, party_id, public_data, share_sealed FROM key_shares').iterate() as Iterable<{
     key_id: string;
     epoch: number;
     party_id: number;
+    public_data: string;
     share_sealed: Buffer;
   }>) {
     try {
-      barrier.open(r.share_sealed, `share|${r.key_id}|${r.epoch}|${r.party_id}`).fill(0);
+      const { notAfter } = JSON.parse(r.public_data) as { notAfter?: string };
+      barrier.open(r.share_sealed, shareAad(r.key_id, r.epoch, r.party_id, notAfter)).fill(0);
     } catch {
       throw new EkmError(
         'EKM_BACKUP_CORRUPT',

@@ -26,7 +26,7 @@ import {
   verifyEcdsa,
 } from '../protocols/ecdsa.js';
 import { PROTO_FROST, type FrostOutput, isFrostAlg, parseFrostRequest, verifyFrostSignature } from '../protocols/frost.js';
-import { type KeyPolicy, encodeKeyPolicy, signingRefusal } from '../protocols/key-policy.js';
+import { type KeyPolicy, MAX_NOT_AFTER, encodeKeyPolicy, signingRefusal } from '../protocols/key-policy.js';
 import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyShare } from '../protocols/key-share.js';
 import { REFRESH_PROTO, type RefreshKeyEpoch, type RefreshKeyState, type RefreshOutput } from '../protocols/refresh.js';
 import { type ConfirmCheckpoint, decodeRequest } from '../protocols/session-kit.js';
@@ -171,6 +171,9 @@ export class KeyService {
         throw new EkmError('EKM_BAD_INPUT', `notAfter applies to EC signing keys, not to ${alg} keys`, undefined, 2, 400);
       }
       if (signingRefusal(policy, Date.now())) throw new EkmError('EKM_BAD_INPUT', 'notAfter must be in the future', undefined, 2, 400);
+      if (!Number.isSafeInteger(policy.notAfter) || policy.notAfter > MAX_NOT_AFTER) {
+        throw new EkmError('EKM_BAD_INPUT', 'notAfter must be before the year 10000', undefined, 2, 400);
+      }
     }
     if (isRsaAlg(alg)) return this.rsaAes.createRsa({ alg });
     if (!EC_ALGS.includes(alg)) throw new EkmError('EKM_BAD_ALG', `unknown key algorithm ${String(alg)}`, `use one of ${EC_ALGS.join(', ')}`);
@@ -199,7 +202,6 @@ export class KeyService {
     return { row, current: recordToShare(current) };
   }
 
-  /** The key's record, whatever its type (for listing and showing). */
   /** The key's policy as this server holds it with its share (RSA, AES and imported keys have none). */
   async policyOf(row: KeyRow): Promise<KeyPolicy> {
     if (row.publicKey || isRsaAlg(row.alg) || !EC_ALGS.includes(row.alg as EcAlg)) return {};
@@ -207,6 +209,7 @@ export class KeyService {
     return notAfter !== undefined ? { notAfter } : {};
   }
 
+  /** The key's record, whatever its type (for listing and showing). */
   async describe(keyId: string): Promise<KeyRow> {
     const row = await this.deps.store.getKey(keyId);
     if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`, undefined, 1, 404);
@@ -232,7 +235,7 @@ export class KeyService {
       if (req.format === 'der') throw new EkmError('EKM_BAD_INPUT', `${alg} signatures have no DER form`);
       const message = req.message;
       const frost = (helper: 2 | 3): Promise<FrostOutput> =>
-        this.deps.host.run<FrostOutput>(this.spec({ kind: 'frost', share: current, tripletId: this.deps.tripletId, coordinate: { helper, message } }, PROTO_FROST, noWrites));
+        helperPolicy(keyId, this.deps.host.run<FrostOutput>(this.spec({ kind: 'frost', share: current, tripletId: this.deps.tripletId, coordinate: { helper, message } }, PROTO_FROST, noWrites)));
       const withAux = (): Promise<FrostOutput> => this.withAuxShares([keyId], () => frost(3));
       let out: FrostOutput;
       if (!this.deps.peers.link('partner')) out = await withAux();
@@ -241,7 +244,7 @@ export class KeyService {
           out = await frost(2);
         } catch (e) {
           // Partner did not answer or aborted: EP + Aux hold enough shares too (fresh nonces, new session).
-          if (!(e instanceof EkmError) || !this.deps.peers.link('aux')) throw e;
+          if (!(e instanceof EkmError) || e.code === 'EKM_KEY_EXPIRED' || !this.deps.peers.link('aux')) throw e;
           this.deps.log.warn({ keyId, err: e.message }, 'FROST with the Partner failed; signing with the Aux');
           out = await withAux();
         }
@@ -255,10 +258,13 @@ export class KeyService {
     const input = signedInput(alg, req);
     const tripletId = this.deps.tripletId;
     const run = (presig: PresigShare | undefined): Promise<EcdsaOutput> =>
-      this.deps.host.run<EcdsaOutput>(
-        presig
-          ? { ...this.spec({ kind: 'ecdsa-online', share: current, tripletId, presig, input }, PROTO_ONLINE, ecdsaWrites), writesTrailSend: true }
-          : this.spec({ kind: 'ecdsa-sign', share: current, tripletId, input }, PROTO_SIGN, ecdsaWrites),
+      helperPolicy(
+        keyId,
+        this.deps.host.run<EcdsaOutput>(
+          presig
+            ? { ...this.spec({ kind: 'ecdsa-online', share: current, tripletId, presig, input }, PROTO_ONLINE, ecdsaWrites), writesTrailSend: true }
+            : this.spec({ kind: 'ecdsa-sign', share: current, tripletId, input }, PROTO_SIGN, ecdsaWrites),
+        ),
       );
     let presig = await this.pool?.take(keyId, current.epoch);
     const onDemand = (): Promise<EcdsaOutput> => this.withAuxShares([keyId], () => run(undefined));
@@ -652,6 +658,21 @@ function presigOutputWrites(out: unknown): KeyWrite[] {
   const o = out as EcdsaOutput;
   if (o.kind !== 'presignature') return [];
   return [{ op: 'presig-put', psid: toHex(o.presig.psid), keyId: o.presig.keyId, epoch: o.presig.epoch, secret: encodePresig(o.presig) }];
+}
+
+/**
+ * A helper refused because the key's policy forbids signing by its clock (ahead of this one's):
+ * the caller gets the same 409 as from the EP's own check, and no other helper is tried.
+ */
+async function helperPolicy<T>(keyId: string, session: Promise<T>): Promise<T> {
+  try {
+    return await session;
+  } catch (e) {
+    if (e instanceof PeerRefusedError && e.refusal === 'EKM_KEY_EXPIRED') {
+      throw new EkmError('EKM_KEY_EXPIRED', `key ${keyId} no longer signs: the ${e.peer} refuses, it expired by that server's clock`, 'use another key; signatures made before still verify', 1, 409);
+    }
+    throw e;
+  }
 }
 
 /** Refuses a signature the key's policy forbids now: at the EP for the caller, at the helpers whatever the EP asks. */

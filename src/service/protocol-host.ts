@@ -433,19 +433,19 @@ export class ProtocolHost {
       this.sessions.set(sid, session);
     }
     protocolFailpoint(session.spec.label, r, 'before-persist');
-    const writes = session.spec.toWrites(r.persist, sid);
-    if (r.output !== undefined && session.spec.outputWrites) writes.push(...session.spec.outputWrites(r.output));
-    if (session.spec.writesTrailSend && writes.length > 0 && r.output === undefined && !r.finished && !r.failure) {
-      session.trailing = this.opts.store.applyKeyWrites(writes);
-      session.trailing.catch(() => {}); // its failure is handled when the next step awaits it
-    } else {
-      try {
+    try {
+      const writes = session.spec.toWrites(r.persist, sid);
+      if (r.output !== undefined && session.spec.outputWrites) writes.push(...session.spec.outputWrites(r.output));
+      if (session.spec.writesTrailSend && writes.length > 0 && r.output === undefined && !r.finished && !r.failure) {
+        session.trailing = this.opts.store.applyKeyWrites(writes);
+        session.trailing.catch(() => {}); // its failure is handled when the next step awaits it
+      } else {
         await this.opts.store.applyKeyWrites(writes);
-      } catch (e) {
-        // Nothing was sent: the peers time out; this server's state is unchanged or fully written.
-        this.writeFailed(session, sid, e);
-        return;
       }
+    } catch (e) {
+      // Nothing was sent: the peers time out; this server's state is unchanged or fully written.
+      this.writeFailed(session, sid, e);
+      return;
     }
     protocolFailpoint(session.spec.label, r, 'after-persist');
     for (const env of r.send) {

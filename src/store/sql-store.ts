@@ -199,7 +199,7 @@ const META_UPSERT = 'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (n
  * policy sits in the clear public data, and editing it in the database must make the share fail
  * to open, not lift the policy.
  */
-const shareAad = (keyId: string, epoch: number, party: number, notAfter?: string): string =>
+export const shareAad = (keyId: string, epoch: number, party: number, notAfter?: string): string =>
   `share|${keyId}|${epoch}|${party}${notAfter !== undefined ? `|notAfter=${notAfter}` : ''}`;
 const presigAad = (psid: string): string => `presig|${psid}`;
 const integrityAad = (id: string): string => `integrity|${id}`;

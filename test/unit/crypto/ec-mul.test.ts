@@ -44,12 +44,21 @@ describe('ec-mul', () => {
         assert.equal(mulPublicX(c, Pbytes, k), P.multiply(k).toAffine().x, `k=${k}`);
       }
       for (const k of [0n, n]) assert.throws(() => mulPublicX(c, Pbytes, k), RangeError);
-      const noX = new Uint8Array(Pbytes.length).fill(0xff); // x ≥ p
+      const noX = new Uint8Array(Pbytes.length).fill(0xff); // no point has this x (on any of the curves)
       noX[0] = 0x02;
+      // x₀ + p for a valid small x₀: the same point mod p, but not a canonical encoding.
+      const p = c.Point.Fp.ORDER;
+      let x0 = 1n;
+      while (!validX(c, x0)) x0++;
+      const wrapped = Uint8Array.from([
+        0x02,
+        ...c.Point.Fp.toBytes(0n).map((_, i, a) => Number(((x0 + p) >> BigInt(8 * (a.length - 1 - i))) & 0xffn)),
+      ]);
       const badPrefix = Uint8Array.from(Pbytes);
       badPrefix[0] = 0x04;
       for (const bad of [
         noX,
+        ...(x0 + p < 1n << BigInt(8 * (Pbytes.length - 1)) ? [wrapped] : []),
         badPrefix,
         Pbytes.subarray(1),
         (c.G as unknown as { toBytes(compressed: boolean): Uint8Array }).toBytes(false),
@@ -63,3 +72,13 @@ describe('ec-mul', () => {
     });
   }
 });
+
+/** Whether some point of the curve has x (a compressed encoding of it decodes). */
+function validX(c: ReturnType<typeof getCurve>, x: bigint): boolean {
+  try {
+    c.Point.fromBytes(Uint8Array.from([0x02, ...c.Point.Fp.toBytes(x)]));
+    return true;
+  } catch {
+    return false;
+  }
+}

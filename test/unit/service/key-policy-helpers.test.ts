@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { toHex } from '../../../src/crypto/encoding.js';
-import { createEcdsaSignCoordinator } from '../../../src/protocols/ecdsa.js';
+import { createEcdsaPresignParty, createEcdsaSignCoordinator } from '../../../src/protocols/ecdsa.js';
 import { createFrostCoordinator } from '../../../src/protocols/frost.js';
 import type { KeyShare } from '../../../src/protocols/key-share.js';
 import type { Envelope } from '../../../src/protocols/types.js';
@@ -43,15 +43,19 @@ async function holdKey(store: SqliteStore, share: KeyShare): Promise<void> {
 /** What a compromised EP sends the Partner to sign `m` with the key: its own round-0 request. */
 function requests(ep: KeyShare): Envelope[] {
   const data = new TextEncoder().encode('pay Mallory');
-  const party = ep.alg.startsWith('ecdsa-')
-    ? createEcdsaSignCoordinator({
-        share: ep,
-        tripletId: TRIPLET,
-        rng: seededRng(`e-${ep.keyId}`),
-        input: { kind: 'message', hash: 'sha256', data },
-      })
-    : createFrostCoordinator({ share: ep, tripletId: TRIPLET, helper: 2, message: data, rng: seededRng(`f-${ep.keyId}`) });
-  return party.start().send.filter((e) => e.to === 2 && e.round === 0);
+  const parties = ep.alg.startsWith('ecdsa-')
+    ? [
+        createEcdsaSignCoordinator({
+          share: ep,
+          tripletId: TRIPLET,
+          rng: seededRng(`e-${ep.keyId}`),
+          input: { kind: 'message', hash: 'sha256', data },
+        }),
+        // A presignature made now could sign later: the pool's sessions are refused as well.
+        createEcdsaPresignParty({ share: ep, tripletId: TRIPLET, rng: seededRng(`p-${ep.keyId}`) }),
+      ]
+    : [createFrostCoordinator({ share: ep, tripletId: TRIPLET, helper: 2, message: data, rng: seededRng(`f-${ep.keyId}`) })];
+  return parties.flatMap((party) => party.start().send.filter((e) => e.to === 2 && e.round === 0));
 }
 
 describe('key policy at the Partner', () => {
