@@ -26,7 +26,7 @@ import {
   verifyEcdsa,
 } from '../protocols/ecdsa.js';
 import { PROTO_FROST, type FrostOutput, isFrostAlg, parseFrostRequest, verifyFrostSignature } from '../protocols/frost.js';
-import { type KeyPolicy, MAX_NOT_AFTER, encodeKeyPolicy, signingRefusal } from '../protocols/key-policy.js';
+import { type KeyPolicy, encodeKeyPolicy, signingRefusal } from '../protocols/key-policy.js';
 import { ALG_CURVE, EC_ALGS, type EcAlg, type KeyShare } from '../protocols/key-share.js';
 import { REFRESH_PROTO, type RefreshKeyEpoch, type RefreshKeyState, type RefreshOutput } from '../protocols/refresh.js';
 import { type ConfirmCheckpoint, decodeRequest } from '../protocols/session-kit.js';
@@ -166,19 +166,22 @@ export class KeyService {
    */
   async generateKey(alg: KeyAlg, policy: KeyPolicy = {}): Promise<{ keyId: string; alg: KeyAlg }> {
     this.requireEp();
+    let policyBytes: Uint8Array;
+    try {
+      policyBytes = encodeKeyPolicy(policy); // refuses a notAfter out of range
+    } catch (e) {
+      throw new EkmError('EKM_BAD_INPUT', (e as Error).message, 'give a notAfter before the year 10000', 2, 400);
+    }
     if (policy.notAfter !== undefined) {
       if (isRsaAlg(alg) || alg === 'aes-256-dprf') {
         throw new EkmError('EKM_BAD_INPUT', `notAfter applies to EC signing keys, not to ${alg} keys`, undefined, 2, 400);
       }
       if (signingRefusal(policy, Date.now())) throw new EkmError('EKM_BAD_INPUT', 'notAfter must be in the future', undefined, 2, 400);
-      if (!Number.isSafeInteger(policy.notAfter) || policy.notAfter > MAX_NOT_AFTER) {
-        throw new EkmError('EKM_BAD_INPUT', 'notAfter must be before the year 10000', undefined, 2, 400);
-      }
     }
     if (isRsaAlg(alg)) return this.rsaAes.createRsa({ alg });
     if (!EC_ALGS.includes(alg)) throw new EkmError('EKM_BAD_ALG', `unknown key algorithm ${String(alg)}`, `use one of ${EC_ALGS.join(', ')}`);
     const keyId = toHex(randomBytes(8));
-    const request = { keyId, alg, policy: encodeKeyPolicy(policy) };
+    const request = { keyId, alg, policy: policyBytes };
     await this.deps.host.run(this.spec({ kind: 'dkg', common: this.common, request }, DKG_PROTO, dkgWrites));
     return { keyId, alg };
   }
