@@ -7,7 +7,8 @@
  * The names, all set by ProtocolHost (src/service/protocol-host.ts) around one step of a session,
  * `proto:<protocol>:<step>:<site>`:
  * - `<protocol>` is the session's protocol name (`dkg`, `ecdsa-sign`, `ecdsa-presign`,
- *   `ecdsa-online`, `frost-sign`, `refresh`, `aux-rederive`, `rsa-op`, `rsa-refresh`, `dprf-eval`);
+ *   `ecdsa-online`, `frost-sign`, `refresh`, `aux-rederive`, `rsa-op`, `rsa-refresh`, `dprf-eval`,
+ *   `dprf-cross`);
  * - `<step>` is the highest round the step sends (the EP sends rounds 0 and 1 together: `1`), or
  *   `end` for the step that finishes the session (its writes are the final commit);
  * - `<site>` is `before-persist` (computed, nothing stored), `after-persist` (the step's writes are

@@ -5,26 +5,43 @@
  * key is derived from the PRF value k·U at U = hashToCurve(x):
  *
  *   x     = enc("dprf-object", keyId, objectNonce32)
- *   U     = p256_hasher.hashToCurve(x, DST "CORE-TSS/v1/dprf")
+ *   U     = hash_to_curve(x), RFC 9380 P256_XMD:SHA-256_SSWU_RO_ with DST "CORE-TSS/v1/dprf"
  *   EP    V_1 = k_1·U;   helper h: V_h = k_h·U and a DLEQ proof (log_G A_h = log_U V_h)
  *   EP    verifies, V = λ_1·V_1 + λ_h·V_h  (= k·U)
  *   K_obj = HKDF-SHA256(ikm = SEC1-compressed(V), salt = UTF-8(keyId), info = "aes-256-gcm" ‖ x, 32)
  *
- * One round trip (EP + Partner, or Aux as fallback), batched over objects:
- *   0  EP→h  enc(tripletId, alg, keyId, u32 epoch, nonce32, u8 h, encList(objectNonce…))
- *   1  h→EP  encList(enc(V_h, proof)…)
- * Nothing is persisted. A refresh changes the shares, not k: K_obj, hence every ciphertext,
- * survives refresh (the key version in the object header is informational). The helper's partial
- * is DLEQ-checked against A_h of the epoch both hold: a wrong partial aborts (suspect h), it never
- * produces a wrong key. EP sees K_obj (it sees the plaintext anyway); as §7 says, this is DiSE's
- * DPRF used as a KDF, without DiSE's integrity guarantee against a malicious EP.
+ * Two modes, one round trip each, batched over objects (1..256 per session):
+ *
+ * - proved (`dprf-eval`, spec §7 as written; EP + Partner, or EP + Aux): the helper answers each
+ *   object with V_h and a DLEQ proof against A_h of the epoch both hold, which EP verifies.
+ *     0  EP→h  enc(tripletId, alg, keyId, u32 epoch, nonce32, u8 h, encList(objectNonce…))
+ *     1  h→EP  encList(enc(V_h, proof)…)
+ * - cross-checked (`dprf-cross`, the fast path when all three servers are up): Partner and Aux
+ *   both answer, without proofs, and EP checks the three partials against each other. With
+ *   f(X) = k + c·X the shares satisfy f(3) = 2·f(2) − f(1) and k = f(0) = 2·f(1) − f(2), so EP
+ *   requires V_3 = 2·V_2 − V_1 and takes V = 2·V_1 − V_2. With EP honest and at most one helper
+ *   cheating, EP's partial and the honest helper's fix the cheater's exactly: a wrong partial
+ *   cannot pass (the check is an equality of points, there is no proof to forge). It aborts the
+ *   session with no suspect (either helper could be the one) and the service evaluates again in
+ *   proved mode, which names the cheater. The check costs EP two point additions per object,
+ *   where a proof costs the helper two multiplications and EP four; each helper learns k_h·U as
+ *   in proved mode, and less (no proof).
+ *     0  EP→2, EP→3  enc(tripletId, alg, keyId, u32 epoch, nonce32, encList(objectNonce…))
+ *     1  h→EP        encList(V_h…)
+ *
+ * Each helper computes U = H(x) itself from the key id and the object nonce: it evaluates objects
+ * of the key it holds, never a point EP chose. Nothing is persisted. A refresh changes the shares,
+ * not k: K_obj, hence every ciphertext, survives refresh (the key version in the object header is
+ * informational). Either mode aborts on a wrong partial, it never produces a wrong key. EP sees
+ * K_obj (it sees the plaintext anyway); as §7 says, this is DiSE's DPRF used as a KDF, without
+ * DiSE's integrity guarantee against a malicious EP.
  *
  * The sealed-object format and `generateDataKey` are below (`sealObject`, `openObject`).
  */
 import crypto from 'node:crypto';
-import { p256_hasher } from '@noble/curves/nist.js';
 import { decodePoint, encodePoint, getCurve, type Point } from '../crypto/curves.js';
 import { mulPoint, mulPublic } from '../crypto/ec-mul.js';
+import { p256HashToCurve } from '../crypto/p256-hash-to-curve.js';
 import { decodeDleqProof, encodeDleqProof, proveDleq, verifyDleq } from '../crypto/dleq.js';
 import { bytesEqual, decodeEnc, enc, encList, TAG_PREFIX, u32be, u8 } from '../crypto/encoding.js';
 import { lagrangeWeights } from '../crypto/shamir.js';
@@ -43,6 +60,7 @@ export type DprfAlg = typeof DPRF_ALG;
 export type DprfKeyShare = Omit<KeyShare, 'alg'> & { readonly alg: DprfAlg };
 
 export const PROTO_DPRF = 'dprf-eval';
+export const PROTO_DPRF_CROSS = 'dprf-cross';
 export const DPRF_DST = TAG_PREFIX + 'dprf';
 const OBJECT_NONCE_BYTES = 32;
 /** Objects per session (bounds the helper's work per request). */
@@ -57,8 +75,9 @@ export function dprfInput(keyId: string, objectNonce: Uint8Array): Uint8Array {
   return enc('dprf-object', keyId, objectNonce);
 }
 
+/** U = hash_to_curve(x) (RFC 9380, P256_XMD:SHA-256_SSWU_RO_ with the DPRF's DST). */
 export function dprfPoint(x: Uint8Array): Point {
-  return p256_hasher.hashToCurve(x, { DST: DPRF_DST }) as unknown as Point;
+  return p256HashToCurve(x, DPRF_DST) as Point;
 }
 
 /** K_obj = HKDF-SHA256(SEC1(V), salt = keyId, info = "aes-256-gcm" ‖ x), 32 bytes. */
@@ -85,10 +104,13 @@ export interface DprfKeys {
 export type DprfOutput = DprfKeys | { readonly kind: 'partial-sent'; readonly sid: Uint8Array };
 export type DprfParty = Party<DprfOutput, never>;
 
+/** Which helpers answer: one, with DLEQ proofs (2 or 3), or both, cross-checked without proofs. */
+export type DprfHelpers = 2 | 3 | 'both';
+
 export interface DprfCoordinatorOptions {
   readonly share: DprfKeyShare;
   readonly tripletId: string;
-  readonly helper: 2 | 3;
+  readonly helper: DprfHelpers;
   /** One 32-byte object nonce per object (1..DPRF_MAX_BATCH). */
   readonly objectNonces: readonly Uint8Array[];
   readonly rng: Rng;
@@ -98,10 +120,13 @@ export interface DprfCoordinatorOptions {
 export interface DprfHelperOptions {
   readonly share: DprfKeyShare;
   readonly tripletId: string;
+  /** The request's mode (`parseDprfRequest`): a request of the other mode is refused. */
+  readonly proved: boolean;
   readonly rng: Rng;
 }
 
 interface DprfHeader {
+  readonly proto: typeof PROTO_DPRF | typeof PROTO_DPRF_CROSS;
   readonly tripletId: string;
   readonly keyId: string;
   readonly epoch: number;
@@ -111,7 +136,7 @@ interface DprfHeader {
 function dprfSid(h: DprfHeader): Uint8Array {
   return computeSid({
     tripletId: h.tripletId,
-    proto: PROTO_DPRF,
+    proto: h.proto,
     alg: DPRF_ALG,
     keyIds: [h.keyId],
     epochs: [h.epoch],
@@ -130,47 +155,76 @@ function checkShare(share: DprfKeyShare): void {
 
 export interface DprfRequestInfo {
   readonly header: DprfHeader;
+  /** The helper asked (the envelope's recipient). */
   readonly helper: 2 | 3;
+  /** Proved mode: answer with DLEQ proofs; cross-checked mode: partials only. */
+  readonly proved: boolean;
   readonly objectNonces: readonly Uint8Array[];
 }
 
-/** For the host: decode and sid-check a DPRF request before policy and key lookup. */
+function requestBody(h: DprfHeader, helper: DprfHelpers, objectNonces: readonly Uint8Array[]): Uint8Array {
+  const head = [h.tripletId, DPRF_ALG, h.keyId, u32be(h.epoch), h.nonce];
+  return helper === 'both' ? enc(...head, encList(objectNonces)) : enc(...head, u8(helper), encList(objectNonces));
+}
+
+/** For the host: decode and sid-check a DPRF request (either mode) before policy and key lookup. */
 export function parseDprfRequest(env: Envelope): DprfRequestInfo {
   try {
-    if (env.proto !== PROTO_DPRF || env.round !== 0 || env.from !== 1) throw new Error('not a DPRF request from EP');
+    const proto = env.proto;
+    if ((proto !== PROTO_DPRF && proto !== PROTO_DPRF_CROSS) || env.round !== 0 || env.from !== 1)
+      throw new Error('not a DPRF request from EP');
+    const proved = proto === PROTO_DPRF;
     const f = decodeEnc(env.body);
-    if (f.length !== 7) throw new Error('request has the wrong number of fields');
+    if (f.length !== (proved ? 7 : 6)) throw new Error('request has the wrong number of fields');
     if (readString(f[1]!) !== DPRF_ALG) throw new Error('not a DPRF alg');
-    const header: DprfHeader = { tripletId: readString(f[0]!), keyId: readString(f[2]!), epoch: readU32(f[3]!), nonce: f[4]! };
+    const header: DprfHeader = { proto, tripletId: readString(f[0]!), keyId: readString(f[2]!), epoch: readU32(f[3]!), nonce: f[4]! };
     if (header.nonce.length !== 32) throw new Error('request nonce must be 32 bytes');
-    const helper = f[5]!.length === 1 ? f[5]![0] : 0;
-    if ((helper !== 2 && helper !== 3) || helper !== env.to) throw new Error('helper id');
+    const helper = env.to;
+    if (helper !== 2 && helper !== 3) throw new Error('helper id');
+    if (proved && !(f[5]!.length === 1 && f[5]![0] === helper)) throw new Error('helper id');
     if (!bytesEqual(dprfSid(header), env.sid)) throw new Error('sid does not match the request');
-    const objectNonces = decodeEnc(f[6]!);
+    const objectNonces = decodeEnc(f[proved ? 6 : 5]!);
     if (objectNonces.length === 0 || objectNonces.length > DPRF_MAX_BATCH) throw new Error('batch size');
     if (objectNonces.some((n) => n.length !== OBJECT_NONCE_BYTES)) throw new Error('object nonce must be 32 bytes');
-    return { header, helper, objectNonces };
+    return { header, helper, proved, objectNonces };
   } catch (e) {
-    throw new ProtocolAbort(PROTO_DPRF, 0, `invalid-request: ${(e as Error).message}`, 1);
+    throw new ProtocolAbort(env.proto, 0, `invalid-request: ${(e as Error).message}`, 1);
   }
 }
 
-/** EP's own part of one object: its PRF input x, the point U = H(x) and λ₁·k₁·U. */
+/** EP's own part of one object: its PRF input x, the point U = H(x) and its partial (see `ownScalar`). */
 interface OwnPart {
   readonly x: Uint8Array;
   readonly U: Point;
   readonly V1: Point;
 }
 
+/**
+ * EP's multiplier: λ₁·k₁ with one proved helper h (V = λ₁k₁·U + λ_h·V_h), or k₁ itself when both
+ * helpers answer (V = 2·V_1 − V_2 and the check need the plain partial).
+ */
+function ownScalar(share: DprfKeyShare, helper: DprfHelpers): bigint {
+  if (helper === 'both') return share.share;
+  const [l1] = lagrangeWeights(curve, [1, helper], 0) as [bigint, bigint];
+  return curve.Fn.mul(l1, share.share);
+}
+
 class DprfCoordinator extends RoundParty<DprfOutput, never> {
-  /** Computed after the request left (onResume), while the helper works, or on its answer. */
+  /** Computed after the request left (onResume), while the helpers work, or on their answers. */
   private own: OwnPart[] | undefined;
+  private readonly helpers: readonly (2 | 3)[];
 
   constructor(private readonly opts: DprfCoordinatorOptions) {
-    super(1, PROTO_DPRF, (round, from) => round === 1 && from === opts.helper);
+    const helpers = opts.helper === 'both' ? ([2, 3] as const) : [opts.helper];
+    super(
+      1,
+      opts.helper === 'both' ? PROTO_DPRF_CROSS : PROTO_DPRF,
+      (round, from) => round === 1 && (helpers as readonly number[]).includes(from),
+    );
+    this.helpers = helpers;
     checkShare(opts.share);
     if (opts.share.partyId !== 1) throw new RangeError('the coordinator is EP');
-    if (opts.helper !== 2 && opts.helper !== 3) throw new RangeError('helper must be 2 or 3');
+    if (opts.helper !== 2 && opts.helper !== 3 && opts.helper !== 'both') throw new RangeError("helper must be 2, 3 or 'both'");
     const n = opts.objectNonces.length;
     if (n === 0 || n > DPRF_MAX_BATCH) throw new RangeError(`1..${DPRF_MAX_BATCH} objects per session`);
     for (const o of opts.objectNonces) if (o.length !== OBJECT_NONCE_BYTES) throw new RangeError('object nonce must be 32 bytes');
@@ -179,34 +233,26 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
   protected onStart(step: StepBuilder<DprfOutput, never>): void {
     const { share, rng } = this.opts;
     const header: DprfHeader = {
+      proto: this.proto === PROTO_DPRF_CROSS ? PROTO_DPRF_CROSS : PROTO_DPRF,
       tripletId: this.opts.tripletId,
       keyId: share.keyId,
       epoch: share.epoch,
       nonce: this.opts.nonce ?? rng(32),
     };
     this.inbox.bindSid(dprfSid(header));
-    const body = enc(
-      header.tripletId,
-      DPRF_ALG,
-      header.keyId,
-      u32be(header.epoch),
-      header.nonce,
-      u8(this.opts.helper),
-      encList(this.opts.objectNonces),
-    );
-    step.send.push(this.envelope(0, this.opts.helper, body));
+    const body = requestBody(header, this.opts.helper, this.opts.objectNonces);
+    for (const h of this.helpers) step.send.push(this.envelope(0, h, body));
     step.more = true;
   }
 
-  /** EP's own hash-to-curve and partial of every object, while the helper computes its own. */
+  /** EP's own hash-to-curve and partial of every object, while the helpers compute theirs. */
   protected override onResume(): void {
     this.own ??= this.ownParts();
   }
 
   private ownParts(): OwnPart[] {
     const { share, objectNonces } = this.opts;
-    const [l1] = lagrangeWeights(curve, [1, this.opts.helper], 0) as [bigint, bigint];
-    const k = curve.Fn.mul(l1, share.share);
+    const k = ownScalar(share, this.opts.helper);
     return objectNonces.map((on) => {
       const x = dprfInput(share.keyId, on);
       const U = dprfPoint(x);
@@ -215,28 +261,49 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
   }
 
   protected advance(step: StepBuilder<DprfOutput, never>): void {
-    const h = this.opts.helper;
-    if (!this.inbox.has(1, h)) return;
-    this.at(1, h);
-    const { share, objectNonces } = this.opts;
-    const items = decodeEnc(this.inbox.take(1, h));
-    if (items.length !== objectNonces.length) this.abort('invalid-input: one partial per object', h);
-    const Ah = decodePoint(curve, share.A[h]);
-    const lh = (lagrangeWeights(curve, [1, h], 0) as [bigint, bigint])[1];
-    const sid = this.inbox.sid!;
+    if (!this.helpers.every((h) => this.inbox.has(1, h))) return;
     const own = (this.own ??= this.ownParts());
-    const keys = own.map(({ x, U, V1 }, i) => {
-      const f = decodeEnc(items[i]!);
-      if (f.length !== 2) this.abort('invalid-input: partial field count', h);
-      const Vh = decodePoint(curve, f[0]!);
-      const proof = decodeDleqProof(curve, f[1]!);
-      if (!verifyDleq(curve, 'dprf', proofContext(sid, h, i), { U, A: Ah, V: Vh }, proof)) this.abort('proof-invalid', h);
-      const V = V1.add(mulPublic(curve, Vh, lh));
-      if (V.is0()) this.abort('prf value is the identity', h);
-      return objectKeyFromPoint(V, share.keyId, x);
+    const values = this.opts.helper === 'both' ? this.crossChecked(own) : this.proved(own, this.opts.helper);
+    const keys = own.map(({ x }, i) => {
+      if (values[i]!.is0()) this.abort('prf value is the identity', null);
+      return objectKeyFromPoint(values[i]!, this.opts.share.keyId, x);
     });
     step.output = { kind: 'keys', keys };
     this.finish();
+  }
+
+  /** The helper's partials, one per object, each decoded by `decode` (a failure names the helper). */
+  private partials<T>(h: 2 | 3, decode: (item: Uint8Array, index: number) => T): T[] {
+    this.at(1, h);
+    const items = decodeEnc(this.inbox.take(1, h));
+    if (items.length !== this.opts.objectNonces.length) this.abort('invalid-input: one partial per object', h);
+    return items.map(decode);
+  }
+
+  /** V = λ₁k₁·U + λ_h·V_h, each V_h DLEQ-verified against A_h. */
+  private proved(own: readonly OwnPart[], h: 2 | 3): Point[] {
+    const Ah = decodePoint(curve, this.opts.share.A[h]);
+    const lh = (lagrangeWeights(curve, [1, h], 0) as [bigint, bigint])[1];
+    const sid = this.inbox.sid!;
+    return this.partials(h, (item, i) => {
+      const f = decodeEnc(item);
+      if (f.length !== 2) this.abort('invalid-input: partial field count', h);
+      const Vh = decodePoint(curve, f[0]!);
+      const proof = decodeDleqProof(curve, f[1]!);
+      if (!verifyDleq(curve, 'dprf', proofContext(sid, h, i), { U: own[i]!.U, A: Ah, V: Vh }, proof)) this.abort('proof-invalid', h);
+      return own[i]!.V1.add(mulPublic(curve, Vh, lh));
+    });
+  }
+
+  /** V = 2·V_1 − V_2, once V_3 = 2·V_2 − V_1 holds for every object (module comment). */
+  private crossChecked(own: readonly OwnPart[]): Point[] {
+    const V2 = this.partials(2, (item) => decodePoint(curve, item));
+    const V3 = this.partials(3, (item) => decodePoint(curve, item));
+    this.at(1, null);
+    return own.map(({ V1 }, i) => {
+      if (!V2[i]!.double().subtract(V1).equals(V3[i]!)) this.abort('partials-inconsistent', null);
+      return V1.double().subtract(V2[i]!);
+    });
   }
 
   protected erase(): void {
@@ -246,7 +313,7 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
 
 class DprfHelper extends RoundParty<DprfOutput, never> {
   constructor(private readonly opts: DprfHelperOptions) {
-    super(opts.share.partyId, PROTO_DPRF, (round, from) => round === 0 && from === 1);
+    super(opts.share.partyId, opts.proved ? PROTO_DPRF : PROTO_DPRF_CROSS, (round, from) => round === 0 && from === 1);
     checkShare(opts.share);
     if (opts.share.partyId === 1) throw new RangeError('helpers are Partner or Aux');
   }
@@ -268,6 +335,7 @@ class DprfHelper extends RoundParty<DprfOutput, never> {
     const replies = info.objectNonces.map((on, i) => {
       const U = dprfPoint(dprfInput(share.keyId, on));
       const V = mulPoint(curve, U, share.share);
+      if (!info.proved) return encodePoint(curve, V);
       const proof = proveDleq(curve, 'dprf', proofContext(env.sid, this.id, i), share.share, { U, A, V }, rng);
       return enc(encodePoint(curve, V), encodeDleqProof(curve, proof));
     });
@@ -279,12 +347,12 @@ class DprfHelper extends RoundParty<DprfOutput, never> {
   protected erase(): void {}
 }
 
-/** EP: `start()` sends the request; the helper's checked partials yield one K_obj per object. */
+/** EP: `start()` sends the request; the helpers' checked partials yield one K_obj per object. */
 export function createDprfCoordinator(opts: DprfCoordinatorOptions): DprfParty {
   return new DprfCoordinator(opts);
 }
 
-/** Partner / Aux: answers EP's request with k_h·U and a DLEQ proof per object. */
+/** Partner / Aux: answers EP's request with k_h·U per object, and a DLEQ proof in proved mode. */
 export function createDprfHelper(opts: DprfHelperOptions): DprfParty {
   return new DprfHelper(opts);
 }

@@ -16,7 +16,7 @@ import {
   type SignedInput,
 } from '../protocols/ecdsa.js';
 import { createFrostCoordinator, createFrostHelper } from '../protocols/frost.js';
-import { createDprfCoordinator, createDprfHelper, type DprfKeyShare } from '../protocols/dprf.js';
+import { createDprfCoordinator, createDprfHelper, type DprfHelpers, type DprfKeyShare } from '../protocols/dprf.js';
 import {
   createRsaCoordinator,
   createRsaHelper,
@@ -94,7 +94,9 @@ export type Recipe =
       readonly kind: 'dprf';
       readonly share: DprfKeyShare;
       readonly tripletId: string;
-      readonly coordinate?: { helper: 2 | 3; objectNonces: readonly Uint8Array[] };
+      /** A helper's mode: the request's (`parseDprfRequest`). */
+      readonly proved?: boolean;
+      readonly coordinate?: { helper: DprfHelpers; objectNonces: readonly Uint8Array[] };
     };
 
 const rng: Rng = (n) => new Uint8Array(randomBytes(n));
@@ -178,7 +180,7 @@ export function buildParty(r: Recipe): Party<unknown, unknown> {
             objectNonces: r.coordinate.objectNonces,
             rng,
           })
-        : createDprfHelper({ share: r.share, tripletId: r.tripletId, rng });
+        : createDprfHelper({ share: r.share, tripletId: r.tripletId, proved: r.proved ?? true, rng });
     case 'frost':
       return r.coordinate
         ? createFrostCoordinator({

@@ -7,7 +7,9 @@
  *   (OAEP, PKCS#1 v1.5) with EP + Partner (or Aux), each result checked with e before release;
  *   refresh with the two-phase, epoch-based commit.
  * - AES-256: a threshold PRF key (a P-256 DKG key); every object gets its own AES-256-GCM key
- *   derived jointly by EP + Partner (or Aux) with DLEQ-proved partials.
+ *   derived jointly: by all three servers with cross-checked partials when all are up, else (or
+ *   when the check fails) by EP + Partner (or Aux) with DLEQ-proved partials (dprf.ts). Concurrent
+ *   requests for one key share a session (KeyedBatcher).
  */
 import { constants, createHash, createPublicKey, generateKeyPair, publicEncrypt, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
@@ -15,10 +17,13 @@ import { decodeEnc, enc, toHex, u32be, u8 } from '../crypto/encoding.js';
 import { HASH_LEN, type OaepHash, type RsaSignHash, rsassaPkcs1v15Verify, rsassaPssVerify } from '../crypto/rsa-padding.js';
 import { EkmError } from '../errors.js';
 import {
+  type DprfHelpers,
   type DprfKeyShare,
   type DprfOutput,
   DPRF_ALG,
+  DPRF_MAX_BATCH,
   PROTO_DPRF,
+  PROTO_DPRF_CROSS,
   SealedObjectError,
   generateDataKey,
   newObjectNonce,
@@ -50,6 +55,7 @@ import {
 import { type ConfirmCheckpoint, decodeRequest } from '../protocols/session-kit.js';
 import type { PartyId } from '../protocols/types.js';
 import { KEY_UID_RE, type KeyWrite } from '../store/key-records.js';
+import { KeyedBatcher } from '../util/keyed-batcher.js';
 import type { SessionSpec } from './protocol-host.js';
 import { runsInline } from './party-recipes.js';
 import { publicOnly } from './public-keys.js';
@@ -65,6 +71,18 @@ const AUX_REDERIVE_METHOD = 'rsa.aux-rederive';
 /** Aux → EP and Aux → Partner: the one piece of mine that the Aux also holds. */
 const PIECE_FOR_AUX_METHOD = 'rsa.piece-for-aux';
 const AUX = 3 as const satisfies PartyId;
+/**
+ * AES sessions of one key that run at once; the requests that arrive meanwhile wait and go
+ * together in the next (up to DPRF_MAX_BATCH objects). Two keep EP and the helpers busy at the
+ * same time (one batch computes at the helpers while EP finishes the other).
+ */
+const DPRF_SESSIONS_PER_KEY = 2;
+
+/** One object's key, and the key's epoch it was derived at (the sealed object's key version). */
+interface ObjectKey {
+  readonly objectKey: Uint8Array;
+  readonly epoch: number;
+}
 
 export type RsaSignScheme = 'pkcs1v15' | 'pss';
 export type RsaDecryptScheme = 'oaep' | 'pkcs1v15';
@@ -77,6 +95,12 @@ export interface RsaAesDeps extends ServiceDeps {
 }
 
 export class RsaAesKeys {
+  private readonly objectKeyBatches = new KeyedBatcher<Uint8Array, ObjectKey>(
+    (keyId, objectNonces) => this.objectKeys(keyId, objectNonces),
+    DPRF_MAX_BATCH,
+    DPRF_SESSIONS_PER_KEY,
+  );
+
   constructor(private readonly deps: RsaAesDeps) {
     deps.registerPeerMethod(INSTALL_METHOD, (body, from) => {
       if (from !== 'ep') throw new EkmError('EKM_PEER_PROTOCOL', `only the EP deals RSA shares, not the ${from ?? 'unknown peer'}`);
@@ -102,13 +126,16 @@ export class RsaAesKeys {
       requireRefreshEpochs(inputs, states, 'RSA key');
       return spec({ kind: 'rsa-refresh', common: deps.identity, states: [...states] }, RSA_REFRESH_PROTO, rsaRefreshWrites);
     });
-    deps.host.register(PROTO_DPRF, async (env) => {
+    const dprfHelper = async (env: Parameters<typeof parseDprfRequest>[0]): Promise<SessionSpec> => {
       const info = parseDprfRequest(env);
       // No share at all is refused like a stale one: the Aux of a triplet that never used the key (KeyService.withAuxShares).
       const share = await deps.currentEcShare(info.header.keyId).catch(() => undefined);
       if (share?.alg !== DPRF_ALG || share.epoch !== info.header.epoch) throw new EkmError('EKM_KEY_EPOCH', `no AES key ${info.header.keyId} at epoch ${info.header.epoch}`);
-      return spec({ kind: 'dprf', share: share as DprfKeyShare, tripletId: deps.tripletId }, PROTO_DPRF, noWrites, info.objectNonces.length);
-    });
+      const recipe = { kind: 'dprf', share: share as DprfKeyShare, tripletId: deps.tripletId, proved: info.proved } as const;
+      return spec(recipe, env.proto, noWrites, info.objectNonces.length);
+    };
+    deps.host.register(PROTO_DPRF, dprfHelper);
+    deps.host.register(PROTO_DPRF_CROSS, dprfHelper);
   }
 
   // --- RSA ------------------------------------------------------------------------------------
@@ -210,13 +237,12 @@ export class RsaAesKeys {
   // --- AES (threshold PRF) ---------------------------------------------------------------------
 
   async aesEncrypt(keyId: string, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
-    const share = await this.dprfShare(keyId);
     const objectNonce = newObjectNonce();
-    const [objectKey] = await this.objectKeys(share, [objectNonce]);
+    const { objectKey, epoch } = await this.objectKey(keyId, objectNonce);
     try {
-      return sealObject(objectKey!, plaintext, aad, { keyId, keyVersion: share.epoch, objectNonce });
+      return sealObject(objectKey, plaintext, aad, { keyId, keyVersion: epoch, objectNonce });
     } finally {
-      objectKey!.fill(0);
+      objectKey.fill(0);
     }
   }
 
@@ -225,36 +251,56 @@ export class RsaAesKeys {
     if (keyId !== undefined && header.keyId !== keyId) {
       throw new EkmError('EKM_WRONG_KEY', `the ciphertext was made with key ${header.keyId}, not ${keyId}`, undefined, 1, 400);
     }
-    const share = await this.dprfShare(header.keyId);
-    const [objectKey] = await this.objectKeys(share, [header.objectNonce]);
+    const { objectKey } = await this.objectKey(header.keyId, header.objectNonce);
     try {
-      return { keyId: header.keyId, plaintext: openObject(objectKey!, sealed, aad, header.keyId) };
+      return { keyId: header.keyId, plaintext: openObject(objectKey, sealed, aad, header.keyId) };
     } catch (e) {
       throw asEkmError(e);
     } finally {
-      objectKey!.fill(0);
+      objectKey.fill(0);
     }
   }
 
   async aesDataKey(keyId: string, bits: 128 | 256, aad: Uint8Array): Promise<{ plaintextKey: Uint8Array; sealed: Uint8Array }> {
-    const share = await this.dprfShare(keyId);
     const objectNonce = newObjectNonce();
-    const [objectKey] = await this.objectKeys(share, [objectNonce]);
+    const { objectKey, epoch } = await this.objectKey(keyId, objectNonce);
     try {
-      return generateDataKey(objectKey!, { keyId, keyVersion: share.epoch, objectNonce }, bits, aad);
+      return generateDataKey(objectKey, { keyId, keyVersion: epoch, objectNonce }, bits, aad);
     } finally {
-      objectKey!.fill(0);
+      objectKey.fill(0);
     }
   }
 
   // --- internals -------------------------------------------------------------------------------
 
-  private async objectKeys(share: DprfKeyShare, objectNonces: Uint8Array[]): Promise<Uint8Array[]> {
-    const out = await this.withHelper(share.keyId, (helper) =>
-      this.deps.host.run<DprfOutput>(spec({ kind: 'dprf', share, tripletId: this.deps.tripletId, coordinate: { helper, objectNonces } }, PROTO_DPRF, noWrites)),
-    );
-    if (out.kind !== 'keys') throw new EkmError('EKM_PROTOCOL_ABORTED', 'no object key was derived');
-    return [...out.keys];
+  /** K_obj of one object, derived in a session shared with the concurrent requests for the same key. */
+  private objectKey(keyId: string, objectNonce: Uint8Array): Promise<ObjectKey> {
+    this.requireEp();
+    return this.objectKeyBatches.submit(keyId, objectNonce);
+  }
+
+  /**
+   * One session for a batch of objects: cross-checked by all three servers when both helpers are
+   * connected; proved with the Partner (or the Aux) when one is not, or when the cross-checked
+   * session failed (a wrong partial: the proved session names the helper that sent it).
+   */
+  private async objectKeys(keyId: string, objectNonces: readonly Uint8Array[]): Promise<ObjectKey[]> {
+    const share = await this.dprfShare(keyId);
+    const run = async (helper: DprfHelpers): Promise<ObjectKey[]> => {
+      const recipe = { kind: 'dprf', share, tripletId: this.deps.tripletId, coordinate: { helper, objectNonces } } as const;
+      const out = await this.deps.host.run<DprfOutput>(spec(recipe, recipe.coordinate.helper === 'both' ? PROTO_DPRF_CROSS : PROTO_DPRF, noWrites));
+      if (out.kind !== 'keys') throw new EkmError('EKM_PROTOCOL_ABORTED', 'no object key was derived');
+      return out.keys.map((objectKey) => ({ objectKey, epoch: share.epoch }));
+    };
+    if (this.deps.peers.link('partner') && this.deps.peers.link('aux')) {
+      try {
+        return await this.deps.withAuxShares([keyId], () => run('both'));
+      } catch (e) {
+        if (!(e instanceof EkmError)) throw e;
+        this.deps.log.warn({ keyId, err: e.message }, 'the cross-checked AES session failed; evaluating again with proofs');
+      }
+    }
+    return this.withHelper(keyId, run);
   }
 
   private rsaRun(share: RsaKeyShare, operation: RsaOperation): Promise<RsaOutput> {

@@ -38,14 +38,25 @@ describe('RSA and AES keys on a real triplet', () => {
         assert.equal(s.status, 200, JSON.stringify(s.body));
         const sig = unb64(s.body.signature);
         const padding = scheme === 'pss' ? constants.RSA_PKCS1_PSS_PADDING : constants.RSA_PKCS1_PADDING;
-        assert.ok(nodeVerify(hash, msg, { key: rsa.publicKey, padding, saltLength: { sha256: 32, sha384: 48, sha512: 64 }[hash] }, sig), `${scheme} ${hash}`);
+        assert.ok(
+          nodeVerify(hash, msg, { key: rsa.publicKey, padding, saltLength: { sha256: 32, sha384: 48, sha512: 64 }[hash] }, sig),
+          `${scheme} ${hash}`,
+        );
       }
     }
     const s = await api.call<{ signature: string }>('POST', `/keys/${rsa.keyId}/sign`, { message: b64(msg) });
     writeFileSync(join(t.dir, 'rsa.pem'), rsa.publicKey);
     writeFileSync(join(t.dir, 'msg'), msg);
     writeFileSync(join(t.dir, 'rsa.sig'), unb64(s.body.signature));
-    const out = execFileSync('openssl', ['dgst', '-sha256', '-verify', join(t.dir, 'rsa.pem'), '-signature', join(t.dir, 'rsa.sig'), join(t.dir, 'msg')]).toString();
+    const out = execFileSync('openssl', [
+      'dgst',
+      '-sha256',
+      '-verify',
+      join(t.dir, 'rsa.pem'),
+      '-signature',
+      join(t.dir, 'rsa.sig'),
+      join(t.dir, 'msg'),
+    ]).toString();
     assert.match(out, /Verified OK/);
   });
 
@@ -60,12 +71,20 @@ describe('RSA and AES keys on a real triplet', () => {
     const ct = publicEncrypt({ key: rsa.publicKey, padding: constants.RSA_PKCS1_PADDING }, secret);
     const d = await api.call<{ plaintext: string }>('POST', `/keys/${rsa.keyId}/decrypt`, { ciphertext: b64(ct), scheme: 'pkcs1v15' });
     assert.deepEqual(unb64(d.body.plaintext), secret);
-    const bad = await api.call<{ error: { code: string } }>('POST', `/keys/${rsa.keyId}/decrypt`, { ciphertext: b64(Buffer.alloc(256, 7)), scheme: 'oaep' });
+    const bad = await api.call<{ error: { code: string } }>('POST', `/keys/${rsa.keyId}/decrypt`, {
+      ciphertext: b64(Buffer.alloc(256, 7)),
+      scheme: 'oaep',
+    });
     assert.equal(bad.status, 400);
     assert.equal(bad.body.error.code, 'EKM_DECRYPTION_FAILED');
     // PKCS#1 v1.5 answers a faulty padding with a synthetic plaintext, not an error (implicit rejection).
     const synthetic = await Promise.all(
-      [0, 1].map(() => api.call<{ plaintext: string }>('POST', `/keys/${rsa.keyId}/decrypt`, { ciphertext: b64(Buffer.alloc(256, 7)), scheme: 'pkcs1v15' })),
+      [0, 1].map(() =>
+        api.call<{ plaintext: string }>('POST', `/keys/${rsa.keyId}/decrypt`, {
+          ciphertext: b64(Buffer.alloc(256, 7)),
+          scheme: 'pkcs1v15',
+        }),
+      ),
     );
     for (const s of synthetic) assert.equal(s.status, 200, JSON.stringify(s.body));
     assert.equal(synthetic[1]!.body.plaintext, synthetic[0]!.body.plaintext);
@@ -94,10 +113,16 @@ describe('RSA and AES keys on a real triplet', () => {
       ['short', 'tenant=a'],
       ['x'.repeat(100_000), ''],
     ] as const) {
-      const e = await api.call<{ ciphertext: string }>('POST', `/keys/${aes.keyId}/encrypt`, { plaintext: b64(plaintext), ...(aad ? { aad: b64(aad) } : {}) });
+      const e = await api.call<{ ciphertext: string }>('POST', `/keys/${aes.keyId}/encrypt`, {
+        plaintext: b64(plaintext),
+        ...(aad ? { aad: b64(aad) } : {}),
+      });
       assert.equal(e.status, 200, JSON.stringify(e.body));
       sealed.push({ ciphertext: e.body.ciphertext, aad, plaintext });
-      const d = await api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, { ciphertext: e.body.ciphertext, ...(aad ? { aad: b64(aad) } : {}) });
+      const d = await api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, {
+        ciphertext: e.body.ciphertext,
+        ...(aad ? { aad: b64(aad) } : {}),
+      });
       assert.equal(d.status, 200, JSON.stringify(d.body));
       assert.equal(unb64(d.body.plaintext).toString(), plaintext);
     }
@@ -105,6 +130,35 @@ describe('RSA and AES keys on a real triplet', () => {
     assert.equal(unb64(dk.body.plaintextKey).length, 32);
     const back = await api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, { ciphertext: dk.body.ciphertext });
     assert.equal(back.body.plaintext, dk.body.plaintextKey);
+  });
+
+  it('AES-256: 48 concurrent encryptions and decryptions (sessions shared by concurrent requests) all round-trip', async () => {
+    const texts = Array.from({ length: 48 }, (_, i) => `object ${i}`);
+    const enc = await Promise.all(
+      texts.map((p, i) =>
+        api.call<{ ciphertext: string }>('POST', `/keys/${aes.keyId}/encrypt`, { plaintext: b64(p), aad: b64(`n=${i}`) }),
+      ),
+    );
+    enc.forEach((e) => assert.equal(e.status, 200, JSON.stringify(e.body)));
+    assert.equal(new Set(enc.map((e) => e.body.ciphertext)).size, 48);
+    const dec = await Promise.all(
+      enc.map((e, i) =>
+        api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, { ciphertext: e.body.ciphertext, aad: b64(`n=${i}`) }),
+      ),
+    );
+    dec.forEach((d, i) => assert.equal(unb64(d.body.plaintext).toString(), texts[i], JSON.stringify(d.body)));
+    // One wrong AAD among concurrent good ones fails alone.
+    const mixed = await Promise.all(
+      enc
+        .slice(0, 8)
+        .map((e, i) =>
+          api.call('POST', `/keys/${aes.keyId}/decrypt`, { ciphertext: e.body.ciphertext, aad: b64(`n=${i === 3 ? 99 : i}`) }),
+        ),
+    );
+    assert.deepEqual(
+      mixed.map((r) => r.status),
+      [200, 200, 200, 400, 200, 200, 200, 200],
+    );
   });
 
   it('AES-256: wrong AAD, tampered ciphertext, wrong key and truncated input are clear errors', async () => {
@@ -133,7 +187,10 @@ describe('RSA and AES keys on a real triplet', () => {
     await startSeedOrder(t);
     api = await apiFor(t);
     for (const s of sealed) {
-      const d = await api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, { ciphertext: s.ciphertext, ...(s.aad ? { aad: b64(s.aad) } : {}) });
+      const d = await api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, {
+        ciphertext: s.ciphertext,
+        ...(s.aad ? { aad: b64(s.aad) } : {}),
+      });
       assert.equal(d.status, 200, JSON.stringify(d.body));
       assert.equal(unb64(d.body.plaintext).toString(), s.plaintext);
     }
@@ -165,10 +222,19 @@ describe('RSA and AES keys on a real triplet', () => {
     // EP + the re-derived Aux only: the Partner is down.
     await ekm(t, 'partner', 'stop');
     const msg = Buffer.from('EP and the new Aux');
-    const sg = await api.call<{ signature: string }>('POST', `/keys/${rsa.keyId}/sign`, { message: b64(msg), scheme: 'pss', hash: 'sha384' });
+    const sg = await api.call<{ signature: string }>('POST', `/keys/${rsa.keyId}/sign`, {
+      message: b64(msg),
+      scheme: 'pss',
+      hash: 'sha384',
+    });
     assert.equal(sg.status, 200, JSON.stringify(sg.body));
-    assert.ok(nodeVerify('sha384', msg, { key: rsa.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }, unb64(sg.body.signature)));
-    const d = await api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, { ciphertext: sealed[0]!.ciphertext, ...(sealed[0]!.aad ? { aad: b64(sealed[0]!.aad) } : {}) });
+    assert.ok(
+      nodeVerify('sha384', msg, { key: rsa.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }, unb64(sg.body.signature)),
+    );
+    const d = await api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, {
+      ciphertext: sealed[0]!.ciphertext,
+      ...(sealed[0]!.aad ? { aad: b64(sealed[0]!.aad) } : {}),
+    });
     assert.equal(d.status, 200, JSON.stringify(d.body));
     assert.equal((await ekm(t, 'partner', 'start')).code, 0);
   });

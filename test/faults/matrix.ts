@@ -65,7 +65,13 @@ const TABLE: readonly { proto: string; load: Load; sites: Sites; ci: readonly st
     sites: ALL(['1:after-send', '3:before-persist', '3:after-persist', '4:after-persist', 'end:after-persist']),
     ci: ['aux 3:before-persist', 'aux 3:after-persist'],
   },
-  { proto: 'dprf-eval', load: 'encrypt', sites: { ep: ['0:after-send', 'end:before-persist'], partner: ['end:after-send'] }, ci: [] },
+  // With all three up an encryption is cross-checked (dprf-cross); dprf-eval (proved) is its fallback when a helper is down.
+  {
+    proto: 'dprf-cross',
+    load: 'encrypt',
+    sites: { ep: ['0:after-send', 'end:before-persist'], partner: ['end:after-send'], aux: ['end:after-send'] },
+    ci: [],
+  },
   { proto: 'rsa-op', load: 'sign-rsa', sites: { ep: ['0:after-send', 'end:before-persist'], partner: ['end:after-send'] }, ci: [] },
   {
     proto: 'aux-rederive',

@@ -7,7 +7,14 @@ import crypto from 'node:crypto';
 import { getCurve } from '../../src/crypto/curves.js';
 import { encodePoint } from '../../src/crypto/curves.js';
 import { shareLine } from '../../src/crypto/shamir.js';
-import { createDprfCoordinator, createDprfHelper, DPRF_ALG, type DprfKeyShare, type DprfOutput } from '../../src/protocols/dprf.js';
+import {
+  createDprfCoordinator,
+  createDprfHelper,
+  DPRF_ALG,
+  type DprfHelpers,
+  type DprfKeyShare,
+  type DprfOutput,
+} from '../../src/protocols/dprf.js';
 import {
   createRsaCoordinator,
   createRsaHelper,
@@ -222,9 +229,10 @@ export function refreshDprfKey(key: DealtDprfKey, seed: string): DealtDprfKey {
   return { k: key.k, shares: { 1: { ...shares[1], A }, 2: { ...shares[2], A }, 3: { ...shares[3], A } } };
 }
 
+/** EP and one proved helper (2, 3), or EP and both helpers cross-checked ('both'), in one process. */
 export function runDprf(
   key: DealtDprfKey,
-  helper: 2 | 3,
+  helper: DprfHelpers,
   objectNonces: readonly Uint8Array[],
   o: RsaRunOptions = {},
 ): RunResult<DprfOutput, never> {
@@ -237,8 +245,16 @@ export function runDprf(
     rng,
     ...(o.nonce ? { nonce: o.nonce } : {}),
   });
-  const h = createDprfHelper({ share: key.shares[helper], tripletId: TRIPLET, rng: seededRng(`${o.seed ?? 'dprf-run'}-h`) });
-  return runLocal([ep, h], o.intercept);
+  const helpers = helper === 'both' ? ([2, 3] as const) : [helper];
+  const hs = helpers.map((h) =>
+    createDprfHelper({
+      share: key.shares[h],
+      tripletId: TRIPLET,
+      proved: helper !== 'both',
+      rng: seededRng(`${o.seed ?? 'dprf-run'}-h${h}`),
+    }),
+  );
+  return runLocal([ep, ...hs], o.intercept);
 }
 
 /** The keys a DPRF run released, or why not. */

@@ -2,6 +2,8 @@
  * Malicious-party tests for the DPRF (§7, §8): every tamper case on the request and on the
  * helper's partials ends in the correct keys or an abort; a wrong V_h, a bad proof, a proof from
  * another session or position, or a helper computing with a wrong share aborts and names it.
+ * Cross-checked mode (both helpers, no proofs): the same matrix, and any wrong partial from either
+ * helper aborts with `partials-inconsistent` (no suspect: proved mode then names it).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -110,5 +112,98 @@ describe('DPRF tamper matrix', () => {
     assert.equal(dprfKeys(run), 'aborted');
     assert.equal(run.aborts.get(1)!.reason, 'proof-invalid');
     assert.equal(run.aborts.get(1)!.suspect, 3);
+  });
+});
+
+describe('DPRF cross-checked mode (both helpers, no proofs)', () => {
+  const CROSS_NONCES = [newObjectNonce(rng), newObjectNonce(rng), newObjectNonce(rng)];
+  const expected = dprfKeys(runDprf(KEY, 2, CROSS_NONCES, { seed: 'cross', nonce: NONCE })) as readonly Uint8Array[];
+
+  /** Rewrites helper `h`'s partial of object `i`. */
+  function rewritePartial(h: 2 | 3, i: number, f: (V: Uint8Array) => Uint8Array): Interceptor {
+    return (m: Envelope) => {
+      if (m.round !== 1 || m.from !== h) return [m];
+      const items = decodeEnc(m.body);
+      items[i] = f(items[i]!);
+      return [{ ...m, body: encList(items) }];
+    };
+  }
+
+  it('releases the keys of proved mode', () => {
+    assert.ok(Array.isArray(expected));
+    assert.deepEqual(dprfKeys(runDprf(KEY, 'both', CROSS_NONCES, { seed: 'cross', nonce: NONCE })), expected);
+  });
+
+  it('every message × mutation × field: correct keys or abort', (t) => {
+    const clean = runDprf(KEY, 'both', CROSS_NONCES, { seed: 'cross', nonce: NONCE });
+    const earlier = runDprf(KEY, 'both', CROSS_NONCES, { seed: 'earlier' }).transcript;
+    const cases = mutationCases(curve, clean.transcript, earlier);
+    let released = 0;
+    for (const c of cases) {
+      const out = dprfKeys(runDprf(KEY, 'both', CROSS_NONCES, { seed: 'cross', nonce: NONCE, intercept: c.intercept }));
+      if (Array.isArray(out)) {
+        assert.deepEqual(out, expected, `${c.name}: released keys are the right ones`);
+        released++;
+      }
+    }
+    t.diagnostic(`${cases.length} cases, ${released} released (correct), ${cases.length - released} aborted or stalled`);
+    assert.ok(cases.length - released > cases.length / 2);
+  });
+
+  it('a wrong partial from either helper, in any position, aborts with partials-inconsistent', () => {
+    const G = curve.G;
+    const cases: [string, Interceptor][] = [];
+    for (const h of [2, 3] as const) {
+      cases.push([`helper ${h}: V + G`, rewritePartial(h, 0, (V) => curve.Point.fromBytes(V).add(G).toBytes())]);
+      cases.push([`helper ${h}: −V`, rewritePartial(h, 2, (V) => curve.Point.fromBytes(V).negate().toBytes())]);
+      cases.push([`helper ${h}: 2·V`, rewritePartial(h, 1, (V) => curve.Point.fromBytes(V).double().toBytes())]);
+      cases.push([
+        `helper ${h}: partials swapped`,
+        (m) => {
+          if (m.round !== 1 || m.from !== h) return [m];
+          const items = decodeEnc(m.body);
+          return [{ ...m, body: encList([items[1]!, items[0]!, items[2]!]) }];
+        },
+      ]);
+    }
+    for (const [name, intercept] of cases) {
+      const run = runDprf(KEY, 'both', CROSS_NONCES, { seed: 'cross', nonce: NONCE, intercept });
+      assert.equal(dprfKeys(run), 'aborted', name);
+      assert.equal(run.aborts.get(1)!.reason, 'partials-inconsistent', name);
+      assert.equal(run.aborts.get(1)!.suspect, null, name);
+    }
+  });
+
+  it('a helper computing with a wrong share is caught by the check; proved mode then names it', () => {
+    for (const h of [2, 3] as const) {
+      const bad: DealtDprfKey = {
+        k: KEY.k,
+        shares: { ...KEY.shares, [h]: { ...KEY.shares[h], share: curve.Fn.add(KEY.shares[h].share, 1n) } },
+      };
+      const cross = runDprf(bad, 'both', CROSS_NONCES);
+      assert.equal(dprfKeys(cross), 'aborted');
+      assert.equal(cross.aborts.get(1)!.reason, 'partials-inconsistent');
+      const proved = runDprf(bad, h, CROSS_NONCES);
+      assert.equal(proved.aborts.get(1)!.suspect, h);
+      assert.deepEqual(
+        dprfKeys(runDprf(bad, h === 2 ? 3 : 2, CROSS_NONCES, { seed: 'cross', nonce: NONCE })),
+        expected,
+        'the honest helper still serves',
+      );
+    }
+  });
+
+  it('a partial that is not a point, or a short list, aborts and names its sender', () => {
+    for (const h of [2, 3] as const) {
+      const notPoint = runDprf(KEY, 'both', CROSS_NONCES, {
+        intercept: rewritePartial(h, 1, (V) => Uint8Array.from(V, (b, i) => (i === 0 ? 0x05 : b))),
+      });
+      assert.equal(notPoint.aborts.get(1)!.suspect, h);
+      const short = runDprf(KEY, 'both', CROSS_NONCES, {
+        intercept: (m) => (m.round === 1 && m.from === h ? [{ ...m, body: encList(decodeEnc(m.body).slice(1)) }] : [m]),
+      });
+      assert.equal(short.aborts.get(1)!.suspect, h);
+      assert.match(short.aborts.get(1)!.reason, /one partial per object/);
+    }
   });
 });
