@@ -331,11 +331,11 @@ class DprfHelper extends RoundParty<DprfOutput, never> {
     if (hd.tripletId !== tripletId) this.abort('invalid-request: wrong triplet', 1);
     if (hd.keyId !== share.keyId || hd.epoch !== share.epoch) this.abort('invalid-request: key or epoch mismatch', 1);
     this.inbox.bindSid(env.sid);
-    const A = decodePoint(curve, share.A[this.id]);
+    const A = info.proved ? decodePoint(curve, share.A[this.id]) : undefined;
     const replies = info.objectNonces.map((on, i) => {
       const U = dprfPoint(dprfInput(share.keyId, on));
       const V = mulPoint(curve, U, share.share);
-      if (!info.proved) return encodePoint(curve, V);
+      if (!A) return encodePoint(curve, V);
       const proof = proveDleq(curve, 'dprf', proofContext(env.sid, this.id, i), share.share, { U, A, V }, rng);
       return enc(encodePoint(curve, V), encodeDleqProof(curve, proof));
     });

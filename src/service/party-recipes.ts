@@ -194,16 +194,21 @@ export function buildParty(r: Recipe): Party<unknown, unknown> {
   }
 }
 
-/** Most objects an AES (DPRF) session evaluates on the event loop. */
-const INLINE_DPRF_OBJECTS = 4;
+/**
+ * Most objects an AES (DPRF) session evaluates on the event loop: about 0.5 ms each, so a step
+ * blocks it for 8 ms at most. Concurrent requests share sessions of up to this size under load,
+ * and a worker's postMessage and wake-ups cost more than the work (560 against 450 encryptions/s
+ * at concurrency 16 with 4).
+ */
+const INLINE_DPRF_OBJECTS = 16;
 
 /**
  * Whether a party runs on the event loop instead of a worker thread: the sessions whose steps take
  * one to a few milliseconds — single-key ECDSA on P-256 (OpenSSL-backed arithmetic,
  * src/crypto/ec-mul.ts) and secp256k1, FROST signatures, RSA-2048 operations and AES (DPRF)
- * sessions of a few objects. A step in a worker costs two thread wake-ups, which on the 2-core
+ * sessions of up to 16 objects. A step in a worker costs two thread wake-ups, which on the 2-core
  * host cost more than such a step (P-256 signing on demand: 20 ms in workers, 12 ms inline).
- * RSA-3072/4096, batches, key generation, refresh, re-derivation and P-384 stay in workers, so
+ * RSA-3072/4096, larger batches, key generation, refresh, re-derivation and P-384 stay in workers, so
  * the event loop stays responsive. `objects`: a DPRF helper's batch size (from the request; the
  * EP's is in its recipe).
  */

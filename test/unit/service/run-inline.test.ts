@@ -23,11 +23,11 @@ describe('runsInline', () => {
     for (const alg of ['eddsa-ed25519', 'schnorr-bip340']) assert.equal(runsInline(recipe({ kind: 'frost', share: share(alg) })), true, alg);
   });
 
-  it('AES (DPRF) sessions of up to 4 objects run inline, on the EP (its recipe) and on a helper (its request)', () => {
+  it('AES (DPRF) sessions of up to 16 objects run inline, on the EP (its recipe) and on a helper (its request)', () => {
     const dprf = (n: number): Recipe => recipe({ kind: 'dprf', share: share('aes-256-dprf'), coordinate: { helper: 2, objectNonces: nonces(n) } });
     assert.equal(runsInline(dprf(1)), true);
-    assert.equal(runsInline(dprf(4)), true);
-    assert.equal(runsInline(dprf(5)), false);
+    assert.equal(runsInline(dprf(16)), true);
+    assert.equal(runsInline(dprf(17)), false);
     const helper = recipe({ kind: 'dprf', share: share('aes-256-dprf') });
     assert.equal(runsInline(helper, 1), true);
     assert.equal(runsInline(helper, 256), false);
