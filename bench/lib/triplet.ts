@@ -3,9 +3,21 @@
  * started with `bin/ekm start`, each with its own EKM_HOME. Reuses the test harness
  * (test/support/cluster.ts) so that benchmarks run the system exactly as the cluster tests do.
  */
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROLES, type Role, type RunResult, type Triplet, bootAll, ekm, makeTriplet, ucl } from '../../test/support/cluster.js';
+import { EkmClient } from '../../src/client/client.js';
+import {
+  ROLES,
+  ROOT_SO_PASSWORD,
+  type Role,
+  type RunResult,
+  type Triplet,
+  bootAll,
+  ekm,
+  makeTriplet,
+  ucl,
+} from '../../test/support/cluster.js';
+import { type Http1Response, Http1Pool } from './http1-client.js';
 import type { SuiteContext } from './types.js';
 
 export { ROLES, ekm, ucl, type Role, type RunResult, type Triplet };
@@ -87,4 +99,29 @@ export function logTimes(t: Triplet, role: Role, from: number, msg: string): num
     }
   }
   return out;
+}
+
+/** The lean load generator (http1-client.ts) on the triplet's API, logged in as the root SO. */
+export interface LeanApi {
+  /** POST to /api/v1`path`; any status but 200 throws, naming `path`. */
+  post(path: string, body: unknown): Promise<Http1Response>;
+  close(): void;
+}
+
+export async function leanApi(t: Triplet): Promise<LeanApi> {
+  const certPem = readFileSync(join(t.homes.ep, 'tls', 'server.crt'), 'utf8');
+  const client = new EkmClient({ servers: [{ host: '127.0.0.1', port: t.apiPort }], trustedCertsPem: [certPem], timeoutMs: 60_000 });
+  const tok = await client.request<{ access_token: string }>('POST', '/api/v1/token', { username: 'so@root', password: ROOT_SO_PASSWORD });
+  client.close();
+  if (tok.status !== 200) throw new Error(`login failed: ${tok.status}`);
+  const auth = { authorization: `Bearer ${tok.body.access_token}` };
+  const pool = new Http1Pool('127.0.0.1', t.apiPort, certPem);
+  return {
+    async post(path, body) {
+      const r = await pool.request('POST', `/api/v1${path}`, auth, body);
+      if (r.status !== 200) throw new Error(`${path}: HTTP ${r.status} ${r.body.toString()}`);
+      return r;
+    },
+    close: () => pool.close(),
+  };
 }

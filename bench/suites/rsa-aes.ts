@@ -7,7 +7,7 @@ import { constants, generateKeyPairSync, privateDecrypt, publicEncrypt, sign as 
 import { type Api, apiFor, b64 } from '../../test/support/api.js';
 import { waitInService } from '../../test/support/cluster.js';
 import { sampleSequential, summarize, throughput } from '../lib/stats.js';
-import { bootTriplet, ekmOk } from '../lib/triplet.js';
+import { type LeanApi, bootTriplet, ekmOk, leanApi } from '../lib/triplet.js';
 import type { Measurement, Suite, SuiteContext, SuiteResult } from '../lib/types.js';
 
 const N = 30;
@@ -32,6 +32,7 @@ function local(fn: () => void, n = 50): number {
 async function run(ctx: SuiteContext): Promise<SuiteResult> {
   const t = await bootTriplet(ctx);
   const rows: Measurement[] = [];
+  let lean: LeanApi | undefined;
   try {
     for (const role of ['partner', 'aux', 'ep'] as const) await ekmOk(t, role, 'start');
     await waitInService(t);
@@ -41,7 +42,11 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
       const alg = `rsa-${bits}`;
       ctx.log(`${alg}: dealer key generation`);
       const ids: string[] = [];
-      const kg = await sampleSequential(async () => ids.push((await must(api.call<{ keyId: string }>('POST', '/keys', { alg }), 'generate')).keyId), bits === 4096 ? 3 : 5, 0);
+      const kg = await sampleSequential(
+        async () => ids.push((await must(api.call<{ keyId: string }>('POST', '/keys', { alg }), 'generate')).keyId),
+        bits === 4096 ? 3 : 5,
+        0,
+      );
       rows.push(summarize(`${alg}: key generation (dealer at the EP, then split)`, kg));
       const keyId = ids[0]!;
       const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: bits });
@@ -57,24 +62,33 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
       const tp = await throughput(signOnce, 8, 3000);
       rows.push(summarize(`${alg}: sign, concurrency 8`, tp.latencies, { opsPerSec: tp.opsPerSec }));
       const pub = (await must(api.call<{ publicKey: string }>('GET', `/keys/${keyId}`), 'show')).publicKey;
-      const ct = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, Buffer.from('a 32-byte data key for the bench')).toString('base64');
+      const ct = publicEncrypt(
+        { key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' },
+        Buffer.from('a 32-byte data key for the bench'),
+      ).toString('base64');
       const localCt = publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, Buffer.from('k'));
       const dec = await sampleSequential(() => must(api.call('POST', `/keys/${keyId}/decrypt`, { ciphertext: ct }), 'decrypt'), N, 3);
       rows.push(
         summarize(`${alg}: decrypt OAEP SHA-256, concurrency 1`, dec, {
-          baseline: { label: 'node:crypto privateDecrypt', p50Ms: local(() => privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, localCt)) },
+          baseline: {
+            label: 'node:crypto privateDecrypt',
+            p50Ms: local(() => privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, localCt)),
+          },
         }),
       );
     }
     ctx.log('AES-256 (threshold PRF)');
     const aes = (await must(api.call<{ keyId: string }>('POST', '/keys', { alg: 'aes-256-dprf' }), 'generate')).keyId;
+    lean = await leanApi(t);
+    const lapi = lean;
     for (const [label, size] of [
       ['1 KiB', 1024],
       ['1 MiB', 1024 * 1024],
     ] as const) {
       const pt = b64(randomBytes(size));
       const n = size > 1024 ? 10 : N;
-      const enc = await sampleSequential(() => must(api.call('POST', `/keys/${aes}/encrypt`, { plaintext: pt }), 'encrypt'), n, 2);
+      const encrypt = (): Promise<unknown> => lapi.post(`/keys/${aes}/encrypt`, { plaintext: pt });
+      const enc = await sampleSequential(encrypt, n, 2);
       const key = randomBytes(32);
       const data = randomBytes(size);
       const gcm = local(() => {
@@ -85,26 +99,36 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
       rows.push(
         summarize(`AES-256-GCM encrypt ${label}, concurrency 1`, enc, {
           baseline: { label: 'node:crypto AES-256-GCM (single party, key in memory)', p50Ms: gcm },
-          note: `${((size / 1024 / 1024) / (median(enc) / 1000)).toFixed(2)} MiB/s`,
+          note: `${(size / 1024 / 1024 / (median(enc) / 1000)).toFixed(2)} MiB/s`,
           ...(size === 1024 ? { goal: 'p50 ≤ 3 ms', goalMet: median(enc) <= 3 } : {}),
         }),
       );
-      const sealed = (await must(api.call<{ ciphertext: string }>('POST', `/keys/${aes}/encrypt`, { plaintext: pt }), 'encrypt')).ciphertext;
-      const dec = await sampleSequential(() => must(api.call('POST', `/keys/${aes}/decrypt`, { ciphertext: sealed }), 'decrypt'), n, 2);
+      const sealed = (JSON.parse((await lapi.post(`/keys/${aes}/encrypt`, { plaintext: pt })).body.toString()) as { ciphertext: string })
+        .ciphertext;
+      const dec = await sampleSequential(() => lapi.post(`/keys/${aes}/decrypt`, { ciphertext: sealed }), n, 2);
       rows.push(summarize(`AES-256-GCM decrypt ${label}, concurrency 1`, dec));
       if (size === 1024) {
-        const tp = await throughput(() => must(api.call('POST', `/keys/${aes}/encrypt`, { plaintext: pt }), 'encrypt'), 16, 3000);
-        rows.push(summarize('AES-256-GCM encrypt 1 KiB, concurrency 16', tp.latencies, { opsPerSec: tp.opsPerSec, goal: '≥ 1,000 ops/s', goalMet: tp.opsPerSec >= 1000 }));
+        for (const c of [16, 64]) {
+          const tp = await throughput(encrypt, c, 3000);
+          rows.push(
+            summarize(`AES-256-GCM encrypt 1 KiB, concurrency ${c}`, tp.latencies, {
+              opsPerSec: tp.opsPerSec,
+              goal: '≥ 1,000 ops/s',
+              goalMet: tp.opsPerSec >= 1000,
+            }),
+          );
+        }
       }
     }
   } finally {
+    lean?.close();
     await t.cleanup();
   }
   return {
     measurements: rows,
     notes: [
       'RSA shares are 2-of-3 replicated additive pieces of d (no CRT is possible on shares): each operation is two full-length modular exponentiations (EP and Partner), through OpenSSL in constant time, checked with e before release.',
-      'Every AES object gets its own key from the threshold PRF (a P-256 evaluation at EP and Partner with a DLEQ proof), so the cost per object is dominated by elliptic-curve work, not by AES.',
+      'Every AES object gets its own key from the threshold PRF: with all three servers up, EP, Partner and Aux each hash the object to P-256 and multiply (about 0.5 ms), and EP cross-checks the three partials; concurrent requests for one key share a session. The cost per object is elliptic-curve work and the HTTPS API, not AES. The AES rows use the lean keep-alive load generator (bench/lib/http1-client.ts), as autocannon would.',
       'All three servers share this 2-core machine with the benchmark client; the figures include the HTTPS API.',
     ],
   };
@@ -112,6 +136,7 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
 
 export const suite: Suite = {
   name: 'rsa-aes',
-  description: 'RSA (2048/3072/4096) and AES-256 keys on a real triplet: dealer key generation, threshold sign and decrypt, threshold-PRF encrypt and decrypt, beside node:crypto.',
+  description:
+    'RSA (2048/3072/4096) and AES-256 keys on a real triplet: dealer key generation, threshold sign and decrypt, threshold-PRF encrypt and decrypt, beside node:crypto.',
   run,
 };

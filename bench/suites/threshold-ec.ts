@@ -14,13 +14,8 @@ import { generateKeyPairSync, sign as nodeSign } from 'node:crypto';
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { type Api, apiFor, b64 } from '../../test/support/api.js';
 import { run, waitInService } from '../../test/support/cluster.js';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ROOT_SO_PASSWORD } from '../../test/support/cluster.js';
-import { EkmClient } from '../../src/client/client.js';
-import { Http1Pool } from '../lib/http1-client.js';
 import { sampleSequential, summarize, throughput } from '../lib/stats.js';
-import { type Role, type Triplet, bootTriplet, ekmOk } from '../lib/triplet.js';
+import { type Role, type Triplet, bootTriplet, ekmOk, leanApi } from '../lib/triplet.js';
 import type { Measurement, Suite, SuiteContext, SuiteResult } from '../lib/types.js';
 
 const ALGS = ['ecdsa-p256', 'ecdsa-secp256k1', 'ecdsa-p384', 'eddsa-ed25519', 'schnorr-bip340'] as const;
@@ -97,19 +92,12 @@ async function must<T>(p: Promise<{ status: number; body: T }>, what: string): P
 
 /** Timed signatures through the lean load generator, with a bearer token of the root SO. */
 async function leanSigner(t: Triplet): Promise<{ sign(keyId: string, message: string): Promise<void>; close(): void }> {
-  const certPem = readFileSync(join(t.homes.ep, 'tls', 'server.crt'), 'utf8');
-  const client = new EkmClient({ servers: [{ host: '127.0.0.1', port: t.apiPort }], trustedCertsPem: [certPem], timeoutMs: 60_000 });
-  const tok = await client.request<{ access_token: string }>('POST', '/api/v1/token', { username: 'so@root', password: ROOT_SO_PASSWORD });
-  client.close();
-  if (tok.status !== 200) throw new Error(`login failed: ${tok.status}`);
-  const auth = { authorization: `Bearer ${tok.body.access_token}` };
-  const pool = new Http1Pool('127.0.0.1', t.apiPort, certPem);
+  const api = await leanApi(t);
   return {
     async sign(keyId, message) {
-      const r = await pool.request('POST', `/api/v1/keys/${keyId}/sign`, auth, { message });
-      if (r.status !== 200) throw new Error(`sign: HTTP ${r.status} ${r.body.toString()}`);
+      await api.post(`/keys/${keyId}/sign`, { message });
     },
-    close: () => pool.close(),
+    close: () => api.close(),
   };
 }
 
@@ -134,11 +122,21 @@ async function run3(ctx: SuiteContext): Promise<SuiteResult> {
     for (const alg of ALGS) {
       ctx.log(`${alg}: key generation`);
       const ids: string[] = [];
-      const kg = await sampleSequential(async () => {
-        const k = await must(api.call<{ keyId: string }>('POST', '/keys', { alg }), 'generate');
-        ids.push(k.keyId);
-      }, KEYGEN_N, 1);
-      rows.push(summarize(`${alg}: key generation (DKG)`, kg, { baseline: baselineKeygenMs(alg), goal: 'p50 ≤ 100 ms', goalMet: median(kg) <= 100 }));
+      const kg = await sampleSequential(
+        async () => {
+          const k = await must(api.call<{ keyId: string }>('POST', '/keys', { alg }), 'generate');
+          ids.push(k.keyId);
+        },
+        KEYGEN_N,
+        1,
+      );
+      rows.push(
+        summarize(`${alg}: key generation (DKG)`, kg, {
+          baseline: baselineKeygenMs(alg),
+          goal: 'p50 ≤ 100 ms',
+          goalMet: median(kg) <= 100,
+        }),
+      );
       keys.set(alg, ids[0]!);
       const msg = b64(Buffer.from(`bench ${alg}`));
       const signOnce = (): Promise<void> => signer!.sign(ids[0]!, msg);
@@ -154,7 +152,11 @@ async function run3(ctx: SuiteContext): Promise<SuiteResult> {
       );
       for (const c of [1, 16]) {
         const tp = await throughput(signOnce, c, THROUGHPUT_MS);
-        rows.push(summarize(`${alg}: sign ${ECDSA.has(alg) ? 'on demand' : '(FROST)'}, concurrency ${c}`, tp.latencies, { opsPerSec: tp.opsPerSec }));
+        rows.push(
+          summarize(`${alg}: sign ${ECDSA.has(alg) ? 'on demand' : '(FROST)'}, concurrency ${c}`, tp.latencies, {
+            opsPerSec: tp.opsPerSec,
+          }),
+        );
       }
       ctx.log(`${alg}: refresh`);
       const rf = await sampleSequential(() => must(api.call('POST', `/keys/${ids[1]}/refresh`), 'refresh'), REFRESH_KEYS, 0);
@@ -163,7 +165,9 @@ async function run3(ctx: SuiteContext): Promise<SuiteResult> {
     ctx.log('Aux re-derivation of every key');
     const total = (await must(api.call<{ keys: number }>('POST', '/servers/aux/rederive'), 'rederive')).keys;
     const ax = await sampleSequential(() => must(api.call('POST', '/servers/aux/rederive'), 'rederive'), 3, 0);
-    rows.push(summarize(`Aux re-derivation, batch of ${total} keys (per batch)`, ax, { note: `≈ ${(median(ax) / total).toFixed(2)} ms per key` }));
+    rows.push(
+      summarize(`Aux re-derivation, batch of ${total} keys (per batch)`, ax, { note: `≈ ${(median(ax) / total).toFixed(2)} ms per key` }),
+    );
 
     // Phase 2: the EP with a presignature pool; the pool is warm before measuring.
     await ekmOk(t, 'ep', 'stop');
@@ -213,8 +217,8 @@ async function run3(ctx: SuiteContext): Promise<SuiteResult> {
       'Sign figures include the HTTPS API (keep-alive, bearer token, JSON/base64) and the independent verification of every signature before it is returned.',
       '"sustained" pool rows run long enough to drain the pool: the EP then refills it in the background while signing, so they show the steady state, not the warm-pool best case.',
       'Curve arithmetic runs in native or WebAssembly code where it costs: P-256 in OpenSSL (k·G, k·P), P-384 k·G in OpenSSL, secp256k1 in libsecp256k1, Ed25519 in libsodium (k·B, k·P and the subgroup check of every received point); scalars, hashing and the rest in noble and node:crypto.',
-      'A warm-pool signature is one short round (EP → Partner and Aux, Partner ↔ Aux, shares back). It costs about 7 ms of CPU across the three servers and the client (EP ≈ 3.2, Partner and Aux ≈ 1.7 each, client ≈ 0.3: /proc CPU time over 200 signatures). The largest item on its critical path is the Partner\'s and the Aux\'s durable single-use claim (a commit with fsync each, about 1 ms while both write to this machine\'s one disk at once); the EP\'s own USED mark commits while its request travels (docs/protocols.md §3.4). The rest is TLS, store reads and the protocol host.',
-      'The signatures are timed with the lean keep-alive load generator of the REST suite (bench/lib/http1-client.ts), as autocannon would send them; node:https\'s client adds about 0.5-1 ms per request on this machine.',
+      "A warm-pool signature is one short round (EP → Partner and Aux, Partner ↔ Aux, shares back). It costs about 7 ms of CPU across the three servers and the client (EP ≈ 3.2, Partner and Aux ≈ 1.7 each, client ≈ 0.3: /proc CPU time over 200 signatures). The largest item on its critical path is the Partner's and the Aux's durable single-use claim (a commit with fsync each, about 1 ms while both write to this machine's one disk at once); the EP's own USED mark commits while its request travels (docs/protocols.md §3.4). The rest is TLS, store reads and the protocol host.",
+      "The signatures are timed with the lean keep-alive load generator of the REST suite (bench/lib/http1-client.ts), as autocannon would send them; node:https's client adds about 0.5-1 ms per request on this machine.",
     ],
   };
 }
