@@ -86,6 +86,18 @@ export function mulPublicX(curve: Curve, Pbytes: Uint8Array, k: bigint): bigint 
   }
 }
 
+/**
+ * x(k·P) for a secret k, constant time in k as OpenSSL's ECDH is: on P-256 one ECDH, where the
+ * whole point takes two (above); elsewhere the affine x of `mulPoint`. Throws for k ≡ 0 or P the
+ * identity (the product has no x).
+ */
+export function mulPointX(curve: Curve, P: Point, k: bigint): bigint {
+  const s = curve.Fn.create(k);
+  if (s === 0n || P.is0()) throw new RangeError('mulPointX: the product is the identity');
+  if (curve.name !== 'p256') return mulPoint(curve, P, s).toAffine().x;
+  return toBig(keyed(curve, s).computeSecret((P as InstanceType<typeof P256>).toBytes(false)));
+}
+
 function mul(curve: Curve, P: Point, k: bigint, publicScalar: boolean): Point {
   const s = curve.Fn.create(k);
   if (s === 0n || P.is0()) return curve.Point.ZERO;

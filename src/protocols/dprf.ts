@@ -17,20 +17,30 @@
  *     0  EP→h  enc(tripletId, alg, keyId, u32 epoch, nonce32, u8 h, encList(objectNonce…))
  *     1  h→EP  encList(enc(V_h, proof)…)
  * - cross-checked (`dprf-cross`, the fast path when all three servers are up): Partner and Aux
- *   both answer, without proofs, and EP checks the three partials against each other. With
- *   f(X) = k + c·X the shares satisfy f(3) = 2·f(2) − f(1) and k = f(0) = 2·f(1) − f(2), so EP
- *   requires V_3 = 2·V_2 − V_1 and takes V = 2·V_1 − V_2. With EP honest and at most one helper
- *   cheating, EP's partial and the honest helper's fix the cheater's exactly: a wrong partial
- *   cannot pass (the check is an equality of points, there is no proof to forge). It aborts the
- *   session with no suspect (either helper could be the one) and the service evaluates again in
- *   proved mode, which names the cheater. The check costs EP two point additions per object,
- *   where a proof costs the helper two multiplications and EP four; each helper learns k_h·U as
- *   in proved mode, and less (no proof).
+ *   both answer, without proofs, with x_h = x(k_h·U) only (one OpenSSL ECDH; the whole point
+ *   takes two), and EP checks the three partials against each other. With f(X) = k + c·X the
+ *   shares satisfy f(3) = 2·f(2) − f(1) and k = f(0) = 2·f(1) − f(2). EP lifts x_2 to a point S
+ *   (so S = ±V_2), requires exactly one sign ε ∈ {1, −1} with x(2ε·S − V_1) = x_3 (that is,
+ *   2ε·S − V_1 = ±V_3) and takes V = 2·V_1 − ε·S. Why no cheater passes, with EP honest and at
+ *   most one helper cheating:
+ *   - Aux honest: 2ε·S − V_1 = ±V_3 gives ε·S = (V_1 + V_3)/2 = V_2, the right partial, or
+ *     ε·S = (V_1 − V_3)/2 = −c·U. A Partner sending x(c·U) computed c·U from c·G = A_3 − A_2 and
+ *     the hashed U: a CDH instance.
+ *   - Partner honest: ε·S = ±V_2, and the wrong sign passes only for x_3 = x((2·f(2) + f(1))·U),
+ *     where 2·f(2) + f(1) = 3·f(3) − 4c: the Aux needs c·U again.
+ *   So the check rests on CDH in P-256, which the PRF's own security (DDH) implies. A wrong
+ *   partial aborts the session with no suspect (either helper could be the one), and the service
+ *   evaluates again in proved mode, which names the cheater. The check costs EP a square root and
+ *   a few point additions per object, where a proof costs the helper two multiplications and EP
+ *   four; each helper learns k_h·U as in proved mode, and less (no proof).
  *     0  EP→2, EP→3  enc(tripletId, alg, keyId, u32 epoch, nonce32, encList(objectNonce…))
- *     1  h→EP        encList(V_h…)
+ *     1  h→EP        encList(x_h…)   (32 bytes each, big-endian)
  *
  * Each helper computes U = H(x) itself from the key id and the object nonce: it evaluates objects
- * of the key it holds, never a point EP chose. Nothing is persisted. A refresh changes the shares,
+ * of the key it holds, never a point EP chose. (Answering k_h·P for points P of EP's choice would
+ * be a static Diffie–Hellman oracle: queried on A_h, then on its answer, and so on, it gives the
+ * k_h^i·G of Cheon's attack, which recovers k_h faster than a discrete logarithm.) Nothing is
+ * persisted. A refresh changes the shares,
  * not k: K_obj, hence every ciphertext, survives refresh (the key version in the object header is
  * informational). Either mode aborts on a wrong partial, it never produces a wrong key. EP sees
  * K_obj (it sees the plaintext anyway); as §7 says, this is DiSE's DPRF used as a KDF, without
@@ -40,7 +50,7 @@
  */
 import crypto from 'node:crypto';
 import { decodePoint, encodePoint, getCurve, type Point } from '../crypto/curves.js';
-import { mulPoint, mulPublic } from '../crypto/ec-mul.js';
+import { mulPoint, mulPointX, mulPublic } from '../crypto/ec-mul.js';
 import { p256HashToCurve } from '../crypto/p256-hash-to-curve.js';
 import { decodeDleqProof, encodeDleqProof, proveDleq, verifyDleq } from '../crypto/dleq.js';
 import { bytesEqual, decodeEnc, enc, encList, TAG_PREFIX, u32be, u8 } from '../crypto/encoding.js';
@@ -78,6 +88,19 @@ export function dprfInput(keyId: string, objectNonce: Uint8Array): Uint8Array {
 /** U = hash_to_curve(x) (RFC 9380, P256_XMD:SHA-256_SSWU_RO_ with the DPRF's DST). */
 export function dprfPoint(x: Uint8Array): Point {
   return p256HashToCurve(x, DPRF_DST) as Point;
+}
+
+/** The point with x-coordinate `xBytes` (32 bytes, canonical) and even y: a partial of cross-checked mode, up to sign. */
+function liftX(xBytes: Uint8Array): Point {
+  if (xBytes.length !== curve.scalarBytes) throw new RangeError('an x-coordinate is 32 bytes');
+  return decodePoint(curve, Uint8Array.of(0x02, ...xBytes));
+}
+
+/** Whether P has affine x-coordinate x, without an inversion: P = (X : Y : Z) with x = X/Z. */
+function hasX(P: Point, x: bigint): boolean {
+  const { X, Z } = P as unknown as { X: bigint; Z: bigint };
+  const Fp = curve.Point.Fp;
+  return !P.is0() && Fp.eql(X, Fp.mul(x, Z));
 }
 
 /** K_obj = HKDF-SHA256(SEC1(V), salt = keyId, info = "aes-256-gcm" ‖ x), 32 bytes. */
@@ -295,14 +318,17 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
     });
   }
 
-  /** V = 2·V_1 − V_2, once V_3 = 2·V_2 − V_1 holds for every object (module comment). */
+  /** V = 2·V_1 − V_2, with V_2's sign the one for which x(2·V_2 − V_1) = x_3 (module comment). */
   private crossChecked(own: readonly OwnPart[]): Point[] {
-    const V2 = this.partials(2, (item) => decodePoint(curve, item));
-    const V3 = this.partials(3, (item) => decodePoint(curve, item));
+    const S = this.partials(2, (item) => liftX(item));
+    const x3 = this.partials(3, (item) => liftX(item).toAffine().x as bigint);
     this.at(1, null);
     return own.map(({ V1 }, i) => {
-      if (!V2[i]!.double().subtract(V1).equals(V3[i]!)) this.abort('partials-inconsistent', null);
-      return V1.double().subtract(V2[i]!);
+      const D = S[i]!.double();
+      const plus = hasX(D.subtract(V1), x3[i]!); // V_2 = S
+      const minus = hasX(D.add(V1), x3[i]!); // V_2 = −S: −2S − V_1 = −(2S + V_1)
+      if (plus === minus) this.abort('partials-inconsistent', null);
+      return V1.double().subtract(plus ? S[i]! : S[i]!.negate());
     });
   }
 
@@ -334,8 +360,8 @@ class DprfHelper extends RoundParty<DprfOutput, never> {
     const A = info.proved ? decodePoint(curve, share.A[this.id]) : undefined;
     const replies = info.objectNonces.map((on, i) => {
       const U = dprfPoint(dprfInput(share.keyId, on));
+      if (!A) return curve.Point.Fp.toBytes(mulPointX(curve, U, share.share));
       const V = mulPoint(curve, U, share.share);
-      if (!A) return encodePoint(curve, V);
       const proof = proveDleq(curve, 'dprf', proofContext(env.sid, this.id, i), share.share, { U, A, V }, rng);
       return enc(encodePoint(curve, V), encodeDleqProof(curve, proof));
     });

@@ -195,18 +195,20 @@ export function buildParty(r: Recipe): Party<unknown, unknown> {
 }
 
 /**
- * Most objects an AES (DPRF) session evaluates on the event loop: about 0.5 ms each, so a step
- * blocks it for 8 ms at most. Concurrent requests share sessions of up to this size under load,
- * and a worker's postMessage and wake-ups cost more than the work (560 against 450 encryptions/s
- * at concurrency 16 with 4).
+ * AES (DPRF) sessions on the event loop. A helper evaluates up to 16 objects there (about 0.3 ms
+ * each with the cross-check, so at most 5 ms of blocking): a worker's postMessage and wake-ups
+ * would cost more than the work. EP's event loop also serves the API and is the busiest thread of
+ * the triplet under AES load, so EP keeps only a lone object or two there (the latency of a single
+ * request) and hands its batches to a worker: 1,012 against 837 encryptions/s at concurrency 64.
  */
+const INLINE_DPRF_EP_OBJECTS = 2;
 const INLINE_DPRF_OBJECTS = 16;
 
 /**
  * Whether a party runs on the event loop instead of a worker thread: the sessions whose steps take
  * one to a few milliseconds — single-key ECDSA on P-256 (OpenSSL-backed arithmetic,
  * src/crypto/ec-mul.ts) and secp256k1, FROST signatures, RSA-2048 operations and AES (DPRF)
- * sessions of up to 16 objects. A step in a worker costs two thread wake-ups, which on the 2-core
+ * sessions of a few objects (below). A step in a worker costs two thread wake-ups, which on the 2-core
  * host cost more than such a step (P-256 signing on demand: 20 ms in workers, 12 ms inline).
  * RSA-3072/4096, larger batches, key generation, refresh, re-derivation and P-384 stay in workers, so
  * the event loop stays responsive. `objects`: a DPRF helper's batch size (from the request; the
@@ -225,7 +227,8 @@ export function runsInline(recipe: Recipe, objects?: number): boolean {
       // One 2048-bit modular exponentiation per step (about 3 ms); larger moduli take 8-20 ms.
       return recipe.share.alg === 'rsa-2048';
     case 'dprf':
-      return (recipe.coordinate?.objectNonces.length ?? objects ?? Infinity) <= INLINE_DPRF_OBJECTS;
+      if (recipe.coordinate) return recipe.coordinate.objectNonces.length <= INLINE_DPRF_EP_OBJECTS;
+      return (objects ?? Infinity) <= INLINE_DPRF_OBJECTS;
     default:
       return false;
   }

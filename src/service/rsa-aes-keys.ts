@@ -21,7 +21,6 @@ import {
   type DprfKeyShare,
   type DprfOutput,
   DPRF_ALG,
-  DPRF_MAX_BATCH,
   PROTO_DPRF,
   PROTO_DPRF_CROSS,
   SealedObjectError,
@@ -73,10 +72,12 @@ const PIECE_FOR_AUX_METHOD = 'rsa.piece-for-aux';
 const AUX = 3 as const satisfies PartyId;
 /**
  * AES sessions of one key that run at once; the requests that arrive meanwhile wait and go
- * together in the next (up to DPRF_MAX_BATCH objects). Two keep EP and the helpers busy at the
- * same time (one batch computes at the helpers while EP finishes the other).
+ * together in a next one, of up to DPRF_SESSION_OBJECTS objects (what a helper evaluates on its
+ * event loop, party-recipes.ts). Three keep EP and both helpers busy at the same time; measured
+ * at concurrency 16 and 64 against one and two.
  */
-const DPRF_SESSIONS_PER_KEY = 2;
+const DPRF_SESSIONS_PER_KEY = 3;
+const DPRF_SESSION_OBJECTS = 16;
 
 /** One object's key, and the key's epoch it was derived at (the sealed object's key version). */
 interface ObjectKey {
@@ -97,7 +98,7 @@ export interface RsaAesDeps extends ServiceDeps {
 export class RsaAesKeys {
   private readonly objectKeyBatches = new KeyedBatcher<Uint8Array, ObjectKey>(
     (keyId, objectNonces) => this.objectKeys(keyId, objectNonces),
-    DPRF_MAX_BATCH,
+    DPRF_SESSION_OBJECTS,
     DPRF_SESSIONS_PER_KEY,
   );
 
@@ -107,12 +108,14 @@ export class RsaAesKeys {
       return this.install(body);
     });
     deps.registerPeerMethod(AUX_REDERIVE_METHOD, (body, from) => {
-      if (from !== 'ep' || deps.self !== AUX) throw new EkmError('EKM_PEER_PROTOCOL', `only the EP asks the Aux to re-derive RSA shares, not the ${from ?? 'unknown peer'}`);
+      if (from !== 'ep' || deps.self !== AUX)
+        throw new EkmError('EKM_PEER_PROTOCOL', `only the EP asks the Aux to re-derive RSA shares, not the ${from ?? 'unknown peer'}`);
       return this.rederiveHere(body);
     });
     deps.registerPeerMethod(PIECE_FOR_AUX_METHOD, (body, from) => {
       // Only to the Aux: each of EP and Partner holds one of the Aux's two pieces, and never the other's.
-      if (from !== 'aux' || deps.self === AUX) throw new EkmError('EKM_PEER_PROTOCOL', `RSA pieces go to the Aux only, not to the ${from ?? 'unknown peer'}`);
+      if (from !== 'aux' || deps.self === AUX)
+        throw new EkmError('EKM_PEER_PROTOCOL', `RSA pieces go to the Aux only, not to the ${from ?? 'unknown peer'}`);
       return this.pieceForAux(body);
     });
     deps.host.register(PROTO_RSA, async (env) => {
@@ -130,7 +133,8 @@ export class RsaAesKeys {
       const info = parseDprfRequest(env);
       // No share at all is refused like a stale one: the Aux of a triplet that never used the key (KeyService.withAuxShares).
       const share = await deps.currentEcShare(info.header.keyId).catch(() => undefined);
-      if (share?.alg !== DPRF_ALG || share.epoch !== info.header.epoch) throw new EkmError('EKM_KEY_EPOCH', `no AES key ${info.header.keyId} at epoch ${info.header.epoch}`);
+      if (share?.alg !== DPRF_ALG || share.epoch !== info.header.epoch)
+        throw new EkmError('EKM_KEY_EPOCH', `no AES key ${info.header.keyId} at epoch ${info.header.epoch}`);
       const recipe = { kind: 'dprf', share: share as DprfKeyShare, tripletId: deps.tripletId, proved: info.proved } as const;
       return spec(recipe, env.proto, noWrites, info.objectNonces.length);
     };
@@ -148,7 +152,8 @@ export class RsaAesKeys {
   async createRsa(source: { alg: RsaAlg } | { privateKeyPem: string }): Promise<{ keyId: string; alg: RsaAlg }> {
     this.requireEp();
     for (const role of ['partner', 'aux'] as const) {
-      if (!this.deps.peers.link(role)) throw new EkmError('EKM_PEER_DOWN', `dealing an RSA key needs the ${role}, which is not connected`, undefined, 1, 503);
+      if (!this.deps.peers.link(role))
+        throw new EkmError('EKM_PEER_DOWN', `dealing an RSA key needs the ${role}, which is not connected`, undefined, 1, 503);
     }
     const keyId = toHex(randomBytes(8));
     let pem: string;
@@ -162,38 +167,74 @@ export class RsaAesKeys {
     try {
       dealt = dealRsaKey(keyId, { privateKey: pem }, rng);
     } catch (e) {
-      throw new EkmError('EKM_BAD_KEY', `the RSA private key cannot be imported: ${(e as Error).message}`, 'give an RSA 2048, 3072 or 4096-bit key as PKCS#8 PEM');
+      throw new EkmError(
+        'EKM_BAD_KEY',
+        `the RSA private key cannot be imported: ${(e as Error).message}`,
+        'give an RSA 2048, 3072 or 4096-bit key as PKCS#8 PEM',
+      );
     }
     pem = '';
     await Promise.all(
-      ([[2, 'partner'], [3, 'aux']] as const).map(([party, role]) =>
+      (
+        [
+          [2, 'partner'],
+          [3, 'aux'],
+        ] as const
+      ).map(([party, role]) =>
         this.deps.peers.requireLink(role).request(INSTALL_METHOD, encodeRsaRecord(rsaShareToRecord(dealt.shares[party])), 30_000),
       ),
     );
-    await this.deps.store.applyKeyWrites([{ op: 'rsa-key-create', keyId, alg: dealt.shares[1].alg, share: rsaShareToRecord(dealt.shares[1]) }]);
-    this.deps.log.info({ event: 'rsa_dealt', keyId, alg: dealt.shares[1].alg, imported: !('alg' in source) }, 'RSA key dealt into shares; the whole key was dropped');
+    await this.deps.store.applyKeyWrites([
+      { op: 'rsa-key-create', keyId, alg: dealt.shares[1].alg, share: rsaShareToRecord(dealt.shares[1]) },
+    ]);
+    this.deps.log.info(
+      { event: 'rsa_dealt', keyId, alg: dealt.shares[1].alg, imported: !('alg' in source) },
+      'RSA key dealt into shares; the whole key was dropped',
+    );
     return { keyId, alg: dealt.shares[1].alg };
   }
 
   async rsaSign(keyId: string, scheme: RsaSignScheme, hash: RsaSignHash, digest: Uint8Array): Promise<Uint8Array> {
-    if (digest.length !== HASH_LEN[hash]) throw new EkmError('EKM_BAD_INPUT', `a ${hash} digest has ${HASH_LEN[hash]} bytes, not ${digest.length}`);
+    if (digest.length !== HASH_LEN[hash])
+      throw new EkmError('EKM_BAD_INPUT', `a ${hash} digest has ${HASH_LEN[hash]} bytes, not ${digest.length}`);
     const share = await this.currentRsa(keyId);
-    const out = await this.rsaRun(share, scheme === 'pss' ? { kind: 'sign', scheme: 'pss', hash, digest } : { kind: 'sign', scheme: 'pkcs1v15', hash, digest });
+    const out = await this.rsaRun(
+      share,
+      scheme === 'pss' ? { kind: 'sign', scheme: 'pss', hash, digest } : { kind: 'sign', scheme: 'pkcs1v15', hash, digest },
+    );
     if (out.kind !== 'signature') throw new EkmError('EKM_PROTOCOL_ABORTED', 'no signature was produced');
     // Checked again here, by the standard verification of the scheme, before release.
     const pub = { n: share.n, e: share.e };
-    const valid = scheme === 'pss' ? rsassaPssVerify(pub, hash, digest, out.signature) : rsassaPkcs1v15Verify(pub, hash, digest, out.signature);
+    const valid =
+      scheme === 'pss' ? rsassaPssVerify(pub, hash, digest, out.signature) : rsassaPkcs1v15Verify(pub, hash, digest, out.signature);
     if (!valid) {
-      this.deps.log.error({ event: 'security', kind: 'invalid_output', keyId, proto: PROTO_RSA }, 'an RSA signature did not verify: not released');
-      throw new EkmError('EKM_PROTOCOL_ABORTED', 'the signature did not verify and was not released', 'it is safe to retry; the event is logged', 1, 502);
+      this.deps.log.error(
+        { event: 'security', kind: 'invalid_output', keyId, proto: PROTO_RSA },
+        'an RSA signature did not verify: not released',
+      );
+      throw new EkmError(
+        'EKM_PROTOCOL_ABORTED',
+        'the signature did not verify and was not released',
+        'it is safe to retry; the event is logged',
+        1,
+        502,
+      );
     }
     return out.signature;
   }
 
-  async rsaDecrypt(keyId: string, scheme: RsaDecryptScheme, ciphertext: Uint8Array, hash: OaepHash = 'sha256', label?: Uint8Array): Promise<Uint8Array> {
+  async rsaDecrypt(
+    keyId: string,
+    scheme: RsaDecryptScheme,
+    ciphertext: Uint8Array,
+    hash: OaepHash = 'sha256',
+    label?: Uint8Array,
+  ): Promise<Uint8Array> {
     const share = await this.currentRsa(keyId);
     const op: RsaOperation =
-      scheme === 'oaep' ? { kind: 'decrypt', scheme: 'oaep', hash, ciphertext, ...(label ? { label } : {}) } : { kind: 'decrypt', scheme: 'pkcs1v15', ciphertext };
+      scheme === 'oaep'
+        ? { kind: 'decrypt', scheme: 'oaep', hash, ciphertext, ...(label ? { label } : {}) }
+        : { kind: 'decrypt', scheme: 'pkcs1v15', ciphertext };
     const out = await this.rsaRun(share, op);
     if (out.kind === 'decryption-failed') throw new EkmError('EKM_DECRYPTION_FAILED', 'decryption failed', undefined, 1, 400);
     if (out.kind !== 'plaintext') throw new EkmError('EKM_PROTOCOL_ABORTED', 'no plaintext was produced');
@@ -207,7 +248,12 @@ export class RsaAesKeys {
     const key = row?.publicKey && isRsaAlg(row.alg) ? createPublicKey(row.publicKey) : rsaPublicKeyObject(await this.currentRsa(keyId));
     try {
       return new Uint8Array(
-        publicEncrypt(scheme === 'oaep' ? { key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash } : { key, padding: constants.RSA_PKCS1_PADDING }, plaintext),
+        publicEncrypt(
+          scheme === 'oaep'
+            ? { key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }
+            : { key, padding: constants.RSA_PKCS1_PADDING },
+          plaintext,
+        ),
       );
     } catch (e) {
       throw new EkmError('EKM_BAD_INPUT', `cannot encrypt: ${(e as Error).message}`);
@@ -230,8 +276,15 @@ export class RsaAesKeys {
 
   /** The RSA refresh of a stored checkpoint, resumed (after a restart, or a session dropped on a failed write). */
   async resumeRefreshSpec(keys: readonly RefreshKeyEpoch[], checkpoint: ConfirmCheckpoint): Promise<SessionSpec> {
-    const states = await this.rsaRefreshStates(keys.map((k) => k.keyId), 0);
-    return spec({ kind: 'rsa-refresh', common: this.deps.identity, states: [...states], resume: { keys, checkpoint } }, RSA_REFRESH_PROTO, rsaRefreshWrites);
+    const states = await this.rsaRefreshStates(
+      keys.map((k) => k.keyId),
+      0,
+    );
+    return spec(
+      { kind: 'rsa-refresh', common: this.deps.identity, states: [...states], resume: { keys, checkpoint } },
+      RSA_REFRESH_PROTO,
+      rsaRefreshWrites,
+    );
   }
 
   // --- AES (threshold PRF) ---------------------------------------------------------------------
@@ -288,7 +341,9 @@ export class RsaAesKeys {
     const share = await this.dprfShare(keyId);
     const run = async (helper: DprfHelpers): Promise<ObjectKey[]> => {
       const recipe = { kind: 'dprf', share, tripletId: this.deps.tripletId, coordinate: { helper, objectNonces } } as const;
-      const out = await this.deps.host.run<DprfOutput>(spec(recipe, recipe.coordinate.helper === 'both' ? PROTO_DPRF_CROSS : PROTO_DPRF, noWrites));
+      const out = await this.deps.host.run<DprfOutput>(
+        spec(recipe, recipe.coordinate.helper === 'both' ? PROTO_DPRF_CROSS : PROTO_DPRF, noWrites),
+      );
       if (out.kind !== 'keys') throw new EkmError('EKM_PROTOCOL_ABORTED', 'no object key was derived');
       return out.keys.map((objectKey) => ({ objectKey, epoch: share.epoch }));
     };
@@ -305,7 +360,9 @@ export class RsaAesKeys {
 
   private rsaRun(share: RsaKeyShare, operation: RsaOperation): Promise<RsaOutput> {
     return this.withHelper(share.keyId, (helper) =>
-      this.deps.host.run<RsaOutput>(spec({ kind: 'rsa', share, tripletId: this.deps.tripletId, coordinate: { helper, operation } }, PROTO_RSA, noWrites)),
+      this.deps.host.run<RsaOutput>(
+        spec({ kind: 'rsa', share, tripletId: this.deps.tripletId, coordinate: { helper, operation } }, PROTO_RSA, noWrites),
+      ),
     );
   }
 
@@ -328,7 +385,8 @@ export class RsaAesKeys {
 
   private async dprfShare(keyId: string): Promise<DprfKeyShare> {
     const share = await this.deps.currentEcShare(keyId);
-    if (share.alg !== DPRF_ALG) throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is a ${share.alg} key, not an AES key`, undefined, 1, 400);
+    if (share.alg !== DPRF_ALG)
+      throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is a ${share.alg} key, not an AES key`, undefined, 1, 400);
     return share as DprfKeyShare;
   }
 
@@ -386,10 +444,25 @@ export class RsaAesKeys {
       await this.deps.peers.requireLink('aux').request(AUX_REDERIVE_METHOD, enc(keyId, u32be(share.epoch)), 30_000);
       const digest = new Uint8Array(createHash('sha256').update(randomBytes(32)).digest());
       const signed = await this.deps.host.run<RsaOutput>(
-        spec({ kind: 'rsa', share, tripletId: this.deps.tripletId, coordinate: { helper: AUX, operation: { kind: 'sign', scheme: 'pkcs1v15', hash: 'sha256', digest } } }, PROTO_RSA, noWrites),
+        spec(
+          {
+            kind: 'rsa',
+            share,
+            tripletId: this.deps.tripletId,
+            coordinate: { helper: AUX, operation: { kind: 'sign', scheme: 'pkcs1v15', hash: 'sha256', digest } },
+          },
+          PROTO_RSA,
+          noWrites,
+        ),
       );
       if (signed.kind !== 'signature' || !rsassaPkcs1v15Verify({ n: share.n, e: share.e }, 'sha256', digest, signed.signature)) {
-        throw new EkmError('EKM_PROTOCOL_ABORTED', `the Aux's re-derived share of RSA key ${keyId} does not sign`, 'run the re-derivation again; the event is logged', 1, 502);
+        throw new EkmError(
+          'EKM_PROTOCOL_ABORTED',
+          `the Aux's re-derived share of RSA key ${keyId} does not sign`,
+          'run the re-derivation again; the event is logged',
+          1,
+          502,
+        );
       }
       out.push({ keyId, epoch: share.epoch });
     }
@@ -401,7 +474,9 @@ export class RsaAesKeys {
   private async rederiveHere(body: Uint8Array): Promise<Uint8Array> {
     const { keyId, epoch } = decodeKeyEpoch(body);
     const parts = await Promise.all(
-      (['ep', 'partner'] as const).map(async (role) => recordToRsaShare(decodeRsaRecord(await this.deps.peers.requireLink(role).request(PIECE_FOR_AUX_METHOD, body, 30_000)))),
+      (['ep', 'partner'] as const).map(async (role) =>
+        recordToRsaShare(decodeRsaRecord(await this.deps.peers.requireLink(role).request(PIECE_FOR_AUX_METHOD, body, 30_000))),
+      ),
     );
     const [fromEp, fromPartner] = parts as [RsaKeyShare, RsaKeyShare];
     const same = (k: keyof RsaKeyShare): boolean => fromEp[k] === fromPartner[k];
@@ -435,7 +510,8 @@ export class RsaAesKeys {
   private async install(body: Uint8Array): Promise<Uint8Array> {
     const record = decodeRsaRecord(body);
     const share = recordToRsaShare(record);
-    if (share.partyId !== this.deps.self) throw new EkmError('EKM_PEER_PROTOCOL', `a share for party ${share.partyId} was sent to party ${this.deps.self}`);
+    if (share.partyId !== this.deps.self)
+      throw new EkmError('EKM_PEER_PROTOCOL', `a share for party ${share.partyId} was sent to party ${this.deps.self}`);
     try {
       checkRsaShare(share);
     } catch (e) {
@@ -452,7 +528,12 @@ export class RsaAesKeys {
 }
 
 /** `objects`: a DPRF helper's batch size, which decides where its party runs (runsInline). */
-function spec<P>(recipe: SessionSpec['recipe'], label: string, toWrites: (items: readonly P[], sid: string) => KeyWrite[], objects?: number): SessionSpec {
+function spec<P>(
+  recipe: SessionSpec['recipe'],
+  label: string,
+  toWrites: (items: readonly P[], sid: string) => KeyWrite[],
+  objects?: number,
+): SessionSpec {
   return { recipe, label, toWrites: toWrites as SessionSpec['toWrites'], inline: runsInline(recipe, objects) };
 }
 
@@ -460,7 +541,11 @@ function noWrites(): KeyWrite[] {
   return [];
 }
 
-const rsaRefreshWrites = refreshWritesFor<RsaKeyShare>(RSA_REFRESH_PROTO, (share) => ({ op: 'rsa-share-put', share: rsaShareToRecord(share), status: 'pending' }));
+const rsaRefreshWrites = refreshWritesFor<RsaKeyShare>(RSA_REFRESH_PROTO, (share) => ({
+  op: 'rsa-share-put',
+  share: rsaShareToRecord(share),
+  status: 'pending',
+}));
 
 function encodeRsaRecord(r: ReturnType<typeof rsaShareToRecord>): Uint8Array {
   return enc(r.keyId, r.alg, u32be(r.epoch), u8(r.partyId), r.n, r.e, r.pieces);
@@ -472,7 +557,15 @@ function decodeRsaRecord(bytes: Uint8Array): ReturnType<typeof rsaShareToRecord>
   if (f.length !== 7 || f[2]!.length !== 4 || f[3]!.length !== 1) throw new EkmError('EKM_PEER_PROTOCOL', 'malformed RSA share record');
   const party = f[3]![0]!;
   if (party !== 1 && party !== 2 && party !== 3) throw new EkmError('EKM_PEER_PROTOCOL', 'bad party id');
-  return { keyId: text(f[0]!), alg: text(f[1]!), epoch: new DataView(f[2]!.buffer, f[2]!.byteOffset, 4).getUint32(0), partyId: party, n: f[4]!, e: f[5]!, pieces: f[6]! };
+  return {
+    keyId: text(f[0]!),
+    alg: text(f[1]!),
+    epoch: new DataView(f[2]!.buffer, f[2]!.byteOffset, 4).getUint32(0),
+    partyId: party,
+    n: f[4]!,
+    e: f[5]!,
+    pieces: f[6]!,
+  };
 }
 
 function decodeKeyEpoch(body: Uint8Array): { keyId: string; epoch: number } {

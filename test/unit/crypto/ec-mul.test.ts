@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { CURVE_NAMES, getCurve } from '../../../src/crypto/curves.js';
-import { mulBase, mulPoint, mulPublic, mulPublicX } from '../../../src/crypto/ec-mul.js';
+import { mulBase, mulPoint, mulPointX, mulPublic, mulPublicX } from '../../../src/crypto/ec-mul.js';
 import { libsecp256k1 } from '../../../src/crypto/libsecp256k1.js';
 
 describe('ec-mul', () => {
@@ -65,6 +65,16 @@ describe('ec-mul', () => {
       ]) {
         assert.throws(() => mulPublicX(c, bad, 5n), /not a valid point encoding|must be/);
       }
+    });
+
+    it(`${name}: x(k·P) for a secret k equals noble's; the identity as a product is refused`, () => {
+      if (name === 'ed25519') return; // x-only products serve the P-256 DPRF: Weierstrass curves only
+      const points = [c.G, c.G.negate(), c.G.multiply(random() || 1n)];
+      for (const k of [1n, 2n, n - 1n, n + 1n, ...Array.from({ length: 10 }, () => random() || 1n)]) {
+        for (const P of points) assert.equal(mulPointX(c, P, k), P.multiply(c.Fn.create(k)).toAffine().x, `k=${k}`);
+      }
+      for (const k of [0n, n]) assert.throws(() => mulPointX(c, c.G, k), RangeError);
+      assert.throws(() => mulPointX(c, c.Point.ZERO, 5n), RangeError);
     });
 
     it(`${name}: the identity times anything is the identity`, () => {

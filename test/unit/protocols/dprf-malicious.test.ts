@@ -7,9 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { getCurve } from '../../../src/crypto/curves.js';
-import { decodeEnc, enc, encList } from '../../../src/crypto/encoding.js';
-import { newObjectNonce } from '../../../src/protocols/dprf.js';
+import { getCurve, type Point } from '../../../src/crypto/curves.js';
+import { bytesEqual, decodeEnc, enc, encList } from '../../../src/crypto/encoding.js';
+import { dprfInput, dprfPoint, newObjectNonce } from '../../../src/protocols/dprf.js';
 import type { Envelope } from '../../../src/protocols/types.js';
 import { mutationCases, seededRng } from '../../support/ec-test-keys.js';
 import type { Interceptor } from '../../support/protocol-harness.js';
@@ -129,6 +129,21 @@ describe('DPRF cross-checked mode (both helpers, no proofs)', () => {
     };
   }
 
+  /** Replaces helper `h`'s partial of every object i with `f(i)`. */
+  function rewritePartialAt(h: 2 | 3, f: (i: number) => Uint8Array): Interceptor {
+    return (m: Envelope) => (m.round !== 1 || m.from !== h ? [m] : [{ ...m, body: encList(decodeEnc(m.body).map((_, i) => f(i))) }]);
+  }
+
+  /** Whether some P-256 point has x-coordinate x. */
+  function validX(x: bigint): boolean {
+    try {
+      curve.Point.fromBytes(Uint8Array.of(0x02, ...curve.Point.Fp.toBytes(x)));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   it('releases the keys of proved mode', () => {
     assert.ok(Array.isArray(expected));
     assert.deepEqual(dprfKeys(runDprf(KEY, 'both', CROSS_NONCES, { seed: 'cross', nonce: NONCE })), expected);
@@ -151,12 +166,36 @@ describe('DPRF cross-checked mode (both helpers, no proofs)', () => {
   });
 
   it('a wrong partial from either helper, in any position, aborts with partials-inconsistent', () => {
-    const G = curve.G;
+    const Fp = curve.Point.Fp;
+    /** The x-coordinate of f(P), P being the point with x-coordinate x (either sign: f must not care). */
+    const onPoint = (f: (P: Point) => Point) => (x: Uint8Array) =>
+      Fp.toBytes(f(curve.Point.fromBytes(Uint8Array.of(0x02, ...x))).toAffine().x);
     const cases: [string, Interceptor][] = [];
     for (const h of [2, 3] as const) {
-      cases.push([`helper ${h}: V + G`, rewritePartial(h, 0, (V) => curve.Point.fromBytes(V).add(G).toBytes())]);
-      cases.push([`helper ${h}: −V`, rewritePartial(h, 2, (V) => curve.Point.fromBytes(V).negate().toBytes())]);
-      cases.push([`helper ${h}: 2·V`, rewritePartial(h, 1, (V) => curve.Point.fromBytes(V).double().toBytes())]);
+      cases.push([
+        `helper ${h}: x(V + G)`,
+        rewritePartial(
+          h,
+          0,
+          onPoint((P) => P.add(curve.G)),
+        ),
+      ]);
+      cases.push([
+        `helper ${h}: x(V − G)`,
+        rewritePartial(
+          h,
+          1,
+          onPoint((P) => P.subtract(curve.G)),
+        ),
+      ]);
+      cases.push([
+        `helper ${h}: x(2·V)`,
+        rewritePartial(
+          h,
+          2,
+          onPoint((P) => P.double()),
+        ),
+      ]);
       cases.push([
         `helper ${h}: partials swapped`,
         (m) => {
@@ -172,6 +211,28 @@ describe('DPRF cross-checked mode (both helpers, no proofs)', () => {
       assert.equal(run.aborts.get(1)!.reason, 'partials-inconsistent', name);
       assert.equal(run.aborts.get(1)!.suspect, null, name);
     }
+  });
+
+  it('the check rests on CDH: a Partner that knew c·U (here from the dealer) would pass, one that does not, cannot', () => {
+    // Documents the module comment's argument: the one wrong x the check accepts from the Partner
+    // is x(c·U), and computing c·U from c·G and the hashed U is a CDH instance. The test knows c
+    // (it dealt the key); no server does.
+    const c = curve.Fn.sub(KEY.shares[2].share, KEY.shares[1].share);
+    const U = (i: number): Point => dprfPoint(dprfInput(KEY.shares[1].keyId, CROSS_NONCES[i]!));
+    const xOf = (P: Point): Uint8Array => curve.Point.Fp.toBytes(P.toAffine().x);
+    const withC = runDprf(KEY, 'both', CROSS_NONCES, {
+      seed: 'cross',
+      nonce: NONCE,
+      intercept: rewritePartialAt(2, (i) => xOf(U(i).multiply(c))),
+    });
+    const keys = dprfKeys(withC);
+    assert.ok(Array.isArray(keys) && keys.every((k, i) => !bytesEqual(k, expected[i]!)), 'knowing c, a wrong key would pass');
+    const guessed = runDprf(KEY, 'both', CROSS_NONCES, {
+      seed: 'cross',
+      nonce: NONCE,
+      intercept: rewritePartialAt(2, (i) => xOf(U(i).multiply(curve.Fn.add(c, 1n)))),
+    });
+    assert.equal(dprfKeys(guessed), 'aborted');
   });
 
   it('a helper computing with a wrong share is caught by the check; proved mode then names it', () => {
@@ -193,12 +254,19 @@ describe('DPRF cross-checked mode (both helpers, no proofs)', () => {
     }
   });
 
-  it('a partial that is not a point, or a short list, aborts and names its sender', () => {
+  it('a partial that is not an x-coordinate (no point, ≥ p, wrong length) or a short list aborts and names its sender', () => {
+    let noPoint = 1n;
+    while (validX(noPoint)) noPoint++;
     for (const h of [2, 3] as const) {
-      const notPoint = runDprf(KEY, 'both', CROSS_NONCES, {
-        intercept: rewritePartial(h, 1, (V) => Uint8Array.from(V, (b, i) => (i === 0 ? 0x05 : b))),
-      });
-      assert.equal(notPoint.aborts.get(1)!.suspect, h);
+      for (const bad of [
+        curve.Point.Fp.toBytes(noPoint),
+        new Uint8Array(32).fill(0xff),
+        new Uint8Array(33).fill(1),
+        new Uint8Array(31).fill(1),
+      ]) {
+        const notX = runDprf(KEY, 'both', CROSS_NONCES, { intercept: rewritePartial(h, 1, () => bad) });
+        assert.equal(notX.aborts.get(1)!.suspect, h);
+      }
       const short = runDprf(KEY, 'both', CROSS_NONCES, {
         intercept: (m) => (m.round === 1 && m.from === h ? [{ ...m, body: encList(decodeEnc(m.body).slice(1)) }] : [m]),
       });

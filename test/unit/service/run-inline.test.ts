@@ -14,23 +14,27 @@ const nonces = (n: number): Uint8Array[] => Array.from({ length: n }, () => new 
 describe('runsInline', () => {
   it('P-256 and secp256k1 ECDSA sessions run inline; P-384 in workers', () => {
     for (const kind of ['ecdsa-sign', 'ecdsa-presign', 'ecdsa-online']) {
-      for (const alg of ['ecdsa-p256', 'ecdsa-secp256k1']) assert.equal(runsInline(recipe({ kind, share: share(alg) })), true, `${kind} ${alg}`);
+      for (const alg of ['ecdsa-p256', 'ecdsa-secp256k1'])
+        assert.equal(runsInline(recipe({ kind, share: share(alg) })), true, `${kind} ${alg}`);
       assert.equal(runsInline(recipe({ kind, share: share('ecdsa-p384') })), false, kind);
     }
   });
 
   it('FROST signatures run inline', () => {
-    for (const alg of ['eddsa-ed25519', 'schnorr-bip340']) assert.equal(runsInline(recipe({ kind: 'frost', share: share(alg) })), true, alg);
+    for (const alg of ['eddsa-ed25519', 'schnorr-bip340'])
+      assert.equal(runsInline(recipe({ kind: 'frost', share: share(alg) })), true, alg);
   });
 
-  it('AES (DPRF) sessions of up to 16 objects run inline, on the EP (its recipe) and on a helper (its request)', () => {
-    const dprf = (n: number): Recipe => recipe({ kind: 'dprf', share: share('aes-256-dprf'), coordinate: { helper: 2, objectNonces: nonces(n) } });
+  it("AES (DPRF): a helper's sessions of up to 16 objects run inline, EP's of one or two (its event loop serves the API)", () => {
+    const dprf = (n: number): Recipe =>
+      recipe({ kind: 'dprf', share: share('aes-256-dprf'), coordinate: { helper: 'both', objectNonces: nonces(n) } });
     assert.equal(runsInline(dprf(1)), true);
-    assert.equal(runsInline(dprf(16)), true);
-    assert.equal(runsInline(dprf(17)), false);
+    assert.equal(runsInline(dprf(2)), true);
+    assert.equal(runsInline(dprf(3)), false);
     const helper = recipe({ kind: 'dprf', share: share('aes-256-dprf') });
     assert.equal(runsInline(helper, 1), true);
-    assert.equal(runsInline(helper, 256), false);
+    assert.equal(runsInline(helper, 16), true);
+    assert.equal(runsInline(helper, 17), false);
     assert.equal(runsInline(helper), false, 'batch size unknown: a worker');
   });
 
@@ -40,6 +44,7 @@ describe('runsInline', () => {
   });
 
   it('RSA refresh, DKG, refresh and re-derivation run in workers', () => {
-    for (const kind of ['rsa-refresh', 'dkg', 'refresh', 'aux']) assert.equal(runsInline(recipe({ kind, share: share('ecdsa-p256') })), false, kind);
+    for (const kind of ['rsa-refresh', 'dkg', 'refresh', 'aux'])
+      assert.equal(runsInline(recipe({ kind, share: share('ecdsa-p256') })), false, kind);
   });
 });
