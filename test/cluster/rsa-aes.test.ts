@@ -2,13 +2,14 @@
  * RSA and AES keys on a real triplet (issue 4): RSA signatures verified by node:crypto and the
  * openssl command line, OAEP / PKCS#1 v1.5 decryption of node:crypto ciphertexts, an imported key
  * that signs like the original; AES-256 round trips, wrong AAD, tampering, wrong key and
- * truncation as clear errors; ciphertexts and keys survive refresh and a restart; a wiped Aux
- * gets its RSA pieces back by re-derivation.
+ * truncation as clear errors; concurrent requests; ciphertexts and keys survive refresh and a
+ * restart; AES falls back to proofs with the Partner when the Aux cannot answer; a wiped Aux gets
+ * its RSA pieces back by re-derivation.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { constants, generateKeyPairSync, publicEncrypt, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
@@ -214,6 +215,21 @@ describe('RSA and AES keys on a real triplet', () => {
     rmSync(join(t.homes.aux, 'data'), { recursive: true, force: true });
     assert.equal((await ekm(t, 'aux', 'start')).code, 0);
     await waitInService(t);
+    // All three up, but the Aux holds no share: it refuses the cross-checked AES session, and EP +
+    // Partner answer with proofs instead (RsaAesKeys.objectKeys), for every request of the batch.
+    const viaProofs = await Promise.all(
+      sealed.map((x) =>
+        api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, {
+          ciphertext: x.ciphertext,
+          ...(x.aad ? { aad: b64(x.aad) } : {}),
+        }),
+      ),
+    );
+    viaProofs.forEach((d, i) => assert.equal(unb64(d.body.plaintext).toString(), sealed[i]!.plaintext, JSON.stringify(d.body)));
+    assert.match(
+      readFileSync(join(t.homes.ep, 'logs', 'ekm.log'), 'utf8'),
+      /the cross-checked AES session failed; evaluating again with proofs/,
+    );
     const before = (await api.call<{ epoch: number }>('GET', `/keys/${rsa.keyId}`)).body.epoch;
     const r = await api.call<{ keys: number }>('POST', '/servers/aux/rederive');
     assert.equal(r.status, 200, JSON.stringify(r.body));
