@@ -39,12 +39,13 @@
  * Each helper computes U = H(x) itself from the key id and the object nonce: it evaluates objects
  * of the key it holds, never a point EP chose. (Answering k_h·P for points P of EP's choice would
  * be a static Diffie–Hellman oracle: queried on A_h, then on its answer, and so on, it gives the
- * k_h^i·G of Cheon's attack, which recovers k_h faster than a discrete logarithm.) Nothing is
- * persisted. A refresh changes the shares,
- * not k: K_obj, hence every ciphertext, survives refresh (the key version in the object header is
- * informational). Either mode aborts on a wrong partial, it never produces a wrong key. EP sees
- * K_obj (it sees the plaintext anyway); as §7 says, this is DiSE's DPRF used as a KDF, without
- * DiSE's integrity guarantee against a malicious EP.
+ * k_h^i·G of Cheon's attack, which recovers k_h faster than a discrete logarithm.)
+ *
+ * Nothing is persisted. A refresh changes the shares, not k: K_obj, hence every ciphertext,
+ * survives refresh (the key version in the object header is informational). Either mode aborts on
+ * a wrong partial, it never produces a wrong key. EP sees K_obj (it sees the plaintext anyway); as
+ * §7 says, this is DiSE's DPRF used as a KDF, without DiSE's integrity guarantee against a
+ * malicious EP.
  *
  * The sealed-object format and `generateDataKey` are below (`sealObject`, `openObject`).
  */
