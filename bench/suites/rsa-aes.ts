@@ -133,7 +133,7 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
     measurements: rows,
     notes: [
       'RSA shares are 2-of-3 replicated additive pieces of d (no CRT is possible on shares): each operation is two full-length modular exponentiations (EP and Partner), through OpenSSL in constant time, checked with e before release.',
-      'Every AES object gets its own key from the threshold PRF: with all three servers up, EP, Partner and Aux each hash the object to P-256 and multiply (about 0.5 ms), and EP cross-checks the three partials; concurrent requests for one key share a session. The cost per object is elliptic-curve work and the HTTPS API, not AES. The AES rows use the lean keep-alive load generator (bench/lib/http1-client.ts), as autocannon would, after 3 s of load that compiles the AES code (JIT) in all three servers and EP’s worker threads.',
+      'Every AES object gets its own key from the threshold PRF: with all three servers up, EP, Partner and Aux each hash the object to P-256 and multiply (about 0.5 ms), and EP cross-checks the three partials; concurrent requests for one key share a session, and encryptions take object keys EP derived ahead of time (a pool of up to 64 per key, refilled in one session below 32; decryptions always derive on demand, so the decrypt rows show the on-demand latency). The cost per object is elliptic-curve work and the HTTPS API, not AES. The AES rows use the lean keep-alive load generator (bench/lib/http1-client.ts), as autocannon would, after 3 s of load that compiles the AES code (JIT) in all three servers and EP’s worker threads.',
       'All three servers share this 2-core machine with the benchmark client; the figures include the HTTPS API.',
     ],
   };

@@ -1,0 +1,119 @@
+/**
+ * EP's pool of ready object keys for AES encryption: an encryption picks its object nonce, so EP
+ * can derive (object nonce, K_obj) pairs ahead of time, in batches, with the same checked
+ * protocol (RsaAesKeys.objectKeys), and an encryption then costs its AES and the API only. Like
+ * the ECDSA presignature pool, it trades a little exposure for latency, bounded so:
+ * - memory only, never stored: a restart drops every pooled key;
+ * - each key lives at most `ttlMs` and is used once (taken out of the pool), then wiped by its user;
+ * - keys derived at another epoch than the key's current one are dropped (the object header
+ *   records the epoch), as are the pools of keys not used lately (at most `maxKeys` pools); the
+ *   caller takes from the pool only for a key its store says is an active AES key;
+ * - a pool exists only for a key that encrypts, and refills below `lowWater` up to `target`.
+ * EP sees every K_obj at encryption anyway; what the pool adds is that up to `target` keys of
+ * objects not yet encrypted sit in EP's memory for at most `ttlMs` (docs/security-model.md §1.1).
+ * Decryption cannot use it: the nonce comes from the ciphertext.
+ */
+
+/** A derived object key and what it was derived for. */
+export interface PooledObjectKey {
+  readonly objectNonce: Uint8Array;
+  /** K_obj (32 bytes). Secret: the taker wipes it after use. */
+  readonly objectKey: Uint8Array;
+  /** The key's epoch at derivation (recorded in the sealed object's header). */
+  readonly epoch: number;
+}
+
+export interface ObjectKeyPoolOptions {
+  /** Derives `count` fresh object keys of `keyId` (new random nonces), in one session. */
+  readonly derive: (keyId: string, count: number) => Promise<readonly PooledObjectKey[]>;
+  readonly target: number;
+  readonly lowWater: number;
+  readonly ttlMs: number;
+  readonly maxKeys: number;
+  /** After a failed refill, the next is not tried for this long. */
+  readonly retryMs: number;
+  readonly onRefillError: (keyId: string, err: unknown) => void;
+  readonly now?: () => number;
+}
+
+interface Entry extends PooledObjectKey {
+  readonly at: number;
+}
+
+interface Lane {
+  entries: Entry[];
+  refilling: boolean;
+  retryAt: number;
+}
+
+export class ObjectKeyPool {
+  /** Insertion order is recency of use: the first lane is the least recently used. */
+  private readonly lanes = new Map<string, Lane>();
+  private readonly now: () => number;
+
+  constructor(private readonly opts: ObjectKeyPoolOptions) {
+    if (!(opts.lowWater >= 1 && opts.lowWater < opts.target)) throw new RangeError('lowWater must be in [1, target)');
+    if (!(opts.maxKeys >= 1) || !(opts.ttlMs > 0)) throw new RangeError('maxKeys and ttlMs must be positive');
+    this.now = opts.now ?? Date.now;
+  }
+
+  /**
+   * A pooled key of `keyId` derived at `epoch`, or undefined (the caller derives one on demand).
+   * Either way the pool is refilled in the background when it runs low.
+   */
+  take(keyId: string, epoch: number): PooledObjectKey | undefined {
+    let lane = this.lanes.get(keyId);
+    if (lane) this.lanes.delete(keyId);
+    else lane = { entries: [], refilling: false, retryAt: 0 };
+    this.lanes.set(keyId, lane);
+    this.evictBeyond(this.opts.maxKeys);
+    const now = this.now();
+    const stale = lane.entries.filter((e) => e.epoch !== epoch || now - e.at >= this.opts.ttlMs);
+    if (stale.length > 0) {
+      lane.entries = lane.entries.filter((e) => !stale.includes(e));
+      wipe(stale);
+    }
+    const entry = lane.entries.shift();
+    if (lane.entries.length < this.opts.lowWater) this.refill(keyId, lane);
+    return entry && { objectNonce: entry.objectNonce, objectKey: entry.objectKey, epoch: entry.epoch };
+  }
+
+  /** Pooled keys of `keyId`. */
+  size(keyId: string): number {
+    return this.lanes.get(keyId)?.entries.length ?? 0;
+  }
+
+  private refill(keyId: string, lane: Lane): void {
+    if (lane.refilling || this.now() < lane.retryAt) return;
+    lane.refilling = true;
+    this.opts
+      .derive(keyId, this.opts.target - lane.entries.length)
+      .then(
+        (keys) => {
+          const at = this.now();
+          // A pool dropped or evicted meanwhile keeps nothing.
+          if (this.lanes.get(keyId) === lane) lane.entries.push(...keys.map((k) => ({ ...k, at })));
+          else wipe(keys);
+        },
+        (err: unknown) => {
+          lane.retryAt = this.now() + this.opts.retryMs;
+          this.opts.onRefillError(keyId, err);
+        },
+      )
+      .finally(() => {
+        lane.refilling = false;
+      });
+  }
+
+  private evictBeyond(max: number): void {
+    for (const [keyId, lane] of this.lanes) {
+      if (this.lanes.size <= max) return;
+      this.lanes.delete(keyId);
+      wipe(lane.entries);
+    }
+  }
+}
+
+function wipe(keys: readonly PooledObjectKey[]): void {
+  for (const k of keys) k.objectKey.fill(0);
+}

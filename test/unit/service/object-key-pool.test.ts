@@ -1,0 +1,117 @@
+/**
+ * ObjectKeyPool (src/service/object-key-pool.ts), with a derive function that counts its calls:
+ * the first use of a key finds nothing and starts a refill; keys are handed out once each; the
+ * pool refills below its low-water mark, one refill at a time, and retries a failed one only
+ * after a pause; keys of another epoch or older than the TTL are never handed out and are wiped;
+ * the least recently used key's pool goes beyond maxKeys, wiped.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ObjectKeyPool, type PooledObjectKey } from '../../../src/service/object-key-pool.js';
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+function fixture(over: { fail?: () => boolean } = {}) {
+  let clock = 1_000;
+  let serial = 0;
+  const calls: { keyId: string; count: number }[] = [];
+  const handedOut: PooledObjectKey[] = [];
+  const errors: string[] = [];
+  const pool = new ObjectKeyPool({
+    target: 4,
+    lowWater: 2,
+    ttlMs: 60_000,
+    maxKeys: 2,
+    retryMs: 1_000,
+    now: () => clock,
+    onRefillError: (keyId) => errors.push(keyId),
+    derive: async (keyId, count) => {
+      calls.push({ keyId, count });
+      if (over.fail?.()) throw new Error('helpers down');
+      return Array.from({ length: count }, () => {
+        const k = { objectNonce: Uint8Array.of(serial++), objectKey: new Uint8Array(32).fill(7), epoch: epochOf(keyId) };
+        handedOut.push(k);
+        return k;
+      });
+    },
+  });
+  const epochs = new Map<string, number>();
+  const epochOf = (keyId: string): number => epochs.get(keyId) ?? 0;
+  return { pool, calls, handedOut, errors, epochs, advance: (ms: number) => (clock += ms) };
+}
+
+describe('ObjectKeyPool', () => {
+  it('first use: nothing yet, a refill starts; then keys come out once each, refilled below the low-water mark', async () => {
+    const f = fixture();
+    assert.equal(f.pool.take('k', 0), undefined);
+    assert.deepEqual(f.calls, [{ keyId: 'k', count: 4 }]);
+    assert.equal(f.pool.take('k', 0), undefined, 'the refill is still running: no second one');
+    assert.equal(f.calls.length, 1);
+    await tick();
+    assert.equal(f.pool.size('k'), 4);
+    const nonces = [f.pool.take('k', 0), f.pool.take('k', 0)].map((k) => k!.objectNonce[0]);
+    assert.deepEqual(nonces, [0, 1]);
+    assert.equal(f.calls.length, 1, 'two left: not below the low-water mark');
+    assert.equal(f.pool.take('k', 0)!.objectNonce[0], 2);
+    assert.deepEqual(f.calls[1], { keyId: 'k', count: 3 }, 'one left: refilled up to the target');
+    await tick();
+    assert.equal(f.pool.size('k'), 4);
+  });
+
+  it('keys of another epoch, or older than the TTL, are dropped and wiped, never handed out', async () => {
+    const f = fixture();
+    f.pool.take('k', 0);
+    await tick();
+    f.epochs.set('k', 1);
+    assert.equal(f.pool.take('k', 1), undefined, 'all four were derived at epoch 0');
+    assert.ok(
+      f.handedOut.slice(0, 4).every((k) => k.objectKey.every((b) => b === 0)),
+      'wiped',
+    );
+    await tick();
+    assert.equal(f.pool.take('k', 1)!.epoch, 1);
+    f.advance(60_000);
+    assert.equal(f.pool.take('k', 1), undefined, 'expired');
+  });
+
+  it('a failed refill is logged and not tried again before retryMs', async () => {
+    let failing = true;
+    const f = fixture({ fail: () => failing });
+    f.pool.take('k', 0);
+    await tick();
+    await tick();
+    assert.deepEqual(f.errors, ['k']);
+    f.pool.take('k', 0);
+    assert.equal(f.calls.length, 1, 'within retryMs');
+    failing = false;
+    f.advance(1_000);
+    f.pool.take('k', 0);
+    assert.equal(f.calls.length, 2);
+    await tick();
+    assert.equal(f.pool.size('k'), 4);
+  });
+
+  it('keeps pools for the maxKeys keys used last; an evicted pool is wiped, and one evicted during its refill keeps nothing', async () => {
+    const f = fixture();
+    f.pool.take('a', 0);
+    await tick();
+    f.pool.take('b', 0);
+    await tick();
+    f.pool.take('c', 0); // evicts a (least recently used); c's refill is running
+    assert.equal(f.pool.size('a'), 0);
+    assert.ok(
+      f.handedOut.slice(0, 4).every((k) => k.objectKey.every((b) => b === 0)),
+      "a's keys wiped",
+    );
+    f.pool.take('b', 0);
+    f.pool.take('a', 0); // evicts c while its refill runs
+    await tick();
+    assert.equal(f.pool.size('c'), 0);
+  });
+
+  it('refuses a low-water mark outside [1, target)', () => {
+    const base = { target: 4, ttlMs: 1, maxKeys: 1, retryMs: 1, derive: async () => [], onRefillError: () => undefined };
+    assert.throws(() => new ObjectKeyPool({ ...base, lowWater: 0 }), RangeError);
+    assert.throws(() => new ObjectKeyPool({ ...base, lowWater: 4 }), RangeError);
+  });
+});
