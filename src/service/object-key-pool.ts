@@ -8,7 +8,10 @@
  * - keys derived at another epoch than the key's current one are dropped (the object header
  *   records the epoch), as are the pools of keys not used lately (at most `maxKeys` pools); the
  *   caller takes from the pool only for a key its store says is an active AES key;
- * - a pool exists only for a key that encrypts, and refills below `lowWater` up to `target`.
+ * - a key gets a pool only once it encrypts at least `minRate` times a second, and a refill
+ *   derives about `secondsAhead` seconds of its recent rate (at most up to `target`), when fewer
+ *   than `lowWater` are left: a key used now and then never has keys derived for nothing, and a
+ *   burst wastes at most one refill.
  * EP sees every K_obj at encryption anyway; what the pool adds is that up to `target` keys of
  * objects not yet encrypted sit in EP's memory for at most `ttlMs` (docs/security-model.md §1.1).
  * Decryption cannot use it: the nonce comes from the ciphertext.
@@ -28,6 +31,10 @@ export interface ObjectKeyPoolOptions {
   readonly derive: (keyId: string, count: number) => Promise<readonly PooledObjectKey[]>;
   readonly target: number;
   readonly lowWater: number;
+  /** Encryptions per second (over the last whole second, or the current one) before a key gets a pool. */
+  readonly minRate: number;
+  /** A refill derives this many seconds of the key's rate (at most up to `target`). */
+  readonly secondsAhead: number;
   readonly ttlMs: number;
   readonly maxKeys: number;
   /** After a failed refill, the next is not tried for this long. */
@@ -44,6 +51,10 @@ interface Lane {
   entries: Entry[];
   refilling: boolean;
   retryAt: number;
+  /** Takes in the current one-second window, the window's start, and the previous window's count. */
+  count: number;
+  windowAt: number;
+  lastCount: number;
 }
 
 export class ObjectKeyPool {
@@ -54,6 +65,7 @@ export class ObjectKeyPool {
   constructor(private readonly opts: ObjectKeyPoolOptions) {
     if (!(opts.lowWater >= 1 && opts.lowWater < opts.target)) throw new RangeError('lowWater must be in [1, target)');
     if (!(opts.maxKeys >= 1) || !(opts.ttlMs > 0)) throw new RangeError('maxKeys and ttlMs must be positive');
+    if (!(opts.minRate >= 1) || !(opts.secondsAhead > 0)) throw new RangeError('minRate and secondsAhead must be positive');
     this.now = opts.now ?? Date.now;
   }
 
@@ -64,17 +76,24 @@ export class ObjectKeyPool {
   take(keyId: string, epoch: number): PooledObjectKey | undefined {
     let lane = this.lanes.get(keyId);
     if (lane) this.lanes.delete(keyId);
-    else lane = { entries: [], refilling: false, retryAt: 0 };
+    else lane = { entries: [], refilling: false, retryAt: 0, count: 0, windowAt: this.now(), lastCount: 0 };
     this.lanes.set(keyId, lane);
     this.evictBeyond(this.opts.maxKeys);
     const now = this.now();
+    if (now - lane.windowAt >= 1000) {
+      lane.lastCount = now - lane.windowAt < 2000 ? lane.count : 0;
+      lane.count = 0;
+      lane.windowAt = now;
+    }
+    lane.count++;
     const stale = lane.entries.filter((e) => e.epoch !== epoch || now - e.at >= this.opts.ttlMs);
     if (stale.length > 0) {
       lane.entries = lane.entries.filter((e) => !stale.includes(e));
       wipe(stale);
     }
     const entry = lane.entries.shift();
-    if (lane.entries.length < this.opts.lowWater) this.refill(keyId, lane);
+    const rate = Math.max(lane.count, lane.lastCount);
+    if (rate >= this.opts.minRate && lane.entries.length < this.opts.lowWater) this.refill(keyId, lane, rate);
     return entry && { objectNonce: entry.objectNonce, objectKey: entry.objectKey, epoch: entry.epoch };
   }
 
@@ -83,11 +102,11 @@ export class ObjectKeyPool {
     return this.lanes.get(keyId)?.entries.length ?? 0;
   }
 
-  private refill(keyId: string, lane: Lane): void {
+  private refill(keyId: string, lane: Lane, rate: number): void {
     if (lane.refilling || this.now() < lane.retryAt) return;
     lane.refilling = true;
     this.opts
-      .derive(keyId, this.opts.target - lane.entries.length)
+      .derive(keyId, Math.min(this.opts.target - lane.entries.length, Math.ceil(rate * this.opts.secondsAhead)))
       .then(
         (keys) => {
           const at = this.now();

@@ -81,11 +81,12 @@ const AUX = 3 as const satisfies PartyId;
 const DPRF_SESSIONS_PER_KEY = 3;
 const DPRF_SESSION_OBJECTS = 16;
 /**
- * Ready object keys for encryption (object-key-pool.ts): up to 64 per AES key that encrypts,
- * refilled below 32 in one session (larger sessions cost less per object: 639 against 516
- * encryptions/s at concurrency 1 with 32 and 16), each usable for 60 s, for the 64 keys used last.
+ * Ready object keys for encryption (object-key-pool.ts): for a key that encrypts at least twice a
+ * second, up to 64, refilled below 32 with about 8 s of its rate in one session (larger sessions
+ * cost less per object: 639 against 516 encryptions/s at concurrency 1 with 64/32 and 32/16),
+ * each usable for 60 s, for the 64 keys used last.
  */
-const POOL = { target: 64, lowWater: 32, ttlMs: 60_000, maxKeys: 64, retryMs: 1000 } as const;
+const POOL = { target: 64, lowWater: 32, minRate: 2, secondsAhead: 8, ttlMs: 60_000, maxKeys: 64, retryMs: 1000 } as const;
 
 /** One object's key, and the key's epoch it was derived at (the sealed object's key version). */
 interface ObjectKey {

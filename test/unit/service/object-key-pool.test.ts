@@ -1,6 +1,7 @@
 /**
  * ObjectKeyPool (src/service/object-key-pool.ts), with a derive function that counts its calls:
- * the first use of a key finds nothing and starts a refill; keys are handed out once each; the
+ * a key used now and then never gets keys derived ahead; one used at the minimum rate finds
+ * nothing at first and starts a refill sized by its rate; keys are handed out once each; the
  * pool refills below its low-water mark, one refill at a time, and retries a failed one only
  * after a pause; keys of another epoch or older than the TTL are never handed out and are wiped;
  * the least recently used key's pool goes beyond maxKeys, wiped.
@@ -20,6 +21,8 @@ function fixture(over: { fail?: () => boolean } = {}) {
   const pool = new ObjectKeyPool({
     target: 4,
     lowWater: 2,
+    minRate: 2,
+    secondsAhead: 8,
     ttlMs: 60_000,
     maxKeys: 2,
     retryMs: 1_000,
@@ -41,8 +44,19 @@ function fixture(over: { fail?: () => boolean } = {}) {
 }
 
 describe('ObjectKeyPool', () => {
-  it('first use: nothing yet, a refill starts; then keys come out once each, refilled below the low-water mark', async () => {
+  it('a key used less than minRate times a second gets no pool: nothing is derived for it', async () => {
     const f = fixture();
+    for (let i = 0; i < 5; i++) {
+      assert.equal(f.pool.take('k', 0), undefined);
+      f.advance(1_000);
+    }
+    assert.deepEqual(f.calls, []);
+  });
+
+  it('at minRate: nothing yet, a refill starts (sized by the rate, up to target); then keys come out once each, refilled below the low-water mark', async () => {
+    const f = fixture();
+    assert.equal(f.pool.take('k', 0), undefined);
+    assert.deepEqual(f.calls, [], 'one use: no pool yet');
     assert.equal(f.pool.take('k', 0), undefined);
     assert.deepEqual(f.calls, [{ keyId: 'k', count: 4 }]);
     assert.equal(f.pool.take('k', 0), undefined, 'the refill is still running: no second one');
@@ -61,6 +75,7 @@ describe('ObjectKeyPool', () => {
   it('keys of another epoch, or older than the TTL, are dropped and wiped, never handed out', async () => {
     const f = fixture();
     f.pool.take('k', 0);
+    f.pool.take('k', 0);
     await tick();
     f.epochs.set('k', 1);
     assert.equal(f.pool.take('k', 1), undefined, 'all four were derived at epoch 0');
@@ -78,6 +93,7 @@ describe('ObjectKeyPool', () => {
     let failing = true;
     const f = fixture({ fail: () => failing });
     f.pool.take('k', 0);
+    f.pool.take('k', 0);
     await tick();
     await tick();
     assert.deepEqual(f.errors, ['k']);
@@ -94,10 +110,13 @@ describe('ObjectKeyPool', () => {
   it('keeps pools for the maxKeys keys used last; an evicted pool is wiped, and one evicted during its refill keeps nothing', async () => {
     const f = fixture();
     f.pool.take('a', 0);
+    f.pool.take('a', 0);
     await tick();
     f.pool.take('b', 0);
+    f.pool.take('b', 0);
     await tick();
-    f.pool.take('c', 0); // evicts a (least recently used); c's refill is running
+    f.pool.take('c', 0);
+    f.pool.take('c', 0); // a (least recently used) was evicted at c's first take; c's refill is running
     assert.equal(f.pool.size('a'), 0);
     assert.ok(
       f.handedOut.slice(0, 4).every((k) => k.objectKey.every((b) => b === 0)),
@@ -110,7 +129,16 @@ describe('ObjectKeyPool', () => {
   });
 
   it('refuses a low-water mark outside [1, target)', () => {
-    const base = { target: 4, ttlMs: 1, maxKeys: 1, retryMs: 1, derive: async () => [], onRefillError: () => undefined };
+    const base = {
+      target: 4,
+      minRate: 2,
+      secondsAhead: 8,
+      ttlMs: 1,
+      maxKeys: 1,
+      retryMs: 1,
+      derive: async () => [],
+      onRefillError: () => undefined,
+    };
     assert.throws(() => new ObjectKeyPool({ ...base, lowWater: 0 }), RangeError);
     assert.throws(() => new ObjectKeyPool({ ...base, lowWater: 4 }), RangeError);
   });
