@@ -130,6 +130,12 @@ export type DprfParty = Party<DprfOutput, never>;
 
 /** Which helpers answer: one, with DLEQ proofs (2 or 3), or both, cross-checked without proofs. */
 export type DprfHelpers = 2 | 3 | 'both';
+export type DprfProto = typeof PROTO_DPRF | typeof PROTO_DPRF_CROSS;
+
+/** The protocol of a session whose helpers are `helper`: proved with one, cross-checked with both. */
+export function dprfProto(helper: DprfHelpers): DprfProto {
+  return helper === 'both' ? PROTO_DPRF_CROSS : PROTO_DPRF;
+}
 
 export interface DprfCoordinatorOptions {
   readonly share: DprfKeyShare;
@@ -150,7 +156,7 @@ export interface DprfHelperOptions {
 }
 
 interface DprfHeader {
-  readonly proto: typeof PROTO_DPRF | typeof PROTO_DPRF_CROSS;
+  readonly proto: DprfProto;
   readonly tripletId: string;
   readonly keyId: string;
   readonly epoch: number;
@@ -240,11 +246,7 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
 
   constructor(private readonly opts: DprfCoordinatorOptions) {
     const helpers = opts.helper === 'both' ? ([2, 3] as const) : [opts.helper];
-    super(
-      1,
-      opts.helper === 'both' ? PROTO_DPRF_CROSS : PROTO_DPRF,
-      (round, from) => round === 1 && (helpers as readonly number[]).includes(from),
-    );
+    super(1, dprfProto(opts.helper), (round, from) => round === 1 && (helpers as readonly number[]).includes(from));
     this.helpers = helpers;
     checkShare(opts.share);
     if (opts.share.partyId !== 1) throw new RangeError('the coordinator is EP');
@@ -257,7 +259,7 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
   protected onStart(step: StepBuilder<DprfOutput, never>): void {
     const { share, rng } = this.opts;
     const header: DprfHeader = {
-      proto: this.proto === PROTO_DPRF_CROSS ? PROTO_DPRF_CROSS : PROTO_DPRF,
+      proto: dprfProto(this.opts.helper),
       tripletId: this.opts.tripletId,
       keyId: share.keyId,
       epoch: share.epoch,

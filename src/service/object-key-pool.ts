@@ -86,11 +86,11 @@ export class ObjectKeyPool {
       lane.windowAt = now;
     }
     lane.count++;
-    const stale = lane.entries.filter((e) => e.epoch !== epoch || now - e.at >= this.opts.ttlMs);
-    if (stale.length > 0) {
-      lane.entries = lane.entries.filter((e) => !stale.includes(e));
-      wipe(stale);
-    }
+    const fresh: Entry[] = [];
+    const stale: Entry[] = [];
+    for (const e of lane.entries) (e.epoch === epoch && now - e.at < this.opts.ttlMs ? fresh : stale).push(e);
+    lane.entries = fresh;
+    wipe(stale);
     const entry = lane.entries.shift();
     const rate = Math.max(lane.count, lane.lastCount);
     if (rate >= this.opts.minRate && lane.entries.length < this.opts.lowWater) this.refill(keyId, lane, rate);

@@ -24,6 +24,7 @@ import {
   DPRF_ALG,
   PROTO_DPRF,
   PROTO_DPRF_CROSS,
+  dprfProto,
   SealedObjectError,
   generateDataKey,
   newObjectNonce,
@@ -372,9 +373,7 @@ export class RsaAesKeys {
     const share = await this.dprfShare(keyId);
     const run = async (helper: DprfHelpers): Promise<ObjectKey[]> => {
       const recipe = { kind: 'dprf', share, tripletId: this.deps.tripletId, coordinate: { helper, objectNonces } } as const;
-      const out = await this.deps.host.run<DprfOutput>(
-        spec(recipe, recipe.coordinate.helper === 'both' ? PROTO_DPRF_CROSS : PROTO_DPRF, noWrites),
-      );
+      const out = await this.deps.host.run<DprfOutput>(spec(recipe, dprfProto(helper), noWrites));
       if (out.kind !== 'keys') throw new EkmError('EKM_PROTOCOL_ABORTED', 'no object key was derived');
       return out.keys.map((objectKey) => ({ objectKey, epoch: share.epoch }));
     };

@@ -11,6 +11,7 @@ import { describe, it } from 'node:test';
 import { ObjectKeyPool, type PooledObjectKey } from '../../../src/service/object-key-pool.js';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+const allWiped = (keys: readonly PooledObjectKey[]): boolean => keys.every((k) => k.objectKey.every((b) => b === 0));
 
 function fixture(over: { fail?: () => boolean } = {}) {
   let clock = 1_000;
@@ -40,7 +41,12 @@ function fixture(over: { fail?: () => boolean } = {}) {
   });
   const epochs = new Map<string, number>();
   const epochOf = (keyId: string): number => epochs.get(keyId) ?? 0;
-  return { pool, calls, handedOut, errors, epochs, advance: (ms: number) => (clock += ms) };
+  /** Uses `keyId` at minRate (twice now): its pool's first refill starts. */
+  const reachRate = (keyId: string): void => {
+    pool.take(keyId, epochOf(keyId));
+    pool.take(keyId, epochOf(keyId));
+  };
+  return { pool, calls, handedOut, errors, epochs, reachRate, advance: (ms: number) => (clock += ms) };
 }
 
 describe('ObjectKeyPool', () => {
@@ -74,15 +80,11 @@ describe('ObjectKeyPool', () => {
 
   it('keys of another epoch, or older than the TTL, are dropped and wiped, never handed out', async () => {
     const f = fixture();
-    f.pool.take('k', 0);
-    f.pool.take('k', 0);
+    f.reachRate('k');
     await tick();
     f.epochs.set('k', 1);
     assert.equal(f.pool.take('k', 1), undefined, 'all four were derived at epoch 0');
-    assert.ok(
-      f.handedOut.slice(0, 4).every((k) => k.objectKey.every((b) => b === 0)),
-      'wiped',
-    );
+    assert.ok(allWiped(f.handedOut.slice(0, 4)), 'wiped');
     await tick();
     assert.equal(f.pool.take('k', 1)!.epoch, 1);
     f.advance(60_000);
@@ -92,8 +94,7 @@ describe('ObjectKeyPool', () => {
   it('a failed refill is logged and not tried again before retryMs', async () => {
     let failing = true;
     const f = fixture({ fail: () => failing });
-    f.pool.take('k', 0);
-    f.pool.take('k', 0);
+    f.reachRate('k');
     await tick();
     await tick();
     assert.deepEqual(f.errors, ['k']);
@@ -109,19 +110,13 @@ describe('ObjectKeyPool', () => {
 
   it('keeps pools for the maxKeys keys used last; an evicted pool is wiped, and one evicted during its refill keeps nothing', async () => {
     const f = fixture();
-    f.pool.take('a', 0);
-    f.pool.take('a', 0);
+    f.reachRate('a');
     await tick();
-    f.pool.take('b', 0);
-    f.pool.take('b', 0);
+    f.reachRate('b');
     await tick();
-    f.pool.take('c', 0);
-    f.pool.take('c', 0); // a (least recently used) was evicted at c's first take; c's refill is running
+    f.reachRate('c'); // a (least recently used) was evicted at c's first take; c's refill is running
     assert.equal(f.pool.size('a'), 0);
-    assert.ok(
-      f.handedOut.slice(0, 4).every((k) => k.objectKey.every((b) => b === 0)),
-      "a's keys wiped",
-    );
+    assert.ok(allWiped(f.handedOut.slice(0, 4)), "a's keys wiped");
     f.pool.take('b', 0);
     f.pool.take('a', 0); // evicts c while its refill runs
     await tick();
