@@ -98,6 +98,18 @@ export function mulPointX(curve: Curve, P: Point, k: bigint): bigint {
   return toBig(keyed(curve, s).computeSecret((P as InstanceType<typeof P256>).toBytes(false)));
 }
 
+/**
+ * x(k·P) of each point, for one secret k: `mulPointX` with the ECDH object keyed once for the batch
+ * (P-256; elsewhere one `mulPointX` per point).
+ */
+export function mulPointsX(curve: Curve, points: readonly Point[], k: bigint): bigint[] {
+  const s = curve.Fn.create(k);
+  if (s === 0n || points.some((P) => P.is0())) throw new RangeError('mulPointsX: a product is the identity');
+  if (curve.name !== 'p256') return points.map((P) => mulPointX(curve, P, s));
+  const e = keyed(curve, s);
+  return points.map((P) => toBig(e.computeSecret((P as InstanceType<typeof P256>).toBytes(false))));
+}
+
 function mul(curve: Curve, P: Point, k: bigint, publicScalar: boolean): Point {
   const s = curve.Fn.create(k);
   if (s === 0n || P.is0()) return curve.Point.ZERO;

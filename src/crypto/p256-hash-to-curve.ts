@@ -2,17 +2,18 @@
  * RFC 9380 hash to curve for P-256 (suite P256_XMD:SHA-256_SSWU_RO_, with the caller's DST),
  * giving the same point as noble's `p256_hasher.hashToCurve` (tests compare them on the RFC's
  * vectors and on random inputs) at about a third of its cost, because:
+ * - expand_message_xmd hashes with OpenSSL's SHA-256;
  * - the one exponentiation of each sqrt_ratio (RFC 9380 F.2.1.2, q ≡ 3 mod 4) runs in OpenSSL
  *   (the DiffieHellman-object modexp; modexp.ts explains the trick) instead of BigInt;
  * - each map's result stays projective, x = x_n / tv4 as (X, Y, Z) = (x_n, y·tv4, tv4), so the
- *   two maps and their sum cost no field inversion (noble does one per map and one to check).
+ *   two maps and their sum cost no field inversion (noble does one per map and one to check), and
+ *   a batch of messages shares the one inversion that makes the results affine.
  * Inputs and outputs are public (an object nonce and its point), so variable time is fine here.
  * The cofactor of P-256 is 1: Q0 + Q1 is the result.
  */
-import { hash_to_field } from '@noble/curves/abstract/hash-to-curve.js';
+import { normalizeZ } from '@noble/curves/abstract/curve.js';
 import { p256 } from '@noble/curves/nist.js';
-import { sha256 } from '@noble/hashes/sha2.js';
-import { createDiffieHellman, type DiffieHellman } from 'node:crypto';
+import { createDiffieHellman, createHash, type DiffieHellman } from 'node:crypto';
 
 const P = p256.Point;
 const Fp = P.Fp;
@@ -77,10 +78,58 @@ function mapToCurve(u: bigint): InstanceType<typeof P> {
   return new P(xn, Fp.mul(y, tv4), tv4);
 }
 
+/** SHA-256 of the parts, through OpenSSL. */
+function sha256(...parts: Uint8Array[]): Buffer {
+  const h = createHash('sha256');
+  for (const part of parts) h.update(part);
+  return h.digest();
+}
+
+/**
+ * RFC 9380 5.2 hash_to_field(msg, 2) for P-256 (L = 48 bytes per element) with 5.3.1
+ * expand_message_xmd(SHA-256): 96 uniform bytes from three SHA-256 blocks b_1..b_3.
+ */
+function hashToField2(msg: Uint8Array, DST: string): [bigint, bigint] {
+  const dst = Buffer.from(DST, 'utf8');
+  if (dst.length > 255) throw new RangeError('hash to curve: a DST is at most 255 bytes');
+  const dstPrime = Buffer.concat([dst, Uint8Array.of(dst.length)]);
+  const b0 = sha256(Z_PAD, msg, Uint8Array.of(0, 96, 0), dstPrime);
+  const b: Buffer[] = [sha256(b0, Uint8Array.of(1), dstPrime)];
+  for (let i = 2; i <= 3; i++) {
+    const prev = b[b.length - 1]!;
+    b.push(
+      sha256(
+        Uint8Array.from(b0, (v, j) => v ^ prev[j]!),
+        Uint8Array.of(i),
+        dstPrime,
+      ),
+    );
+  }
+  const uniform = Buffer.concat(b);
+  const element = (at: number): bigint => BigInt(`0x${uniform.toString('hex', at, at + 48)}`) % p;
+  return [element(0), element(48)];
+}
+const Z_PAD = new Uint8Array(64);
+
 /** hash_to_curve(msg) with expand_message_xmd(SHA-256) and the given DST; never the identity in practice. */
 export function p256HashToCurve(msg: Uint8Array, DST: string): InstanceType<typeof P> {
-  const [[u0], [u1]] = hash_to_field(msg, 2, { DST, p, m: 1, k: 128, expand: 'xmd', hash: sha256 }) as [[bigint], [bigint]];
-  const Q = mapToCurve(u0!).add(mapToCurve(u1!));
-  Q.assertValidity();
-  return Q;
+  return p256HashToCurveBatch([msg], DST)[0]!;
+}
+
+/**
+ * hash_to_curve of each message, as affine points (Z = 1): the projective results share one field
+ * inversion (Montgomery's trick, noble's normalizeZ) where each alone would take one.
+ */
+export function p256HashToCurveBatch(msgs: readonly Uint8Array[], DST: string): InstanceType<typeof P>[] {
+  const points = normalizeZ(
+    P,
+    msgs.map((msg) => {
+      const [u0, u1] = hashToField2(msg, DST);
+      const Q = mapToCurve(u0).add(mapToCurve(u1));
+      if (Q.is0()) throw new Error('hash to curve gave the identity');
+      return Q;
+    }),
+  );
+  for (const Q of points) Q.assertValidity();
+  return points;
 }

@@ -8,7 +8,13 @@
  *   U     = hash_to_curve(x), RFC 9380 P256_XMD:SHA-256_SSWU_RO_ with DST "CORE-TSS/v1/dprf"
  *   EP    V_1 = k_1·U;   helper h: V_h = k_h·U and a DLEQ proof (log_G A_h = log_U V_h)
  *   EP    verifies, V = λ_1·V_1 + λ_h·V_h  (= k·U)
- *   K_obj = HKDF-SHA256(ikm = SEC1-compressed(V), salt = UTF-8(keyId), info = "aes-256-gcm" ‖ x, 32)
+ *   K_obj = HKDF-SHA256(ikm = x(V), salt = UTF-8(keyId), info = "aes-256-gcm/x" ‖ x, 32)   (format 2)
+ *   K_obj = HKDF-SHA256(ikm = SEC1-compressed(V), salt = UTF-8(keyId), info = "aes-256-gcm" ‖ x, 32)   (format 1)
+ *
+ * The sealed object's format version names the derivation. Format 2, which new objects use, takes
+ * V's x-coordinate only: V and −V give the same key, so EP's own partial needs only x(k_1·U) (one
+ * OpenSSL ECDH, lifted to a point of either sign) where the whole point takes two ECDHs (ec-mul.ts).
+ * Format-1 objects, sealed before, still open: for them EP computes its partial with its sign.
  *
  * Two modes, one round trip each, batched over objects (1..256 per session):
  *
@@ -21,8 +27,10 @@
  *   takes two), and EP checks the three partials against each other. With f(X) = k + c·X the
  *   shares satisfy f(3) = 2·f(2) − f(1) and k = f(0) = 2·f(1) − f(2). EP lifts x_2 to a point S
  *   (so S = ±V_2), requires exactly one sign ε ∈ {1, −1} with x(2ε·S − V_1) = x_3 (that is,
- *   2ε·S − V_1 = ±V_3) and takes V = 2·V_1 − ε·S. Why no cheater passes, with EP honest and at
- *   most one helper cheating:
+ *   2ε·S − V_1 = ±V_3) and takes V = 2·V_1 − ε·S. (For a format-2 object EP holds T = δ·V_1 for
+ *   an unknown sign δ: the check x(2ε·S − T) = x_3 is the one above for the sign εδ, and it gives
+ *   δ·V, whose x is the same. So what follows holds for both.) Why no cheater passes, with EP
+ *   honest and at most one helper cheating:
  *   - Aux honest: 2ε·S − V_1 = ±V_3 gives ε·S = (V_1 + V_3)/2 = V_2, the right partial, or
  *     ε·S = (V_1 − V_3)/2 = −c·U. A Partner sending x(c·U) computed c·U from c·G = A_3 − A_2 and
  *     the hashed U: a CDH instance.
@@ -49,10 +57,11 @@
  *
  * The sealed-object format and `generateDataKey` are below (`sealObject`, `openObject`).
  */
-import crypto from 'node:crypto';
+import crypto, { ECDH } from 'node:crypto';
+import { normalizeZ } from '@noble/curves/abstract/curve.js';
 import { decodePoint, encodePoint, getCurve, type Point } from '../crypto/curves.js';
-import { mulPoint, mulPointX, mulPublic } from '../crypto/ec-mul.js';
-import { p256HashToCurve } from '../crypto/p256-hash-to-curve.js';
+import { mulPoint, mulPointsX, mulPublic } from '../crypto/ec-mul.js';
+import { p256HashToCurve, p256HashToCurveBatch } from '../crypto/p256-hash-to-curve.js';
 import { decodeDleqProof, encodeDleqProof, proveDleq, verifyDleq } from '../crypto/dleq.js';
 import { bytesEqual, decodeEnc, enc, encList, TAG_PREFIX, u32be, u8 } from '../crypto/encoding.js';
 import { lagrangeWeights } from '../crypto/shamir.js';
@@ -77,6 +86,17 @@ const OBJECT_NONCE_BYTES = 32;
 /** Objects per session (bounds the helper's work per request). */
 export const DPRF_MAX_BATCH = 256;
 
+/** A sealed-object format version, which names how K_obj comes from V (`objectKeyFromPoint`). */
+export type ObjectFormat = 1 | 2;
+/** The format new objects are sealed in. */
+export const OBJECT_FORMAT_VERSION: ObjectFormat = 2;
+
+/** An object to derive K_obj for: its nonce, and the format of its sealed object. */
+export interface DprfObject {
+  readonly nonce: Uint8Array;
+  readonly format: ObjectFormat;
+}
+
 const curve = getCurve('p256');
 const utf8 = new TextEncoder();
 
@@ -91,10 +111,28 @@ export function dprfPoint(x: Uint8Array): Point {
   return p256HashToCurve(x, DPRF_DST) as Point;
 }
 
-/** The point with x-coordinate `xBytes` (32 bytes, canonical) and even y: a partial of cross-checked mode, up to sign. */
+/** `dprfPoint` of each input, affine (one shared field inversion). */
+function dprfPoints(xs: readonly Uint8Array[]): Point[] {
+  return p256HashToCurveBatch(xs, DPRF_DST) as Point[];
+}
+
+/**
+ * The point with x-coordinate `xBytes` (32 bytes, big-endian, < p) and even y: a partial known by
+ * its x only, up to sign. OpenSSL computes y (`ECDH.convertKey`, which refuses an x ≥ p or one with
+ * no point); the result is on the curve by construction, so no decode checks are repeated.
+ */
 function liftX(xBytes: Uint8Array): Point {
   if (xBytes.length !== curve.scalarBytes) throw new RangeError('an x-coordinate is 32 bytes');
-  return decodePoint(curve, Uint8Array.of(0x02, ...xBytes));
+  const xy = ECDH.convertKey(Buffer.concat([LIFT_PREFIX, xBytes]), 'prime256v1', undefined, undefined, 'uncompressed') as Buffer;
+  const Fp = curve.Point.Fp;
+  return curve.Point.fromAffine({ x: Fp.fromBytes(xy.subarray(1, 33)), y: Fp.fromBytes(xy.subarray(33, 65)) }) as Point;
+}
+const LIFT_PREFIX = Uint8Array.of(0x02);
+
+/** An x-coordinate sent as 32 big-endian bytes, < p (not checked on the curve: compared only). */
+function readX(xBytes: Uint8Array): bigint {
+  if (xBytes.length !== curve.scalarBytes) throw new RangeError('an x-coordinate is 32 bytes');
+  return curve.Point.Fp.fromBytes(xBytes) as bigint;
 }
 
 /** Whether P has affine x-coordinate x, without an inversion: P = (X : Y : Z) with x = X/Z. */
@@ -104,10 +142,16 @@ function hasX(P: Point, x: bigint): boolean {
   return !P.is0() && Fp.eql(X, Fp.mul(x, Z));
 }
 
-/** K_obj = HKDF-SHA256(SEC1(V), salt = keyId, info = "aes-256-gcm" ‖ x), 32 bytes. */
-export function objectKeyFromPoint(V: Point, keyId: string, x: Uint8Array): Uint8Array {
-  const info = Buffer.concat([utf8.encode('aes-256-gcm'), x]);
-  return new Uint8Array(crypto.hkdfSync('sha256', encodePoint(curve, V), utf8.encode(keyId), info, 32));
+/**
+ * K_obj of an object of `format` from its PRF value V = k·U, 32 bytes: HKDF-SHA256 with salt keyId
+ * of x(V) and info "aes-256-gcm/x" ‖ x (format 2), or of SEC1-compressed(V) and info
+ * "aes-256-gcm" ‖ x (format 1: V's sign matters).
+ */
+export function objectKeyFromPoint(format: ObjectFormat, V: Point, keyId: string, x: Uint8Array): Uint8Array {
+  const [ikm, label] =
+    format === 2 ? [curve.Point.Fp.toBytes(V.toAffine().x as bigint), 'aes-256-gcm/x'] : [encodePoint(curve, V), 'aes-256-gcm'];
+  const info = Buffer.concat([utf8.encode(label), x]);
+  return new Uint8Array(crypto.hkdfSync('sha256', ikm, utf8.encode(keyId), info, 32));
 }
 
 /** Fresh random object nonce (32 bytes). */
@@ -141,8 +185,8 @@ export interface DprfCoordinatorOptions {
   readonly share: DprfKeyShare;
   readonly tripletId: string;
   readonly helper: DprfHelpers;
-  /** One 32-byte object nonce per object (1..DPRF_MAX_BATCH). */
-  readonly objectNonces: readonly Uint8Array[];
+  /** The objects (1..DPRF_MAX_BATCH), each with a 32-byte nonce. */
+  readonly objects: readonly DprfObject[];
   readonly rng: Rng;
   readonly nonce?: Uint8Array;
 }
@@ -222,9 +266,13 @@ export function parseDprfRequest(env: Envelope): DprfRequestInfo {
   }
 }
 
-/** EP's own part of one object: its PRF input x, the point U = H(x) and its partial (see `ownScalar`). */
+/**
+ * EP's own part of one object: its PRF input x, the point U = H(x) and its partial (see
+ * `ownScalar`), up to sign where only x(V) matters (a format-2 object in cross-checked mode).
+ */
 interface OwnPart {
   readonly x: Uint8Array;
+  readonly format: ObjectFormat;
   readonly U: Point;
   readonly V1: Point;
 }
@@ -251,9 +299,12 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
     checkShare(opts.share);
     if (opts.share.partyId !== 1) throw new RangeError('the coordinator is EP');
     if (opts.helper !== 2 && opts.helper !== 3 && opts.helper !== 'both') throw new RangeError("helper must be 2, 3 or 'both'");
-    const n = opts.objectNonces.length;
+    const n = opts.objects.length;
     if (n === 0 || n > DPRF_MAX_BATCH) throw new RangeError(`1..${DPRF_MAX_BATCH} objects per session`);
-    for (const o of opts.objectNonces) if (o.length !== OBJECT_NONCE_BYTES) throw new RangeError('object nonce must be 32 bytes');
+    for (const o of opts.objects) {
+      if (o.nonce.length !== OBJECT_NONCE_BYTES) throw new RangeError('object nonce must be 32 bytes');
+      if (o.format !== 1 && o.format !== 2) throw new RangeError('object format must be 1 or 2');
+    }
   }
 
   protected onStart(step: StepBuilder<DprfOutput, never>): void {
@@ -266,7 +317,11 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
       nonce: this.opts.nonce ?? rng(32),
     };
     this.inbox.bindSid(dprfSid(header));
-    const body = requestBody(header, this.opts.helper, this.opts.objectNonces);
+    const body = requestBody(
+      header,
+      this.opts.helper,
+      this.opts.objects.map((o) => o.nonce),
+    );
     for (const h of this.helpers) step.send.push(this.envelope(0, h, body));
     step.more = true;
   }
@@ -277,12 +332,17 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
   }
 
   private ownParts(): OwnPart[] {
-    const { share, objectNonces } = this.opts;
-    const k = ownScalar(share, this.opts.helper);
-    return objectNonces.map((on) => {
-      const x = dprfInput(share.keyId, on);
-      const U = dprfPoint(x);
-      return { x, U, V1: mulPoint(curve, U, k) };
+    const { share, objects, helper } = this.opts;
+    const k = ownScalar(share, helper);
+    const xs = objects.map(({ nonce }) => dprfInput(share.keyId, nonce));
+    const Us = dprfPoints(xs);
+    const signed = objects.map(({ format }) => helper !== 'both' || format === 1);
+    const unsigned = Us.filter((_, i) => !signed[i]);
+    const x1s = unsigned.length > 0 ? mulPointsX(curve, unsigned, k) : [];
+    let next = 0;
+    return objects.map(({ format }, i) => {
+      const U = Us[i]!;
+      return { x: xs[i]!, format, U, V1: signed[i] ? mulPoint(curve, U, k) : liftX(curve.Point.Fp.toBytes(x1s[next++]!)) };
     });
   }
 
@@ -290,10 +350,9 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
     if (!this.helpers.every((h) => this.inbox.has(1, h))) return;
     const own = (this.own ??= this.ownParts());
     const values = this.opts.helper === 'both' ? this.crossChecked(own) : this.proved(own, this.opts.helper);
-    const keys = own.map(({ x }, i) => {
-      if (values[i]!.is0()) this.abort('prf value is the identity', null);
-      return objectKeyFromPoint(values[i]!, this.opts.share.keyId, x);
-    });
+    if (values.some((V) => V.is0())) this.abort('prf value is the identity', null);
+    const affine = normalizeZ(curve.Point, values) as Point[];
+    const keys = own.map(({ x, format }, i) => objectKeyFromPoint(format, affine[i]!, this.opts.share.keyId, x));
     step.output = { kind: 'keys', keys };
     this.finish();
   }
@@ -302,7 +361,7 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
   private partials<T>(h: 2 | 3, decode: (item: Uint8Array, index: number) => T): T[] {
     this.at(1, h);
     const items = decodeEnc(this.inbox.take(1, h));
-    if (items.length !== this.opts.objectNonces.length) this.abort('invalid-input: one partial per object', h);
+    if (items.length !== this.opts.objects.length) this.abort('invalid-input: one partial per object', h);
     return items.map(decode);
   }
 
@@ -323,8 +382,8 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
 
   /** V = 2·V_1 − V_2, with V_2's sign the one for which x(2·V_2 − V_1) = x_3 (module comment). */
   private crossChecked(own: readonly OwnPart[]): Point[] {
-    const S = this.partials(2, (item) => liftX(item));
-    const x3 = this.partials(3, (item) => liftX(item).toAffine().x as bigint);
+    const S = this.partials(2, (item) => this.decodeX(item, 2, liftX));
+    const x3 = this.partials(3, (item) => this.decodeX(item, 3, readX));
     this.at(1, null);
     return own.map(({ V1 }, i) => {
       const D = S[i]!.double();
@@ -333,6 +392,15 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
       if (plus === minus) this.abort('partials-inconsistent', null);
       return V1.double().subtract(plus ? S[i]! : S[i]!.negate());
     });
+  }
+
+  /** A helper's x-coordinate, decoded by `read`; a malformed one names the helper. */
+  private decodeX<T>(item: Uint8Array, h: 2 | 3, read: (xBytes: Uint8Array) => T): T {
+    try {
+      return read(item);
+    } catch {
+      return this.abort('invalid-input: not an x-coordinate of the curve', h);
+    }
   }
 
   protected erase(): void {
@@ -355,22 +423,29 @@ class DprfHelper extends RoundParty<DprfOutput, never> {
     const env = this.inbox.peekEnvelope(0, 1)!;
     const info = parseDprfRequest(env);
     this.inbox.take(0, 1);
-    const { share, tripletId, rng } = this.opts;
+    const { share, tripletId } = this.opts;
     const hd = info.header;
     if (hd.tripletId !== tripletId) this.abort('invalid-request: wrong triplet', 1);
     if (hd.keyId !== share.keyId || hd.epoch !== share.epoch) this.abort('invalid-request: key or epoch mismatch', 1);
     this.inbox.bindSid(env.sid);
-    const A = info.proved ? decodePoint(curve, share.A[this.id]) : undefined;
-    const replies = info.objectNonces.map((on, i) => {
-      const U = dprfPoint(dprfInput(share.keyId, on));
-      if (!A) return curve.Point.Fp.toBytes(mulPointX(curve, U, share.share));
-      const V = mulPoint(curve, U, share.share);
-      const proof = proveDleq(curve, 'dprf', proofContext(env.sid, this.id, i), share.share, { U, A, V }, rng);
-      return enc(encodePoint(curve, V), encodeDleqProof(curve, proof));
-    });
+    const Us = dprfPoints(info.objectNonces.map((on) => dprfInput(share.keyId, on)));
+    const replies = info.proved
+      ? this.provedPartials(Us, env.sid)
+      : mulPointsX(curve, Us, share.share).map((x) => curve.Point.Fp.toBytes(x));
     step.send.push(this.envelope(1, 1, encList(replies)));
     step.output = { kind: 'partial-sent', sid: env.sid };
     this.finish();
+  }
+
+  /** enc(V_h, DLEQ proof) per object. */
+  private provedPartials(Us: readonly Point[], sid: Uint8Array): Uint8Array[] {
+    const { share, rng } = this.opts;
+    const A = decodePoint(curve, share.A[this.id]);
+    return Us.map((U, i) => {
+      const V = mulPoint(curve, U, share.share);
+      const proof = proveDleq(curve, 'dprf', proofContext(sid, this.id, i), share.share, { U, A, V }, rng);
+      return enc(encodePoint(curve, V), encodeDleqProof(curve, proof));
+    });
   }
 
   protected erase(): void {}
@@ -391,7 +466,7 @@ export function createDprfHelper(opts: DprfHelperOptions): DprfParty {
 //
 //   offset  field
 //   0       magic "EKMO" (4)
-//   4       format version u8 = 1
+//   4       format version u8: 2 (1: sealed before K_obj came from x(V) only; still opened)
 //   5       key id length u16be (1..1024), then the key id (UTF-8)
 //   …       key version u32be (the epoch at encryption; informational, authenticated)
 //   …       object nonce (32)
@@ -404,7 +479,6 @@ export function createDprfHelper(opts: DprfHelperOptions): DprfParty {
 // exactly on open.
 
 export const OBJECT_MAGIC = Uint8Array.of(0x45, 0x4b, 0x4d, 0x4f);
-export const OBJECT_FORMAT_VERSION = 1;
 const GCM_NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 const MAX_KEY_ID_BYTES = 1024;
@@ -414,10 +488,12 @@ export interface ObjectHeader {
   /** The key's epoch when the object was sealed (informational: K_obj does not depend on it). */
   readonly keyVersion: number;
   readonly objectNonce: Uint8Array;
+  /** The format to seal in (default OBJECT_FORMAT_VERSION); K_obj must have been derived for it. */
+  readonly format?: ObjectFormat;
 }
 
 export interface ParsedObject extends ObjectHeader {
-  readonly version: number;
+  readonly format: ObjectFormat;
   readonly gcmNonce: Uint8Array;
   /** Bytes of the header (authenticated as AAD). */
   readonly header: Uint8Array;
@@ -462,7 +538,7 @@ function encodeHeader(h: ObjectHeader, gcmNonce: Uint8Array): Uint8Array {
   const out = new Uint8Array(4 + 1 + 2 + id.length + 4 + OBJECT_NONCE_BYTES + GCM_NONCE_BYTES);
   const view = new DataView(out.buffer);
   out.set(OBJECT_MAGIC, 0);
-  out[4] = OBJECT_FORMAT_VERSION;
+  out[4] = h.format ?? OBJECT_FORMAT_VERSION;
   view.setUint16(5, id.length, false);
   out.set(id, 7);
   let at = 7 + id.length;
@@ -480,7 +556,8 @@ export function parseObjectHeader(sealed: Uint8Array): ParsedObject {
   };
   need(5);
   if (!bytesEqual(sealed.subarray(0, 4), OBJECT_MAGIC)) throw new ObjectFormatError('bad-magic');
-  if (sealed[4] !== OBJECT_FORMAT_VERSION) throw new ObjectFormatError('unsupported-version');
+  const format = sealed[4];
+  if (format !== 1 && format !== 2) throw new ObjectFormatError('unsupported-version');
   need(7);
   const view = new DataView(sealed.buffer, sealed.byteOffset, sealed.byteLength);
   const idLen = view.getUint16(5, false);
@@ -497,7 +574,7 @@ export function parseObjectHeader(sealed: Uint8Array): ParsedObject {
   const keyVersion = view.getUint32(at, false);
   at += 4;
   return {
-    version: OBJECT_FORMAT_VERSION,
+    format,
     keyId,
     keyVersion,
     objectNonce: sealed.slice(at, at + OBJECT_NONCE_BYTES),

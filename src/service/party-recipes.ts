@@ -16,7 +16,7 @@ import {
   type SignedInput,
 } from '../protocols/ecdsa.js';
 import { createFrostCoordinator, createFrostHelper } from '../protocols/frost.js';
-import { createDprfCoordinator, createDprfHelper, type DprfHelpers, type DprfKeyShare } from '../protocols/dprf.js';
+import { createDprfCoordinator, createDprfHelper, type DprfHelpers, type DprfKeyShare, type DprfObject } from '../protocols/dprf.js';
 import {
   createRsaCoordinator,
   createRsaHelper,
@@ -96,7 +96,7 @@ export type Recipe =
       readonly tripletId: string;
       /** A helper's mode: the request's (`parseDprfRequest`). */
       readonly proved?: boolean;
-      readonly coordinate?: { helper: DprfHelpers; objectNonces: readonly Uint8Array[] };
+      readonly coordinate?: { helper: DprfHelpers; objects: readonly DprfObject[] };
     };
 
 const rng: Rng = (n) => new Uint8Array(randomBytes(n));
@@ -177,7 +177,7 @@ export function buildParty(r: Recipe): Party<unknown, unknown> {
             share: r.share,
             tripletId: r.tripletId,
             helper: r.coordinate.helper,
-            objectNonces: r.coordinate.objectNonces,
+            objects: r.coordinate.objects,
             rng,
           })
         : createDprfHelper({ share: r.share, tripletId: r.tripletId, proved: r.proved ?? true, rng });
@@ -227,7 +227,7 @@ export function runsInline(recipe: Recipe, objects?: number): boolean {
       // One 2048-bit modular exponentiation per step (about 3 ms); larger moduli take 8-20 ms.
       return recipe.share.alg === 'rsa-2048';
     case 'dprf':
-      if (recipe.coordinate) return recipe.coordinate.objectNonces.length <= INLINE_DPRF_EP_OBJECTS;
+      if (recipe.coordinate) return recipe.coordinate.objects.length <= INLINE_DPRF_EP_OBJECTS;
       return (objects ?? Infinity) <= INLINE_DPRF_OBJECTS;
     default:
       return false;

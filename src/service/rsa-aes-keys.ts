@@ -25,6 +25,8 @@ import {
   PROTO_DPRF,
   PROTO_DPRF_CROSS,
   dprfProto,
+  type DprfObject,
+  OBJECT_FORMAT_VERSION,
   SealedObjectError,
   generateDataKey,
   newObjectNonce,
@@ -106,8 +108,8 @@ export interface RsaAesDeps extends ServiceDeps {
 }
 
 export class RsaAesKeys {
-  private readonly objectKeyBatches = new KeyedBatcher<Uint8Array, ObjectKey>(
-    (keyId, objectNonces) => this.objectKeys(keyId, objectNonces),
+  private readonly objectKeyBatches = new KeyedBatcher<DprfObject, ObjectKey>(
+    (keyId, objects) => this.objectKeys(keyId, objects),
     DPRF_SESSION_OBJECTS,
     DPRF_SESSIONS_PER_KEY,
   );
@@ -118,9 +120,9 @@ export class RsaAesKeys {
     this.pool = new ObjectKeyPool({
       ...POOL,
       derive: async (keyId, count) => {
-        const nonces = Array.from({ length: count }, () => newObjectNonce());
-        const keys = await this.objectKeys(keyId, nonces);
-        return keys.map((k, i) => ({ ...k, objectNonce: nonces[i]! }));
+        const objects = Array.from({ length: count }, () => ({ nonce: newObjectNonce(), format: OBJECT_FORMAT_VERSION }));
+        const keys = await this.objectKeys(keyId, objects);
+        return keys.map((k, i) => ({ ...k, objectNonce: objects[i]!.nonce }));
       },
       onRefillError: (keyId, err) => deps.log.warn({ keyId, err: (err as Error).message }, 'could not refill the pool of AES object keys'),
     });
@@ -324,7 +326,7 @@ export class RsaAesKeys {
     if (keyId !== undefined && header.keyId !== keyId) {
       throw new EkmError('EKM_WRONG_KEY', `the ciphertext was made with key ${header.keyId}, not ${keyId}`, undefined, 1, 400);
     }
-    const { objectKey } = await this.objectKey(header.keyId, header.objectNonce);
+    const { objectKey } = await this.objectKey(header.keyId, { nonce: header.objectNonce, format: header.format });
     try {
       return { keyId: header.keyId, plaintext: openObject(objectKey, sealed, aad, header.keyId) };
     } catch (e) {
@@ -355,13 +357,13 @@ export class RsaAesKeys {
     const pooled = row?.state === 'active' && row.alg === DPRF_ALG ? this.pool.take(keyId, row.currentEpoch) : undefined;
     if (pooled) return pooled;
     const objectNonce = newObjectNonce();
-    return { objectNonce, ...(await this.objectKey(keyId, objectNonce)) };
+    return { objectNonce, ...(await this.objectKey(keyId, { nonce: objectNonce, format: OBJECT_FORMAT_VERSION })) };
   }
 
   /** K_obj of one object, derived in a session shared with the concurrent requests for the same key. */
-  private objectKey(keyId: string, objectNonce: Uint8Array): Promise<ObjectKey> {
+  private objectKey(keyId: string, object: DprfObject): Promise<ObjectKey> {
     this.requireEp();
-    return this.objectKeyBatches.submit(keyId, objectNonce);
+    return this.objectKeyBatches.submit(keyId, object);
   }
 
   /**
@@ -369,10 +371,10 @@ export class RsaAesKeys {
    * connected; proved with the Partner (or the Aux) when one is not, or when the cross-checked
    * session failed (a wrong partial: the proved session names the helper that sent it).
    */
-  private async objectKeys(keyId: string, objectNonces: readonly Uint8Array[]): Promise<ObjectKey[]> {
+  private async objectKeys(keyId: string, objects: readonly DprfObject[]): Promise<ObjectKey[]> {
     const share = await this.dprfShare(keyId);
     const run = async (helper: DprfHelpers): Promise<ObjectKey[]> => {
-      const recipe = { kind: 'dprf', share, tripletId: this.deps.tripletId, coordinate: { helper, objectNonces } } as const;
+      const recipe = { kind: 'dprf', share, tripletId: this.deps.tripletId, coordinate: { helper, objects } } as const;
       const out = await this.deps.host.run<DprfOutput>(spec(recipe, dprfProto(helper), noWrites));
       if (out.kind !== 'keys') throw new EkmError('EKM_PROTOCOL_ABORTED', 'no object key was derived');
       return out.keys.map((objectKey) => ({ objectKey, epoch: share.epoch }));

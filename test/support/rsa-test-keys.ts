@@ -14,6 +14,8 @@ import {
   type DprfHelpers,
   type DprfKeyShare,
   type DprfOutput,
+  OBJECT_FORMAT_VERSION,
+  type ObjectFormat,
 } from '../../src/protocols/dprf.js';
 import {
   createRsaCoordinator,
@@ -229,19 +231,22 @@ export function refreshDprfKey(key: DealtDprfKey, seed: string): DealtDprfKey {
   return { k: key.k, shares: { 1: { ...shares[1], A }, 2: { ...shares[2], A }, 3: { ...shares[3], A } } };
 }
 
-/** EP and one proved helper (2, 3), or EP and both helpers cross-checked ('both'), in one process. */
+/**
+ * EP and one proved helper (2, 3), or EP and both helpers cross-checked ('both'), in one process;
+ * K_obj for objects of `format` (default: the one new objects are sealed in).
+ */
 export function runDprf(
   key: DealtDprfKey,
   helper: DprfHelpers,
   objectNonces: readonly Uint8Array[],
-  o: RsaRunOptions = {},
+  o: RsaRunOptions & { readonly format?: ObjectFormat } = {},
 ): RunResult<DprfOutput, never> {
   const rng = seededRng(o.seed ?? 'dprf-run');
   const ep = createDprfCoordinator({
     share: key.shares[1],
     tripletId: TRIPLET,
     helper,
-    objectNonces,
+    objects: objectNonces.map((nonce) => ({ nonce, format: o.format ?? OBJECT_FORMAT_VERSION })),
     rng,
     ...(o.nonce ? { nonce: o.nonce } : {}),
   });

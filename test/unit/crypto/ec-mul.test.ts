@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { CURVE_NAMES, getCurve } from '../../../src/crypto/curves.js';
-import { mulBase, mulPoint, mulPointX, mulPublic, mulPublicX } from '../../../src/crypto/ec-mul.js';
+import { mulBase, mulPoint, mulPointX, mulPointsX, mulPublic, mulPublicX } from '../../../src/crypto/ec-mul.js';
 import { libsecp256k1 } from '../../../src/crypto/libsecp256k1.js';
 
 describe('ec-mul', () => {
@@ -72,9 +72,15 @@ describe('ec-mul', () => {
       const points = [c.G, c.G.negate(), c.G.multiply(random() || 1n)];
       for (const k of [1n, 2n, n - 1n, n + 1n, ...Array.from({ length: 10 }, () => random() || 1n)]) {
         for (const P of points) assert.equal(mulPointX(c, P, k), P.multiply(c.Fn.create(k)).toAffine().x, `k=${k}`);
+        assert.deepEqual(
+          mulPointsX(c, points, k),
+          points.map((P) => P.multiply(c.Fn.create(k)).toAffine().x),
+          `batch, k=${k}`,
+        );
       }
       for (const k of [0n, n]) assert.throws(() => mulPointX(c, c.G, k), RangeError);
       assert.throws(() => mulPointX(c, c.Point.ZERO, 5n), RangeError);
+      assert.throws(() => mulPointsX(c, [c.G, c.Point.ZERO], 5n), RangeError);
     });
 
     it(`${name}: the identity times anything is the identity`, () => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { p256_hasher } from '@noble/curves/nist.js';
-import { p256HashToCurve } from '../../../src/crypto/p256-hash-to-curve.js';
+import { p256HashToCurve, p256HashToCurveBatch } from '../../../src/crypto/p256-hash-to-curve.js';
 import { DPRF_DST } from '../../../src/protocols/dprf.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -41,6 +41,20 @@ describe('P-256 hash to curve (RFC 9380)', () => {
         assert.equal(hex(ours.toBytes()), hex(noble.toBytes()));
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it('a batch gives each message its own point, affine (Z = 1)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 100 }), { minLength: 1, maxLength: 20 }), (msgs) => {
+        const batch = p256HashToCurveBatch(msgs, DPRF_DST);
+        assert.equal(batch.length, msgs.length);
+        batch.forEach((P, i) => {
+          assert.equal(P.Z, 1n);
+          assert.ok(P.equals(p256_hasher.hashToCurve(msgs[i]!, { DST: DPRF_DST })));
+        });
+      }),
+      { numRuns: 50 },
     );
   });
 });

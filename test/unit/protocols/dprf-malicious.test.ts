@@ -254,18 +254,24 @@ describe('DPRF cross-checked mode (both helpers, no proofs)', () => {
     }
   });
 
-  it('a partial that is not an x-coordinate (no point, ≥ p, wrong length) or a short list aborts and names its sender', () => {
+  it('a partial that is not an x-coordinate (≥ p, wrong length; no point: the Partner) or a short list aborts and names its sender', () => {
     let noPoint = 1n;
     while (validX(noPoint)) noPoint++;
     for (const h of [2, 3] as const) {
-      for (const bad of [
-        curve.Point.Fp.toBytes(noPoint),
-        new Uint8Array(32).fill(0xff),
-        new Uint8Array(33).fill(1),
-        new Uint8Array(31).fill(1),
-      ]) {
+      const cases: [Uint8Array, boolean][] = [
+        // [partial, whether EP can tell it is malformed]: EP lifts the Partner's x to a point; the
+        // Aux's x is only compared with x-coordinates of points, so one with no point just fails
+        // the check (no suspect: proved mode then names the Aux).
+        [curve.Point.Fp.toBytes(noPoint), h === 2],
+        [new Uint8Array(32).fill(0xff), true],
+        [new Uint8Array(33).fill(1), true],
+        [new Uint8Array(31).fill(1), true],
+      ];
+      for (const [bad, named] of cases) {
         const notX = runDprf(KEY, 'both', CROSS_NONCES, { intercept: rewritePartial(h, 1, () => bad) });
-        assert.equal(notX.aborts.get(1)!.suspect, h);
+        assert.equal(dprfKeys(notX), 'aborted');
+        if (named) assert.equal(notX.aborts.get(1)!.suspect, h);
+        else assert.equal(notX.aborts.get(1)!.reason, 'partials-inconsistent');
       }
       const short = runDprf(KEY, 'both', CROSS_NONCES, {
         intercept: (m) => (m.round === 1 && m.from === h ? [{ ...m, body: encList(decodeEnc(m.body).slice(1)) }] : [m]),

@@ -11,10 +11,13 @@ import { getCurve } from '../../../src/crypto/curves.js';
 import {
   dprfInput,
   dprfPoint,
+  type DprfHelpers,
   encodeEncryptionContext,
   generateDataKey,
   newObjectNonce,
   ObjectAuthError,
+  OBJECT_FORMAT_VERSION,
+  type ObjectFormat,
   ObjectFormatError,
   objectKeyFromPoint,
   ObjectWrongKeyError,
@@ -33,13 +36,13 @@ const KEY = dealDprfKey('aes-key-1');
 const rng = seededRng('dprf-tests');
 
 /** TEST ONLY: K_obj from the whole k. */
-function direct(key: DealtDprfKey, keyId: string, nonce: Uint8Array): Uint8Array {
+function direct(key: DealtDprfKey, keyId: string, nonce: Uint8Array, format: ObjectFormat = OBJECT_FORMAT_VERSION): Uint8Array {
   const x = dprfInput(keyId, nonce);
-  return objectKeyFromPoint(dprfPoint(x).multiply(key.k), keyId, x);
+  return objectKeyFromPoint(format, dprfPoint(x).multiply(key.k), keyId, x);
 }
 
-function derive(key: DealtDprfKey, nonces: readonly Uint8Array[], helper: 2 | 3 = 2): readonly Uint8Array[] {
-  const keys = dprfKeys(runDprf(key, helper, nonces));
+function derive(key: DealtDprfKey, nonces: readonly Uint8Array[], helper: DprfHelpers = 2, format?: ObjectFormat): readonly Uint8Array[] {
+  const keys = dprfKeys(runDprf(key, helper, nonces, format ? { format } : {}));
   assert.ok(Array.isArray(keys), 'keys released');
   return keys as readonly Uint8Array[];
 }
@@ -51,19 +54,25 @@ function encrypt(key: DealtDprfKey, plaintext: Uint8Array, aad: Uint8Array): Uin
   const header: ObjectHeader = { keyId: key.shares[1].keyId, keyVersion: key.shares[1].epoch, objectNonce };
   return sealObject(kObj!, plaintext, aad, header, rng);
 }
-function decrypt(key: DealtDprfKey, sealed: Uint8Array, aad: Uint8Array, helper: 2 | 3 = 3): Uint8Array {
+function decrypt(key: DealtDprfKey, sealed: Uint8Array, aad: Uint8Array, helper: DprfHelpers = 3): Uint8Array {
   const h = parseObjectHeader(sealed);
-  const [kObj] = derive(key, [h.objectNonce], helper);
+  const [kObj] = derive(key, [h.objectNonce], helper, h.format);
   return openObject(kObj!, sealed, aad, key.shares[1].keyId);
 }
 
 describe('DPRF evaluation', () => {
-  it('K_obj = HKDF(k·U): equal with Partner and Aux, per object in a batch, distinct per nonce and key id', () => {
+  it('K_obj = HKDF(k·U): equal with Partner, Aux or both, per object in a batch, distinct per nonce, key id and format', () => {
     const nonces = [newObjectNonce(rng), newObjectNonce(rng), newObjectNonce(rng)];
     const viaP = derive(KEY, nonces, 2);
     const viaA = derive(KEY, nonces, 3);
     assert.deepEqual(viaP, viaA);
+    assert.deepEqual(derive(KEY, nonces, 'both'), viaP);
     nonces.forEach((n, i) => assert.deepEqual(viaP[i], direct(KEY, 'aes-key-1', n)));
+    for (const helper of [2, 3, 'both'] as const) {
+      const v1 = derive(KEY, nonces, helper, 1);
+      nonces.forEach((n, i) => assert.deepEqual(v1[i], direct(KEY, 'aes-key-1', n, 1), `format 1 via ${helper}`));
+      nonces.forEach((_, i) => assert.notDeepEqual(v1[i], viaP[i]));
+    }
     assert.equal(new Set(viaP.map((k) => Buffer.from(k).toString('hex'))).size, 3);
     assert.notDeepEqual(direct(KEY, 'other-id', nonces[0]!), viaP[0]);
     const run = runDprf(KEY, 2, nonces);
@@ -98,11 +107,31 @@ describe('sealed objects', () => {
       const sealed = encrypt(KEY, pt, aad);
       assert.deepEqual(decrypt(KEY, sealed, aad), pt);
       const h = parseObjectHeader(sealed);
-      assert.equal(h.version, 1);
+      assert.equal(h.format, OBJECT_FORMAT_VERSION);
       assert.equal(h.keyId, 'aes-key-1');
       assert.equal(h.objectNonce.length, 32);
       assert.equal(h.gcmNonce.length, 12);
       assert.equal(h.ciphertext.length, len);
+    }
+  });
+
+  it('format-1 objects (sealed before format 2) still open, with either helper or both; the format byte is authenticated', () => {
+    const objectNonce = newObjectNonce(rng);
+    const [k1] = derive(KEY, [objectNonce], 2, 1);
+    const sealed = sealObject(k1!, utf8('old object'), aad, { keyId: 'aes-key-1', keyVersion: 0, objectNonce, format: 1 }, rng);
+    assert.equal(parseObjectHeader(sealed).format, 1);
+    const fresh = encrypt(KEY, utf8('new object'), aad);
+    for (const helper of [2, 3, 'both'] as const) {
+      assert.deepEqual(decrypt(KEY, sealed, aad, helper), utf8('old object'), `format 1 via ${helper}`);
+      assert.deepEqual(decrypt(KEY, fresh, aad, helper), utf8('new object'), `format 2 via ${helper}`);
+    }
+    for (const [object, other] of [
+      [sealed, 2],
+      [fresh, 1],
+    ] as const) {
+      const relabelled = object.slice();
+      relabelled[4] = other;
+      assert.throws(() => decrypt(KEY, relabelled, aad, 'both'), ObjectAuthError);
     }
   });
 
@@ -147,10 +176,10 @@ describe('sealed objects', () => {
       () => openObject(kObj, sealed.subarray(0, 20), aad),
       (e: unknown) => e instanceof ObjectFormatError && e.reason === 'truncated',
     );
-    const v2 = sealed.slice();
-    v2[4] = 2;
+    const v3 = sealed.slice();
+    v3[4] = 3;
     assert.throws(
-      () => parseObjectHeader(v2),
+      () => parseObjectHeader(v3),
       (e: unknown) => e instanceof ObjectFormatError && e.reason === 'unsupported-version',
     );
     const magic = sealed.slice();

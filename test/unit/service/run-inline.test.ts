@@ -27,7 +27,11 @@ describe('runsInline', () => {
 
   it("AES (DPRF): a helper's sessions of up to 16 objects run inline, EP's of one or two (its event loop serves the API)", () => {
     const dprf = (n: number): Recipe =>
-      recipe({ kind: 'dprf', share: share('aes-256-dprf'), coordinate: { helper: 'both', objectNonces: nonces(n) } });
+      recipe({
+        kind: 'dprf',
+        share: share('aes-256-dprf'),
+        coordinate: { helper: 'both', objects: nonces(n).map((nonce) => ({ nonce, format: 2 as const })) },
+      });
     assert.equal(runsInline(dprf(1)), true);
     assert.equal(runsInline(dprf(2)), true);
     assert.equal(runsInline(dprf(3)), false);
