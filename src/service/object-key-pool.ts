@@ -8,11 +8,13 @@
  * - keys derived at another epoch than the key's current one are dropped (the object header
  *   records the epoch), as are the pools of keys not used lately (at most `maxKeys` pools); the
  *   caller takes from the pool only for a key its store says is an active AES key;
- * - a key gets a pool only once it encrypts at least `minRate` times a second, and a refill
- *   derives about `secondsAhead` seconds of its recent rate (at most up to `target`), when fewer
- *   than `lowWater` are left: a key used now and then never has keys derived for nothing, and a
- *   burst wastes at most one refill.
- * EP sees every K_obj at encryption anyway; what the pool adds is that up to `target` keys of
+ * - a key gets a pool only once it encrypts at least `minRate` times a second; its pool aims at
+ *   `secondsPooled` seconds of its recent rate, within [`minTarget`, `maxTarget`] (a busy key
+ *   needs a deeper pool: a refill takes longer than its reserve lasts otherwise), and a refill,
+ *   when fewer than half of that are left, derives up to the aim but at most `secondsAhead`
+ *   seconds of the rate: a key used now and then never has keys derived for nothing, and a burst
+ *   wastes at most one refill.
+ * EP sees every K_obj at encryption anyway; what the pool adds is that up to `maxTarget` keys of
  * objects not yet encrypted sit in EP's memory for at most `ttlMs` (docs/security-model.md §1.1).
  * Decryption cannot use it: the nonce comes from the ciphertext.
  */
@@ -29,11 +31,13 @@ export interface PooledObjectKey {
 export interface ObjectKeyPoolOptions {
   /** Derives `count` fresh object keys of `keyId` (new random nonces), in one session. */
   readonly derive: (keyId: string, count: number) => Promise<readonly PooledObjectKey[]>;
-  readonly target: number;
-  readonly lowWater: number;
+  /** A pool aims at this many seconds of its key's rate, within [minTarget, maxTarget] keys. */
+  readonly secondsPooled: number;
+  readonly minTarget: number;
+  readonly maxTarget: number;
   /** Encryptions per second (over the last whole second, or the current one) before a key gets a pool. */
   readonly minRate: number;
-  /** A refill derives this many seconds of the key's rate (at most up to `target`). */
+  /** A refill derives at most this many seconds of the key's rate. */
   readonly secondsAhead: number;
   readonly ttlMs: number;
   readonly maxKeys: number;
@@ -63,7 +67,8 @@ export class ObjectKeyPool {
   private readonly now: () => number;
 
   constructor(private readonly opts: ObjectKeyPoolOptions) {
-    if (!(opts.lowWater >= 1 && opts.lowWater < opts.target)) throw new RangeError('lowWater must be in [1, target)');
+    if (!(opts.minTarget >= 2 && opts.maxTarget >= opts.minTarget)) throw new RangeError('need 2 <= minTarget <= maxTarget');
+    if (!(opts.secondsPooled > 0)) throw new RangeError('secondsPooled must be positive');
     if (!(opts.maxKeys >= 1) || !(opts.ttlMs > 0)) throw new RangeError('maxKeys and ttlMs must be positive');
     if (!(opts.minRate >= 1) || !(opts.secondsAhead > 0)) throw new RangeError('minRate and secondsAhead must be positive');
     this.now = opts.now ?? Date.now;
@@ -93,7 +98,10 @@ export class ObjectKeyPool {
     wipe(stale);
     const entry = lane.entries.shift();
     const rate = Math.max(lane.count, lane.lastCount);
-    if (rate >= this.opts.minRate && lane.entries.length < this.opts.lowWater) this.refill(keyId, lane, rate);
+    const target = this.targetFor(rate);
+    const have = lane.entries.length;
+    if (rate >= this.opts.minRate && have < target / 2)
+      this.refill(keyId, lane, Math.min(target - have, Math.ceil(rate * this.opts.secondsAhead)));
     return entry && { objectNonce: entry.objectNonce, objectKey: entry.objectKey, epoch: entry.epoch };
   }
 
@@ -102,11 +110,16 @@ export class ObjectKeyPool {
     return this.lanes.get(keyId)?.entries.length ?? 0;
   }
 
-  private refill(keyId: string, lane: Lane, rate: number): void {
+  /** How many pooled keys a key encrypting `rate` times a second aims at. */
+  private targetFor(rate: number): number {
+    return Math.min(this.opts.maxTarget, Math.max(this.opts.minTarget, Math.ceil(rate * this.opts.secondsPooled)));
+  }
+
+  private refill(keyId: string, lane: Lane, count: number): void {
     if (lane.refilling || this.now() < lane.retryAt) return;
     lane.refilling = true;
     this.opts
-      .derive(keyId, Math.min(this.opts.target - lane.entries.length, Math.ceil(rate * this.opts.secondsAhead)))
+      .derive(keyId, count)
       .then(
         (keys) => {
           const at = this.now();

@@ -85,11 +85,22 @@ const DPRF_SESSIONS_PER_KEY = 3;
 const DPRF_SESSION_OBJECTS = 16;
 /**
  * Ready object keys for encryption (object-key-pool.ts): for a key that encrypts at least twice a
- * second, up to 64, refilled below 32 with about 8 s of its rate in one session (larger sessions
- * cost less per object: 639 against 516 encryptions/s at concurrency 1 with 64/32 and 32/16),
- * each usable for 60 s, for the 64 keys used last.
+ * second, half a second of its rate, at least 64 and at most 256 (one session: DPRF_MAX_BATCH),
+ * refilled in one session when fewer than half are left, each usable for 60 s, for the 64 keys
+ * used last. At 1,000 encryptions a second a refill of 128 takes longer than a reserve of 32
+ * lasted, and the encryptions that found the pool empty derived on demand in small sessions: 920
+ * against 1,090 encryptions/s with 256 (docs/benchmarks.md).
  */
-const POOL = { target: 64, lowWater: 32, minRate: 2, secondsAhead: 8, ttlMs: 60_000, maxKeys: 64, retryMs: 1000 } as const;
+const POOL = {
+  secondsPooled: 0.5,
+  minTarget: 64,
+  maxTarget: 256,
+  minRate: 2,
+  secondsAhead: 8,
+  ttlMs: 60_000,
+  maxKeys: 64,
+  retryMs: 1000,
+} as const;
 
 /** One object's key, and the key's epoch it was derived at (the sealed object's key version). */
 interface ObjectKey {

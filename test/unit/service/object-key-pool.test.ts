@@ -20,8 +20,9 @@ function fixture(over: { fail?: () => boolean } = {}) {
   const handedOut: PooledObjectKey[] = [];
   const errors: string[] = [];
   const pool = new ObjectKeyPool({
-    target: 4,
-    lowWater: 2,
+    secondsPooled: 0.5,
+    minTarget: 4,
+    maxTarget: 8,
     minRate: 2,
     secondsAhead: 8,
     ttlMs: 60_000,
@@ -123,9 +124,31 @@ describe('ObjectKeyPool', () => {
     assert.equal(f.pool.size('c'), 0);
   });
 
-  it('refuses a low-water mark outside [1, target)', () => {
+  it('a busy key gets a deeper pool: secondsPooled of its rate, up to maxTarget', async () => {
+    const f = fixture();
+    for (let i = 0; i < 5; i++) {
+      f.pool.take('k', 0);
+      await tick();
+    }
+    assert.ok(
+      f.calls.every((c) => c.count <= 4),
+      'at 5/s the aim is 4 (minTarget; half a second would be 3)',
+    );
+    f.advance(1_000);
+    for (let i = 0; i < 40; i++) {
+      f.pool.take('k', 0);
+      await tick();
+      assert.ok(f.pool.size('k') <= 8, 'never more than maxTarget');
+    }
+    assert.ok(
+      f.calls.some((c) => c.count > 4),
+      'at up to 40/s the aim grows to maxTarget (8): refills larger than minTarget',
+    );
+  });
+
+  it('refuses targets outside 2 <= minTarget <= maxTarget and a non-positive secondsPooled', () => {
     const base = {
-      target: 4,
+      secondsPooled: 1,
       minRate: 2,
       secondsAhead: 8,
       ttlMs: 1,
@@ -134,7 +157,9 @@ describe('ObjectKeyPool', () => {
       derive: async () => [],
       onRefillError: () => undefined,
     };
-    assert.throws(() => new ObjectKeyPool({ ...base, lowWater: 0 }), RangeError);
-    assert.throws(() => new ObjectKeyPool({ ...base, lowWater: 4 }), RangeError);
+    assert.throws(() => new ObjectKeyPool({ ...base, minTarget: 1, maxTarget: 4 }), RangeError);
+    assert.throws(() => new ObjectKeyPool({ ...base, minTarget: 4, maxTarget: 3 }), RangeError);
+    assert.throws(() => new ObjectKeyPool({ ...base, minTarget: 2, maxTarget: 4, secondsPooled: 0 }), RangeError);
+    assert.doesNotThrow(() => new ObjectKeyPool({ ...base, minTarget: 2, maxTarget: 4 }));
   });
 });
