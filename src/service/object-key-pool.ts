@@ -10,10 +10,11 @@
  *   caller takes from the pool only for a key its store says is an active AES key;
  * - a key gets a pool only once it encrypts at least `minRate` times a second; its pool aims at
  *   `secondsPooled` seconds of its recent rate, within [`minTarget`, `maxTarget`] (a busy key
- *   needs a deeper pool: a refill takes longer than its reserve lasts otherwise), and a refill,
- *   when fewer than half of that are left, derives up to the aim but at most `secondsAhead`
- *   seconds of the rate: a key used now and then never has keys derived for nothing, and a burst
- *   wastes at most one refill.
+ *   needs a deeper pool: a refill takes longer than its reserve lasts otherwise); once a quarter
+ *   of that aim is missing (neither pooled nor being derived) a refill derives what is missing, up
+ *   to `maxRefills` at a time (a busy key's refills overlap instead of the pool running dry while
+ *   one runs), and all refills in flight together at most `secondsAhead` seconds of the rate: a
+ *   key used now and then never has keys derived for nothing, and a burst wastes little.
  * EP sees every K_obj at encryption anyway; what the pool adds is that up to `maxTarget` keys of
  * objects not yet encrypted sit in EP's memory for at most `ttlMs` (docs/security-model.md §1.1).
  * Decryption cannot use it: the nonce comes from the ciphertext.
@@ -37,8 +38,10 @@ export interface ObjectKeyPoolOptions {
   readonly maxTarget: number;
   /** Encryptions per second (over the last whole second, or the current one) before a key gets a pool. */
   readonly minRate: number;
-  /** A refill derives at most this many seconds of the key's rate. */
+  /** The refills in flight derive at most this many seconds of the key's rate together. */
   readonly secondsAhead: number;
+  /** Refills of one key in flight at once. */
+  readonly maxRefills: number;
   readonly ttlMs: number;
   readonly maxKeys: number;
   /** After a failed refill, the next is not tried for this long. */
@@ -53,7 +56,9 @@ interface Entry extends PooledObjectKey {
 
 interface Lane {
   entries: Entry[];
-  refilling: boolean;
+  /** Refills in flight, and how many keys they derive. */
+  refills: number;
+  pending: number;
   retryAt: number;
   /** Takes in the current one-second window, the window's start, and the previous window's count. */
   count: number;
@@ -69,6 +74,7 @@ export class ObjectKeyPool {
   constructor(private readonly opts: ObjectKeyPoolOptions) {
     if (!(opts.minTarget >= 2 && opts.maxTarget >= opts.minTarget)) throw new RangeError('need 2 <= minTarget <= maxTarget');
     if (!(opts.secondsPooled > 0)) throw new RangeError('secondsPooled must be positive');
+    if (!(opts.maxRefills >= 1)) throw new RangeError('maxRefills must be at least 1');
     if (!(opts.maxKeys >= 1) || !(opts.ttlMs > 0)) throw new RangeError('maxKeys and ttlMs must be positive');
     if (!(opts.minRate >= 1) || !(opts.secondsAhead > 0)) throw new RangeError('minRate and secondsAhead must be positive');
     this.now = opts.now ?? Date.now;
@@ -81,7 +87,7 @@ export class ObjectKeyPool {
   take(keyId: string, epoch: number): PooledObjectKey | undefined {
     let lane = this.lanes.get(keyId);
     if (lane) this.lanes.delete(keyId);
-    else lane = { entries: [], refilling: false, retryAt: 0, count: 0, windowAt: this.now(), lastCount: 0 };
+    else lane = { entries: [], refills: 0, pending: 0, retryAt: 0, count: 0, windowAt: this.now(), lastCount: 0 };
     this.lanes.set(keyId, lane);
     this.evictBeyond(this.opts.maxKeys);
     const now = this.now();
@@ -98,10 +104,7 @@ export class ObjectKeyPool {
     wipe(stale);
     const entry = lane.entries.shift();
     const rate = Math.max(lane.count, lane.lastCount);
-    const target = this.targetFor(rate);
-    const have = lane.entries.length;
-    if (rate >= this.opts.minRate && have < target / 2)
-      this.refill(keyId, lane, Math.min(target - have, Math.ceil(rate * this.opts.secondsAhead)));
+    if (rate >= this.opts.minRate) this.maybeRefill(keyId, lane, rate);
     return entry && { objectNonce: entry.objectNonce, objectKey: entry.objectKey, epoch: entry.epoch };
   }
 
@@ -115,9 +118,18 @@ export class ObjectKeyPool {
     return Math.min(this.opts.maxTarget, Math.max(this.opts.minTarget, Math.ceil(rate * this.opts.secondsPooled)));
   }
 
+  private maybeRefill(keyId: string, lane: Lane, rate: number): void {
+    if (lane.refills >= this.opts.maxRefills || this.now() < lane.retryAt) return;
+    const target = this.targetFor(rate);
+    const missing = target - lane.entries.length - lane.pending;
+    if (missing < target / 4) return;
+    const count = Math.min(missing, Math.ceil(rate * this.opts.secondsAhead) - lane.pending);
+    if (count >= 1) this.refill(keyId, lane, count);
+  }
+
   private refill(keyId: string, lane: Lane, count: number): void {
-    if (lane.refilling || this.now() < lane.retryAt) return;
-    lane.refilling = true;
+    lane.refills++;
+    lane.pending += count;
     this.opts
       .derive(keyId, count)
       .then(
@@ -133,7 +145,8 @@ export class ObjectKeyPool {
         },
       )
       .finally(() => {
-        lane.refilling = false;
+        lane.refills--;
+        lane.pending -= count;
       });
   }
 

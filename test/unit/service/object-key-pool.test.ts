@@ -2,9 +2,11 @@
  * ObjectKeyPool (src/service/object-key-pool.ts), with a derive function that counts its calls:
  * a key used now and then never gets keys derived ahead; one used at the minimum rate finds
  * nothing at first and starts a refill sized by its rate; keys are handed out once each; the
- * pool refills below its low-water mark, one refill at a time, and retries a failed one only
- * after a pause; keys of another epoch or older than the TTL are never handed out and are wiped;
- * the least recently used key's pool goes beyond maxKeys, wiped.
+ * pool is topped up once a quarter of its aim is missing; a busy key's aim grows with its rate
+ * up to maxTarget, with up to maxRefills refills in flight, together at most secondsAhead of the
+ * rate; a failed refill is retried only after a pause; keys of another epoch or older than the
+ * TTL are never handed out and are wiped; the least recently used key's pool goes beyond
+ * maxKeys, wiped.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -13,7 +15,7 @@ import { ObjectKeyPool, type PooledObjectKey } from '../../../src/service/object
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 const allWiped = (keys: readonly PooledObjectKey[]): boolean => keys.every((k) => k.objectKey.every((b) => b === 0));
 
-function fixture(over: { fail?: () => boolean } = {}) {
+function fixture(over: { fail?: () => boolean; maxRefills?: number; secondsAhead?: number } = {}) {
   let clock = 1_000;
   let serial = 0;
   const calls: { keyId: string; count: number }[] = [];
@@ -21,10 +23,11 @@ function fixture(over: { fail?: () => boolean } = {}) {
   const errors: string[] = [];
   const pool = new ObjectKeyPool({
     secondsPooled: 0.5,
-    minTarget: 4,
-    maxTarget: 8,
+    minTarget: 8,
+    maxTarget: 16,
     minRate: 2,
-    secondsAhead: 8,
+    secondsAhead: over.secondsAhead ?? 8,
+    maxRefills: over.maxRefills ?? 1,
     ttlMs: 60_000,
     maxKeys: 2,
     retryMs: 1_000,
@@ -60,23 +63,22 @@ describe('ObjectKeyPool', () => {
     assert.deepEqual(f.calls, []);
   });
 
-  it('at minRate: nothing yet, a refill starts (sized by the rate, up to target); then keys come out once each, refilled below the low-water mark', async () => {
+  it('at minRate: nothing yet, a refill starts (up to the aim); then keys come out once each, topped up once a quarter is missing', async () => {
     const f = fixture();
     assert.equal(f.pool.take('k', 0), undefined);
     assert.deepEqual(f.calls, [], 'one use: no pool yet');
     assert.equal(f.pool.take('k', 0), undefined);
-    assert.deepEqual(f.calls, [{ keyId: 'k', count: 4 }]);
-    assert.equal(f.pool.take('k', 0), undefined, 'the refill is still running: no second one');
+    assert.deepEqual(f.calls, [{ keyId: 'k', count: 8 }]);
+    assert.equal(f.pool.take('k', 0), undefined, 'the refill is still running: none yet, and no second one (maxRefills 1)');
     assert.equal(f.calls.length, 1);
     await tick();
-    assert.equal(f.pool.size('k'), 4);
-    const nonces = [f.pool.take('k', 0), f.pool.take('k', 0)].map((k) => k!.objectNonce[0]);
-    assert.deepEqual(nonces, [0, 1]);
-    assert.equal(f.calls.length, 1, 'two left: not below the low-water mark');
-    assert.equal(f.pool.take('k', 0)!.objectNonce[0], 2);
-    assert.deepEqual(f.calls[1], { keyId: 'k', count: 3 }, 'one left: refilled up to the target');
+    assert.equal(f.pool.size('k'), 8);
+    assert.equal(f.pool.take('k', 0)!.objectNonce[0], 0);
+    assert.equal(f.calls.length, 1, 'one missing: less than a quarter of the aim');
+    assert.equal(f.pool.take('k', 0)!.objectNonce[0], 1);
+    assert.deepEqual(f.calls[1], { keyId: 'k', count: 2 }, 'a quarter missing: topped up');
     await tick();
-    assert.equal(f.pool.size('k'), 4);
+    assert.equal(f.pool.size('k'), 8);
   });
 
   it('keys of another epoch, or older than the TTL, are dropped and wiped, never handed out', async () => {
@@ -84,8 +86,8 @@ describe('ObjectKeyPool', () => {
     f.reachRate('k');
     await tick();
     f.epochs.set('k', 1);
-    assert.equal(f.pool.take('k', 1), undefined, 'all four were derived at epoch 0');
-    assert.ok(allWiped(f.handedOut.slice(0, 4)), 'wiped');
+    assert.equal(f.pool.take('k', 1), undefined, 'all eight were derived at epoch 0');
+    assert.ok(allWiped(f.handedOut.slice(0, 8)), 'wiped');
     await tick();
     assert.equal(f.pool.take('k', 1)!.epoch, 1);
     f.advance(60_000);
@@ -106,7 +108,7 @@ describe('ObjectKeyPool', () => {
     f.pool.take('k', 0);
     assert.equal(f.calls.length, 2);
     await tick();
-    assert.equal(f.pool.size('k'), 4);
+    assert.equal(f.pool.size('k'), 8);
   });
 
   it('keeps pools for the maxKeys keys used last; an evicted pool is wiped, and one evicted during its refill keeps nothing', async () => {
@@ -117,32 +119,45 @@ describe('ObjectKeyPool', () => {
     await tick();
     f.reachRate('c'); // a (least recently used) was evicted at c's first take; c's refill is running
     assert.equal(f.pool.size('a'), 0);
-    assert.ok(allWiped(f.handedOut.slice(0, 4)), "a's keys wiped");
+    assert.ok(allWiped(f.handedOut.slice(0, 8)), "a's keys wiped");
     f.pool.take('b', 0);
     f.pool.take('a', 0); // evicts c while its refill runs
     await tick();
     assert.equal(f.pool.size('c'), 0);
   });
 
-  it('a busy key gets a deeper pool: secondsPooled of its rate, up to maxTarget', async () => {
-    const f = fixture();
-    for (let i = 0; i < 5; i++) {
-      f.pool.take('k', 0);
+  it('a busy key gets a deeper pool (secondsPooled of its rate, up to maxTarget), topped up by overlapping refills', async () => {
+    for (const maxRefills of [1, 3]) {
+      const f = fixture({ maxRefills });
+      for (let i = 0; i < 40; i++) f.pool.take('k', 0); // 40/s, no refill lands meanwhile
+      const counts = f.calls.map((c) => c.count);
+      if (maxRefills === 1) assert.deepEqual(counts, [8], 'one refill at a time: the aim at 2/s (minTarget)');
+      else
+        assert.deepEqual(
+          counts,
+          [8, 3, 4],
+          'the aim grows with the rate (11 at 21/s, 15 at 29/s): a quarter of it missing starts another refill, overlapping the first',
+        );
       await tick();
+      assert.equal(
+        f.pool.size('k'),
+        counts.reduce((a, b) => a + b),
+      );
+      for (let i = 0; i < 40; i++) {
+        f.pool.take('k', 0);
+        await tick();
+        assert.ok(f.pool.size('k') <= 16, 'never more than maxTarget');
+      }
     }
-    assert.ok(
-      f.calls.every((c) => c.count <= 4),
-      'at 5/s the aim is 4 (minTarget; half a second would be 3)',
-    );
-    f.advance(1_000);
-    for (let i = 0; i < 40; i++) {
-      f.pool.take('k', 0);
-      await tick();
-      assert.ok(f.pool.size('k') <= 8, 'never more than maxTarget');
-    }
-    assert.ok(
-      f.calls.some((c) => c.count > 4),
-      'at up to 40/s the aim grows to maxTarget (8): refills larger than minTarget',
+  });
+
+  it('refills in flight derive at most secondsAhead of the rate together', () => {
+    const f = fixture({ maxRefills: 3, secondsAhead: 1 });
+    for (let i = 0; i < 4; i++) f.pool.take('k', 0);
+    assert.deepEqual(
+      f.calls.map((c) => c.count),
+      [2, 1, 1],
+      'at 2, 3 and 4/s with one second ahead: 2, then 1 more each time, never the aim (8) at once',
     );
   });
 
@@ -151,6 +166,7 @@ describe('ObjectKeyPool', () => {
       secondsPooled: 1,
       minRate: 2,
       secondsAhead: 8,
+      maxRefills: 1,
       ttlMs: 1,
       maxKeys: 1,
       retryMs: 1,
