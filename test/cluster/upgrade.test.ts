@@ -7,18 +7,17 @@
  * round: a store a newer release wrote stops this one at start, with one line.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { LATEST_SCHEMA } from '../../src/store/migrations.js';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
-import { BIN, ROLES, ROOT, type Role, type Triplet, assertOneLineError, ekm, startSeedOrder } from '../support/cluster.js';
+import { ROLES, type Triplet, assertOneLineError, ekm, startSeedOrder } from '../support/cluster.js';
+import { FIXTURES, fixtureTriplet } from '../support/fixture-triplet.js';
 import { type TestAlg, verifyIndependently } from '../support/verify-ec.js';
 
-const FIXTURE = join(ROOT, 'test', 'fixtures', 'schema-2');
+const FIXTURE = join(FIXTURES, 'schema-2');
 const fixture = JSON.parse(readFileSync(join(FIXTURE, 'keys.json'), 'utf8')) as {
   commit: string;
   rootSoPassword: string;
@@ -35,59 +34,12 @@ function schemaOf(home: string): number {
   }
 }
 
-/** Git keeps no modes but the execute bit: give the copies the owner-only modes a bootstrap writes. */
-function ownerOnly(path: string): void {
-  const dir = statSync(path).isDirectory();
-  chmodSync(path, dir ? 0o700 : 0o600);
-  if (dir) for (const f of readdirSync(path)) ownerOnly(join(path, f));
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((res) => {
-    const s = createServer();
-    s.once('error', () => res(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
-  });
-}
-
-/** The fixture's triplet, on copies of its homes: its addresses are fixed in each server.json. */
-function fixtureTriplet(dir: string): Triplet {
-  const homes = { ep: join(dir, 'ep'), partner: join(dir, 'partner'), aux: join(dir, 'aux') };
-  const config = (r: Role): { name: string; listen: { port: number } } => JSON.parse(readFileSync(join(homes[r], 'server.json'), 'utf8')) as never;
-  const ports = { ep: config('ep').listen.port, partner: config('partner').listen.port, aux: config('aux').listen.port };
-  const t: Triplet = {
-    dir,
-    bin: BIN,
-    homes,
-    ports,
-    apiPort: fixture.apiPort,
-    names: { ep: config('ep').name, partner: config('partner').name, aux: config('aux').name },
-    env: (role) => ({ EKM_HOME: homes[role] }),
-    bootArgs: () => {
-      throw new Error('the fixture is bootstrapped already');
-    },
-    async cleanup() {
-      await Promise.all(ROLES.map((r) => ekm(t, r, 'stop').catch(() => undefined)));
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-  return t;
-}
-
 describe(`a triplet whose stores were written at schema 2 (commit ${fixture.commit})`, () => {
   let t: Triplet;
   let api: Api;
 
   before(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ekm-upgrade-'));
-    for (const r of ROLES) {
-      cpSync(join(FIXTURE, r), join(dir, r), { recursive: true });
-      ownerOnly(join(dir, r));
-    }
-    t = fixtureTriplet(dir);
-    for (const port of [...Object.values(t.ports), t.apiPort]) {
-      assert.ok(await portFree(port), `port ${port} (fixed in the fixture's server.json) is taken: free it to run this test`);
-    }
+    t = await fixtureTriplet('schema-2', fixture.apiPort);
   });
   after(async () => t.cleanup());
 
@@ -125,7 +77,10 @@ describe(`a triplet whose stores were written at schema 2 (commit ${fixture.comm
     db.close();
     const start = await ekm(t, 'aux', 'start');
     assertOneLineError(start);
-    assert.match(start.stderr, new RegExp(`schema ${LATEST_SCHEMA + 1}, newer than this release knows \\(${LATEST_SCHEMA}\\).*instead of downgrading`));
+    assert.match(
+      start.stderr,
+      new RegExp(`schema ${LATEST_SCHEMA + 1}, newer than this release knows \\(${LATEST_SCHEMA}\\).*instead of downgrading`),
+    );
     assert.equal(schemaOf(t.homes.aux), LATEST_SCHEMA + 1);
   });
 });
