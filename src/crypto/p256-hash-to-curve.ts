@@ -90,8 +90,9 @@ function sha256(...parts: Uint8Array[]): Buffer {
  * expand_message_xmd(SHA-256): 96 uniform bytes from three SHA-256 blocks b_1..b_3.
  */
 function hashToField2(msg: Uint8Array, DST: string): [bigint, bigint] {
-  const dst = Buffer.from(DST, 'utf8');
-  if (dst.length > 255) throw new RangeError('hash to curve: a DST is at most 255 bytes');
+  const given = Buffer.from(DST, 'utf8');
+  // RFC 9380 5.3.3: a DST over 255 bytes is replaced by its hash.
+  const dst = given.length > 255 ? sha256(Buffer.from('H2C-OVERSIZE-DST-'), given) : given;
   const dstPrime = Buffer.concat([dst, Uint8Array.of(dst.length)]);
   const b0 = sha256(Z_PAD, msg, Uint8Array.of(0, 96, 0), dstPrime);
   const b: Buffer[] = [sha256(b0, Uint8Array.of(1), dstPrime)];

@@ -38,9 +38,11 @@
  *     where 2·f(2) + f(1) = 3·f(3) − 4c: the Aux needs c·U again.
  *   So the check rests on CDH in P-256, which the PRF's own security (DDH) implies. A wrong
  *   partial aborts the session with no suspect (either helper could be the one), and the service
- *   evaluates again in proved mode, which names the cheater. The check costs EP a square root and
- *   a few point additions per object, where a proof costs the helper two multiplications and EP
- *   four; each helper learns k_h·U as in proved mode, and less (no proof).
+ *   evaluates again in proved mode, with the Partner first: a cheating Partner is named there; a
+ *   cheating Aux is not used again while the Partner answers (but not named: the service logs the
+ *   failed check). The check costs EP a square root (two for a format-2 object: its own partial
+ *   too) and a few point additions per object, where a proof costs the helper two multiplications
+ *   and EP four; each helper learns k_h·U as in proved mode, and less (no proof).
  *     0  EP→2, EP→3  enc(tripletId, alg, keyId, u32 epoch, nonce32, encList(objectNonce…))
  *     1  h→EP        encList(x_h…)   (32 bytes each, big-endian)
  *
@@ -148,8 +150,18 @@ function hasX(P: Point, x: bigint): boolean {
  * "aes-256-gcm" ‖ x (format 1: V's sign matters).
  */
 export function objectKeyFromPoint(format: ObjectFormat, V: Point, keyId: string, x: Uint8Array): Uint8Array {
-  const [ikm, label] =
-    format === 2 ? [curve.Point.Fp.toBytes(V.toAffine().x as bigint), 'aes-256-gcm/x'] : [encodePoint(curve, V), 'aes-256-gcm'];
+  let ikm: Uint8Array;
+  let label: string;
+  switch (format) {
+    case 2:
+      [ikm, label] = [curve.Point.Fp.toBytes(V.toAffine().x as bigint), 'aes-256-gcm/x'];
+      break;
+    case 1:
+      [ikm, label] = [encodePoint(curve, V), 'aes-256-gcm'];
+      break;
+    default:
+      throw new RangeError(`no object format ${String(format)}`);
+  }
   const info = Buffer.concat([utf8.encode(label), x]);
   return new Uint8Array(crypto.hkdfSync('sha256', ikm, utf8.encode(keyId), info, 32));
 }
@@ -538,7 +550,9 @@ function encodeHeader(h: ObjectHeader, gcmNonce: Uint8Array): Uint8Array {
   const out = new Uint8Array(4 + 1 + 2 + id.length + 4 + OBJECT_NONCE_BYTES + GCM_NONCE_BYTES);
   const view = new DataView(out.buffer);
   out.set(OBJECT_MAGIC, 0);
-  out[4] = h.format ?? OBJECT_FORMAT_VERSION;
+  const format = h.format ?? OBJECT_FORMAT_VERSION;
+  if (format !== 1 && format !== 2) throw new RangeError('object format must be 1 or 2');
+  out[4] = format;
   view.setUint16(5, id.length, false);
   out.set(id, 7);
   let at = 7 + id.length;

@@ -4,6 +4,7 @@
  * `stop()` is graceful: no new work is accepted, in-flight requests finish, then links and
  * store close.
  */
+import { aesObjectFormatFromEnv } from '../config/aes-object-format.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import pino, { type Logger } from 'pino';
@@ -96,7 +97,13 @@ export class EkmServer implements ServerContext {
         keyPem: identity.keyPem,
         certPem: identity.certPem,
       },
-      peers: config.peers.map((p) => ({ role: p.role, name: p.name, host: p.address.host, port: p.address.port, fingerprint: p.fingerprint })),
+      peers: config.peers.map((p) => ({
+        role: p.role,
+        name: p.name,
+        host: p.address.host,
+        port: p.address.port,
+        fingerprint: p.fingerprint,
+      })),
       handlers: {
         onRequest: (method, body, link) => this.onPeerRequest(method, body, link.peerRole),
         onMessage: (topic, body, link) => {
@@ -120,6 +127,7 @@ export class EkmServer implements ServerContext {
       log,
       identity: { id: ROLE_PARTY[config.role], tripletId: config.tripletId, identityKeyPem: identity.keyPem, certs: this.certs },
       poolTarget: Number(process.env.EKM_POOL_TARGET ?? 16),
+      aesObjectFormat: aesObjectFormatFromEnv(process.env.EKM_AES_OBJECT_FORMAT),
       registerPeerMethod: (name, handler) => this.registerPeerMethod(name, handler),
     });
     const auxReplaced = async (aux: PeerEntry): Promise<void> => {
@@ -141,19 +149,25 @@ export class EkmServer implements ServerContext {
         : undefined;
     if (config.role === 'partner') {
       this.methods.set(ROLE_SECRET_METHOD, roleSecretHandler({ config, paths, log }));
-      this.methods.set(AUX_REPIN_METHOD, auxRepinHandler({
+      this.methods.set(
+        AUX_REPIN_METHOD,
+        auxRepinHandler({
           config,
           paths,
           log,
           pinsAux: (aux) => this.pinsAux(aux),
           repin: async (aux) => this.repinAux(aux),
-        }));
+        }),
+      );
     }
     this.methods.set('status', () => this.statusReply());
     this.methods.set('echo', (body) => body);
   }
 
-  static async start(paths: HomePaths, log: Logger = pino({ base: undefined, timestamp: pino.stdTimeFunctions.isoTime })): Promise<EkmServer> {
+  static async start(
+    paths: HomePaths,
+    log: Logger = pino({ base: undefined, timestamp: pino.stdTimeFunctions.isoTime }),
+  ): Promise<EkmServer> {
     const config = loadServerConfig(paths);
     const identity = { keyPem: readSecretFile(paths.tlsKey, 'identity key'), certPem: readSecretFile(paths.tlsCert, 'certificate') };
     const systemKey = readFileSyncOr(paths.systemKey, 'system key');
@@ -162,7 +176,12 @@ export class EkmServer implements ServerContext {
     // new or wiped Aux starts empty; an EP or Partner without its store must not (that is data loss).
     const auxStarts = config.role === 'aux' && !existsSync(paths.sqlite);
     // An EP or Partner on PostgreSQL opens its role's database; the Aux's store is always local.
-    const store = await openServerStore(config.store, paths, { create: config.role === 'aux', role: config.role, barrier, writerThread: true });
+    const store = await openServerStore(config.store, paths, {
+      create: config.role === 'aux',
+      role: config.role,
+      barrier,
+      writerThread: true,
+    });
     if (auxStarts) log.warn({ event: 'aux_store_empty' }, 'the Aux store is empty: run the Aux re-derivation from the EP');
     const server = new EkmServer(config, paths, store, barrier, log.child({ role: config.role, server: config.name }), identity);
     try {
@@ -170,7 +189,13 @@ export class EkmServer implements ServerContext {
       await server.keys.start();
       await server.peers.start();
       if (config.role === 'ep') {
-        server.catalog = new KeyCatalog({ store, peers: server.peers, keys: server.keys, log: server.log, auxSweepMs: Number(process.env.EKM_AUX_SWEEP_MS ?? AUX_SWEEP_MS) });
+        server.catalog = new KeyCatalog({
+          store,
+          peers: server.peers,
+          keys: server.keys,
+          log: server.log,
+          auxSweepMs: Number(process.env.EKM_AUX_SWEEP_MS ?? AUX_SWEEP_MS),
+        });
         server.catalog.start();
       }
       if (config.role === 'ep') {
@@ -181,10 +206,14 @@ export class EkmServer implements ServerContext {
         // Scale-out operations a crash cut short (src/cluster/scale-out.ts).
         server.scaleOut
           ?.resumeAuxReplacement()
-          .catch((e: unknown) => server.log.error({ event: 'aux_replace_pending', err: (e as Error).message }, 'cannot finish the Aux replacement'));
+          .catch((e: unknown) =>
+            server.log.error({ event: 'aux_replace_pending', err: (e as Error).message }, 'cannot finish the Aux replacement'),
+          );
         server.scaleOut
           ?.resumeTripletAddition()
-          .catch((e: unknown) => server.log.error({ event: 'triplet_add_pending', err: (e as Error).message }, 'cannot finish the triplet addition'));
+          .catch((e: unknown) =>
+            server.log.error({ event: 'triplet_add_pending', err: (e as Error).message }, 'cannot finish the triplet addition'),
+          );
       }
     } catch (e) {
       await server.peers.stop();
@@ -227,19 +256,21 @@ export class EkmServer implements ServerContext {
   }
 
   probe(): Promise<TripletHealth> {
-    return this.checkStore().then(() =>
-      probeTriplet(
-        {
-          role: this.config.role,
-          name: this.config.name,
-          version: VERSION,
-          tripletId: this.config.tripletId,
-          uptimeMs: performance.now() - this.startedAt,
-          storeOk: this.storeOk,
-        },
-        this.peers,
-      ),
-    ).then((h) => this.recovery?.mark(h) ?? h);
+    return this.checkStore()
+      .then(() =>
+        probeTriplet(
+          {
+            role: this.config.role,
+            name: this.config.name,
+            version: VERSION,
+            tripletId: this.config.tripletId,
+            uptimeMs: performance.now() - this.startedAt,
+            storeOk: this.storeOk,
+          },
+          this.peers,
+        ),
+      )
+      .then((h) => this.recovery?.mark(h) ?? h);
   }
 
   apiPort(): number | undefined {
@@ -277,7 +308,10 @@ export class EkmServer implements ServerContext {
 
   private async statusReply(): Promise<Uint8Array> {
     await Promise.all([this.checkStore(), this.peers.redialNow(REDIAL_WAIT_MS)]);
-    const missing = this.peers.status().filter((p) => !p.up).map((p) => p.role);
+    const missing = this.peers
+      .status()
+      .filter((p) => !p.up)
+      .map((p) => p.role);
     const reply: PeerStatusReply = {
       role: this.config.role,
       version: VERSION,
@@ -307,11 +341,14 @@ function readFileSyncOr(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new EkmError('EKM_HOME_UNUSABLE', `cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, 'check EKM_HOME and its permissions');
+    throw new EkmError(
+      'EKM_HOME_UNUSABLE',
+      `cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      'check EKM_HOME and its permissions',
+    );
   }
 }
 
 function readSecretFile(path: string, what: string): string {
   return readFileSyncOr(path, what).toString('utf8');
 }
-

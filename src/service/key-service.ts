@@ -37,6 +37,7 @@ import { PeerRefusedError, ProtocolAbortedError, type SessionSpec } from './prot
 import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from './share-codec.js';
 import { PresignPool } from './presign-pool.js';
 import type { ServiceDeps } from './service-deps.js';
+import { OBJECT_FORMAT_VERSION, type ObjectFormat } from '../protocols/dprf.js';
 import { refreshWritesFor, requireRefreshEpochs } from './refresh-writes.js';
 import { sessionItemWrites } from './session-writes.js';
 import { RsaAesKeys } from './rsa-aes-keys.js';
@@ -110,6 +111,8 @@ interface Checkpointed {
 export interface KeyServiceDeps extends ServiceDeps {
   /** Presignatures kept ready per ECDSA key that has signed (EP); 0 disables the pool. */
   readonly poolTarget?: number;
+  /** The format new AES objects are sealed in (EKM_AES_OBJECT_FORMAT; default 2). */
+  readonly aesObjectFormat?: ObjectFormat;
 }
 
 export class KeyService {
@@ -135,6 +138,7 @@ export class KeyService {
       ...deps,
       currentEcShare: async (keyId) => (await this.getKey(keyId)).current,
       withAuxShares: (keyIds, op) => this.withAuxShares(keyIds, op),
+      objectFormat: deps.aesObjectFormat ?? OBJECT_FORMAT_VERSION,
     });
     if (deps.self === 1 && (deps.poolTarget ?? 16) > 0) {
       this.pool = new PresignPool({
@@ -179,7 +183,8 @@ export class KeyService {
       if (signingRefusal(policy, Date.now())) throw new EkmError('EKM_BAD_INPUT', 'notAfter must be in the future', undefined, 2, 400);
     }
     if (isRsaAlg(alg)) return this.rsaAes.createRsa({ alg });
-    if (!EC_ALGS.includes(alg)) throw new EkmError('EKM_BAD_ALG', `unknown key algorithm ${String(alg)}`, `use one of ${EC_ALGS.join(', ')}`);
+    if (!EC_ALGS.includes(alg))
+      throw new EkmError('EKM_BAD_ALG', `unknown key algorithm ${String(alg)}`, `use one of ${EC_ALGS.join(', ')}`);
     const keyId = toHex(randomBytes(8));
     const request = { keyId, alg, policy: policyBytes };
     await this.deps.host.run(this.spec({ kind: 'dkg', common: this.common, request }, DKG_PROTO, dkgWrites));
@@ -201,7 +206,14 @@ export class KeyService {
     if (isRsaAlg(row.alg)) throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an RSA key`, undefined, 1, 400);
     const shares = await this.deps.store.getShares(keyId);
     const current = shares.find((s) => s.status === 'current' && s.epoch === row.currentEpoch);
-    if (!current) throw new EkmError('EKM_KEY_STATE', `key ${keyId} has no current share on this server`, 'run `ucl server test`; an Aux may need re-derivation', 1, 409);
+    if (!current)
+      throw new EkmError(
+        'EKM_KEY_STATE',
+        `key ${keyId} has no current share on this server`,
+        'run `ucl server test`; an Aux may need re-derivation',
+        1,
+        409,
+      );
     return { row, current: recordToShare(current) };
   }
 
@@ -229,16 +241,30 @@ export class KeyService {
       const signature = await this.rsaAes.rsaSign(keyId, req.scheme ?? 'pkcs1v15', hash, digest);
       return { keyId, alg: row.alg, epoch: row.currentEpoch, signature, format: 'raw', mode: 'rsa' };
     }
-    if (row.alg === 'aes-256-dprf') throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it encrypts, it does not sign`, undefined, 1, 400);
+    if (row.alg === 'aes-256-dprf')
+      throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it encrypts, it does not sign`, undefined, 1, 400);
     const { current } = await this.getKey(keyId);
     const alg = current.alg;
     requireSigningAllowed(current);
     if (isFrostAlg(alg)) {
-      if (!req.message) throw new EkmError('EKM_BAD_INPUT', `${alg} signs the whole message (pure ${alg === 'eddsa-ed25519' ? 'Ed25519' : 'BIP340'}): give a message, not a digest`);
+      if (!req.message)
+        throw new EkmError(
+          'EKM_BAD_INPUT',
+          `${alg} signs the whole message (pure ${alg === 'eddsa-ed25519' ? 'Ed25519' : 'BIP340'}): give a message, not a digest`,
+        );
       if (req.format === 'der') throw new EkmError('EKM_BAD_INPUT', `${alg} signatures have no DER form`);
       const message = req.message;
       const frost = (helper: 2 | 3): Promise<FrostOutput> =>
-        helperPolicy(keyId, this.deps.host.run<FrostOutput>(this.spec({ kind: 'frost', share: current, tripletId: this.deps.tripletId, coordinate: { helper, message } }, PROTO_FROST, noWrites)));
+        helperPolicy(
+          keyId,
+          this.deps.host.run<FrostOutput>(
+            this.spec(
+              { kind: 'frost', share: current, tripletId: this.deps.tripletId, coordinate: { helper, message } },
+              PROTO_FROST,
+              noWrites,
+            ),
+          ),
+        );
       const withAux = (): Promise<FrostOutput> => this.withAuxShares([keyId], () => frost(3));
       let out: FrostOutput;
       if (!this.deps.peers.link('partner')) out = await withAux();
@@ -265,7 +291,10 @@ export class KeyService {
         keyId,
         this.deps.host.run<EcdsaOutput>(
           presig
-            ? { ...this.spec({ kind: 'ecdsa-online', share: current, tripletId, presig, input }, PROTO_ONLINE, ecdsaWrites), writesTrailSend: true }
+            ? {
+                ...this.spec({ kind: 'ecdsa-online', share: current, tripletId, presig, input }, PROTO_ONLINE, ecdsaWrites),
+                writesTrailSend: true,
+              }
             : this.spec({ kind: 'ecdsa-sign', share: current, tripletId, input }, PROTO_SIGN, ecdsaWrites),
         ),
       );
@@ -284,7 +313,14 @@ export class KeyService {
     if (out.kind !== 'signature' || !verifyEcdsa(alg, current.Y, input, out.p1363)) throw this.invalidOutput(keyId, PROTO_SIGN);
     this.pool?.markHot(keyId);
     const der = req.format === 'der';
-    return { keyId, alg, epoch: current.epoch, signature: der ? out.der : out.p1363, format: der ? 'der' : 'raw', mode: presig ? 'pool' : 'on-demand' };
+    return {
+      keyId,
+      alg,
+      epoch: current.epoch,
+      signature: der ? out.der : out.p1363,
+      format: der ? 'der' : 'raw',
+      mode: presig ? 'pool' : 'on-demand',
+    };
   }
 
   async verify(keyId: string, req: SignRequest, signature: Uint8Array): Promise<boolean> {
@@ -310,13 +346,17 @@ export class KeyService {
 
   async publicKey(keyId: string, format: PublicKeyFormat): Promise<{ alg: KeyAlg; format: PublicKeyFormat; value: ExportedPublicKey }> {
     const row = await this.describe(keyId);
-    if (row.alg === 'aes-256-dprf') throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it has no public key`, undefined, 1, 400);
+    if (row.alg === 'aes-256-dprf')
+      throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it has no public key`, undefined, 1, 400);
     const cacheKey = `${keyId} ${format}`;
     let value = this.publicExports.get(cacheKey);
     if (value === undefined) {
       const m = await this.publicMaterialOf(row);
       if (m.kind === 'rsa' && format === 'raw') throw new EkmError('EKM_BAD_INPUT', 'RSA public keys export as pem, der or jwk');
-      value = m.kind === 'rsa' ? exportRsaPublicKey(m, format as Exclude<PublicKeyFormat, 'raw'>) : exportPublicKey(row.alg as EcAlg, m.Y, format);
+      value =
+        m.kind === 'rsa'
+          ? exportRsaPublicKey(m, format as Exclude<PublicKeyFormat, 'raw'>)
+          : exportPublicKey(row.alg as EcAlg, m.Y, format);
       if (typeof value === 'object' && !(value instanceof Uint8Array)) Object.freeze(value);
       this.publicExports.set(cacheKey, value);
     }
@@ -359,7 +399,9 @@ export class KeyService {
     const states = await this.settledRefreshStates(keyIds);
     for (const k of keyIds) if (!states.has(k)) throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${k}`, undefined, 1, 404);
     const out = await this.withAuxShares(keyIds, () =>
-      this.deps.host.run<RefreshOutput>(this.spec({ kind: 'refresh', common: this.common, states: [...states], keyIds }, REFRESH_PROTO, refreshWrites)),
+      this.deps.host.run<RefreshOutput>(
+        this.spec({ kind: 'refresh', common: this.common, states: [...states], keyIds }, REFRESH_PROTO, refreshWrites),
+      ),
     );
     for (const k of out.keys) this.pool?.burn(k.keyId, k.to);
     return { keys: out.keys };
@@ -449,13 +491,17 @@ export class KeyService {
       return encList(held);
     });
     this.deps.registerPeerMethod(KEY_PURGE_STALE_METHOD, async (body, from) => {
-      if (from !== 'ep' || this.deps.self !== 3) throw new EkmError('EKM_PEER_PROTOCOL', `only the EP erases an Aux's stale shares, not the ${from ?? 'unknown peer'}`);
+      if (from !== 'ep' || this.deps.self !== 3)
+        throw new EkmError('EKM_PEER_PROTOCOL', `only the EP erases an Aux's stale shares, not the ${from ?? 'unknown peer'}`);
       const { keyId, epoch } = decodeHolding(body);
       if (!KEY_UID_RE.test(keyId)) throw new EkmError('EKM_PEER_PROTOCOL', 'a stale-share purge names a key UID');
       const before = await this.deps.store.getKey(keyId);
       await this.deps.store.applyKeyWrites([{ op: 'key-purge-stale', keyId, below: epoch }]);
       if (before && !(await this.deps.store.getKey(keyId))) {
-        this.deps.log.warn({ event: 'stale_share_purged', keyId, epoch: before.currentEpoch, newer: epoch }, 'share of an older epoch erased (the key was refreshed through another triplet)');
+        this.deps.log.warn(
+          { event: 'stale_share_purged', keyId, epoch: before.currentEpoch, newer: epoch },
+          'share of an older epoch erased (the key was refreshed through another triplet)',
+        );
       }
       return new Uint8Array(0);
     });
@@ -480,7 +526,8 @@ export class KeyService {
       const share = await this.shareAt(info.header.keyId, info.header.epoch);
       requireSigningAllowed(share); // whatever the EP asks: the policy is this server's to keep
       if (info.proto === PROTO_SIGN) return this.spec({ kind: 'ecdsa-sign', share, tripletId }, PROTO_SIGN, noWrites);
-      if (info.proto === PROTO_PRESIGN) return this.spec({ kind: 'ecdsa-presign', share, tripletId }, PROTO_PRESIGN, noWrites, presigOutputWrites);
+      if (info.proto === PROTO_PRESIGN)
+        return this.spec({ kind: 'ecdsa-presign', share, tripletId }, PROTO_PRESIGN, noWrites, presigOutputWrites);
       const stored = info.psid ? await this.deps.store.getPresig(toHex(info.psid)) : undefined;
       const recipe: Recipe = { kind: 'ecdsa-online', share, tripletId, ...(stored ? { presig: decodePresig(stored) } : {}) };
       return this.spec(recipe, PROTO_ONLINE, ecdsaWrites);
@@ -505,8 +552,19 @@ export class KeyService {
     return { psid: toHex(out.presig.psid), epoch: out.presig.epoch };
   }
 
-  private spec<P>(recipe: Recipe, label: string, toWrites: (items: readonly P[], sid: string) => KeyWrite[], outputWrites?: (out: unknown) => KeyWrite[]): SessionSpec {
-    return { recipe, label, toWrites: toWrites as SessionSpec['toWrites'], ...(outputWrites ? { outputWrites } : {}), inline: runsInline(recipe) };
+  private spec<P>(
+    recipe: Recipe,
+    label: string,
+    toWrites: (items: readonly P[], sid: string) => KeyWrite[],
+    outputWrites?: (out: unknown) => KeyWrite[],
+  ): SessionSpec {
+    return {
+      recipe,
+      label,
+      toWrites: toWrites as SessionSpec['toWrites'],
+      ...(outputWrites ? { outputWrites } : {}),
+      inline: runsInline(recipe),
+    };
   }
 
   private async resumeSpec(proto: string, cp: Checkpointed): Promise<SessionSpec> {
@@ -601,8 +659,17 @@ export class KeyService {
   }
 
   private invalidOutput(keyId: string, proto: string): EkmError {
-    this.deps.log.error({ event: 'security', kind: 'invalid_output', keyId, proto }, 'a protocol produced a signature that does not verify: not released');
-    return new EkmError('EKM_PROTOCOL_ABORTED', 'the signature did not verify and was not released', 'it is safe to retry; the event is logged', 1, 502);
+    this.deps.log.error(
+      { event: 'security', kind: 'invalid_output', keyId, proto },
+      'a protocol produced a signature that does not verify: not released',
+    );
+    return new EkmError(
+      'EKM_PROTOCOL_ABORTED',
+      'the signature did not verify and was not released',
+      'it is safe to retry; the event is logged',
+      1,
+      502,
+    );
   }
 }
 
@@ -621,7 +688,9 @@ function dkgWrites(items: readonly DkgPersist[], sid: string): KeyWrite[] {
       case 'dkg-key-pending':
         return [{ op: 'key-create', keyId: it.share.keyId, alg: it.share.alg, share: shareToRecord(it.share) }];
       case 'dkg-checkpoint':
-        return [{ op: 'session-checkpoint', sid, checkpoint: toJsonWithBytes({ proto: DKG_PROTO, keyId: it.keyId, checkpoint: it.checkpoint }) }];
+        return [
+          { op: 'session-checkpoint', sid, checkpoint: toJsonWithBytes({ proto: DKG_PROTO, keyId: it.keyId, checkpoint: it.checkpoint }) },
+        ];
       case 'dkg-key-active':
         return [{ op: 'key-activate', keyId: it.keyId }];
       case 'dkg-complete':
@@ -630,7 +699,11 @@ function dkgWrites(items: readonly DkgPersist[], sid: string): KeyWrite[] {
   });
 }
 
-const refreshWrites = refreshWritesFor<KeyShare>(REFRESH_PROTO, (share) => ({ op: 'share-put', share: shareToRecord(share), status: 'pending' }));
+const refreshWrites = refreshWritesFor<KeyShare>(REFRESH_PROTO, (share) => ({
+  op: 'share-put',
+  share: shareToRecord(share),
+  status: 'pending',
+}));
 
 function auxWrites(items: readonly AuxPersist[], sid: string): KeyWrite[] {
   return items.flatMap((it): KeyWrite[] => {
@@ -641,7 +714,9 @@ function auxWrites(items: readonly AuxPersist[], sid: string): KeyWrite[] {
       case 'aux-share-pending':
         return [{ op: 'aux-share-pending', share: shareToRecord(it.share) }];
       case 'aux-checkpoint':
-        return [{ op: 'session-checkpoint', sid, checkpoint: toJsonWithBytes({ proto: AUX_PROTO, keys: it.keys, checkpoint: it.checkpoint }) }];
+        return [
+          { op: 'session-checkpoint', sid, checkpoint: toJsonWithBytes({ proto: AUX_PROTO, keys: it.keys, checkpoint: it.checkpoint }) },
+        ];
       case 'aux-share-activate':
         return it.keys.map((k) => ({ op: 'aux-share-activate', keyId: k.keyId, epoch: k.epoch }));
       case 'aux-present':
@@ -672,7 +747,13 @@ async function helperPolicy<T>(keyId: string, session: Promise<T>): Promise<T> {
     return await session;
   } catch (e) {
     if (e instanceof PeerRefusedError && e.refusal === 'EKM_KEY_EXPIRED') {
-      throw new EkmError('EKM_KEY_EXPIRED', `key ${keyId} no longer signs: the ${e.peer} refuses, it expired by that server's clock`, 'use another key; signatures made before still verify', 1, 409);
+      throw new EkmError(
+        'EKM_KEY_EXPIRED',
+        `key ${keyId} no longer signs: the ${e.peer} refuses, it expired by that server's clock`,
+        'use another key; signatures made before still verify',
+        1,
+        409,
+      );
     }
     throw e;
   }
@@ -681,7 +762,14 @@ async function helperPolicy<T>(keyId: string, session: Promise<T>): Promise<T> {
 /** Refuses a signature the key's policy forbids now: at the EP for the caller, at the helpers whatever the EP asks. */
 function requireSigningAllowed(share: KeyShare): void {
   const why = signingRefusal(share, Date.now());
-  if (why) throw new EkmError('EKM_KEY_EXPIRED', `key ${share.keyId} no longer signs: ${why}`, 'use another key; signatures made before still verify', 1, 409);
+  if (why)
+    throw new EkmError(
+      'EKM_KEY_EXPIRED',
+      `key ${share.keyId} no longer signs: ${why}`,
+      'use another key; signatures made before still verify',
+      1,
+      409,
+    );
 }
 
 // --- formats -------------------------------------------------------------------------------
@@ -701,9 +789,11 @@ function signedInput(alg: string, req: SignRequest): SignedInput {
 
 /** The digest an RSA signature covers: of the message, or the caller's digest of the hash's length. */
 function signedDigest(hash: 'sha256' | 'sha384' | 'sha512', req: SignRequest): Uint8Array {
-  if ((req.message === undefined) === (req.digest === undefined)) throw new EkmError('EKM_BAD_INPUT', 'give exactly one of a message or a digest');
+  if ((req.message === undefined) === (req.digest === undefined))
+    throw new EkmError('EKM_BAD_INPUT', 'give exactly one of a message or a digest');
   if (req.digest) {
-    if (req.digest.length !== HASH_LEN[hash]) throw new EkmError('EKM_BAD_INPUT', `a ${hash} digest has ${HASH_LEN[hash]} bytes, not ${req.digest.length}`);
+    if (req.digest.length !== HASH_LEN[hash])
+      throw new EkmError('EKM_BAD_INPUT', `a ${hash} digest has ${HASH_LEN[hash]} bytes, not ${req.digest.length}`);
     return req.digest;
   }
   return new Uint8Array(createHash(hash).update(req.message!).digest());
@@ -737,11 +827,15 @@ export function exportPublicKey(alg: EcAlg, Y: Uint8Array, format: PublicKeyForm
     jwk = { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(Y).toString('base64url') };
   } else {
     const ecdsaAlg = alg === 'schnorr-bip340' ? 'ecdsa-secp256k1' : alg;
-    if (format === 'raw') return alg === 'schnorr-bip340' ? Y.subarray(1) : (decodePoint(getCurve(ALG_CURVE[alg]), Y) as unknown as { toBytes(compressed: boolean): Uint8Array }).toBytes(false);
+    if (format === 'raw')
+      return alg === 'schnorr-bip340'
+        ? Y.subarray(1)
+        : (decodePoint(getCurve(ALG_CURVE[alg]), Y) as unknown as { toBytes(compressed: boolean): Uint8Array }).toBytes(false);
     jwk = ecdsaPublicJwk(ecdsaAlg as Parameters<typeof ecdsaPublicJwk>[0], Y);
   }
   if (format === 'jwk') return jwk;
   const key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
-  return format === 'pem' ? (key.export({ type: 'spki', format: 'pem' }) as string) : new Uint8Array(key.export({ type: 'spki', format: 'der' }));
+  return format === 'pem'
+    ? (key.export({ type: 'spki', format: 'pem' }) as string)
+    : new Uint8Array(key.export({ type: 'spki', format: 'der' }));
 }
-

@@ -4,10 +4,12 @@
  * protocol (RsaAesKeys.objectKeys), and an encryption then costs its AES and the API only. Like
  * the ECDSA presignature pool, it trades a little exposure for latency, bounded so:
  * - memory only, never stored: a restart drops every pooled key;
- * - each key lives at most `ttlMs` and is used once (taken out of the pool), then wiped by its user;
+ * - each key is used once (taken out of the pool), then wiped by its user, or wiped unused once it
+ *   is `ttlMs` old (a sweep every sixth of it finds keys no encryption asked for);
  * - keys derived at another epoch than the key's current one are dropped (the object header
- *   records the epoch), as are the pools of keys not used lately (at most `maxKeys` pools); the
- *   caller takes from the pool only for a key its store says is an active AES key;
+ *   records the epoch), as are the pools of keys not used lately (at most `maxKeys` pools, and none
+ *   idle for `ttlMs`); the caller takes from the pool only for a key its store says is an active
+ *   AES key;
  * - a key gets a pool only once it encrypts at least `minRate` times a second; its pool aims at
  *   `secondsPooled` seconds of its recent rate, within [`minTarget`, `maxTarget`] (a busy key
  *   needs a deeper pool: a refill takes longer than its reserve lasts otherwise); once a quarter
@@ -16,9 +18,10 @@
  *   one runs), and all refills in flight together at most `secondsAhead` seconds of the rate: a
  *   key used now and then never has keys derived for nothing, and a burst wastes little.
  * EP sees every K_obj at encryption anyway; what the pool adds is that up to `maxTarget` keys of
- * objects not yet encrypted sit in EP's memory for at most `ttlMs` (docs/security-model.md §1.1).
- * Decryption cannot use it: the nonce comes from the ciphertext.
+ * objects not yet encrypted sit in EP's memory for at most `ttlMs` and a sweep interval
+ * (docs/security-model.md §1.1). Decryption cannot use it: the nonce comes from the ciphertext.
  */
+import type { ObjectFormat } from '../protocols/dprf.js';
 
 /** A derived object key and what it was derived for. */
 export interface PooledObjectKey {
@@ -27,6 +30,8 @@ export interface PooledObjectKey {
   readonly objectKey: Uint8Array;
   /** The key's epoch at derivation (recorded in the sealed object's header). */
   readonly epoch: number;
+  /** The sealed-object format K_obj was derived for (the object must be sealed in it). */
+  readonly format: ObjectFormat;
 }
 
 export interface ObjectKeyPoolOptions {
@@ -70,6 +75,7 @@ export class ObjectKeyPool {
   /** Insertion order is recency of use: the first lane is the least recently used. */
   private readonly lanes = new Map<string, Lane>();
   private readonly now: () => number;
+  private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly opts: ObjectKeyPoolOptions) {
     if (!(opts.minTarget >= 2 && opts.maxTarget >= opts.minTarget)) throw new RangeError('need 2 <= minTarget <= maxTarget');
@@ -78,6 +84,31 @@ export class ObjectKeyPool {
     if (!(opts.maxKeys >= 1) || !(opts.ttlMs > 0)) throw new RangeError('maxKeys and ttlMs must be positive');
     if (!(opts.minRate >= 1) || !(opts.secondsAhead > 0)) throw new RangeError('minRate and secondsAhead must be positive');
     this.now = opts.now ?? Date.now;
+    // Does not keep the process alive; `close` stops it.
+    this.sweeper = setInterval(() => this.sweep(), Math.max(1000, opts.ttlMs / 6)).unref();
+  }
+
+  /**
+   * Wipes every pooled key older than `ttlMs` and drops the pools of keys idle that long (no
+   * encryption and no refill in flight): what `take` would find stale, for keys no one takes.
+   */
+  sweep(): void {
+    const now = this.now();
+    for (const [keyId, lane] of this.lanes) {
+      const expired = lane.entries.filter((e) => now - e.at >= this.opts.ttlMs);
+      if (expired.length > 0) {
+        lane.entries = lane.entries.filter((e) => now - e.at < this.opts.ttlMs);
+        wipe(expired);
+      }
+      if (lane.entries.length === 0 && lane.refills === 0 && now - lane.windowAt >= this.opts.ttlMs) this.lanes.delete(keyId);
+    }
+  }
+
+  /** Stops the sweep and wipes every pooled key. */
+  close(): void {
+    clearInterval(this.sweeper);
+    for (const lane of this.lanes.values()) wipe(lane.entries);
+    this.lanes.clear();
   }
 
   /**
@@ -105,7 +136,7 @@ export class ObjectKeyPool {
     const entry = lane.entries.shift();
     const rate = Math.max(lane.count, lane.lastCount);
     if (rate >= this.opts.minRate) this.maybeRefill(keyId, lane, rate);
-    return entry && { objectNonce: entry.objectNonce, objectKey: entry.objectKey, epoch: entry.epoch };
+    return entry && { objectNonce: entry.objectNonce, objectKey: entry.objectKey, epoch: entry.epoch, format: entry.format };
   }
 
   /** Pooled keys of `keyId`. */
@@ -130,24 +161,32 @@ export class ObjectKeyPool {
   private refill(keyId: string, lane: Lane, count: number): void {
     lane.refills++;
     lane.pending += count;
-    this.opts
-      .derive(keyId, count)
+    const settled = (): void => {
+      lane.refills--;
+      lane.pending -= count;
+    };
+    let derived: Promise<readonly PooledObjectKey[]>;
+    try {
+      derived = this.opts.derive(keyId, count);
+    } catch (e) {
+      derived = Promise.reject(e); // a derive that throws at once fails like one that rejects
+    }
+    derived
       .then(
         (keys) => {
+          settled();
           const at = this.now();
           // A pool dropped or evicted meanwhile keeps nothing.
           if (this.lanes.get(keyId) === lane) lane.entries.push(...keys.map((k) => ({ ...k, at })));
           else wipe(keys);
         },
         (err: unknown) => {
+          settled();
           lane.retryAt = this.now() + this.opts.retryMs;
           this.opts.onRefillError(keyId, err);
         },
       )
-      .finally(() => {
-        lane.refills--;
-        lane.pending -= count;
-      });
+      .catch(() => undefined); // onRefillError (a log line) failing must not become an unhandled rejection
   }
 
   private evictBeyond(max: number): void {

@@ -22,11 +22,12 @@ import {
   type DprfKeyShare,
   type DprfOutput,
   DPRF_ALG,
+  DPRF_MAX_BATCH,
   PROTO_DPRF,
   PROTO_DPRF_CROSS,
   dprfProto,
   type DprfObject,
-  OBJECT_FORMAT_VERSION,
+  type ObjectFormat,
   SealedObjectError,
   generateDataKey,
   newObjectNonce,
@@ -96,7 +97,7 @@ const DPRF_SESSION_OBJECTS = 16;
 const POOL = {
   secondsPooled: 0.5,
   minTarget: 64,
-  maxTarget: 256,
+  maxTarget: DPRF_MAX_BATCH,
   minRate: 2,
   secondsAhead: 8,
   maxRefills: 3,
@@ -119,6 +120,8 @@ export interface RsaAesDeps extends ServiceDeps {
   readonly currentEcShare: (keyId: string) => Promise<KeyShare>;
   /** Runs `op`, re-deriving this triplet's Aux shares of `keyIds` first if the Aux refuses for lack of them (KeyService). */
   readonly withAuxShares: <T>(keyIds: readonly string[], op: () => Promise<T>) => Promise<T>;
+  /** The format new objects are sealed in (an env setting for rolling upgrades: config/aes-object-format.ts). */
+  readonly objectFormat: ObjectFormat;
 }
 
 export class RsaAesKeys {
@@ -134,9 +137,10 @@ export class RsaAesKeys {
     this.pool = new ObjectKeyPool({
       ...POOL,
       derive: async (keyId, count) => {
-        const objects = Array.from({ length: count }, () => ({ nonce: newObjectNonce(), format: OBJECT_FORMAT_VERSION }));
+        const format = deps.objectFormat;
+        const objects = Array.from({ length: count }, () => ({ nonce: newObjectNonce(), format }));
         const keys = await this.objectKeys(keyId, objects);
-        return keys.map((k, i) => ({ ...k, objectNonce: objects[i]!.nonce }));
+        return keys.map((k, i) => ({ ...k, objectNonce: objects[i]!.nonce, format }));
       },
       onRefillError: (keyId, err) => deps.log.warn({ keyId, err: (err as Error).message }, 'could not refill the pool of AES object keys'),
     });
@@ -327,9 +331,9 @@ export class RsaAesKeys {
   // --- AES (threshold PRF) ---------------------------------------------------------------------
 
   async aesEncrypt(keyId: string, plaintext: Uint8Array, aad: Uint8Array): Promise<Uint8Array> {
-    const { objectNonce, objectKey, epoch } = await this.newObjectKey(keyId);
+    const { objectNonce, objectKey, epoch, format } = await this.newObjectKey(keyId);
     try {
-      return sealObject(objectKey, plaintext, aad, { keyId, keyVersion: epoch, objectNonce });
+      return sealObject(objectKey, plaintext, aad, { keyId, keyVersion: epoch, objectNonce, format });
     } finally {
       objectKey.fill(0);
     }
@@ -351,9 +355,9 @@ export class RsaAesKeys {
   }
 
   async aesDataKey(keyId: string, bits: 128 | 256, aad: Uint8Array): Promise<{ plaintextKey: Uint8Array; sealed: Uint8Array }> {
-    const { objectNonce, objectKey, epoch } = await this.newObjectKey(keyId);
+    const { objectNonce, objectKey, epoch, format } = await this.newObjectKey(keyId);
     try {
-      return generateDataKey(objectKey, { keyId, keyVersion: epoch, objectNonce }, bits, aad);
+      return generateDataKey(objectKey, { keyId, keyVersion: epoch, objectNonce, format }, bits, aad);
     } finally {
       objectKey.fill(0);
     }
@@ -371,7 +375,8 @@ export class RsaAesKeys {
     const pooled = row?.state === 'active' && row.alg === DPRF_ALG ? this.pool.take(keyId, row.currentEpoch) : undefined;
     if (pooled) return pooled;
     const objectNonce = newObjectNonce();
-    return { objectNonce, ...(await this.objectKey(keyId, { nonce: objectNonce, format: OBJECT_FORMAT_VERSION })) };
+    const format = this.deps.objectFormat;
+    return { objectNonce, format, ...(await this.objectKey(keyId, { nonce: objectNonce, format })) };
   }
 
   /** K_obj of one object, derived in a session shared with the concurrent requests for the same key. */

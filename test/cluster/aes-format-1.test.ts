@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
-import { type Triplet, startSeedOrder } from '../support/cluster.js';
+import { type Triplet, assertOneLineError, ekm, run, startSeedOrder, waitInService } from '../support/cluster.js';
 import { FIXTURES, fixtureTriplet } from '../support/fixture-triplet.js';
 
 const fixture = JSON.parse(readFileSync(join(FIXTURES, 'aes-format-1', 'objects.json'), 'utf8')) as {
@@ -71,5 +71,29 @@ describe(`AES objects sealed in format 1 by commit ${fixture.commit}`, () => {
     const r = await decrypt(sealed.body.ciphertext, aad);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.plaintext, plaintext);
+  });
+
+  it('EKM_AES_OBJECT_FORMAT=1 (while older releases still serve the cluster) seals format 1 again; another value stops the start with one line', async () => {
+    assert.equal((await ekm(t, 'ep', 'stop')).code, 0);
+    const bad = await run(join(t.bin, 'ekm'), ['start'], { ...t.env('ep'), EKM_AES_OBJECT_FORMAT: '3' });
+    assertOneLineError(bad);
+    assert.match(bad.stderr, /EKM_AES_OBJECT_FORMAT is "3", not 1 or 2/);
+    const started = await run(join(t.bin, 'ekm'), ['start'], { ...t.env('ep'), EKM_AES_OBJECT_FORMAT: '1' });
+    assert.equal(started.code, 0, started.stderr);
+    await waitInService(t);
+    api = await apiFor(t, fixture.rootSoPassword);
+    const plaintext = b64(Buffer.from('for an older release'));
+    for (const path of ['encrypt', 'datakey'] as const) {
+      const sealed = await api.call<{ ciphertext: string; plaintextKey?: string }>(
+        'POST',
+        `/keys/${fixture.keyId}/${path}`,
+        path === 'encrypt' ? { plaintext } : { bits: 256 },
+      );
+      assert.equal(sealed.status, 200, JSON.stringify(sealed.body));
+      assert.equal(formatOf(sealed.body.ciphertext), 1, path);
+      const r = await decrypt(sealed.body.ciphertext, '');
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.plaintext, path === 'encrypt' ? plaintext : sealed.body.plaintextKey);
+    }
   });
 });

@@ -3,7 +3,7 @@
  * helper's partials ends in the correct keys or an abort; a wrong V_h, a bad proof, a proof from
  * another session or position, or a helper computing with a wrong share aborts and names it.
  * Cross-checked mode (both helpers, no proofs): the same matrix, and any wrong partial from either
- * helper aborts with `partials-inconsistent` (no suspect: proved mode then names it).
+ * helper aborts with `partials-inconsistent` (no suspect: a proved session with that helper names it).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -261,7 +261,7 @@ describe('DPRF cross-checked mode (both helpers, no proofs)', () => {
       const cases: [Uint8Array, boolean][] = [
         // [partial, whether EP can tell it is malformed]: EP lifts the Partner's x to a point; the
         // Aux's x is only compared with x-coordinates of points, so one with no point just fails
-        // the check (no suspect: proved mode then names the Aux).
+        // the check (no suspect: a proved session with the Aux names it).
         [curve.Point.Fp.toBytes(noPoint), h === 2],
         [new Uint8Array(32).fill(0xff), true],
         [new Uint8Array(33).fill(1), true],

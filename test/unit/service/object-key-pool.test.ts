@@ -15,7 +15,7 @@ import { ObjectKeyPool, type PooledObjectKey } from '../../../src/service/object
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 const allWiped = (keys: readonly PooledObjectKey[]): boolean => keys.every((k) => k.objectKey.every((b) => b === 0));
 
-function fixture(over: { fail?: () => boolean; maxRefills?: number; secondsAhead?: number } = {}) {
+function fixture(over: { fail?: () => boolean; failAtOnce?: () => boolean; maxRefills?: number; secondsAhead?: number } = {}) {
   let clock = 1_000;
   let serial = 0;
   const calls: { keyId: string; count: number }[] = [];
@@ -33,16 +33,20 @@ function fixture(over: { fail?: () => boolean; maxRefills?: number; secondsAhead
     retryMs: 1_000,
     now: () => clock,
     onRefillError: (keyId) => errors.push(keyId),
-    derive: async (keyId, count) => {
+    derive: (keyId, count) => {
       calls.push({ keyId, count });
-      if (over.fail?.()) throw new Error('helpers down');
-      return Array.from({ length: count }, () => {
-        const k = { objectNonce: Uint8Array.of(serial++), objectKey: new Uint8Array(32).fill(7), epoch: epochOf(keyId) };
-        handedOut.push(k);
-        return k;
-      });
+      if (over.failAtOnce?.()) throw new Error('thrown before any promise');
+      return derived(keyId, count);
     },
   });
+  const derived = async (keyId: string, count: number): Promise<PooledObjectKey[]> => {
+    if (over.fail?.()) throw new Error('helpers down');
+    return Array.from({ length: count }, () => {
+      const k = { objectNonce: Uint8Array.of(serial++), objectKey: new Uint8Array(32).fill(7), epoch: epochOf(keyId), format: 2 as const };
+      handedOut.push(k);
+      return k;
+    });
+  };
   const epochs = new Map<string, number>();
   const epochOf = (keyId: string): number => epochs.get(keyId) ?? 0;
   /** Uses `keyId` at minRate (twice now): its pool's first refill starts. */
@@ -109,6 +113,44 @@ describe('ObjectKeyPool', () => {
     assert.equal(f.calls.length, 2);
     await tick();
     assert.equal(f.pool.size('k'), 8);
+  });
+
+  it('a derive that throws at once fails like one that rejects: logged, retried after retryMs, nothing stuck', async () => {
+    let failing = true;
+    const f = fixture({ failAtOnce: () => failing, maxRefills: 1 });
+    assert.doesNotThrow(() => f.reachRate('k'));
+    await tick();
+    assert.deepEqual(f.errors, ['k']);
+    failing = false;
+    f.advance(1_000);
+    f.pool.take('k', 0);
+    assert.equal(f.calls.length, 2, 'the failed refill no longer counts as in flight');
+    await tick();
+    assert.equal(f.pool.size('k'), 8);
+  });
+
+  it('the sweep wipes keys older than the TTL that no one took, and drops pools idle that long', async () => {
+    const f = fixture();
+    f.reachRate('k');
+    await tick();
+    assert.equal(f.pool.size('k'), 8);
+    f.advance(59_999);
+    f.pool.sweep();
+    assert.equal(f.pool.size('k'), 8, 'not yet expired');
+    f.advance(1);
+    f.pool.sweep();
+    assert.equal(f.pool.size('k'), 0);
+    assert.ok(allWiped(f.handedOut), 'wiped without a take');
+    f.pool.close();
+  });
+
+  it('close wipes every pooled key', async () => {
+    const f = fixture();
+    f.reachRate('k');
+    await tick();
+    f.pool.close();
+    assert.equal(f.pool.size('k'), 0);
+    assert.ok(allWiped(f.handedOut));
   });
 
   it('keeps pools for the maxKeys keys used last; an evicted pool is wiped, and one evicted during its refill keeps nothing', async () => {
