@@ -388,7 +388,8 @@ export class RsaAesKeys {
   /**
    * One session for a batch of objects: cross-checked by all three servers when both helpers are
    * connected; proved with the Partner (or the Aux) when one is not, or when the cross-checked
-   * session failed (a wrong partial: the proved session names the helper that sent it).
+   * session failed (a wrong partial: a cheating Partner is named by its proved session, a
+   * cheating Aux is left out while the Partner answers).
    */
   private async objectKeys(keyId: string, objects: readonly DprfObject[]): Promise<ObjectKey[]> {
     const share = await this.dprfShare(keyId);
