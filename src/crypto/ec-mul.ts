@@ -92,20 +92,14 @@ export function mulPublicX(curve: Curve, Pbytes: Uint8Array, k: bigint): bigint 
  * identity (the product has no x).
  */
 export function mulPointX(curve: Curve, P: Point, k: bigint): bigint {
-  const s = curve.Fn.create(k);
-  if (s === 0n || P.is0()) throw new RangeError('mulPointX: the product is the identity');
-  if (curve.name !== 'p256') return mulPoint(curve, P, s).toAffine().x;
-  return toBig(keyed(curve, s).computeSecret((P as InstanceType<typeof P256>).toBytes(false)));
+  return mulPointsX(curve, [P], k)[0]!;
 }
 
-/**
- * x(k·P) of each point, for one secret k: `mulPointX` with the ECDH object keyed once for the batch
- * (P-256; elsewhere one `mulPointX` per point).
- */
+/** `mulPointX` of each point, for one secret k: on P-256 the ECDH object is keyed once for the batch. */
 export function mulPointsX(curve: Curve, points: readonly Point[], k: bigint): bigint[] {
   const s = curve.Fn.create(k);
-  if (s === 0n || points.some((P) => P.is0())) throw new RangeError('mulPointsX: a product is the identity');
-  if (curve.name !== 'p256') return points.map((P) => mulPointX(curve, P, s));
+  if (s === 0n || points.some((P) => P.is0())) throw new RangeError('mulPointX: the product is the identity');
+  if (curve.name !== 'p256') return points.map((P) => mulPoint(curve, P, s).toAffine().x);
   const e = keyed(curve, s);
   return points.map((P) => toBig(e.computeSecret((P as InstanceType<typeof P256>).toBytes(false))));
 }

@@ -85,15 +85,18 @@ function sha256(...parts: Uint8Array[]): Buffer {
   return h.digest();
 }
 
+/** RFC 9380 5.3.1 DST_prime = DST ‖ I2OSP(len(DST), 1), a DST over 255 bytes replaced by its hash (5.3.3). */
+function dstPrimeOf(DST: string): Buffer {
+  const given = Buffer.from(DST, 'utf8');
+  const dst = given.length > 255 ? sha256(Buffer.from('H2C-OVERSIZE-DST-'), given) : given;
+  return Buffer.concat([dst, Uint8Array.of(dst.length)]);
+}
+
 /**
  * RFC 9380 5.2 hash_to_field(msg, 2) for P-256 (L = 48 bytes per element) with 5.3.1
  * expand_message_xmd(SHA-256): 96 uniform bytes from three SHA-256 blocks b_1..b_3.
  */
-function hashToField2(msg: Uint8Array, DST: string): [bigint, bigint] {
-  const given = Buffer.from(DST, 'utf8');
-  // RFC 9380 5.3.3: a DST over 255 bytes is replaced by its hash.
-  const dst = given.length > 255 ? sha256(Buffer.from('H2C-OVERSIZE-DST-'), given) : given;
-  const dstPrime = Buffer.concat([dst, Uint8Array.of(dst.length)]);
+function hashToField2(msg: Uint8Array, dstPrime: Uint8Array): [bigint, bigint] {
   const b0 = sha256(Z_PAD, msg, Uint8Array.of(0, 96, 0), dstPrime);
   const b: Buffer[] = [sha256(b0, Uint8Array.of(1), dstPrime)];
   for (let i = 2; i <= 3; i++) {
@@ -122,10 +125,11 @@ export function p256HashToCurve(msg: Uint8Array, DST: string): InstanceType<type
  * inversion (Montgomery's trick, noble's normalizeZ) where each alone would take one.
  */
 export function p256HashToCurveBatch(msgs: readonly Uint8Array[], DST: string): InstanceType<typeof P>[] {
+  const dstPrime = dstPrimeOf(DST);
   const points = normalizeZ(
     P,
     msgs.map((msg) => {
-      const [u0, u1] = hashToField2(msg, DST);
+      const [u0, u1] = hashToField2(msg, dstPrime);
       const Q = mapToCurve(u0).add(mapToCurve(u1));
       if (Q.is0()) throw new Error('hash to curve gave the identity');
       return Q;

@@ -92,6 +92,10 @@ export const DPRF_MAX_BATCH = 256;
 export type ObjectFormat = 1 | 2;
 /** The format new objects are sealed in. */
 export const OBJECT_FORMAT_VERSION: ObjectFormat = 2;
+/** Whether `v` is a format this release reads and writes. */
+export function isObjectFormat(v: unknown): v is ObjectFormat {
+  return v === 1 || v === 2;
+}
 
 /** An object to derive K_obj for: its nonce, and the format of its sealed object. */
 export interface DprfObject {
@@ -315,7 +319,7 @@ class DprfCoordinator extends RoundParty<DprfOutput, never> {
     if (n === 0 || n > DPRF_MAX_BATCH) throw new RangeError(`1..${DPRF_MAX_BATCH} objects per session`);
     for (const o of opts.objects) {
       if (o.nonce.length !== OBJECT_NONCE_BYTES) throw new RangeError('object nonce must be 32 bytes');
-      if (o.format !== 1 && o.format !== 2) throw new RangeError('object format must be 1 or 2');
+      if (!isObjectFormat(o.format)) throw new RangeError('object format must be 1 or 2');
     }
   }
 
@@ -551,7 +555,7 @@ function encodeHeader(h: ObjectHeader, gcmNonce: Uint8Array): Uint8Array {
   const view = new DataView(out.buffer);
   out.set(OBJECT_MAGIC, 0);
   const format = h.format ?? OBJECT_FORMAT_VERSION;
-  if (format !== 1 && format !== 2) throw new RangeError('object format must be 1 or 2');
+  if (!isObjectFormat(format)) throw new RangeError('object format must be 1 or 2');
   out[4] = format;
   view.setUint16(5, id.length, false);
   out.set(id, 7);
@@ -571,7 +575,7 @@ export function parseObjectHeader(sealed: Uint8Array): ParsedObject {
   need(5);
   if (!bytesEqual(sealed.subarray(0, 4), OBJECT_MAGIC)) throw new ObjectFormatError('bad-magic');
   const format = sealed[4];
-  if (format !== 1 && format !== 2) throw new ObjectFormatError('unsupported-version');
+  if (!isObjectFormat(format)) throw new ObjectFormatError('unsupported-version');
   need(7);
   const view = new DataView(sealed.buffer, sealed.byteOffset, sealed.byteLength);
   const idLen = view.getUint16(5, false);

@@ -4,11 +4,11 @@
  * `stop()` is graceful: no new work is accepted, in-flight requests finish, then links and
  * store close.
  */
-import { aesObjectFormatFromEnv } from '../config/aes-object-format.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import pino, { type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
+import { aesObjectFormatFromEnv } from '../config/aes-object-format.js';
 import type { HomePaths } from '../config/home.js';
 import { type PeerEntry, type ServerConfig, loadServerConfig, saveServerConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';

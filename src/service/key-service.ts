@@ -10,6 +10,7 @@ import { decodeEnc, enc, encList, toHex, u32be } from '../crypto/encoding.js';
 import { EkmError } from '../errors.js';
 import { AUX_PROTO, type AuxPersist, type AuxKeyEpoch, type AuxOutput } from '../protocols/aux-rederive.js';
 import { DKG_PROTO, type DkgPersist } from '../protocols/dkg.js';
+import { OBJECT_FORMAT_VERSION, type ObjectFormat } from '../protocols/dprf.js';
 import {
   type EcdsaOutput,
   type EcdsaPersist,
@@ -37,7 +38,6 @@ import { PeerRefusedError, ProtocolAbortedError, type SessionSpec } from './prot
 import { fromJsonWithBytes, recordToShare, shareToRecord, toJsonWithBytes } from './share-codec.js';
 import { PresignPool } from './presign-pool.js';
 import type { ServiceDeps } from './service-deps.js';
-import { OBJECT_FORMAT_VERSION, type ObjectFormat } from '../protocols/dprf.js';
 import { refreshWritesFor, requireRefreshEpochs } from './refresh-writes.js';
 import { sessionItemWrites } from './session-writes.js';
 import { RsaAesKeys } from './rsa-aes-keys.js';

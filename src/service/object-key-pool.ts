@@ -95,11 +95,7 @@ export class ObjectKeyPool {
   sweep(): void {
     const now = this.now();
     for (const [keyId, lane] of this.lanes) {
-      const expired = lane.entries.filter((e) => now - e.at >= this.opts.ttlMs);
-      if (expired.length > 0) {
-        lane.entries = lane.entries.filter((e) => now - e.at < this.opts.ttlMs);
-        wipe(expired);
-      }
+      this.prune(lane, (e) => now - e.at < this.opts.ttlMs);
       if (lane.entries.length === 0 && lane.refills === 0 && now - lane.windowAt >= this.opts.ttlMs) this.lanes.delete(keyId);
     }
   }
@@ -128,15 +124,22 @@ export class ObjectKeyPool {
       lane.windowAt = now;
     }
     lane.count++;
-    const fresh: Entry[] = [];
-    const stale: Entry[] = [];
-    for (const e of lane.entries) (e.epoch === epoch && now - e.at < this.opts.ttlMs ? fresh : stale).push(e);
-    lane.entries = fresh;
-    wipe(stale);
+    this.prune(lane, (e) => e.epoch === epoch && now - e.at < this.opts.ttlMs);
     const entry = lane.entries.shift();
     const rate = Math.max(lane.count, lane.lastCount);
     if (rate >= this.opts.minRate) this.maybeRefill(keyId, lane, rate);
-    return entry && { objectNonce: entry.objectNonce, objectKey: entry.objectKey, epoch: entry.epoch, format: entry.format };
+    if (!entry) return undefined;
+    const { at: _at, ...key } = entry; // the entry without its pool bookkeeping
+    return key;
+  }
+
+  /** Keeps the lane's entries that `fresh` accepts; wipes the others. */
+  private prune(lane: Lane, fresh: (e: Entry) => boolean): void {
+    const kept: Entry[] = [];
+    const stale: Entry[] = [];
+    for (const e of lane.entries) (fresh(e) ? kept : stale).push(e);
+    lane.entries = kept;
+    wipe(stale);
   }
 
   /** Pooled keys of `keyId`. */

@@ -15,7 +15,7 @@ import { ObjectKeyPool, type PooledObjectKey } from '../../../src/service/object
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 const allWiped = (keys: readonly PooledObjectKey[]): boolean => keys.every((k) => k.objectKey.every((b) => b === 0));
 
-function fixture(over: { fail?: () => boolean; failAtOnce?: () => boolean; maxRefills?: number; secondsAhead?: number } = {}) {
+function fixture(over: { fail?: () => boolean; failAtOnce?: boolean; maxRefills?: number; secondsAhead?: number } = {}) {
   let clock = 1_000;
   let serial = 0;
   const calls: { keyId: string; count: number }[] = [];
@@ -35,7 +35,7 @@ function fixture(over: { fail?: () => boolean; failAtOnce?: () => boolean; maxRe
     onRefillError: (keyId) => errors.push(keyId),
     derive: (keyId, count) => {
       calls.push({ keyId, count });
-      if (over.failAtOnce?.()) throw new Error('thrown before any promise');
+      if (over.failAtOnce && over.fail?.()) throw new Error('thrown before any promise');
       return derived(keyId, count);
     },
   });
@@ -98,36 +98,24 @@ describe('ObjectKeyPool', () => {
     assert.equal(f.pool.take('k', 1), undefined, 'expired');
   });
 
-  it('a failed refill is logged and not tried again before retryMs', async () => {
-    let failing = true;
-    const f = fixture({ fail: () => failing });
-    f.reachRate('k');
-    await tick();
-    await tick();
-    assert.deepEqual(f.errors, ['k']);
-    f.pool.take('k', 0);
-    assert.equal(f.calls.length, 1, 'within retryMs');
-    failing = false;
-    f.advance(1_000);
-    f.pool.take('k', 0);
-    assert.equal(f.calls.length, 2);
-    await tick();
-    assert.equal(f.pool.size('k'), 8);
-  });
-
-  it('a derive that throws at once fails like one that rejects: logged, retried after retryMs, nothing stuck', async () => {
-    let failing = true;
-    const f = fixture({ failAtOnce: () => failing, maxRefills: 1 });
-    assert.doesNotThrow(() => f.reachRate('k'));
-    await tick();
-    assert.deepEqual(f.errors, ['k']);
-    failing = false;
-    f.advance(1_000);
-    f.pool.take('k', 0);
-    assert.equal(f.calls.length, 2, 'the failed refill no longer counts as in flight');
-    await tick();
-    assert.equal(f.pool.size('k'), 8);
-  });
+  for (const how of ['rejects', 'throws at once'] as const) {
+    it(`a refill whose derive ${how} is logged, not tried again before retryMs, and no longer counts as in flight`, async () => {
+      let failing = true;
+      const f = fixture({ fail: () => failing, failAtOnce: how === 'throws at once' });
+      assert.doesNotThrow(() => f.reachRate('k'));
+      await tick();
+      await tick();
+      assert.deepEqual(f.errors, ['k']);
+      f.pool.take('k', 0);
+      assert.equal(f.calls.length, 1, 'within retryMs');
+      failing = false;
+      f.advance(1_000);
+      f.pool.take('k', 0);
+      assert.equal(f.calls.length, 2, 'the failed refill no longer counts as in flight');
+      await tick();
+      assert.equal(f.pool.size('k'), 8);
+    });
+  }
 
   it('the sweep wipes keys older than the TTL that no one took, and drops pools idle that long', async () => {
     const f = fixture();
