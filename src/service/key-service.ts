@@ -727,7 +727,7 @@ function auxWrites(items: readonly AuxPersist[], sid: string): KeyWrite[] {
   });
 }
 
-/** A presignature is deleted (burnt) before this party's online message leaves (§3.4). */
+/** A presignature is deleted (burnt) before this party's online message leaves (docs/protocols.md §3.6). */
 function ecdsaWrites(items: readonly EcdsaPersist[]): KeyWrite[] {
   return items.map((it) => ({ op: 'presig-delete', psid: toHex(it.psid) }));
 }

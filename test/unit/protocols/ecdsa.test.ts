@@ -1,5 +1,5 @@
 /**
- * Threshold ECDSA (threshold-protocols.md §3): formats, algebra with injected RNGs, and random
+ * Threshold ECDSA (docs/protocols.md §3): formats, algebra with injected RNGs, and random
  * keys × signatures verified by node:crypto and noble.
  *
  * Sample size: EKM_PROTOCOL_SAMPLES signatures per curve and mode (default 20, sized to keep this
