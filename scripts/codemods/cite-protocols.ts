@@ -8,12 +8,12 @@
  *
  * What it rewrites, in src/, test/, docs/, bench/, scripts/ and README.md:
  * - explicit citations: `threshold-protocols.md §3.3`, "spec §7 (c)", "design §6, R9", "spec R4",
- *   and every § chained to them ("§2 K5, §5 RF2–RF4, §11 R4"), through the section map below;
+ *   and every § chained to them ("§2 K5, §5 RF2–RF4, §11 R4"), through SECTION_MAP;
  * - bare § in a source file that cites the old specification explicitly (its bare § meant the
  *   same document), for the sections whose number changed; a § right after another document's
  *   name (RFC 8017 §9.2, draft-… §7) or with deeper numbering is left, and so is every bare § of
  *   a page under docs/, where a bare § means the page's own section;
- * - a few bare citations in files that never named the specification, matched by their phrase.
+ * - a few citations the rules cannot decide, matched by their phrase (PHRASES).
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
@@ -57,8 +57,10 @@ export function sectionFor(section: string, context: string): string | undefined
 }
 
 /**
- * Bare citations in files that never name the old specification, so nothing says which document
- * their § meant. Each phrase is specific enough to be found wherever the code moves.
+ * Citations the rules cannot decide: bare § in files that never named the old specification (or
+ * that may move into such a file while code is reorganised), so nothing says which document they
+ * meant, and one explicit citation that needs a subsection. Each phrase is specific enough to be
+ * found wherever the code moves.
  */
 const PHRASES: readonly (readonly [string, string])[] = [
   ["before this party's online message leaves (§3.4)", "before this party's online message leaves (docs/protocols.md §3.6)"],
