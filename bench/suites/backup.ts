@@ -1,5 +1,5 @@
 /**
- * Issue 7 figures: `ekm backup` time and archive size, and the time from `ekm restore` to a
+ * Backup figures: `ekm backup` time and archive size, and the time from `ekm restore` to a
  * restored triplet in service (restore, `-restore` bootstraps, start in the seed's order, the
  * EP's automatic Aux re-derivation and refresh of every key, first `ucl server test` exit 0),
  * for 1,000 and 10,000 keys.

@@ -1,5 +1,5 @@
 /**
- * Issue 2 figures: round trip of an empty protocol message EP→Partner→EP over a real peer link,
+ * Peer-link figures: round trip of an empty protocol message EP→Partner→EP over a real peer link,
  * and messages per second over one link. The EP end runs here; the Partner end is a separate
  * process (bench/lib/peer-partner.ts), so the two do not share an event loop.
  */
@@ -100,7 +100,7 @@ async function run(ctx: SuiteContext): Promise<SuiteResult> {
     return {
       measurements,
       notes: [
-        `Sequential rows: ${WARMUP} warm-up round trips, then ${SEQUENTIAL} measured one at a time; goal (issue 2): p50 under ${GOAL_MS} ms on loopback.`,
+        `Sequential rows: ${WARMUP} warm-up round trips, then ${SEQUENTIAL} measured one at a time; goal: p50 under ${GOAL_MS} ms on loopback.`,
         "`echo` is a Request frame (u32 length, kind, id, u16 method name, empty body) answered by an async handler on the Partner, as EkmServer's `echo` peer method is; `ping` is a Ping frame answered by PeerLink itself.",
         'Baseline: a raw TLS 1.3 socket between the same two processes echoing a 9-byte message (the size of an empty frame), without PeerLink, framing or handlers: what the transport alone costs.',
         `Concurrent rows: N requests kept in flight for ${THROUGHPUT_MS / 1000} s on one link; ops/s = completed / elapsed. Both processes share the 2 cores with each other and with other jobs.`,

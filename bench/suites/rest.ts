@@ -1,5 +1,5 @@
 /**
- * Issue 5 figures: the REST API's own cost. A public-key read (no protocol: the API alone), AES-256
+ * REST figures: the API's own cost. A public-key read (no protocol: the API alone), AES-256
  * encryption of 1 KiB and ECDSA P-256 signing (pool on) through the EP's HTTPS API at concurrency
  * 1, 4 and 16; each protocol request's latency beside the key service's share of it, which the EP
  * reports per response as `Server-Timing: op;dur=…` (the protocol, share loading and the

@@ -1,5 +1,5 @@
 /**
- * Issue 4 figures on a real triplet over mutual TLS (loopback, one 2-core machine): RSA
+ * RSA and AES figures on a real triplet over mutual TLS (loopback, one 2-core machine): RSA
  * 2048/3072/4096 sign and decrypt latency and throughput, key generation (dealer) time; AES-256
  * (threshold PRF) encrypt / decrypt of 1 KiB and 1 MiB — beside node:crypto single-party times.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 6 figures: a triplet on PostgreSQL (EP and Partner databases of one throwaway server),
+ * Scale-out figures: a triplet on PostgreSQL (EP and Partner databases of one throwaway server),
  * signatures per second through it, then the seed's scale-out (three `ekm_boot_additional_server.sh`,
  * `ucl server create -f`, Partner2 and Aux2 started, EP2 last) timed until both triplets are in
  * service, signatures per second through both EPs at once with the CPU each server used, and a

@@ -1,5 +1,5 @@
 /**
- * Issue 3 figures on a real triplet (three `ekm` daemons over mutual TLS 1.3 on loopback, all on
+ * Threshold EC figures on a real triplet (three `ekm` daemons over mutual TLS 1.3 on loopback, all on
  * this machine): per algorithm, key generation, signing on demand and from a warm presignature
  * pool (p50/p99), signatures per second at concurrency 1 and 16, refresh and Aux re-derivation
  * per key — each beside node:crypto's (or noble's, for BIP340) single-party time.

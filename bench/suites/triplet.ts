@@ -1,5 +1,5 @@
 /**
- * Issue 2 figures on a real triplet (three `ekm` daemons, mutual TLS 1.3 on loopback): time
+ * Triplet figures on a real triplet (three `ekm` daemons, mutual TLS 1.3 on loopback): time
  * from `ekm start` of the last server to the first `ucl server test` that exits 0, in the seed's
  * order (Partner, Aux, then EP) and in the order EP first (its dials back off until the others
  * listen); and the wall time of `ucl server test` itself.

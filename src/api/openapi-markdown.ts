@@ -2,8 +2,8 @@
  * Renders the OpenAPI document as docs/api.md: one section per operation with who may call it,
  * its parameters and body (JSON Schema), its answers, and a curl example. scripts/gen-docs.ts
  * renders it from a running EP; by hand:
- *   curl -sk https://127.0.0.1:16643/api/v1/openapi.json > /tmp/openapi.json
- *   node --import tsx src/api/openapi-markdown.ts /tmp/openapi.json > docs/api.md
+ *   curl -sk https://127.0.0.1:16643/api/v1/openapi.json > openapi.json
+ *   node --import tsx src/api/openapi-markdown.ts openapi.json > docs/api.md
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

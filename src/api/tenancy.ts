@@ -1,5 +1,5 @@
 /**
- * Mounts issue 5's part of the API on the EP's fastify app: partitions, users, the audit log and its hook, /metrics and the OpenAPI document.
+ * Mounts the tenancy routes on the EP's fastify app: partitions, users, the audit log and its hook, /metrics and the OpenAPI document.
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';

@@ -1,7 +1,7 @@
 /**
  * Which keys a store holds and at which share epochs: public data only (no system key needed).
  * Backups list it in their metadata; at a `-restore` bootstrap the EP and the Partner exchange
- * it and restore every key at the newest epoch both hold (CURRENT or PREVIOUS: design §6, R9).
+ * it and restore every key at the newest epoch both hold (CURRENT or PREVIOUS: docs/protocols.md §6, R9).
  */
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';

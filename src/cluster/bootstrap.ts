@@ -267,7 +267,7 @@ async function prepareRootPartition(store: Store, args: BootArgs): Promise<void>
   await store.createUser({ partitionId: root.id, name: ROOT_SO, role: 'so', passwordHash: await hashPassword(args.rootSoPassword!) });
 }
 
-/** The trust handshake of §4 of the issue: hellos, approvals both ways, completion. */
+/** The trust handshake (docs/architecture.md §4): hellos, approvals both ways, completion. */
 class TrustExchange {
   private server: UnpinnedListener | undefined;
   private readonly progress = new Map<Role, PeerProgress>();

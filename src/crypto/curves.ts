@@ -1,5 +1,5 @@
 /**
- * The curves ekm shares keys on, with strict point and scalar codecs (threshold-protocols.md §1.2).
+ * The curves ekm shares keys on, with strict point and scalar codecs (docs/protocols.md §1.2).
  *
  * Everything received from a peer is decoded through `decodePoint` / `decodeScalar`: a value
  * that is off-curve, the identity, of small order (Ed25519), non-canonical or out of range is

@@ -1,5 +1,5 @@
 /**
- * Chaum–Pedersen proof of equal discrete logarithms (threshold-protocols.md §7, DPRF partials):
+ * Chaum–Pedersen proof of equal discrete logarithms (docs/protocols.md §12.2, DPRF partials):
  * knowledge of k with A = k·G and V = k·U, non-interactive by Fiat–Shamir with HS (§1.3).
  *
  *   prover:   r (hedged: HS over fresh randomness, k and the statement), R1 = r·G, R2 = r·U,

@@ -1,5 +1,5 @@
 /**
- * ECDSA message hashing and signature formats (threshold-protocols.md §3, §3.2 S2).
+ * ECDSA message hashing and signature formats (docs/protocols.md §3, §3.2 S2).
  *
  * - `bits2int`: the leftmost qlen bits of a digest as an integer (FIPS 186-5 §6.4.1, RFC 6979
  *   §2.3.2); `m = bits2int(digest) mod q`.

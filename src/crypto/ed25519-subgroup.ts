@@ -1,7 +1,7 @@
 /**
  * Ed25519's prime-order-subgroup check, done by libsodium and once per point.
  *
- * A point received from a peer must have no small-order component (threshold-protocols.md §1.2).
+ * A point received from a peer must have no small-order component (docs/protocols.md §1.2).
  * noble checks that with a full scalar multiplication by the group order in BigInt arithmetic
  * (about 0.8 ms); libsodium's `crypto_core_ed25519_is_valid_point` (WebAssembly build) does the
  * same multiplication in 0.08 ms, and is an implementation independent of noble's. Each FROST
@@ -43,7 +43,7 @@ const IDENTITY = ed25519.Point.ZERO.toBytes();
  * [L]·P = O for the point P with canonical encoding `encoding`, as noble's `isTorsionFree()`
  * answers it (so also for the identity), computed by libsodium. libsodium refuses every point of
  * small order, the identity among them: the identity, which has no small-order component, is
- * answered here, and callers that must refuse it (peers' points, threshold-protocols.md §1.2) do
+ * answered here, and callers that must refuse it (peers' points, docs/protocols.md §1.2) do
  * so themselves.
  */
 export function isInPrimeOrderSubgroup(encoding: Uint8Array): boolean {

@@ -1,5 +1,5 @@
 /**
- * Byte-exact encodings and domain-separated hashes (threshold-protocols.md §1.2–1.3, §11 R6c).
+ * Byte-exact encodings and domain-separated hashes (docs/protocols.md §1.2–1.3, §11 R6c).
  *
  * Every value that is hashed, signed or compared across parties goes through `enc`, so two
  * different field lists can never produce the same bytes.

@@ -1,5 +1,5 @@
 /**
- * Feldman commitments for degree-1 sharings (threshold-protocols.md §1.1, §2 K4, §5 RF2).
+ * Feldman commitments for degree-1 sharings (docs/protocols.md §1.1, §2 K4, §5 RF2).
  *
  * A dealer of f(X) = a0 + a1·X publishes C0 = a0·G and C1 = a1·G; share x_j = f(j) is valid iff
  * x_j·G == C0 + j·C1. For a zero polynomial (refresh, C0 = O) the check is x_j·G == j·C1.

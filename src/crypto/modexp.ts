@@ -1,5 +1,5 @@
 /**
- * Modular exponentiation for RSA shares (threshold-protocols.md §7): `base^exp mod m` for an odd
+ * Modular exponentiation for RSA shares (docs/protocols.md §12.1): `base^exp mod m` for an odd
  * public modulus m and a *secret* exponent, through OpenSSL's constant-time
  * `BN_mod_exp_mont_consttime` (the DiffieHellman-object trick: `createDiffieHellman(m)`,
  * `setPrivateKey(exp)`, `computeSecret(base)`; OpenSSL's DH code sets BN_FLG_CONSTTIME on the
@@ -20,7 +20,7 @@
  *
  * Remaining leaks, documented rather than hidden: OpenSSL's ladder runs over the exponent's word
  * count (BN_num_words after `BN_bin2bn` strips leading zero bytes), i.e. it leaks the top word
- * position of the share; share sizes are fixed by design (|N| + 128 bits and more, §7) so this is
+ * position of the share; share sizes are fixed by design (|N| + 128 bits and more, docs/protocols.md §12.1) so this is
  * the same for every share up to a 2⁻⁶⁴-likely word. The exponent is handed over as bytes, never
  * as a JS BigInt (V8's BigInt arithmetic is not constant time); callers keep shares as bytes.
  *

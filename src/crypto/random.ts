@@ -1,5 +1,5 @@
 /**
- * Uniform non-zero scalars from an injected Rng (threshold-protocols.md §1.2, §1.6).
+ * Uniform non-zero scalars from an injected Rng (docs/protocols.md §1.2, §1.6).
  *
  * Wide reduction: draw scalarBytes + 16 bytes (≥ 128 bits more than q), reduce mod (q − 1) and
  * add 1. The bias is below 2⁻¹²⁸, there is no loop (so no timing leak on rejections), and 0 can

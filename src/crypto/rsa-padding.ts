@@ -1,5 +1,5 @@
 /**
- * RSA encodings of RFC 8017 for the threshold RSA protocol (threshold-protocols.md §7): the
+ * RSA encodings of RFC 8017 for the threshold RSA protocol (docs/protocols.md §12.1): the
  * coordinator (EP) pads before the partial exponentiations and decodes after them.
  *
  * - EMSA-PKCS1-v1_5 encode (§9.2) with SHA-256/384/512 DigestInfo;

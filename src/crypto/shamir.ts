@@ -1,6 +1,6 @@
 /**
  * Degree-1 Shamir sharing over a curve's scalar field, for the triplet x-coordinates 1, 2, 3
- * (threshold-protocols.md §1.1). Every Lagrange row of the §1.1 table is a named function here
+ * (docs/protocols.md §1.1). Every Lagrange row of the §1.1 table is a named function here
  * and unit-tested against the generic interpolation.
  *
  * Production code never recombines a key: `recombineAt0` exists for the test harness and for

@@ -1,5 +1,5 @@
 /**
- * Echo hashes for broadcast-with-abort (threshold-protocols.md §1.5, §11 R6a).
+ * Echo hashes for broadcast-with-abort (docs/protocols.md §1.5, §11 R6a).
  *
  * The echo of broadcast round r hashes enc(j, body_j) for j = 1..3 — the broadcast *bodies*,
  * never the framed envelopes (their `to` differs per recipient, which would make honest runs

@@ -1,5 +1,5 @@
 /**
- * Aux share re-derivation after a restore or for a new Aux (threshold-protocols.md §6, AX1–AX3;
+ * Aux share re-derivation after a restore or for a new Aux (docs/protocols.md §6, AX1–AX3;
  * §11 R9), batched over keys, with the optional attribution (ρ·G) and the signed two-phase
  * commit of §5 (RF2–RF4).
  *

@@ -1,5 +1,5 @@
 /**
- * The FROST suites whose DKG makes each key (threshold-protocols.md §2 table), with every k·G
+ * The FROST suites whose DKG makes each key (docs/protocols.md §2 table), with every k·G
  * they compute in native code: noble's FROST DKG multiplies its suite's BASE for each coefficient
  * commitment, proof of possession and share check, and noble's BigInt arithmetic made that most
  * of a DKG's own time. Each Weierstrass suite is built exactly as noble builds its own (same name,

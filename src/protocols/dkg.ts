@@ -1,5 +1,5 @@
 /**
- * Distributed key generation for every EcAlg (threshold-protocols.md §2, K0–K5; §11 R4, R6).
+ * Distributed key generation for every EcAlg (docs/protocols.md §2, K0–K5; §11 R4, R6).
  *
  * The FROST KeyGen of noble (`S.DKG.round1/2/3`, Pedersen + Feldman + proof of possession) with
  * this project's glue: a hash-commit round (no dealer picks its commitment after seeing the

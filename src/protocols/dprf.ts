@@ -1,5 +1,5 @@
 /**
- * AES-256 keys as a threshold DDH PRF (threshold-protocols.md §7; DiSE, Agrawal–Mohassel–
+ * AES-256 keys as a threshold DDH PRF (docs/protocols.md §12.2; DiSE, Agrawal–Mohassel–
  * Mukherjee–Rindal CCS 2018; Naor–Pinkas–Reingold): the key is a P-256 scalar k Shamir-shared by
  * the §2 DKG (f(X) = k + c·X, share k_j = f(j), public A_j = k_j·G), and each object's AES-256-GCM
  * key is derived from the PRF value k·U at U = hashToCurve(x):
@@ -18,7 +18,7 @@
  *
  * Two modes, one round trip each, batched over objects (1..256 per session):
  *
- * - proved (`dprf-eval`, spec §7 as written; EP + Partner, or EP + Aux): the helper answers each
+ * - proved (`dprf-eval`, docs/protocols.md §12.2 as written; EP + Partner, or EP + Aux): the helper answers each
  *   object with V_h and a DLEQ proof against A_h of the epoch both hold, which EP verifies.
  *     0  EP→h  enc(tripletId, alg, keyId, u32 epoch, nonce32, u8 h, encList(objectNonce…))
  *     1  h→EP  encList(enc(V_h, proof)…)
@@ -54,7 +54,7 @@
  * Nothing is persisted. A refresh changes the shares, not k: K_obj, hence every ciphertext,
  * survives refresh (the key version in the object header is informational). Either mode aborts on
  * a wrong partial, it never produces a wrong key. EP sees K_obj (it sees the plaintext anyway); as
- * §7 says, this is DiSE's DPRF used as a KDF, without DiSE's integrity guarantee against a
+ * docs/protocols.md §12.2 says, this is DiSE's DPRF used as a KDF, without DiSE's integrity guarantee against a
  * malicious EP.
  *
  * The sealed-object format and `generateDataKey` are below (`sealObject`, `openObject`).

@@ -1,5 +1,5 @@
 /**
- * DJNPØ20 preprocessing PS1–PS3 (threshold-protocols.md §3.1 with §11 R1): one party's math.
+ * DJNPØ20 preprocessing PS1–PS3 (docs/protocols.md §3.1 with §11 R1): one party's math.
  *
  * Party i deals degree-1 κ_i, α_i and zero-constant degree-2 μ_i, ν_i, η_i; sums its shares
  * k_j, a_j, u_j, v_j, e_j; broadcasts R_j = k_j·G and w_j = a_j·k_j + u_j; then W_j = a_j·R with
@@ -85,7 +85,7 @@ export class PresignCore {
     return out;
   }
 
-  /** PS1 receipt: `req` must equal ours (§3.3: EP sent different inputs, or the sender lies). */
+  /** PS1 receipt: `req` must equal ours (docs/protocols.md §3.5: EP sent different inputs, or the sender lies). */
   absorbPs1(from: PartyId, body: Uint8Array, req: Uint8Array): void {
     const f = decodeEnc(body);
     if (f.length !== 6) throw new ProtocolAbort(this.proto, 1, 'invalid-input: PS1 field count', from);

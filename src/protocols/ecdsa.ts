@@ -1,5 +1,5 @@
 /**
- * Threshold ECDSA, honest majority (DJNPØ20, t = 1, n = 3): threshold-protocols.md §3 with §11
+ * Threshold ECDSA, honest majority (DJNPØ20, t = 1, n = 3): docs/protocols.md §3 with §11
  * R1 (η zero-sharing), R2 (pool-mode rules a–d), R6 (echo over bodies, sid inputs in round 0,
  * `req` binds the signed input and the hash name).
  *
@@ -513,13 +513,13 @@ export function createEcdsaSignHelper(opts: EcdsaHelperOptions): EcdsaParty {
   return new PresignParty(opts, 'sign');
 }
 
-/** A presign-only session (pool mode, §3.5): every party outputs its `PresigShare`. */
+/** A presign-only session (pool mode, docs/protocols.md §3.4): every party outputs its `PresigShare`. */
 export function createEcdsaPresignParty(opts: EcdsaHelperOptions & { nonce?: Uint8Array }): EcdsaParty {
   return new PresignParty(opts, 'presign');
 }
 
 // ---------------------------------------------------------------------------------------------
-// ecdsa-online (pool mode, §3.5 + R2): EP→P,A (psid, input); P↔A (h, ρ); P,A→EP (ρ_2, ρ_3, s_j)
+// ecdsa-online (pool mode, docs/protocols.md §3.4 + R2): EP→P,A (psid, input); P↔A (h, ρ); P,A→EP (ρ_2, ρ_3, s_j)
 
 export interface EcdsaOnlineCoordinatorOptions extends EcdsaCoordinatorOptions {
   readonly presig: PresigShare;

@@ -1,5 +1,5 @@
 /**
- * FROST signing, 2-of-3, one round trip (threshold-protocols.md §4; RFC 9591 §4–5).
+ * FROST signing, 2-of-3, one round trip (docs/protocols.md §4; RFC 9591 §4–5).
  *
  * Production suites: `eddsa-ed25519` = FROST(Ed25519, SHA-512) (`ed25519_FROST`, output an
  * ordinary RFC 8032 signature) and `schnorr-bip340` = FROST(secp256k1, SHA-256)-TR (`schnorr_FROST`

@@ -1,5 +1,5 @@
 /**
- * A key's policy, fixed when the key is generated and checked by every server (spec §2 K0, §3
+ * A key's policy, fixed when the key is generated and checked by every server (docs/protocols.md §2 K0, §3
  * PS0): the EP sends it in the DKG request, every party decodes it strictly, it is bound into
  * PREPARED (so the EP cannot show the Partner and the Aux different policies), and each party
  * stores it with its share (KeyPublic.notAfter), where refresh and Aux re-derivation carry it on.

@@ -1,6 +1,6 @@
 /**
  * What one server holds of one threshold EC key at one epoch: its Shamir share x_i = f(i) and
- * the public data every party can check it against (threshold-protocols.md §2 "Public key").
+ * the public data every party can check it against (docs/protocols.md §2 "Public key").
  */
 import type { CurveName } from '../crypto/curves.js';
 import type { PartyId } from './types.js';

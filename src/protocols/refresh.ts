@@ -1,5 +1,5 @@
 /**
- * Proactive refresh with share epochs and a signed two-phase commit (threshold-protocols.md §5,
+ * Proactive refresh with share epochs and a signed two-phase commit (docs/protocols.md §5,
  * RF0–RF4; §11 R3, R4, R5), batched over keys.
  *
  * Per key, party i draws b_i ≠ 0 and deals the zero polynomial z_i(X) = b_i·X (commitment

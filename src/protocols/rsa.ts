@@ -1,13 +1,13 @@
 /**
- * Threshold RSA 2048/3072/4096 with 2-of-3 replicated additive shares (threshold-protocols.md §7
+ * Threshold RSA 2048/3072/4096 with 2-of-3 replicated additive shares (docs/protocols.md §12.1
  * option (a)): a dealer, the signing / decryption session (EP + one helper, one round trip), and a
  * dealer-free proactive refresh with the §5 two-phase commit.
  *
  * **Sharing, over the integers.** d = a + b − c with a, b uniform of |N| + 128 bits and
- * c = a + b − d > 0 (i.e. the brief's d_c = d − d_a − d_b, stored negated so every stored piece is
+ * c = a + b − d > 0 (i.e. the d_c = d − d_a − d_b of docs/protocols.md §12.1, stored negated so every stored piece is
  * a non-negative integer; the sign is structural and public). P1 (EP) holds (a, b), P2 (Partner)
  * (b, c), P3 (Aux) (c, a): every pair holds all three pieces, each party misses exactly one.
- * Why not mod λ(N) as §7 writes it: nobody but the dealer knows λ(N), so a refresh without a dealer
+ * Why not mod λ(N) as docs/protocols.md §12.1 writes it: nobody but the dealer knows λ(N), so a refresh without a dealer
  * cannot reduce mod λ(N); over the integers the three parties can re-randomise by themselves.
  * Statistical hiding: P1 sees (a, b), independent of d. P2 sees (b, c) ≡ (b, a + b − d): a is
  * uniform on [0, 2^(|N|+128)) and d < 2^|N|, so a − d is within statistical distance
@@ -184,7 +184,7 @@ export function exportRsaPublicKey(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Dealer (§7 recommendation: the one moment a key exists whole)
+// Dealer (docs/protocols.md §12.1 recommendation: the one moment a key exists whole)
 
 export type RsaKeySource =
   | { readonly generate: RsaBits; readonly publicExponent?: number }
@@ -512,7 +512,7 @@ class RsaCoordinator extends RoundParty<RsaOutput, never> {
     if (yh === 0n || yh >= share.n) this.abort('invalid-input: partial out of range', h);
     this.at(1, null);
     const s = combine(share, this.yEp ?? partial(share, this.x), yh);
-    // The check before release (§7): s^e ≡ x (mod N). EP trusts its own pieces: blame the helper.
+    // The check before release (docs/protocols.md §12.1): s^e ≡ x (mod N). EP trusts its own pieces: blame the helper.
     if (modPowPublic(s, share.e, share.n) !== this.x) this.abort('result-invalid', h);
     const bytes = i2osp(s, k);
     if (op.kind === 'sign') {

@@ -1,5 +1,5 @@
 /**
- * Session identifiers (threshold-protocols.md §1.4, §11 R6b): every input of a session is carried
+ * Session identifiers (docs/protocols.md §1.4, §11 R6b): every input of a session is carried
  * in its round-0 request and every receiver recomputes the sid from them.
  */
 import { enc, encList, H, u32be } from '../crypto/encoding.js';

@@ -65,7 +65,7 @@ export class EkmServer implements ServerContext {
   readonly keys: KeyService;
   private readonly runner: PartyRunner;
   private storeOk = true;
-  /** EP after a restore: re-derives the Aux and refreshes every key, then is done (issue 7). */
+  /** EP after a restore: re-derives the Aux and refreshes every key, then is done. */
   private recovery: AuxRecovery | undefined;
   catalog: KeyCatalog | undefined;
   readonly scaleOut: ScaleOut | undefined;

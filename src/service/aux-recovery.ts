@@ -1,7 +1,7 @@
 /**
- * On the EP, after a restore (issue 7) or once its triplet's Aux was replaced (`ucl server create
+ * On the EP, after a restore (`ekm restore`) or once its triplet's Aux was replaced (`ucl server create
  * -a`): the new Aux holds no shares. Once the EP has links to both peers, it re-derives the Aux's
- * share of every key (design §6, AX1-AX3), then refreshes every key (§6: "then run a refresh of
+ * share of every key (docs/protocols.md §6, AX1-AX3), then refreshes every key (§6: "then run a refresh of
  * every key at once", so the old Aux's f(3) becomes worthless), in batches. Progress is kept in a
  * meta row of the store (`recovery_pending`, written by the `-restore` bootstrap; after a
  * replaced Aux `recovery_pending/<triplet>`, since EPs of several triplets may share the store),

@@ -1,5 +1,5 @@
 /**
- * The identity statements of the two-phase commits (threshold-protocols.md §11 R4): each server
+ * The identity statements of the two-phase commits (docs/protocols.md §11 R4): each server
  * signs PREPARED / ACTIVATED with the key of its pinned TLS certificate, and verifies the others'
  * with the public keys of the certificates approved at bootstrap.
  */

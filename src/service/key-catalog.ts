@@ -1,5 +1,5 @@
 /**
- * The EP's catalogue of keys (issue 5): which partition a key belongs to, its name and
+ * The EP's catalogue of keys: which partition a key belongs to, its name and
  * description, its KMIP-like state (active, deactivated, destroyed), and destruction on all three
  * servers. The key service does the cryptography; this module decides whether a key may be used
  * for a purpose and finds it by UID or by name within the caller's partition.

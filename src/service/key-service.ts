@@ -1,5 +1,5 @@
 /**
- * Threshold EC keys as a service (issue 3 §4): generate, sign, verify, export and refresh on the
+ * Threshold EC keys as a service: generate, sign, verify, export and refresh on the
  * EP; the matching helper sessions on Partner and Aux. Every protocol runs through the
  * ProtocolHost; every stored share is sealed by the barrier; every signature is verified again
  * here, independently of the protocol's own check, before it is returned.
@@ -119,7 +119,7 @@ export class KeyService {
   private readonly common: CommonData;
   readonly pool: PresignPool | undefined;
 
-  /** RSA and AES keys (issue 4); EC keys are this class's own. */
+  /** RSA and AES keys; EC keys are this class's own. */
   readonly rsaAes: RsaAesKeys;
 
   /**
@@ -727,7 +727,7 @@ function auxWrites(items: readonly AuxPersist[], sid: string): KeyWrite[] {
   });
 }
 
-/** A presignature is deleted (burnt) before this party's online message leaves (§3.4). */
+/** A presignature is deleted (burnt) before this party's online message leaves (docs/protocols.md §3.6). */
 function ecdsaWrites(items: readonly EcdsaPersist[]): KeyWrite[] {
   return items.map((it) => ({ op: 'presig-delete', psid: toHex(it.psid) }));
 }

@@ -1,5 +1,5 @@
 /**
- * The EP's pool of ECDSA presignatures (threshold-protocols.md §3.5): made ahead of time per
+ * The EP's pool of ECDSA presignatures (docs/protocols.md §3.4): made ahead of time per
  * (key, epoch) for keys that sign, so that online signing is one short round. Presignatures are
  * single use (taken out of the index before use and deleted from every store before any online
  * share leaves), and burnt when their epoch ends.

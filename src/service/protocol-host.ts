@@ -86,7 +86,7 @@ const MAX_IDLE_DOUBLINGS = 3;
 const RETRY_ATTEMPTS = 30;
 const RETRY_MS = 2000;
 /**
- * Session ids this helper accepted lately (spec §1.4: a second request for a sid is refused). The
+ * Session ids this helper accepted lately (docs/protocols.md §1.4: a second request for a sid is refused). The
  * state-changing sessions are also refused from the store for ever (`sidSeen`); this covers the
  * stateless ones (FROST, DPRF, RSA, ECDSA), whose sids are not stored. Bounded: the oldest go first.
  */
@@ -347,7 +347,7 @@ export class ProtocolHost {
   private writeFailed(session: Session, sid: string, e: unknown): void {
     if (e instanceof EkmError && e.code === 'EKM_PRESIG_USED') {
       // At a helper, another session claimed the presignature first: the EP asked for it twice
-      // (§3.4). At the EP, a refresh or re-derivation burnt it meanwhile: it signs on demand.
+      // (docs/protocols.md §3.6). At the EP, a refresh or re-derivation burnt it meanwhile: it signs on demand.
       if (this.opts.self === 1) this.opts.log.info({ proto: session.spec.label, sid }, 'presignature burnt meanwhile: signing on demand');
       else this.security('presignature requested twice: this session is refused', { proto: session.spec.label, sid, err: e.message });
       this.fail(session, new ProtocolAbort(session.spec.label, -1, e.message, PARTY_OF.ep));
@@ -545,7 +545,7 @@ export class ProtocolHost {
     }
   }
 
-  /** A link came back: sessions in their confirm phase re-send (threshold-protocols.md §5 I4). */
+  /** A link came back: sessions in their confirm phase re-send (docs/protocols.md §5 I4). */
   private onPeerUp(): void {
     for (const s of this.sessions.values()) if (s.committing) this.enqueue(s, { op: 'start' });
   }

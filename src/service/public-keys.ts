@@ -1,5 +1,5 @@
 /**
- * Imported public keys (issue 5: "import public … where the key type allows"): someone else's
+ * Imported public keys (for the key types that allow an import of the public key alone): someone else's
  * ECDSA, Ed25519 or RSA public key kept in a partition so that applications can verify its
  * signatures (and RSA-encrypt to it) through ekm. Such a key has no shares and takes part in no
  * protocol; its material is what the same verification code of the MPC keys needs: the encoded

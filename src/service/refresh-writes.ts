@@ -1,5 +1,5 @@
 /**
- * What EC and RSA refresh sessions share in the service (threshold-protocols.md §5): the helper's
+ * What EC and RSA refresh sessions share in the service (docs/protocols.md §5): the helper's
  * check of the request's epochs, and the store writes (RF2–RF4: both emit the same persist items
  * and differ only in the form of the pending share).
  */

@@ -1,5 +1,5 @@
 /**
- * RSA and AES keys as a service (issue 4), beside the threshold EC keys of key-service.ts:
+ * RSA and AES keys as a service, beside the threshold EC keys of key-service.ts:
  *
  * - RSA: dealt at the EP (generated with node:crypto off the event loop, or imported from PKCS#8),
  *   split at once into 2-of-3 replicated additive shares, the pieces sent to Partner and Aux over

@@ -518,7 +518,7 @@ export class SqlStore implements Store {
         );
         return;
       case 'presig-delete': {
-        // The single-use claim (threshold-protocols.md §3.4): two sessions may both have read the
+        // The single-use claim (docs/protocols.md §3.6): two sessions may both have read the
         // presignature (a malicious EP can send its psid twice at once, under two sids); only the
         // one whose delete removes the row goes on. The other's transaction fails, so it sends nothing.
         const deleted = yield* write('DELETE FROM presignatures WHERE psid = ?', w.psid);

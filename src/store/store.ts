@@ -105,7 +105,7 @@ export interface IntegrityKeyRow {
   readonly createdAt: string;
 }
 
-/** Partitions, users, key placement, integrity keys and the audit log (schema 3, issue 5). */
+/** Partitions, users, key placement, integrity keys and the audit log (schema 3). */
 export interface AccountStore {
   getPartitionById(id: number): Promise<PartitionRow | undefined>;
   setPartitionMaxFailedLogins(id: number, n: number): Promise<void>;

@@ -1,6 +1,6 @@
 /**
  * Partitions, users, roles, tokens, the audit log, /metrics, OpenAPI and a bounded fuzz of the
- * API, on a real triplet (issue 5). The EP runs with EKM_TOKEN_TTL_SECONDS=3 so that token expiry
+ * API, on a real triplet. The EP runs with EKM_TOKEN_TTL_SECONDS=3 so that token expiry
  * is observable.
  */
 import assert from 'node:assert/strict';

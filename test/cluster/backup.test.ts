@@ -1,5 +1,5 @@
 /**
- * Backup and restore on real processes (issue 7): a triplet with a key of every EC algorithm is
+ * Backup and restore on real processes: a triplet with a key of every EC algorithm is
  * backed up (the EP under a load of signatures), all three homes are destroyed, three new servers
  * on other ports are restored with `ekm restore` and the seed's `-restore` bootstraps (the Partner
  * answering prompts), started in the seed's order; `ucl server test` passes once the EP has

@@ -1,5 +1,5 @@
 /**
- * Bad input to the bootstrap scripts, `ekm` and `ucl` (issue 2): one line that says what to do, a
+ * Bad input to the bootstrap scripts, `ekm` and `ucl`: one line that says what to do, a
  * non-zero exit, never a stack trace; a failed bootstrap leaves the server un-bootstrapped and
  * retryable.
  */

@@ -1,5 +1,5 @@
 /**
- * Keys as an operator manages them, on a real triplet (issue 5): names and descriptions, lookup
+ * Keys as an operator manages them, on a real triplet: names and descriptions, lookup
  * by name within the partition only, listing with paging and filters, KMIP-like states
  * (a deactivated key verifies and decrypts but neither signs nor encrypts), and destruction on
  * all three servers — read back from each server's own store, including an Aux that was down

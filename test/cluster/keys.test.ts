@@ -1,5 +1,5 @@
 /**
- * Keys that never exist whole, on a real triplet (issue 3): every algorithm generates, signs
+ * Keys that never exist whole, on a real triplet: every algorithm generates, signs
  * (verified by node:crypto and OpenSSL / noble), refreshes and signs again under the same public
  * key; the Aux's store is wiped and re-derived; servers are killed in the middle of operations.
  */

@@ -1,5 +1,5 @@
 /**
- * The release packages (issue 8): `npm run package` builds them, the .deb unpacks into a scratch
+ * The release packages: `npm run package` builds them, the .deb unpacks into a scratch
  * root (`dpkg -x`: no maintainer scripts run, nothing touches this machine), and a real triplet
  * is bootstrapped with the installed /opt/ekm/bin/ekm_boot_*.sh scripts and served from the
  * installed tree alone. The maintainer scripts' refusals run against the scratch root through

@@ -1,5 +1,5 @@
 /**
- * A real triplet whose EP and Partner keep their stores in PostgreSQL (`-externaldb`, issue 6):
+ * A real triplet whose EP and Partner keep their stores in PostgreSQL (`-externaldb`):
  * bootstrapped by the boot scripts with EKM_DB_URL, each role on its own database of a throwaway
  * PostgreSQL server; it generates a key and signs, refuses `ekm backup` (PostgreSQL's own tools
  * back up the database), restarts and signs again; an EP whose database is unreachable does not

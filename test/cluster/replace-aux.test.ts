@@ -1,5 +1,5 @@
 /**
- * Issue 6, `ucl server create -a <aux>` alone: a server bootstrapped with
+ * Scale-out, `ucl server create -a <aux>` alone: a server bootstrapped with
  * `ekm_boot_additional_server.sh` replaces the Aux of the main EP's triplet while EP and Partner
  * run (a single triplet on the embedded store: an Aux keeps its own store, so no PostgreSQL is
  * needed). The Partner pins it only once its own operator approved it (`ekm approve-join --as aux`); once

@@ -1,5 +1,5 @@
 /**
- * RSA and AES keys on a real triplet (issue 4): RSA signatures verified by node:crypto and the
+ * RSA and AES keys on a real triplet: RSA signatures verified by node:crypto and the
  * openssl command line, OAEP / PKCS#1 v1.5 decryption of node:crypto ciphertexts, an imported key
  * that signs like the original; AES-256 round trips, wrong AAD, tampering, wrong key and
  * truncation as clear errors; concurrent requests; ciphertexts and keys survive refresh and a

@@ -1,5 +1,5 @@
 /**
- * Issue 6, the seed's "FIPS Cluster Scale-out" Quickstart on loopback: a triplet whose EP and
+ * Scale-out, the seed's "FIPS Cluster Scale-out" Quickstart on loopback: a triplet whose EP and
  * Partner keep their stores on PostgreSQL (one database per role), three more servers bootstrapped
  * with `ekm_boot_additional_server.sh -s <name> -fips`, `ucl server create -e -p -a` on the main
  * EP, Partner2 and Aux2 started, then EP2 last, and `ucl server test` showing both triplets in

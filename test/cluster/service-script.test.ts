@@ -1,5 +1,5 @@
 /**
- * packaging/ (issue 2): the init.d script drives real ekm servers the way `service ekm start`
+ * packaging/: the init.d script drives real ekm servers the way `service ekm start`
  * does — install root and EKM_HOME from the environment or from a defaults file — with LSB exit
  * codes; the systemd unit passes `systemd-analyze verify` where that tool exists.
  */

@@ -1,5 +1,5 @@
 /**
- * The triplet runs (issue 2): the seed's bootstrap with and without -f, the seed's start order,
+ * The triplet runs: the seed's bootstrap with and without -f, the seed's start order,
  * every other start order, and single-server restarts while the EP runs — on real processes over
  * mutual TLS.
  */

@@ -1,5 +1,5 @@
 /**
- * Trust is pinned (issue 2): a server whose certificate was not approved cannot join, and a peer
+ * Trust is pinned: a server whose certificate was not approved cannot join, and a peer
  * that presents another key under an approved name is refused — with real ekm processes.
  *
  * Triplet B is bootstrapped on triplet A's Partner and Aux ports (while A is stopped), so B's

@@ -1,5 +1,5 @@
 /**
- * `ucl` end to end on a real triplet (issue 5): partition, user, generate (named), list, show, sign
+ * `ucl` end to end on a real triplet: partition, user, generate (named), list, show, sign
  * (verified by the openssl command line), verify, export, encrypt/decrypt (AES and RSA), import,
  * update, delete, audit; bad input gives one line and a non-zero exit;
  * an audit row edited and another deleted in the EP's SQLite file are found by `ucl audit verify`.

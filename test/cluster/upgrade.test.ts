@@ -1,5 +1,5 @@
 /**
- * Upgrade from a store an earlier release wrote (issue 8). test/fixtures/schema-2 holds the three
+ * Upgrade from a store an earlier release wrote. test/fixtures/schema-2 holds the three
  * EKM_HOMEs of a triplet made by the release at schema 2 (its make.sh regenerates them), with four
  * keys. This release starts on copies of them in the seed's order, migrates each store to the
  * latest schema, and signs with every key; the signatures verify outside ekm against the public

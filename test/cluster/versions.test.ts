@@ -1,5 +1,5 @@
 /**
- * The release rule on a real triplet (issue 8): a server on release N+1 (EKM_TEST_VERSION_OVERRIDE)
+ * The release rule on a real triplet: a server on release N+1 (EKM_TEST_VERSION_OVERRIDE)
  * links with the others on N and the triplet serves; one on N+2 is refused by its peers, and
  * `ucl server test` says so with both versions.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 9, `server create` under crashes: kill -9 of the main EP while `ucl server create -a`
+ * The fault suite, `server create` under crashes: kill -9 of the main EP while `ucl server create -a`
  * replaces its triplet's Aux, at each step (failpoints `scale:aux-replace:<step>`, in
  * src/cluster/scale-out.ts). Whatever the step, the replacement either did not happen (the old Aux
  * still serves; the operator runs it again) or the EP finishes it when it starts again; EP and

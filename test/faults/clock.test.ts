@@ -1,5 +1,5 @@
 /**
- * Issue 9, clock jumps: each server's wall clock steps (libfaketime preloaded, its offset moved
+ * The fault suite, clock jumps: each server's wall clock steps (libfaketime preloaded, its offset moved
  * while the servers run) forward and back by hours and a day, under the mixed load, as an NTP
  * step or a badly set clock would. Timers and timeouts run on the monotonic clock and must not
  * care; tokens expire early at worst (the client logs in again). Afterwards nothing acknowledged is

@@ -1,5 +1,5 @@
 /**
- * Issue 9, crash faults on one real triplet: each scenario arms a failpoint on one server, drives
+ * The fault suite, crash faults on one real triplet: each scenario arms a failpoint on one server, drives
  * the protocol into it until the process SIGKILLs itself, restarts it, and replays the whole client
  * ledger; then kill -9 of a random server under a mixed load. EKM_FAULTS_SCOPE=ci|full picks the
  * matrix (test/faults/matrix.ts); EKM_FAULTS_SEED replays a run (the seed is printed).

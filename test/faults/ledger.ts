@@ -24,7 +24,7 @@ export interface Sealed {
   readonly ciphertext: string;
 }
 
-/** The figures: goal lost = 0 and invalid = 0. */
+/** The fault suite's figures: goal lost = 0 and invalid = 0. */
 export interface Figures {
   scenarios: number;
   faults: number;

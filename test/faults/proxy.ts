@@ -1,5 +1,5 @@
 /**
- * A TCP proxy between two servers of the triplet (issue 9: "a peer link cut and restored"). The
+ * A TCP proxy between two servers of the triplet (the fault suite's "a peer link cut and restored"). The
  * dialing server's configuration names the proxy as its peer's address (`routeThroughProxy`), so
  * the mutual-TLS peer link runs through it, untouched while the proxy passes. The faults act on
  * the TCP stream, below TLS:

@@ -1,5 +1,5 @@
 /**
- * Issue 9, `server create` under crashes: kill -9 of the main EP while `ucl server create -e -p -a`
+ * The fault suite, `server create` under crashes: kill -9 of the main EP while `ucl server create -e -p -a`
  * adds a triplet to a cluster on PostgreSQL, after one of the new servers applied its package
  * (failpoints `scale:triplet-add:applied-<role>`, src/cluster/scale-out.ts). Once all three
  * applied, the restarted EP registers the triplet itself; before, the cluster is unchanged and the

@@ -257,7 +257,7 @@ export function median(xs: readonly number[]): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Malicious-party mutations (threshold-protocols.md §8): one case per message × kind × field
+// Malicious-party mutations (docs/protocols.md §13): one case per message × kind × field
 
 export interface MutationCase {
   readonly name: string;

@@ -1,5 +1,5 @@
 /**
- * Scale-out tests' common steps (issue 6): a triplet whose EP and Partner keep their stores on
+ * Scale-out tests' common steps: a triplet whose EP and Partner keep their stores on
  * PostgreSQL (one database per role), servers bootstrapped to join, `ucl server create`, an API
  * caller of several EPs, and the waits around them.
  */

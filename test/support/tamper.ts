@@ -1,5 +1,5 @@
 /**
- * Malicious-party mutations (threshold-protocols.md §8): applied by a `runLocal` interceptor to
+ * Malicious-party mutations (docs/protocols.md §13): applied by a `runLocal` interceptor to
  * one message a corrupt party sends, identified by its index in an honest run's transcript.
  */
 import type { Envelope, PartyId } from '../../src/protocols/types.js';

@@ -1,4 +1,4 @@
-/** `--partial` (issue 7): EP and Partner only, and only with -restore. */
+/** `--partial` of a restore: EP and Partner only, and only with -restore. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseBootArgs } from '../../../src/cluster/boot-args.js';

@@ -1,6 +1,6 @@
 /**
  * The EP/Partner consistency check of a restore: which keys both archives hold at a common epoch
- * (CURRENT or PREVIOUS, design §6 and R9), the refusals, `--partial`, and what the bootstrap does
+ * (CURRENT or PREVIOUS, docs/protocols.md §6 and R9), the refusals, `--partial`, and what the bootstrap does
  * to the restored store (one epoch per key, no single-use material, no old server rows, recovery
  * pending on the EP).
  */

@@ -1,5 +1,5 @@
 /**
- * Strict codecs (threshold-protocols.md §1.2) and the LP encoding (§1.2, §11 R6c).
+ * Strict codecs (docs/protocols.md §1.2) and the LP encoding (§1.2, §11 R6c).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

@@ -1,12 +1,13 @@
 /**
- * RFC 8017 encodings (src/crypto/rsa-padding.ts) against Wycheproof (read from
- * /work/shared/vectors/wycheproof, never copied into the repo) and against node:crypto.
+ * RFC 8017 encodings (src/crypto/rsa-padding.ts) against Wycheproof (the copies vendored under
+ * test/vectors/wycheproof, source and licence in test/vectors/README.md) and against node:crypto.
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { bitLength, byteLength, i2osp, modPowSecret, os2ip } from '../../../src/crypto/modexp.js';
 import {
   emsaPkcs1v15Encode,
@@ -21,9 +22,7 @@ import {
   type RsaSignHash,
 } from '../../../src/crypto/rsa-padding.js';
 
-const VECTORS = process.env.EKM_WYCHEPROOF_DIR ?? '/work/shared/vectors/wycheproof';
-const haveVectors = fs.existsSync(VECTORS);
-const skipVectors = haveVectors ? false : `Wycheproof vectors not found at ${VECTORS} (set EKM_WYCHEPROOF_DIR): vector tests skipped`;
+const VECTORS = fileURLToPath(new URL('../../vectors/wycheproof/', import.meta.url));
 
 interface WyTest {
   tcId: number;
@@ -60,7 +59,7 @@ function rawPrivate(key: crypto.KeyObject, x: Uint8Array): Uint8Array {
 const K2048 = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const K1025 = crypto.generateKeyPairSync('rsa', { modulusLength: 1025 });
 
-describe('Wycheproof', { skip: skipVectors }, () => {
+describe('Wycheproof', () => {
   it('RSAES-OAEP SHA-256/MGF1-SHA-256 decrypt: every valid vector decodes to msg, every invalid one fails uniformly', (t) => {
     let valid = 0;
     let invalid = 0;

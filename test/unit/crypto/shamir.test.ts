@@ -1,5 +1,5 @@
 /**
- * Shamir rows of threshold-protocols.md §1.1, Feldman checks, and the random-scalar source.
+ * Shamir rows of docs/protocols.md §1.1, Feldman checks, and the random-scalar source.
  * fast-check runs 50 cases per property by default; `EKM_PROP_RUNS=N` runs N.
  */
 import assert from 'node:assert/strict';

@@ -1,6 +1,6 @@
 /**
- * Aux re-derivation (threshold-protocols.md §6): x_3 = f(3), wrong c_1 → AX3 abort with suspect,
- * AuxInfo mismatch, and the malicious-party matrix of §8 (all cases: the session is short).
+ * Aux re-derivation (docs/protocols.md §6): x_3 = f(3), wrong c_1 → AX3 abort with suspect,
+ * AuxInfo mismatch, and the malicious-party matrix of docs/protocols.md §13 (all cases: the session is short).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

@@ -1,6 +1,6 @@
 /**
- * DKG (threshold-protocols.md §2): correctness for every alg, complaints with blame, and the
- * malicious-party matrix of §8 (every message a corrupt party sends × every mutation).
+ * DKG (docs/protocols.md §2): correctness for every alg, complaints with blame, and the
+ * malicious-party matrix of docs/protocols.md §13 (every message a corrupt party sends × every mutation).
  *
  * The matrix runs a deterministic sample of 120 of the 256 (message, mutation) pairs of one P-256
  * session (~5 s on 2 cores); `EKM_DKG_CASES=256` runs all of them (any N picks a sample of N).
@@ -197,7 +197,7 @@ describe('DKG framing', () => {
   });
 });
 
-describe('DKG malicious-party matrix (§8)', () => {
+describe('DKG malicious-party matrix (docs/protocols.md §13)', () => {
   // One honest run gives the message layout; an earlier session gives replay material.
   const alg = 'ecdsa-p256';
   const base = runDkg(alg, 'km', 'matrix-base').run.transcript;

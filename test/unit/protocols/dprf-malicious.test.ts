@@ -1,5 +1,5 @@
 /**
- * Malicious-party tests for the DPRF (§7, §8): every tamper case on the request and on the
+ * Malicious-party tests for the DPRF (docs/protocols.md §8.1, §13): every tamper case on the request and on the
  * helper's partials ends in the correct keys or an abort; a wrong V_h, a bad proof, a proof from
  * another session or position, or a helper computing with a wrong share aborts and names it.
  * Cross-checked mode (both helpers, no proofs): the same matrix, and any wrong partial from either

@@ -1,5 +1,5 @@
 /**
- * AES-256 keys as a threshold DDH PRF (src/protocols/dprf.ts, §7): the derived K_obj equals the
+ * AES-256 keys as a threshold DDH PRF (src/protocols/dprf.ts, docs/protocols.md §8.1): the derived K_obj equals the
  * test-only direct HKDF(k·U), is the same with Partner or Aux, survives refresh; the sealed-object
  * format round-trips and every misuse is a clear typed error (wrong AAD, tampered bytes in every
  * region, wrong key, truncated at every length, unknown version); generateDataKey.

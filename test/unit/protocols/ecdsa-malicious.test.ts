@@ -1,11 +1,11 @@
 /**
- * Malicious-party tests for threshold ECDSA (threshold-protocols.md §8, §3.3, §11 R1/R2).
+ * Malicious-party tests for threshold ECDSA (docs/protocols.md §13, §3.5, §11 R1/R2).
  *
  * Every tamper case (each message × drop, duplicate, reorder, wrong from, wrong sid, replay from
  * an earlier session, per field flip-a-bit and valid-but-wrong, and equivocation per broadcast)
  * must end in a valid signature or an abort (or a stall, which a host's timeout ends): never an
  * output that fails verification, never a presignature used twice. Named cases check the
- * abort reason the §3.3 table gives.
+ * abort reason the docs/protocols.md §3.5 table gives.
  *
  * Coverage: the full matrix on secp256k1 (on-demand, pool online, presign), every 4th case on
  * P-256 and every 12th on P-384 (EKM_MALICIOUS_STRIDE=1 runs all of them everywhere).
@@ -143,7 +143,7 @@ test('ecdsa-secp256k1: presign tamper matrix: records at all three only if consi
 });
 
 // ---------------------------------------------------------------------------------------------
-// Named cases (§8 "MUST exist")
+// Named cases (docs/protocols.md §13 "MUST exist")
 
 test('named: EP sends different m to P and A → PS1 req mismatch, no signature', () => {
   for (const alg of ['ecdsa-secp256k1', 'ecdsa-p256'] as const) {
@@ -199,7 +199,7 @@ test('named: inconsistent k-share → R-line check at every party', () => {
   }
 });
 
-test('named: wrong R_3 / W_3 / w_3 / s_2 each abort at the §3.3 check', () => {
+test('named: wrong R_3 / W_3 / w_3 / s_2 each abort at the docs/protocols.md §3.5 check', () => {
   const alg = 'ecdsa-secp256k1';
   const key = dealKey(alg);
   const input: SignedInput = { kind: 'message', hash: 'sha256', data: utf8('§3.3') };
@@ -271,7 +271,7 @@ test('named (pool): EP sends m to P and m′ to A → both abort before any s_j;
     const k = Fn.inv(Fn.add(Fn.sub(Fn.mul(3n, ps[1].c), Fn.mul(3n, ps[2].c)), ps[3].c));
     const genuine = Fn.mul(Fn.inv(k), Fn.add(target, Fn.mul(r, key.x)));
     assert.notEqual(forged, genuine, 'no signature on 3m − 2m′');
-    // Without η (the pre-R1 protocol) the same combination *is* that forgery, as §3.5 says.
+    // Without η (the pre-R1 protocol) the same combination *is* that forgery, as docs/protocols.md §3.4 says.
     const noEta = (p: PresigShare, msg: bigint) => Fn.add(Fn.mul(p.c, Fn.add(msg, Fn.mul(r, key.shares[p.partyId].share))), p.v);
     const old = Fn.add(Fn.sub(Fn.mul(3n, noEta(ps[1], m1)), Fn.mul(3n, noEta(ps[2], mm))), noEta(ps[3], mp));
     assert.equal(old, genuine, 'the attack works without η: the test is not vacuous');

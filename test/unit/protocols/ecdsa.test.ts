@@ -1,9 +1,9 @@
 /**
- * Threshold ECDSA (threshold-protocols.md §3): formats, algebra with injected RNGs, and random
+ * Threshold ECDSA (docs/protocols.md §3): formats, algebra with injected RNGs, and random
  * keys × signatures verified by node:crypto and noble.
  *
  * Sample size: EKM_PROTOCOL_SAMPLES signatures per curve and mode (default 20, sized to keep this
- * file near 10 s on a 2-core machine; the issue's full run is EKM_PROTOCOL_SAMPLES=1000).
+ * file near 10 s on a 2-core machine; the full run is EKM_PROTOCOL_SAMPLES=1000).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

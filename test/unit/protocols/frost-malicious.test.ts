@@ -1,5 +1,5 @@
 /**
- * Malicious-party tests for FROST signing (threshold-protocols.md §4, §8): every tamper case on
+ * Malicious-party tests for FROST signing (docs/protocols.md §4, §13): every tamper case on
  * both messages ends in a signature the standard verifier accepts, or an abort; named cases
  * check blame (a wrong z_h or commitment names the helper) and strict point decoding.
  */

@@ -2,7 +2,7 @@
  * RFC 9591 Appendix E test vectors through ekm's FROST core (src/protocols/frost.ts).
  *
  * Source of the bytes: ZcashFoundation/frost `frost-{ed25519,secp256k1,p256}/tests/helpers/
- * vectors.json` (the JSON form of RFC 9591 E.1, E.5, E.4, as threshold-protocols.md §8 points
+ * vectors.json` (the JSON form of RFC 9591 E.1, E.5, E.4, as docs/protocols.md §13 points
  * to; E.1's group key 15d21ccd…9738673 and signature 154fb694…eb178f07 match the spec's quote)
  * and `frost-secp256k1-tr/tests/helpers/vectors.json` for the BIP340 (TR) suite, whose final
  * signature is frost-rs's 65-byte form 0x02 ‖ x(R) ‖ z (BIP340 is the last 64 bytes).

@@ -1,10 +1,10 @@
 /**
- * FROST signing sessions (threshold-protocols.md §4): EP + Partner or Aux, one round trip.
+ * FROST signing sessions (docs/protocols.md §4): EP + Partner or Aux, one round trip.
  * Every signature is checked by the standard verifiers (Ed25519: node:crypto and noble;
  * BIP340: noble schnorr.verify with the x-only key), and the core is compared byte for byte with
  * noble's ed25519_FROST / schnorr_FROST on the same keys and nonce randomness.
  *
- * Sample size: EKM_PROTOCOL_SAMPLES signatures per alg (default 20; the issue's full run is
+ * Sample size: EKM_PROTOCOL_SAMPLES signatures per alg (default 20; the full run is
  * EKM_PROTOCOL_SAMPLES=1000).
  */
 import { test } from 'node:test';
@@ -102,7 +102,7 @@ for (const alg of ALGS) {
   });
 }
 
-test('spec §2/§4 claim: untweaked secp256k1_FROST.DKG key + schnorr_FROST signing verifies under schnorr.verify (x-only)', () => {
+test('docs/protocols.md §2/§4 claim: untweaked secp256k1_FROST.DKG key + schnorr_FROST signing verifies under schnorr.verify (x-only)', () => {
   const ids = ([1, 2, 3] as const).map((j) => secp256k1_FROST.Identifier.fromNumber(j));
   for (let run = 0; run < 3; run++) {
     const keys = nobleDkg(secp256k1_FROST as FrostSuite, `dkg-${run}`);

@@ -1,5 +1,5 @@
 /**
- * NEVER (src/protocols/session-kit.ts, docs/protocols.md §8): a party that died or failed before
+ * NEVER (src/protocols/session-kit.ts, docs/protocols.md §7.1): a party that died or failed before
  * persisting its PENDING leaves the other two PENDING; its signed NEVER, direct or relayed, lets
  * them drop PENDING so the key is refreshable again, while a party that already activated ignores
  * it (I2). Also the answer a finished party gives from its stored 'done' checkpoint.

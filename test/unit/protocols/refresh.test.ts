@@ -1,7 +1,7 @@
 /**
- * Proactive refresh (threshold-protocols.md §5): same Y, new shares, epochs, invariants I1–I4,
+ * Proactive refresh (docs/protocols.md §5): same Y, new shares, epochs, invariants I1–I4,
  * the crash model (stop a party at each persist point, resume it), R5 (D = O), the
- * Feldman-invalid share, and the malicious-party matrix of §8.
+ * Feldman-invalid share, and the malicious-party matrix of docs/protocols.md §13.
  *
  * The matrix runs a deterministic sample of 120 (message, mutation) cases (~5 s on 2 cores);
  * `EKM_REFRESH_CASES=N` runs N (the full set is printed in the test name).

@@ -1,5 +1,5 @@
 /**
- * Malicious-party tests for threshold RSA (threshold-protocols.md §7, §8): every tamper case on
+ * Malicious-party tests for threshold RSA (docs/protocols.md §12.1, §13): every tamper case on
  * the request and on the helper's partial ends in a correct result or in an abort — a released
  * signature always verifies under the public key, a released plaintext is always the encrypted
  * one. A wrong partial (or a helper computing with a wrong piece) aborts and names the helper.

@@ -1,5 +1,5 @@
 /**
- * Threshold RSA (src/protocols/rsa.ts, threshold-protocols.md §7 option (a)): the dealer, signing
+ * Threshold RSA (src/protocols/rsa.ts, docs/protocols.md §12.1 option (a)): the dealer, signing
  * (PKCS#1 v1.5, PSS; SHA-256/384/512) verified by node:crypto and the openssl CLI, decryption (OAEP
  * SHA-1/SHA-256, PKCS#1 v1.5) of ciphertexts made by node:crypto and openssl, with Partner or Aux
  * as the helper, at 2048/3072/4096 bits, and public key export.

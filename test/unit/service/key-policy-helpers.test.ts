@@ -1,5 +1,5 @@
 /**
- * The Partner keeps a key's policy whatever the EP asks (spec §3 PS0): a real Partner key service
+ * The Partner keeps a key's policy whatever the EP asks (docs/protocols.md §3 PS0): a real Partner key service
  * (ProtocolHost, SQLite store with its writer thread) receives signing requests that a
  * compromised EP built itself, with its own share, for a key past its notAfter. It refuses them
  * before any work, and tells the EP; the same requests for a key still in its time are answered.

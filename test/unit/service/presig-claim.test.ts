@@ -1,5 +1,5 @@
 /**
- * A presignature signs once, also against a malicious EP (threshold-protocols.md §3.4): an EP that
+ * A presignature signs once, also against a malicious EP (docs/protocols.md §3.6): an EP that
  * sends one psid twice at once, under two session ids and for two messages, would get two online
  * shares of one nonce and with them the key. A real Partner key service (its ProtocolHost and an
  * SQLite store with its writer thread) receives both requests back to back: both sessions read

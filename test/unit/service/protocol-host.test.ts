@@ -1,5 +1,5 @@
 /**
- * ProtocolHost's admission of a helper session (spec §1.4): a request whose session id was
+ * ProtocolHost's admission of a helper session (docs/protocols.md §1.4): a request whose session id was
  * accepted before is refused, also for the stateless protocols whose sids the store never sees
  * (FROST, DPRF, RSA, ECDSA), and also when the first request for it was refused.
  */

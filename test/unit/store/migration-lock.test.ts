@@ -1,5 +1,5 @@
 /**
- * Migrations run under the store's write lock (issue 8): several processes that open one older
+ * Migrations run under the store's write lock: several processes that open one older
  * store at the same moment (a service start racing an `ekm` command) migrate it exactly once and
  * all see the latest schema; none fails on a half-applied migration.
  */
