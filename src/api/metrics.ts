@@ -1,6 +1,7 @@
 /**
  * `/metrics` in the Prometheus text format (0.0.4), through prom-client on a registry of ekm's own
- * (never prom-client's global one, so two servers in one process, as in tests, do not share series).
+ * per server (never prom-client's global one, so two servers in one process, as in tests, do not
+ * share request series).
  *
  * ekm's families, whose names, types, labels and meaning operators' dashboards depend on:
  * - `ekm_build_info{version}` (gauge, always 1): the release serving;
@@ -17,10 +18,24 @@ import { EkmError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { operationOf } from './audit.js';
 
-/** Latency buckets in seconds: from a cached public-key read (~1 ms) to a slow RSA key generation. */
+/** Latency buckets in seconds, 1 ms to 30 s. */
 const BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 const ROUTE_LABELS = ['method', 'route', 'operation'] as const;
+
+/**
+ * The process and Node.js defaults, collected once per process: they describe the process, not a
+ * server, and each collection enables an event-loop monitor and a GC observer that prom-client
+ * never stops, so one per fastify app would pile up in tests that build many apps.
+ */
+let processMetrics: Registry | undefined;
+function processRegistry(): Registry {
+  if (!processMetrics) {
+    processMetrics = new Registry();
+    collectDefaultMetrics({ register: processMetrics });
+  }
+  return processMetrics;
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -50,7 +65,8 @@ export class Metrics {
       { version: VERSION },
       1,
     );
-    collectDefaultMetrics({ register: this.registry });
+    const shared = processRegistry();
+    for (const { name } of shared.getMetricsAsArray()) this.registry.registerMetric(shared.getSingleMetric(name)!);
   }
 
   observe(method: string, route: string, status: number, seconds: number, aborted: boolean): void {

@@ -146,6 +146,7 @@ describe('/metrics', () => {
     try {
       const { exposition: fresh } = await scrape(other);
       assert.equal(samplesOf(fresh, 'ekm_http_requests_total', SIGN).length, 0);
+      assert.equal(fresh.families.get('nodejs_heap_size_used_bytes')?.type, 'gauge', 'the process defaults are on every server');
       assert.equal(only((await scrape(app)).exposition, 'ekm_http_requests_total', { ...SIGN, status: '200' }), 3);
     } finally {
       await other.close();
