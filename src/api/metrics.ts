@@ -1,70 +1,84 @@
 /**
- * `/metrics` in the Prometheus text format (0.0.4), written here rather than with prom-client:
- * three families are a few dozen lines. Requests are counted per method, route, operation and
- * status; latencies go into a histogram per method, route and operation; protocol aborts (API
- * requests that failed with EKM_PROTOCOL_ABORTED) are counted per operation. Labels come from
- * route templates, never from raw URLs, so the series stay bounded however callers misbehave.
+ * `/metrics` in the Prometheus text format (0.0.4), through prom-client on a registry of ekm's own
+ * per server (never prom-client's global one, so two servers in one process, as in tests, do not
+ * share request series).
+ *
+ * ekm's families, whose names, types, labels and meaning operators' dashboards depend on:
+ * - `ekm_build_info{version}` (gauge, always 1): the release serving;
+ * - `ekm_http_requests_total{method,route,operation,status}` (counter): API requests answered;
+ * - `ekm_http_request_duration_seconds{method,route,operation}` (histogram): API request latency;
+ * - `ekm_protocol_aborts_total{operation}` (counter): API requests that failed with EKM_PROTOCOL_ABORTED.
+ * Labels come from route templates, never from raw URLs, so the series stay bounded however callers
+ * misbehave. Beside them, prom-client's default metrics: process CPU, memory and file descriptors,
+ * event-loop lag, GC durations, heap sizes and active handles (`process_*`, `nodejs_*`).
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { EkmError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { operationOf } from './audit.js';
 
+/** Latency buckets in seconds, 1 ms to 30 s. */
 const BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-interface Hist {
-  labels: string;
-  counts: number[];
-  sum: number;
-  count: number;
+const ROUTE_LABELS = ['method', 'route', 'operation'] as const;
+
+/**
+ * The process and Node.js defaults, collected once per process: they describe the process, not a
+ * server, and each collection enables an event-loop monitor and a GC observer that prom-client
+ * never stops, so one per fastify app would pile up in tests that build many apps.
+ */
+let processMetrics: Registry | undefined;
+function processRegistry(): Registry {
+  if (!processMetrics) {
+    processMetrics = new Registry();
+    collectDefaultMetrics({ register: processMetrics });
+  }
+  return processMetrics;
 }
 
-const esc = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-const labelText = (l: Record<string, string>): string =>
-  Object.entries(l)
-    .map(([k, v]) => `${k}="${esc(v)}"`)
-    .join(',');
-
 export class Metrics {
-  private readonly requests = new Map<string, number>();
-  private readonly latency = new Map<string, Hist>();
-  private readonly aborts = new Map<string, number>();
+  readonly registry = new Registry();
+  private readonly requests = new Counter({
+    name: 'ekm_http_requests_total',
+    help: 'API requests answered, by route, operation and status.',
+    labelNames: [...ROUTE_LABELS, 'status'],
+    registers: [this.registry],
+  });
+  private readonly latency = new Histogram({
+    name: 'ekm_http_request_duration_seconds',
+    help: 'API request latency, by route and operation.',
+    labelNames: ROUTE_LABELS,
+    buckets: BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly aborts = new Counter({
+    name: 'ekm_protocol_aborts_total',
+    help: 'API operations that failed because a threshold protocol aborted.',
+    labelNames: ['operation'],
+    registers: [this.registry],
+  });
   private readonly started = new WeakMap<FastifyRequest, bigint>();
+
+  constructor() {
+    new Gauge({ name: 'ekm_build_info', help: 'The ekm release serving.', labelNames: ['version'], registers: [this.registry] }).set(
+      { version: VERSION },
+      1,
+    );
+    const shared = processRegistry();
+    for (const { name } of shared.getMetricsAsArray()) this.registry.registerMetric(shared.getSingleMetric(name)!);
+  }
 
   observe(method: string, route: string, status: number, seconds: number, aborted: boolean): void {
     const operation = operationOf(method, route === 'unmatched' ? undefined : route);
-    const base = { method, route, operation };
-    const rk = labelText({ ...base, status: String(status) });
-    this.requests.set(rk, (this.requests.get(rk) ?? 0) + 1);
-    const hk = labelText(base);
-    let h = this.latency.get(hk);
-    if (!h) this.latency.set(hk, (h = { labels: hk, counts: BUCKETS.map(() => 0), sum: 0, count: 0 }));
-    BUCKETS.forEach((b, i) => {
-      if (seconds <= b) h.counts[i]!++;
-    });
-    h.sum += seconds;
-    h.count++;
-    if (aborted) {
-      const ak = labelText({ operation });
-      this.aborts.set(ak, (this.aborts.get(ak) ?? 0) + 1);
-    }
+    const labels = { method, route, operation };
+    this.requests.inc({ ...labels, status: String(status) });
+    this.latency.observe(labels, seconds);
+    if (aborted) this.aborts.inc({ operation });
   }
 
-  render(): string {
-    const out: string[] = [];
-    out.push('# HELP ekm_build_info The ekm release serving.', '# TYPE ekm_build_info gauge', `ekm_build_info{version="${esc(VERSION)}"} 1`);
-    out.push('# HELP ekm_http_requests_total API requests answered, by route, operation and status.', '# TYPE ekm_http_requests_total counter');
-    for (const [k, v] of this.requests) out.push(`ekm_http_requests_total{${k}} ${v}`);
-    out.push('# HELP ekm_http_request_duration_seconds API request latency, by route and operation.', '# TYPE ekm_http_request_duration_seconds histogram');
-    for (const h of this.latency.values()) {
-      BUCKETS.forEach((b, i) => out.push(`ekm_http_request_duration_seconds_bucket{${h.labels},le="${b}"} ${h.counts[i]}`));
-      out.push(`ekm_http_request_duration_seconds_bucket{${h.labels},le="+Inf"} ${h.count}`);
-      out.push(`ekm_http_request_duration_seconds_sum{${h.labels}} ${h.sum}`);
-      out.push(`ekm_http_request_duration_seconds_count{${h.labels}} ${h.count}`);
-    }
-    out.push('# HELP ekm_protocol_aborts_total API operations that failed because a threshold protocol aborted.', '# TYPE ekm_protocol_aborts_total counter');
-    for (const [k, v] of this.aborts) out.push(`ekm_protocol_aborts_total{${k}} ${v}`);
-    return `${out.join('\n')}\n`;
+  render(): Promise<string> {
+    return this.registry.metrics();
   }
 
   register(app: FastifyInstance): void {
@@ -80,6 +94,6 @@ export class Metrics {
       const seconds = t0 === undefined ? 0 : Number(process.hrtime.bigint() - t0) / 1e9;
       this.observe(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, seconds, aborted.has(req));
     });
-    app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(this.render()));
+    app.get('/metrics', async (_req, reply) => reply.type(this.registry.contentType).send(await this.render()));
   }
 }

@@ -3,6 +3,16 @@
  * under 100 bytes, sizes under 8 GiB. The reader checks every header checksum, that each file's
  * data is complete and that the archive ends with its two zero blocks, so a truncated or altered
  * archive is refused instead of read partially. `tar -tzf` lists what this writes.
+ *
+ * Hand-written rather than tar-stream or node-tar because both read damaged archives as whole ones.
+ * Fed archives written here and then damaged (tar-stream 3.3.0, node-tar 7.5.24 with `strict`;
+ * node-tar 8 needs Node 22), both accept an archive cut right after a file (no end-of-archive
+ * blocks) or with one zero block of two, and a name that appears twice; node-tar also accepts one
+ * cut inside a header or inside the end marker, silently dropping what follows, and tar-stream
+ * accepts empty input. This reader refuses all of these. Both libraries refuse a cut inside file
+ * data and a header whose checksum does not match, as this one does. They would also make reading
+ * a stream of events (an async reader over bytes already in memory) and add dependencies, for
+ * three or two regular files whose format this module fixes.
  */
 import { EkmError } from '../errors.js';
 

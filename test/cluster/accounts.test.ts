@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { EkmClient } from '../../src/client/client.js';
 import { type BasicCaller, assertApiError as assertError, basicCaller } from '../support/api.js';
 import { ROOT_SO_PASSWORD, type Triplet, bootAll, makeTriplet, run, waitInService } from '../support/cluster.js';
+import { parseExposition, samplesOf } from '../support/prometheus.js';
 
 const TTL = 3;
 let t: Triplet;
@@ -202,15 +203,19 @@ describe('audit, metrics, OpenAPI', () => {
     }
   });
 
-  it('/metrics speaks the Prometheus text format with per-route counts and latencies', async () => {
+  it('/metrics speaks the Prometheus text format with per-route counts and latencies, and the process defaults', async () => {
     const r = await client.request<string>('GET', '/metrics');
     assert.equal(r.status, 200);
-    const text = String(r.body);
-    assert.match(text, /^# TYPE ekm_http_requests_total counter$/m);
-    assert.match(text, /^ekm_http_requests_total\{method="POST",route="\/api\/v1\/keys\/:keyId\/sign",operation="key.sign",status="200"\} \d+$/m);
-    assert.match(text, /^ekm_http_request_duration_seconds_bucket\{method="POST",route="\/api\/v1\/keys\/:keyId\/sign",operation="key.sign",le="\+Inf"\} \d+$/m);
-    assert.match(text, /^# TYPE ekm_protocol_aborts_total counter$/m);
-    for (const line of text.trim().split('\n')) assert.match(line, /^(# (HELP|TYPE) \w+ .+|\w+(\{[^}]*\})? [0-9.e+-]+)$/, line);
+    // The strict reader refuses any line that is not a HELP, TYPE or sample of a declared family.
+    const metrics = parseExposition(String(r.body));
+    const sign = { method: 'POST', route: '/api/v1/keys/:keyId/sign', operation: 'key.sign' };
+    assert.equal(metrics.families.get('ekm_http_requests_total')?.type, 'counter');
+    assert.ok((samplesOf(metrics, 'ekm_http_requests_total', { ...sign, status: '200' })[0]?.value ?? 0) >= 1, 'signs are counted');
+    assert.equal(metrics.families.get('ekm_http_request_duration_seconds')?.type, 'histogram');
+    assert.ok((samplesOf(metrics, 'ekm_http_request_duration_seconds_bucket', { ...sign, le: '+Inf' })[0]?.value ?? 0) >= 1, 'sign latencies are recorded');
+    assert.equal(metrics.families.get('ekm_protocol_aborts_total')?.type, 'counter');
+    for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_gc_duration_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_active_handles_total'])
+      assert.ok(metrics.families.has(name), name);
   });
 
   it('the OpenAPI document covers every route, the key routes included', async () => {

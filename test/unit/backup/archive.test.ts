@@ -71,6 +71,25 @@ describe('tar', () => {
     bad[10] = 0x41;
     rejects(() => readTar(bad), 'EKM_BACKUP_CORRUPT', /checksum/);
   });
+
+  // The damage tar-stream and node-tar read as a whole archive, the reason src/backup/tar.ts is ours.
+  it('refuses a cut at a file boundary, one end block of two, a name twice and empty input', () => {
+    const t = writeTar([
+      { name: 'x', data: Buffer.alloc(700, 1) },
+      { name: 'y', data: Buffer.alloc(32, 2) },
+    ]);
+    const endOfFiles = t.length - 1024;
+    rejects(() => readTar(t.subarray(0, endOfFiles)), 'EKM_BACKUP_CORRUPT', /truncated/);
+    rejects(() => readTar(t.subarray(0, endOfFiles - 512)), 'EKM_BACKUP_CORRUPT', /truncated/);
+    rejects(() => readTar(t.subarray(0, endOfFiles + 512)), 'EKM_BACKUP_CORRUPT', /end-of-archive/);
+    rejects(() => readTar(t.subarray(0, endOfFiles + 600)), 'EKM_BACKUP_CORRUPT', /end-of-archive/);
+    const twice = writeTar([
+      { name: 'x', data: Buffer.from('1') },
+      { name: 'x', data: Buffer.from('2') },
+    ]);
+    rejects(() => readTar(twice), 'EKM_BACKUP_CORRUPT', /twice/);
+    rejects(() => readTar(Buffer.alloc(0)), 'EKM_BACKUP_CORRUPT', /truncated/);
+  });
 });
 
 describe('hybrid encryption (RSA-OAEP-SHA256 + AES-256-GCM)', () => {
