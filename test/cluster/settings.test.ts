@@ -35,6 +35,12 @@ describe('a bad setting at start', () => {
     });
   }
 
+  it('the test-only release override reaches what the programs report (it is applied at start, not at import)', async () => {
+    const override = { EKM_HOME: home, EKM_TEST_VERSION_OVERRIDE: '9.9.9' };
+    assert.equal((await run('ekm', ['--version'], override)).stdout.trim(), '9.9.9');
+    assert.match((await run('ucl', ['version'], override)).stdout, /^ucl 9\.9\.9\n/);
+  });
+
   it("a secret's bad value is not shown", async () => {
     const r = await run('ekm', ['status'], { EKM_HOME: home, EKM_DB_URL: 'postgres://ekm:Secret-pw-1@db/ekm\nx' });
     assertOneLineError(r);
