@@ -22,6 +22,8 @@ interface SettingCommon {
   readonly readBy: readonly SettingReader[];
   /** One paragraph: what it changes, and when to set it. */
   readonly meaning: string;
+  /** What to do about a bad value, where more can be said than "fix or unset it". */
+  readonly hint?: string;
 }
 
 export interface IntegerSetting extends SettingCommon {
@@ -109,6 +111,7 @@ export const EKM_AES_OBJECT_FORMAT: EnumSetting<'1' | '2'> = {
   values: ['1', '2'],
   default: '2',
   readBy: ['EP'],
+  hint: 'unset it (new AES objects in format 2), or set 1 while older releases still serve this cluster',
   meaning:
     'The format in which the EP seals new AES objects (docs/protocols.md §8.1); objects of either format always open. During a rolling upgrade of a cluster from a release that opens only format 1, set 1 on the upgraded EPs until every triplet runs this release, then restart them without it (section 11.4).',
 };
@@ -329,7 +332,11 @@ function valueOf(env: Env, s: Setting): string | undefined {
 function badSetting(s: Setting, value: string, allowed: string): EkmError {
   const shown =
     'secret' in s && s.secret ? '(its value is not shown: it may hold a password)' : `got ${JSON.stringify(value.slice(0, 40))}`;
-  return new EkmError('EKM_BAD_SETTING', `${s.name} must be ${allowed}, ${shown}`, `fix or unset ${s.name} (docs/operations.md, Settings)`);
+  return new EkmError(
+    'EKM_BAD_SETTING',
+    `${s.name} must be ${allowed}, ${shown}`,
+    s.hint ?? `fix or unset ${s.name} (docs/operations.md, Settings)`,
+  );
 }
 
 const DECIMAL = /^\d{1,16}$/;

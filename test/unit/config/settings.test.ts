@@ -173,6 +173,20 @@ describe('a bad value', () => {
     );
   });
 
+  it('says what to do: fix or unset it, or what the setting itself advises', () => {
+    assert.throws(
+      () => readSettings({ EKM_RECOVERY_BATCH: '0' }),
+      (e: unknown) => e instanceof EkmError && e.hint === 'fix or unset EKM_RECOVERY_BATCH (docs/operations.md, Settings)',
+    );
+    assert.throws(
+      () => readSettings({ EKM_AES_OBJECT_FORMAT: '3' }),
+      (e: unknown) =>
+        e instanceof EkmError &&
+        e.oneLine() ===
+          'EKM_AES_OBJECT_FORMAT must be 1 or 2, got "3": unset it (new AES objects in format 2), or set 1 while older releases still serve this cluster',
+    );
+  });
+
   it('is shown 40 characters at most', () => {
     assertRefused({ EKM_POOL_TARGET: 'x'.repeat(100) }, new RegExp(`got "${'x'.repeat(40)}"$`));
   });
