@@ -1,6 +1,7 @@
 /**
  * Deterministic crash points for the fault suite (test/faults/, docs/reliability.md). Test-only:
- * `EKM_FAILPOINTS=name[@count],…` is read once when the process starts; the count-th time (1 by
+ * `EKM_FAILPOINTS=name[@count],…` is read once when the process starts (src/config/settings.ts,
+ * which arms them through `armFailpoints`); the count-th time (1 by
  * default) a listed failpoint is hit, the process SIGKILLs itself: a real crash, with no cleanup,
  * no flush and no goodbye to its peers. Unset, every call returns at its first test.
  *
@@ -43,7 +44,12 @@ export function parseFailpoints(spec: string | undefined): Map<string, number> {
   return armed;
 }
 
-const armed = parseFailpoints(process.env.EKM_FAILPOINTS);
+let armed = new Map<string, number>();
+
+/** Arms the failpoints the process was started with (EKM_FAILPOINTS, parsed by `parseFailpoints`). */
+export function armFailpoints(spec: ReadonlyMap<string, number>): void {
+  armed = new Map(spec);
+}
 
 /** Crashes this process if `name` is armed and this is its count-th hit. */
 export function failpoint(name: string): void {

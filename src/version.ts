@@ -14,8 +14,16 @@ function readPackageVersion(): string {
   throw new Error('cannot find the ekm package.json');
 }
 
-/** Tests of rolling upgrades run one triplet as N+1 through this override; never set it in production. */
-export const VERSION: string = process.env.EKM_TEST_VERSION_OVERRIDE ?? readPackageVersion();
+/** This release; a live binding, so that `overrideVersion` reaches every module that reads it. */
+export let VERSION: string = readPackageVersion();
+
+/**
+ * Tests of rolling upgrades run one triplet as N+1 (EKM_TEST_VERSION_OVERRIDE, applied once as the
+ * CLI starts, before any server code runs); never set in production.
+ */
+export function overrideVersion(release: string | undefined): void {
+  if (release !== undefined) VERSION = release;
+}
 
 /**
  * Peer-link protocol version: a link is refused unless both ends speak a version the other accepts.

@@ -105,7 +105,7 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
     return { clusterId: ctx.config.clusterId, inService: triplets.every((t) => t.inService), triplets };
   });
 
-  const auth = new Authenticator(ctx.store);
+  const auth = new Authenticator(ctx.store, ctx.settings.tokenTtlSeconds);
   const TokenBody = z.object({ grant_type: z.literal('password').optional(), username: z.string().min(1).max(256), password: z.string().min(1).max(1024) }).strict();
   app.post('/api/v1/token', async (req) => {
     const body = parse(TokenBody, req.body, 'body');

@@ -16,14 +16,6 @@ export interface Principal {
   readonly role: UserRole;
 }
 
-export const TOKEN_TTL_SECONDS = 900;
-
-/** The bearer token lifetime: `EKM_TOKEN_TTL_SECONDS` (1..86400), else 900 s. */
-export function tokenTtlSeconds(env: NodeJS.ProcessEnv = process.env): number {
-  const v = Number(env.EKM_TOKEN_TTL_SECONDS);
-  return Number.isInteger(v) && v >= 1 && v <= 86_400 ? v : TOKEN_TTL_SECONDS;
-}
-
 const unauthorized = (): EkmError =>
   new EkmError('EKM_UNAUTHORIZED', 'authentication required: HTTP Basic user@partition:password, or a bearer token', undefined, 1, 401);
 
@@ -34,9 +26,12 @@ export class Authenticator {
   /** Who a request was (or claimed to be), for the audit log; never the password. */
   private readonly seen = new WeakMap<FastifyRequest, { principal?: Principal; claimed?: string }>();
   readonly accounts: Accounts;
-  readonly ttlSeconds = tokenTtlSeconds();
 
-  constructor(store: Store) {
+  /** `ttlSeconds`: the bearer token lifetime (the EKM_TOKEN_TTL_SECONDS setting). */
+  constructor(
+    store: Store,
+    readonly ttlSeconds: number,
+  ) {
     this.accounts = new Accounts(store);
   }
 

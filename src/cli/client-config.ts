@@ -6,6 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { homePaths, isBootstrapped } from '../config/home.js';
+import type { Settings } from '../config/settings.js';
 import { EkmError } from '../errors.js';
 import { DEFAULT_API_PORT, type ServerAddress, parseServerName } from '../cluster/names.js';
 import type { ClientOptions } from '../client/client.js';
@@ -53,16 +54,19 @@ function readPemBundle(path: string): string[] {
   return certs.map((c) => `${c}\n`);
 }
 
-export async function resolveClientOptions(serverFlag: string | undefined): Promise<ClientOptions> {
-  const paths = homePaths();
-  const candidates = [process.env.UCL_CONF, paths.clientConf, SYSTEM_CLIENT_CONF].filter((p): p is string => !!p);
+export async function resolveClientOptions(
+  serverFlag: string | undefined,
+  settings: Pick<Settings, 'home' | 'uclConf' | 'uclServers'>,
+): Promise<ClientOptions> {
+  const paths = homePaths(settings.home);
+  const candidates = [settings.uclConf, paths.clientConf, SYSTEM_CLIENT_CONF].filter((p): p is string => !!p);
   const confPath = candidates.find((p) => existsSync(p));
   const conf = confPath ? parseConf(confPath) : {};
   const trusted: string[] = conf.trust ? readPemBundle(conf.trust) : [];
 
   let servers: ServerAddress[] = [];
   if (serverFlag) servers = parseServers(serverFlag, '--server');
-  else if (process.env.UCL_SERVERS) servers = parseServers(process.env.UCL_SERVERS, 'UCL_SERVERS');
+  else if (settings.uclServers) servers = parseServers(settings.uclServers, 'UCL_SERVERS');
   else if (conf.servers) servers = parseServers(conf.servers, 'client.conf servers');
 
   // Where this is an EP's EKM_HOME, its own API and certificate need no configuration.

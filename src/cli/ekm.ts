@@ -5,6 +5,7 @@
 import { Command, Option } from 'commander';
 import { homePaths, isBootstrapped, isWaitingToJoin } from '../config/home.js';
 import { ROLES, type Role } from '../config/roles.js';
+import type { Settings } from '../config/settings.js';
 import { EkmError, usageError } from '../errors.js';
 import { autoApprover, promptApprover } from '../cluster/approval.js';
 import { BOOT_USAGE, parseBootArgs } from '../cluster/boot-args.js';
@@ -15,9 +16,9 @@ import { runCli } from './run.js';
 
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
 
-async function boot(argv: string[]): Promise<number> {
+async function boot(argv: string[], settings: Settings): Promise<number> {
   const role = argv[0];
-  if (role === 'additional') return bootAdditionalServer(argv.slice(1));
+  if (role === 'additional') return bootAdditionalServer(argv.slice(1), settings);
   if (!role || !(ROLES as readonly string[]).includes(role)) {
     throw usageError(`ekm boot: unknown role "${role ?? ''}"`, 'the role is one of ep, partner, aux');
   }
@@ -30,18 +31,18 @@ async function boot(argv: string[]): Promise<number> {
   const approver = args.force ? autoApprover(print) : promptApprover(process.stdin, process.stdout);
   // Loaded on demand: certificate and store code are not needed by start/stop/status.
   const { bootstrap } = await import('../cluster/bootstrap.js');
-  await bootstrap(args, homePaths(), approver, print);
+  await bootstrap(args, homePaths(settings.home), approver, print, settings.dbUrl);
   return 0;
 }
 
 /** `ekm_boot_additional_server.sh`: the identity, then the service that waits for `ucl server create`. */
-async function bootAdditionalServer(argv: string[]): Promise<number> {
+async function bootAdditionalServer(argv: string[], settings: Settings): Promise<number> {
   const { ADDITIONAL_USAGE, bootAdditional, parseAdditionalArgs } = await import('../cluster/additional-boot.js');
   if (argv.length === 0 || argv.includes('-h') || argv.includes('--help')) {
     print(`usage: ${ADDITIONAL_USAGE}`);
     return argv.length === 0 ? 2 : 0;
   }
-  const paths = homePaths();
+  const paths = homePaths(settings.home);
   const state = await bootAdditional(parseAdditionalArgs(argv), paths, print);
   const r = await startDaemon(paths);
   print(`ekm started (pid ${r.pid}): ${state.name} waits on port ${state.listen.port} to join a cluster.`);
@@ -83,8 +84,8 @@ function untilSignal(): Promise<void> {
 }
 
 /** Runs the server in the foreground until SIGTERM/SIGINT; the daemon is this, detached. */
-async function run(): Promise<number> {
-  const paths = homePaths();
+async function run(settings: Settings): Promise<number> {
+  const paths = homePaths(settings.home);
   const other = daemonPid(paths);
   if (other !== undefined && other !== process.pid) {
     throw new EkmError('EKM_RUNNING', `ekm is already running in ${paths.home} (pid ${other})`, 'stop it first: ekm stop');
@@ -93,7 +94,7 @@ async function run(): Promise<number> {
   const { EkmServer } = await import('../server/server.js');
   let server: Awaited<ReturnType<typeof EkmServer.start>>;
   try {
-    server = await EkmServer.start(paths);
+    server = await EkmServer.start(paths, settings);
   } catch (e) {
     // `ekm start` reads this line from the log to say why the daemon did not start.
     process.stdout.write(`ekm: ${e instanceof EkmError ? e.oneLine() : (e as Error).message}\n`);
@@ -106,10 +107,10 @@ async function run(): Promise<number> {
   return 0;
 }
 
-async function main(): Promise<number | void> {
+async function main(settings: Settings): Promise<number | void> {
   const argv = process.argv.slice(2);
   // The bootstrap flags (-fips, -restore, -externaldb) are not POSIX-style, so boot parses its own.
-  if (argv[0] === 'boot') return boot(argv.slice(1));
+  if (argv[0] === 'boot') return boot(argv.slice(1), settings);
 
   const program = new Command('ekm')
     .description('ekm server: bootstrap and service control (the server is chosen by EKM_HOME)')
@@ -124,7 +125,7 @@ async function main(): Promise<number | void> {
     .command('start')
     .description('start the ekm service in the background')
     .action(async () => {
-      const paths = homePaths();
+      const paths = homePaths(settings.home);
       const r = await startDaemon(paths);
       print(r.alreadyRunning ? `ekm is already running (pid ${r.pid})` : describeRunning(paths, r.pid).replace('is running', 'started'));
     });
@@ -132,7 +133,7 @@ async function main(): Promise<number | void> {
     .command('stop')
     .description('stop the ekm service gracefully (in-flight requests finish first)')
     .action(async () => {
-      const r = await stopDaemon(homePaths());
+      const r = await stopDaemon(homePaths(settings.home));
       print(
         r.pid === undefined
           ? 'ekm is not running'
@@ -145,7 +146,7 @@ async function main(): Promise<number | void> {
     .command('restart')
     .description('stop, then start the ekm service')
     .action(async () => {
-      const paths = homePaths();
+      const paths = homePaths(settings.home);
       await stopDaemon(paths);
       const r = await startDaemon(paths);
       print(describeRunning(paths, r.pid).replace('is running', 'restarted'));
@@ -154,7 +155,7 @@ async function main(): Promise<number | void> {
     .command('status')
     .description('say whether the ekm service runs (exit 0) or not (exit 3)')
     .action(() => {
-      const paths = homePaths();
+      const paths = homePaths(settings.home);
       const pid = daemonPid(paths);
       if (pid === undefined) {
         print(isBootstrapped(paths) ? 'ekm is not running' : `ekm is not running (no server is bootstrapped in ${paths.home})`);
@@ -172,7 +173,7 @@ async function main(): Promise<number | void> {
     .action(async (o: { out?: string; to?: string }) => {
       if (!o.out || !o.to) throw usageError('backup: --out <file.tar.gz> and --to <backup public key PEM> are required');
       const { backup } = await import('../backup/commands.js');
-      backup({ out: o.out, to: o.to }, homePaths(), print);
+      backup({ out: o.out, to: o.to }, homePaths(settings.home), print);
     });
   backupCmd
     .command('verify')
@@ -200,7 +201,7 @@ async function main(): Promise<number | void> {
     .option('--force', 'replace a store or server already in EKM_HOME')
     .action(async (o: { in: string; key: string; force?: boolean }) => {
       const { restore } = await import('../backup/commands.js');
-      restore({ in: o.in, key: o.key, force: o.force === true }, homePaths(), print);
+      restore({ in: o.in, key: o.key, force: o.force === true }, homePaths(settings.home), print);
     });
   program
     .command('approve-join <fingerprint>')
@@ -209,7 +210,7 @@ async function main(): Promise<number | void> {
     )
     .addOption(new Option('--as <purpose>', 'what the server joins as').choices(['partner', 'aux']).default('partner'))
     .action(async (fingerprint: string, o: { as: 'partner' | 'aux' }) => {
-      const paths = homePaths();
+      const paths = homePaths(settings.home);
       const { loadServerConfig } = await import('../config/server-config.js');
       const config = loadServerConfig(paths);
       if (config.role !== 'partner') {
@@ -229,7 +230,7 @@ async function main(): Promise<number | void> {
     .command('run')
     .description('run the server in the foreground (what the service runs)')
     .action(async () => {
-      code = await run();
+      code = await run(settings);
     });
 
   try {

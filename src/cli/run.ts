@@ -1,9 +1,24 @@
-/** Runs a CLI's main: any error becomes one line on stderr and a non-zero exit code, never a stack trace. */
+/**
+ * Runs a CLI's main: the settings are read and checked first (src/config/settings.ts), so that a
+ * bad one stops the command before it does anything; any error becomes one line on stderr and a
+ * non-zero exit code, never a stack trace.
+ */
 import { CommanderError } from 'commander';
+import { type Settings, readSettings } from '../config/settings.js';
 import { EkmError, describeError } from '../errors.js';
+import { armFailpoints } from '../failpoints.js';
+import { overrideVersion } from '../version.js';
 
-export function runCli(program: string, main: () => Promise<number | void>): void {
-  main().then(
+export function runCli(program: string, main: (settings: Settings) => Promise<number | void>): void {
+  let debug = false;
+  const started = async (): Promise<number | void> => {
+    const settings = readSettings(process.env);
+    debug = settings.test.debug;
+    armFailpoints(settings.test.failpoints);
+    overrideVersion(settings.test.versionOverride);
+    return main(settings);
+  };
+  started().then(
     (code) => {
       process.exitCode = typeof code === 'number' ? code : 0;
     },
@@ -13,7 +28,7 @@ export function runCli(program: string, main: () => Promise<number | void>): voi
         return;
       }
       process.stderr.write(`${program}: ${describeError(err)}\n`);
-      if (!(err instanceof EkmError) && process.env.EKM_DEBUG) process.stderr.write(`${(err as Error).stack ?? ''}\n`);
+      if (!(err instanceof EkmError) && debug) process.stderr.write(`${(err as Error).stack ?? ''}\n`);
       process.exitCode = err instanceof EkmError ? err.exitCode : 1;
     },
   );

@@ -16,6 +16,7 @@ import { registerKeyCommands } from './ucl-keys.js';
 import { type CredentialOpts, type UclContext, call, credentials, withCredentials } from './ucl-session.js';
 import { promptApprover } from '../cluster/approval.js';
 import { ROLE_LABEL, type Role } from '../config/roles.js';
+import type { Settings } from '../config/settings.js';
 
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
 
@@ -66,7 +67,7 @@ export function formatServerTest(clusterId: string, triplets: readonly TripletHe
   return { lines, ok };
 }
 
-async function main(): Promise<number> {
+async function main(settings: Settings): Promise<number> {
   let code = 0;
   const program = new Command('ucl')
     .description('ekm cluster client')
@@ -75,7 +76,7 @@ async function main(): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith('error:') ? `ucl: ${s.slice(7)}` : s) })
     .showSuggestionAfterError(true);
-  const client = async (): Promise<EkmClient> => new EkmClient(await resolveClientOptions((program.opts() as GlobalOpts).server));
+  const client = async (): Promise<EkmClient> => new EkmClient(await resolveClientOptions((program.opts() as GlobalOpts).server, settings));
   const json = (): boolean => (program.opts() as GlobalOpts).json === true;
 
   program

@@ -70,7 +70,14 @@ export interface BootResult {
 export const ROOT_PARTITION = 'root';
 export const ROOT_SO = 'so';
 
-export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Approver, print: (line: string) => void): Promise<BootResult> {
+/** `dbUrl` is the EKM_DB_URL setting, read only with `-externaldb`. */
+export async function bootstrap(
+  args: BootArgs,
+  paths: HomePaths,
+  approver: Approver,
+  print: (line: string) => void,
+  dbUrl: string | undefined,
+): Promise<BootResult> {
   ensureWritableHome(paths);
   if (daemonRunning(paths)) {
     throw new EkmError('EKM_RUNNING', `ekm is running in ${paths.home}`, 'stop it first: ekm stop');
@@ -97,7 +104,7 @@ export async function bootstrap(args: BootArgs, paths: HomePaths, approver: Appr
   // The system key comes first: it seals the database password that server.json keeps.
   const newSystemKey = args.restore ? undefined : randomBytes(32);
   const systemKey = new Barrier(newSystemKey ?? readFileSync(paths.systemKey));
-  const storeConfig: StoreConfig = args.externalDb ? externalStoreConfig(process.env.EKM_DB_URL, systemKey) : { kind: 'sqlite' };
+  const storeConfig: StoreConfig = args.externalDb ? externalStoreConfig(dbUrl, systemKey) : { kind: 'sqlite' };
   if (storeConfig.kind === 'postgres') {
     await checkExternalStore(storeConfig, paths, args.role, systemKey);
     print(`Store: the PostgreSQL database ${storeConfig.url} (the ${ROLE_LABEL[args.role]} role's; every ${ROLE_LABEL[args.role]} of the cluster shares it)`);

@@ -13,8 +13,6 @@ import { accessSync, constants, existsSync, mkdirSync, renameSync, writeFileSync
 import { dirname, join, resolve } from 'node:path';
 import { EkmError } from '../errors.js';
 
-export const DEFAULT_EKM_HOME = '/var/lib/ekm';
-
 export interface HomePaths {
   readonly home: string;
   readonly config: string;
@@ -29,7 +27,8 @@ export interface HomePaths {
   readonly clientConf: string;
 }
 
-export function homePaths(home: string = process.env.EKM_HOME ?? DEFAULT_EKM_HOME): HomePaths {
+/** The files of the server whose home is `home` (the EKM_HOME setting, src/config/settings.ts). */
+export function homePaths(home: string): HomePaths {
   const h = resolve(home);
   return {
     home: h,

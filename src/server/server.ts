@@ -8,8 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import pino, { type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { aesObjectFormatFromEnv } from '../config/aes-object-format.js';
 import type { HomePaths } from '../config/home.js';
+import type { Settings } from '../config/settings.js';
 import { type PeerEntry, type ServerConfig, loadServerConfig, saveServerConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
 import { type PeerStatusReply, REDIAL_WAIT_MS, type TripletHealth, encodeStatus, probeTriplet } from '../cluster/health.js';
@@ -25,7 +25,7 @@ import { InProcessRunner, type PartyRunner, WorkerRunner } from '../service/part
 import { KeyService } from '../service/key-service.js';
 import { ABORT_TOPIC, PROTO_TOPIC, ProtocolHost } from '../service/protocol-host.js';
 import { AuxRecovery } from '../service/aux-recovery.js';
-import { AUX_SWEEP_MS, KeyCatalog } from '../service/key-catalog.js';
+import { KeyCatalog } from '../service/key-catalog.js';
 import { AUX_REPIN_METHOD, ROLE_SECRET_METHOD } from '../cluster/join.js';
 import { ScaleOut, auxRepinHandler, roleSecretHandler } from '../cluster/scale-out.js';
 import { formatAddress } from '../cluster/names.js';
@@ -38,6 +38,7 @@ export interface ServerContext {
   readonly barrier: Barrier;
   readonly peers: PeerManager;
   readonly log: Logger;
+  readonly settings: Settings;
   readonly startedAt: number;
   readonly keys: KeyService;
   /** EP only: names, states and destruction of keys. */
@@ -82,6 +83,7 @@ export class EkmServer implements ServerContext {
     readonly barrier: Barrier,
     readonly log: Logger,
     identity: { keyPem: string; certPem: string },
+    readonly settings: Settings,
   ) {
     this.currentConfig = config;
     this.certs = tripletCerts(config, identity.certPem);
@@ -114,8 +116,7 @@ export class EkmServer implements ServerContext {
       },
       log,
     });
-    const workers = Number(process.env.EKM_PROTOCOL_WORKERS ?? 2);
-    this.runner = workers > 0 ? new WorkerRunner(workers) : new InProcessRunner();
+    this.runner = settings.protocolWorkers > 0 ? new WorkerRunner(settings.protocolWorkers) : new InProcessRunner();
     const signer = identitySignerFromPem(identity.keyPem);
     this.host = new ProtocolHost({ self: ROLE_PARTY[config.role], peers: this.peers, store, log, runner: this.runner, signer });
     this.keys = new KeyService({
@@ -126,8 +127,8 @@ export class EkmServer implements ServerContext {
       host: this.host,
       log,
       identity: { id: ROLE_PARTY[config.role], tripletId: config.tripletId, identityKeyPem: identity.keyPem, certs: this.certs },
-      poolTarget: Number(process.env.EKM_POOL_TARGET ?? 16),
-      aesObjectFormat: aesObjectFormatFromEnv(process.env.EKM_AES_OBJECT_FORMAT),
+      poolTarget: settings.poolTarget,
+      aesObjectFormat: settings.aesObjectFormat,
       registerPeerMethod: (name, handler) => this.registerPeerMethod(name, handler),
     });
     const auxReplaced = async (aux: PeerEntry): Promise<void> => {
@@ -166,6 +167,7 @@ export class EkmServer implements ServerContext {
 
   static async start(
     paths: HomePaths,
+    settings: Settings,
     log: Logger = pino({ base: undefined, timestamp: pino.stdTimeFunctions.isoTime }),
   ): Promise<EkmServer> {
     const config = loadServerConfig(paths);
@@ -183,7 +185,7 @@ export class EkmServer implements ServerContext {
       writerThread: true,
     });
     if (auxStarts) log.warn({ event: 'aux_store_empty' }, 'the Aux store is empty: run the Aux re-derivation from the EP');
-    const server = new EkmServer(config, paths, store, barrier, log.child({ role: config.role, server: config.name }), identity);
+    const server = new EkmServer(config, paths, store, barrier, log.child({ role: config.role, server: config.name }), identity, settings);
     try {
       await store.bindTriplet(config.tripletId);
       await server.keys.start();
@@ -194,13 +196,21 @@ export class EkmServer implements ServerContext {
           peers: server.peers,
           keys: server.keys,
           log: server.log,
-          auxSweepMs: Number(process.env.EKM_AUX_SWEEP_MS ?? AUX_SWEEP_MS),
+          auxSweepMs: settings.test.auxSweepMs,
         });
         server.catalog.start();
       }
       if (config.role === 'ep') {
         // Before the API: ucl server create -a begins a recovery through it.
-        server.recovery = new AuxRecovery({ tripletId: config.tripletId, store, keys: server.keys, peers: server.peers, log: server.log });
+        server.recovery = new AuxRecovery({
+          tripletId: config.tripletId,
+          store,
+          keys: server.keys,
+          peers: server.peers,
+          log: server.log,
+          batch: settings.recoveryBatch,
+          parallel: settings.recoveryParallel,
+        });
         server.api = await startApi(server, identity);
         await server.recovery.start();
         // Scale-out operations a crash cut short (src/cluster/scale-out.ts).

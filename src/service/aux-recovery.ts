@@ -17,9 +17,6 @@ import type { KeyService } from './key-service.js';
 export const RECOVERY_META = 'recovery_pending';
 /** The meta row of a recovery after this triplet's Aux was replaced. */
 export const auxReplacedMeta = (tripletId: string): string => `${RECOVERY_META}/${tripletId}`;
-const BATCH = Number(process.env.EKM_RECOVERY_BATCH ?? 500);
-/** Sessions run at once (each runs in its own protocol worker): one per core of a small server. */
-const PARALLEL = Number(process.env.EKM_RECOVERY_PARALLEL ?? 2);
 
 function chunks<T>(xs: readonly T[], size: number): T[][] {
   const out: T[][] = [];
@@ -45,6 +42,10 @@ export interface AuxRecoveryDeps {
   readonly keys: KeyService;
   readonly peers: PeerManager;
   readonly log: Logger;
+  /** Keys per session (EKM_RECOVERY_BATCH). */
+  readonly batch: number;
+  /** Sessions run at once, each in its own protocol worker (EKM_RECOVERY_PARALLEL). */
+  readonly parallel: number;
 }
 
 export class AuxRecovery {
@@ -156,7 +157,7 @@ export class AuxRecovery {
     const p = this.progress!;
     if (p.phase === 'rederive') {
       // In batches: one session over thousands of keys holds the peers' event loops too long.
-      const raw = await this.deps.store.listKeys({ ...(p.after ? { after: p.after } : {}), limit: BATCH * PARALLEL });
+      const raw = await this.deps.store.listKeys({ ...(p.after ? { after: p.after } : {}), limit: this.deps.batch * this.deps.parallel });
       if (raw.length === 0) {
         this.deps.log.info({ event: 'restore_recovery', keys: p.rederived ?? 0, since: p.since }, 'the Aux shares are re-derived');
         const { after: _done, ...rest } = p;
@@ -164,13 +165,13 @@ export class AuxRecovery {
         return;
       }
       const ids = raw.filter((k) => k.state === 'active' && !k.publicKey).map((k) => k.keyId);
-      const rs = await Promise.all(chunks(ids, BATCH).map((c) => this.deps.keys.rederiveAux(c, { refresh: false })));
+      const rs = await Promise.all(chunks(ids, this.deps.batch).map((c) => this.deps.keys.rederiveAux(c, { refresh: false })));
       const n = rs.reduce((sum, r) => sum + r.keys.length, 0);
       await this.advance(p, { ...p, after: raw[raw.length - 1]!.keyId, rederived: (p.rederived ?? 0) + n });
       return;
     }
     if (p.phase === 'refresh') {
-      const raw = await this.deps.store.listKeys({ ...(p.after ? { after: p.after } : {}), limit: BATCH * PARALLEL });
+      const raw = await this.deps.store.listKeys({ ...(p.after ? { after: p.after } : {}), limit: this.deps.batch * this.deps.parallel });
       if (raw.length === 0) {
         await this.advance(p, { ...p, phase: 'done' });
         this.deps.log.info(
@@ -183,7 +184,7 @@ export class AuxRecovery {
       let done = ids.length;
       if (ids.length > 0) {
         try {
-          await Promise.all(chunks(ids, BATCH).map((c) => this.deps.keys.refresh(c)));
+          await Promise.all(chunks(ids, this.deps.batch).map((c) => this.deps.keys.refresh(c)));
           this.batchFailures = 0;
         } catch (e) {
           if (++this.batchFailures < 5) throw e;

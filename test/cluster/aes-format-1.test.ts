@@ -77,7 +77,7 @@ describe(`AES objects sealed in format 1 by commit ${fixture.commit}`, () => {
     assert.equal((await ekm(t, 'ep', 'stop')).code, 0);
     const bad = await run(join(t.bin, 'ekm'), ['start'], { ...t.env('ep'), EKM_AES_OBJECT_FORMAT: '3' });
     assertOneLineError(bad);
-    assert.match(bad.stderr, /EKM_AES_OBJECT_FORMAT is "3", not 1 or 2/);
+    assert.match(bad.stderr, /EKM_AES_OBJECT_FORMAT must be 1 or 2, got "3"/);
     const started = await run(join(t.bin, 'ekm'), ['start'], { ...t.env('ep'), EKM_AES_OBJECT_FORMAT: '1' });
     assert.equal(started.code, 0, started.stderr);
     await waitInService(t);
