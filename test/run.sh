@@ -33,6 +33,7 @@ quick_cluster=(
   test/cluster/bad-input.test.ts
   test/cluster/accounts.test.ts
   test/cluster/backup.test.ts
+  test/cluster/settings.test.ts
 )
 # Only in the full tier: the slowest triplets (scale-out's two triplets on PostgreSQL, the packaged
 # release, an upgrade from the last release, replacing an Aux, key lifecycles over days of faked
