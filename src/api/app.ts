@@ -15,7 +15,7 @@ import { Authenticator } from './auth.js';
 import type { ApiDeps } from './deps.js';
 import { keyRoutes } from './keys.js';
 import { Metrics } from './metrics.js';
-import { ApiDoc, describeMetricsRoute } from './openapi.js';
+import { ApiDoc } from './openapi.js';
 import { partitionRoutes } from './partitions.js';
 import { zodValidatorCompiler } from './routing.js';
 import { serverRoutes } from './servers.js';
@@ -98,7 +98,6 @@ export async function buildApi(deps: ApiDeps): Promise<Api> {
   const auth = new Authenticator(deps.store);
   const audit = new AuditLog(deps.store);
   new Metrics().register(app);
-  describeMetricsRoute(doc);
   auditHooks(app, { auth, audit, log: deps.log });
 
   await app.register(systemRoutes, { deps, auth, doc });

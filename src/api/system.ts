@@ -1,6 +1,7 @@
 /**
  * The EP's public routes: health, who this EP is, the servers of the cluster (as recorded, and
- * probed live), the password grant of a bearer token, and the OpenAPI document.
+ * probed live), the password grant of a bearer token, and the OpenAPI document (where `/metrics`,
+ * which metrics.ts registers on the root, is described too).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
@@ -8,7 +9,7 @@ import { probeRemoteTriplet } from '../cluster/health.js';
 import { VERSION } from '../version.js';
 import type { Authenticator } from './auth.js';
 import type { ApiDeps } from './deps.js';
-import type { ApiDoc } from './openapi.js';
+import { type ApiDoc, describeMetricsRoute } from './openapi.js';
 import { route } from './routing.js';
 
 export interface SystemRoutesOptions {
@@ -34,7 +35,7 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
       tag: 'system',
       access: 'public',
       ok: { status: 200, description: 'in service', schema: Health },
-      also: [{ status: 503, description: 'not in service', schema: Health }],
+      also: [{ status: 503, description: 'the triplet is not in service', schema: Health }],
     },
     async (_req, reply) => {
       const t = await deps.probe();
@@ -103,4 +104,5 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
 
   let cached: Record<string, unknown> | undefined;
   route(app, doc, { method: 'GET', url: '/api/v1/openapi.json', summary: 'This document', tag: 'system', access: 'public', ok: { status: 200, description: 'OpenAPI 3.1' } }, async () => (cached ??= doc.document()));
+  describeMetricsRoute(doc);
 };
