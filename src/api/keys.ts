@@ -170,7 +170,7 @@ export const keyRoutes: FastifyPluginAsync<KeyRoutesOptions> = async (app, { dep
 
   /**
    * A guard: the caller has one of `roles`, and the key of the path exists in the caller's
-   * partition and may serve `purpose` (404/409 before any word about the body, as ever).
+   * partition and may serve `purpose` (404/409/410 before any word about the body, as ever).
    */
   const keyOfPath =
     (roles: readonly Principal['role'][], what: string, purpose: KeyPurpose) =>

@@ -77,6 +77,7 @@ describe('partition, user and audit routes', () => {
       [k.body.keyId],
     );
     assertError(await t.root('GET', '/partitions/sales/keys'), 403, 'EKM_FORBIDDEN');
+    assertError(await as(BOB, 'POST', '/keys', { alg: 'ecdsa-secp256k1' }), 400, 'EKM_NOT_FIPS');
     assertError(await as(BOB, 'GET', '/partitions/sales/keys?limit=0'), 400, 'EKM_BAD_REQUEST', /^query\.limit: /);
   });
 

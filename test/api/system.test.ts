@@ -122,4 +122,13 @@ describe('system routes', () => {
       assertError(await t.call({ method: 'POST', path: '/token', headers: { 'content-type': 'application/json' }, body: '{"username":' }), 400, 'EKM_BAD_REQUEST');
     });
   });
+
+  // Last: it stops the Aux of the shared triplet.
+  it('health: 503 and the missing server once the Aux is down', async () => {
+    await t.servers.aux.stop(1000);
+    const h = await t.call<{ status: string; triplet: { inService: boolean } }>({ method: 'GET', path: '/health' });
+    assert.equal(h.status, 503);
+    assert.equal(h.body.status, 'unavailable');
+    assert.equal(h.body.triplet.inService, false);
+  });
 });
