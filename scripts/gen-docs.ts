@@ -2,7 +2,8 @@
  * Regenerates the docs that show a real run: docs/api.md from the EP's OpenAPI document, and the
  * "Examples" and "Errors" sections of docs/cli.md. Starts a local triplet in a scratch folder
  * (bin/ekm-local-triplet), runs every example with bash, and writes each command with its real
- * output and exit code. The random root SO password is shown as `RootSOpass1`.
+ * output and exit code. The random root SO password is shown as `RootSOpass1`. docs/api.md alone:
+ * scripts/gen-api-doc.ts, without a running cluster.
  *   node --import tsx scripts/gen-docs.ts
  */
 import { spawnSync } from 'node:child_process';

@@ -84,7 +84,8 @@ fi
 
 node --import tsx --test --test-concurrency=2 "${unit[@]}"
 if [ "${#api[@]}" -gt 0 ]; then
-  node --import tsx --test --test-concurrency=1 "${api[@]}"
+  # Each API test file starts its own three servers in-process (test/support/api-triplet.ts).
+  node --import tsx --test --test-concurrency=2 "${api[@]}"
 fi
 # Two triplets at a time: each file boots its own on free ports and homes, and a triplet mostly
 # waits on its peers, so two share the 2 cores without timing out.

@@ -1,22 +1,31 @@
 /**
  * The EP's HTTPS API (fastify). This layer validates and maps errors; the work lives in services.
  * Every error leaves as `{ error: { code, message } }` with a 4xx/5xx status, never a stack trace.
+ * `buildApi` assembles the routes on the dependencies it is given; `listenApi` serves them over
+ * TLS. Tests call the first alone and answer requests with `inject()`.
  */
 import { randomUUID } from 'node:crypto';
+import { type Server as HttpsServer, createServer } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { EkmError } from '../errors.js';
-import { probeRemoteTriplet } from '../cluster/health.js';
 import { listenError } from '../net/peers.js';
-import type { ServerContext } from '../server/server.js';
-import { VERSION } from '../version.js';
+import { AuditLog } from '../service/audit.js';
+import { auditHooks, auditRoutes } from './audit.js';
 import { Authenticator } from './auth.js';
-import { z } from 'zod';
-import { keyRoutes, parse } from './keys.js';
-import { ApiDoc, describeCoreRoutes } from './openapi.js';
+import type { ApiDeps } from './deps.js';
+import { keyRoutes } from './keys.js';
+import { Metrics } from './metrics.js';
+import { ApiDoc } from './openapi.js';
+import { partitionRoutes } from './partitions.js';
+import { zodValidatorCompiler } from './routing.js';
 import { serverRoutes } from './servers.js';
-import { tenancyApi } from './tenancy.js';
+import { systemRoutes } from './system.js';
+import { userRoutes } from './users.js';
 
 const MAX_PARAM_LENGTH = 800;
+
+/** The TLS version floor of the API listener. */
+const MIN_TLS_VERSION = 'TLSv1.2';
 
 export interface ApiErrorBody {
   error: { code: string; message: string };
@@ -27,14 +36,20 @@ export function errorBody(code: string, message: string): ApiErrorBody {
 }
 
 function noFastifySchemas(): never {
-  throw new Error('a route gave fastify a JSON schema: ekm routes validate with zod instead');
+  throw new Error('fastify was asked for its own JSON-schema compiler: ekm routes validate with zod (routing.ts)');
 }
 
-export async function startApi(ctx: ServerContext, identity: { keyPem: string; certPem: string }): Promise<FastifyInstance> {
-  const api = ctx.config.api;
-  if (!api) throw new EkmError('EKM_CONFIG_CORRUPT', 'the EP configuration has no API address');
+/** The API application and the document of its routes (tests check answers against it). */
+export interface Api {
+  readonly app: FastifyInstance;
+  readonly doc: ApiDoc;
+}
+
+/** Every route of the EP's API on `deps`, ready to listen or to answer `inject()`. */
+export async function buildApi(deps: ApiDeps): Promise<Api> {
   const app = Fastify({
-    https: { key: identity.keyPem, cert: identity.certPem, minVersion: 'TLSv1.2' },
+    // The listener's identity is set when it listens (listenApi): until then it has none.
+    serverFactory: (handler) => createServer({ minVersion: MIN_TLS_VERSION }, handler),
     logger: false,
     // Room for a 4 MiB object in base64 (AES encrypt/decrypt of large blobs); larger bodies get 413.
     bodyLimit: 6 * 1024 * 1024,
@@ -42,8 +57,9 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
     genReqId: () => randomUUID(),
     // A key may be named in the path by its name (64 characters, percent-encoded up to 3 bytes each).
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
-    // Routes validate with zod (keys.ts `parse`) and give fastify no JSON schema, so its Ajv and
-    // fast-json-stringify compilers are never needed: not loading them saves ~0.1 s of start-up.
+    // Routes validate with zod (zodValidatorCompiler) and responses are written with JSON.stringify,
+    // so fastify's Ajv and fast-json-stringify compilers are never needed: not loading them saves
+    // ~0.1 s of start-up.
     schemaController: { compilersFactory: { buildValidator: noFastifySchemas, buildSerializer: noFastifySchemas } },
     // Errors fastify raises before routing (an over-long path parameter, a malformed URL) get the same shape.
     frameworkErrors: (err, _req, reply) => {
@@ -51,15 +67,18 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
       void (reply as FastifyReply).status(status).send(errorBody(status === 414 ? 'EKM_URI_TOO_LONG' : 'EKM_BAD_REQUEST', status === 414 ? `a path segment is longer than ${MAX_PARAM_LENGTH} characters` : 'malformed URL'));
     },
   });
+  app.setValidatorCompiler(zodValidatorCompiler);
   // The EP's own time for the request (received to response sent), beside the key service's `op`
   // where a route reports one: what a client sees above `total` is the network and itself.
   app.addHook('onSend', async (_req, reply) => {
     const op = reply.getHeader('server-timing');
     void reply.header('server-timing', `${op ? `${String(op)}, ` : ''}total;dur=${reply.elapsedTime.toFixed(3)}`);
   });
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
   const doc = new ApiDoc();
   doc.collect(app);
-  describeCoreRoutes(doc);
 
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof EkmError) {
@@ -67,60 +86,44 @@ export async function startApi(ctx: ServerContext, identity: { keyPem: string; c
       return;
     }
     const status = typeof (err as { statusCode?: number }).statusCode === 'number' ? (err as { statusCode: number }).statusCode : 500;
-    if (status >= 500) ctx.log.error({ err: (err as Error).message }, 'API request failed');
+    if (status >= 500) deps.log.error({ err: (err as Error).message }, 'API request failed');
     void reply.status(status).send(errorBody(status >= 500 ? 'EKM_INTERNAL' : 'EKM_BAD_REQUEST', status >= 500 ? 'internal error' : (err as Error).message));
   });
   app.setNotFoundHandler((req, reply) => {
     void reply.status(404).send(errorBody('EKM_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
   });
 
-  const health = async (): Promise<{ status: number; body: unknown }> => {
-    const t = await ctx.probe();
-    return { status: t.inService ? 200 : 503, body: { status: t.inService ? 'ok' : 'unavailable', triplet: t } };
-  };
-  app.get('/api/v1/health', async (_req, reply) => {
-    const h = await health();
-    return reply.status(h.status).send(h.body);
-  });
+  // Hooks every route shares are added here, on the root, before the route plugins load: each
+  // plugin's scope inherits the hooks its parent had when it loaded.
+  const auth = new Authenticator(deps.store, deps.tokenTtlSeconds);
+  const audit = new AuditLog(deps.store);
+  new Metrics().register(app);
+  auditHooks(app, { auth, audit, log: deps.log });
 
-  app.get('/api/v1/info', async () => ({
-    product: 'ekm',
-    version: VERSION,
-    role: ctx.config.role,
-    server: ctx.config.name,
-    clusterId: ctx.config.clusterId,
-    tripletId: ctx.config.tripletId,
-    fips: ctx.config.fips,
-    schemaVersion: await ctx.store.schemaVersion(),
-  }));
+  await app.register(systemRoutes, { deps, auth, doc });
+  await app.register(keyRoutes, { deps, auth, doc });
+  await app.register(partitionRoutes, { deps, auth, doc });
+  await app.register(userRoutes, { auth, doc });
+  await app.register(auditRoutes, { audit, auth, doc });
+  const scaleOut = deps.scaleOut;
+  if (scaleOut) await app.register(serverRoutes, { scaleOut, auth, doc });
+  await app.ready();
+  return { app, doc };
+}
 
-  /** Membership as recorded, without probing (`ucl server list`). */
-  app.get('/api/v1/servers', async () => ({ clusterId: ctx.config.clusterId, servers: await ctx.store.listServers() }));
+export interface ApiListener {
+  readonly host: string;
+  readonly port: number;
+  /** The EP's identity (its TLS key and certificate), the one it shows its peers. */
+  readonly identity: { readonly keyPem: string; readonly certPem: string };
+}
 
-  /** Live probe of every server (`ucl server test`): this EP's triplet, then each other triplet through its EP. */
-  app.get('/api/v1/servers/test', async () => {
-    const members = await ctx.store.listServers();
-    const others = [...new Set(members.map((m) => m.tripletId))].filter((id) => id !== ctx.config.tripletId);
-    const triplets = await Promise.all([ctx.probe(), ...others.map((id) => probeRemoteTriplet(members.filter((m) => m.tripletId === id)))]);
-    return { clusterId: ctx.config.clusterId, inService: triplets.every((t) => t.inService), triplets };
-  });
-
-  const auth = new Authenticator(ctx.store, ctx.settings.tokenTtlSeconds);
-  const TokenBody = z.object({ grant_type: z.literal('password').optional(), username: z.string().min(1).max(256), password: z.string().min(1).max(1024) }).strict();
-  app.post('/api/v1/token', async (req) => {
-    const body = parse(TokenBody, req.body, 'body');
-    return auth.issueToken(await auth.login(body.username, body.password));
-  });
-  const catalog = ctx.catalog;
-  if (!catalog) throw new EkmError('EKM_INTERNAL', 'the EP API needs the key catalogue');
-  keyRoutes(app, { keys: ctx.keys, catalog, store: ctx.store }, auth, doc);
-  tenancyApi(app, { store: ctx.store, log: ctx.log, catalog }, auth, doc);
-  if (ctx.scaleOut) serverRoutes(app, ctx.scaleOut, auth, doc);
-
+/** Serves a built API over TLS on `host:port`; a port in use is a one-line error naming it. */
+export async function listenApi(app: FastifyInstance, listener: ApiListener): Promise<void> {
+  (app.server as HttpsServer).setSecureContext({ key: listener.identity.keyPem, cert: listener.identity.certPem, minVersion: MIN_TLS_VERSION });
   try {
-    await app.listen({ host: api.host, port: api.port });
+    await app.listen({ host: listener.host, port: listener.port });
   } catch (e) {
-    throw listenError(e as NodeJS.ErrnoException, api.host, api.port, 'API');
+    throw listenError(e as NodeJS.ErrnoException, listener.host, listener.port, 'API');
   }
-  return app;
 }

@@ -4,15 +4,16 @@
  * partition, operation, key id, result, status, client address, request id, and the error code
  * when it failed. Never a body, a password or a token. The same facts go to the structured log.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { EkmError } from '../errors.js';
 import { type AuditLog, ROOT_PARTITION_ID } from '../service/audit.js';
 import { KEY_UID_RE } from '../store/key-records.js';
 import type { Authenticator } from './auth.js';
-import { auditedKeyId, parse } from './keys.js';
-import { type ApiDoc, route } from './openapi.js';
+import { auditedKeyId } from './keys.js';
+import type { ApiDoc } from './openapi.js';
+import { route } from './routing.js';
 
 const OPERATIONS: Record<string, string> = {
   'POST /api/v1/token': 'auth.token',
@@ -86,7 +87,13 @@ const Row = z.object({
   keyRef: z.string(),
 });
 
-export function auditRoutes(app: FastifyInstance, auth: Authenticator, audit: AuditLog, doc: ApiDoc, log: Logger): void {
+export interface AuditRoutesOptions {
+  readonly audit: AuditLog;
+  readonly auth: Authenticator;
+  readonly doc: ApiDoc;
+}
+
+export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, { audit, auth, doc }) => {
   route(
     app,
     doc,
@@ -99,11 +106,14 @@ export function auditRoutes(app: FastifyInstance, auth: Authenticator, audit: Au
       query: ListQuery,
       ok: { status: 200, description: 'rows', schema: z.object({ rows: z.array(Row), next: z.number().nullable() }) },
       errors: [403],
+      guard: async (req) => {
+        const a = await auth.authenticate(req);
+        if (a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: a user does not read the audit log', undefined, 1, 403);
+      },
     },
     async (req) => {
       const a = await auth.authenticate(req);
-      if (a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: a user does not read the audit log', undefined, 1, 403);
-      const q = parse(ListQuery, req.query, 'query');
+      const q = req.query;
       const rows = await audit.list({ after: q.after, limit: q.limit + 1, partition: a.partitionId === ROOT_PARTITION_ID ? undefined : a.partition });
       const page = rows.slice(0, q.limit);
       return { rows: page, next: rows.length > q.limit ? page[page.length - 1]!.seq : null };
@@ -124,14 +134,23 @@ export function auditRoutes(app: FastifyInstance, auth: Authenticator, audit: Au
         schema: z.object({ ok: z.boolean(), rows: z.number(), head: z.object({ seq: z.number(), hash: z.string() }).nullable(), problems: z.array(z.object({ seq: z.number(), problem: z.string() })) }),
       },
       errors: [403],
+      guard: async (req) => {
+        const a = await auth.authenticate(req);
+        if (a.partitionId !== ROOT_PARTITION_ID || a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: the root SO and root auditors verify the audit chain', undefined, 1, 403);
+      },
     },
-    async (req) => {
-      const a = await auth.authenticate(req);
-      if (a.partitionId !== ROOT_PARTITION_ID || a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: the root SO and root auditors verify the audit chain', undefined, 1, 403);
-      return audit.verify();
-    },
+    async () => audit.verify(),
   );
+};
 
+
+/**
+ * Records every answered request in the audit log (and the structured log). Added on the root
+ * instance before the route plugins load, so that every route's scope has it; the rows still
+ * waiting for their group commit are written when the app closes, before the store does.
+ */
+export function auditHooks(app: FastifyInstance, { auth, audit, log }: { auth: Authenticator; audit: AuditLog; log: Logger }): void {
+  app.addHook('onClose', async () => audit.drain());
   app.addHook('onError', async (req, _reply, err) => {
     errorCodes.set(req, err instanceof EkmError ? err.code : 'EKM_BAD_REQUEST');
   });

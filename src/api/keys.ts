@@ -7,18 +7,20 @@
  * is checked here; whether the key may serve the purpose is the catalogue's rule.
  */
 import { performance } from 'node:perf_hooks';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { EkmError } from '../errors.js';
 import { isRsaAlg } from '../protocols/rsa.js';
 import { ROOT_PARTITION_ID } from '../service/audit.js';
-import { KEY_NAME_RE, type KeyCatalog, type KeyPurpose, MAX_DESCRIPTION } from '../service/key-catalog.js';
-import { KEY_ALGS, type KeyAlg, type KeyService, type PublicKeyFormat } from '../service/key-service.js';
+import { KEY_NAME_RE, type KeyPurpose, MAX_DESCRIPTION } from '../service/key-catalog.js';
+import { KEY_ALGS, type KeyAlg, type PublicKeyFormat } from '../service/key-service.js';
 import { importPublicKey } from '../service/public-keys.js';
 import { KEY_UID_RE, type KeyRow } from '../store/key-records.js';
-import type { DestroyedKeyRow, Store } from '../store/store.js';
+import type { DestroyedKeyRow } from '../store/store.js';
 import type { Authenticator, Principal } from './auth.js';
-import { type ApiDoc, route } from './openapi.js';
+import type { ApiDeps } from './deps.js';
+import type { ApiDoc } from './openapi.js';
+import { parse, route } from './routing.js';
 
 /** Base64 of at most 4 MiB of binary data. */
 const b64 = z.string().max(5_600_000).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64').describe('base64');
@@ -79,7 +81,8 @@ const EncryptBody = z
 const DecryptBody = z
   .object({ ciphertext: b64, aad: b64.optional(), scheme: z.enum(['oaep', 'pkcs1v15']).optional(), hash: z.enum(['sha1', 'sha256']).optional(), label: b64.optional() })
   .strict();
-const DataKeyBody = z.object({ bits: z.union([z.literal(128), z.literal(256)]).default(256), aad: b64.optional() }).strict();
+// The whole body may be left out: a 256-bit data key without AAD.
+const DataKeyBody = z.object({ bits: z.union([z.literal(128), z.literal(256)]).default(256), aad: b64.optional() }).strict().default({ bits: 256 });
 const PublicQuery = z.object({ format: z.enum(['pem', 'der', 'raw', 'jwk']).default('pem') }).strict();
 const EmptyBody = z.object({}).strict().optional();
 
@@ -100,15 +103,6 @@ const KeyShowOut = KeyOut.extend({
   presignaturesReady: z.number(),
   notAfter: NotAfterOut,
 });
-
-export function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    const i = r.error.issues[0]!;
-    throw new EkmError('EKM_BAD_REQUEST', `${where}${i.path.length ? `.${i.path.join('.')}` : ''}: ${i.message}`, undefined, 2, 400);
-  }
-  return r.data;
-}
 
 const b64out = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const bytes = (s: string | undefined): Uint8Array | undefined => (s === undefined ? undefined : new Uint8Array(Buffer.from(s, 'base64')));
@@ -151,8 +145,16 @@ async function timedOp<T>(reply: FastifyReply, op: () => Promise<T>): Promise<T>
 const CRYPTO_ROLES = ['so', 'user'] as const;
 const ANY_ROLE = ['so', 'user', 'auditor'] as const;
 
-export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog: KeyCatalog; store: Store }, auth: Authenticator, doc: ApiDoc): void {
-  const { keys, catalog } = ctx;
+export interface KeyRoutesOptions {
+  readonly deps: Pick<ApiDeps, 'keys' | 'catalog' | 'store'>;
+  readonly auth: Authenticator;
+  readonly doc: ApiDoc;
+}
+
+export const keyRoutes: FastifyPluginAsync<KeyRoutesOptions> = async (app, { deps, auth, doc }) => {
+  const { keys, catalog, store } = deps;
+  /** The key of the path, as the route's guard resolved it. */
+  const resolvedKeys = new WeakMap<FastifyRequest, KeyRow>();
 
   async function caller(req: FastifyRequest, roles: readonly Principal['role'][], what: string): Promise<Principal> {
     const p = await auth.authenticate(req);
@@ -160,12 +162,30 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
     return p;
   }
 
-  /** The caller and the key of the path, resolved in the caller's partition for `purpose`. */
-  async function keyFor(req: FastifyRequest, roles: readonly Principal['role'][], what: string, purpose: KeyPurpose): Promise<{ p: Principal; key: KeyRow }> {
-    const p = await caller(req, roles, what);
-    const key = await catalog.resolve(p.partitionId, parse(KeyRef, req.params, 'path').keyId, purpose);
-    keyIds.set(req, key.keyId);
-    return { p, key };
+  /** A guard: the caller has one of `roles`. */
+  const allow =
+    (roles: readonly Principal['role'][], what: string) =>
+    (req: FastifyRequest): Promise<Principal> =>
+      caller(req, roles, what);
+
+  /**
+   * A guard: the caller has one of `roles`, and the key of the path exists in the caller's
+   * partition and may serve `purpose` (404/409/410 before any word about the body, as ever).
+   */
+  const keyOfPath =
+    (roles: readonly Principal['role'][], what: string, purpose: KeyPurpose) =>
+    async (req: FastifyRequest): Promise<void> => {
+      const p = await caller(req, roles, what);
+      const key = await catalog.resolve(p.partitionId, parse(KeyRef, req.params, 'path').keyId, purpose);
+      keyIds.set(req, key.keyId);
+      resolvedKeys.set(req, key);
+    };
+
+  /** The caller and the key its route's `keyOfPath` guard resolved. */
+  async function keyFor(req: FastifyRequest): Promise<{ p: Principal; key: KeyRow }> {
+    const key = resolvedKeys.get(req);
+    if (!key) throw new EkmError('EKM_INTERNAL', 'a key route ran without resolving its key', undefined, 1, 500);
+    return { p: await auth.authenticate(req), key };
   }
 
   const publicPem = async (k: KeyRow): Promise<string | null> => (k.alg === 'aes-256-dprf' ? null : ((await keys.publicKey(k.keyId, 'pem')).value as string));
@@ -186,10 +206,11 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       body: GenerateBody,
       ok: { status: 201, description: 'generated', schema: KeyOut.extend({ publicKey: z.string().nullable().describe('PEM (null for AES)'), notAfter: NotAfterOut }) },
       errors: [403, 409, 502, 503],
+      guard: allow(CRYPTO_ROLES, 'generate keys'),
     },
     async (req, reply) => {
-      const p = await caller(req, CRYPTO_ROLES, 'generate keys');
-      const body = parse(GenerateBody, req.body, 'body');
+      const p = await auth.authenticate(req);
+      const body = req.body;
       await auth.accounts.checkKeyAlg(p, body.alg);
       const policy = body.notAfter !== undefined ? { notAfter: Date.parse(body.notAfter) } : {};
       const k = await catalog.create(p.partitionId, body, () => keys.generateKey(body.alg, policy));
@@ -210,10 +231,11 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       body: ImportBody,
       ok: { status: 201, description: 'imported', schema: KeyOut.extend({ publicKey: z.string() }) },
       errors: [403, 409, 502, 503],
+      guard: allow(CRYPTO_ROLES, 'import keys'),
     },
     async (req, reply) => {
-      const p = await caller(req, CRYPTO_ROLES, 'import keys');
-      const body = parse(ImportBody, req.body, 'body');
+      const p = await auth.authenticate(req);
+      const body = req.body;
       const pub = body.publicKeyPem;
       if (pub !== undefined) await auth.accounts.checkKeyAlg(p, importPublicKey(pub).alg);
       const k = await catalog.create(p.partitionId, body, () => (pub !== undefined ? keys.importPublic(pub) : keys.rsaAes.createRsa({ privateKeyPem: body.privateKeyPem! })));
@@ -233,12 +255,12 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       access: 'any role',
       query: ListQuery,
       ok: { status: 200, description: 'a page of keys', schema: z.object({ partition: z.string(), index: z.number(), total: z.number().describe('live keys in the partition'), keys: z.array(KeyOut), next: z.string().nullable() }) },
+      guard: allow(ANY_ROLE, 'list keys'),
     },
     async (req) => {
-      const p = await caller(req, ANY_ROLE, 'list keys');
-      const q = parse(ListQuery, req.query, 'query');
-      const page = await catalog.list(p.partitionId, q);
-      return { partition: p.partition, index: p.partitionId - 1, total: await ctx.store.countPartitionKeys(p.partitionId), keys: page.keys.map(keyOut), next: page.next };
+      const p = await auth.authenticate(req);
+      const page = await catalog.list(p.partitionId, req.query);
+      return { partition: p.partition, index: p.partitionId - 1, total: await store.countPartitionKeys(p.partitionId), keys: page.keys.map(keyOut), next: page.next };
     },
   );
 
@@ -254,15 +276,16 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       params: KeyRef,
       ok: { status: 200, description: 'key', schema: KeyShowOut },
       errors: [404],
+      guard: allow(ANY_ROLE, 'show keys'),
     },
     async (req) => {
-      const p = await caller(req, ANY_ROLE, 'show keys');
-      const ref = parse(KeyRef, req.params, 'path').keyId;
+      const p = await auth.authenticate(req);
+      const ref = req.params.keyId;
       let key: KeyRow;
       try {
         key = await catalog.resolve(p.partitionId, ref, 'read');
       } catch (e) {
-        const gone = e instanceof EkmError && e.code === 'EKM_KEY_DESTROYED' ? await ctx.store.getDestroyedKey(ref) : undefined;
+        const gone = e instanceof EkmError && e.code === 'EKM_KEY_DESTROYED' ? await store.getDestroyedKey(ref) : undefined;
         if (!gone) throw e;
         keyIds.set(req, gone.keyId);
         return { ...keyOut(gone), publicKey: null, presignaturesReady: 0, notAfter: null };
@@ -284,12 +307,12 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       params: KeyRef,
       body: UpdateBody,
       ok: { status: 200, description: 'key', schema: KeyOut },
-      errors: [403, 404, 409],
+      errors: [403, 404, 409, 410],
+      guard: keyOfPath(CRYPTO_ROLES, 'change keys', 'manage'),
     },
     async (req) => {
-      const { p, key } = await keyFor(req, CRYPTO_ROLES, 'change keys', 'manage');
-      const body = parse(UpdateBody, req.body, 'body');
-      return keyOut(await catalog.update(p.partitionId, key.keyId, body));
+      const { p, key } = await keyFor(req);
+      return keyOut(await catalog.update(p.partitionId, key.keyId, req.body));
     },
   );
 
@@ -308,10 +331,11 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
         description: 'destroyed',
         schema: KeyOut.extend({ pendingPurge: z.array(z.enum(['partner', 'aux'])).describe('peers that were unreachable: asked again until they erase their share') }),
       },
-      errors: [403, 404],
+      errors: [403, 404, 410],
+      guard: keyOfPath(CRYPTO_ROLES, 'destroy keys', 'manage'),
     },
     async (req) => {
-      const { p, key } = await keyFor(req, CRYPTO_ROLES, 'destroy keys', 'manage');
+      const { p, key } = await keyFor(req);
       const r = await catalog.destroy(p.partitionId, key.keyId);
       return { ...keyOut(r.row), pendingPurge: r.pending };
     },
@@ -329,11 +353,12 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       params: KeyRef,
       query: PublicQuery,
       ok: { status: 200, description: 'public key', schema: z.object({ keyId: z.string(), alg: z.string(), format: z.string(), value: z.unknown() }) },
-      errors: [404],
+      errors: [404, 410],
+      guard: keyOfPath(ANY_ROLE, 'export public keys', 'read'),
     },
     async (req) => {
-      const { key } = await keyFor(req, ANY_ROLE, 'export public keys', 'read');
-      const { format } = parse(PublicQuery, req.query, 'query');
+      const { key } = await keyFor(req);
+      const { format } = req.query;
       const pub = await keys.publicKey(key.keyId, format as PublicKeyFormat);
       return { keyId: key.keyId, alg: pub.alg, format, value: pub.value instanceof Uint8Array ? b64out(pub.value) : pub.value };
     },
@@ -351,11 +376,12 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       params: KeyRef,
       body: SignBody,
       ok: { status: 200, description: 'signature', schema: z.object({ keyId: z.string(), alg: z.string(), epoch: z.number(), format: z.string(), mode: z.string(), signature: b64 }) },
-      errors: [403, 404, 409, 502, 503],
+      errors: [403, 404, 409, 410, 502, 503],
+      guard: keyOfPath(CRYPTO_ROLES, 'sign', 'protect'),
     },
     async (req, reply) => {
-      const { key } = await keyFor(req, CRYPTO_ROLES, 'sign', 'protect');
-      const body = parse(SignBody, req.body, 'body');
+      const { key } = await keyFor(req);
+      const body = req.body;
       const r = await timedOp(reply, () => keys.sign(key.keyId, { message: bytes(body.message), digest: bytes(body.digest), hash: body.hash, format: body.format, scheme: body.scheme }));
       return { keyId: key.keyId, alg: r.alg, epoch: r.epoch, format: r.format, mode: r.mode, signature: b64out(r.signature) };
     },
@@ -373,11 +399,12 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       params: KeyRef,
       body: VerifyBody,
       ok: { status: 200, description: 'result', schema: z.object({ keyId: z.string(), valid: z.boolean() }) },
-      errors: [404],
+      errors: [404, 410],
+      guard: keyOfPath(ANY_ROLE, 'verify', 'process'),
     },
     async (req, reply) => {
-      const { key } = await keyFor(req, ANY_ROLE, 'verify', 'process');
-      const body = parse(VerifyBody, req.body, 'body');
+      const { key } = await keyFor(req);
+      const body = req.body;
       const sig = bytes(body.signature)!;
       const valid = await timedOp(reply, () =>
         keys.verify(key.keyId, { message: bytes(body.message), digest: bytes(body.digest), hash: body.hash, format: body.format, scheme: body.scheme }, sig),
@@ -398,11 +425,12 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       params: KeyRef,
       body: EncryptBody,
       ok: { status: 200, description: 'ciphertext', schema: z.object({ keyId: z.string(), ciphertext: b64 }) },
-      errors: [403, 404, 409, 502, 503],
+      errors: [403, 404, 409, 410, 502, 503],
+      guard: keyOfPath(CRYPTO_ROLES, 'encrypt', 'protect'),
     },
     async (req, reply) => {
-      const { key } = await keyFor(req, CRYPTO_ROLES, 'encrypt', 'protect');
-      const body = parse(EncryptBody, req.body, 'body');
+      const { key } = await keyFor(req);
+      const body = req.body;
       const plaintext = bytes(body.plaintext)!;
       const ciphertext = await timedOp(reply, () =>
         isRsaAlg(key.alg)
@@ -425,11 +453,12 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       params: KeyRef,
       body: DecryptBody,
       ok: { status: 200, description: 'plaintext', schema: z.object({ keyId: z.string(), plaintext: b64 }) },
-      errors: [400, 403, 404, 502, 503],
+      errors: [400, 403, 404, 410, 502, 503],
+      guard: keyOfPath(CRYPTO_ROLES, 'decrypt', 'process'),
     },
     async (req, reply) => {
-      const { key } = await keyFor(req, CRYPTO_ROLES, 'decrypt', 'process');
-      const body = parse(DecryptBody, req.body, 'body');
+      const { key } = await keyFor(req);
+      const body = req.body;
       const ciphertext = bytes(body.ciphertext)!;
       const plaintext = await timedOp(reply, async () =>
         isRsaAlg(key.alg)
@@ -452,11 +481,12 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       params: KeyRef,
       body: DataKeyBody,
       ok: { status: 200, description: 'data key', schema: z.object({ keyId: z.string(), bits: z.number(), plaintextKey: b64, ciphertext: b64 }) },
-      errors: [403, 404, 409, 502, 503],
+      errors: [403, 404, 409, 410, 502, 503],
+      guard: keyOfPath(CRYPTO_ROLES, 'generate data keys', 'protect'),
     },
     async (req, reply) => {
-      const { key } = await keyFor(req, CRYPTO_ROLES, 'generate data keys', 'protect');
-      const body = parse(DataKeyBody, req.body ?? {}, 'body');
+      const { key } = await keyFor(req);
+      const body = req.body;
       const dk = await timedOp(reply, () => keys.rsaAes.aesDataKey(key.keyId, body.bits, bytes(body.aad) ?? new Uint8Array(0)));
       return { keyId: key.keyId, bits: body.bits, plaintextKey: b64out(dk.plaintextKey), ciphertext: b64out(dk.sealed) };
     },
@@ -472,12 +502,13 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       tag: 'keys',
       access: 'so, user',
       params: KeyRef,
+      body: EmptyBody,
       ok: { status: 200, description: 'new epoch', schema: z.object({ keyId: z.string(), epoch: z.number().nullable() }) },
-      errors: [403, 404, 502, 503],
+      errors: [403, 404, 410, 502, 503],
+      guard: keyOfPath(CRYPTO_ROLES, 'refresh keys', 'manage'),
     },
     async (req) => {
-      const { key } = await keyFor(req, CRYPTO_ROLES, 'refresh keys', 'manage');
-      parse(EmptyBody, req.body ?? undefined, 'body');
+      const { key } = await keyFor(req);
       const r = await keys.refresh([key.keyId]);
       return { keyId: key.keyId, epoch: r.keys[0]?.to ?? null };
     },
@@ -494,12 +525,14 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
       access: 'so of root',
       ok: { status: 200, description: 'how many keys', schema: z.object({ keys: z.number() }) },
       errors: [403, 502, 503],
+      guard: async (req) => {
+        const p = await caller(req, ['so'], 're-derive the Aux');
+        if (p.partitionId !== ROOT_PARTITION_ID) throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO re-derives the Aux', undefined, 1, 403);
+      },
     },
-    async (req) => {
-      const p = await caller(req, ['so'], 're-derive the Aux');
-      if (p.partitionId !== ROOT_PARTITION_ID) throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO re-derives the Aux', undefined, 1, 403);
+    async () => {
       const r = await keys.rederiveAux();
       return { keys: r.keys.length };
     },
   );
-}
+};

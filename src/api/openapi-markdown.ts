@@ -1,7 +1,8 @@
 /**
  * Renders the OpenAPI document as docs/api.md: one section per operation with who may call it,
- * its parameters and body (JSON Schema), its answers, and a curl example. scripts/gen-docs.ts
- * renders it from a running EP; by hand:
+ * its parameters and body (JSON Schema), its answers, and a curl example.
+ * scripts/gen-api-doc.ts renders it from an API built in-process (no cluster needed), and
+ * scripts/gen-docs.ts from a running EP along with docs/cli.md; from any EP by hand:
  *   curl -sk https://127.0.0.1:16643/api/v1/openapi.json > openapi.json
  *   node --import tsx src/api/openapi-markdown.ts openapi.json > docs/api.md
  */

@@ -1,15 +1,22 @@
 /**
- * The OpenAPI 3.1 document served at `/api/v1/openapi.json`. Routes of this issue describe
- * themselves through `route` with the same zod schemas that validate them; the few routes of
- * app.ts are described here by hand.
+ * The OpenAPI 3.1 document served at `/api/v1/openapi.json`. Every route describes itself through
+ * `route` (routing.ts) with the same zod schemas that validate it, and declares its responses
+ * (status → schema) here, where the API tests check each answer against them; only `/metrics`,
+ * which its own module registers, is described by hand.
  * Every route fastify registered is checked against the document at start-up: one that is not
  * documented is listed under `x-undocumented` (a test requires that list to be absent).
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { VERSION } from '../version.js';
 
 type Schema = z.ZodType;
+
+export interface ResponseDoc {
+  readonly status: number;
+  readonly description: string;
+  readonly schema?: Schema;
+}
 
 export interface OpDoc {
   readonly method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD';
@@ -22,12 +29,15 @@ export interface OpDoc {
   readonly params?: Schema;
   readonly query?: Schema;
   readonly body?: Schema;
-  readonly ok: { status: number; description: string; schema?: Schema };
+  readonly ok: ResponseDoc;
+  /** Answers besides `ok` that are not errors (health's 503 has the same body as its 200). */
+  readonly also?: readonly ResponseDoc[];
   /** Error statuses this operation answers with (besides 400/401/404 that most do). */
   readonly errors?: readonly number[];
 }
 
-const ErrorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+/** The one error shape of the API. */
+export const ErrorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 const json = (s: Schema): unknown => z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
 const openapiPath = (url: string): string => url.replace(/:([A-Za-z]+)/g, '{$1}');
 
@@ -37,6 +47,7 @@ const ERROR_TEXT: Record<number, string> = {
   403: 'authenticated but not allowed',
   404: 'no such partition, user, key or route',
   409: 'conflict (exists, not empty)',
+  410: 'the key was destroyed (its record stays)',
   413: 'body too large',
   502: 'a threshold protocol aborted (safe to retry)',
   503: 'the triplet is not in service',
@@ -65,6 +76,32 @@ export class ApiDoc {
       .map((r) => `${r.method} ${r.url}`);
   }
 
+  /**
+   * The schema a route declares for an answer with `status` to `method path` (a concrete path,
+   * e.g. `/api/v1/keys/signer`): its `ok` or `also` schema, the error schema for a documented
+   * error status, or a reason why the answer is not what the document promises.
+   */
+  responseSchema(method: string, path: string, status: number): { schema: Schema | undefined } | { problem: string } {
+    const op = this.operationOf(method, path);
+    // No route: the not-found handler's 404, in the error shape.
+    if (!op) return status === 404 ? { schema: ErrorSchema } : { problem: `no documented route for ${method} ${path}` };
+    const declared = [op.ok, ...(op.also ?? [])].find((r) => r.status === status);
+    if (declared) return { schema: declared.schema };
+    if (errorStatuses(op).includes(status) || FRAMEWORK_ERRORS.includes(status)) return { schema: ErrorSchema };
+    return { problem: `${op.method} ${op.url} answered ${status}, which its documentation does not list` };
+  }
+
+  /** The documented operation that serves `method path`: a literal route before one with parameters, as the router chooses. */
+  private operationOf(method: string, path: string): OpDoc | undefined {
+    const segments = path.split('?')[0]!.split('/');
+    const matches = this.ops.filter((o) => {
+      const pattern = o.url.split('/');
+      return o.method === method && pattern.length === segments.length && pattern.every((p, i) => p.startsWith(':') || p === segments[i]);
+    });
+    const params = (o: OpDoc): number => o.url.split('/').filter((p) => p.startsWith(':')).length;
+    return matches.sort((a, b) => params(a) - params(b))[0];
+  }
+
   document(): Record<string, unknown> {
     const paths: Record<string, Record<string, unknown>> = {};
     for (const op of this.ops) {
@@ -79,11 +116,11 @@ export class ApiDoc {
           parameters.push({ name, in: where, required: where === 'path' || (js.required ?? []).includes(name), schema: s });
         }
       }
-      const responses: Record<string, unknown> = {
-        [String(op.ok.status)]: { description: op.ok.description, ...(op.ok.schema ? { content: { 'application/json': { schema: json(op.ok.schema) } } } : {}) },
-      };
-      const errs = new Set<number>([...(op.access === 'public' ? [] : [401]), ...(op.body || op.query || op.params ? [400] : []), ...(op.errors ?? [])]);
-      for (const e of [...errs].sort()) {
+      const responses: Record<string, unknown> = {};
+      for (const r of [op.ok, ...(op.also ?? [])]) {
+        responses[String(r.status)] = { description: r.description, ...(r.schema ? { content: { 'application/json': { schema: json(r.schema) } } } : {}) };
+      }
+      for (const e of errorStatuses(op)) {
         responses[String(e)] = { description: ERROR_TEXT[e] ?? 'error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
       }
       (paths[openapiPath(op.url)] ??= {})[op.method.toLowerCase()] = {
@@ -92,7 +129,7 @@ export class ApiDoc {
         'x-access': op.access,
         ...(op.access === 'public' ? { security: [] } : {}),
         ...(parameters.length ? { parameters } : {}),
-        ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: json(op.body) } } } } : {}),
+        ...(op.body ? { requestBody: { required: !op.body.safeParse(undefined).success, content: { 'application/json': { schema: json(op.body) } } } } : {}),
         responses,
       };
     }
@@ -120,47 +157,16 @@ export class ApiDoc {
   }
 }
 
-// ---- routes defined in app.ts (described here; validated there) ----
+/** Statuses any route may answer before it runs: body too large (413), a path segment too long (414), the server closing (503). */
+const FRAMEWORK_ERRORS: readonly number[] = [413, 414, 503];
 
-export function describeCoreRoutes(doc: ApiDoc): void {
-  const Triplet = z.object({}).passthrough().describe('triplet health: servers, states, round trips');
-  doc.add({ method: 'GET', url: '/api/v1/health', summary: 'Health: 200 when the triplet is in service, 503 otherwise', tag: 'system', access: 'public', ok: { status: 200, description: 'in service', schema: z.object({ status: z.enum(['ok', 'unavailable']), triplet: Triplet }) }, errors: [503] });
-  doc.add({
-    method: 'GET',
-    url: '/api/v1/info',
-    summary: 'Product, version, role, names and schema of this EP',
-    tag: 'system',
-    access: 'public',
-    ok: { status: 200, description: 'info', schema: z.object({ product: z.literal('ekm'), version: z.string(), role: z.string(), server: z.string(), clusterId: z.string(), tripletId: z.string(), fips: z.boolean(), schemaVersion: z.number() }) },
-  });
-  doc.add({ method: 'GET', url: '/api/v1/servers', summary: 'Servers of the cluster as recorded (ucl server list)', tag: 'system', access: 'public', ok: { status: 200, description: 'servers', schema: z.object({ clusterId: z.string(), servers: z.array(z.object({}).passthrough()) }) } });
-  doc.add({ method: 'GET', url: '/api/v1/servers/test', summary: 'Probe every server (ucl server test)', tag: 'system', access: 'public', ok: { status: 200, description: 'probe', schema: z.object({ clusterId: z.string(), inService: z.boolean(), triplets: z.array(Triplet) }) } });
-  doc.add({
-    method: 'POST',
-    url: '/api/v1/token',
-    summary: 'Password grant: a short-lived bearer token (EKM_TOKEN_TTL_SECONDS, default 900 s)',
-    tag: 'auth',
-    access: 'public',
-    body: z.object({ grant_type: z.literal('password').optional(), username: z.string().describe('user@partition'), password: z.string() }).strict(),
-    ok: { status: 200, description: 'token', schema: z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number() }) },
-    errors: [401],
-  });
-  doc.add({ method: 'GET', url: '/api/v1/openapi.json', summary: 'This document', tag: 'system', access: 'public', ok: { status: 200, description: 'OpenAPI 3.1' } });
+/** The error statuses an operation documents: 401 unless public, 400 when it takes input, and its own. */
+function errorStatuses(op: OpDoc): number[] {
+  const errs = new Set<number>([...(op.access === 'public' ? [] : [401]), ...(op.body || op.query || op.params ? [400] : []), ...(op.errors ?? [])]);
+  return [...errs].sort();
+}
+
+/** `/metrics` is registered by its own module (metrics.ts), so it is described here. */
+export function describeMetricsRoute(doc: ApiDoc): void {
   doc.add({ method: 'GET', url: '/metrics', summary: 'Prometheus metrics (text format 0.0.4)', tag: 'system', access: 'public', ok: { status: 200, description: 'text/plain metrics' } });
-}
-
-export function openApiRoute(app: FastifyInstance, doc: ApiDoc): void {
-  let cached: Record<string, unknown> | undefined;
-  app.get('/api/v1/openapi.json', async () => (cached ??= doc.document()));
-}
-
-/** Registers a route and its documentation together. */
-export function route(
-  app: FastifyInstance,
-  doc: ApiDoc,
-  op: OpDoc,
-  handler: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>,
-): void {
-  doc.add(op);
-  app.route({ method: op.method, url: op.url, handler });
 }

@@ -3,16 +3,15 @@
  * keys a partition holds (with paging and an algorithm filter). Rules live in
  * src/service/accounts.ts; this layer validates and maps.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { EkmError } from '../errors.js';
 import { DEFAULT_MAX_FAILED_LOGINS, MAX_PASSWORD, NAME_RE } from '../service/accounts.js';
-import type { KeyCatalog } from '../service/key-catalog.js';
 import { KEY_UID_RE } from '../store/key-records.js';
-import type { Store } from '../store/store.js';
 import type { Authenticator } from './auth.js';
-import { parse } from './keys.js';
-import { type ApiDoc, route } from './openapi.js';
+import type { ApiDeps } from './deps.js';
+import type { ApiDoc } from './openapi.js';
+import { route } from './routing.js';
 
 const Name = z.string().regex(NAME_RE, "letters, digits, '_', '.', '-' (up to 64)");
 export const PartitionParam = z.object({ partition: Name }).strict();
@@ -35,8 +34,17 @@ const KeysQuery = z
   .strict();
 const PartitionOut = z.object({ index: z.number(), name: z.string(), fipsRequired: z.boolean(), maxFailedLogins: z.number(), createdAt: z.string(), keys: z.number() });
 
-export function partitionRoutes(app: FastifyInstance, auth: Authenticator, store: Store, catalog: KeyCatalog, doc: ApiDoc): void {
+export interface PartitionRoutesOptions {
+  readonly deps: Pick<ApiDeps, 'store' | 'catalog'>;
+  readonly auth: Authenticator;
+  readonly doc: ApiDoc;
+}
+
+export const partitionRoutes: FastifyPluginAsync<PartitionRoutesOptions> = async (app, { deps, auth, doc }) => {
+  const { store, catalog } = deps;
   const accounts = auth.accounts;
+  // Every partition route authenticates before its input is validated.
+  const guard = (req: FastifyRequest): Promise<unknown> => auth.authenticate(req);
   route(
     app,
     doc,
@@ -46,30 +54,28 @@ export function partitionRoutes(app: FastifyInstance, auth: Authenticator, store
   route(
     app,
     doc,
-    { method: 'POST', url: '/api/v1/partitions', summary: 'Create a partition and its `so` user', tag: 'partitions', access: 'so of root', body: CreateBody, ok: { status: 201, description: 'created', schema: PartitionOut }, errors: [403, 409] },
+    { method: 'POST', url: '/api/v1/partitions', summary: 'Create a partition and its `so` user', tag: 'partitions', access: 'so of root', body: CreateBody, ok: { status: 201, description: 'created', schema: PartitionOut }, errors: [403, 409], guard },
     async (req, reply) => {
       const actor = await auth.authenticate(req);
-      const body = parse(CreateBody, req.body, 'body');
-      return reply.status(201).send(await accounts.createPartition(actor, body));
+      return reply.status(201).send(await accounts.createPartition(actor, req.body));
     },
   );
   route(
     app,
     doc,
-    { method: 'GET', url: '/api/v1/partitions/:partition', summary: 'Show a partition', tag: 'partitions', access: 'any role of the partition; root SO and auditors', params: PartitionParam, ok: { status: 200, description: 'partition', schema: PartitionOut }, errors: [404] },
+    { method: 'GET', url: '/api/v1/partitions/:partition', summary: 'Show a partition', tag: 'partitions', access: 'any role of the partition; root SO and auditors', params: PartitionParam, ok: { status: 200, description: 'partition', schema: PartitionOut }, errors: [404], guard },
     async (req) => {
       const actor = await auth.authenticate(req);
-      return accounts.showPartition(actor, parse(PartitionParam, req.params, 'path').partition);
+      return accounts.showPartition(actor, req.params.partition);
     },
   );
   route(
     app,
     doc,
-    { method: 'PATCH', url: '/api/v1/partitions/:partition', summary: 'Change partition settings (lockout threshold)', tag: 'partitions', access: 'so of the partition; root SO', params: PartitionParam, body: UpdateBody, ok: { status: 200, description: 'partition', schema: PartitionOut }, errors: [403, 404] },
+    { method: 'PATCH', url: '/api/v1/partitions/:partition', summary: 'Change partition settings (lockout threshold)', tag: 'partitions', access: 'so of the partition; root SO', params: PartitionParam, body: UpdateBody, ok: { status: 200, description: 'partition', schema: PartitionOut }, errors: [403, 404], guard },
     async (req) => {
       const actor = await auth.authenticate(req);
-      const { partition } = parse(PartitionParam, req.params, 'path');
-      return accounts.updatePartition(actor, partition, parse(UpdateBody, req.body, 'body'));
+      return accounts.updatePartition(actor, req.params.partition, req.body);
     },
   );
   route(
@@ -85,11 +91,12 @@ export function partitionRoutes(app: FastifyInstance, auth: Authenticator, store
       query: DeleteQuery,
       ok: { status: 200, description: 'deleted', schema: z.object({ deleted: z.string(), keysDeleted: z.number() }) },
       errors: [403, 404, 409],
+      guard,
     },
     async (req) => {
       const actor = await auth.authenticate(req);
-      const { partition } = parse(PartitionParam, req.params, 'path');
-      const { force } = parse(DeleteQuery, req.query, 'query');
+      const { partition } = req.params;
+      const { force } = req.query;
       const before = await store.getPartition(partition);
       const r = await accounts.deletePartition(actor, partition, force === 'true', (id) => catalog.destroyPartitionKeys(id));
       if (before) auth.revoke(before.id);
@@ -112,12 +119,13 @@ export function partitionRoutes(app: FastifyInstance, auth: Authenticator, store
         description: 'keys',
         schema: z.object({ partition: z.string(), index: z.number(), total: z.number(), keys: z.array(z.object({ keyId: z.string(), alg: z.string(), epoch: z.number(), createdAt: z.string() })), next: z.string().nullable() }),
       },
-      errors: [404],
+      errors: [403, 404],
+      guard,
     },
     async (req) => {
       const actor = await auth.authenticate(req);
-      const { partition } = parse(PartitionParam, req.params, 'path');
-      const q = parse(KeysQuery, req.query, 'query');
+      const { partition } = req.params;
+      const q = req.query;
       const p = await accounts.partitionFor(actor, partition);
       if (actor.partitionId !== p.id) {
         // Root SO and auditors see that other partitions exist, not their keys.
@@ -134,4 +142,4 @@ export function partitionRoutes(app: FastifyInstance, auth: Authenticator, store
       };
     },
   );
-}
+};

@@ -2,14 +2,14 @@
  * Scale-out routes (`ucl server create`): who the new servers are, then adding them as a triplet.
  * Root SO only: a new triplet receives the role secrets of the cluster's stores.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { ScaleOut } from '../cluster/scale-out.js';
 import { EkmError } from '../errors.js';
 import { ROOT_PARTITION_ID } from '../service/audit.js';
 import type { Authenticator } from './auth.js';
-import { parse } from './keys.js';
-import { type ApiDoc, route } from './openapi.js';
+import type { ApiScaleOut } from './deps.js';
+import type { ApiDoc } from './openapi.js';
+import { route } from './routing.js';
 
 const ServerName = z.string().min(1).max(300).describe('host[:port] of a server bootstrapped with ekm_boot_additional_server.sh');
 const NewTriplet = z.object({ ep: ServerName, partner: ServerName, aux: ServerName }).strict();
@@ -33,7 +33,16 @@ const ServerView = z.object({
   version: z.string(),
 });
 
-export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Authenticator, doc: ApiDoc): void {
+export interface ServerRoutesOptions {
+  readonly scaleOut: ApiScaleOut;
+  readonly auth: Authenticator;
+  readonly doc: ApiDoc;
+}
+
+const Inspect = z.union([NewTriplet, NewAux]);
+
+export const serverRoutes: FastifyPluginAsync<ServerRoutesOptions> = async (app, { scaleOut, auth, doc }) => {
+  /** Every server route is the root SO's, checked before its input is validated. */
   async function rootSo(req: FastifyRequest): Promise<void> {
     const p = await auth.authenticate(req);
     if (p.role !== 'so' || p.partitionId !== ROOT_PARTITION_ID)
@@ -48,13 +57,13 @@ export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Aut
       summary: 'Contact three servers waiting to join, or a new Aux alone, and show their certificates (changes nothing)',
       tag: 'system',
       access: 'so of root',
-      body: z.union([NewTriplet, NewAux]),
+      body: Inspect,
       ok: { status: 200, description: 'the servers, for approval', schema: z.object({ servers: z.array(ServerView) }) },
       errors: [403, 409, 502],
+      guard: rootSo,
     },
     async (req) => {
-      await rootSo(req);
-      const body = parse(z.union([NewTriplet, NewAux]), req.body, 'body');
+      const body = req.body;
       return { servers: 'ep' in body ? await scaleOut.inspect(body) : [await scaleOut.inspectAux(body.aux)] };
     },
   );
@@ -71,10 +80,10 @@ export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Aut
       body: ReplaceAuxBody,
       ok: { status: 201, description: 'the new Aux', schema: z.object({ tripletId: z.string(), servers: z.array(ServerView) }) },
       errors: [403, 409, 502, 503],
+      guard: rootSo,
     },
     async (req, reply) => {
-      await rootSo(req);
-      const { approve, force, aux } = parse(ReplaceAuxBody, req.body, 'body');
+      const { approve, force, aux } = req.body;
       if (!force && !approve)
         throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprint (approve), or force', undefined, 1, 409);
       return reply.status(201).send(await scaleOut.replaceAux({ aux, approve: approve ?? {}, force: force === true }));
@@ -92,10 +101,10 @@ export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Aut
       body: CreateBody,
       ok: { status: 201, description: 'the new triplet', schema: z.object({ tripletId: z.string(), servers: z.array(ServerView) }) },
       errors: [403, 409, 502, 503],
+      guard: rootSo,
     },
     async (req, reply) => {
-      await rootSo(req);
-      const { approve, force, ...servers } = parse(CreateBody, req.body, 'body');
+      const { approve, force, ...servers } = req.body;
       if (!force && !approve)
         throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprints (approve), or force', undefined, 1, 409);
       return reply.status(201).send(await scaleOut.create({ servers, approve: approve ?? {}, force: force === true }));
@@ -114,12 +123,12 @@ export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Aut
       query: DeleteQuery,
       ok: { status: 200, description: 'the removed server', schema: z.object({ deleted: z.object({}).passthrough() }) },
       errors: [403, 404, 409],
+      guard: rootSo,
     },
     async (req) => {
-      await rootSo(req);
-      const { name } = parse(ServerParam, req.params, 'path');
-      const { force } = parse(DeleteQuery, req.query, 'query');
+      const { name } = req.params;
+      const { force } = req.query;
       return { deleted: await scaleOut.delete(name, force === 'true') };
     },
   );
-}
+};

@@ -18,7 +18,8 @@ import { Barrier } from '../store/barrier.js';
 import { openServerStore } from '../store/server-store.js';
 import type { Store } from '../store/store.js';
 import { VERSION } from '../version.js';
-import { startApi } from '../api/app.js';
+import { buildApi, listenApi } from '../api/app.js';
+import type { ApiDeps } from '../api/deps.js';
 import { ROLE_PARTY } from '../config/roles.js';
 import { identitySignerFromPem, tripletCerts } from '../service/identity-keys.js';
 import { InProcessRunner, type PartyRunner, WorkerRunner } from '../service/party-runner.js';
@@ -165,10 +166,15 @@ export class EkmServer implements ServerContext {
     this.methods.set('echo', (body) => body);
   }
 
+  /**
+   * Starts the server of EKM_HOME `paths`. An EP serves its API unless `serveApi` is false (the
+   * API tests build their own on `apiDeps()` and answer with `inject()`).
+   */
   static async start(
     paths: HomePaths,
     settings: Settings,
     log: Logger = pino({ base: undefined, timestamp: pino.stdTimeFunctions.isoTime }),
+    { serveApi = true }: { serveApi?: boolean } = {},
   ): Promise<EkmServer> {
     const config = loadServerConfig(paths);
     const identity = { keyPem: readSecretFile(paths.tlsKey, 'identity key'), certPem: readSecretFile(paths.tlsCert, 'certificate') };
@@ -211,7 +217,7 @@ export class EkmServer implements ServerContext {
           batch: settings.recoveryBatch,
           parallel: settings.recoveryParallel,
         });
-        server.api = await startApi(server, identity);
+        if (serveApi) server.api = await server.serveApi(identity);
         await server.recovery.start();
         // Scale-out operations a crash cut short (src/cluster/scale-out.ts).
         server.scaleOut
@@ -233,6 +239,35 @@ export class EkmServer implements ServerContext {
     }
     server.log.info({ version: VERSION, listen: config.listen, api: config.api ?? null }, 'ekm server started');
     return server;
+  }
+
+  /** What the EP's API needs of this server (the EP's catalogue exists once it started). */
+  apiDeps(): ApiDeps {
+    const { catalog, config } = this;
+    if (!catalog) throw new EkmError('EKM_INTERNAL', 'only a started EP serves the API', undefined, 1, 500);
+    return {
+      server: { role: config.role, name: config.name, clusterId: config.clusterId, tripletId: config.tripletId, fips: config.fips },
+      store: this.store,
+      log: this.log,
+      keys: this.keys,
+      catalog,
+      tokenTtlSeconds: this.settings.tokenTtlSeconds,
+      ...(this.scaleOut ? { scaleOut: this.scaleOut } : {}),
+      probe: () => this.probe(),
+    };
+  }
+
+  private async serveApi(identity: { keyPem: string; certPem: string }): Promise<FastifyInstance> {
+    const api = this.config.api;
+    if (!api) throw new EkmError('EKM_CONFIG_CORRUPT', 'the EP configuration has no API address');
+    const { app } = await buildApi(this.apiDeps());
+    try {
+      await listenApi(app, { host: api.host, port: api.port, identity });
+    } catch (e) {
+      await app.close();
+      throw e;
+    }
+    return app;
   }
 
   get config(): ServerConfig {
