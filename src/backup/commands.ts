@@ -41,7 +41,7 @@ export function backupKeygen(opts: { out: string; name?: string }, print: Print)
   const pub = join(dir, `${name}.pub.pem`);
   for (const f of [priv, pub])
     if (existsSync(f))
-      throw new EkmError('EKM_EXISTS', `${f} already exists`, 'choose another --out folder or --name; never overwrite a backup key', 2);
+      throw new EkmError('EKM_FILE_EXISTS', `${f} already exists`, 'choose another --out folder or --name; never overwrite a backup key', 2);
   makeDirs(dir);
   const pair = generateBackupKeyPair();
   writeFileSync(priv, pair.privatePem, { mode: 0o600, flag: 'wx' });
@@ -70,7 +70,7 @@ export function backup(opts: { out: string; to: string }, paths: HomePaths, prin
   const recipientKey = loadPublicKey(readInput(opts.to, 'backup public key').toString('utf8'), opts.to);
   const out = resolve(opts.out);
   if (existsSync(out))
-    throw new EkmError('EKM_EXISTS', `${out} already exists`, 'give a new file name: a backup never overwrites another', 2);
+    throw new EkmError('EKM_FILE_EXISTS', `${out} already exists`, 'give a new file name: a backup never overwrites another', 2);
   const systemKey = readInput(paths.systemKey, 'system key');
   const snap = snapshotStore(paths.sqlite, join(paths.home, 'run'));
   if (snap.role !== config.role || snap.clusterId !== config.clusterId) {

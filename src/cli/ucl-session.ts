@@ -59,7 +59,7 @@ function promptHidden(question: string): Promise<string> {
         }
         if (c === '\u0003') {
           done();
-          reject(new EkmError('EKM_CANCELLED', 'cancelled', undefined, 130));
+          reject(new EkmError('EKM_INTERRUPTED', 'cancelled', undefined, 130));
           return;
         }
         if (c === '\u007f' || c === '\b') buf = buf.slice(0, -1);
@@ -102,7 +102,9 @@ export async function call<T>(ctx: UclContext, creds: Credentials, method: strin
     if (res.status >= 200 && res.status < 300) return res.body;
     const err = (res.body as ApiErrorShape | null)?.error;
     const message = err?.message ?? `the EP answered ${res.status}`;
-    throw new EkmError(err?.code ?? 'EKM_API', res.status === 401 ? `${creds.user}@${creds.partition}: ${message}` : message, undefined, 1, res.status);
+    throw new EkmError('EKM_API', res.status === 401 ? `${creds.user}@${creds.partition}: ${message}` : message, {
+      relayed: { code: err?.code, httpStatus: res.status },
+    });
   } finally {
     client.close();
   }

@@ -38,7 +38,7 @@ export const DEFAULT_LINK_OPTIONS: LinkOptions = { heartbeatMs: 1000, deadAfterM
 /** The peer answered a request with an error. */
 export class PeerRequestError extends EkmError {
   constructor(code: string, message: string) {
-    super(code, message, undefined, 1, 502);
+    super('EKM_PEER_ERROR', message, { relayed: { code, httpStatus: 502 } });
   }
 }
 

@@ -431,7 +431,7 @@ export class PeerManager extends EventEmitter {
 }
 
 class IncompatiblePeer extends EkmError {
-  constructor(message: string, code = 'EKM_PEER_INCOMPATIBLE') {
+  constructor(message: string, code: 'EKM_PEER_INCOMPATIBLE' | 'EKM_RELEASE_INCOMPATIBLE' = 'EKM_PEER_INCOMPATIBLE') {
     super(code, message);
   }
 }
