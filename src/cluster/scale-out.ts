@@ -21,7 +21,7 @@ import { z } from 'zod';
 import type { HomePaths } from '../config/home.js';
 import { ROLES, ROLE_LABEL, type Role } from '../config/roles.js';
 import { PeerEntry, type ServerConfig } from '../config/server-config.js';
-import { EkmError, type ErrorCode, isErrorCode } from '../errors.js';
+import { EkmError, type EkmErrorOptions, type ErrorCode, isErrorCode } from '../errors.js';
 import { failpoint } from '../failpoints.js';
 import { decodeJson, encodeJson } from '../net/framing.js';
 import { PeerLink } from '../net/link.js';
@@ -102,14 +102,14 @@ interface Contacted extends NewServerView {
  * message. Their statuses are the error table's: the cluster's state 409, a server not there 502,
  * a peer down 503.
  */
-function scaleError(code: ErrorCode, message: string, hint?: string): EkmError {
-  return new EkmError(code, hint ? `${message}: ${hint}` : message);
+function scaleError(code: ErrorCode, message: string, hint?: string, options: EkmErrorOptions = {}): EkmError {
+  return new EkmError(code, hint ? `${message}: ${hint}` : message, options);
 }
 
-/** The Partner's refusal, passed on with its own code (the table's status, 400 for a code this release does not know). */
-function partnerRefusal(e: EkmError): EkmError {
-  if (isErrorCode(e.code)) return scaleError(e.code, e.message);
-  return new EkmError('EKM_PEER_ERROR', e.message, { relayed: { code: e.code, httpStatus: 400 } });
+/** A peer's refusal, passed on with its own code: the table's status, 400 for a code this release does not know. */
+function peerRefusal(e: EkmError, hint?: string): EkmError {
+  if (isErrorCode(e.code)) return scaleError(e.code, e.message, hint);
+  return scaleError('EKM_PEER_ERROR', e.message, hint, { relayed: { code: e.code, httpStatus: 400 } });
 }
 const DIAL_TIMEOUT_MS = 5000;
 
@@ -415,7 +415,7 @@ export class ScaleOut {
     try {
       AuxRepinAnswer.parse(decodeJson(await link.request(AUX_REPIN_METHOD, body, 10_000)));
     } catch (e) {
-      if (e instanceof EkmError) throw partnerRefusal(e);
+      if (e instanceof EkmError) throw peerRefusal(e);
       throw scaleError('EKM_PEER_PROTOCOL', 'the Partner answered the Aux re-pin request with something else');
     }
   }
@@ -470,7 +470,7 @@ export class ScaleOut {
       link.close('refused');
       throw e;
     }
-    const refuse = (code: string, message: string, hint?: string): never => {
+    const refuse = (code: ErrorCode, message: string, hint?: string): never => {
       link.close('refused');
       throw scaleError(code, message, hint);
     };
@@ -585,11 +585,7 @@ export class ScaleOut {
     } catch (e) {
       // The new server's refusal (e.g. it cannot open the role's database) keeps its code and reason.
       if (e instanceof EkmError)
-        throw scaleError(
-          e.code,
-          e.message,
-          method === JOIN_CHECK ? 'nothing was changed; fix it and run ucl server create again' : undefined,
-        );
+        throw peerRefusal(e, method === JOIN_CHECK ? 'nothing was changed; fix it and run ucl server create again' : undefined);
       throw scaleError('EKM_JOIN_REFUSED', `${ROLE_LABEL[c.role]} ${c.name}: ${(e as Error).message}`);
     }
     if (!JoinAnswer.safeParse(decodeJson(raw)).success)
