@@ -97,15 +97,23 @@ function literalCodes(arg: ts.Expression, checker: ts.TypeChecker): string[] | u
   return codes.every((c): c is string => c !== undefined) ? codes : undefined;
 }
 
-function isStringLike(arg: ts.Expression, checker: ts.TypeChecker): boolean {
+/** The third argument of the options form: an object literal, or an expression of a type that is no hint (string or undefined). */
+function isOptionsArgument(arg: ts.Expression, checker: ts.TypeChecker): boolean {
+  if (ts.isObjectLiteralExpression(arg)) return true;
+  if (isUndefinedArgument(arg)) return false;
   const type = checker.getTypeAtLocation(arg);
   const members = type.isUnion() ? type.types : [type];
-  return members.every((t) => (t.flags & (ts.TypeFlags.StringLike | ts.TypeFlags.Undefined)) !== 0);
+  return !members.every((t) => (t.flags & (ts.TypeFlags.StringLike | ts.TypeFlags.Undefined)) !== 0);
+}
+
+/** Options that relay another party's code: the code argument is only the stand-in. */
+function isRelayed(options: ts.Expression | undefined): boolean {
+  return options !== undefined && ts.isObjectLiteralExpression(options) && options.properties.some((p) => p.name?.getText() === 'relayed');
 }
 
 /** A number literal argument, the positional default when left out, or undefined when it is an expression. */
 function numberArgument(arg: ts.Expression | undefined, fallback: number): number | undefined {
-  if (arg === undefined) return fallback;
+  if (arg === undefined || isUndefinedArgument(arg)) return fallback;
   return ts.isNumericLiteral(arg) ? Number(arg.text) : undefined;
 }
 
@@ -125,18 +133,12 @@ function convertSite(args: readonly ts.Expression[], sf: ts.SourceFile, where: s
   const codes = literalCodes(code, checker);
   const undeclared = codes?.filter((c) => !isErrorCode(c)) ?? [];
   for (const c of undeclared) report.undeclared.push({ where, what: c });
-  const optionsForm = args.length === 2 || (args.length === 3 && ts.isObjectLiteralExpression(hint!));
-  if (optionsForm) {
-    if (!codes && !(hint && ts.isObjectLiteralExpression(hint) && hint.properties.some((p) => p.name?.getText(sf) === 'relayed')))
-      report.unconvertible.push({ where, what: `the code ${code.getText(sf)} is not a literal: narrow it to declared codes` });
+  if (args.length === 2 || (args.length === 3 && isOptionsArgument(hint!, checker))) {
+    if (!codes && !isRelayed(hint)) report.unconvertible.push({ where, what: `the code ${code.getText(sf)} is not a literal: narrow it to declared codes` });
     return undefined;
   }
   if (!codes) {
     report.unconvertible.push({ where, what: `the code ${code.getText(sf)} is not a literal nor a union of literals` });
-    return undefined;
-  }
-  if (hint && !isUndefinedArgument(hint) && !isStringLike(hint, checker)) {
-    report.unconvertible.push({ where, what: `the third argument ${hint.getText(sf)} is neither a hint string nor an options object` });
     return undefined;
   }
   const exitCode = numberArgument(exitArg, POSITIONAL_DEFAULTS.exitCode);
@@ -205,6 +207,7 @@ function main(argv: readonly string[]): number {
     if (!check) writeFileSync(file, converted);
   }
   console.log(`${check ? 'would convert' : 'converted'} ${report.converted.length} positional sites in ${changedFiles} files`);
+  if (!check && changedFiles > 0) console.log('(the lines below are as the files were before this run)');
   printList('mismatches: the site and the error table disagree (left as they are)', report.mismatches);
   printList('undeclared codes: declare them in src/error-codes.ts (left as they are)', report.undeclared);
   printList('sites it cannot convert (left as they are)', report.unconvertible);
