@@ -36,7 +36,7 @@ export function parseFailpoints(spec: string | undefined): Map<string, number> {
       throw new EkmError(
         'EKM_FAILPOINTS',
         `EKM_FAILPOINTS: "${item}" is not name[@count]`,
-        'count is a positive integer, e.g. proto:dkg:4:after-persist@2',
+        { hint: 'count is a positive integer, e.g. proto:dkg:4:after-persist@2' },
       );
     armed.set(m[1]!, Number(m[2] ?? 1));
   }

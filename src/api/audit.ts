@@ -102,7 +102,7 @@ export function auditRoutes(app: FastifyInstance, auth: Authenticator, audit: Au
     },
     async (req) => {
       const a = await auth.authenticate(req);
-      if (a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: a user does not read the audit log', undefined, 1, 403);
+      if (a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: a user does not read the audit log');
       const q = parse(ListQuery, req.query, 'query');
       const rows = await audit.list({ after: q.after, limit: q.limit + 1, partition: a.partitionId === ROOT_PARTITION_ID ? undefined : a.partition });
       const page = rows.slice(0, q.limit);
@@ -127,7 +127,7 @@ export function auditRoutes(app: FastifyInstance, auth: Authenticator, audit: Au
     },
     async (req) => {
       const a = await auth.authenticate(req);
-      if (a.partitionId !== ROOT_PARTITION_ID || a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: the root SO and root auditors verify the audit chain', undefined, 1, 403);
+      if (a.partitionId !== ROOT_PARTITION_ID || a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: the root SO and root auditors verify the audit chain');
       return audit.verify();
     },
   );

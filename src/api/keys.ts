@@ -105,7 +105,7 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T
   const r = schema.safeParse(value);
   if (!r.success) {
     const i = r.error.issues[0]!;
-    throw new EkmError('EKM_BAD_REQUEST', `${where}${i.path.length ? `.${i.path.join('.')}` : ''}: ${i.message}`, undefined, 2, 400);
+    throw new EkmError('EKM_BAD_REQUEST', `${where}${i.path.length ? `.${i.path.join('.')}` : ''}: ${i.message}`);
   }
   return r.data;
 }
@@ -156,7 +156,7 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
 
   async function caller(req: FastifyRequest, roles: readonly Principal['role'][], what: string): Promise<Principal> {
     const p = await auth.authenticate(req);
-    if (!roles.includes(p.role)) throw new EkmError('EKM_FORBIDDEN', `not allowed: ${p.role === 'auditor' ? 'an auditor' : `a ${p.role}`} may not ${what}`, undefined, 1, 403);
+    if (!roles.includes(p.role)) throw new EkmError('EKM_FORBIDDEN', `not allowed: ${p.role === 'auditor' ? 'an auditor' : `a ${p.role}`} may not ${what}`);
     return p;
   }
 
@@ -497,7 +497,7 @@ export function keyRoutes(app: FastifyInstance, ctx: { keys: KeyService; catalog
     },
     async (req) => {
       const p = await caller(req, ['so'], 're-derive the Aux');
-      if (p.partitionId !== ROOT_PARTITION_ID) throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO re-derives the Aux', undefined, 1, 403);
+      if (p.partitionId !== ROOT_PARTITION_ID) throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO re-derives the Aux');
       const r = await keys.rederiveAux();
       return { keys: r.keys.length };
     },

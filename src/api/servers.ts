@@ -37,7 +37,7 @@ export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Aut
   async function rootSo(req: FastifyRequest): Promise<void> {
     const p = await auth.authenticate(req);
     if (p.role !== 'so' || p.partitionId !== ROOT_PARTITION_ID)
-      throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO adds servers', undefined, 1, 403);
+      throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO adds servers');
   }
   route(
     app,
@@ -76,7 +76,7 @@ export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Aut
       await rootSo(req);
       const { approve, force, aux } = parse(ReplaceAuxBody, req.body, 'body');
       if (!force && !approve)
-        throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprint (approve), or force', undefined, 1, 409);
+        throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprint (approve), or force');
       return reply.status(201).send(await scaleOut.replaceAux({ aux, approve: approve ?? {}, force: force === true }));
     },
   );
@@ -97,7 +97,7 @@ export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Aut
       await rootSo(req);
       const { approve, force, ...servers } = parse(CreateBody, req.body, 'body');
       if (!force && !approve)
-        throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprints (approve), or force', undefined, 1, 409);
+        throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprints (approve), or force');
       return reply.status(201).send(await scaleOut.create({ servers, approve: approve ?? {}, force: force === true }));
     },
   );

@@ -57,8 +57,7 @@ export function loadPublicKey(pem: string, source: string): KeyObject {
     throw new EkmError(
       'EKM_BACKUP_KEY',
       `${source} is not a PEM public key`,
-      'give the public key made by `ekm backup-keygen` (*.pub.pem)',
-      2,
+      { hint: 'give the public key made by `ekm backup-keygen` (*.pub.pem)' },
     );
   }
   checkRsa(key, source);
@@ -74,10 +73,9 @@ export function loadPrivateKey(pem: string, source: string): KeyObject {
     throw new EkmError(
       'EKM_BACKUP_KEY',
       encrypted ? `${source} is encrypted with a passphrase` : `${source} is not a PEM private key`,
-      encrypted
+      { hint: encrypted
         ? 'decrypt it to a 0600 file first: openssl pkey -in <key> -out <plain key>'
-        : 'give the private key made by `ekm backup-keygen`',
-      2,
+        : 'give the private key made by `ekm backup-keygen`' },
     );
   }
   checkRsa(key, source);
@@ -90,8 +88,7 @@ function checkRsa(key: KeyObject, source: string): void {
     throw new EkmError(
       'EKM_BACKUP_KEY',
       `${source} is not an RSA key of at least ${MIN_RSA_BITS} bits (${key.asymmetricKeyType ?? '?'}${bits ? ` ${bits}` : ''})`,
-      'make one with `ekm backup-keygen --out <dir>`',
-      2,
+      { hint: 'make one with `ekm backup-keygen --out <dir>`' },
     );
   }
 }
@@ -124,11 +121,11 @@ export function openWith(privateKey: KeyObject, sealed: Sealed, aad: Uint8Array)
     throw new EkmError(
       'EKM_BACKUP_WRONG_KEY',
       'this private key does not open the archive',
-      'give the backup private key whose public key the backup was made to',
+      { hint: 'give the backup private key whose public key the backup was made to' },
     );
   }
   if (dek.length !== 32 || sealed.payload.length < 28)
-    throw new EkmError('EKM_BACKUP_CORRUPT', 'the archive is damaged: bad encryption envelope', 'use another copy of the backup');
+    throw new EkmError('EKM_BACKUP_CORRUPT', 'the archive is damaged: bad encryption envelope', { hint: 'use another copy of the backup' });
   try {
     const d = createDecipheriv('aes-256-gcm', dek, sealed.payload.subarray(0, 12));
     d.setAAD(aad);
@@ -138,7 +135,7 @@ export function openWith(privateKey: KeyObject, sealed: Sealed, aad: Uint8Array)
     throw new EkmError(
       'EKM_BACKUP_CORRUPT',
       'the archive is damaged: its encrypted contents or metadata fail authentication',
-      'the archive was altered or corrupted; use another copy of the backup',
+      { hint: 'the archive was altered or corrupted; use another copy of the backup' },
     );
   } finally {
     dek.fill(0);

@@ -95,7 +95,7 @@ export async function bootAdditional(args: AdditionalArgs, paths: HomePaths, pri
     throw new EkmError(
       'EKM_ALREADY_BOOTSTRAPPED',
       `this server is already bootstrapped (${paths.config} exists)`,
-      'a server joins a cluster once; to start over, stop it and remove its EKM_HOME',
+      { hint: 'a server joins a cluster once; to start over, stop it and remove its EKM_HOME' },
     );
   }
   if (isWaitingToJoin(paths)) {
@@ -103,7 +103,7 @@ export async function bootAdditional(args: AdditionalArgs, paths: HomePaths, pri
     throw new EkmError(
       'EKM_ALREADY_BOOTSTRAPPED',
       `this server was already bootstrapped as ${state.name} and waits to join (certificate ${state.fingerprint})`,
-      'start it with `ekm start` and run `ucl server create` on the main EP; to start over, remove its EKM_HOME',
+      { hint: 'start it with `ekm start` and run `ucl server create` on the main EP; to start over, remove its EKM_HOME' },
     );
   }
   const identity = await createIdentity({ role: 'server', host: args.self.host, extraNames: args.extraNames, years: args.certYears });
@@ -135,11 +135,11 @@ export function loadJoiningState(paths: HomePaths): JoiningState {
     throw new EkmError(
       'EKM_CONFIG_CORRUPT',
       `${paths.joining} cannot be read as JSON`,
-      'remove EKM_HOME and run ekm_boot_additional_server.sh again',
+      { hint: 'remove EKM_HOME and run ekm_boot_additional_server.sh again' },
     );
   }
   const parsed = JoiningState.safeParse(json);
   if (!parsed.success)
-    throw new EkmError('EKM_CONFIG_CORRUPT', `${paths.joining} is invalid`, 'remove EKM_HOME and run ekm_boot_additional_server.sh again');
+    throw new EkmError('EKM_CONFIG_CORRUPT', `${paths.joining} is invalid`, { hint: 'remove EKM_HOME and run ekm_boot_additional_server.sh again' });
   return parsed.data;
 }

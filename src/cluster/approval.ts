@@ -62,13 +62,13 @@ export function promptApprover(
         const answer = await nextLine();
         if (answer === null) {
           output.write('\n');
-          throw new EkmError('EKM_NOT_APPROVED', `no answer for ${label}: ${abort.outcome}`, `answer the prompt, or ${abort.unattended}`);
+          throw new EkmError('EKM_NOT_APPROVED', `no answer for ${label}: ${abort.outcome}`, { hint: `answer the prompt, or ${abort.unattended}` });
         }
         if (!/^\s*(y|yes)\s*$/i.test(answer)) {
           throw new EkmError(
             'EKM_NOT_APPROVED',
             `${label} certificate not approved: ${abort.outcome}`,
-            `check the fingerprint on that server and ${abort.retry}`,
+            { hint: `check the fingerprint on that server and ${abort.retry}` },
           );
         }
       };

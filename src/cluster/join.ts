@@ -112,7 +112,7 @@ export function openRoleSecret(
     new EkmError(
       'EKM_JOIN_REFUSED',
       `the ${mine.role} role secret in the join package ${why}`,
-      'run ucl server create again from the main EP',
+      { hint: 'run ucl server create again from the main EP' },
     );
   const buf = Buffer.from(sealed, 'base64');
   if (buf.length < 3 || buf[0] !== SEAL_FORMAT) throw refused('is malformed');

@@ -13,6 +13,6 @@ export function aesObjectFormatFromEnv(value: string | undefined): ObjectFormat 
   throw new EkmError(
     'EKM_BAD_CONFIG',
     `EKM_AES_OBJECT_FORMAT is ${JSON.stringify(value.slice(0, 40))}, not 1 or 2`,
-    'unset it (new AES objects in format 2), or set 1 while older releases still serve this cluster',
+    { hint: 'unset it (new AES objects in format 2), or set 1 while older releases still serve this cluster' },
   );
 }

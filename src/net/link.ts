@@ -44,13 +44,13 @@ export class PeerRequestError extends EkmError {
 
 export class LinkClosedError extends EkmError {
   constructor(peer: string, reason: string) {
-    super('EKM_LINK_CLOSED', `link to ${peer} closed: ${reason}`, undefined, 1, 503);
+    super('EKM_LINK_CLOSED', `link to ${peer} closed: ${reason}`);
   }
 }
 
 export class PeerTimeoutError extends EkmError {
   constructor(peer: string, method: string, ms: number) {
-    super('EKM_PEER_TIMEOUT', `${peer} did not answer ${method} within ${ms} ms`, undefined, 1, 504);
+    super('EKM_PEER_TIMEOUT', `${peer} did not answer ${method} within ${ms} ms`);
   }
 }
 

@@ -326,7 +326,7 @@ export class EkmServer implements ServerContext {
   private async onPeerRequest(method: string, body: Uint8Array, from: PeerRole | undefined): Promise<Uint8Array> {
     const handler = this.methods.get(method);
     if (!handler) throw new EkmError('EKM_UNKNOWN_METHOD', `unknown peer method ${method}`);
-    if (this.stopping && method !== 'status') throw new EkmError('EKM_STOPPING', 'server is stopping', undefined, 1, 503);
+    if (this.stopping && method !== 'status') throw new EkmError('EKM_STOPPING', 'server is stopping');
     this.inFlight++;
     try {
       return await handler(body, from);
@@ -344,7 +344,7 @@ function readFileSyncOr(path: string, what: string): Buffer {
     throw new EkmError(
       'EKM_HOME_UNUSABLE',
       `cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
-      'check EKM_HOME and its permissions',
+      { hint: 'check EKM_HOME and its permissions' },
     );
   }
 }

@@ -197,6 +197,6 @@ export function tooNewError(found: number): EkmError {
   return new EkmError(
     'EKM_SCHEMA_TOO_NEW',
     `the store is at schema ${found}, newer than this release knows (${LATEST_SCHEMA})`,
-    'it was written by a newer ekm: install that release (or newer) instead of downgrading',
+    { hint: 'it was written by a newer ekm: install that release (or newer) instead of downgrading' },
   );
 }

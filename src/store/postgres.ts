@@ -43,7 +43,7 @@ export function parseDbUrl(text: string): PgConnection {
     throw new EkmError(
       'EKM_DB_URL_INVALID',
       'EKM_DB_URL is not a PostgreSQL URL naming a host and a database',
-      'set it as postgres://<user>[:<password>]@<host>[:<port>]/<database>[?sslmode=…]',
+      { hint: 'set it as postgres://<user>[:<password>]@<host>[:<port>]/<database>[?sslmode=…]' },
     );
   }
   const password = u.password ? decodeURIComponent(u.password) : undefined;
@@ -160,7 +160,7 @@ export const PostgresStore = {
       throw new EkmError(
         'EKM_STORE_UNAVAILABLE',
         `cannot reach ${where}: ${(e as Error).message}`,
-        'check that PostgreSQL runs and accepts this server, and that the database and user exist (EKM_DB_URL at bootstrap)',
+        { hint: 'check that PostgreSQL runs and accepts this server, and that the database and user exist (EKM_DB_URL at bootstrap)' },
       );
     }
     return openSqlStore(new PgDriver(pool, where), opts);

@@ -21,7 +21,7 @@ export function externalStoreConfig(dbUrl: string | undefined, systemKey: Barrie
     throw new EkmError(
       'EKM_DB_URL_MISSING',
       '-externaldb needs the PostgreSQL database in EKM_DB_URL',
-      "set EKM_DB_URL=postgres://<user>:<password>@<host>:5432/<this role's database> in the bootstrap's environment, or bootstrap without -externaldb",
+      { hint: "set EKM_DB_URL=postgres://<user>:<password>@<host>:5432/<this role's database> in the bootstrap's environment, or bootstrap without -externaldb" },
     );
   }
   const conn = parseDbUrl(dbUrl);

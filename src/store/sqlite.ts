@@ -111,7 +111,7 @@ export class SqliteStore extends SqlStore {
       throw new EkmError(
         'EKM_STORE_UNAVAILABLE',
         `cannot open the store ${path}: ${(e as Error).message}`,
-        'check EKM_HOME and its permissions',
+        { hint: 'check EKM_HOME and its permissions' },
       );
     }
     configureSqlite(db);
