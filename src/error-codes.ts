@@ -183,6 +183,7 @@ export const ERROR_CODES = {
   },
   EKM_OBJECT_WRONG_KEY: { group: keys, httpStatus: 400, exitCode: 1, means: 'the AES object was sealed under another key than the one given' },
   EKM_OBJECT_AUTH: { group: keys, httpStatus: 400, exitCode: 1, means: 'the AES object fails authentication: ciphertext, header, encryption context (AAD) or key does not match' },
+  EKM_NOT_EP: { group: keys, httpStatus: 400, exitCode: 1, means: 'a key operation was asked of a Partner or Aux: only the EP coordinates them' },
   EKM_PRESIG_USED: { group: keys, httpStatus: 400, exitCode: 1, means: 'a presignature is used already or unknown: it never signs twice (the EP takes another)' },
 
   // Protocols between the servers of a triplet, and the links that carry them.
@@ -242,7 +243,13 @@ export const ERROR_CODES = {
     means: 'the store cannot be opened or reached, or holds no ekm store',
     action: 'check `data/ekm.db` and the permissions of `EKM_HOME`; on PostgreSQL start it or fix its access (section 12)',
   },
-  EKM_STORE_STATE: { group: server, httpStatus: 400, exitCode: 1, means: 'the store is inconsistent with itself or with server.json', action: 'do not back it up; restore it from a backup' },
+  EKM_STORE_STATE: {
+    group: server,
+    httpStatus: 400,
+    exitCode: 1,
+    means: "the store's state refuses the request: it disagrees with server.json, has no cluster id, or aborted the protocol session named",
+    action: 'a store that disagrees with server.json: do not back it up; restore it from a backup',
+  },
   EKM_STORE_IN_USE: { group: server, httpStatus: 400, exitCode: 1, means: 'the PostgreSQL database already holds a store of a cluster', action: 'a new cluster needs a new, empty database' },
   EKM_STORE_OTHER_ROLE: { group: server, httpStatus: 400, exitCode: 1, means: "the database holds another role's store", action: 'two roles never share a database: give each role its own' },
   EKM_SCHEMA_TOO_NEW: {
@@ -309,7 +316,6 @@ export const ERROR_CODES = {
   },
   EKM_WRONG_PASSWORD: { group: boot, httpStatus: 400, exitCode: 1, means: 'the -w password does not match the root SO password of the restored store', action: 'give the root SO password the store had' },
   EKM_UNSUPPORTED: { group: boot, httpStatus: 400, exitCode: 1, means: '-restore restores into the embedded store, not into PostgreSQL (-externaldb)', action: 'bootstrap the restored server without `-externaldb`' },
-  EKM_NOT_EP: { group: boot, httpStatus: 400, exitCode: 1, means: 'only the EP coordinates key operations' },
 
   // Backup and restore.
   EKM_BACKUP_AUX: { group: backup, httpStatus: 400, exitCode: 1, means: 'the Aux has no backup', action: 'back up the EP and the Partner; a restored triplet gets a fresh Aux' },
@@ -408,9 +414,4 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 
 export function isErrorCode(code: string): code is ErrorCode {
   return Object.hasOwn(ERROR_CODES, code);
-}
-
-/** The spec of a declared code (readable without the literal types of the table). */
-export function errorSpec(code: ErrorCode): ErrorSpec {
-  return ERROR_CODES[code];
 }

@@ -52,7 +52,8 @@ function nameText(name: ts.Node | undefined): string {
 function isErrorCodeUse(literal: ts.Node): boolean {
   const { parent, child } = effectiveParent(literal);
   if (ts.isNewExpression(parent) || ts.isCallExpression(parent)) {
-    if (!(parent.arguments ?? []).includes(child as ts.Expression)) return false;
+    const args: readonly ts.Node[] = parent.arguments ?? [];
+    if (!args.includes(child)) return false;
     const callee = parent.expression;
     return callee.kind === ts.SyntaxKind.SuperKeyword || ERROR_CALLEE.test(callee.getText());
   }
