@@ -15,11 +15,13 @@
  *    exit code that is not a number literal, a third argument that is neither a hint nor options.
  * Idempotent: a site in the options form is left as it is. A call with two arguments reads the
  * same in both forms and is only checked for a declared code; the table then gives its status.
- * `--check` writes nothing. `--adopt=EKM_A,EKM_B` converts the mismatched sites of those codes too,
+ * A file that prettier found already laid out is laid out again after the rewrite; others keep
+ * their layout, so no line the rewrite did not touch changes. `--check` writes nothing. `--adopt=EKM_A,EKM_B` converts the mismatched sites of those codes too,
  * once you have decided that the table's status and exit code are the right ones for them.
  */
 import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
+import prettier from 'prettier';
 import ts from 'typescript';
 import { ERROR_CODES, isErrorCode } from '../../src/error-codes.js';
 
@@ -182,13 +184,20 @@ function convertFile(sf: ts.SourceFile, run: Run): string | undefined {
   return edits.length > 0 ? applyEdits(sf.text, edits) : undefined;
 }
 
+/** The converted text, laid out by prettier if the original was (so only the rewritten calls change). */
+async function laidOut(file: string, original: string, converted: string): Promise<string> {
+  const options: prettier.Options = { ...(await prettier.resolveConfig(file)), filepath: file };
+  if ((await prettier.format(original, options)) !== original) return converted;
+  return prettier.format(converted, options);
+}
+
 function printList(title: string, items: readonly Finding[]): void {
   if (items.length === 0) return;
   console.log(`\n${title} (${items.length}):`);
   for (const f of items) console.log(`  ${f.where}  ${f.what}`);
 }
 
-function main(argv: readonly string[]): number {
+async function main(argv: readonly string[]): Promise<number> {
   const check = argv.includes('--check');
   const adoptFlag = argv.find((a) => a.startsWith('--adopt='));
   const adopt = new Set(adoptFlag ? adoptFlag.slice('--adopt='.length).split(',').filter(Boolean) : []);
@@ -204,7 +213,7 @@ function main(argv: readonly string[]): number {
     const converted = convertFile(sf, run);
     if (converted === undefined) continue;
     changedFiles++;
-    if (!check) writeFileSync(file, converted);
+    if (!check) writeFileSync(file, await laidOut(file, sf.text, converted));
   }
   console.log(`${check ? 'would convert' : 'converted'} ${report.converted.length} positional sites in ${changedFiles} files`);
   if (!check && changedFiles > 0) console.log('(the lines below are as the files were before this run)');
@@ -214,4 +223,4 @@ function main(argv: readonly string[]): number {
   return report.mismatches.length + report.undeclared.length + report.unconvertible.length > 0 ? 1 : 0;
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));
