@@ -75,8 +75,7 @@ export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Aut
     async (req, reply) => {
       await rootSo(req);
       const { approve, force, aux } = parse(ReplaceAuxBody, req.body, 'body');
-      if (!force && !approve)
-        throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprint (approve), or force');
+      if (!force && !approve) throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprint (approve), or force');
       return reply.status(201).send(await scaleOut.replaceAux({ aux, approve: approve ?? {}, force: force === true }));
     },
   );
@@ -96,8 +95,7 @@ export function serverRoutes(app: FastifyInstance, scaleOut: ScaleOut, auth: Aut
     async (req, reply) => {
       await rootSo(req);
       const { approve, force, ...servers } = parse(CreateBody, req.body, 'body');
-      if (!force && !approve)
-        throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprints (approve), or force');
+      if (!force && !approve) throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprints (approve), or force');
       return reply.status(201).send(await scaleOut.create({ servers, approve: approve ?? {}, force: force === true }));
     },
   );

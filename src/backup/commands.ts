@@ -24,11 +24,9 @@ function readInput(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new EkmError(
-      'EKM_FILE',
-      `cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
-      { hint: 'check the path and its permissions' },
-    );
+    throw new EkmError('EKM_FILE', `cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, {
+      hint: 'check the path and its permissions',
+    });
   }
 }
 
@@ -40,7 +38,9 @@ export function backupKeygen(opts: { out: string; name?: string }, print: Print)
   const pub = join(dir, `${name}.pub.pem`);
   for (const f of [priv, pub])
     if (existsSync(f))
-      throw new EkmError('EKM_FILE_EXISTS', `${f} already exists`, { hint: 'choose another --out folder or --name; never overwrite a backup key' });
+      throw new EkmError('EKM_FILE_EXISTS', `${f} already exists`, {
+        hint: 'choose another --out folder or --name; never overwrite a backup key',
+      });
   makeDirs(dir);
   const pair = generateBackupKeyPair();
   writeFileSync(priv, pair.privatePem, { mode: 0o600, flag: 'wx' });
@@ -63,7 +63,9 @@ export function backup(opts: { out: string; to: string }, paths: HomePaths, prin
     throw new EkmError(
       'EKM_BACKUP_EXTERNAL',
       `this ${ROLE_LABEL[config.role]} keeps its store in the PostgreSQL database ${config.store.url}; ekm backup archives the embedded store`,
-      { hint: "back up that database with PostgreSQL's own tools (pg_dump, base backups, replicas), with keys/system.key kept apart: its secrets are sealed by that key" },
+      {
+        hint: "back up that database with PostgreSQL's own tools (pg_dump, base backups, replicas), with keys/system.key kept apart: its secrets are sealed by that key",
+      },
     );
   }
   const recipientKey = loadPublicKey(readInput(opts.to, 'backup public key').toString('utf8'), opts.to);
@@ -136,11 +138,9 @@ function checkContents(c: Contents, m: Metadata): { shares: number } {
   try {
     db = new Database(c.db);
   } catch (e) {
-    throw new EkmError(
-      'EKM_BACKUP_CORRUPT',
-      `the archive is damaged: the store in it does not open (${(e as Error).message})`,
-      { hint: 'use another copy of the backup' },
-    );
+    throw new EkmError('EKM_BACKUP_CORRUPT', `the archive is damaged: the store in it does not open (${(e as Error).message})`, {
+      hint: 'use another copy of the backup',
+    });
   }
   try {
     const meta = (name: string): string | undefined =>

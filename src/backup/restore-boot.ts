@@ -65,11 +65,9 @@ export async function inspectRestoredStore(sqlitePath: string, role: Role): Prom
     if (storeRole !== role) {
       const label =
         storeRole === 'ep' || storeRole === 'partner' || storeRole === 'aux' ? `an ${ROLE_LABEL[storeRole]}` : 'an unknown server';
-      throw new EkmError(
-        'EKM_RESTORE_ROLE',
-        `the store in EKM_HOME is ${label}'s store, and this is the ${ROLE_LABEL[role]} bootstrap`,
-        { hint: `restore the ${ROLE_LABEL[role]}'s archive here (ekm restore --force), or run this bootstrap on the server that holds the ${ROLE_LABEL[role]}'s store` },
-      );
+      throw new EkmError('EKM_RESTORE_ROLE', `the store in EKM_HOME is ${label}'s store, and this is the ${ROLE_LABEL[role]} bootstrap`, {
+        hint: `restore the ${ROLE_LABEL[role]}'s archive here (ekm restore --force), or run this bootstrap on the server that holds the ${ROLE_LABEL[role]}'s store`,
+      });
     }
     if (!clusterId || !/^[0-9a-f]{16}$/.test(clusterId))
       throw new EkmError('EKM_STORE_STATE', 'the restored store has no cluster id', { hint: 'restore it again from a backup archive' });

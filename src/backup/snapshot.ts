@@ -33,11 +33,9 @@ export function snapshotStore(sqlitePath: string, scratch: string): Snapshot {
     try {
       src = new Database(sqlitePath, { fileMustExist: true });
     } catch (e) {
-      throw new EkmError(
-        'EKM_STORE_UNAVAILABLE',
-        `cannot open the store ${sqlitePath}: ${(e as Error).message}`,
-        { hint: 'check EKM_HOME and its permissions' },
-      );
+      throw new EkmError('EKM_STORE_UNAVAILABLE', `cannot open the store ${sqlitePath}: ${(e as Error).message}`, {
+        hint: 'check EKM_HOME and its permissions',
+      });
     }
     try {
       src.pragma('busy_timeout = 10000');

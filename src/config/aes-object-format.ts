@@ -10,9 +10,7 @@ import { OBJECT_FORMAT_VERSION, type ObjectFormat } from '../protocols/dprf.js';
 export function aesObjectFormatFromEnv(value: string | undefined): ObjectFormat {
   if (value === undefined || value === '') return OBJECT_FORMAT_VERSION;
   if (value === '1' || value === '2') return Number(value) as ObjectFormat;
-  throw new EkmError(
-    'EKM_BAD_CONFIG',
-    `EKM_AES_OBJECT_FORMAT is ${JSON.stringify(value.slice(0, 40))}, not 1 or 2`,
-    { hint: 'unset it (new AES objects in format 2), or set 1 while older releases still serve this cluster' },
-  );
+  throw new EkmError('EKM_BAD_CONFIG', `EKM_AES_OBJECT_FORMAT is ${JSON.stringify(value.slice(0, 40))}, not 1 or 2`, {
+    hint: 'unset it (new AES objects in format 2), or set 1 while older releases still serve this cluster',
+  });
 }

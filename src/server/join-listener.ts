@@ -80,13 +80,13 @@ export class JoinListener {
       throw new EkmError('EKM_PEER_PROTOCOL', `this server waits to join a cluster; it does not answer ${method}`);
     if (!clientFp) throw new EkmError('EKM_JOIN_REFUSED', 'the joining EP presented no certificate');
     if (this.applied)
-      throw new EkmError('EKM_JOIN_REFUSED', `${this.state.name} has joined a cluster already`, { hint: 'start it with `service ekm start`' });
+      throw new EkmError('EKM_JOIN_REFUSED', `${this.state.name} has joined a cluster already`, {
+        hint: 'start it with `service ekm start`',
+      });
     if (this.trustedEp && this.trustedEp !== clientFp) {
-      throw new EkmError(
-        'EKM_JOIN_REFUSED',
-        `${this.state.name} is joining the cluster of another EP (certificate ${this.trustedEp})`,
-        { hint: 'run ucl server create from that EP, or bootstrap this server again' },
-      );
+      throw new EkmError('EKM_JOIN_REFUSED', `${this.state.name} is joining the cluster of another EP (certificate ${this.trustedEp})`, {
+        hint: 'run ucl server create from that EP, or bootstrap this server again',
+      });
     }
     const checked = await this.check(decodeJson(body), clientFp);
     this.trustedEp = clientFp;

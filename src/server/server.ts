@@ -341,11 +341,9 @@ function readFileSyncOr(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new EkmError(
-      'EKM_HOME_UNUSABLE',
-      `cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
-      { hint: 'check EKM_HOME and its permissions' },
-    );
+    throw new EkmError('EKM_HOME_UNUSABLE', `cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, {
+      hint: 'check EKM_HOME and its permissions',
+    });
   }
 }
 

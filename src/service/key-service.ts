@@ -207,11 +207,9 @@ export class KeyService {
     const shares = await this.deps.store.getShares(keyId);
     const current = shares.find((s) => s.status === 'current' && s.epoch === row.currentEpoch);
     if (!current)
-      throw new EkmError(
-        'EKM_KEY_STATE',
-        `key ${keyId} has no current share on this server`,
-        { hint: 'run `ucl server test`; an Aux may need re-derivation' },
-      );
+      throw new EkmError('EKM_KEY_STATE', `key ${keyId} has no current share on this server`, {
+        hint: 'run `ucl server test`; an Aux may need re-derivation',
+      });
     return { row, current: recordToShare(current) };
   }
 
@@ -239,8 +237,7 @@ export class KeyService {
       const signature = await this.rsaAes.rsaSign(keyId, req.scheme ?? 'pkcs1v15', hash, digest);
       return { keyId, alg: row.alg, epoch: row.currentEpoch, signature, format: 'raw', mode: 'rsa' };
     }
-    if (row.alg === 'aes-256-dprf')
-      throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it encrypts, it does not sign`);
+    if (row.alg === 'aes-256-dprf') throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it encrypts, it does not sign`);
     const { current } = await this.getKey(keyId);
     const alg = current.alg;
     requireSigningAllowed(current);
@@ -344,8 +341,7 @@ export class KeyService {
 
   async publicKey(keyId: string, format: PublicKeyFormat): Promise<{ alg: KeyAlg; format: PublicKeyFormat; value: ExportedPublicKey }> {
     const row = await this.describe(keyId);
-    if (row.alg === 'aes-256-dprf')
-      throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it has no public key`);
+    if (row.alg === 'aes-256-dprf') throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it has no public key`);
     const cacheKey = `${keyId} ${format}`;
     let value = this.publicExports.get(cacheKey);
     if (value === undefined) {
@@ -661,11 +657,9 @@ export class KeyService {
       { event: 'security', kind: 'invalid_output', keyId, proto },
       'a protocol produced a signature that does not verify: not released',
     );
-    return new EkmError(
-      'EKM_PROTOCOL_ABORTED',
-      'the signature did not verify and was not released',
-      { hint: 'it is safe to retry; the event is logged' },
-    );
+    return new EkmError('EKM_PROTOCOL_ABORTED', 'the signature did not verify and was not released', {
+      hint: 'it is safe to retry; the event is logged',
+    });
   }
 }
 
@@ -743,11 +737,9 @@ async function helperPolicy<T>(keyId: string, session: Promise<T>): Promise<T> {
     return await session;
   } catch (e) {
     if (e instanceof PeerRefusedError && e.refusal === 'EKM_KEY_EXPIRED') {
-      throw new EkmError(
-        'EKM_KEY_EXPIRED',
-        `key ${keyId} no longer signs: the ${e.peer} refuses, it expired by that server's clock`,
-        { hint: 'use another key; signatures made before still verify' },
-      );
+      throw new EkmError('EKM_KEY_EXPIRED', `key ${keyId} no longer signs: the ${e.peer} refuses, it expired by that server's clock`, {
+        hint: 'use another key; signatures made before still verify',
+      });
     }
     throw e;
   }
@@ -757,11 +749,9 @@ async function helperPolicy<T>(keyId: string, session: Promise<T>): Promise<T> {
 function requireSigningAllowed(share: KeyShare): void {
   const why = signingRefusal(share, Date.now());
   if (why)
-    throw new EkmError(
-      'EKM_KEY_EXPIRED',
-      `key ${share.keyId} no longer signs: ${why}`,
-      { hint: 'use another key; signatures made before still verify' },
-    );
+    throw new EkmError('EKM_KEY_EXPIRED', `key ${share.keyId} no longer signs: ${why}`, {
+      hint: 'use another key; signatures made before still verify',
+    });
 }
 
 // --- formats -------------------------------------------------------------------------------

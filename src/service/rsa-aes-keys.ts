@@ -193,8 +193,7 @@ export class RsaAesKeys {
   async createRsa(source: { alg: RsaAlg } | { privateKeyPem: string }): Promise<{ keyId: string; alg: RsaAlg }> {
     this.requireEp();
     for (const role of ['partner', 'aux'] as const) {
-      if (!this.deps.peers.link(role))
-        throw new EkmError('EKM_PEER_DOWN', `dealing an RSA key needs the ${role}, which is not connected`);
+      if (!this.deps.peers.link(role)) throw new EkmError('EKM_PEER_DOWN', `dealing an RSA key needs the ${role}, which is not connected`);
     }
     const keyId = toHex(randomBytes(8));
     let pem: string;
@@ -208,11 +207,9 @@ export class RsaAesKeys {
     try {
       dealt = dealRsaKey(keyId, { privateKey: pem }, rng);
     } catch (e) {
-      throw new EkmError(
-        'EKM_BAD_KEY',
-        `the RSA private key cannot be imported: ${(e as Error).message}`,
-        { hint: 'give an RSA 2048, 3072 or 4096-bit key as PKCS#8 PEM' },
-      );
+      throw new EkmError('EKM_BAD_KEY', `the RSA private key cannot be imported: ${(e as Error).message}`, {
+        hint: 'give an RSA 2048, 3072 or 4096-bit key as PKCS#8 PEM',
+      });
     }
     pem = '';
     await Promise.all(
@@ -253,11 +250,9 @@ export class RsaAesKeys {
         { event: 'security', kind: 'invalid_output', keyId, proto: PROTO_RSA },
         'an RSA signature did not verify: not released',
       );
-      throw new EkmError(
-        'EKM_PROTOCOL_ABORTED',
-        'the signature did not verify and was not released',
-        { hint: 'it is safe to retry; the event is logged' },
-      );
+      throw new EkmError('EKM_PROTOCOL_ABORTED', 'the signature did not verify and was not released', {
+        hint: 'it is safe to retry; the event is logged',
+      });
     }
     return out.signature;
   }
@@ -435,8 +430,7 @@ export class RsaAesKeys {
 
   private async dprfShare(keyId: string): Promise<DprfKeyShare> {
     const share = await this.deps.currentEcShare(keyId);
-    if (share.alg !== DPRF_ALG)
-      throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is a ${share.alg} key, not an AES key`);
+    if (share.alg !== DPRF_ALG) throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is a ${share.alg} key, not an AES key`);
     return share as DprfKeyShare;
   }
 
@@ -506,11 +500,9 @@ export class RsaAesKeys {
         ),
       );
       if (signed.kind !== 'signature' || !rsassaPkcs1v15Verify({ n: share.n, e: share.e }, 'sha256', digest, signed.signature)) {
-        throw new EkmError(
-          'EKM_PROTOCOL_ABORTED',
-          `the Aux's re-derived share of RSA key ${keyId} does not sign`,
-          { hint: 'run the re-derivation again; the event is logged' },
-        );
+        throw new EkmError('EKM_PROTOCOL_ABORTED', `the Aux's re-derived share of RSA key ${keyId} does not sign`, {
+          hint: 'run the re-derivation again; the event is logged',
+        });
       }
       out.push({ keyId, epoch: share.epoch });
     }
