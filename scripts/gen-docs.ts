@@ -2,8 +2,9 @@
  * Regenerates the docs that show a real run: docs/api.md from the EP's OpenAPI document, and the
  * "Examples" and "Errors" sections of docs/cli.md. Starts a local triplet in a scratch folder
  * (bin/ekm-local-triplet), runs every example with bash, and writes each command with its real
- * output and exit code. The random root SO password is shown as `RootSOpass1`. docs/api.md alone:
- * scripts/gen-api-doc.ts, without a running cluster.
+ * output and exit code. The random root SO password is shown as `RootSOpass1`. First it regenerates
+ * docs/operations.md's error-code table, which needs no triplet (scripts/gen-error-table.ts alone
+ * does only that). docs/api.md alone: scripts/gen-api-doc.ts, without a running cluster.
  *   node --import tsx scripts/gen-docs.ts
  */
 import { spawnSync } from 'node:child_process';
@@ -11,6 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type OpenApiDoc, openApiMarkdown } from '../src/api/openapi-markdown.js';
+import { writeErrorTable } from './gen-error-table.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const DOC = join(ROOT, 'docs', 'cli.md');
@@ -111,4 +113,5 @@ function main(): void {
   }
 }
 
+await writeErrorTable();
 main();

@@ -1,18 +1,40 @@
+import { ERROR_CODES, type ErrorCode } from './error-codes.js';
+
+export { type ErrorCode, isErrorCode } from './error-codes.js';
+
+export interface EkmErrorOptions {
+  /** What to do about it: a CLI prints it after the message. */
+  readonly hint?: string;
+  /** The error this one explains (kept for logs and debugging, never shown to a user). */
+  readonly cause?: unknown;
+  /**
+   * A code that arrived from another party (a peer over the wire, the EP over HTTP): this release
+   * may not know it, and its status is the one it arrived with. The code given to the constructor
+   * stands in when the other party sent none.
+   */
+  readonly relayed?: { readonly code?: string; readonly httpStatus: number };
+}
+
 /**
  * Errors an operator can act on: every failure that reaches a user carries a stable code, a
  * one-line message and, where there is one, what to do about it. CLIs print `message` (and
- * `hint`) and exit with `exitCode`; the API maps `httpStatus`. Never a stack trace.
+ * `hint`) and exit with `exitCode`; the API maps `httpStatus`. Never a stack trace. The status
+ * and the exit code come from the code's line in the error table (error-codes.ts).
  */
 export class EkmError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly hint?: string,
-    readonly exitCode = 1,
-    readonly httpStatus = 400,
-  ) {
-    super(message);
+  readonly code: string;
+  readonly hint: string | undefined;
+  readonly exitCode: number;
+  readonly httpStatus: number;
+
+  constructor(code: ErrorCode, message: string, options: EkmErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'EkmError';
+    const spec = ERROR_CODES[code];
+    this.code = options.relayed?.code ?? code;
+    this.hint = options.hint;
+    this.exitCode = spec.exitCode;
+    this.httpStatus = options.relayed?.httpStatus ?? spec.httpStatus;
   }
 
   /** The one line a CLI prints. */
@@ -22,7 +44,7 @@ export class EkmError extends Error {
 }
 
 export function usageError(message: string, hint?: string): EkmError {
-  return new EkmError('EKM_USAGE', message, hint, 2, 400);
+  return new EkmError('EKM_USAGE', message, { hint });
 }
 
 /** Turns anything thrown into one printable line (unknown errors keep their message only). */

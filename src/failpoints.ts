@@ -34,11 +34,9 @@ export function parseFailpoints(spec: string | undefined): Map<string, number> {
     .filter(Boolean)) {
     const m = /^([\w:.-]+)(?:@([1-9]\d*))?$/.exec(item);
     if (!m)
-      throw new EkmError(
-        'EKM_FAILPOINTS',
-        `EKM_FAILPOINTS: "${item}" is not name[@count]`,
-        'count is a positive integer, e.g. proto:dkg:4:after-persist@2',
-      );
+      throw new EkmError('EKM_FAILPOINTS', `EKM_FAILPOINTS: "${item}" is not name[@count]`, {
+        hint: 'count is a positive integer, e.g. proto:dkg:4:after-persist@2',
+      });
     armed.set(m[1]!, Number(m[2] ?? 1));
   }
   return armed;

@@ -108,7 +108,7 @@ export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, {
       errors: [403],
       guard: async (req) => {
         const a = await auth.authenticate(req);
-        if (a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: a user does not read the audit log', undefined, 1, 403);
+        if (a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: a user does not read the audit log');
       },
     },
     async (req) => {
@@ -136,7 +136,7 @@ export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, {
       errors: [403],
       guard: async (req) => {
         const a = await auth.authenticate(req);
-        if (a.partitionId !== ROOT_PARTITION_ID || a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: the root SO and root auditors verify the audit chain', undefined, 1, 403);
+        if (a.partitionId !== ROOT_PARTITION_ID || a.role === 'user') throw new EkmError('EKM_FORBIDDEN', 'not allowed: the root SO and root auditors verify the audit chain');
       },
     },
     async () => audit.verify(),

@@ -17,7 +17,7 @@ export interface Principal {
 }
 
 const unauthorized = (): EkmError =>
-  new EkmError('EKM_UNAUTHORIZED', 'authentication required: HTTP Basic user@partition:password, or a bearer token', undefined, 1, 401);
+  new EkmError('EKM_UNAUTHORIZED', 'authentication required: HTTP Basic user@partition:password, or a bearer token');
 
 export class Authenticator {
   private readonly tokens = new Map<string, { principal: Principal; expires: number }>();
@@ -84,7 +84,7 @@ export class Authenticator {
       const t = this.tokens.get(value);
       if (!t || t.expires < performance.now()) {
         if (t) this.tokens.delete(value);
-        throw new EkmError('EKM_UNAUTHORIZED', 'the bearer token is unknown or expired', 'get a new one from POST /api/v1/token', 1, 401);
+        throw new EkmError('EKM_UNAUTHORIZED', 'the bearer token is unknown or expired', { hint: 'get a new one from POST /api/v1/token' });
       }
       return t.principal;
     }

@@ -158,7 +158,7 @@ export const keyRoutes: FastifyPluginAsync<KeyRoutesOptions> = async (app, { dep
 
   async function caller(req: FastifyRequest, roles: readonly Principal['role'][], what: string): Promise<Principal> {
     const p = await auth.authenticate(req);
-    if (!roles.includes(p.role)) throw new EkmError('EKM_FORBIDDEN', `not allowed: ${p.role === 'auditor' ? 'an auditor' : `a ${p.role}`} may not ${what}`, undefined, 1, 403);
+    if (!roles.includes(p.role)) throw new EkmError('EKM_FORBIDDEN', `not allowed: ${p.role === 'auditor' ? 'an auditor' : `a ${p.role}`} may not ${what}`);
     return p;
   }
 
@@ -184,7 +184,7 @@ export const keyRoutes: FastifyPluginAsync<KeyRoutesOptions> = async (app, { dep
   /** The caller and the key its route's `keyOfPath` guard resolved. */
   async function keyFor(req: FastifyRequest): Promise<{ p: Principal; key: KeyRow }> {
     const key = resolvedKeys.get(req);
-    if (!key) throw new EkmError('EKM_INTERNAL', 'a key route ran without resolving its key', undefined, 1, 500);
+    if (!key) throw new EkmError('EKM_INTERNAL', 'a key route ran without resolving its key');
     return { p: await auth.authenticate(req), key };
   }
 
@@ -527,7 +527,7 @@ export const keyRoutes: FastifyPluginAsync<KeyRoutesOptions> = async (app, { dep
       errors: [403, 502, 503],
       guard: async (req) => {
         const p = await caller(req, ['so'], 're-derive the Aux');
-        if (p.partitionId !== ROOT_PARTITION_ID) throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO re-derives the Aux', undefined, 1, 403);
+        if (p.partitionId !== ROOT_PARTITION_ID) throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO re-derives the Aux');
       },
     },
     async () => {

@@ -129,7 +129,7 @@ export const partitionRoutes: FastifyPluginAsync<PartitionRoutesOptions> = async
       const p = await accounts.partitionFor(actor, partition);
       if (actor.partitionId !== p.id) {
         // Root SO and auditors see that other partitions exist, not their keys.
-        throw new EkmError('EKM_FORBIDDEN', `not allowed: keys of partition ${p.name} are seen only from within it`, undefined, 1, 403);
+        throw new EkmError('EKM_FORBIDDEN', `not allowed: keys of partition ${p.name} are seen only from within it`);
       }
       const rows = (await store.listPartitionKeys(p.id, { after: q.after, limit: q.limit + 1, alg: q.alg })).filter((k) => k.state === 'active');
       const page = rows.slice(0, q.limit);

@@ -19,7 +19,7 @@ const PART_NAME: Readonly<Record<string, string>> = { body: 'body', querystring:
 export function badInput(where: string, issues: readonly z.core.$ZodIssue[]): EkmError {
   const i = issues[0];
   const at = i && i.path.length ? `.${i.path.join('.')}` : '';
-  return new EkmError('EKM_BAD_REQUEST', `${where}${at}: ${i?.message ?? 'invalid'}`, undefined, 2, 400);
+  return new EkmError('EKM_BAD_REQUEST', `${where}${at}: ${i?.message ?? 'invalid'}`);
 }
 
 /** Parses `value` with `schema` or throws the API's 400 naming `where` (body, query, path). */

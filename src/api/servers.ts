@@ -46,7 +46,7 @@ export const serverRoutes: FastifyPluginAsync<ServerRoutesOptions> = async (app,
   async function rootSo(req: FastifyRequest): Promise<void> {
     const p = await auth.authenticate(req);
     if (p.role !== 'so' || p.partitionId !== ROOT_PARTITION_ID)
-      throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO adds servers', undefined, 1, 403);
+      throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO adds servers');
   }
   route(
     app,
@@ -84,8 +84,7 @@ export const serverRoutes: FastifyPluginAsync<ServerRoutesOptions> = async (app,
     },
     async (req, reply) => {
       const { approve, force, aux } = req.body;
-      if (!force && !approve)
-        throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprint (approve), or force', undefined, 1, 409);
+      if (!force && !approve) throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprint (approve), or force');
       return reply.status(201).send(await scaleOut.replaceAux({ aux, approve: approve ?? {}, force: force === true }));
     },
   );
@@ -105,8 +104,7 @@ export const serverRoutes: FastifyPluginAsync<ServerRoutesOptions> = async (app,
     },
     async (req, reply) => {
       const { approve, force, ...servers } = req.body;
-      if (!force && !approve)
-        throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprints (approve), or force', undefined, 1, 409);
+      if (!force && !approve) throw new EkmError('EKM_NOT_APPROVED', 'give the approved certificate fingerprints (approve), or force');
       return reply.status(201).send(await scaleOut.create({ servers, approve: approve ?? {}, force: force === true }));
     },
   );

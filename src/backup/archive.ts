@@ -120,7 +120,7 @@ export interface OpenedArchive {
 }
 
 function corrupt(what: string): EkmError {
-  return new EkmError('EKM_BACKUP_CORRUPT', `the archive is damaged: ${what}`, 'use another copy of the backup');
+  return new EkmError('EKM_BACKUP_CORRUPT', `the archive is damaged: ${what}`, { hint: 'use another copy of the backup' });
 }
 
 /** Every check that needs no private key: gzip, tar, metadata, keys digest, payload digest. */
@@ -147,7 +147,7 @@ export function readArchive(bytes: Buffer): OpenedArchive {
     throw new EkmError(
       'EKM_BACKUP_TOO_NEW',
       `the archive has format version ${fmt.data.formatVersion}, newer than this release reads (${ARCHIVE_VERSION})`,
-      'use the ekm release that made it, or newer',
+      { hint: 'use the ekm release that made it, or newer' },
     );
   }
   const parsed = Metadata.safeParse(raw);
@@ -170,7 +170,7 @@ export function decryptContents(a: OpenedArchive, privateKey: KeyObject, fingerp
     throw new EkmError(
       'EKM_BACKUP_WRONG_KEY',
       `this private key does not open the archive: it was encrypted to the key ${short(a.metadata.encryption.recipient)}, this key is ${short(fingerprint)}`,
-      'give the backup private key whose public key the backup was made to',
+      { hint: 'give the backup private key whose public key the backup was made to' },
     );
   }
   const zipped = openWith(privateKey, { wrappedKey: a.wrappedKey, payload: a.payload }, aadOf(a.metadata));

@@ -24,12 +24,9 @@ function readInput(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new EkmError(
-      'EKM_FILE',
-      `cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
-      'check the path and its permissions',
-      2,
-    );
+    throw new EkmError('EKM_FILE', `cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, {
+      hint: 'check the path and its permissions',
+    });
   }
 }
 
@@ -41,7 +38,9 @@ export function backupKeygen(opts: { out: string; name?: string }, print: Print)
   const pub = join(dir, `${name}.pub.pem`);
   for (const f of [priv, pub])
     if (existsSync(f))
-      throw new EkmError('EKM_EXISTS', `${f} already exists`, 'choose another --out folder or --name; never overwrite a backup key', 2);
+      throw new EkmError('EKM_FILE_EXISTS', `${f} already exists`, {
+        hint: 'choose another --out folder or --name; never overwrite a backup key',
+      });
   makeDirs(dir);
   const pair = generateBackupKeyPair();
   writeFileSync(priv, pair.privatePem, { mode: 0o600, flag: 'wx' });
@@ -57,27 +56,29 @@ export function backup(opts: { out: string; to: string }, paths: HomePaths, prin
     throw new EkmError(
       'EKM_BACKUP_AUX',
       'the Aux has no backup: its shares are re-derived from the EP and the Partner when a triplet is restored',
-      'back up the EP and the Partner (`ekm backup` on each); at restore, bootstrap a fresh Aux',
+      { hint: 'back up the EP and the Partner (`ekm backup` on each); at restore, bootstrap a fresh Aux' },
     );
   }
   if (config.store.kind === 'postgres') {
     throw new EkmError(
       'EKM_BACKUP_EXTERNAL',
       `this ${ROLE_LABEL[config.role]} keeps its store in the PostgreSQL database ${config.store.url}; ekm backup archives the embedded store`,
-      "back up that database with PostgreSQL's own tools (pg_dump, base backups, replicas), with keys/system.key kept apart: its secrets are sealed by that key",
+      {
+        hint: "back up that database with PostgreSQL's own tools (pg_dump, base backups, replicas), with keys/system.key kept apart: its secrets are sealed by that key",
+      },
     );
   }
   const recipientKey = loadPublicKey(readInput(opts.to, 'backup public key').toString('utf8'), opts.to);
   const out = resolve(opts.out);
   if (existsSync(out))
-    throw new EkmError('EKM_EXISTS', `${out} already exists`, 'give a new file name: a backup never overwrites another', 2);
+    throw new EkmError('EKM_FILE_EXISTS', `${out} already exists`, { hint: 'give a new file name: a backup never overwrites another' });
   const systemKey = readInput(paths.systemKey, 'system key');
   const snap = snapshotStore(paths.sqlite, join(paths.home, 'run'));
   if (snap.role !== config.role || snap.clusterId !== config.clusterId) {
     throw new EkmError(
       'EKM_STORE_STATE',
       `the store says role ${snap.role ?? '?'} of cluster ${snap.clusterId ?? '?'}, server.json ${config.role} of ${config.clusterId}`,
-      'this EKM_HOME is inconsistent: do not back it up',
+      { hint: 'this EKM_HOME is inconsistent: do not back it up' },
     );
   }
   const db = new Database(snap.db);
@@ -126,7 +127,7 @@ function checkSchema(m: Metadata): void {
     throw new EkmError(
       'EKM_SCHEMA_TOO_NEW',
       `the archive holds a store at schema ${m.schemaVersion}, newer than this release knows (${LATEST_SCHEMA})`,
-      `restore it with ekm ${m.softwareVersion} or newer`,
+      { hint: `restore it with ekm ${m.softwareVersion} or newer` },
     );
   }
 }
@@ -137,17 +138,15 @@ function checkContents(c: Contents, m: Metadata): { shares: number } {
   try {
     db = new Database(c.db);
   } catch (e) {
-    throw new EkmError(
-      'EKM_BACKUP_CORRUPT',
-      `the archive is damaged: the store in it does not open (${(e as Error).message})`,
-      'use another copy of the backup',
-    );
+    throw new EkmError('EKM_BACKUP_CORRUPT', `the archive is damaged: the store in it does not open (${(e as Error).message})`, {
+      hint: 'use another copy of the backup',
+    });
   }
   try {
     const meta = (name: string): string | undefined =>
       (db.prepare('SELECT value FROM meta WHERE name = ?').get(name) as { value: string } | undefined)?.value;
     const bad = (what: string): EkmError =>
-      new EkmError('EKM_BACKUP_CORRUPT', `the archive is damaged: ${what}`, 'use another copy of the backup');
+      new EkmError('EKM_BACKUP_CORRUPT', `the archive is damaged: ${what}`, { hint: 'use another copy of the backup' });
     if (Number(meta('schema_version')) !== m.schemaVersion) throw bad('the store schema differs from the metadata');
     if (meta('cluster_id') !== m.clusterId || meta('role') !== m.role) throw bad('the store cluster or role differs from the metadata');
     const hasTable = (t: string): boolean =>
@@ -185,13 +184,13 @@ export function verify(opts: { in: string; key?: string }, print: Print): void {
 
 export function restore(opts: { in: string; key: string; force: boolean }, paths: HomePaths, print: Print): Metadata {
   if (daemonRunning(paths))
-    throw new EkmError('EKM_RUNNING', `ekm is running in ${paths.home}`, 'restore into a stopped, new server: ekm stop first');
+    throw new EkmError('EKM_RUNNING', `ekm is running in ${paths.home}`, { hint: 'restore into a stopped, new server: ekm stop first' });
   const occupied = [paths.config, paths.sqlite, paths.systemKey].filter((f) => existsSync(f));
   if (occupied.length > 0 && !opts.force) {
     throw new EkmError(
       'EKM_RESTORE_OCCUPIED',
       `EKM_HOME ${paths.home} already holds a ${isBootstrapped(paths) ? 'bootstrapped server' : 'store'} (${occupied.map((f) => f.slice(paths.home.length + 1)).join(', ')})`,
-      "restore into a new server's EKM_HOME, or add --force to replace what is there",
+      { hint: "restore into a new server's EKM_HOME, or add --force to replace what is there" },
     );
   }
   const a = readArchive(readInput(opts.in, 'archive'));

@@ -54,12 +54,9 @@ export function loadPublicKey(pem: string, source: string): KeyObject {
   try {
     key = createPublicKey(pem);
   } catch {
-    throw new EkmError(
-      'EKM_BACKUP_KEY',
-      `${source} is not a PEM public key`,
-      'give the public key made by `ekm backup-keygen` (*.pub.pem)',
-      2,
-    );
+    throw new EkmError('EKM_BACKUP_KEY', `${source} is not a PEM public key`, {
+      hint: 'give the public key made by `ekm backup-keygen` (*.pub.pem)',
+    });
   }
   checkRsa(key, source);
   return key;
@@ -71,14 +68,11 @@ export function loadPrivateKey(pem: string, source: string): KeyObject {
     key = createPrivateKey(pem);
   } catch (e) {
     const encrypted = /passphrase|ENCRYPTED/i.test(`${(e as Error).message} ${pem.slice(0, 64)}`);
-    throw new EkmError(
-      'EKM_BACKUP_KEY',
-      encrypted ? `${source} is encrypted with a passphrase` : `${source} is not a PEM private key`,
-      encrypted
+    throw new EkmError('EKM_BACKUP_KEY', encrypted ? `${source} is encrypted with a passphrase` : `${source} is not a PEM private key`, {
+      hint: encrypted
         ? 'decrypt it to a 0600 file first: openssl pkey -in <key> -out <plain key>'
         : 'give the private key made by `ekm backup-keygen`',
-      2,
-    );
+    });
   }
   checkRsa(key, source);
   return key;
@@ -90,8 +84,7 @@ function checkRsa(key: KeyObject, source: string): void {
     throw new EkmError(
       'EKM_BACKUP_KEY',
       `${source} is not an RSA key of at least ${MIN_RSA_BITS} bits (${key.asymmetricKeyType ?? '?'}${bits ? ` ${bits}` : ''})`,
-      'make one with `ekm backup-keygen --out <dir>`',
-      2,
+      { hint: 'make one with `ekm backup-keygen --out <dir>`' },
     );
   }
 }
@@ -121,25 +114,21 @@ export function openWith(privateKey: KeyObject, sealed: Sealed, aad: Uint8Array)
   try {
     dek = privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, sealed.wrappedKey);
   } catch {
-    throw new EkmError(
-      'EKM_BACKUP_WRONG_KEY',
-      'this private key does not open the archive',
-      'give the backup private key whose public key the backup was made to',
-    );
+    throw new EkmError('EKM_BACKUP_WRONG_KEY', 'this private key does not open the archive', {
+      hint: 'give the backup private key whose public key the backup was made to',
+    });
   }
   if (dek.length !== 32 || sealed.payload.length < 28)
-    throw new EkmError('EKM_BACKUP_CORRUPT', 'the archive is damaged: bad encryption envelope', 'use another copy of the backup');
+    throw new EkmError('EKM_BACKUP_CORRUPT', 'the archive is damaged: bad encryption envelope', { hint: 'use another copy of the backup' });
   try {
     const d = createDecipheriv('aes-256-gcm', dek, sealed.payload.subarray(0, 12));
     d.setAAD(aad);
     d.setAuthTag(sealed.payload.subarray(sealed.payload.length - 16));
     return Buffer.concat([d.update(sealed.payload.subarray(12, sealed.payload.length - 16)), d.final()]);
   } catch {
-    throw new EkmError(
-      'EKM_BACKUP_CORRUPT',
-      'the archive is damaged: its encrypted contents or metadata fail authentication',
-      'the archive was altered or corrupted; use another copy of the backup',
-    );
+    throw new EkmError('EKM_BACKUP_CORRUPT', 'the archive is damaged: its encrypted contents or metadata fail authentication', {
+      hint: 'the archive was altered or corrupted; use another copy of the backup',
+    });
   } finally {
     dek.fill(0);
   }

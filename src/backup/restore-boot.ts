@@ -50,7 +50,7 @@ export function parseKeyEpochs(raw: unknown): KeyEpochs[] {
 
 /** Opens (and migrates) the restored store, checks it is this role's, reads its cluster id and keys. */
 export async function inspectRestoredStore(sqlitePath: string, role: Role): Promise<RestoredStore> {
-  if (role === 'aux') throw new EkmError('EKM_USAGE', 'an Aux is never restored', 'bootstrap a fresh Aux', 2);
+  if (role === 'aux') throw new EkmError('EKM_USAGE', 'an Aux is never restored', { hint: 'bootstrap a fresh Aux' });
   // Opening through the store runs the migrations (an older schema is migrated in one
   // transaction) and refuses a schema newer than this release (EKM_SCHEMA_TOO_NEW).
   const store = SqliteStore.open(sqlitePath, { create: false });
@@ -65,14 +65,12 @@ export async function inspectRestoredStore(sqlitePath: string, role: Role): Prom
     if (storeRole !== role) {
       const label =
         storeRole === 'ep' || storeRole === 'partner' || storeRole === 'aux' ? `an ${ROLE_LABEL[storeRole]}` : 'an unknown server';
-      throw new EkmError(
-        'EKM_RESTORE_ROLE',
-        `the store in EKM_HOME is ${label}'s store, and this is the ${ROLE_LABEL[role]} bootstrap`,
-        `restore the ${ROLE_LABEL[role]}'s archive here (ekm restore --force), or run this bootstrap on the server that holds the ${ROLE_LABEL[role]}'s store`,
-      );
+      throw new EkmError('EKM_RESTORE_ROLE', `the store in EKM_HOME is ${label}'s store, and this is the ${ROLE_LABEL[role]} bootstrap`, {
+        hint: `restore the ${ROLE_LABEL[role]}'s archive here (ekm restore --force), or run this bootstrap on the server that holds the ${ROLE_LABEL[role]}'s store`,
+      });
     }
     if (!clusterId || !/^[0-9a-f]{16}$/.test(clusterId))
-      throw new EkmError('EKM_STORE_STATE', 'the restored store has no cluster id', 'restore it again from a backup archive');
+      throw new EkmError('EKM_STORE_STATE', 'the restored store has no cluster id', { hint: 'restore it again from a backup archive' });
     const keys = readKeyEpochs(db);
     return { clusterId, keys, keysDigest: keysDigest(listedKeys(keys)), schemaVersion };
   } finally {
@@ -149,7 +147,7 @@ export async function checkRestorePair(
 }
 
 function mismatch(message: string, hint: string): EkmError {
-  return new EkmError('EKM_RESTORE_MISMATCH', message, hint);
+  return new EkmError('EKM_RESTORE_MISMATCH', message, { hint });
 }
 
 /**

@@ -33,11 +33,9 @@ export function snapshotStore(sqlitePath: string, scratch: string): Snapshot {
     try {
       src = new Database(sqlitePath, { fileMustExist: true });
     } catch (e) {
-      throw new EkmError(
-        'EKM_STORE_UNAVAILABLE',
-        `cannot open the store ${sqlitePath}: ${(e as Error).message}`,
-        'check EKM_HOME and its permissions',
-      );
+      throw new EkmError('EKM_STORE_UNAVAILABLE', `cannot open the store ${sqlitePath}: ${(e as Error).message}`, {
+        hint: 'check EKM_HOME and its permissions',
+      });
     }
     try {
       src.pragma('busy_timeout = 10000');
@@ -104,7 +102,7 @@ export function checkSealedShares(db: Database.Database, systemKey: Buffer): num
       throw new EkmError(
         'EKM_BACKUP_CORRUPT',
         `the share of key ${r.key_id} at epoch ${r.epoch} does not open with the archive's system key`,
-        'the store and system key do not belong together: use another backup',
+        { hint: 'the store and system key do not belong together: use another backup' },
       );
     }
     n++;

@@ -66,7 +66,7 @@ export function writeTar(entries: readonly TarEntry[], mtime = Math.floor(Date.n
 }
 
 function corrupt(what: string): EkmError {
-  return new EkmError('EKM_BACKUP_CORRUPT', `the archive is damaged: ${what}`, 'use another copy of the backup');
+  return new EkmError('EKM_BACKUP_CORRUPT', `the archive is damaged: ${what}`, { hint: 'use another copy of the backup' });
 }
 
 function readOctal(h: Buffer, off: number, len: number, what: string): number {

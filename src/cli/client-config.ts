@@ -29,7 +29,7 @@ function parseConf(path: string): ClientConf {
     const key = line.slice(0, eq).trim();
     const value = line.slice(eq + 1).trim();
     if (key === 'servers' || key === 'trust') out[key] = value;
-    else throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: unknown setting "${key}"`, 'known settings: servers, trust');
+    else throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: unknown setting "${key}"`, { hint: 'known settings: servers, trust' });
   });
   return out;
 }
@@ -47,10 +47,10 @@ function readPemBundle(path: string): string[] {
   try {
     text = readFileSync(path, 'utf8');
   } catch {
-    throw new EkmError('EKM_CLIENT_CONF', `cannot read the trusted certificates file ${path}`, 'fix trust= in client.conf');
+    throw new EkmError('EKM_CLIENT_CONF', `cannot read the trusted certificates file ${path}`, { hint: 'fix trust= in client.conf' });
   }
   const certs = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (certs.length === 0) throw new EkmError('EKM_CLIENT_CONF', `${path} holds no PEM certificate`, 'fix trust= in client.conf');
+  if (certs.length === 0) throw new EkmError('EKM_CLIENT_CONF', `${path} holds no PEM certificate`, { hint: 'fix trust= in client.conf' });
   return certs.map((c) => `${c}\n`);
 }
 
@@ -83,7 +83,7 @@ export async function resolveClientOptions(
     }
   }
   if (servers.length === 0) {
-    throw new EkmError('EKM_NO_SERVER', 'no EP to talk to', 'give --server host:port, set UCL_SERVERS, write servers= in client.conf, or set EKM_HOME to an EP\'s home');
+    throw new EkmError('EKM_NO_SERVER', 'no EP to talk to', { hint: 'give --server host:port, set UCL_SERVERS, write servers= in client.conf, or set EKM_HOME to an EP\'s home' });
   }
   return { servers, trustedCertsPem: trusted };
 }

@@ -88,7 +88,7 @@ async function run(settings: Settings): Promise<number> {
   const paths = homePaths(settings.home);
   const other = daemonPid(paths);
   if (other !== undefined && other !== process.pid) {
-    throw new EkmError('EKM_RUNNING', `ekm is already running in ${paths.home} (pid ${other})`, 'stop it first: ekm stop');
+    throw new EkmError('EKM_RUNNING', `ekm is already running in ${paths.home} (pid ${other})`, { hint: 'stop it first: ekm stop' });
   }
   if (isWaitingToJoin(paths)) return runWaiting(paths);
   const { EkmServer } = await import('../server/server.js');
@@ -214,7 +214,7 @@ async function main(settings: Settings): Promise<number | void> {
       const { loadServerConfig } = await import('../config/server-config.js');
       const config = loadServerConfig(paths);
       if (config.role !== 'partner') {
-        throw new EkmError('EKM_USAGE', `this server is the ${config.role}, not a Partner`, 'run it on the Partner of the triplet whose EP runs ucl server create', 2);
+        throw new EkmError('EKM_USAGE', `this server is the ${config.role}, not a Partner`, { hint: 'run it on the Partner of the triplet whose EP runs ucl server create' });
       }
       const { approveJoin } = await import('../cluster/join-approvals.js');
       const { expiresAt } = approveJoin(paths, fingerprint, o.as);

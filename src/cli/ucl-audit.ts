@@ -63,6 +63,6 @@ export function registerAuditCommands(program: Command, ctx: UclContext): void {
       ctx.print(`Audit chain BROKEN: ${r.problems.length}${r.problems.length === 20 ? '+' : ''} problem${r.problems.length === 1 ? '' : 's'} in ${r.rows} rows`);
       for (const p of r.problems) ctx.print(`  row ${p.seq}: ${p.problem}`);
     }
-    if (!r.ok) throw new EkmError('EKM_AUDIT_BROKEN', 'the audit chain does not verify', undefined, 1);
+    if (!r.ok) throw new EkmError('EKM_AUDIT_BROKEN', 'the audit chain does not verify');
   });
 }

@@ -79,7 +79,7 @@ function decode(raw: Buffer, e: Encoding, what: string): Buffer {
   if (e === 'BIN') return raw;
   const text = raw.toString('utf8').replace(/\s+/g, '');
   const ok = e === 'HEX' ? /^([0-9a-fA-F]{2})*$/.test(text) : /^[A-Za-z0-9+/]*={0,2}$/.test(text);
-  if (!ok || text.length === 0) throw new EkmError('EKM_INPUT', `${what} is not ${e === 'HEX' ? 'hex' : 'base64'}`, undefined, 1);
+  if (!ok || text.length === 0) throw new EkmError('EKM_INPUT', `${what} is not ${e === 'HEX' ? 'hex' : 'base64'}`);
   return Buffer.from(text, e === 'HEX' ? 'hex' : 'base64');
 }
 
@@ -190,7 +190,7 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
     { defaultUser: 'so' },
   ).action(async (o: CredentialOpts & { in: string; name?: string; desc?: string; out?: string }) => {
     const pem = readInput(o.in).toString('utf8');
-    if (!pem.includes('-----BEGIN')) throw new EkmError('EKM_INPUT', `${o.in} is not a PEM file`, 'export a private key as PKCS#8 PEM (openssl pkcs8 -topk8 -nocrypt), a public key as SPKI PEM (openssl pkey -pubout)', 1);
+    if (!pem.includes('-----BEGIN')) throw new EkmError('EKM_INPUT', `${o.in} is not a PEM file`, { hint: 'export a private key as PKCS#8 PEM (openssl pkcs8 -topk8 -nocrypt), a public key as SPKI PEM (openssl pkey -pubout)' });
     const creds = await credentials(o);
     const isPublic = pem.includes('-----BEGIN PUBLIC KEY-----');
     const k = await call<KeyView & { publicKey: string }>(ctx, creds, 'POST', '/api/v1/keys/import', {
@@ -295,7 +295,7 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
     const ref = keyRef(o.name);
     const creds = await credentials(o);
     const k = await call<KeyShow>(ctx, creds, 'GET', `/api/v1/keys/${seg(ref)}`);
-    if (k.state === 'destroyed') throw new EkmError('EKM_KEY_DESTROYED', `key ${k.keyId} was already destroyed at ${k.stateChangedAt ?? '?'}`, undefined, 1, 410);
+    if (k.state === 'destroyed') throw new EkmError('EKM_KEY_DESTROYED', `key ${k.keyId} was already destroyed at ${k.stateChangedAt ?? '?'}`);
     await confirm(`Destroy ${keyType(k.alg)} key UID=${k.keyId}${k.name ? ` Name=${JSON.stringify(k.name)}` : ''}? This cannot be undone`, o.yes);
     const r = await call<KeyView & { pendingPurge: string[] }>(ctx, creds, 'DELETE', `/api/v1/keys/${k.keyId}`);
     if (ctx.json()) printJson(ctx, r);
@@ -415,7 +415,7 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
     });
     if (ctx.json()) printJson(ctx, { keyId: k.keyId, valid: r.valid });
     else if (r.valid) ctx.print(`Signature is valid (key UID=${k.keyId})`);
-    if (!r.valid) throw new EkmError('EKM_BAD_SIGNATURE', `the signature in ${o.signature} does not verify with key ${id}`, undefined, 1);
+    if (!r.valid) throw new EkmError('EKM_BAD_SIGNATURE', `the signature in ${o.signature} does not verify with key ${id}`);
   });
 
   withCredentials(

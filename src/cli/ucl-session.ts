@@ -59,7 +59,7 @@ function promptHidden(question: string): Promise<string> {
         }
         if (c === '\u0003') {
           done();
-          reject(new EkmError('EKM_CANCELLED', 'cancelled', undefined, 130));
+          reject(new EkmError('EKM_INTERRUPTED', 'cancelled'));
           return;
         }
         if (c === '\u007f' || c === '\b') buf = buf.slice(0, -1);
@@ -102,7 +102,9 @@ export async function call<T>(ctx: UclContext, creds: Credentials, method: strin
     if (res.status >= 200 && res.status < 300) return res.body;
     const err = (res.body as ApiErrorShape | null)?.error;
     const message = err?.message ?? `the EP answered ${res.status}`;
-    throw new EkmError(err?.code ?? 'EKM_API', res.status === 401 ? `${creds.user}@${creds.partition}: ${message}` : message, undefined, 1, res.status);
+    throw new EkmError('EKM_API', res.status === 401 ? `${creds.user}@${creds.partition}: ${message}` : message, {
+      relayed: { code: err?.code, httpStatus: res.status },
+    });
   } finally {
     client.close();
   }
@@ -118,7 +120,7 @@ export function readInput(path: string | undefined, what = '-i <file>'): Buffer 
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : code === 'EACCES' ? 'permission denied' : (code ?? (e as Error).message);
-    throw new EkmError('EKM_INPUT', `cannot read ${path}: ${why}`, undefined, 1);
+    throw new EkmError('EKM_INPUT', `cannot read ${path}: ${why}`);
   }
 }
 
@@ -128,7 +130,7 @@ export function writeOutput(path: string, data: string | Uint8Array): void {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'its folder does not exist' : code === 'EISDIR' ? 'it is a folder' : code === 'EACCES' ? 'permission denied' : (code ?? (e as Error).message);
-    throw new EkmError('EKM_OUTPUT', `cannot write ${path}: ${why}`, undefined, 1);
+    throw new EkmError('EKM_OUTPUT', `cannot write ${path}: ${why}`);
   }
 }
 
@@ -145,7 +147,7 @@ export async function confirm(question: string, yes: boolean | undefined): Promi
       resolve(d.trim());
     });
   });
-  if (!/^y(es)?$/i.test(answer)) throw new EkmError('EKM_CANCELLED', 'cancelled', undefined, 1);
+  if (!/^y(es)?$/i.test(answer)) throw new EkmError('EKM_CANCELLED', 'cancelled');
 }
 
 export function printJson(ctx: UclContext, value: unknown): void {

@@ -63,7 +63,7 @@ class PinnedAgent extends https.Agent {
       socket.off('error', fail);
       const fingerprint = socket.getPeerX509Certificate()?.fingerprint256;
       if (fingerprint === undefined || !this.fingerprints.has(fingerprint)) {
-        fail(new EkmError('EKM_UNTRUSTED', `${this.label} presented a certificate that is not trusted`, 'check the trust= certificates in client.conf'));
+        fail(new EkmError('EKM_UNTRUSTED', `${this.label} presented a certificate that is not trusted`, { hint: 'check the trust= certificates in client.conf' }));
         return;
       }
       settled = true;
@@ -80,8 +80,8 @@ export class EkmClient {
   private readonly agents = new Map<string, https.Agent>();
 
   constructor(private readonly opts: ClientOptions) {
-    if (opts.servers.length === 0) throw new EkmError('EKM_NO_SERVER', 'no EP address is configured', 'give --server host:port, set UCL_SERVERS, or write servers= in client.conf');
-    if (opts.trustedCertsPem.length === 0) throw new EkmError('EKM_NO_TRUST', 'no trusted EP certificate is configured', 'set trust= in client.conf, or run ucl where the EP\'s EKM_HOME is');
+    if (opts.servers.length === 0) throw new EkmError('EKM_NO_SERVER', 'no EP address is configured', { hint: 'give --server host:port, set UCL_SERVERS, or write servers= in client.conf' });
+    if (opts.trustedCertsPem.length === 0) throw new EkmError('EKM_NO_TRUST', 'no trusted EP certificate is configured', { hint: 'set trust= in client.conf, or run ucl where the EP\'s EKM_HOME is' });
     this.fingerprints = new Set(opts.trustedCertsPem.map((p) => new X509Certificate(p).fingerprint256));
   }
 
@@ -114,7 +114,7 @@ export class EkmClient {
     throw new EkmError(
       'EKM_UNREACHABLE',
       `cannot reach ${n === 1 ? 'the EP' : 'any EP'} (${failures.join('; ')})`,
-      'check that ekm runs there (`ekm status`) and that --server / UCL_SERVERS / client.conf name it',
+      { hint: 'check that ekm runs there (`ekm status`) and that --server / UCL_SERVERS / client.conf name it' },
     );
   }
 

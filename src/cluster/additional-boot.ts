@@ -92,18 +92,16 @@ export function parseAdditionalArgs(argv: readonly string[]): AdditionalArgs {
 export async function bootAdditional(args: AdditionalArgs, paths: HomePaths, print: (line: string) => void): Promise<JoiningState> {
   ensureWritableHome(paths);
   if (isBootstrapped(paths)) {
-    throw new EkmError(
-      'EKM_ALREADY_BOOTSTRAPPED',
-      `this server is already bootstrapped (${paths.config} exists)`,
-      'a server joins a cluster once; to start over, stop it and remove its EKM_HOME',
-    );
+    throw new EkmError('EKM_ALREADY_BOOTSTRAPPED', `this server is already bootstrapped (${paths.config} exists)`, {
+      hint: 'a server joins a cluster once; to start over, stop it and remove its EKM_HOME',
+    });
   }
   if (isWaitingToJoin(paths)) {
     const state = loadJoiningState(paths);
     throw new EkmError(
       'EKM_ALREADY_BOOTSTRAPPED',
       `this server was already bootstrapped as ${state.name} and waits to join (certificate ${state.fingerprint})`,
-      'start it with `ekm start` and run `ucl server create` on the main EP; to start over, remove its EKM_HOME',
+      { hint: 'start it with `ekm start` and run `ucl server create` on the main EP; to start over, remove its EKM_HOME' },
     );
   }
   const identity = await createIdentity({ role: 'server', host: args.self.host, extraNames: args.extraNames, years: args.certYears });
@@ -132,14 +130,14 @@ export function loadJoiningState(paths: HomePaths): JoiningState {
   try {
     json = JSON.parse(readFileSync(paths.joining, 'utf8'));
   } catch {
-    throw new EkmError(
-      'EKM_CONFIG_CORRUPT',
-      `${paths.joining} cannot be read as JSON`,
-      'remove EKM_HOME and run ekm_boot_additional_server.sh again',
-    );
+    throw new EkmError('EKM_CONFIG_CORRUPT', `${paths.joining} cannot be read as JSON`, {
+      hint: 'remove EKM_HOME and run ekm_boot_additional_server.sh again',
+    });
   }
   const parsed = JoiningState.safeParse(json);
   if (!parsed.success)
-    throw new EkmError('EKM_CONFIG_CORRUPT', `${paths.joining} is invalid`, 'remove EKM_HOME and run ekm_boot_additional_server.sh again');
+    throw new EkmError('EKM_CONFIG_CORRUPT', `${paths.joining} is invalid`, {
+      hint: 'remove EKM_HOME and run ekm_boot_additional_server.sh again',
+    });
   return parsed.data;
 }

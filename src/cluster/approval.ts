@@ -62,14 +62,14 @@ export function promptApprover(
         const answer = await nextLine();
         if (answer === null) {
           output.write('\n');
-          throw new EkmError('EKM_NOT_APPROVED', `no answer for ${label}: ${abort.outcome}`, `answer the prompt, or ${abort.unattended}`);
+          throw new EkmError('EKM_NOT_APPROVED', `no answer for ${label}: ${abort.outcome}`, {
+            hint: `answer the prompt, or ${abort.unattended}`,
+          });
         }
         if (!/^\s*(y|yes)\s*$/i.test(answer)) {
-          throw new EkmError(
-            'EKM_NOT_APPROVED',
-            `${label} certificate not approved: ${abort.outcome}`,
-            `check the fingerprint on that server and ${abort.retry}`,
-          );
+          throw new EkmError('EKM_NOT_APPROVED', `${label} certificate not approved: ${abort.outcome}`, {
+            hint: `check the fingerprint on that server and ${abort.retry}`,
+          });
         }
       };
       const run = queue.then(ask);

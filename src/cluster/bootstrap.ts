@@ -80,25 +80,25 @@ export async function bootstrap(
 ): Promise<BootResult> {
   ensureWritableHome(paths);
   if (daemonRunning(paths)) {
-    throw new EkmError('EKM_RUNNING', `ekm is running in ${paths.home}`, 'stop it first: ekm stop');
+    throw new EkmError('EKM_RUNNING', `ekm is running in ${paths.home}`, { hint: 'stop it first: ekm stop' });
   }
   if (args.externalDb && args.restore) {
-    throw new EkmError('EKM_UNSUPPORTED', '-restore restores into the embedded store, not into PostgreSQL (-externaldb)', 'bootstrap the restored server without -externaldb');
+    throw new EkmError('EKM_UNSUPPORTED', '-restore restores into the embedded store, not into PostgreSQL (-externaldb)', { hint: 'bootstrap the restored server without -externaldb' });
   }
   if (isBootstrapped(paths) && !args.restore) {
     throw new EkmError(
       'EKM_ALREADY_BOOTSTRAPPED',
       `this server is already bootstrapped (${paths.config} exists)`,
-      args.role === 'aux'
+      { hint: args.role === 'aux'
         ? 'an Aux is never restored: to bootstrap it again, stop it and remove its EKM_HOME first'
-        : 'use -restore to bootstrap again over the existing store, or remove EKM_HOME to start over',
+        : 'use -restore to bootstrap again over the existing store, or remove EKM_HOME to start over' },
     );
   }
   if (args.restore && !existsSync(paths.sqlite)) {
-    throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs a restored store at ${paths.sqlite}`, 'put the restored store there first, or bootstrap without -restore');
+    throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs a restored store at ${paths.sqlite}`, { hint: 'put the restored store there first, or bootstrap without -restore' });
   }
   if (args.restore && !existsSync(paths.systemKey)) {
-    throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs the system key at ${paths.systemKey}`, 'restore it together with the store');
+    throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs the system key at ${paths.systemKey}`, { hint: 'restore it together with the store' });
   }
 
   // The system key comes first: it seals the database password that server.json keeps.
@@ -240,7 +240,7 @@ async function checkRestoredRootSo(paths: HomePaths, password: string): Promise<
     const root = await store.getPartition(ROOT_PARTITION);
     const so = root ? await store.getUser(root.id, ROOT_SO) : undefined;
     if (!so || !(await verifyPassword(password, so.passwordHash))) {
-      throw new EkmError('EKM_WRONG_PASSWORD', 'the -w password does not match the root SO password of the restored store', 'give the root SO password the cluster had when it was backed up');
+      throw new EkmError('EKM_WRONG_PASSWORD', 'the -w password does not match the root SO password of the restored store', { hint: 'give the root SO password the cluster had when it was backed up' });
     }
   } finally {
     await store.close();
@@ -260,7 +260,7 @@ async function checkExternalStore(cfg: Extract<StoreConfig, { kind: 'postgres' }
       throw new EkmError(
         'EKM_STORE_IN_USE',
         `the PostgreSQL database ${cfg.url} already holds the ${ROLE_LABEL[role]} store of ${cluster ? `cluster ${cluster}` : 'an unfinished bootstrap'}`,
-        'give a new cluster a new, empty database (drop and create this one again only if its cluster is gone for good)',
+        { hint: 'give a new cluster a new, empty database (drop and create this one again only if its cluster is gone for good)' },
       );
     }
   } finally {
@@ -332,7 +332,7 @@ class TrustExchange {
           new EkmError(
             'EKM_BOOT_TIMEOUT',
             `bootstrap timed out after ${this.args.timeoutSeconds} s: ${missing.join('; ')}`,
-            'start the bootstrap on the other servers too (their flags must name this server), then run this one again',
+            { hint: 'start the bootstrap on the other servers too (their flags must name this server), then run this one again' },
           ),
         );
       }, Math.max(0, deadline - Date.now()));
@@ -404,7 +404,7 @@ class TrustExchange {
           new EkmError(
             'EKM_PEER_CHANGED',
             `${p.label} now presents another certificate than the one approved (was its bootstrap restarted?)`,
-            'run this bootstrap again',
+            { hint: 'run this bootstrap again' },
           ),
         );
       }
@@ -420,7 +420,7 @@ class TrustExchange {
       if (msg.success && p && (!p.fingerprint || p.fingerprint === clientFp)) {
         this.pairRefused = true;
         this.pairChecked();
-        this.fail(new EkmError('EKM_RESTORE_MISMATCH', `${p.label} refused the restore: ${msg.data.message}`, msg.data.hint));
+        this.fail(new EkmError('EKM_RESTORE_MISMATCH', `${p.label} refused the restore: ${msg.data.message}`, { hint: msg.data.hint }));
       }
       return encodeJson({ ok: true });
     }
@@ -543,7 +543,7 @@ class TrustExchange {
             new EkmError(
               'EKM_PEER_CHANGED',
               `${p.label} now presents certificate ${cert.fingerprint256}, not the approved ${p.fingerprint}`,
-              'if its bootstrap was restarted, run this bootstrap again',
+              { hint: 'if its bootstrap was restarted, run this bootstrap again' },
             ),
           );
           return;
@@ -568,7 +568,7 @@ class TrustExchange {
     if (!parsed.success) throw new Error('answered with something that is not an ekm bootstrap');
     const h = parsed.data;
     const mismatch = (why: string): EkmError =>
-      new EkmError('EKM_TRIPLET_MISMATCH', `${p.label}: ${why}`, 'bootstrap all three servers with the same EP, Partner and Aux names');
+      new EkmError('EKM_TRIPLET_MISMATCH', `${p.label}: ${why}`, { hint: 'bootstrap all three servers with the same EP, Partner and Aux names' });
     if (h.role !== p.role) throw mismatch(`that server is bootstrapping as ${ROLE_LABEL[h.role]}, not ${ROLE_LABEL[p.role]}`);
     for (const r of ['ep', 'partner', 'aux'] as Role[]) {
       if (h.triplet[r] !== this.hello.triplet[r]) {

@@ -109,11 +109,9 @@ export function openRoleSecret(
   mine: { keyPem: string; fingerprint: string; clusterId: string; role: 'ep' | 'partner' },
 ): RoleSecret {
   const refused = (why: string): EkmError =>
-    new EkmError(
-      'EKM_JOIN_REFUSED',
-      `the ${mine.role} role secret in the join package ${why}`,
-      'run ucl server create again from the main EP',
-    );
+    new EkmError('EKM_JOIN_REFUSED', `the ${mine.role} role secret in the join package ${why}`, {
+      hint: 'run ucl server create again from the main EP',
+    });
   const buf = Buffer.from(sealed, 'base64');
   if (buf.length < 3 || buf[0] !== SEAL_FORMAT) throw refused('is malformed');
   const ephLen = buf.readUInt16BE(1);

@@ -21,7 +21,7 @@ import { z } from 'zod';
 import type { HomePaths } from '../config/home.js';
 import { ROLES, ROLE_LABEL, type Role } from '../config/roles.js';
 import { PeerEntry, type ServerConfig } from '../config/server-config.js';
-import { EkmError } from '../errors.js';
+import { EkmError, type EkmErrorOptions, type ErrorCode, isErrorCode } from '../errors.js';
 import { failpoint } from '../failpoints.js';
 import { decodeJson, encodeJson } from '../net/framing.js';
 import { PeerLink } from '../net/link.js';
@@ -97,26 +97,19 @@ interface Contacted extends NewServerView {
 }
 
 
-/** HTTP statuses of scale-out's refusals: the cluster's state (409), a server not there (502), a peer down (503). */
-const STATUS: Readonly<Record<string, number>> = {
-  EKM_SCALE_OUT_NEEDS_POSTGRES: 409,
-  EKM_SERVER_EXISTS: 409,
-  EKM_NOT_WAITING: 409,
-  EKM_VERSION_MISMATCH: 409,
-  EKM_JOIN_REFUSED: 409,
-  EKM_JOIN_PARTIAL: 409,
-  EKM_NOT_APPROVED: 409,
-  EKM_SERVER_UNREACHABLE: 502,
-  EKM_PEER_PROTOCOL: 502,
-  EKM_PARTNER_DOWN: 503,
-  EKM_SERVER_UNKNOWN: 404,
-  EKM_SERVER_IN_USE: 409,
-  EKM_REPLACEMENT_PENDING: 409,
-};
+/**
+ * The hint joins the message: these errors reach the operator through the API, which carries one
+ * message. Their statuses are the error table's: the cluster's state 409, a server not there 502,
+ * a peer down 503.
+ */
+function scaleError(code: ErrorCode, message: string, hint?: string, options: EkmErrorOptions = {}): EkmError {
+  return new EkmError(code, hint ? `${message}: ${hint}` : message, options);
+}
 
-/** The hint joins the message: these errors reach the operator through the API, which carries one message. */
-function scaleError(code: string, message: string, hint?: string): EkmError {
-  return new EkmError(code, hint ? `${message}: ${hint}` : message, undefined, 1, STATUS[code] ?? 400);
+/** A peer's refusal, passed on with its own code: the table's status, 400 for a code this release does not know. */
+function peerRefusal(e: EkmError, hint?: string): EkmError {
+  if (isErrorCode(e.code)) return scaleError(e.code, e.message, hint);
+  return scaleError('EKM_PEER_ERROR', e.message, hint, { relayed: { code: e.code, httpStatus: 400 } });
 }
 const DIAL_TIMEOUT_MS = 5000;
 
@@ -422,7 +415,7 @@ export class ScaleOut {
     try {
       AuxRepinAnswer.parse(decodeJson(await link.request(AUX_REPIN_METHOD, body, 10_000)));
     } catch (e) {
-      if (e instanceof EkmError) throw scaleError(e.code, e.message);
+      if (e instanceof EkmError) throw peerRefusal(e);
       throw scaleError('EKM_PEER_PROTOCOL', 'the Partner answered the Aux re-pin request with something else');
     }
   }
@@ -477,7 +470,7 @@ export class ScaleOut {
       link.close('refused');
       throw e;
     }
-    const refuse = (code: string, message: string, hint?: string): never => {
+    const refuse = (code: ErrorCode, message: string, hint?: string): never => {
       link.close('refused');
       throw scaleError(code, message, hint);
     };
@@ -592,11 +585,7 @@ export class ScaleOut {
     } catch (e) {
       // The new server's refusal (e.g. it cannot open the role's database) keeps its code and reason.
       if (e instanceof EkmError)
-        throw scaleError(
-          e.code,
-          e.message,
-          method === JOIN_CHECK ? 'nothing was changed; fix it and run ucl server create again' : undefined,
-        );
+        throw peerRefusal(e, method === JOIN_CHECK ? 'nothing was changed; fix it and run ucl server create again' : undefined);
       throw scaleError('EKM_JOIN_REFUSED', `${ROLE_LABEL[c.role]} ${c.name}: ${(e as Error).message}`);
     }
     if (!JoinAnswer.safeParse(decodeJson(raw)).success)

@@ -80,7 +80,7 @@ export function ensureWritableHome(paths: HomePaths): void {
     throw new EkmError(
       'EKM_HOME_UNUSABLE',
       `EKM_HOME ${paths.home} is not a writable folder (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
-      'set EKM_HOME to a folder this user can write, or run as the ekm service user',
+      { hint: 'set EKM_HOME to a folder this user can write, or run as the ekm service user' },
     );
   }
 }

@@ -54,16 +54,16 @@ export function loadServerConfig(paths: HomePaths): ServerConfig {
       throw new EkmError(
         'EKM_NOT_BOOTSTRAPPED',
         `no server is bootstrapped in EKM_HOME ${paths.home}`,
-        'run the bootstrap script for this server (ekm_boot_ep.sh, ekm_boot_partner.sh or ekm_boot_auxiliary.sh) or set EKM_HOME',
+        { hint: 'run the bootstrap script for this server (ekm_boot_ep.sh, ekm_boot_partner.sh or ekm_boot_auxiliary.sh) or set EKM_HOME' },
       );
     }
-    throw new EkmError('EKM_HOME_UNUSABLE', `cannot read ${paths.config} (${code ?? 'error'})`, 'check EKM_HOME and its permissions');
+    throw new EkmError('EKM_HOME_UNUSABLE', `cannot read ${paths.config} (${code ?? 'error'})`, { hint: 'check EKM_HOME and its permissions' });
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    throw new EkmError('EKM_CONFIG_CORRUPT', `${paths.config} is not valid JSON`, 'restore it from a backup or bootstrap again');
+    throw new EkmError('EKM_CONFIG_CORRUPT', `${paths.config} is not valid JSON`, { hint: 'restore it from a backup or bootstrap again' });
   }
   const parsed = ServerConfig.safeParse(json);
   if (!parsed.success) {
@@ -71,7 +71,7 @@ export function loadServerConfig(paths: HomePaths): ServerConfig {
     throw new EkmError(
       'EKM_CONFIG_CORRUPT',
       `${paths.config} is invalid at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'unknown'}`,
-      'restore it from a backup or bootstrap again',
+      { hint: 'restore it from a backup or bootstrap again' },
     );
   }
   return parsed.data;

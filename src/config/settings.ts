@@ -332,11 +332,9 @@ function valueOf(env: Env, s: Setting): string | undefined {
 function badSetting(s: Setting, value: string, allowed: string): EkmError {
   const shown =
     'secret' in s && s.secret ? '(its value is not shown: it may hold a password)' : `got ${JSON.stringify(value.slice(0, 40))}`;
-  return new EkmError(
-    'EKM_BAD_SETTING',
-    `${s.name} must be ${allowed}, ${shown}`,
-    s.hint ?? `fix or unset ${s.name} (docs/operations.md, Settings)`,
-  );
+  return new EkmError('EKM_BAD_SETTING', `${s.name} must be ${allowed}, ${shown}`, {
+    hint: s.hint ?? `fix or unset ${s.name} (docs/operations.md, Settings)`,
+  });
 }
 
 const DECIMAL = /^\d{1,16}$/;

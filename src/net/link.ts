@@ -38,19 +38,19 @@ export const DEFAULT_LINK_OPTIONS: LinkOptions = { heartbeatMs: 1000, deadAfterM
 /** The peer answered a request with an error. */
 export class PeerRequestError extends EkmError {
   constructor(code: string, message: string) {
-    super(code, message, undefined, 1, 502);
+    super('EKM_PEER_ERROR', message, { relayed: { code, httpStatus: 502 } });
   }
 }
 
 export class LinkClosedError extends EkmError {
   constructor(peer: string, reason: string) {
-    super('EKM_LINK_CLOSED', `link to ${peer} closed: ${reason}`, undefined, 1, 503);
+    super('EKM_LINK_CLOSED', `link to ${peer} closed: ${reason}`);
   }
 }
 
 export class PeerTimeoutError extends EkmError {
   constructor(peer: string, method: string, ms: number) {
-    super('EKM_PEER_TIMEOUT', `${peer} did not answer ${method} within ${ms} ms`, undefined, 1, 504);
+    super('EKM_PEER_TIMEOUT', `${peer} did not answer ${method} within ${ms} ms`);
   }
 }
 

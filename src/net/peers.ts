@@ -153,9 +153,7 @@ export class PeerManager extends EventEmitter {
       throw new EkmError(
         'EKM_PEER_DOWN',
         `${role} ${st?.spec.name ?? ''} is not connected${st?.problem ? ` (${st.problem.message})` : ''}`,
-        'check that the server runs and that `ucl server test` shows it ok',
-        1,
-        503,
+        { hint: 'check that the server runs and that `ucl server test` shows it ok' },
       );
     }
     return l;
@@ -431,7 +429,7 @@ export class PeerManager extends EventEmitter {
 }
 
 class IncompatiblePeer extends EkmError {
-  constructor(message: string, code = 'EKM_PEER_INCOMPATIBLE') {
+  constructor(message: string, code: 'EKM_PEER_INCOMPATIBLE' | 'EKM_RELEASE_INCOMPATIBLE' = 'EKM_PEER_INCOMPATIBLE') {
     super(code, message);
   }
 }
@@ -473,13 +471,13 @@ export function describeSocketError(err: NodeJS.ErrnoException): string {
 /** Turns a listen failure into an operator message (port in use, no permission, bad address). */
 export function listenError(err: NodeJS.ErrnoException, host: string, port: number, what: string): EkmError {
   if (err.code === 'EADDRINUSE') {
-    return new EkmError('EKM_PORT_IN_USE', `${what} port ${host}:${port} is already in use`, 'stop what listens there or choose another port');
+    return new EkmError('EKM_PORT_IN_USE', `${what} port ${host}:${port} is already in use`, { hint: 'stop what listens there or choose another port' });
   }
   if (err.code === 'EACCES') {
-    return new EkmError('EKM_PORT_DENIED', `not allowed to listen on ${host}:${port}`, 'use a port above 1023 or run with the needed privilege');
+    return new EkmError('EKM_PORT_DENIED', `not allowed to listen on ${host}:${port}`, { hint: 'use a port above 1023 or run with the needed privilege' });
   }
   if (err.code === 'EADDRNOTAVAIL') {
-    return new EkmError('EKM_ADDRESS_UNAVAILABLE', `${host} is not an address of this machine`, 'give this server\'s own host name or IP with -s');
+    return new EkmError('EKM_ADDRESS_UNAVAILABLE', `${host} is not an address of this machine`, { hint: 'give this server\'s own host name or IP with -s' });
   }
   return new EkmError('EKM_LISTEN_FAILED', `cannot listen on ${host}:${port}: ${err.message}`);
 }

@@ -519,7 +519,7 @@ export interface ParsedObject extends ObjectHeader {
 
 /** Every failure of `parseObjectHeader` / `openObject` is one of these three (by `code`). */
 export abstract class SealedObjectError extends Error {
-  abstract readonly code: string;
+  abstract readonly code: 'EKM_OBJECT_FORMAT' | 'EKM_OBJECT_WRONG_KEY' | 'EKM_OBJECT_AUTH';
 }
 /** Not a sealed object of a format we read: truncated, wrong magic or version, bad key id. */
 export class ObjectFormatError extends SealedObjectError {

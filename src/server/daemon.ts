@@ -42,11 +42,11 @@ export async function startDaemon(paths: HomePaths, timeoutMs = 60_000): Promise
   while (performance.now() < deadline) {
     if (readPid(paths) === pid) return { pid, alreadyRunning: false };
     if (exited !== undefined) {
-      throw new EkmError('EKM_START_FAILED', `ekm did not start: ${lastFatal(paths.logFile, logStart) ?? `exit code ${exited}`}`, `see ${paths.logFile}`);
+      throw new EkmError('EKM_START_FAILED', `ekm did not start: ${lastFatal(paths.logFile, logStart) ?? `exit code ${exited}`}`, { hint: `see ${paths.logFile}` });
     }
     await sleep(50);
   }
-  throw new EkmError('EKM_START_FAILED', `ekm did not report ready within ${timeoutMs / 1000} s (pid ${pid})`, `see ${paths.logFile}`);
+  throw new EkmError('EKM_START_FAILED', `ekm did not report ready within ${timeoutMs / 1000} s (pid ${pid})`, { hint: `see ${paths.logFile}` });
 }
 
 export async function stopDaemon(paths: HomePaths, timeoutMs = 30_000): Promise<{ pid: number | undefined; killed: boolean }> {

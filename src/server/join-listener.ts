@@ -80,13 +80,13 @@ export class JoinListener {
       throw new EkmError('EKM_PEER_PROTOCOL', `this server waits to join a cluster; it does not answer ${method}`);
     if (!clientFp) throw new EkmError('EKM_JOIN_REFUSED', 'the joining EP presented no certificate');
     if (this.applied)
-      throw new EkmError('EKM_JOIN_REFUSED', `${this.state.name} has joined a cluster already`, 'start it with `service ekm start`');
+      throw new EkmError('EKM_JOIN_REFUSED', `${this.state.name} has joined a cluster already`, {
+        hint: 'start it with `service ekm start`',
+      });
     if (this.trustedEp && this.trustedEp !== clientFp) {
-      throw new EkmError(
-        'EKM_JOIN_REFUSED',
-        `${this.state.name} is joining the cluster of another EP (certificate ${this.trustedEp})`,
-        'run ucl server create from that EP, or bootstrap this server again',
-      );
+      throw new EkmError('EKM_JOIN_REFUSED', `${this.state.name} is joining the cluster of another EP (certificate ${this.trustedEp})`, {
+        hint: 'run ucl server create from that EP, or bootstrap this server again',
+      });
     }
     const checked = await this.check(decodeJson(body), clientFp);
     this.trustedEp = clientFp;
@@ -126,7 +126,7 @@ export class JoinListener {
     const parsed = JoinPackage.safeParse(raw);
     if (!parsed.success) throw new EkmError('EKM_JOIN_REFUSED', `malformed join package (${parsed.error.issues[0]?.path.join('.') ?? ''})`);
     const pkg = parsed.data;
-    const refuse = (why: string, hint?: string): EkmError => new EkmError('EKM_JOIN_REFUSED', `${this.state.name}: ${why}`, hint);
+    const refuse = (why: string, hint?: string): EkmError => new EkmError('EKM_JOIN_REFUSED', `${this.state.name}: ${why}`, { hint });
     if (pkg.name !== this.state.name) throw refuse(`the package names ${pkg.name}, this server is ${this.state.name}`);
     if (pkg.from.fingerprint !== clientFp) throw refuse('the package does not come from the EP that sent it');
     if (pkg.peers.some((p) => p.role === pkg.role) || new Set(pkg.peers.map((p) => p.role)).size !== 2)
@@ -176,7 +176,7 @@ export class JoinListener {
       throw new EkmError(
         'EKM_JOIN_REFUSED',
         `${this.state.name} cannot open the ${config.role} role's database: ${e instanceof EkmError ? e.message : (e as Error).message}`,
-        'check that this server reaches the database server',
+        { hint: 'check that this server reaches the database server' },
       );
     }
     try {

@@ -244,7 +244,7 @@ export class EkmServer implements ServerContext {
   /** What the EP's API needs of this server (the EP's catalogue exists once it started). */
   apiDeps(): ApiDeps {
     const { catalog, config } = this;
-    if (!catalog) throw new EkmError('EKM_INTERNAL', 'only a started EP serves the API', undefined, 1, 500);
+    if (!catalog) throw new EkmError('EKM_INTERNAL', 'only a started EP serves the API');
     return {
       server: { role: config.role, name: config.name, clusterId: config.clusterId, tripletId: config.tripletId, fips: config.fips },
       store: this.store,
@@ -371,7 +371,7 @@ export class EkmServer implements ServerContext {
   private async onPeerRequest(method: string, body: Uint8Array, from: PeerRole | undefined): Promise<Uint8Array> {
     const handler = this.methods.get(method);
     if (!handler) throw new EkmError('EKM_UNKNOWN_METHOD', `unknown peer method ${method}`);
-    if (this.stopping && method !== 'status') throw new EkmError('EKM_STOPPING', 'server is stopping', undefined, 1, 503);
+    if (this.stopping && method !== 'status') throw new EkmError('EKM_STOPPING', 'server is stopping');
     this.inFlight++;
     try {
       return await handler(body, from);
@@ -386,11 +386,9 @@ function readFileSyncOr(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new EkmError(
-      'EKM_HOME_UNUSABLE',
-      `cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
-      'check EKM_HOME and its permissions',
-    );
+    throw new EkmError('EKM_HOME_UNUSABLE', `cannot read the ${what} ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, {
+      hint: 'check EKM_HOME and its permissions',
+    });
   }
 }
 

@@ -52,21 +52,21 @@ export interface UserView {
   readonly createdAt: string;
 }
 
-const forbidden = (what: string): EkmError => new EkmError('EKM_FORBIDDEN', `not allowed: ${what}`, undefined, 1, 403);
-const noPartition = (name: string): EkmError => new EkmError('EKM_NOT_FOUND', `no partition ${name}`, undefined, 1, 404);
-const noUser = (name: string, partition: string): EkmError => new EkmError('EKM_NOT_FOUND', `no user ${name}@${partition}`, undefined, 1, 404);
-const wrongLogin = (): EkmError => new EkmError('EKM_UNAUTHORIZED', 'wrong user, partition or password', undefined, 1, 401);
+const forbidden = (what: string): EkmError => new EkmError('EKM_FORBIDDEN', `not allowed: ${what}`);
+const noPartition = (name: string): EkmError => new EkmError('EKM_NOT_FOUND', `no partition ${name}`);
+const noUser = (name: string, partition: string): EkmError => new EkmError('EKM_NOT_FOUND', `no user ${name}@${partition}`);
+const wrongLogin = (): EkmError => new EkmError('EKM_UNAUTHORIZED', 'wrong user, partition or password');
 
 export function checkPassword(password: string, what = 'the password'): void {
   if (typeof password !== 'string' || [...password].length < MIN_PASSWORD) {
-    throw new EkmError('EKM_WEAK_PASSWORD', `${what} must have at least ${MIN_PASSWORD} characters`, undefined, 2, 400);
+    throw new EkmError('EKM_WEAK_PASSWORD', `${what} must have at least ${MIN_PASSWORD} characters`);
   }
-  if (password.length > MAX_PASSWORD) throw new EkmError('EKM_BAD_REQUEST', `${what} is longer than ${MAX_PASSWORD} characters`, undefined, 2, 400);
+  if (password.length > MAX_PASSWORD) throw new EkmError('EKM_BAD_REQUEST', `${what} is longer than ${MAX_PASSWORD} characters`);
 }
 
 function checkName(name: string, what: string): void {
   if (!NAME_RE.test(name)) {
-    throw new EkmError('EKM_BAD_REQUEST', `${what} "${name.slice(0, 64)}" is not valid: letters, digits, '_', '.', '-' (up to 64, starting with a letter or digit)`, undefined, 2, 400);
+    throw new EkmError('EKM_BAD_REQUEST', `${what} "${name.slice(0, 64)}" is not valid: letters, digits, '_', '.', '-' (up to 64, starting with a letter or digit)`);
   }
 }
 
@@ -93,14 +93,14 @@ export class Accounts {
     const ok = await verifyPassword(password, row?.passwordHash ?? DUMMY_HASH);
     if (!row || !partition) throw wrongLogin();
     if (row.locked) {
-      throw new EkmError('EKM_LOCKED', `${user}@${partition.name} is locked after too many failed logins`, 'an SO must reset its password (ucl user reset-pwd)', 1, 401);
+      throw new EkmError('EKM_LOCKED', `${user}@${partition.name} is locked after too many failed logins`, { hint: 'an SO must reset its password (ucl user reset-pwd)' });
     }
     if (!ok) {
       // The root SO is never locked (nobody could unlock it); its failures are still counted and audited.
       const rootSo = partition.id === ROOT_PARTITION_ID && user === ROOT_SO;
       const r = await this.store.recordLoginFailure(partition.id, user, rootSo ? Number.MAX_SAFE_INTEGER : partition.maxFailedLogins);
       if (r.locked) {
-        throw new EkmError('EKM_LOCKED', `${user}@${partition.name} is now locked after ${r.failedLogins} failed logins`, 'an SO must reset its password (ucl user reset-pwd)', 1, 401);
+        throw new EkmError('EKM_LOCKED', `${user}@${partition.name} is now locked after ${r.failedLogins} failed logins`, { hint: 'an SO must reset its password (ucl user reset-pwd)' });
       }
       throw wrongLogin();
     }
@@ -143,7 +143,7 @@ export class Accounts {
     if (!isRootSo(actor)) throw forbidden('only the root partition SO creates partitions');
     checkName(req.name, 'the partition name');
     checkPassword(req.soPassword, 'the partition SO password');
-    if (await this.store.getPartition(req.name)) throw new EkmError('EKM_EXISTS', `partition ${req.name} already exists`, undefined, 1, 409);
+    if (await this.store.getPartition(req.name)) throw new EkmError('EKM_EXISTS', `partition ${req.name} already exists`);
     const hash = await hashPassword(req.soPassword);
     const p = await this.store.createPartition({ name: req.name, fipsRequired: req.fipsRequired === true });
     if (req.maxFailedLogins !== undefined && req.maxFailedLogins !== DEFAULT_MAX_FAILED_LOGINS) await this.store.setPartitionMaxFailedLogins(p.id, req.maxFailedLogins);
@@ -165,10 +165,10 @@ export class Accounts {
   async deletePartition(actor: Actor, name: string, force: boolean, destroyKeys: (partitionId: number) => Promise<void>): Promise<{ keysDeleted: number }> {
     if (!isRootSo(actor)) throw forbidden('only the root partition SO deletes partitions');
     const p = await this.partitionFor(actor, name);
-    if (p.id === ROOT_PARTITION_ID) throw new EkmError('EKM_FORBIDDEN', 'the root partition cannot be deleted', undefined, 1, 403);
+    if (p.id === ROOT_PARTITION_ID) throw new EkmError('EKM_FORBIDDEN', 'the root partition cannot be deleted');
     const keys = await this.store.countPartitionKeys(p.id);
     if (keys > 0 && !force) {
-      throw new EkmError('EKM_PARTITION_NOT_EMPTY', `partition ${name} holds ${keys} key${keys === 1 ? '' : 's'}`, 'delete them first, or force (ucl partition delete --force)', 1, 409);
+      throw new EkmError('EKM_PARTITION_NOT_EMPTY', `partition ${name} holds ${keys} key${keys === 1 ? '' : 's'}`, { hint: 'delete them first, or force (ucl partition delete --force)' });
     }
     if (force && keys > 0) await destroyKeys(p.id);
     await this.store.deletePartition(p.id, { withKeys: force });
@@ -188,9 +188,9 @@ export class Accounts {
     const p = await this.partitionFor(actor, partition);
     if (!this.mayManage(actor, p)) throw forbidden(`a ${actor.role} does not create users`);
     checkName(req.name, 'the user name');
-    if (!ROLES.includes(req.role)) throw new EkmError('EKM_BAD_REQUEST', `unknown role ${req.role}: one of ${ROLES.join(', ')}`, undefined, 2, 400);
+    if (!ROLES.includes(req.role)) throw new EkmError('EKM_BAD_REQUEST', `unknown role ${req.role}: one of ${ROLES.join(', ')}`);
     checkPassword(req.password);
-    if (await this.store.getUser(p.id, req.name)) throw new EkmError('EKM_EXISTS', `user ${req.name}@${p.name} already exists`, undefined, 1, 409);
+    if (await this.store.getUser(p.id, req.name)) throw new EkmError('EKM_EXISTS', `user ${req.name}@${p.name} already exists`);
     await this.store.createUser({ partitionId: p.id, name: req.name, role: req.role, passwordHash: await hashPassword(req.password) });
     return userView((await this.store.getUser(p.id, req.name))!, p);
   }
@@ -235,7 +235,7 @@ export class Accounts {
   async changePassword(actor: Actor, oldPassword: string, newPassword: string): Promise<void> {
     const u = await this.store.getUser(actor.partitionId, actor.user);
     const ok = await verifyPassword(oldPassword, u?.passwordHash ?? DUMMY_HASH);
-    if (!u || !ok) throw new EkmError('EKM_UNAUTHORIZED', 'the old password is wrong', undefined, 1, 401);
+    if (!u || !ok) throw new EkmError('EKM_UNAUTHORIZED', 'the old password is wrong');
     checkPassword(newPassword, 'the new password');
     await this.store.setUserPassword(actor.partitionId, actor.user, await hashPassword(newPassword));
   }
@@ -244,7 +244,7 @@ export class Accounts {
   async checkKeyAlg(actor: Actor, alg: string): Promise<void> {
     const p = await this.store.getPartitionById(actor.partitionId);
     if (p?.fipsRequired && !FIPS_ALGS.has(alg)) {
-      throw new EkmError('EKM_NOT_FIPS', `partition ${p.name} allows only FIPS-approved algorithms; ${alg} is not one`, `use one of ${[...FIPS_ALGS].join(', ')}`, 1, 400);
+      throw new EkmError('EKM_NOT_FIPS', `partition ${p.name} allows only FIPS-approved algorithms; ${alg} is not one`, { hint: `use one of ${[...FIPS_ALGS].join(', ')}` });
     }
   }
 }

@@ -48,15 +48,13 @@ export function checkKeyName(name: string): void {
     throw new EkmError(
       'EKM_BAD_KEY_NAME',
       `"${name.slice(0, 40)}" is not a key name`,
-      'a name has 1 to 64 printable characters, no "/", and is not 16 hex characters (that is a UID)',
-      2,
-      400,
+      { hint: 'a name has 1 to 64 printable characters, no "/", and is not 16 hex characters (that is a UID)' },
     );
   }
 }
 
 function notFound(ref: string): EkmError {
-  return new EkmError('EKM_KEY_NOT_FOUND', `no key ${ref} in this partition`, 'list the keys with `ucl list`', 1, 404);
+  return new EkmError('EKM_KEY_NOT_FOUND', `no key ${ref} in this partition`, { hint: 'list the keys with `ucl list`' });
 }
 
 export class KeyCatalog {
@@ -102,11 +100,11 @@ export class KeyCatalog {
     const row = KEY_UID_RE.test(ref) ? await this.deps.store.getKey(ref) : await this.deps.store.findKeyByName(partitionId, ref);
     if (!row || row.partitionId !== partitionId || row.state !== 'active') {
       const gone = KEY_UID_RE.test(ref) ? await this.deps.store.getDestroyedKey(ref) : undefined;
-      if (gone && gone.partitionId === partitionId) throw new EkmError('EKM_KEY_DESTROYED', `key ${ref} was destroyed at ${gone.destroyedAt}`, undefined, 1, 410);
+      if (gone && gone.partitionId === partitionId) throw new EkmError('EKM_KEY_DESTROYED', `key ${ref} was destroyed at ${gone.destroyedAt}`);
       throw notFound(ref);
     }
     if (purpose === 'protect' && row.usage === 'deactivated') {
-      throw new EkmError('EKM_KEY_DEACTIVATED', `key ${row.keyId} is deactivated: it verifies and decrypts, it does not sign or encrypt`, 'reactivate it (ucl update --state active) or use another key', 1, 409);
+      throw new EkmError('EKM_KEY_DEACTIVATED', `key ${row.keyId} is deactivated: it verifies and decrypts, it does not sign or encrypt`, { hint: 'reactivate it (ucl update --state active) or use another key' });
     }
     return row;
   }

@@ -174,17 +174,17 @@ export class KeyService {
     try {
       policyBytes = encodeKeyPolicy(policy); // refuses a notAfter out of range
     } catch (e) {
-      throw new EkmError('EKM_BAD_INPUT', (e as Error).message, 'give a notAfter before the year 10000', 2, 400);
+      throw new EkmError('EKM_BAD_INPUT', (e as Error).message, { hint: 'give a notAfter before the year 10000' });
     }
     if (policy.notAfter !== undefined) {
       if (isRsaAlg(alg) || alg === 'aes-256-dprf') {
-        throw new EkmError('EKM_BAD_INPUT', `notAfter applies to EC signing keys, not to ${alg} keys`, undefined, 2, 400);
+        throw new EkmError('EKM_BAD_INPUT', `notAfter applies to EC signing keys, not to ${alg} keys`);
       }
-      if (signingRefusal(policy, Date.now())) throw new EkmError('EKM_BAD_INPUT', 'notAfter must be in the future', undefined, 2, 400);
+      if (signingRefusal(policy, Date.now())) throw new EkmError('EKM_BAD_INPUT', 'notAfter must be in the future');
     }
     if (isRsaAlg(alg)) return this.rsaAes.createRsa({ alg });
     if (!EC_ALGS.includes(alg))
-      throw new EkmError('EKM_BAD_ALG', `unknown key algorithm ${String(alg)}`, `use one of ${EC_ALGS.join(', ')}`);
+      throw new EkmError('EKM_BAD_ALG', `unknown key algorithm ${String(alg)}`, { hint: `use one of ${EC_ALGS.join(', ')}` });
     const keyId = toHex(randomBytes(8));
     const request = { keyId, alg, policy: policyBytes };
     await this.deps.host.run(this.spec({ kind: 'dkg', common: this.common, request }, DKG_PROTO, dkgWrites));
@@ -202,18 +202,14 @@ export class KeyService {
 
   async getKey(keyId: string): Promise<{ row: KeyRow; current: KeyShare }> {
     const row = await this.deps.store.getKey(keyId);
-    if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`, undefined, 1, 404);
-    if (isRsaAlg(row.alg)) throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an RSA key`, undefined, 1, 400);
+    if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`);
+    if (isRsaAlg(row.alg)) throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an RSA key`);
     const shares = await this.deps.store.getShares(keyId);
     const current = shares.find((s) => s.status === 'current' && s.epoch === row.currentEpoch);
     if (!current)
-      throw new EkmError(
-        'EKM_KEY_STATE',
-        `key ${keyId} has no current share on this server`,
-        'run `ucl server test`; an Aux may need re-derivation',
-        1,
-        409,
-      );
+      throw new EkmError('EKM_KEY_STATE', `key ${keyId} has no current share on this server`, {
+        hint: 'run `ucl server test`; an Aux may need re-derivation',
+      });
     return { row, current: recordToShare(current) };
   }
 
@@ -227,7 +223,7 @@ export class KeyService {
   /** The key's record, whatever its type (for listing and showing). */
   async describe(keyId: string): Promise<KeyRow> {
     const row = await this.deps.store.getKey(keyId);
-    if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`, undefined, 1, 404);
+    if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`);
     return row;
   }
 
@@ -241,8 +237,7 @@ export class KeyService {
       const signature = await this.rsaAes.rsaSign(keyId, req.scheme ?? 'pkcs1v15', hash, digest);
       return { keyId, alg: row.alg, epoch: row.currentEpoch, signature, format: 'raw', mode: 'rsa' };
     }
-    if (row.alg === 'aes-256-dprf')
-      throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it encrypts, it does not sign`, undefined, 1, 400);
+    if (row.alg === 'aes-256-dprf') throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it encrypts, it does not sign`);
     const { current } = await this.getKey(keyId);
     const alg = current.alg;
     requireSigningAllowed(current);
@@ -346,8 +341,7 @@ export class KeyService {
 
   async publicKey(keyId: string, format: PublicKeyFormat): Promise<{ alg: KeyAlg; format: PublicKeyFormat; value: ExportedPublicKey }> {
     const row = await this.describe(keyId);
-    if (row.alg === 'aes-256-dprf')
-      throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it has no public key`, undefined, 1, 400);
+    if (row.alg === 'aes-256-dprf') throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is an AES key: it has no public key`);
     const cacheKey = `${keyId} ${format}`;
     let value = this.publicExports.get(cacheKey);
     if (value === undefined) {
@@ -375,7 +369,7 @@ export class KeyService {
     if (row.publicKey) return publicMaterial(row.alg, row.publicKey);
     if (isRsaAlg(row.alg)) {
       const share = (await this.deps.store.getRsaShares(row.keyId)).find((x) => x.status === 'current');
-      if (!share) throw new EkmError('EKM_KEY_STATE', `key ${row.keyId} has no current share on this server`, undefined, 1, 409);
+      if (!share) throw new EkmError('EKM_KEY_STATE', `key ${row.keyId} has no current share on this server`);
       return { kind: 'rsa', n: os2ip(share.n), e: os2ip(share.e) };
     }
     return { kind: 'ec', Y: (await this.getKey(row.keyId)).current.Y };
@@ -397,7 +391,7 @@ export class KeyService {
       return { keys: [...rsaKeys, ...ecKeys.keys] };
     }
     const states = await this.settledRefreshStates(keyIds);
-    for (const k of keyIds) if (!states.has(k)) throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${k}`, undefined, 1, 404);
+    for (const k of keyIds) if (!states.has(k)) throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${k}`);
     const out = await this.withAuxShares(keyIds, () =>
       this.deps.host.run<RefreshOutput>(
         this.spec({ kind: 'refresh', common: this.common, states: [...states], keyIds }, REFRESH_PROTO, refreshWrites),
@@ -663,13 +657,9 @@ export class KeyService {
       { event: 'security', kind: 'invalid_output', keyId, proto },
       'a protocol produced a signature that does not verify: not released',
     );
-    return new EkmError(
-      'EKM_PROTOCOL_ABORTED',
-      'the signature did not verify and was not released',
-      'it is safe to retry; the event is logged',
-      1,
-      502,
-    );
+    return new EkmError('EKM_PROTOCOL_ABORTED', 'the signature did not verify and was not released', {
+      hint: 'it is safe to retry; the event is logged',
+    });
   }
 }
 
@@ -747,13 +737,9 @@ async function helperPolicy<T>(keyId: string, session: Promise<T>): Promise<T> {
     return await session;
   } catch (e) {
     if (e instanceof PeerRefusedError && e.refusal === 'EKM_KEY_EXPIRED') {
-      throw new EkmError(
-        'EKM_KEY_EXPIRED',
-        `key ${keyId} no longer signs: the ${e.peer} refuses, it expired by that server's clock`,
-        'use another key; signatures made before still verify',
-        1,
-        409,
-      );
+      throw new EkmError('EKM_KEY_EXPIRED', `key ${keyId} no longer signs: the ${e.peer} refuses, it expired by that server's clock`, {
+        hint: 'use another key; signatures made before still verify',
+      });
     }
     throw e;
   }
@@ -763,13 +749,9 @@ async function helperPolicy<T>(keyId: string, session: Promise<T>): Promise<T> {
 function requireSigningAllowed(share: KeyShare): void {
   const why = signingRefusal(share, Date.now());
   if (why)
-    throw new EkmError(
-      'EKM_KEY_EXPIRED',
-      `key ${share.keyId} no longer signs: ${why}`,
-      'use another key; signatures made before still verify',
-      1,
-      409,
-    );
+    throw new EkmError('EKM_KEY_EXPIRED', `key ${share.keyId} no longer signs: ${why}`, {
+      hint: 'use another key; signatures made before still verify',
+    });
 }
 
 // --- formats -------------------------------------------------------------------------------

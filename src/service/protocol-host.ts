@@ -94,7 +94,7 @@ const ACCEPTED_SIDS = 100_000;
 
 export class ProtocolAbortedError extends EkmError {
   constructor(message: string) {
-    super('EKM_PROTOCOL_ABORTED', message, 'the operation was not performed; it is safe to retry', 1, 502);
+    super('EKM_PROTOCOL_ABORTED', message, { hint: 'the operation was not performed; it is safe to retry' });
   }
 }
 
@@ -419,7 +419,7 @@ export class ProtocolHost {
       // After PREPARED a state-changing session never aborts (R4): it waits for its peers and
       // re-sends, at every link-up and at growing intervals. The caller learns that the outcome is pending.
       session.settle?.reject(
-        new EkmError('EKM_PROTOCOL_PENDING', `${session.spec.label} is committing and waits for a peer`, 'it completes when the peer is back; check again later', 1, 504),
+        new EkmError('EKM_PROTOCOL_PENDING', `${session.spec.label} is committing and waits for a peer`, { hint: 'it completes when the peer is back; check again later' }),
       );
       session.settle = undefined;
       session.idle++;

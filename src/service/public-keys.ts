@@ -17,7 +17,7 @@ const EC_ALG_OF_CURVE: Readonly<Record<string, KeyAlg>> = { prime256v1: 'ecdsa-p
 const RSA_ALG_OF_BITS: Readonly<Record<number, KeyAlg>> = { 2048: 'rsa-2048', 3072: 'rsa-3072', 4096: 'rsa-4096' };
 
 function badKey(why: string): EkmError {
-  return new EkmError('EKM_BAD_PUBLIC_KEY', `not an importable public key: ${why}`, 'give an SPKI PEM (-----BEGIN PUBLIC KEY-----) of ECDSA P-256/P-384/secp256k1, Ed25519 or RSA 2048/3072/4096', 2, 400);
+  return new EkmError('EKM_BAD_PUBLIC_KEY', `not an importable public key: ${why}`, { hint: 'give an SPKI PEM (-----BEGIN PUBLIC KEY-----) of ECDSA P-256/P-384/secp256k1, Ed25519 or RSA 2048/3072/4096' });
 }
 
 function parse(pem: string): KeyObject {
@@ -54,5 +54,5 @@ export function publicMaterial(alg: string, spkiPem: string): PublicMaterial {
 
 /** An imported public key has no shares: it verifies (and RSA encrypts), nothing else. */
 export function publicOnly(keyId: string, what: string): EkmError {
-  return new EkmError('EKM_PUBLIC_KEY_ONLY', `key ${keyId} is an imported public key: it cannot ${what}`, 'it verifies signatures (and RSA keys encrypt); use a key generated in ekm', 1, 409);
+  return new EkmError('EKM_PUBLIC_KEY_ONLY', `key ${keyId} is an imported public key: it cannot ${what}`, { hint: 'it verifies signatures (and RSA keys encrypt); use a key generated in ekm' });
 }

@@ -193,8 +193,7 @@ export class RsaAesKeys {
   async createRsa(source: { alg: RsaAlg } | { privateKeyPem: string }): Promise<{ keyId: string; alg: RsaAlg }> {
     this.requireEp();
     for (const role of ['partner', 'aux'] as const) {
-      if (!this.deps.peers.link(role))
-        throw new EkmError('EKM_PEER_DOWN', `dealing an RSA key needs the ${role}, which is not connected`, undefined, 1, 503);
+      if (!this.deps.peers.link(role)) throw new EkmError('EKM_PEER_DOWN', `dealing an RSA key needs the ${role}, which is not connected`);
     }
     const keyId = toHex(randomBytes(8));
     let pem: string;
@@ -208,11 +207,9 @@ export class RsaAesKeys {
     try {
       dealt = dealRsaKey(keyId, { privateKey: pem }, rng);
     } catch (e) {
-      throw new EkmError(
-        'EKM_BAD_KEY',
-        `the RSA private key cannot be imported: ${(e as Error).message}`,
-        'give an RSA 2048, 3072 or 4096-bit key as PKCS#8 PEM',
-      );
+      throw new EkmError('EKM_BAD_KEY', `the RSA private key cannot be imported: ${(e as Error).message}`, {
+        hint: 'give an RSA 2048, 3072 or 4096-bit key as PKCS#8 PEM',
+      });
     }
     pem = '';
     await Promise.all(
@@ -253,13 +250,9 @@ export class RsaAesKeys {
         { event: 'security', kind: 'invalid_output', keyId, proto: PROTO_RSA },
         'an RSA signature did not verify: not released',
       );
-      throw new EkmError(
-        'EKM_PROTOCOL_ABORTED',
-        'the signature did not verify and was not released',
-        'it is safe to retry; the event is logged',
-        1,
-        502,
-      );
+      throw new EkmError('EKM_PROTOCOL_ABORTED', 'the signature did not verify and was not released', {
+        hint: 'it is safe to retry; the event is logged',
+      });
     }
     return out.signature;
   }
@@ -277,7 +270,7 @@ export class RsaAesKeys {
         ? { kind: 'decrypt', scheme: 'oaep', hash, ciphertext, ...(label ? { label } : {}) }
         : { kind: 'decrypt', scheme: 'pkcs1v15', ciphertext };
     const out = await this.rsaRun(share, op);
-    if (out.kind === 'decryption-failed') throw new EkmError('EKM_DECRYPTION_FAILED', 'decryption failed', undefined, 1, 400);
+    if (out.kind === 'decryption-failed') throw new EkmError('EKM_DECRYPTION_FAILED', 'decryption failed');
     if (out.kind !== 'plaintext') throw new EkmError('EKM_PROTOCOL_ABORTED', 'no plaintext was produced');
     return out.plaintext;
   }
@@ -308,7 +301,7 @@ export class RsaAesKeys {
   async rsaRefresh(keyIds: readonly string[]): Promise<readonly RefreshKeyEpoch[]> {
     this.requireEp();
     const states = await this.rsaRefreshStates(keyIds);
-    for (const k of keyIds) if (!states.has(k)) throw new EkmError('EKM_KEY_NOT_FOUND', `no RSA key ${k}`, undefined, 1, 404);
+    for (const k of keyIds) if (!states.has(k)) throw new EkmError('EKM_KEY_NOT_FOUND', `no RSA key ${k}`);
     const out = await this.deps.host.run<RsaRefreshOutput>(
       spec({ kind: 'rsa-refresh', common: this.deps.identity, states: [...states], keyIds }, RSA_REFRESH_PROTO, rsaRefreshWrites),
     );
@@ -342,7 +335,7 @@ export class RsaAesKeys {
   async aesDecrypt(keyId: string | undefined, sealed: Uint8Array, aad: Uint8Array): Promise<{ keyId: string; plaintext: Uint8Array }> {
     const header = sealedObjectHeader(sealed);
     if (keyId !== undefined && header.keyId !== keyId) {
-      throw new EkmError('EKM_WRONG_KEY', `the ciphertext was made with key ${header.keyId}, not ${keyId}`, undefined, 1, 400);
+      throw new EkmError('EKM_WRONG_KEY', `the ciphertext was made with key ${header.keyId}, not ${keyId}`);
     }
     const { objectKey } = await this.objectKey(header.keyId, { nonce: header.objectNonce, format: header.format });
     try {
@@ -437,18 +430,17 @@ export class RsaAesKeys {
 
   private async dprfShare(keyId: string): Promise<DprfKeyShare> {
     const share = await this.deps.currentEcShare(keyId);
-    if (share.alg !== DPRF_ALG)
-      throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is a ${share.alg} key, not an AES key`, undefined, 1, 400);
+    if (share.alg !== DPRF_ALG) throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is a ${share.alg} key, not an AES key`);
     return share as DprfKeyShare;
   }
 
   private async currentRsa(keyId: string): Promise<RsaKeyShare> {
     const row = await this.deps.store.getKey(keyId);
-    if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`, undefined, 1, 404);
+    if (!row || row.state !== 'active') throw new EkmError('EKM_KEY_NOT_FOUND', `no key ${keyId}`);
     if (row.publicKey) throw publicOnly(keyId, 'sign or decrypt');
-    if (!isRsaAlg(row.alg)) throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is a ${row.alg} key, not an RSA key`, undefined, 1, 400);
+    if (!isRsaAlg(row.alg)) throw new EkmError('EKM_WRONG_KEY_TYPE', `key ${keyId} is a ${row.alg} key, not an RSA key`);
     const cur = (await this.deps.store.getRsaShares(keyId)).find((s) => s.status === 'current' && s.epoch === row.currentEpoch);
-    if (!cur) throw new EkmError('EKM_KEY_STATE', `key ${keyId} has no current share on this server`, undefined, 1, 409);
+    if (!cur) throw new EkmError('EKM_KEY_STATE', `key ${keyId} has no current share on this server`);
     return recordToRsaShare(cur);
   }
 
@@ -508,13 +500,9 @@ export class RsaAesKeys {
         ),
       );
       if (signed.kind !== 'signature' || !rsassaPkcs1v15Verify({ n: share.n, e: share.e }, 'sha256', digest, signed.signature)) {
-        throw new EkmError(
-          'EKM_PROTOCOL_ABORTED',
-          `the Aux's re-derived share of RSA key ${keyId} does not sign`,
-          'run the re-derivation again; the event is logged',
-          1,
-          502,
-        );
+        throw new EkmError('EKM_PROTOCOL_ABORTED', `the Aux's re-derived share of RSA key ${keyId} does not sign`, {
+          hint: 'run the re-derivation again; the event is logged',
+        });
       }
       out.push({ keyId, epoch: share.epoch });
     }
@@ -637,6 +625,6 @@ function sealedObjectHeader(sealed: Uint8Array): ReturnType<typeof parseObjectHe
 }
 
 function asEkmError(e: unknown): Error {
-  if (e instanceof SealedObjectError) return new EkmError(e.code, e.message, undefined, 1, 400);
+  if (e instanceof SealedObjectError) return new EkmError(e.code, e.message);
   return e as Error;
 }

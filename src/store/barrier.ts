@@ -12,7 +12,7 @@ export class Barrier {
   private readonly key: Buffer;
 
   constructor(systemKey: Uint8Array) {
-    if (systemKey.length !== 32) throw new EkmError('EKM_SYSTEM_KEY', 'the system key must be 32 bytes', 'restore keys/system.key from a backup');
+    if (systemKey.length !== 32) throw new EkmError('EKM_SYSTEM_KEY', 'the system key must be 32 bytes', { hint: 'restore keys/system.key from a backup' });
     this.key = Buffer.from(systemKey);
   }
 
@@ -26,7 +26,7 @@ export class Barrier {
 
   open(sealed: Uint8Array, aad: string): Buffer {
     if (sealed.length < 1 + 12 + 16 || sealed[0] !== FORMAT) {
-      throw new EkmError('EKM_SEALED_CORRUPT', 'a sealed store value is malformed', 'the store is damaged: restore from a backup');
+      throw new EkmError('EKM_SEALED_CORRUPT', 'a sealed store value is malformed', { hint: 'the store is damaged: restore from a backup' });
     }
     const buf = Buffer.from(sealed);
     const d = createDecipheriv('aes-256-gcm', this.key, buf.subarray(1, 13));
@@ -38,7 +38,7 @@ export class Barrier {
       throw new EkmError(
         'EKM_SEALED_CORRUPT',
         'a sealed store value failed authentication (wrong system key, or the row was altered or moved)',
-        'check keys/system.key belongs to this store',
+        { hint: 'check keys/system.key belongs to this store' },
       );
     }
   }

@@ -194,9 +194,7 @@ export const MIGRATIONS: readonly Migration[] = [
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
 export function tooNewError(found: number): EkmError {
-  return new EkmError(
-    'EKM_SCHEMA_TOO_NEW',
-    `the store is at schema ${found}, newer than this release knows (${LATEST_SCHEMA})`,
-    'it was written by a newer ekm: install that release (or newer) instead of downgrading',
-  );
+  return new EkmError('EKM_SCHEMA_TOO_NEW', `the store is at schema ${found}, newer than this release knows (${LATEST_SCHEMA})`, {
+    hint: 'it was written by a newer ekm: install that release (or newer) instead of downgrading',
+  });
 }

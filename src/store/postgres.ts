@@ -40,11 +40,9 @@ export function parseDbUrl(text: string): PgConnection {
     u = new URL('invalid:');
   }
   if (!['postgres:', 'postgresql:'].includes(u.protocol) || !u.hostname || u.pathname.length <= 1) {
-    throw new EkmError(
-      'EKM_DB_URL_INVALID',
-      'EKM_DB_URL is not a PostgreSQL URL naming a host and a database',
-      'set it as postgres://<user>[:<password>]@<host>[:<port>]/<database>[?sslmode=…]',
-    );
+    throw new EkmError('EKM_DB_URL_INVALID', 'EKM_DB_URL is not a PostgreSQL URL naming a host and a database', {
+      hint: 'set it as postgres://<user>[:<password>]@<host>[:<port>]/<database>[?sslmode=…]',
+    });
   }
   const password = u.password ? decodeURIComponent(u.password) : undefined;
   u.password = '';
@@ -157,11 +155,9 @@ export const PostgresStore = {
       (await pool.connect()).release();
     } catch (e) {
       await pool.end();
-      throw new EkmError(
-        'EKM_STORE_UNAVAILABLE',
-        `cannot reach ${where}: ${(e as Error).message}`,
-        'check that PostgreSQL runs and accepts this server, and that the database and user exist (EKM_DB_URL at bootstrap)',
-      );
+      throw new EkmError('EKM_STORE_UNAVAILABLE', `cannot reach ${where}: ${(e as Error).message}`, {
+        hint: 'check that PostgreSQL runs and accepts this server, and that the database and user exist (EKM_DB_URL at bootstrap)',
+      });
     }
     return openSqlStore(new PgDriver(pool, where), opts);
   },

@@ -18,11 +18,9 @@ const PASSWORD_AAD = 'config|store.password';
 /** The configuration of an external store from EKM_DB_URL, its password sealed by `systemKey`. */
 export function externalStoreConfig(dbUrl: string | undefined, systemKey: Barrier): StoreConfig {
   if (!dbUrl) {
-    throw new EkmError(
-      'EKM_DB_URL_MISSING',
-      '-externaldb needs the PostgreSQL database in EKM_DB_URL',
-      "set EKM_DB_URL=postgres://<user>:<password>@<host>:5432/<this role's database> in the bootstrap's environment, or bootstrap without -externaldb",
-    );
+    throw new EkmError('EKM_DB_URL_MISSING', '-externaldb needs the PostgreSQL database in EKM_DB_URL', {
+      hint: "set EKM_DB_URL=postgres://<user>:<password>@<host>:5432/<this role's database> in the bootstrap's environment, or bootstrap without -externaldb",
+    });
   }
   const conn = parseDbUrl(dbUrl);
   return {

@@ -109,7 +109,7 @@ export function* migrateSteps(d: SqlDriver, opts: { create: boolean; role?: Stor
     throw new EkmError(
       'EKM_STORE_UNAVAILABLE',
       `${d.where} holds no ekm store`,
-      'point this server at the database it was bootstrapped with, or bootstrap it again',
+      { hint: 'point this server at the database it was bootstrapped with, or bootstrap it again' },
     );
   }
   for (const m of MIGRATIONS) {
@@ -127,9 +127,9 @@ function otherRoleError(d: SqlDriver, owner: string, role: StoreRole): EkmError 
   return new EkmError(
     'EKM_STORE_OTHER_ROLE',
     `${d.where} holds the store of the ${ROLE_LABEL[owner as StoreRole] ?? owner} role; this server is a${role === 'ep' ? 'n' : ''} ${ROLE_LABEL[role]}`,
-    d.kind === 'postgres'
+    { hint: d.kind === 'postgres'
       ? 'give each role its own database (every EP shares the EP database, every Partner the Partner database): set EKM_DB_URL to it and bootstrap again'
-      : "this EKM_HOME holds another server's store: point EKM_HOME at this server's own, or restore it from its backup",
+      : "this EKM_HOME holds another server's store: point EKM_HOME at this server's own, or restore it from its backup" },
   );
 }
 
@@ -139,7 +139,7 @@ export function asMigrationError(d: SqlDriver, e: unknown): EkmError {
   return new EkmError(
     'EKM_MIGRATION_FAILED',
     `${d.where} could not be migrated to schema ${LATEST_SCHEMA}: ${(e as Error).message}`,
-    'nothing was changed; restore the store from a backup or report this with the log',
+    { hint: 'nothing was changed; restore the store from a backup or report this with the log' },
   );
 }
 

@@ -66,7 +66,7 @@ export class SqliteWriter {
     // every later write fails with this error until the server restarts.
     const die = (e: Error): void => {
       if (this.closing) return;
-      this.failed = new EkmError('EKM_STORE_UNAVAILABLE', `the store's writer thread stopped: ${e.message}`, 'restart the server (ekm restart); every acknowledged write is on disk', 1, 503);
+      this.failed = new EkmError('EKM_STORE_UNAVAILABLE', `the store's writer thread stopped: ${e.message}`, { hint: 'restart the server (ekm restart); every acknowledged write is on disk' });
       for (const w of this.waiting.values()) w.reject(this.failed);
       this.waiting.clear();
     };

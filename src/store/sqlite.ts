@@ -108,11 +108,9 @@ export class SqliteStore extends SqlStore {
       if (opts.create) makeDirs(dirname(path));
       db = new Database(path, { fileMustExist: !opts.create });
     } catch (e) {
-      throw new EkmError(
-        'EKM_STORE_UNAVAILABLE',
-        `cannot open the store ${path}: ${(e as Error).message}`,
-        'check EKM_HOME and its permissions',
-      );
+      throw new EkmError('EKM_STORE_UNAVAILABLE', `cannot open the store ${path}: ${(e as Error).message}`, {
+        hint: 'check EKM_HOME and its permissions',
+      });
     }
     configureSqlite(db);
     const d = new SqliteDriver(db, `the store ${path}`);

@@ -42,7 +42,7 @@ import type { KeyRow, KeyStore, KeyUsage } from './key-records.js';
 
 /** A key name is unique within its partition: every backend refuses a second one with this error. */
 export function keyNameTaken(name: string): EkmError {
-  return new EkmError('EKM_KEY_NAME_TAKEN', `a key named "${name}" already exists in the partition`, 'choose another name, or rename or delete the other key first', 1, 409);
+  return new EkmError('EKM_KEY_NAME_TAKEN', `a key named "${name}" already exists in the partition`, { hint: 'choose another name, or rename or delete the other key first' });
 }
 
 /** What remains of a destroyed key on the EP (schema 4): its identity, never a share. */

@@ -23,7 +23,7 @@ async function appWithMetrics(): Promise<FastifyInstance> {
   new Metrics().register(app);
   app.post('/api/v1/keys/:keyId/sign', async () => ({ signature: 'ok' }));
   app.post('/api/v1/keys/:keyId/decrypt', async () => {
-    throw new EkmError('EKM_PROTOCOL_ABORTED', 'a helper refused', undefined, 1, 502);
+    throw new EkmError('EKM_PROTOCOL_ABORTED', 'a helper refused');
   });
   await app.ready();
   return app;

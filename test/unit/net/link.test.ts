@@ -62,7 +62,7 @@ async function pair(opts?: LinkOptions, serverOpts: LinkOptions | undefined = op
 
 const noRequests: LinkHandlers = {
   onRequest() {
-    throw new EkmError('EKM_NONE', 'no requests here');
+    throw new EkmError('EKM_UNKNOWN_METHOD', 'no requests here');
   },
 };
 
@@ -137,14 +137,14 @@ describe('PeerLink', () => {
     x.server.on('handler-error', (what: string, err: Error) => handlerErrors.push(`${what}: ${err.message}`));
     x.server.attach({
       onRequest(method) {
-        if (method === 'ekm') throw new EkmError('EKM_NO_SUCH_KEY', 'key k1 does not exist');
+        if (method === 'ekm') throw new EkmError('EKM_KEY_NOT_FOUND', 'key k1 does not exist');
         throw new Error('secret internals');
       },
     });
     x.client.attach(noRequests);
     await assert.rejects(x.client.request('ekm', enc('')), (e: unknown) => {
       assert.ok(e instanceof PeerRequestError);
-      assert.equal(e.code, 'EKM_NO_SUCH_KEY');
+      assert.equal(e.code, 'EKM_KEY_NOT_FOUND');
       assert.equal(e.message, 'server: key k1 does not exist');
       return true;
     });
