@@ -33,7 +33,7 @@ import type { Approver } from './approval.js';
 import type { BootArgs } from './boot-args.js';
 import { type Identity, createIdentity } from './identity.js';
 import { type ServerAddress, DEFAULT_API_PORT, formatAddress, listenHostFor } from './names.js';
-import { daemonRunning } from '../server/pidfile.js';
+import { daemonRunning } from '../config/pidfile.js';
 import { type RestoredStore, RestoreHello, applyRestorePlan, checkRestorePair, inspectRestoredStore, parseKeyEpochs } from '../backup/restore-boot.js';
 import type { RestorePlan } from '../backup/key-epochs.js';
 

@@ -5,11 +5,14 @@
  * sealed (docs/operations.md §11.4). Objects of either format always open.
  */
 import { EkmError } from '../errors.js';
-import { OBJECT_FORMAT_VERSION, type ObjectFormat } from '../protocols/dprf.js';
 
-export function aesObjectFormatFromEnv(value: string | undefined): ObjectFormat {
-  if (value === undefined || value === '') return OBJECT_FORMAT_VERSION;
-  if (value === '1' || value === '2') return Number(value) as ObjectFormat;
+/**
+ * The format the setting names (protocols/dprf.ts's ObjectFormat), or undefined when unset: the
+ * protocol's own current format. A setting reads the environment and knows no protocol.
+ */
+export function aesObjectFormatFromEnv(value: string | undefined): 1 | 2 | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === '1' || value === '2') return Number(value) as 1 | 2;
   throw new EkmError(
     'EKM_BAD_CONFIG',
     `EKM_AES_OBJECT_FORMAT is ${JSON.stringify(value.slice(0, 40))}, not 1 or 2`,
