@@ -479,7 +479,7 @@ export class ProtocolHost {
   }
 
   private notifyAbort(sid: string, err: unknown): void {
-    // A refusal keeps its code, so that the initiator can act on it (KeyService.withAuxShares).
+    // A refusal keeps its code, so that the initiator can act on it (AuxShares.withAuxShares).
     const reason = err instanceof ProtocolAbort ? err.reason : err instanceof EkmError ? `refused: ${err.code}: ${err.message}` : 'refused';
     const body = Buffer.concat([Buffer.from(sid, 'hex'), Buffer.from(reason.slice(0, 200), 'utf8')]);
     for (const role of ['ep', 'partner', 'aux'] as const) {

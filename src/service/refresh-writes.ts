@@ -12,7 +12,7 @@ import { toJsonWithBytes } from './share-codec.js';
 
 /**
  * Helper side of a refresh request: a key this server does not hold at the named epoch (the Aux of
- * a triplet that never used it) is refused with a code the EP acts on (KeyService.withAuxShares),
+ * a triplet that never used it) is refused with a code the EP acts on (AuxShares.withAuxShares, keys/aux-shares.ts),
  * rather than aborted inside the protocol. `family` names the key type in the message ('key', 'RSA key').
  */
 export function requireRefreshEpochs(
