@@ -25,6 +25,51 @@ export function requireRefreshEpochs(
   });
 }
 
+/** A key's state as a refresh sees it: its CURRENT share, and the epochs of any PENDING or PREVIOUS one (I3). */
+export interface RefreshStateOf<S> {
+  readonly current: S;
+  readonly pendingEpoch: number | null;
+  readonly previousEpoch: number | null;
+}
+
+/**
+ * The refresh states of `keyIds` (keys `load` knows nothing of are left out) once a refresh that
+ * just finished elsewhere has finished here too: the last ACTIVATED of the previous refresh can
+ * still be in flight when the next request arrives, and I3 refuses a key that still holds
+ * PREVIOUS. Waits up to `waitMs`; I3 decides after that.
+ */
+export async function settledRefreshStates<S>(
+  keyIds: readonly string[],
+  load: (keyId: string) => Promise<RefreshStateOf<S> | undefined>,
+  waitMs: number,
+): Promise<Map<string, RefreshStateOf<S>>> {
+  const deadline = performance.now() + waitMs;
+  for (;;) {
+    const states = new Map<string, RefreshStateOf<S>>();
+    for (const keyId of keyIds) {
+      const state = await load(keyId);
+      if (state) states.set(keyId, state);
+    }
+    const busy = [...states.values()].some((st) => st.previousEpoch != null || st.pendingEpoch != null);
+    if (!busy || performance.now() >= deadline) return states;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A key's refresh state from its stored shares (of either scheme), or undefined without a CURRENT one. */
+export function refreshStateOf<R extends { readonly status: string; readonly epoch: number }, S>(
+  shares: readonly R[],
+  decode: (record: R) => S,
+): RefreshStateOf<S> | undefined {
+  const current = shares.find((s) => s.status === 'current');
+  if (!current) return undefined;
+  return {
+    current: decode(current),
+    pendingEpoch: shares.find((s) => s.status === 'pending')?.epoch ?? null,
+    previousEpoch: shares.find((s) => s.status === 'previous')?.epoch ?? null,
+  };
+}
+
 export type RefreshPersistOf<S> =
   | SessionOpenItem
   | SessionAbandonItem

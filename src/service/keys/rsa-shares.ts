@@ -29,7 +29,7 @@ import {
 import { decodeRequest } from '../../protocols/session-kit.js';
 import { KEY_UID_RE } from '../../store/key-records.js';
 import type { SessionSpec } from '../protocol-host.js';
-import { refreshWritesFor, requireRefreshEpochs } from '../refresh-writes.js';
+import { type RefreshStateOf, refreshStateOf, refreshWritesFor, requireRefreshEpochs, settledRefreshStates } from '../refresh-writes.js';
 import { recordToRsaShare, rsaShareToRecord } from '../share-codec.js';
 import { type Checkpointed, type FamilyDeps, type ShareScheme, requireEp } from './family.js';
 import { publicOnly } from './imported-public-keys.js';
@@ -218,27 +218,15 @@ export class RsaShares implements ShareScheme {
     });
   }
 
-  private async refreshStates(keyIds: readonly string[], waitMs = 3000): Promise<Map<string, RsaRefreshKeyState>> {
-    const deadline = performance.now() + waitMs;
-    for (;;) {
-      const out = new Map<string, RsaRefreshKeyState>();
-      for (const keyId of keyIds) {
-        const row = await this.deps.store.getKey(keyId);
-        if (!row || row.state !== 'active' || !isRsaAlg(row.alg)) continue;
-        const shares = await this.deps.store.getRsaShares(keyId);
-        const current = shares.find((s) => s.status === 'current');
-        if (!current) continue;
-        out.set(keyId, {
-          current: recordToRsaShare(current),
-          pendingEpoch: shares.find((s) => s.status === 'pending')?.epoch ?? null,
-          previousEpoch: shares.find((s) => s.status === 'previous')?.epoch ?? null,
-        });
-      }
-      // The last ACTIVATED of a refresh that just finished elsewhere may still be in flight (I3).
-      const busy = [...out.values()].some((st) => st.previousEpoch != null || st.pendingEpoch != null);
-      if (!busy || performance.now() >= deadline) return out;
-      await new Promise((r) => setTimeout(r, 25));
-    }
+  /** The keys' refresh states now (a resumed session: no waiting), or once settled (§5, I3). */
+  private refreshStates(keyIds: readonly string[], waitMs = 3000): Promise<Map<string, RsaRefreshKeyState>> {
+    return settledRefreshStates(keyIds, (keyId) => this.refreshState(keyId), waitMs);
+  }
+
+  private async refreshState(keyId: string): Promise<RefreshStateOf<RsaKeyShare> | undefined> {
+    const row = await this.deps.store.getKey(keyId);
+    if (!row || row.state !== 'active' || !isRsaAlg(row.alg)) return undefined;
+    return refreshStateOf(await this.deps.store.getRsaShares(keyId), recordToRsaShare);
   }
 
   /** Aux: fetches its two pieces of one key from EP and Partner and keeps them as its current share. */

@@ -15,7 +15,7 @@ import { REFRESH_PROTO, type RefreshKeyEpoch, type RefreshKeyState, type Refresh
 import { decodeRequest } from '../../protocols/session-kit.js';
 import type { KeyRow, KeyWrite, StoredShare } from '../../store/key-records.js';
 import type { SessionSpec } from '../protocol-host.js';
-import { refreshWritesFor, requireRefreshEpochs } from '../refresh-writes.js';
+import { type RefreshStateOf, refreshStateOf, refreshWritesFor, requireRefreshEpochs, settledRefreshStates } from '../refresh-writes.js';
 import { sessionItemWrites } from '../session-writes.js';
 import { recordToShare, shareToRecord, toJsonWithBytes } from '../share-codec.js';
 import type { Checkpointed, FamilyDeps, ShareScheme } from './family.js';
@@ -128,7 +128,10 @@ export class ThresholdShares implements ShareScheme {
   }
 
   private async resumeRefresh(keys: RefreshKeyEpoch[], cp: Checkpointed): Promise<SessionSpec> {
-    const states = await this.loadRefreshStates(keys.map((k) => k.keyId));
+    const states = await this.settledRefreshStates(
+      keys.map((k) => k.keyId),
+      0,
+    );
     const resume = { keys, checkpoint: cp.checkpoint };
     return sessionSpec({ kind: 'refresh', common: this.deps.identity, states: [...states], resume }, REFRESH_PROTO, refreshWrites);
   }
@@ -140,36 +143,15 @@ export class ThresholdShares implements ShareScheme {
     return sessionSpec({ kind: 'aux', common: this.deps.identity, shares: [...shares], resume }, AUX_PROTO, auxWrites);
   }
 
-  private async loadRefreshStates(keyIds: readonly string[]): Promise<Map<string, RefreshKeyState>> {
-    const out = new Map<string, RefreshKeyState>();
-    for (const keyId of keyIds) {
-      const row = await this.deps.store.getKey(keyId);
-      if (!row || row.state !== 'active') continue;
-      const shares = await this.deps.store.getShares(keyId);
-      const current = shares.find((s) => s.status === 'current');
-      if (!current) continue;
-      out.set(keyId, {
-        current: recordToShare(current),
-        pendingEpoch: shares.find((s) => s.status === 'pending')?.epoch ?? null,
-        previousEpoch: shares.find((s) => s.status === 'previous')?.epoch ?? null,
-      });
-    }
-    return out;
+  /** The keys' refresh states now (a resumed session: no waiting), or once settled (§5, I3). */
+  private settledRefreshStates(keyIds: readonly string[], waitMs = 3000): Promise<Map<string, RefreshKeyState>> {
+    return settledRefreshStates(keyIds, (keyId) => this.refreshState(keyId), waitMs);
   }
 
-  /**
-   * The keys' states once a refresh that just finished elsewhere has finished here too: the last
-   * ACTIVATED of the previous refresh can still be in flight when the next request arrives, and
-   * I3 refuses a key that still holds PREVIOUS. Waits briefly; I3 decides after that.
-   */
-  private async settledRefreshStates(keyIds: readonly string[], waitMs = 3000): Promise<Map<string, RefreshKeyState>> {
-    const deadline = performance.now() + waitMs;
-    for (;;) {
-      const states = await this.loadRefreshStates(keyIds);
-      const busy = [...states.values()].some((st) => st.previousEpoch != null || st.pendingEpoch != null);
-      if (!busy || performance.now() >= deadline) return states;
-      await new Promise((r) => setTimeout(r, 25));
-    }
+  private async refreshState(keyId: string): Promise<RefreshStateOf<KeyShare> | undefined> {
+    const row = await this.deps.store.getKey(keyId);
+    if (!row || row.state !== 'active') return undefined;
+    return refreshStateOf(await this.deps.store.getShares(keyId), recordToShare);
   }
 
   private async loadCurrentShares(keyIds: readonly string[]): Promise<Map<string, KeyShare>> {
