@@ -14,7 +14,7 @@ import { isRsaAlg } from '../protocols/rsa.js';
 import { ROOT_PARTITION_ID } from '../service/audit.js';
 import { KEY_NAME_RE, type KeyPurpose, MAX_DESCRIPTION } from '../service/key-catalog.js';
 import { KEY_ALGS, type KeyAlg, type PublicKeyFormat } from '../service/key-service.js';
-import { importPublicKey } from '../service/public-keys.js';
+import { importPublicKey } from '../service/keys/imported-public-keys.js';
 import { KEY_UID_RE, type KeyRow } from '../store/key-records.js';
 import type { DestroyedKeyRow } from '../store/store.js';
 import type { Authenticator, Principal } from './auth.js';

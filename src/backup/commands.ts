@@ -10,7 +10,7 @@ import { type HomePaths, ensureWritableHome, isBootstrapped, makeDirs, writeFile
 import { ROLE_LABEL } from '../config/roles.js';
 import { loadServerConfig } from '../config/server-config.js';
 import { EkmError, usageError } from '../errors.js';
-import { daemonRunning } from '../server/pidfile.js';
+import { daemonRunning } from '../config/pidfile.js';
 import { LATEST_SCHEMA } from '../store/migrations.js';
 import { VERSION } from '../version.js';
 import { type Contents, type Metadata, buildArchive, decryptContents, readArchive } from './archive.js';

@@ -10,7 +10,7 @@ import { EkmError, usageError } from '../errors.js';
 import { autoApprover, promptApprover } from '../cluster/approval.js';
 import { BOOT_USAGE, parseBootArgs } from '../cluster/boot-args.js';
 import { describeRunning, startDaemon, stopDaemon } from '../server/daemon.js';
-import { daemonPid, removePid, writePid } from '../server/pidfile.js';
+import { daemonPid, removePid, writePid } from '../config/pidfile.js';
 import { VERSION } from '../version.js';
 import { runCli } from './run.js';
 

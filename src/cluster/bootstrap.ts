@@ -13,7 +13,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import tls from 'node:tls';
 import { z } from 'zod';
 import { type HomePaths, ensureWritableHome, isBootstrapped, writeFileAtomic } from '../config/home.js';
 import { ROLE_LABEL, type Role } from '../config/roles.js';
@@ -23,6 +22,7 @@ import { EkmError } from '../errors.js';
 import { encodeJson, decodeJson } from '../net/framing.js';
 import { PeerLink } from '../net/link.js';
 import { describeSocketError } from '../net/peers.js';
+import { type DialFailure, type Dialed, dialUnpinned } from '../net/unpinned-dialer.js';
 import { type UnpinnedListener, listenUnpinned } from '../net/unpinned-listener.js';
 import { Barrier } from '../store/barrier.js';
 import { externalStoreConfig, openServerStore } from '../store/server-store.js';
@@ -33,7 +33,7 @@ import type { Approver } from './approval.js';
 import type { BootArgs } from './boot-args.js';
 import { type Identity, createIdentity } from './identity.js';
 import { type ServerAddress, DEFAULT_API_PORT, formatAddress, listenHostFor } from './names.js';
-import { daemonRunning } from '../server/pidfile.js';
+import { daemonRunning } from '../config/pidfile.js';
 import { type RestoredStore, RestoreHello, applyRestorePlan, checkRestorePair, inspectRestoredStore, parseKeyEpochs } from '../backup/restore-boot.js';
 import type { RestorePlan } from '../backup/key-epochs.js';
 
@@ -510,57 +510,39 @@ class TrustExchange {
     }
   }
 
-  private connect(p: PeerProgress): Promise<PeerLink> {
-    return new Promise((resolve, reject) => {
-      const socket = tls.connect({
-        host: p.address.host,
-        port: p.address.port,
-        key: this.identity.keyPem,
-        cert: this.identity.certPem,
-        minVersion: 'TLSv1.3',
-        maxVersion: 'TLSv1.3',
-        rejectUnauthorized: false,
-      });
-      socket.setTimeout(5000, () => {
-        socket.destroy();
-        reject(new Error('no answer (timeout)'));
-      });
-      socket.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new Error(err.code === 'ECONNREFUSED' ? 'connection refused (is its bootstrap running?)' : describeSocketError(err))),
+  private async connect(p: PeerProgress): Promise<PeerLink> {
+    let dialed: Dialed;
+    try {
+      dialed = await dialUnpinned({ identity: this.identity, host: p.address.host, port: p.address.port, timeoutMs: 5000 });
+    } catch (e) {
+      const why = e as DialFailure;
+      if (why.kind === 'timeout') throw new Error('no answer (timeout)');
+      throw new Error(why.err.code === 'ECONNREFUSED' ? 'connection refused (is its bootstrap running?)' : describeSocketError(why.err));
+    }
+    const { socket, cert } = dialed;
+    if (!cert) {
+      socket.destroy();
+      throw new Error('presented no certificate');
+    }
+    if (p.fingerprint && p.fingerprint !== cert.fingerprint256) {
+      socket.destroy();
+      throw new EkmError(
+        'EKM_PEER_CHANGED',
+        `${p.label} now presents certificate ${cert.fingerprint256}, not the approved ${p.fingerprint}`,
+        { hint: 'if its bootstrap was restarted, run this bootstrap again' },
       );
-      socket.once('secureConnect', () => {
-        socket.setTimeout(0);
-        socket.removeAllListeners('error');
-        const cert = socket.getPeerX509Certificate();
-        if (!cert) {
-          socket.destroy();
-          reject(new Error('presented no certificate'));
-          return;
-        }
-        if (p.fingerprint && p.fingerprint !== cert.fingerprint256) {
-          socket.destroy();
-          reject(
-            new EkmError(
-              'EKM_PEER_CHANGED',
-              `${p.label} now presents certificate ${cert.fingerprint256}, not the approved ${p.fingerprint}`,
-              { hint: 'if its bootstrap was restarted, run this bootstrap again' },
-            ),
-          );
-          return;
-        }
-        p.fingerprint = cert.fingerprint256;
-        p.certPem = cert.toString();
-        const link = new PeerLink(socket, p.label);
-        this.links.add(link);
-        link.once('close', () => this.links.delete(link));
-        link.attach({
-          onRequest: () => {
-            throw new EkmError('EKM_PEER_PROTOCOL', 'no requests on this connection');
-          },
-        });
-        resolve(link);
-      });
+    }
+    p.fingerprint = cert.fingerprint256;
+    p.certPem = cert.toString();
+    const link = new PeerLink(socket, p.label);
+    this.links.add(link);
+    link.once('close', () => this.links.delete(link));
+    link.attach({
+      onRequest: () => {
+        throw new EkmError('EKM_PEER_PROTOCOL', 'no requests on this connection');
+      },
     });
+    return link;
   }
 
   private checkHello(p: PeerProgress, raw: unknown): BootHello {

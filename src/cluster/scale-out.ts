@@ -15,7 +15,6 @@
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { HomePaths } from '../config/home.js';
@@ -26,6 +25,7 @@ import { failpoint } from '../failpoints.js';
 import { decodeJson, encodeJson } from '../net/framing.js';
 import { PeerLink } from '../net/link.js';
 import { describeSocketError, type PeerManager } from '../net/peers.js';
+import { type DialFailure, type Dialed, dialUnpinned } from '../net/unpinned-dialer.js';
 import type { ServerRow, Store } from '../store/store.js';
 import { PEER_PROTOCOL_VERSION, VERSION } from '../version.js';
 import {
@@ -488,53 +488,37 @@ export class ScaleOut {
     return { role, name, address: formatAddress(addr), fingerprint, version: hello.version, addr, certPem, apiPort: hello.apiPort, link };
   }
 
-  private dial(label: string, addr: ServerAddress): Promise<{ link: PeerLink; certPem: string; fingerprint: string }> {
-    return new Promise((resolve, reject) => {
-      const socket = tls.connect({
-        host: addr.host,
-        port: addr.port,
-        key: this.deps.identity.keyPem,
-        cert: this.deps.identity.certPem,
-        minVersion: 'TLSv1.3',
-        maxVersion: 'TLSv1.3',
-        // Not trusted yet: the operator approves the fingerprint it presents (step 2).
-        rejectUnauthorized: false,
-      });
-      const fail = (why: string, hint: string): void => {
-        socket.destroy();
-        reject(
-          scaleError(
-            'EKM_SERVER_UNREACHABLE',
-            `${label}${label.endsWith(formatAddress(addr)) ? '' : ` (${formatAddress(addr)})`}: ${why}`,
-            hint,
-          ),
-        );
-      };
-      socket.setTimeout(DIAL_TIMEOUT_MS, () =>
-        fail('no answer (timeout)', 'is it bootstrapped and started (ekm_boot_additional_server.sh), and reachable from this EP?'),
+  /** Not trusted yet: the operator approves the fingerprint the server presents (step 2). */
+  private async dial(label: string, addr: ServerAddress): Promise<{ link: PeerLink; certPem: string; fingerprint: string }> {
+    const unreachable = (why: string, hint: string): EkmError =>
+      scaleError('EKM_SERVER_UNREACHABLE', `${label}${label.endsWith(formatAddress(addr)) ? '' : ` (${formatAddress(addr)})`}: ${why}`, hint);
+    let dialed: Dialed;
+    try {
+      dialed = await dialUnpinned({ identity: this.deps.identity, host: addr.host, port: addr.port, timeoutMs: DIAL_TIMEOUT_MS });
+    } catch (e) {
+      const why = e as DialFailure;
+      if (why.kind === 'timeout')
+        throw unreachable('no answer (timeout)', 'is it bootstrapped and started (ekm_boot_additional_server.sh), and reachable from this EP?');
+      const refused = why.err.code === 'ECONNREFUSED';
+      throw unreachable(
+        refused ? 'connection refused' : describeSocketError(why.err),
+        refused
+          ? 'bootstrap it with ekm_boot_additional_server.sh -s <name> -fips (which starts it), then run this again'
+          : 'check the name and the network',
       );
-      socket.once('error', (err: NodeJS.ErrnoException) =>
-        fail(
-          err.code === 'ECONNREFUSED' ? 'connection refused' : describeSocketError(err),
-          err.code === 'ECONNREFUSED'
-            ? 'bootstrap it with ekm_boot_additional_server.sh -s <name> -fips (which starts it), then run this again'
-            : 'check the name and the network',
-        ),
-      );
-      socket.once('secureConnect', () => {
-        socket.setTimeout(0);
-        socket.removeAllListeners('error');
-        const cert = socket.getPeerX509Certificate();
-        if (!cert) return fail('presented no certificate', 'it is not an ekm server');
-        const link = new PeerLink(socket, label);
-        link.attach({
-          onRequest: () => {
-            throw scaleError('EKM_PEER_PROTOCOL', 'no requests on this connection');
-          },
-        });
-        resolve({ link, certPem: cert.toString(), fingerprint: cert.fingerprint256 });
-      });
+    }
+    const { socket, cert } = dialed;
+    if (!cert) {
+      socket.destroy();
+      throw unreachable('presented no certificate', 'it is not an ekm server');
+    }
+    const link = new PeerLink(socket, label);
+    link.attach({
+      onRequest: () => {
+        throw scaleError('EKM_PEER_PROTOCOL', 'no requests on this connection');
+      },
     });
+    return { link, certPem: cert.toString(), fingerprint: cert.fingerprint256 };
   }
 
   private async packages(contacted: readonly Contacted[], tripletId: string): Promise<Map<Role, JoinPackage>> {

@@ -13,7 +13,7 @@
 import { decodeScalar, encodePoint, encodeScalar, type Curve, type Point } from './curves.js';
 import { HS, type Field } from './encoding.js';
 import { mulBase, mulPoint, mulPublic } from './ec-mul.js';
-import type { Rng } from '../protocols/types.js';
+import type { Rng } from './parties.js';
 
 export interface DleqStatement {
   /** Second base (the first is the curve generator G). */

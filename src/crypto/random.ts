@@ -7,7 +7,7 @@
  */
 import { bytesToBigIntBE } from './encoding.js';
 import type { Curve } from './curves.js';
-import type { Rng } from '../protocols/types.js';
+import type { Rng } from './parties.js';
 
 /** Extra random bytes beyond the scalar width: keeps the modular bias below 2^-128. */
 const WIDE_EXTRA_BYTES = 16;

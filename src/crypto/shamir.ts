@@ -7,7 +7,7 @@
  * reconstructing public values (points) "in the exponent".
  */
 import type { Curve, Point } from './curves.js';
-import type { PartyId } from '../protocols/types.js';
+import type { PartyId } from './parties.js';
 
 /** A degree-1 polynomial f(X) = a0 + a1·X over Fn. */
 export interface Line {

@@ -6,7 +6,7 @@
  * look like equivocation). This is the only place the "echo" tag is used.
  */
 import { enc, H, u32be, u8 } from './encoding.js';
-import type { PartyId } from '../protocols/types.js';
+import type { PartyId } from './parties.js';
 
 export function echoHash(proto: string, sid: Uint8Array, round: number, bodies: Readonly<Record<PartyId, Uint8Array>>): Uint8Array {
   return H('echo', proto, sid, u32be(round), enc(u8(1), bodies[1]), enc(u8(2), bodies[2]), enc(u8(3), bodies[3]));

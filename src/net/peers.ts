@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { EkmError } from '../errors.js';
 import { PEER_PROTOCOL_VERSION, releasesInteroperate } from '../version.js';
 import { DEFAULT_LINK_OPTIONS, type LinkHandlers, type LinkOptions, PeerLink } from './link.js';
+import { type DialFailure, dialUnpinned } from './unpinned-dialer.js';
 import { z } from 'zod';
 
 export type PeerRole = 'ep' | 'partner' | 'aux';
@@ -284,31 +285,20 @@ export class PeerManager extends EventEmitter {
     const { self } = this.opts;
     // The pin this attempt checks against: replacePeer may pin another server meanwhile.
     const spec = st.spec;
-    const socket = tls.connect({
-      host: spec.host,
-      port: spec.port,
-      key: self.keyPem,
-      cert: self.certPem,
-      minVersion: 'TLSv1.3',
-      maxVersion: 'TLSv1.3',
-      rejectUnauthorized: false,
-    });
+    let socket: tls.TLSSocket | undefined;
     const fail = (problem: LinkProblem['kind'], message: string): void => {
-      if (st.spec !== spec) {
-        socket.destroy();
-        return;
-      }
+      socket?.destroy();
+      if (st.spec !== spec) return;
       st.dialing = false;
       this.setProblem(st, problem, message);
-      socket.destroy();
       this.scheduleDial(st);
       this.emit('dial-ended', st.spec.role);
     };
-    socket.once('error', (err: NodeJS.ErrnoException) => fail('unreachable', describeSocketError(err)));
-    socket.setTimeout(this.helloTimeoutMs, () => fail('unreachable', 'TLS handshake timed out'));
-    socket.once('secureConnect', () => {
-      socket.setTimeout(0);
-      const fp = socket.getPeerX509Certificate()?.fingerprint256;
+    const unreachable = (why: DialFailure): void =>
+      fail('unreachable', why.kind === 'timeout' ? 'TLS handshake timed out' : describeSocketError(why.err));
+    void dialUnpinned({ identity: self, host: spec.host, port: spec.port, timeoutMs: this.helloTimeoutMs }).then(({ socket: dialed, cert }) => {
+      socket = dialed;
+      const fp = cert?.fingerprint256;
       if (fp !== spec.fingerprint) {
         this.opts.log.error(
           { event: 'security', kind: 'peer_pin_mismatch', peer: spec.role, name: spec.name, presented: fp, approved: spec.fingerprint },
@@ -317,8 +307,7 @@ export class PeerManager extends EventEmitter {
         fail('untrusted', `presented certificate ${fp ?? 'none'}, approved ${spec.fingerprint}`);
         return;
       }
-      socket.removeAllListeners('error');
-      const link = new PeerLink(socket, `${spec.role} ${spec.name}`, this.linkOpts);
+      const link = new PeerLink(dialed, `${spec.role} ${spec.name}`, this.linkOpts);
       link.sendHello(this.hello());
       link
         .awaitHello(this.helloTimeoutMs)
@@ -338,7 +327,7 @@ export class PeerManager extends EventEmitter {
           link.close(err.message);
           fail(kind, err.message);
         });
-    });
+    }, unreachable);
   }
 
   private accept(socket: tls.TLSSocket): void {

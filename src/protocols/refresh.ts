@@ -30,17 +30,17 @@ import { verifyFeldmanShare } from '../crypto/feldman.js';
 import { randomNonZeroScalar } from '../crypto/random.js';
 import { echoHash } from '../crypto/transcript.js';
 import { ALG_CURVE, type KeyPublic, type KeyShare } from './key-share.js';
-import { computeSid, type SessionInputs } from './session.js';
 import {
-  decodeRequest,
-  encodeRequest,
-  ProtocolParty,
-  type CommonConfig,
-  type ConfirmCheckpoint,
-  type SessionAbandonItem,
-  type SessionOpenItem,
-} from './session-kit.js';
-import { ProtocolAbort, type Envelope, type PartyId } from './types.js';
+  type BatchedKeyState,
+  type BatchedRefreshConfig,
+  type BatchedRefreshPersist,
+  BatchedRefreshParty,
+  type RefreshKeyEpoch,
+} from './batched-refresh.js';
+import type { ConfirmCheckpoint } from './session-kit.js';
+
+export { refreshAbandonItem, type RefreshKeyEpoch, type RefreshOutput } from './batched-refresh.js';
+import { ProtocolAbort, type PartyId } from './types.js';
 
 export const REFRESH_PROTO = 'refresh';
 /** The sid's `alg` input for batched protocols (each key carries its own alg). */
@@ -50,57 +50,11 @@ const R_DEAL = 2;
 const R_PREPARED = 3;
 
 /** What the host holds of one key when a refresh starts (I3 needs the other epochs too). */
-export interface RefreshKeyState {
-  /** The CURRENT epoch's share. */
-  readonly current: KeyShare;
-  /** Epoch of a PENDING share, if any (I3: refused). */
-  readonly pendingEpoch?: number | null;
-  /** Epoch of a PREVIOUS share still held, if any (I3: refused). */
-  readonly previousEpoch?: number | null;
-}
+export type RefreshKeyState = BatchedKeyState<KeyShare>;
 
-export interface RefreshConfig extends CommonConfig {
-  /** The host's key store, read-only: the state of `keyId`, or undefined if unknown. */
-  readonly lookup: (keyId: string) => RefreshKeyState | undefined;
-  /** EP only: the keys to refresh in this batch. */
-  readonly keyIds?: readonly string[];
-}
+export type RefreshConfig = BatchedRefreshConfig<RefreshKeyState>;
 
-/** One key's epoch move, as the persist items and the output name it. */
-export interface RefreshKeyEpoch {
-  readonly keyId: string;
-  /** The epoch refreshed from (e). */
-  readonly from: number;
-  /** The new epoch (e + 1). */
-  readonly to: number;
-}
-
-export type RefreshPersist =
-  | SessionOpenItem
-  | SessionAbandonItem
-  /** RF2: store x′_j as PENDING(e+1) next to CURRENT(e). */
-  | { readonly kind: 'share-pending'; readonly sid: Uint8Array; readonly share: KeyShare }
-  /** Confirm-phase state for a restart (public data only); replace the previous checkpoint. */
-  | {
-      readonly kind: 'refresh-checkpoint';
-      readonly sid: Uint8Array;
-      readonly keys: readonly RefreshKeyEpoch[];
-      readonly checkpoint: ConfirmCheckpoint;
-    }
-  /** RF3: CURRENT = e+1, PREVIOUS = e, for every key of the batch. */
-  | { readonly kind: 'epoch-activate'; readonly sid: Uint8Array; readonly keys: readonly RefreshKeyEpoch[] }
-  /** RF4: erase PREVIOUS(e) shares, their presignatures and any nonces bound to e. */
-  | { readonly kind: 'epoch-erase-previous'; readonly sid: Uint8Array; readonly keys: readonly RefreshKeyEpoch[] };
-
-/** A refresh that a NEVER released drops the PENDING e+1 of every key (EC and RSA alike). */
-export function refreshAbandonItem(proto: string, sid: Uint8Array, keys: readonly RefreshKeyEpoch[]): SessionAbandonItem {
-  return { kind: 'session-abandon', proto, sid, pending: keys.map((k) => ({ keyId: k.keyId, epoch: k.to })) };
-}
-
-export interface RefreshOutput {
-  readonly sid: Uint8Array;
-  readonly keys: readonly RefreshKeyEpoch[];
-}
+export type RefreshPersist = BatchedRefreshPersist<KeyShare>;
 
 /** Per-key working state of one session. */
 interface KeyWork {
@@ -117,87 +71,35 @@ function keyDigest(keyId: string, s: KeyPublic): Uint8Array {
   return H('refresh/key', keyId, u32be(s.epoch), s.Y, s.C1);
 }
 
-export class RefreshParty extends ProtocolParty<RefreshOutput, RefreshPersist> {
+export class RefreshParty extends BatchedRefreshParty<KeyShare, RefreshKeyState> {
   private phase: Phase = 'request';
-  private keyIds: string[] = [];
   private work: KeyWork[] = [];
-  private epochs: RefreshKeyEpoch[] = [];
   private myBs: Uint8Array | null = null;
   private readonly commits = new Map<PartyId, Uint8Array>();
   private readonly deals = new Map<PartyId, { Bs: Uint8Array; B: Point[]; z: Uint8Array[] }>();
 
-  constructor(private readonly rcfg: RefreshConfig) {
-    super(rcfg, REFRESH_PROTO, R_PREPARED);
+  constructor(cfg: RefreshConfig) {
+    super(cfg, REFRESH_PROTO, BATCH_ALG, R_PREPARED);
   }
 
   static resume(cfg: RefreshConfig, item: { keys: readonly RefreshKeyEpoch[]; checkpoint: ConfirmCheckpoint }): RefreshParty {
     const p = new RefreshParty(cfg);
-    p.restoreConfirm(item.checkpoint);
+    p.restoreBatch(item);
     p.phase = 'confirm';
-    p.epochs = [...item.keys];
-    p.keyIds = item.keys.map((k) => k.keyId);
     return p;
   }
 
-  // --- RF0 -------------------------------------------------------------------------------------
-  protected begin(): void {
-    const keyIds = this.rcfg.keyIds;
-    if (!keyIds || keyIds.length === 0) throw new RangeError('EP needs key ids to refresh');
-    const states = keyIds.map((k) => {
-      const st = this.rcfg.lookup(k);
-      if (!st) throw new RangeError(`unknown key ${k}`);
-      return st;
-    });
-    const inputs: SessionInputs = {
-      tripletId: this.cfg.tripletId,
-      proto: REFRESH_PROTO,
-      alg: BATCH_ALG,
-      keyIds: [...keyIds],
-      epochs: states.map((s) => s.current.epoch),
-      initiator: 1,
-      nonce: this.cfg.rng(32),
-    };
-    this.sid = computeSid(inputs);
-    const digests = keyIds.map((k, n) => keyDigest(k, states[n]!.current));
-    this.setup(inputs, digests);
-    this.persist({ kind: 'session-open', proto: REFRESH_PROTO, sid: this.sid });
-    this.emitBoth(0, encodeRequest(inputs, encList(digests)));
-    this.round1();
+  // --- RF0 (batched-refresh.ts), then RF1 ----------------------------------------------------------
+  protected keyDigest(keyId: string, share: KeyShare): Uint8Array {
+    return keyDigest(keyId, share);
   }
 
-  protected onRequest(msg: Envelope): void {
-    const { inputs, payload } = decodeRequest(REFRESH_PROTO, msg, this.cfg.tripletId);
-    if (inputs.alg !== BATCH_ALG) this.abort(0, 'refresh is batched', 1);
-    let digests: Uint8Array[];
-    try {
-      digests = decodeEnc(payload);
-    } catch {
-      this.abort(0, 'malformed refresh request', 1);
-    }
-    if (digests.length !== inputs.keyIds.length) this.abort(0, 'one digest per key', 1);
-    this.sid = msg.sid;
-    this.setup(inputs, digests);
-    this.persist({ kind: 'session-open', proto: REFRESH_PROTO, sid: this.sid });
-    this.round1();
+  protected takeBatch(states: RefreshKeyState[]): void {
+    this.work = states.map((state) => ({ state, curve: getCurve(ALG_CURVE[state.current.alg]), b: null }));
   }
 
-  /** RF0 checks: each key held at CURRENT = e with the same (Y, C1); I3: no PENDING/PREVIOUS. */
-  private setup(inputs: SessionInputs, digests: readonly Uint8Array[]): void {
-    this.keyIds = [...inputs.keyIds];
-    this.work = inputs.keyIds.map((keyId, n) => {
-      const st = this.rcfg.lookup(keyId);
-      const e = inputs.epochs[n]!;
-      if (!st) this.abort(0, `unknown key ${keyId}`, 1);
-      if (st.current.keyId !== keyId || st.current.partyId !== this.id) this.abort(0, 'key record mismatch', null);
-      if (st.current.epoch !== e) this.abort(0, `key ${keyId} is not at epoch ${e}`, 1);
-      if (st.pendingEpoch != null || st.previousEpoch != null) {
-        this.abort(0, `key ${keyId} already has a refresh in flight (I3)`, null);
-      }
-      if (!bytesEqual(keyDigest(keyId, st.current), digests[n]!)) this.abort(0, `key ${keyId} public data differs`, 1);
-      if (e >= 0xffffffff) this.abort(0, 'epoch overflow', null);
-      return { state: st, curve: getCurve(ALG_CURVE[st.current.alg]), b: null };
-    });
-    this.epochs = this.work.map((w) => ({ keyId: w.state.current.keyId, from: w.state.current.epoch, to: w.state.current.epoch + 1 }));
+  protected firstRound(): void {
+    this.round1();
   }
 
   /** RF1: draw b_i per key and hash-commit to the list of B_i (R5). */
@@ -340,22 +242,9 @@ export class RefreshParty extends ProtocolParty<RefreshOutput, RefreshPersist> {
     }
   }
 
-  protected onActivate(): void {
-    for (const w of this.work) w.b = null; // RF3: no complaint can follow; the dealer forgets b_i (R3)
-    this.persist({ kind: 'epoch-activate', sid: this.sid!, keys: this.epochs });
-  }
-
-  protected onComplete(): void {
-    this.persist({ kind: 'epoch-erase-previous', sid: this.sid!, keys: this.epochs });
-    this.setOutput({ sid: this.sid!, keys: this.epochs });
-  }
-
-  protected checkpointItem(checkpoint: ConfirmCheckpoint): RefreshPersist {
-    return { kind: 'refresh-checkpoint', sid: this.sid!, keys: this.epochs, checkpoint };
-  }
-
-  protected abandonItem(): RefreshPersist {
-    return refreshAbandonItem(this.proto, this.sid!, this.epochs);
+  /** RF3: no complaint can follow; the dealer forgets b_i (R3). */
+  protected override forgetAtActivation(): void {
+    for (const w of this.work) w.b = null;
   }
 
   private eraseReceived(): void {

@@ -69,17 +69,16 @@ import {
 } from '../crypto/rsa-padding.js';
 import { echoHash } from '../crypto/transcript.js';
 import { isPartyId, readString, readU32, RoundParty, type StepBuilder } from './ecdsa-session.js';
-import { refreshAbandonItem, type RefreshKeyEpoch } from './refresh.js';
-import { computeSid, type SessionInputs } from './session.js';
 import {
-  decodeRequest,
-  encodeRequest,
-  ProtocolParty,
-  type CommonConfig,
-  type ConfirmCheckpoint,
-  type SessionAbandonItem,
-  type SessionOpenItem,
-} from './session-kit.js';
+  type BatchedKeyState,
+  type BatchedRefreshConfig,
+  type BatchedRefreshPersist,
+  BatchedRefreshParty,
+  type RefreshKeyEpoch,
+  type RefreshOutput,
+} from './batched-refresh.js';
+import { computeSid } from './session.js';
+import type { ConfirmCheckpoint } from './session-kit.js';
 import { ProtocolAbort, type Envelope, type Party, type PartyId, type Rng } from './types.js';
 
 export type RsaBits = 2048 | 3072 | 4096;
@@ -591,36 +590,14 @@ const RSA_REFRESH_ALG = 'batch';
 const RR_CONTRIB = 1;
 const RR_PREPARED = 2;
 
-export interface RsaRefreshKeyState {
-  readonly current: RsaKeyShare;
-  readonly pendingEpoch?: number | null;
-  readonly previousEpoch?: number | null;
-}
+export type RsaRefreshKeyState = BatchedKeyState<RsaKeyShare>;
 
-export interface RsaRefreshConfig extends CommonConfig {
-  readonly lookup: (keyId: string) => RsaRefreshKeyState | undefined;
-  /** EP only: the keys to refresh in this batch. */
-  readonly keyIds?: readonly string[];
-}
+export type RsaRefreshConfig = BatchedRefreshConfig<RsaRefreshKeyState>;
 
 /** Same persist items as the EC refresh (src/protocols/refresh.ts), with RSA shares. */
-export type RsaRefreshPersist =
-  | SessionOpenItem
-  | SessionAbandonItem
-  | { readonly kind: 'share-pending'; readonly sid: Uint8Array; readonly share: RsaKeyShare }
-  | {
-      readonly kind: 'refresh-checkpoint';
-      readonly sid: Uint8Array;
-      readonly keys: readonly RefreshKeyEpoch[];
-      readonly checkpoint: ConfirmCheckpoint;
-    }
-  | { readonly kind: 'epoch-activate'; readonly sid: Uint8Array; readonly keys: readonly RefreshKeyEpoch[] }
-  | { readonly kind: 'epoch-erase-previous'; readonly sid: Uint8Array; readonly keys: readonly RefreshKeyEpoch[] };
+export type RsaRefreshPersist = BatchedRefreshPersist<RsaKeyShare>;
 
-export interface RsaRefreshOutput {
-  readonly sid: Uint8Array;
-  readonly keys: readonly RefreshKeyEpoch[];
-}
+export type RsaRefreshOutput = RefreshOutput;
 
 function rsaKeyDigest(keyId: string, s: RsaKeyPublic): Uint8Array {
   const k = rsaModulusBytes(s);
@@ -638,86 +615,43 @@ interface Contribution {
   t: Uint8Array;
 }
 
-export class RsaRefreshParty extends ProtocolParty<RsaRefreshOutput, RsaRefreshPersist> {
+export class RsaRefreshParty extends BatchedRefreshParty<RsaKeyShare, RsaRefreshKeyState> {
   private phase: 'request' | 'contrib' | 'confirm' = 'request';
   private states: RsaRefreshKeyState[] = [];
-  private epochs: RefreshKeyEpoch[] = [];
   private mine: Contribution[] = [];
   private myBody: Uint8Array | null = null;
   private readonly received = new Map<PartyId, { body: Uint8Array; contribs: Contribution[] }>();
 
-  constructor(private readonly rcfg: RsaRefreshConfig) {
-    super(rcfg, RSA_REFRESH_PROTO, RR_PREPARED);
+  constructor(cfg: RsaRefreshConfig) {
+    super(cfg, RSA_REFRESH_PROTO, RSA_REFRESH_ALG, RR_PREPARED);
   }
 
   static resume(cfg: RsaRefreshConfig, item: { keys: readonly RefreshKeyEpoch[]; checkpoint: ConfirmCheckpoint }): RsaRefreshParty {
     const p = new RsaRefreshParty(cfg);
-    p.restoreConfirm(item.checkpoint);
+    p.restoreBatch(item);
     p.phase = 'confirm';
-    p.epochs = [...item.keys];
     return p;
   }
 
-  protected begin(): void {
-    const keyIds = this.rcfg.keyIds;
-    if (!keyIds || keyIds.length === 0) throw new RangeError('EP needs key ids to refresh');
-    const states = keyIds.map((k) => {
-      const st = this.rcfg.lookup(k);
-      if (!st) throw new RangeError(`unknown key ${k}`);
-      return st;
-    });
-    const inputs: SessionInputs = {
-      tripletId: this.cfg.tripletId,
-      proto: RSA_REFRESH_PROTO,
-      alg: RSA_REFRESH_ALG,
-      keyIds: [...keyIds],
-      epochs: states.map((s) => s.current.epoch),
-      initiator: 1,
-      nonce: this.cfg.rng(32),
-    };
-    this.sid = computeSid(inputs);
-    const digests = keyIds.map((k, i) => rsaKeyDigest(k, states[i]!.current));
-    this.setup(inputs, digests);
-    this.persist({ kind: 'session-open', proto: RSA_REFRESH_PROTO, sid: this.sid });
-    this.emitBoth(0, encodeRequest(inputs, encList(digests)));
-    this.contribute();
+  // --- RF0 (batched-refresh.ts) with the same public key, then round 1 ------------------------------
+  protected keyDigest(keyId: string, share: RsaKeyShare): Uint8Array {
+    return rsaKeyDigest(keyId, share);
   }
 
-  protected onRequest(msg: Envelope): void {
-    const { inputs, payload } = decodeRequest(RSA_REFRESH_PROTO, msg, this.cfg.tripletId);
-    if (inputs.alg !== RSA_REFRESH_ALG) this.abort(0, 'refresh is batched', 1);
-    let digests: Uint8Array[];
+  protected override checkShare(keyId: string, share: RsaKeyShare): void {
     try {
-      digests = decodeEnc(payload);
-    } catch {
-      this.abort(0, 'malformed refresh request', 1);
+      checkRsaShare(share);
+    } catch (err) {
+      this.abort(0, `key ${keyId}: ${(err as Error).message}`, null);
     }
-    if (digests.length !== inputs.keyIds.length) this.abort(0, 'one digest per key', 1);
-    this.sid = msg.sid;
-    this.setup(inputs, digests);
-    this.persist({ kind: 'session-open', proto: RSA_REFRESH_PROTO, sid: this.sid });
-    this.contribute();
   }
 
-  /** RF0 checks: CURRENT = e with the same public key; I3: no PENDING / PREVIOUS. */
-  private setup(inputs: SessionInputs, digests: readonly Uint8Array[]): void {
-    this.states = inputs.keyIds.map((keyId, i) => {
-      const st = this.rcfg.lookup(keyId);
-      const e = inputs.epochs[i]!;
-      if (!st) this.abort(0, `unknown key ${keyId}`, 1);
-      if (st.current.keyId !== keyId || st.current.partyId !== this.id) this.abort(0, 'key record mismatch', null);
-      try {
-        checkRsaShare(st.current);
-      } catch (err) {
-        this.abort(0, `key ${keyId}: ${(err as Error).message}`, null);
-      }
-      if (st.current.epoch !== e) this.abort(0, `key ${keyId} is not at epoch ${e}`, 1);
-      if (st.pendingEpoch != null || st.previousEpoch != null) this.abort(0, `key ${keyId} already has a refresh in flight (I3)`, null);
-      if (!bytesEqual(rsaKeyDigest(keyId, st.current), digests[i]!)) this.abort(0, `key ${keyId} public data differs`, 1);
-      if (e >= 0xffffffff) this.abort(0, 'epoch overflow', null);
-      return st;
-    });
-    this.epochs = this.states.map((s) => ({ keyId: s.current.keyId, from: s.current.epoch, to: s.current.epoch + 1 }));
+  protected takeBatch(states: RsaRefreshKeyState[]): void {
+    this.states = states;
+  }
+
+  protected firstRound(): void {
+    this.contribute();
   }
 
   /** Round 1: (r_i, t_i) per key to both (broadcast), and the shared-piece tag to each peer. */
@@ -802,23 +736,6 @@ export class RsaRefreshParty extends ProtocolParty<RsaRefreshOutput, RsaRefreshP
     this.phase = 'confirm';
     for (const share of pendings) this.persist({ kind: 'share-pending', sid: this.sid!, share });
     this.beginConfirm(H('rsa-refresh/prepared', this.sid!, encList(publics), echo));
-  }
-
-  protected onActivate(): void {
-    this.persist({ kind: 'epoch-activate', sid: this.sid!, keys: this.epochs });
-  }
-
-  protected onComplete(): void {
-    this.persist({ kind: 'epoch-erase-previous', sid: this.sid!, keys: this.epochs });
-    this.setOutput({ sid: this.sid!, keys: this.epochs });
-  }
-
-  protected checkpointItem(checkpoint: ConfirmCheckpoint): RsaRefreshPersist {
-    return { kind: 'refresh-checkpoint', sid: this.sid!, keys: this.epochs, checkpoint };
-  }
-
-  protected abandonItem(): RsaRefreshPersist {
-    return refreshAbandonItem(this.proto, this.sid!, this.epochs);
   }
 
   private eraseContributions(): void {

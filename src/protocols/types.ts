@@ -6,14 +6,11 @@
  * envelopes between servers and honours `persist` before sending anything emitted with it.
  */
 import { decodeEnc, enc, u32be, u8 } from '../crypto/encoding.js';
+import type { PartyId } from '../crypto/parties.js';
 
-/** EP = 1, Partner = 2, Aux = 3: the Shamir x-coordinate of each server's share. */
-export type PartyId = 1 | 2 | 3;
+export type { PartyId, Rng } from '../crypto/parties.js';
 export const PARTY_IDS: readonly PartyId[] = [1, 2, 3];
 export const PARTY_NAMES: Record<PartyId, 'ep' | 'partner' | 'aux'> = { 1: 'ep', 2: 'partner', 3: 'aux' };
-
-/** Injected randomness: returns `n` uniformly random bytes. */
-export type Rng = (n: number) => Uint8Array;
 
 /** One protocol message, as the wire carries it (§1.4: version, sid, proto, round, from, to, body). */
 export interface Envelope {

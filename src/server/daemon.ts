@@ -11,7 +11,7 @@ import { type HomePaths, isWaitingToJoin, makeDirs } from '../config/home.js';
 import { ROLE_LABEL } from '../config/roles.js';
 import { loadServerConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
-import { daemonPid, processAlive, readPid } from './pidfile.js';
+import { daemonPid, processAlive, readPid } from '../config/pidfile.js';
 
 /** The CLI entry point, as source (.ts, under tsx) or compiled (.js), whichever this module is. */
 const CLI_ENTRY = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../cli/ekm.ts' : '../cli/ekm.js', import.meta.url));

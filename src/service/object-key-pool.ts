@@ -1,7 +1,7 @@
 /**
  * EP's pool of ready object keys for AES encryption: an encryption picks its object nonce, so EP
  * can derive (object nonce, K_obj) pairs ahead of time, in batches, with the same checked
- * protocol (RsaAesKeys.objectKeys), and an encryption then costs its AES and the API only. Like
+ * protocol (AesKeys.objectKeys, keys/aes-keys.ts), and an encryption then costs its AES and the API only. Like
  * the ECDSA presignature pool, it trades a little exposure for latency, bounded so:
  * - memory only, never stored: a restart drops every pooled key;
  * - each key is used once (taken out of the pool), then wiped by its user, or wiped unused once it

@@ -6,7 +6,6 @@
  * PartyRunner (worker threads by default), so curve math never blocks this event loop.
  * The fault suite's crash points (src/failpoints.ts) sit on each step's persist/send boundaries.
  */
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { toHex } from '../crypto/encoding.js';
 import { EkmError } from '../errors.js';
@@ -17,8 +16,10 @@ import { type Envelope, type PartyId, ProtocolAbort, decodeEnvelope, encodeEnvel
 import type { KeyStore, KeyWrite } from '../store/key-records.js';
 import type { Recipe } from './party-recipes.js';
 import { type Call, type PartyRunner, type RunningParty, type StepResult, fromData } from './party-runner.js';
+import { OrphanEnvelopes } from './orphan-envelopes.js';
 import { fromJsonWithBytes } from './share-codec.js';
 import { BoundedCache } from '../util/bounded-cache.js';
+import { KeyedLock } from '../util/keyed-lock.js';
 
 export const PROTO_TOPIC = 'proto';
 /** Out-of-protocol notice that a session was aborted here, so peers stop waiting for it. */
@@ -78,8 +79,6 @@ export interface HostOptions {
   readonly timeoutMs?: number;
 }
 
-const ORPHAN_TTL_MS = 10_000;
-const ORPHAN_LIMIT = 4096;
 /** A committing session re-sends after 1, 2, 4 and then every 8 timeouts (2 minutes at the default 15 s). */
 const MAX_IDLE_DOUBLINGS = 3;
 /** An answer to a re-send, or a resume from the store, that failed (the store could not write) is tried again, every 2 s for a minute. */
@@ -115,11 +114,11 @@ export class ProtocolHost {
   private readonly sessions = new Map<string, Session>();
   private readonly factories = new Map<string, SessionFactory>();
   /** Envelopes that arrived before their session's round-0 request (another link was faster). */
-  private readonly orphans = new Map<string, { env: Envelope; at: number }[]>();
-  private readonly sidLocks = new Map<string, Promise<void>>();
+  private readonly orphans = new OrphanEnvelopes();
+  /** One check-and-act at a time per sid: accepting a request, answering a re-send, resuming. */
+  private readonly sidLock = new KeyedLock<string>();
   private readonly acceptedSids = new BoundedCache<string, true>(ACCEPTED_SIDS);
   private resumer: SessionResumer | undefined;
-  private orphanCount = 0;
   private readonly timeoutMs: number;
 
   constructor(private readonly opts: HostOptions) {
@@ -151,7 +150,7 @@ export class ProtocolHost {
    * write). Retried while the store cannot be read.
    */
   private resumeFromStore(sid: string, attempt = 1): Promise<void> {
-    return this.withSidLock(sid, () => this.resumeFromStoreLocked(sid, attempt));
+    return this.sidLock.run(sid, () => this.resumeFromStoreLocked(sid, attempt));
   }
 
   private async resumeFromStoreLocked(sid: string, attempt: number): Promise<void> {
@@ -169,24 +168,8 @@ export class ProtocolHost {
     }
   }
 
-  /** One check-and-act at a time per sid: accepting a request, answering a re-send, resuming. */
-  private withSidLock(sid: string, fn: () => Promise<void>): Promise<void> {
-    const prev = this.sidLocks.get(sid) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    this.sidLocks.set(sid, next);
-    void next.finally(() => {
-      if (this.sidLocks.get(sid) === next) this.sidLocks.delete(sid);
-    });
-    return next;
-  }
-
   get activeSessions(): number {
     return this.sessions.size;
-  }
-
-  /** Fresh 32-byte session nonce. */
-  static nonce(): Uint8Array {
-    return new Uint8Array(randomBytes(32));
   }
 
   /** Initiator (EP): starts the party and resolves with its output (or rejects on abort/timeout). */
@@ -203,7 +186,7 @@ export class ProtocolHost {
     if (this.sessions.has(sid)) return;
     const session = this.open(sid, spec);
     this.enqueue(session, { op: 'start' });
-    for (const env of this.takeOrphans(sid)) this.enqueue(session, { op: 'receive', env });
+    for (const env of this.orphans.take(sid)) this.enqueue(session, { op: 'receive', env });
   }
 
   /** Runs `fn` again in RETRY_MS (a store that could not write may work by then). */
@@ -227,10 +210,10 @@ export class ProtocolHost {
     const sid = toHex(env.sid);
     const session = this.sessions.get(sid);
     if (session) this.enqueue(session, { op: 'receive', env });
-    else if (env.round === 0 && env.from === 1) void this.withSidLock(sid, () => this.accept(sid, env));
-    else if (isResentPrepared(env.body) && this.factories.has(env.proto)) void this.withSidLock(sid, () => this.answerUnknown(sid, env));
+    else if (env.round === 0 && env.from === 1) void this.sidLock.run(sid, () => this.accept(sid, env));
+    else if (isResentPrepared(env.body) && this.factories.has(env.proto)) void this.sidLock.run(sid, () => this.answerUnknown(sid, env));
     else {
-      this.keepOrphan(sid, env);
+      this.orphans.keep(sid, env);
       // A NEVER for a committing session whose party was dropped: run it again, and it takes the NEVER.
       if (isNever(env.body)) void this.resumeFromStore(sid);
     }
@@ -287,7 +270,7 @@ export class ProtocolHost {
       // Typically the store cannot write (disk full): try again soon, so that the peer need not wait
       // for its own next re-send once the store works again.
       this.opts.log.error({ proto: env.proto, sid, err: (e as Error).message, attempt }, 'could not answer a re-sent confirm message');
-      if (attempt < RETRY_ATTEMPTS) this.later(() => this.withSidLock(sid, () => this.answerUnknown(sid, env, attempt + 1)));
+      if (attempt < RETRY_ATTEMPTS) this.later(() => this.sidLock.run(sid, () => this.answerUnknown(sid, env, attempt + 1)));
     }
   }
 
@@ -340,7 +323,7 @@ export class ProtocolHost {
     if (this.sessions.has(sid)) return;
     const session = this.open(sid, spec);
     this.enqueue(session, { op: 'receive', env });
-    for (const early of this.takeOrphans(sid)) this.enqueue(session, { op: 'receive', env: early });
+    for (const early of this.orphans.take(sid)) this.enqueue(session, { op: 'receive', env: early });
   }
 
   /** A step's writes failed: the session ends here (its messages, if any left, lead nowhere). */
@@ -479,7 +462,7 @@ export class ProtocolHost {
   }
 
   private notifyAbort(sid: string, err: unknown): void {
-    // A refusal keeps its code, so that the initiator can act on it (KeyService.withAuxShares).
+    // A refusal keeps its code, so that the initiator can act on it (AuxShares.withAuxShares).
     const reason = err instanceof ProtocolAbort ? err.reason : err instanceof EkmError ? `refused: ${err.code}: ${err.message}` : 'refused';
     const body = Buffer.concat([Buffer.from(sid, 'hex'), Buffer.from(reason.slice(0, 200), 'utf8')]);
     for (const role of ['ep', 'partner', 'aux'] as const) {
@@ -516,33 +499,6 @@ export class ProtocolHost {
 
   private security(what: string, fields: Record<string, unknown>): void {
     this.opts.log.warn({ event: 'security', kind: 'protocol_event', ...fields }, what);
-  }
-
-  private takeOrphans(sid: string): Envelope[] {
-    const early = this.orphans.get(sid) ?? [];
-    this.orphans.delete(sid);
-    this.orphanCount -= early.length;
-    return early.map((o) => o.env);
-  }
-
-  private keepOrphan(sid: string, env: Envelope): void {
-    const now = performance.now();
-    if (this.orphanCount >= ORPHAN_LIMIT) this.pruneOrphans(now);
-    if (this.orphanCount >= ORPHAN_LIMIT) return;
-    const list = this.orphans.get(sid) ?? [];
-    list.push({ env, at: now });
-    this.orphans.set(sid, list);
-    this.orphanCount++;
-    if (this.orphanCount % 256 === 0) this.pruneOrphans(now);
-  }
-
-  private pruneOrphans(now: number): void {
-    for (const [sid, list] of this.orphans) {
-      if (now - list[0]!.at > ORPHAN_TTL_MS) {
-        this.orphans.delete(sid);
-        this.orphanCount -= list.length;
-      }
-    }
   }
 
   /** A link came back: sessions in their confirm phase re-send (docs/protocols.md §5 I4). */

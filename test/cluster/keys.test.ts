@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { verifyIndependently } from '../support/verify-ec.js';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
 import { type Triplet, ekm, servingTriplet, waitInService } from '../support/cluster.js';
-import { readPid } from '../../src/server/pidfile.js';
+import { readPid } from '../../src/config/pidfile.js';
 import { homePaths } from '../../src/config/home.js';
 
 const ALGS = ['ecdsa-p256', 'ecdsa-secp256k1', 'ecdsa-p384', 'eddsa-ed25519', 'schnorr-bip340'] as const;

@@ -216,7 +216,7 @@ describe('RSA and AES keys on a real triplet', () => {
     assert.equal((await ekm(t, 'aux', 'start')).code, 0);
     await waitInService(t);
     // All three up, but the Aux holds no share: it refuses the cross-checked AES session, and EP +
-    // Partner answer with proofs instead (RsaAesKeys.objectKeys), for every request of the batch.
+    // Partner answer with proofs instead (AesKeys.objectKeys), for every request of the batch.
     const viaProofs = await Promise.all(
       sealed.map((x) =>
         api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, {

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { homePaths } from '../../src/config/home.js';
-import { processAlive } from '../../src/server/pidfile.js';
+import { processAlive } from '../../src/config/pidfile.js';
 import { apiFor } from '../support/api.js';
 import { ROOT_SO_PASSWORD, type Triplet, ekm, makeTriplet, run, servingTriplet, ucl, waitInService } from '../support/cluster.js';
 import { type Fixture, arm, checkLedger, fixture, keysOfEveryType, sleep } from './harness.js';

@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdir
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { homePaths } from '../../src/config/home.js';
-import { processAlive, readPid } from '../../src/server/pidfile.js';
+import { processAlive, readPid } from '../../src/config/pidfile.js';
 import { type Api, apiFor, b64, unb64 } from '../support/api.js';
 import { ROLES, ROOT_SO_PASSWORD, type Role, type RunResult, type Triplet, ekm, run, ucl, waitInService } from '../support/cluster.js';
 import { EC_TEST_ALGS, type SignTestAlg, type TestAlg } from '../support/verify-ec.js';

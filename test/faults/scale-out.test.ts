@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { processAlive } from '../../src/server/pidfile.js';
+import { processAlive } from '../../src/config/pidfile.js';
 import { apiFor } from '../support/api.js';
 import { ROLES, type Role, type Triplet, ekm, makeTriplet, ucl } from '../support/cluster.js';
 import { type PgServer, startPostgres } from '../support/postgres.js';

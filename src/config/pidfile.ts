@@ -1,7 +1,6 @@
 /** The daemon's pid file (`EKM_HOME/run/ekm.pid`): who runs, and whether it is still alive. */
 import { readFileSync, rmSync } from 'node:fs';
-import type { HomePaths } from '../config/home.js';
-import { writeFileAtomic } from '../config/home.js';
+import { type HomePaths, writeFileAtomic } from './home.js';
 
 export function readPid(paths: HomePaths): number | undefined {
   try {
