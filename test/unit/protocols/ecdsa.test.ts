@@ -3,7 +3,7 @@
  * keys × signatures verified by node:crypto and noble.
  *
  * Sample size: EKM_PROTOCOL_SAMPLES signatures per curve and mode (default 20, sized to keep this
- * file near 10 s on a 2-core machine; the full run is EKM_PROTOCOL_SAMPLES=1000).
+ * file near 10 s on a 2-core machine; `npm run test:full` runs EKM_PROTOCOL_SAMPLES=1000).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -4,7 +4,7 @@
  * BIP340: noble schnorr.verify with the x-only key), and the core is compared byte for byte with
  * noble's ed25519_FROST / schnorr_FROST on the same keys and nonce randomness.
  *
- * Sample size: EKM_PROTOCOL_SAMPLES signatures per alg (default 20; the full run is
+ * Sample size: EKM_PROTOCOL_SAMPLES signatures per alg (default 20; `npm run test:full` runs
  * EKM_PROTOCOL_SAMPLES=1000).
  */
 import { test } from 'node:test';
