@@ -109,8 +109,12 @@ export abstract class BatchedRefreshParty<S extends EpochShare, St extends Batch
 
   /** A check of this server's own share beyond the skeleton's (RSA: its pieces are well formed); aborts if it fails. */
   protected checkShare(_keyId: string, _share: S): void {}
-  /** RF3, before ACTIVATED: the protocol's secrets that no complaint can need any more are forgotten. */
-  protected forgetAtActivation(): void {}
+  /**
+   * RF3, before ACTIVATED: the protocol's secrets that no complaint can need any more are forgotten.
+   * Abstract on purpose: each refresh says what it erases, so a new one cannot keep its dealer
+   * secrets past activation by forgetting to override a default.
+   */
+  protected abstract forgetAtActivation(): void;
 
   /** A resumed party (I4) continues from its checkpoint with the batch's epoch moves. */
   protected restoreBatch(item: { keys: readonly RefreshKeyEpoch[]; checkpoint: ConfirmCheckpoint }): void {

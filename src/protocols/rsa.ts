@@ -646,6 +646,13 @@ export class RsaRefreshParty extends BatchedRefreshParty<RsaKeyShare, RsaRefresh
     }
   }
 
+  /**
+   * RF3: nothing is left to forget. The contributions this party dealt and those it received are
+   * wiped before PENDING is persisted (`eraseContributions`), and the refresh has no complaint
+   * round that could need them later.
+   */
+  protected forgetAtActivation(): void {}
+
   protected takeBatch(states: RsaRefreshKeyState[]): void {
     this.states = states;
   }

@@ -210,8 +210,8 @@ export class ProtocolHost {
     const sid = toHex(env.sid);
     const session = this.sessions.get(sid);
     if (session) this.enqueue(session, { op: 'receive', env });
-    else if (env.round === 0 && env.from === 1) void this.sidLock.run(sid, () => this.accept(sid, env));
-    else if (isResentPrepared(env.body) && this.factories.has(env.proto)) void this.sidLock.run(sid, () => this.answerUnknown(sid, env));
+    else if (env.round === 0 && env.from === 1) void this.underSidLock(sid, env, () => this.accept(sid, env));
+    else if (isResentPrepared(env.body) && this.factories.has(env.proto)) void this.underSidLock(sid, env, () => this.answerUnknown(sid, env));
     else {
       this.orphans.keep(sid, env);
       // A NEVER for a committing session whose party was dropped: run it again, and it takes the NEVER.
@@ -270,7 +270,7 @@ export class ProtocolHost {
       // Typically the store cannot write (disk full): try again soon, so that the peer need not wait
       // for its own next re-send once the store works again.
       this.opts.log.error({ proto: env.proto, sid, err: (e as Error).message, attempt }, 'could not answer a re-sent confirm message');
-      if (attempt < RETRY_ATTEMPTS) this.later(() => this.sidLock.run(sid, () => this.answerUnknown(sid, env, attempt + 1)));
+      if (attempt < RETRY_ATTEMPTS) this.later(() => this.underSidLock(sid, env, () => this.answerUnknown(sid, env, attempt + 1)));
     }
   }
 
@@ -316,7 +316,7 @@ export class ProtocolHost {
       }
       spec = await factory(env);
     } catch (e) {
-      this.logAbort(env.proto, sid, e);
+      logAbort(this.opts.log, env.proto, sid, e);
       this.notifyAbort(sid, e);
       return;
     }
@@ -453,12 +453,24 @@ export class ProtocolHost {
 
   private fail(session: Session, err: unknown, notify = true): void {
     if (session.done) return;
-    this.logAbort(session.spec.label, session.sid, err);
+    logAbort(this.opts.log, session.spec.label, session.sid, err);
     if (notify && session.sid) this.notifyAbort(session.sid, err);
     const message = err instanceof Error ? err.message : String(err);
     session.settle?.reject(err instanceof EkmError ? err : new ProtocolAbortedError(message));
     session.settle = undefined;
     this.close(session);
+  }
+
+  /**
+   * Runs work for an envelope of no session yet under its sid's lock. The work handles its own
+   * protocol failures; anything that still escapes it (a worker that cannot start, say) is logged as
+   * the session's abort and told to the peers, so the EP does not wait for its timeout.
+   */
+  private underSidLock(sid: string, env: Envelope, work: () => Promise<void>): Promise<void> {
+    return this.sidLock.run(sid, work).catch((e: unknown) => {
+      logAbort(this.opts.log, env.proto, sid, e);
+      this.notifyAbort(sid, e);
+    });
   }
 
   private notifyAbort(sid: string, err: unknown): void {
@@ -486,17 +498,6 @@ export class ProtocolHost {
     }
   }
 
-  private logAbort(proto: string, sid: string, err: unknown): void {
-    if (err instanceof ProtocolAbort) {
-      this.opts.log.warn(
-        { event: 'security', kind: 'protocol_abort', proto, sid, round: err.round, reason: err.reason, suspect: err.suspect },
-        'protocol session aborted',
-      );
-    } else {
-      this.opts.log.warn({ event: 'protocol_refused', proto, sid, err: err instanceof Error ? err.message : String(err) }, 'protocol session refused');
-    }
-  }
-
   private security(what: string, fields: Record<string, unknown>): void {
     this.opts.log.warn({ event: 'security', kind: 'protocol_event', ...fields }, what);
   }
@@ -504,5 +505,17 @@ export class ProtocolHost {
   /** A link came back: sessions in their confirm phase re-send (docs/protocols.md §5 I4). */
   private onPeerUp(): void {
     for (const s of this.sessions.values()) if (s.committing) this.enqueue(s, { op: 'start' });
+  }
+}
+
+/** An aborted session in the log: a protocol abort is a security event naming its suspect. */
+function logAbort(log: Logger, proto: string, sid: string, err: unknown): void {
+  if (err instanceof ProtocolAbort) {
+    log.warn(
+      { event: 'security', kind: 'protocol_abort', proto, sid, round: err.round, reason: err.reason, suspect: err.suspect },
+      'protocol session aborted',
+    );
+  } else {
+    log.warn({ event: 'protocol_refused', proto, sid, err: err instanceof Error ? err.message : String(err) }, 'protocol session refused');
   }
 }

@@ -10,8 +10,9 @@ import { describe, it } from 'node:test';
 import pino from 'pino';
 import type { PeerManager } from '../../../src/net/peers.js';
 import { encodeEnvelope } from '../../../src/protocols/types.js';
+import type { Recipe } from '../../../src/service/party-recipes.js';
 import { InProcessRunner } from '../../../src/service/party-runner.js';
-import { ProtocolHost } from '../../../src/service/protocol-host.js';
+import { ABORT_TOPIC, ProtocolHost, type SessionSpec } from '../../../src/service/protocol-host.js';
 import type { KeyStore } from '../../../src/store/key-records.js';
 
 type LogLine = { msg: string; proto?: string; sid?: string };
@@ -57,5 +58,35 @@ describe('ProtocolHost: session ids are single-use', () => {
     host.deliver('ep', request(new Uint8Array(randomBytes(32))));
     await settle();
     assert.equal(factoryCalls.length, 2);
+  });
+});
+
+describe('ProtocolHost: a request whose session cannot start', () => {
+  it('is logged and its abort told to the EP, not dropped in silence', async () => {
+    const log: LogLine[] = [];
+    const sent: { topic: string; body: Uint8Array }[] = [];
+    const host = new ProtocolHost({
+      self: 2,
+      peers: Object.assign(new EventEmitter(), { link: (role: string) => (role === 'ep' ? { send: (topic: string, body: Uint8Array) => sent.push({ topic, body }) } : undefined) }) as unknown as PeerManager,
+      store: { sidSeen: async () => false } as unknown as KeyStore,
+      log: pino({ level: 'debug', base: undefined }, { write: (s: string) => void log.push(JSON.parse(s) as LogLine) }),
+      // A worker that cannot start: the failure comes after the session was admitted.
+      runner: Object.assign(new InProcessRunner(), {
+        create: (_recipe: Recipe, _label: string) => {
+          throw new Error('test runner: no worker');
+        },
+      }),
+      signer: { sign: () => new Uint8Array(64) },
+    });
+    host.register('frost-sign', async () => ({ label: 'frost-sign' }) as unknown as SessionSpec);
+    const sid = new Uint8Array(randomBytes(32));
+    host.deliver('ep', request(sid));
+    await settle();
+    const refused = log.filter((l) => l.msg === 'protocol session refused');
+    assert.equal(refused.length, 1, JSON.stringify(log));
+    assert.equal(refused[0]!.sid, Buffer.from(sid).toString('hex'));
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]!.topic, ABORT_TOPIC);
+    assert.deepEqual(sent[0]!.body.subarray(0, 32), Buffer.from(sid));
   });
 });
