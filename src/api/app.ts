@@ -49,7 +49,15 @@ export interface Api {
 export async function buildApi(deps: ApiDeps): Promise<Api> {
   const app = Fastify({
     // The listener's identity is set when it listens (listenApi): until then it has none.
-    serverFactory: (handler) => createServer({ minVersion: MIN_TLS_VERSION }, handler),
+    // fastify applies its connection defaults only to servers it creates itself; this one gets them
+    // too (keep-alive 72 s, not node's 5 s, under which clients race idle connections closing).
+    serverFactory: (handler) => {
+      const server = createServer({ minVersion: MIN_TLS_VERSION }, handler);
+      server.keepAliveTimeout = 72_000;
+      server.requestTimeout = 0;
+      server.setTimeout(0);
+      return server;
+    },
     logger: false,
     // Room for a 4 MiB object in base64 (AES encrypt/decrypt of large blobs); larger bodies get 413.
     bodyLimit: 6 * 1024 * 1024,

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import type { Server as HttpsServer } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { type OpenApiDoc, openApiMarkdown } from '../../src/api/openapi-markdown.js';
 import { API_DOC } from '../../scripts/gen-api-doc.js';
@@ -124,6 +125,12 @@ describe('system routes', () => {
   });
 
   // Last: it stops the Aux of the shared triplet.
+  it("keeps an idle client's connection as fastify does (72 s, not node's 5 s)", () => {
+    const server = t.app.server as HttpsServer;
+    assert.equal(server.keepAliveTimeout, 72_000);
+    assert.equal(server.requestTimeout, 0);
+  });
+
   it('health: 503 and the missing server once the Aux is down', async () => {
     await t.servers.aux.stop(1000);
     const h = await t.call<{ status: string; triplet: { inService: boolean } }>({ method: 'GET', path: '/health' });
