@@ -6,7 +6,7 @@
 #                           about 10 minutes on a 2-core machine.
 #   bash test/run.sh full   `npm run test:full`, before a release and before resolving any protocol
 #                           change: the unit tests with 1,000 protocol samples per curve and mode,
-#                           every real-triplet cluster test and the full fault matrix (about an hour).
+#                           every real-triplet cluster test and the full fault matrix (about 37 minutes).
 #
 # Every file is named here: a test file that is in no list fails the run, so none is forgotten.
 set -euo pipefail
