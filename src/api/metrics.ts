@@ -9,11 +9,12 @@
  * - `ekm_http_request_duration_seconds{method,route,operation}` (histogram): API request latency;
  * - `ekm_protocol_aborts_total{operation}` (counter): API requests that failed with EKM_PROTOCOL_ABORTED.
  * Labels come from route templates, never from raw URLs, so the series stay bounded however callers
- * misbehave. Beside them, prom-client's default metrics: process CPU, memory and file descriptors,
- * event-loop lag, GC durations, heap sizes and active handles (`process_*`, `nodejs_*`).
+ * misbehave. Beside them, prom-client's default metrics but GC durations (see PROCESS_COLLECTORS):
+ * process CPU, memory and file descriptors, event-loop lag, heap sizes and active handles.
  */
+import { createRequire } from 'node:module';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { EkmError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { operationOf } from './audit.js';
@@ -24,15 +25,42 @@ const BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 const ROUTE_LABELS = ['method', 'route', 'operation'] as const;
 
 /**
- * The process and Node.js defaults, collected once per process: they describe the process, not a
- * server, and each collection enables an event-loop monitor and a GC observer that prom-client
- * never stops, so one per fastify app would pile up in tests that build many apps.
+ * prom-client's default process and Node.js collectors (prom-client 15, lib/defaultMetrics.js), all
+ * but its GC histogram: that one observes every garbage collection of the main thread through a
+ * PerformanceObserver, and with it the EP's FROST and BIP340 signing (verified in JavaScript, so
+ * collected often) was 20-35 % slower (bench/comparisons/2026-12-08-service-reshaping). Heap sizes
+ * per space stay, and show the collector's work between scrapes.
+ */
+const PROCESS_COLLECTORS = [
+  'processCpuTotal',
+  'processStartTime',
+  'osMemoryHeap',
+  'processOpenFileDescriptors',
+  'processMaxFileDescriptors',
+  'eventLoopLag',
+  'processResources',
+  'processHandles',
+  'processRequests',
+  'heapSizeAndUsed',
+  'heapSpacesSizeAndUsed',
+  'version',
+] as const;
+type Collector = (registry: Registry, config: { eventLoopMonitoringPrecision: number }) => void;
+
+/**
+ * The process and Node.js metrics, collected once per process: they describe the process, not a
+ * server, and the event-loop monitor prom-client enables is never stopped, so one per fastify app
+ * would pile up in tests that build many apps.
  */
 let processMetrics: Registry | undefined;
 function processRegistry(): Registry {
   if (!processMetrics) {
-    processMetrics = new Registry();
-    collectDefaultMetrics({ register: processMetrics });
+    const registry = new Registry();
+    const require = createRequire(import.meta.url);
+    for (const name of PROCESS_COLLECTORS) {
+      (require(`prom-client/lib/metrics/${name}`) as Collector)(registry, { eventLoopMonitoringPrecision: 10 });
+    }
+    processMetrics = registry;
   }
   return processMetrics;
 }

@@ -214,7 +214,7 @@ describe('audit, metrics, OpenAPI', () => {
     assert.equal(metrics.families.get('ekm_http_request_duration_seconds')?.type, 'histogram');
     assert.ok((samplesOf(metrics, 'ekm_http_request_duration_seconds_bucket', { ...sign, le: '+Inf' })[0]?.value ?? 0) >= 1, 'sign latencies are recorded');
     assert.equal(metrics.families.get('ekm_protocol_aborts_total')?.type, 'counter');
-    for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_gc_duration_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_active_handles_total'])
+    for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_active_handles_total'])
       assert.ok(metrics.families.has(name), name);
   });
 

@@ -131,13 +131,14 @@ describe('/metrics', () => {
       process_start_time_seconds: 'gauge',
       nodejs_eventloop_lag_seconds: 'gauge',
       nodejs_eventloop_lag_p99_seconds: 'gauge',
-      nodejs_gc_duration_seconds: 'histogram',
       nodejs_heap_size_used_bytes: 'gauge',
       nodejs_heap_size_total_bytes: 'gauge',
       nodejs_active_handles_total: 'gauge',
       nodejs_version_info: 'gauge',
     };
     for (const [name, type] of Object.entries(expected)) assert.equal(exposition.families.get(name)?.type, type, name);
+    // Left out on purpose: its GC observer slowed FROST signing (src/api/metrics.ts, PROCESS_COLLECTORS).
+    assert.equal(exposition.families.has('nodejs_gc_duration_seconds'), false);
     assert.ok(only(exposition, 'process_resident_memory_bytes', {}) > 0);
   });
 
