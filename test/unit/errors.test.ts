@@ -1,24 +1,17 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import ts from 'typescript';
 import { ERROR_CODES, ERROR_GROUPS, type ErrorSpec, isErrorCode } from '../../src/error-codes.js';
 import { EkmError, usageError } from '../../src/errors.js';
 import { ERROR_TABLE_BEGIN, ERROR_TABLE_END, errorTableMarkdown } from '../../scripts/gen-error-table.js';
+import { sourceFiles } from '../support/source-files.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const SRC = join(ROOT, 'src');
 const REGISTRY = join(SRC, 'error-codes.ts');
 const CODE_RE = /^EKM_[A-Z0-9_]+$/;
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) return sourceFiles(path);
-    return e.name.endsWith('.ts') && !e.name.endsWith('.d.ts') ? [path] : [];
-  });
-}
 
 /** Climbs out of what only passes a value on (`a ? 'X' : 'Y'`, `a ?? 'X'`, parentheses, unions of literal types). */
 function effectiveParent(node: ts.Node): { parent: ts.Node; child: ts.Node } {

@@ -4,22 +4,15 @@
  * one class). A new key family is a module of `src/service/keys/`, not more lines in a class.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { sourceFiles } from '../../support/source-files.js';
 
 const SERVICE = join(dirname(fileURLToPath(import.meta.url)), '../../../src/service');
 const MAX_CLASS_LINES = 400;
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) return sourceFiles(path);
-    return e.name.endsWith('.ts') ? [path] : [];
-  });
-}
 
 /** Every class declaration of a file with its length in lines, from its first to its last line. */
 function classLengths(path: string): { name: string; lines: number }[] {

@@ -7,11 +7,12 @@
  * lazily; a lazy import upward is still upward).
  */
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { sourceFiles } from '../../support/source-files.js';
 
 const SRC = join(dirname(fileURLToPath(import.meta.url)), '../../../src');
 
@@ -76,14 +77,6 @@ function importGraph(): Map<string, string[]> {
     graph.set(from, [...new Set(targets)]);
   }
   return graph;
-}
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) return sourceFiles(path);
-    return e.name.endsWith('.ts') ? [path] : [];
-  });
 }
 
 /** The floor index of a module (0 is the top); undefined for a part no floor names. */

@@ -22,6 +22,7 @@ import {
 import { EkmError } from '../../../src/errors.js';
 import { OBJECT_FORMAT_VERSION } from '../../../src/protocols/dprf.js';
 import { AUX_SWEEP_MS } from '../../../src/service/key-catalog.js';
+import { sourceFiles } from '../../support/source-files.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 
@@ -203,15 +204,8 @@ describe('a bad value', () => {
   });
 });
 
-/** Every .ts file under `dir`. */
-function sources(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
-  );
-}
-
 describe('who reads the environment', () => {
-  const files = sources(join(ROOT, 'src')).map((f) => ({ path: relative(ROOT, f), text: readFileSync(f, 'utf8') }));
+  const files = sourceFiles(join(ROOT, 'src')).map((f) => ({ path: relative(ROOT, f), text: readFileSync(f, 'utf8') }));
 
   it('no module but src/config/settings.ts reads an EKM_ or UCL_ variable', () => {
     const reads = /\benv\s*(?:\.\s*|\[\s*['"`])(?:EKM|UCL)_/;
