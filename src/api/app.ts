@@ -5,7 +5,7 @@
  * TLS. Tests call the first alone and answer requests with `inject()`.
  */
 import { randomUUID } from 'node:crypto';
-import { type Server as HttpsServer, createServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { EkmError } from '../errors.js';
 import { listenError } from '../net/peers.js';
@@ -48,16 +48,10 @@ export interface Api {
 /** Every route of the EP's API on `deps`, ready to listen or to answer `inject()`. */
 export async function buildApi(deps: ApiDeps): Promise<Api> {
   const app = Fastify({
-    // The listener's identity is set when it listens (listenApi): until then it has none.
-    // fastify applies its connection defaults only to servers it creates itself; this one gets them
-    // too (keep-alive 72 s, not node's 5 s, under which clients race idle connections closing).
-    serverFactory: (handler) => {
-      const server = createServer({ minVersion: MIN_TLS_VERSION }, handler);
-      server.keepAliveTimeout = 72_000;
-      server.requestTimeout = 0;
-      server.setTimeout(0);
-      return server;
-    },
+    // An HTTPS server without its identity yet (listenApi sets it). Fastify creates it, so its
+    // connection defaults apply (keep-alive 72 s, not node's 5 s, under which clients race idle
+    // connections closing); a server factory of ours would not get them.
+    https: { minVersion: MIN_TLS_VERSION },
     logger: false,
     // Room for a 4 MiB object in base64 (AES encrypt/decrypt of large blobs); larger bodies get 413.
     bodyLimit: 6 * 1024 * 1024,
