@@ -14,7 +14,7 @@
  */
 import { createRequire } from 'node:module';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { EkmError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { operationOf } from './audit.js';
@@ -25,26 +25,14 @@ const BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 const ROUTE_LABELS = ['method', 'route', 'operation'] as const;
 
 /**
- * prom-client's default process and Node.js collectors (prom-client 15, lib/defaultMetrics.js), all
- * but its GC histogram: that one observes every garbage collection of the main thread through a
- * PerformanceObserver, and with it the EP's FROST and BIP340 signing (verified in JavaScript, so
- * collected often) was 20-35 % slower (bench/comparisons/2026-12-08-service-reshaping). Heap sizes
- * per space stay, and show the collector's work between scrapes.
+ * prom-client's default process and Node.js collectors, from its own list (so one it adds, or leaves
+ * out on this Node.js, follows), all but its GC histogram: that one observes every garbage
+ * collection of the main thread through a PerformanceObserver, and with it the EP's FROST and BIP340
+ * signing (verified in JavaScript, so collected often) was 20-35 % slower
+ * (bench/comparisons/2026-12-08-service-reshaping). Heap sizes per space stay, and show the
+ * collector's work between scrapes.
  */
-const PROCESS_COLLECTORS = [
-  'processCpuTotal',
-  'processStartTime',
-  'osMemoryHeap',
-  'processOpenFileDescriptors',
-  'processMaxFileDescriptors',
-  'eventLoopLag',
-  'processResources',
-  'processHandles',
-  'processRequests',
-  'heapSizeAndUsed',
-  'heapSpacesSizeAndUsed',
-  'version',
-] as const;
+const PROCESS_COLLECTORS = collectDefaultMetrics.metricsList.filter((name) => name !== 'gc');
 type Collector = (registry: Registry, config: { eventLoopMonitoringPrecision: number }) => void;
 
 /**
