@@ -74,7 +74,7 @@ export const ERROR_CODES = {
     httpStatus: 400,
     exitCode: 1,
     means: 'client.conf has a line that is not key=value, an unknown setting, or a trust= file that cannot be read',
-    action: 'fix client.conf (settings: `servers`, `trust`; trust= is a PEM file holding the EPs\' `tls/server.crt`)',
+    action: 'fix client.conf (settings: `servers`, `trust`, `discover`; trust= is a PEM file holding the EPs\' `tls/server.crt`)',
   },
   EKM_NO_SERVER: {
     group: cli,
