@@ -74,7 +74,7 @@ export const ERROR_CODES = {
     httpStatus: 400,
     exitCode: 1,
     means: 'client.conf has a line that is not key=value, an unknown setting, or a trust= file that cannot be read',
-    action: 'fix client.conf (settings: `servers`, `trust`; trust= is a PEM file holding the EPs\' `tls/server.crt`)',
+    action: 'fix client.conf (settings: `servers`, `trust`, `discover`; trust= is a PEM file holding the EPs\' `tls/server.crt`)',
   },
   EKM_NO_SERVER: {
     group: cli,
@@ -103,6 +103,20 @@ export const ERROR_CODES = {
     exitCode: 1,
     means: 'the EP presented a certificate that is not trusted',
     action: "the `trust=` file does not hold this EP's current certificate",
+  },
+  EKM_CLUSTER_MISMATCH: {
+    group: cli,
+    httpStatus: 400,
+    exitCode: 1,
+    means: 'the EP answering belongs to another cluster than the one the client learned (or the EP home it runs in)',
+    action: 'point the client at an EP of its own cluster; if that cluster was rebuilt, delete the learned cluster file `client-cluster.json`',
+  },
+  EKM_CLUSTER_CACHE: {
+    group: cli,
+    httpStatus: 400,
+    exitCode: 1,
+    means: 'the learned cluster file `client-cluster.json` cannot be read or is not a list of EPs',
+    action: 'delete the file: the client learns the cluster again from a pinned EP',
   },
   EKM_API: {
     group: cli,

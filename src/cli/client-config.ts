@@ -1,10 +1,13 @@
 /**
  * Where `ucl` finds the cluster: `--server` / `UCL_SERVERS` name EPs (`host:port[,host:port]`);
  * `client.conf` (`$UCL_CONF`, `$EKM_HOME/client.conf`, `/etc/ekm/client.conf`) has
- * `servers=` and `trust=<PEM file of the EP certificates>`; run where an EP's EKM_HOME is, ucl
- * uses that EP's own API address and certificate.
+ * `servers=`, `trust=<PEM file of the EP certificates>` and `discover=yes|no`; run where an EP's
+ * EKM_HOME is, ucl uses that EP's own API address and certificate. From a trusted EP ucl learns
+ * the cluster's other EPs and keeps them in `client-cluster.json` (UCL_CLUSTER_CACHE).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { homePaths, isBootstrapped } from '../config/home.js';
 import type { Settings } from '../config/settings.js';
 import { EkmError } from '../errors.js';
@@ -13,10 +16,16 @@ import type { ClientOptions } from '../client/client.js';
 
 export const SYSTEM_CLIENT_CONF = '/etc/ekm/client.conf';
 
+export const CLUSTER_CACHE_FILE = 'client-cluster.json';
+
 interface ClientConf {
   servers?: string;
   trust?: string;
+  discover?: string;
 }
+
+const CONF_KEYS = ['servers', 'trust', 'discover'] as const;
+const isConfKey = (key: string): key is (typeof CONF_KEYS)[number] => (CONF_KEYS as readonly string[]).includes(key);
 
 function parseConf(path: string): ClientConf {
   const out: ClientConf = {};
@@ -28,10 +37,27 @@ function parseConf(path: string): ClientConf {
     if (eq < 0) throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: expected key=value`);
     const key = line.slice(0, eq).trim();
     const value = line.slice(eq + 1).trim();
-    if (key === 'servers' || key === 'trust') out[key] = value;
-    else throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: unknown setting "${key}"`, { hint: 'known settings: servers, trust' });
+    if (!isConfKey(key)) throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: unknown setting "${key}"`, { hint: `known settings: ${CONF_KEYS.join(', ')}` });
+    if (key === 'discover' && value !== 'yes' && value !== 'no')
+      throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: discover must be yes or no, not "${value}"`, { hint: 'discover=no keeps ucl to the servers= and trust= written here' });
+    out[key] = value;
   });
   return out;
+}
+
+const isFolder = (path: string): boolean => statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
+
+/**
+ * Where ucl keeps the EPs it learned: UCL_CLUSTER_CACHE; else beside the client.conf named by
+ * UCL_CONF; else in EKM_HOME (where client.conf or the EP's own certificate is read); else in
+ * ~/.ekm. One file per place, so that two configurations for two clusters never share one.
+ */
+export function clusterCachePath(settings: Pick<Settings, 'home' | 'uclConf' | 'uclClusterCache'>, home = homedir()): string {
+  if (settings.uclClusterCache) return settings.uclClusterCache;
+  if (settings.uclConf && existsSync(settings.uclConf)) return join(dirname(settings.uclConf), CLUSTER_CACHE_FILE);
+  const paths = homePaths(settings.home);
+  if (isFolder(paths.home)) return join(paths.home, CLUSTER_CACHE_FILE);
+  return join(home, '.ekm', CLUSTER_CACHE_FILE);
 }
 
 function parseServers(list: string, what: string): ServerAddress[] {
@@ -56,7 +82,7 @@ function readPemBundle(path: string): string[] {
 
 export async function resolveClientOptions(
   serverFlag: string | undefined,
-  settings: Pick<Settings, 'home' | 'uclConf' | 'uclServers'>,
+  settings: Pick<Settings, 'home' | 'uclConf' | 'uclServers' | 'uclClusterCache'>,
 ): Promise<ClientOptions> {
   const paths = homePaths(settings.home);
   const candidates = [settings.uclConf, paths.clientConf, SYSTEM_CLIENT_CONF].filter((p): p is string => !!p);
@@ -71,10 +97,12 @@ export async function resolveClientOptions(
 
   // Where this is an EP's EKM_HOME, its own API and certificate need no configuration.
   // The configuration's schema module is loaded only then: it costs ~0.1 s of start-up.
+  let clusterId: string | undefined;
   if (isBootstrapped(paths)) {
     const { loadServerConfig } = await import('../config/server-config.js');
     const cfg = loadServerConfig(paths);
     if (cfg.role === 'ep' && cfg.api) {
+      clusterId = cfg.clusterId;
       trusted.push(readFileSync(paths.tlsCert, 'utf8'));
       if (servers.length === 0) {
         const host = cfg.api.host === '0.0.0.0' ? '127.0.0.1' : cfg.api.host;
@@ -85,5 +113,12 @@ export async function resolveClientOptions(
   if (servers.length === 0) {
     throw new EkmError('EKM_NO_SERVER', 'no EP to talk to', { hint: 'give --server host:port, set UCL_SERVERS, write servers= in client.conf, or set EKM_HOME to an EP\'s home' });
   }
-  return { servers, trustedCertsPem: trusted };
+  const discover = conf.discover !== 'no';
+  return {
+    servers,
+    trustedCertsPem: trusted,
+    discover,
+    ...(discover ? { clusterCachePath: clusterCachePath(settings) } : {}),
+    ...(clusterId !== undefined ? { clusterId } : {}),
+  };
 }

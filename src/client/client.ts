@@ -1,7 +1,9 @@
 /**
  * A small client of the EP API, used by `ucl` (and usable by applications): it knows several EPs
  * and fails over to the next when one does not answer, and trusts the cluster only through the
- * certificates it was given (pinned), never a public CA.
+ * certificates it was given (pinned), never a public CA. From a pinned EP it learns the cluster's
+ * other EPs (their API addresses and certificate fingerprints) and trusts them too, so that
+ * failover needs no certificate bundle written by hand (docs/security-model.md, "Clients").
  */
 import https from 'node:https';
 import { X509Certificate } from 'node:crypto';
@@ -10,12 +12,35 @@ import tls from 'node:tls';
 import { EkmError } from '../errors.js';
 import type { ServerAddress } from '../cluster/names.js';
 import { formatAddress } from '../cluster/names.js';
+import {
+  type ClusterMembership,
+  assertSameCluster,
+  learnedAddress,
+  membershipFromServerList,
+  readClusterCache,
+  sameMembership,
+  writeClusterCache,
+} from './cluster-membership.js';
 
 export interface ClientOptions {
   readonly servers: readonly ServerAddress[];
   /** PEM certificates of the EPs (self-signed); a server presenting anything else is refused. */
   readonly trustedCertsPem: readonly string[];
   readonly timeoutMs?: number;
+  /**
+   * Learn every EP of the cluster from an EP already trusted (`GET /api/v1/servers`) and trust
+   * those too, by fingerprint; default true. False: exactly `servers` and `trustedCertsPem`.
+   */
+  readonly discover?: boolean;
+  /**
+   * A file that keeps the learned EPs between runs, so that failover works even when the EP first
+   * pinned is down at start; without it the client learns in memory only.
+   */
+  readonly clusterCachePath?: string;
+  /** The cluster the pinned EPs belong to, when known (an EP's own configuration): another is refused. */
+  readonly clusterId?: string;
+  /** How long a learned membership is used before it is read again (default 60 s; after a failover at once). */
+  readonly membershipRefreshMs?: number;
 }
 
 export interface ApiResponse<T = unknown> {
@@ -38,7 +63,7 @@ const FAILOVER_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'E
 class PinnedAgent extends https.Agent {
   constructor(
     private readonly label: string,
-    private readonly fingerprints: ReadonlySet<string>,
+    private readonly isTrusted: (fingerprint: string) => boolean,
     private readonly timeoutMs: number,
   ) {
     super({ keepAlive: true, maxSockets: 64 });
@@ -62,7 +87,7 @@ class PinnedAgent extends https.Agent {
       socket.off('timeout', handshakeTimeout);
       socket.off('error', fail);
       const fingerprint = socket.getPeerX509Certificate()?.fingerprint256;
-      if (fingerprint === undefined || !this.fingerprints.has(fingerprint)) {
+      if (fingerprint === undefined || !this.isTrusted(fingerprint)) {
         fail(new EkmError('EKM_UNTRUSTED', `${this.label} presented a certificate that is not trusted`, { hint: 'check the trust= certificates in client.conf' }));
         return;
       }
@@ -74,27 +99,57 @@ class PinnedAgent extends https.Agent {
 }
 
 export class EkmClient {
-  private readonly fingerprints: Set<string>;
-  private preferred = 0;
+  /** The operator's pins: always trusted, whatever the cluster says. */
+  private readonly pinned: Set<string>;
+  /** The cluster's EPs as last learned (or read from the cache file); undefined until then. */
+  private learned: ClusterMembership | undefined;
+  /** Where `learned` comes from, for the message when an EP of another cluster answers. */
+  private learnedFrom = 'the EPs learned before';
+  private learnedAt = 0;
+  private learning = false;
+  /** The address of the EP that answered last: the next request starts there. */
+  private preferred: string | undefined;
   /** One keep-alive agent per EP: a TLS handshake per request would dominate fast operations. */
   private readonly agents = new Map<string, https.Agent>();
 
   constructor(private readonly opts: ClientOptions) {
     if (opts.servers.length === 0) throw new EkmError('EKM_NO_SERVER', 'no EP address is configured', { hint: 'give --server host:port, set UCL_SERVERS, or write servers= in client.conf' });
     if (opts.trustedCertsPem.length === 0) throw new EkmError('EKM_NO_TRUST', 'no trusted EP certificate is configured', { hint: 'set trust= in client.conf, or run ucl where the EP\'s EKM_HOME is' });
-    this.fingerprints = new Set(opts.trustedCertsPem.map((p) => new X509Certificate(p).fingerprint256));
+    this.pinned = new Set(opts.trustedCertsPem.map((p) => new X509Certificate(p).fingerprint256));
+    if (this.discovers() && opts.clusterCachePath !== undefined) {
+      const cached = readClusterCache(opts.clusterCachePath);
+      if (cached !== undefined) {
+        assertSameCluster(this.expectedCluster(), cached, `the learned cluster file ${opts.clusterCachePath}`);
+        this.learned = cached;
+        this.learnedFrom = `the learned cluster file ${opts.clusterCachePath}`;
+      }
+    }
+  }
+
+  /** The EPs this client knows now: the configured ones first, then those learned from the cluster. */
+  get servers(): readonly ServerAddress[] {
+    const configured = this.opts.servers;
+    const known = new Set(configured.map(formatAddress));
+    const learned = (this.learned?.eps ?? [])
+      .map(learnedAddress)
+      .filter((a) => !known.has(formatAddress(a)));
+    return [...configured, ...learned];
+  }
+
+  /** The cluster the learned EPs belong to, once known. */
+  get clusterId(): string | undefined {
+    return this.learned?.clusterId ?? this.opts.clusterId;
   }
 
   /** Sends one request, trying each EP in turn (starting with the last one that answered). */
   async request<T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
-    const n = this.opts.servers.length;
+    // Taken once: a refresh changes the list, and each request must still try every EP once.
+    const servers = this.rotation();
+    const n = servers.length;
     const failures: string[] = [];
-    // Taken once: concurrent requests move `preferred`, and each request must still try every EP once.
-    const first = this.preferred;
-    for (let i = 0; i < n; i++) {
-      const idx = (first + i) % n;
-      const server = this.opts.servers[idx]!;
+    for (const [i, server] of servers.entries()) {
       try {
+        if (this.membershipDue()) await this.learnMembership(server);
         const res = await this.once<T>(server, method, path, body, headers);
         // A 503 from a server that is shutting down or whose triplet is out, or an operation its
         // triplet aborted ("not performed; safe to retry"): another EP, with its own triplet, may serve.
@@ -102,13 +157,15 @@ export class EkmClient {
           failures.push(`${formatAddress(server)}: ${res.status}`);
           continue;
         }
-        this.preferred = idx;
+        this.preferred = formatAddress(server);
         return res;
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
         if (err instanceof EkmError) throw err;
         if (!FAILOVER_CODES.has(err.code ?? '') && err.message !== 'timeout') throw e;
         failures.push(`${formatAddress(server)}: ${describeNetError(err)}`);
+        // An EP that is gone may have been removed from the cluster: read the membership again.
+        this.learnedAt = 0;
       }
     }
     throw new EkmError(
@@ -124,11 +181,70 @@ export class EkmClient {
     this.agents.clear();
   }
 
+  private discovers(): boolean {
+    return this.opts.discover !== false;
+  }
+
+  /** Every known EP once, the one that answered last first. */
+  private rotation(): ServerAddress[] {
+    const all = [...this.servers];
+    const first = all.findIndex((s) => formatAddress(s) === this.preferred);
+    return first <= 0 ? all : [...all.slice(first), ...all.slice(0, first)];
+  }
+
+  /** The cluster every learned membership must belong to, and where that was learned. */
+  private expectedCluster(): { clusterId: string; source: string } | undefined {
+    if (this.learned !== undefined) return { clusterId: this.learned.clusterId, source: this.learnedFrom };
+    if (this.opts.clusterId !== undefined) return { clusterId: this.opts.clusterId, source: "the EP's own configuration" };
+    return undefined;
+  }
+
+  private isTrusted(fingerprint: string): boolean {
+    return this.pinned.has(fingerprint) || (this.learned?.eps.some((e) => e.fingerprint === fingerprint) ?? false);
+  }
+
+  private membershipDue(): boolean {
+    return this.discovers() && !this.learning && Date.now() - this.learnedAt >= (this.opts.membershipRefreshMs ?? 60_000);
+  }
+
+  /**
+   * Reads the cluster's EPs from `server`, whose certificate the agent has checked (pinned, or
+   * learned the same way): the membership is as trustworthy as the EP it comes from. A network
+   * failure goes to the caller (the next EP is tried); an answer that is not a server list (an EP
+   * of an older release) leaves what is known as it is.
+   */
+  private async learnMembership(server: ServerAddress): Promise<void> {
+    this.learning = true;
+    try {
+      const res = await this.once(server, 'GET', '/api/v1/servers', undefined, {});
+      this.learnedAt = Date.now();
+      const membership = res.status === 200 ? membershipFromServerList(res.body) : undefined;
+      if (membership === undefined) return;
+      assertSameCluster(this.expectedCluster(), membership, `the EP at ${formatAddress(server)}`);
+      if (sameMembership(this.learned, membership)) return;
+      this.forgetDroppedEps(membership);
+      this.learned = membership;
+      if (this.opts.clusterCachePath !== undefined) writeClusterCache(this.opts.clusterCachePath, membership);
+    } finally {
+      this.learning = false;
+    }
+  }
+
+  /** Closes the connections to EPs no longer in the cluster: they are not trusted any more. */
+  private forgetDroppedEps(next: ClusterMembership): void {
+    const kept = new Set([...this.opts.servers.map(formatAddress), ...next.eps.map((e) => formatAddress(learnedAddress(e)))]);
+    for (const [address, agent] of this.agents) {
+      if (kept.has(address)) continue;
+      agent.destroy();
+      this.agents.delete(address);
+    }
+  }
+
   private agentFor(server: ServerAddress): https.Agent {
     const key = formatAddress(server);
     let agent = this.agents.get(key);
     if (!agent) {
-      agent = new PinnedAgent(key, this.fingerprints, this.opts.timeoutMs ?? 15_000);
+      agent = new PinnedAgent(key, (fingerprint) => this.isTrusted(fingerprint), this.opts.timeoutMs ?? 15_000);
       this.agents.set(key, agent);
     }
     return agent;

@@ -169,6 +169,16 @@ export const UCL_SERVERS: TextSetting = {
   meaning: 'The EPs `ucl` talks to when `--server` is not given; it comes before `servers=` of client.conf (section 7).',
 };
 
+export const UCL_CLUSTER_CACHE: TextSetting = {
+  name: 'UCL_CLUSTER_CACHE',
+  type: 'path',
+  default: undefined,
+  unsetMeans: '`client-cluster.json` beside `$UCL_CONF`, else in `$EKM_HOME`, else in `~/.ekm`',
+  readBy: ['ucl'],
+  meaning:
+    'The file where `ucl` keeps the EPs it learned from the cluster (API addresses and certificate fingerprints), so that it fails over to any EP the next time (section 7). No secret, but whoever can write it chooses EPs ucl trusts: keep it writable by its owner only.',
+};
+
 /** The operators' settings that ekm's own processes read and check at start. */
 export const SETTINGS: readonly Setting[] = [
   EKM_HOME,
@@ -181,6 +191,7 @@ export const SETTINGS: readonly Setting[] = [
   EKM_RECOVERY_PARALLEL,
   UCL_CONF,
   UCL_SERVERS,
+  UCL_CLUSTER_CACHE,
 ];
 
 /** Read only by shell scripts (packaging/init.d/ekm, bin/ekm-local-triplet), which check them themselves. */
@@ -295,6 +306,7 @@ export interface Settings {
   readonly recoveryParallel: number;
   readonly uclConf: string | undefined;
   readonly uclServers: string | undefined;
+  readonly uclClusterCache: string | undefined;
   readonly test: TestSwitches;
 }
 
@@ -313,6 +325,7 @@ export function readSettings(env: Env): Settings {
     recoveryParallel: readInteger(env, EKM_RECOVERY_PARALLEL),
     uclConf: readText(env, UCL_CONF),
     uclServers: readText(env, UCL_SERVERS),
+    uclClusterCache: readText(env, UCL_CLUSTER_CACHE),
     test: {
       failpoints: parseFailpoints(valueOf(env, EKM_FAILPOINTS)),
       versionOverride: readText(env, EKM_TEST_VERSION_OVERRIDE),

@@ -10,9 +10,10 @@
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { constants, createPublicKey, publicEncrypt, verify as nodeVerify } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { EkmClient } from '../../src/client/client.js';
 import { homePaths } from '../../src/config/home.js';
 import { b64, unb64 } from '../support/api.js';
 import {
@@ -357,6 +358,41 @@ describe('scale-out: what is refused', () => {
   });
 });
 
+describe('scale-out: clients trust the cluster, not one EP', () => {
+  it("ucl with UCL_SERVERS=ep1,ep2 and only EP1's EKM_HOME (no client.conf), and an EkmClient pinned to EP1 alone, go on through EP2 once EP1 stops", async () => {
+    const ucl12 = (...args: string[]): Promise<RunResult> =>
+      run(join(t1.bin, 'ucl'), args, { ...t1.env('ep'), UCL_SERVERS: `127.0.0.1:${t1.apiPort},127.0.0.1:${t2.apiPort}` });
+    assert.equal(existsSync(homePaths(t1.homes.ep).clientConf), false, 'nothing written by hand');
+    const first = await ucl12('server', 'list');
+    assert.equal(first.code, 0, first.stderr);
+    const learned = JSON.parse(readFileSync(join(t1.homes.ep, 'client-cluster.json'), 'utf8')) as { eps: { fingerprint: string }[] };
+    assert.deepEqual(learned.eps.map((e) => e.fingerprint).sort(), [certFingerprintOf(t1, 'ep'), certFingerprintOf(t2, 'ep')].sort());
+
+    // The TypeScript client: EP1's address and certificate only; it learns EP2 in memory.
+    const client = new EkmClient({ servers: [{ host: '127.0.0.1', port: t1.apiPort }], trustedCertsPem: [readFileSync(homePaths(t1.homes.ep).tlsCert, 'utf8')], timeoutMs: 60_000 });
+    const auth = { authorization: `Basic ${Buffer.from(`so@root:${ROOT_SO_PASSWORD}`).toString('base64')}` };
+    const made = await client.request<{ keyId: string; publicKey: string }>('POST', '/api/v1/keys', { alg: 'ecdsa-p256' }, auth);
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    assert.equal(made.server, `127.0.0.1:${t1.apiPort}`);
+
+    assert.equal((await ekm(t1, 'ep', 'stop')).code, 0);
+    try {
+      const failedOver = await ucl12('server', 'list');
+      assert.equal(failedOver.code, 0, `ucl through EP2: ${failedOver.stderr}`);
+      assert.match(failedOver.stdout, /Cluster [0-9a-f]{16}: 6 servers/);
+      const msg = Buffer.from('through EP2, learned from EP1');
+      const sig = await client.request<{ signature: string }>('POST', `/api/v1/keys/${made.body.keyId}/sign`, { message: b64(msg) }, auth);
+      assert.equal(sig.status, 200, JSON.stringify(sig.body));
+      assert.equal(sig.server, `127.0.0.1:${t2.apiPort}`);
+      assert.ok(verifyIndependently({ alg: 'ecdsa-p256', pem: made.body.publicKey }, msg, unb64(sig.body.signature)));
+    } finally {
+      client.close();
+      assert.equal((await ekm(t1, 'ep', 'start')).code, 0);
+    }
+    await waitClusterInService(t1, 2);
+  });
+});
+
 describe('scale-out: rolling upgrade', () => {
   it(`restarting triplet 1, then triplet 2, each as release ${NEXT} (the seed's upgrade, one triplet at a time), under a load through a client that knows both EPs: zero failed requests`, async () => {
     const setup = await apiOf(t1);
@@ -486,6 +522,9 @@ describe('scale-out: removing a triplet', () => {
     const test = await ucl(t1, 'server', 'test');
     assert.equal(test.code, 0, test.stdout);
     assert.match(test.stdout, /1 triplet, 3 servers/);
+    // ucl read the membership again on that command: the deleted EP is no longer trusted.
+    const learned = JSON.parse(readFileSync(join(t1.homes.ep, 'client-cluster.json'), 'utf8')) as { eps: { fingerprint: string }[] };
+    assert.deepEqual(learned.eps.map((e) => e.fingerprint), [certFingerprintOf(t1, 'ep')]);
     const last = await del(t1.names.aux);
     assertOneLineError(last);
     assert.match(last.stderr, /belongs to the cluster's only triplet: a cluster keeps at least one triplet/);

@@ -38,6 +38,7 @@ const FIELDS: Record<string, { get: (s: Settings) => unknown; valid: string; rea
   EKM_RECOVERY_PARALLEL: { get: (s) => s.recoveryParallel, valid: '1', reads: 1 },
   UCL_CONF: { get: (s) => s.uclConf, valid: 'client.conf', reads: 'client.conf' },
   UCL_SERVERS: { get: (s) => s.uclServers, valid: '10.0.0.1:8443,10.0.0.2', reads: '10.0.0.1:8443,10.0.0.2' },
+  UCL_CLUSTER_CACHE: { get: (s) => s.uclClusterCache, valid: 'client-cluster.json', reads: 'client-cluster.json' },
   EKM_FAILPOINTS: { get: (s) => [...s.test.failpoints], valid: 'proto:dkg:1:after-send@2', reads: [['proto:dkg:1:after-send', 2]] },
   EKM_TEST_VERSION_OVERRIDE: { get: (s) => s.test.versionOverride, valid: '9.9.9', reads: '9.9.9' },
   EKM_DEBUG: { get: (s) => s.test.debug, valid: 'yes', reads: true },
