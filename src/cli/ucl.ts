@@ -71,6 +71,7 @@ async function main(settings: Settings): Promise<number> {
   let code = 0;
   const program = new Command('ucl')
     .description('ekm cluster client')
+    .version(VERSION, '-V, --version')
     .option('--server <host:port,...>', 'EP API address(es); default from UCL_SERVERS, client.conf or EKM_HOME')
     .option('--json', 'print JSON for scripts')
     .exitOverride()

@@ -12,6 +12,7 @@
  *     run again.
  */
 import { randomBytes } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { z } from 'zod';
 import { type HomePaths, ensureWritableHome, isBootstrapped, writeFileAtomic } from '../config/home.js';
@@ -70,6 +71,27 @@ export interface BootResult {
 export const ROOT_PARTITION = 'root';
 export const ROOT_SO = 'so';
 
+/**
+ * A peer name that does not resolve (a typo, a host missing from DNS or /etc/hosts) would not
+ * resolve by waiting for it: it fails the bootstrap at once, with the reason the wait would have
+ * given after its whole timeout. Other lookup failures are left to the dial loop, which retries.
+ */
+async function checkPeerNamesResolve(args: BootArgs): Promise<void> {
+  for (const role of ['ep', 'partner', 'aux'] as const) {
+    if (role === args.role) continue;
+    const address = args[role];
+    const failure = await lookup(address.host).then(
+      () => undefined,
+      (e: unknown) => e as NodeJS.ErrnoException,
+    );
+    if (failure?.code === 'ENOTFOUND' || failure?.code === 'EAI_AGAIN') {
+      throw new EkmError('EKM_BOOT_FAILED', `${ROLE_LABEL[role]} ${formatAddress(address)}: ${describeSocketError(failure)}`, {
+        hint: "check the name's spelling and that this machine resolves it (DNS or /etc/hosts), then run the bootstrap again",
+      });
+    }
+  }
+}
+
 /** `dbUrl` is the EKM_DB_URL setting, read only with `-externaldb`. */
 export async function bootstrap(
   args: BootArgs,
@@ -78,6 +100,7 @@ export async function bootstrap(
   print: (line: string) => void,
   dbUrl: string | undefined,
 ): Promise<BootResult> {
+  await checkPeerNamesResolve(args);
   ensureWritableHome(paths);
   if (daemonRunning(paths)) {
     throw new EkmError('EKM_RUNNING', `ekm is running in ${paths.home}`, { hint: 'stop it first: ekm stop' });

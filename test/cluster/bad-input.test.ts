@@ -83,6 +83,23 @@ describe('bootstrap environment failures', () => {
     assert.match(r.stderr, /bootstrap timed out after 2 s: .*Partner 127\.0\.0\.1:\d+: connection refused.*Aux 127\.0\.0\.1:\d+: connection refused/);
     assert.equal(existsSync(join(home, 'server.json')), false);
   });
+
+  it('refuses a peer name that does not resolve at once, naming the peer, and writes nothing', async () => {
+    const [self, x] = await freePorts(2);
+    const home = join(scratch(), 'home');
+    const started = performance.now();
+    const r = await run(
+      'ekm_boot_ep.sh',
+      ['-s', `127.0.0.1:${self}`, '-p', 'no-such-host.invalid:7001', '-x', `127.0.0.1:${x}`, '-fips', '-w', 'longenough', '-f', '--timeout', '30'],
+      { EKM_HOME: home },
+    );
+    const seconds = (performance.now() - started) / 1000;
+    assertOneLineError(r);
+    assert.match(r.stderr, /^ekm: Partner no-such-host\.invalid:7001: unknown host name/);
+    assert.doesNotMatch(r.stderr, /timed out/);
+    assert.ok(seconds < 10, `failed after ${seconds.toFixed(1)} s, not at once`);
+    assert.equal(existsSync(home), false, 'nothing was written, not even EKM_HOME');
+  });
 });
 
 describe('a refused approval and a second bootstrap', () => {

@@ -5,7 +5,19 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { userInfo, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,9 +27,28 @@ const INIT = join(ROOT, 'packaging', 'init.d', 'ekm');
 const UNIT = join(ROOT, 'packaging', 'systemd', 'ekm.service');
 const NO_DEFAULTS = '/nonexistent/ekm-defaults';
 
-/** The init script as `service` runs it; `run` resolves commands under bin/, hence the relative path. */
+/**
+ * An install root that `user` can enter and read, beside `dir`: the programs the init script runs
+ * as that user (bin/, the sources, package.json, node_modules) copied out of the checkout. The
+ * checkout itself may sit in a folder only root can enter (a clone under /root), where another
+ * user cannot even start bin/ekm.
+ */
+function installRootFor(user: string, dir: string): string {
+  const root = join(dir, 'install-root');
+  mkdirSync(root);
+  for (const entry of ['bin', 'src', 'package.json', 'tsconfig.json']) cpSync(join(ROOT, entry), join(root, entry), { recursive: true });
+  // node_modules may be a symlink into another checkout: its contents are copied, links within kept.
+  const copy = spawnSync('cp', ['-a', `${join(ROOT, 'node_modules')}/.`, join(root, 'node_modules')], { encoding: 'utf8' });
+  assert.equal(copy.status, 0, copy.stderr);
+  assert.equal(spawnSync('chmod', ['-R', 'a+rX', dir]).status, 0);
+  assert.equal(spawnSync('runuser', ['-u', user, '--', 'test', '-r', join(root, 'bin', 'ekm')]).status, 0, `${user} reads ${root}`);
+  return root;
+}
+
+/** The init script as `service` runs it, from the root folder (so a server run as another user does not
+ * start in a folder it cannot enter); `run` resolves commands under bin/, hence the relative path. */
 function service(action: string, env: Record<string, string>): Promise<RunResult> {
-  return run('../packaging/init.d/ekm', [action], { EKM_USER: userInfo().username, EKM_DEFAULTS: NO_DEFAULTS, ...env });
+  return run('../packaging/init.d/ekm', [action], { EKM_USER: userInfo().username, EKM_DEFAULTS: NO_DEFAULTS, ...env }, { cwd: '/' });
 }
 
 describe('packaging/init.d/ekm', () => {
@@ -148,14 +179,15 @@ describe('packaging/init.d/ekm', () => {
       if (statSync(p).isDirectory()) for (const e of readdirSync(p)) chownTree(join(p, e));
     };
     chownTree(t.homes.aux);
-    const r = await service('start', { ...env('aux'), EKM_USER: user });
+    const asUser = { ...env('aux'), EKM_ROOT: installRootFor(user, scratch), EKM_USER: user };
+    const r = await service('start', asUser);
     assert.equal(r.code, 0, r.stderr);
     const pid = Number(/pid (\d+)/.exec(r.stdout)?.[1]);
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     assert.match(status, new RegExp(`^Uid:\\s+${uid}\\s`, 'm'), `the daemon runs as ${user}`);
-    assert.equal((await service('status', { ...env('aux'), EKM_USER: user })).code, 0);
+    assert.equal((await service('status', asUser)).code, 0);
     await waitInService(t);
-    const stop = await service('stop', { ...env('aux'), EKM_USER: user });
+    const stop = await service('stop', asUser);
     assert.equal(stop.code, 0, stop.stderr);
 
     const missing = await service('start', { ...env('aux'), EKM_USER: 'ekm-no-such-user' });

@@ -41,6 +41,17 @@ describe('a bad setting at start', () => {
     assert.match((await run('ucl', ['version'], override)).stdout, /^ucl 9\.9\.9\n/);
   });
 
+  it('ucl --version and ucl -V print the release as ekm --version does, and exit 0', async () => {
+    const override = { EKM_HOME: home, EKM_TEST_VERSION_OVERRIDE: '9.9.9' };
+    const ekm = await run('ekm', ['--version'], override);
+    for (const flag of ['--version', '-V']) {
+      const ucl = await run('ucl', [flag], override);
+      assert.equal(ucl.code, 0, ucl.stderr);
+      assert.equal(ucl.stdout, ekm.stdout);
+      assert.equal(ucl.stderr, '');
+    }
+  });
+
   it("a secret's bad value is not shown", async () => {
     const r = await run('ekm', ['status'], { EKM_HOME: home, EKM_DB_URL: 'postgres://ekm:Secret-pw-1@db/ekm\nx' });
     assertOneLineError(r);

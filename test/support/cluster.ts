@@ -19,15 +19,20 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs a bin/ script (a path relative to bin/, or an absolute one) to completion; `answers` are written when a `[y/N]` prompt appears. */
+/** Runs a bin/ script (a path relative to bin/, or an absolute one) to completion, in `cwd` (default: this
+ * process's); `answers` are written when a `[y/N]` prompt appears. */
 export function run(
   cmd: string,
   args: readonly string[],
   env: Record<string, string>,
-  opts: { answers?: readonly string[]; timeoutMs?: number } = {},
+  opts: { answers?: readonly string[]; timeoutMs?: number; cwd?: string } = {},
 ): Promise<RunResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(isAbsolute(cmd) ? cmd : join(BIN, cmd), args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(isAbsolute(cmd) ? cmd : join(BIN, cmd), args, {
+      cwd: opts.cwd,
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     const answers = [...(opts.answers ?? [])];
