@@ -14,6 +14,7 @@
  */
 import { hashPassword, verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
+import { safeText } from '../util/text.js';
 import type { PartitionRow, Store, UserRole, UserRow } from '../store/store.js';
 import { ROOT_PARTITION_ID } from './audit.js';
 
@@ -67,7 +68,7 @@ export function checkPassword(password: string, what = 'the password'): void {
 
 function checkName(name: string, what: string): void {
   if (!NAME_RE.test(name)) {
-    throw new EkmError('EKM_BAD_REQUEST', `${what} "${name.slice(0, 64)}" is not valid: letters, digits, '_', '.', '-' (up to 64, starting with a letter or digit)`);
+    throw new EkmError('EKM_BAD_REQUEST', `${what} "${safeText(name, 64)}" is not valid: letters, digits, '_', '.', '-' (up to 64, starting with a letter or digit)`);
   }
 }
 
