@@ -145,6 +145,7 @@ export const ERROR_CODES = {
     action: 'give user@partition and its password, or get a new token from POST /api/v1/token',
   },
   EKM_LOCKED: { group: api, httpStatus: 401, exitCode: 1, means: 'the user is locked after too many failed logins', action: 'an SO resets its password (ucl user reset-pwd)' },
+  EKM_LOGIN_BUSY: { group: api, httpStatus: 429, exitCode: 1, means: "as many login attempts as the partition's lockout limit are being checked for the user at once", action: 'try again in a second; if those attempts fail, the user is locked' },
   EKM_FORBIDDEN: { group: api, httpStatus: 403, exitCode: 1, means: "the user's role or partition does not allow the operation" },
   EKM_NOT_FOUND: { group: api, httpStatus: 404, exitCode: 1, means: 'no such partition, user or route' },
   EKM_EXISTS: { group: api, httpStatus: 409, exitCode: 1, means: 'a partition or user of that name exists already', action: 'choose another name' },

@@ -13,6 +13,8 @@ export interface EkmErrorOptions {
    * stands in when the other party sent none.
    */
   readonly relayed?: { readonly code?: string; readonly httpStatus: number };
+  /** A refusal that passes with time (HTTP 429, 503): when to try again, sent as `Retry-After`. */
+  readonly retryAfterSeconds?: number;
 }
 
 /**
@@ -26,6 +28,7 @@ export class EkmError extends Error {
   readonly hint: string | undefined;
   readonly exitCode: number;
   readonly httpStatus: number;
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: EkmErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -35,6 +38,7 @@ export class EkmError extends Error {
     this.hint = options.hint;
     this.exitCode = spec.exitCode;
     this.httpStatus = options.relayed?.httpStatus ?? spec.httpStatus;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   /** The one line a CLI prints. */

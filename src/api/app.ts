@@ -84,6 +84,7 @@ export async function buildApi(deps: ApiDeps): Promise<Api> {
 
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof EkmError) {
+      if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(Math.ceil(err.retryAfterSeconds)));
       void reply.status(err.httpStatus).send(errorBody(err.code, err.message));
       return;
     }

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { EkmError } from '../errors.js';
 import { type AuditLog, ROOT_PARTITION_ID } from '../service/audit.js';
 import { KEY_UID_RE } from '../store/key-records.js';
-import type { Authenticator } from './auth.js';
+import { type Authenticator, claimedActor } from './auth.js';
 import { auditedKeyId } from './keys.js';
 import type { ApiDoc } from './openapi.js';
 import { route } from './routing.js';
@@ -165,8 +165,7 @@ export function auditHooks(app: FastifyInstance, { auth, audit, log }: { auth: A
       if (!actor && url === '/api/v1/token') {
         const u = (req.body as { username?: unknown } | undefined)?.username;
         if (typeof u === 'string') {
-          const at = u.lastIndexOf('@');
-          actor = `${(at > 0 ? u.slice(0, at) : u).slice(0, 64)}@${(at > 0 ? u.slice(at + 1) : 'root').slice(0, 64)}`;
+          actor = claimedActor(u);
           partition = actor.slice(actor.lastIndexOf('@') + 1);
         }
       }

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { EkmError } from '../errors.js';
 import { Accounts, splitUsername } from '../service/accounts.js';
+import { safeText } from '../util/text.js';
 import type { Store, UserRole } from '../store/store.js';
 
 export interface Principal {
@@ -72,8 +73,7 @@ export class Authenticator {
 
   /** Records the user a failed login claimed (for the audit log). */
   claim(req: FastifyRequest, username: string): void {
-    const s = splitUsername(username);
-    this.seen.set(req, { claimed: `${s.user.slice(0, 64)}@${s.partition.slice(0, 64)}` });
+    this.seen.set(req, { claimed: claimedActor(username) });
   }
 
   private async authenticateOnce(req: FastifyRequest): Promise<Principal> {
@@ -97,4 +97,13 @@ export class Authenticator {
     }
     throw unauthorized();
   }
+}
+
+/**
+ * The `user@partition` a login claimed, as the audit log keeps it: unauthenticated text, so each
+ * part is cut to 64 code points and made safe to store and show (util/text.ts).
+ */
+export function claimedActor(username: string): string {
+  const s = splitUsername(username);
+  return `${safeText(s.user, 64)}@${safeText(s.partition, 64)}`;
 }

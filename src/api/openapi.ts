@@ -49,6 +49,7 @@ const ERROR_TEXT: Record<number, string> = {
   409: 'conflict (exists, not empty)',
   410: 'the key was destroyed (its record stays)',
   413: 'body too large',
+  429: 'too many password checks for the user at once: try again after Retry-After seconds',
   502: 'a threshold protocol aborted (safe to retry)',
   503: 'the triplet is not in service',
 };
@@ -160,9 +161,12 @@ export class ApiDoc {
 /** Statuses any route may answer before it runs: body too large (413), a path segment too long (414), the server closing (503). */
 const FRAMEWORK_ERRORS: readonly number[] = [413, 414, 503];
 
-/** The error statuses an operation documents: 401 unless public, 400 when it takes input, and its own. */
+/**
+ * The error statuses an operation documents: 401 and 429 unless public (a password check on any
+ * route may be refused for now, store.admitLoginAttempt), 400 when it takes input, and its own.
+ */
 function errorStatuses(op: OpDoc): number[] {
-  const errs = new Set<number>([...(op.access === 'public' ? [] : [401]), ...(op.body || op.query || op.params ? [400] : []), ...(op.errors ?? [])]);
+  const errs = new Set<number>([...(op.access === 'public' ? [] : [401, 429]), ...(op.body || op.query || op.params ? [400] : []), ...(op.errors ?? [])]);
   return [...errs].sort();
 }
 

@@ -8,6 +8,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaCompiler, RouteHandlerMethod } from 'fastify';
 import type { z } from 'zod';
 import { EkmError } from '../errors.js';
+import { safeText, textProblem } from '../util/text.js';
 import type { ApiDoc, OpDoc } from './openapi.js';
 
 type Schema = z.ZodType;
@@ -38,10 +39,38 @@ export const zodValidatorCompiler: FastifySchemaCompiler<Schema> = ({ schema, ht
   const part = httpPart ?? 'body';
   const where = PART_NAME[part] ?? part;
   return (data: unknown) => {
+    const unclean = uncleanText(data);
+    if (unclean) return { error: new EkmError('EKM_BAD_REQUEST', `${where}${safeText(unclean.at, 200)}: ${unclean.problem}`) };
     const r = schema.safeParse(part === 'body' && data === null ? undefined : data);
     return r.success ? { value: r.data } : { error: badInput(where, r.error.issues) };
   };
 };
+
+/**
+ * The first string of a request part (or object key) that is not clean text — a lone surrogate,
+ * NUL or another control character (util/text.ts) — with where it is: such input is refused at
+ * the edge, before a store could keep it as something else than what was checked or hashed.
+ * Iterative, so a deeply nested body cannot exhaust the stack.
+ */
+export function uncleanText(data: unknown): { at: string; problem: string } | undefined {
+  const stack: [unknown, string][] = [[data, '']];
+  while (stack.length > 0) {
+    const [v, at] = stack.pop()!;
+    if (typeof v === 'string') {
+      const problem = textProblem(v);
+      if (problem) return { at, problem };
+    } else if (Array.isArray(v)) {
+      v.forEach((x, i) => stack.push([x, `${at}.${i}`]));
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        const problem = textProblem(k);
+        if (problem) return { at, problem: `a field name ${problem}` };
+        stack.push([x, `${at}.${k}`]);
+      }
+    }
+  }
+  return undefined;
+}
 
 type Parsed<S> = S extends Schema ? z.output<S> : unknown;
 

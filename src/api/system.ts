@@ -97,7 +97,7 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
       access: 'public',
       body: TokenBody,
       ok: { status: 200, description: 'token', schema: z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number() }) },
-      errors: [401],
+      errors: [401, 429],
     },
     async (req) => auth.issueToken(await auth.login(req.body.username, req.body.password)),
   );

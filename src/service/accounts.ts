@@ -14,6 +14,7 @@
  */
 import { hashPassword, verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
+import { safeText } from '../util/text.js';
 import type { PartitionRow, Store, UserRole, UserRow } from '../store/store.js';
 import { ROOT_PARTITION_ID } from './audit.js';
 
@@ -56,6 +57,7 @@ const forbidden = (what: string): EkmError => new EkmError('EKM_FORBIDDEN', `not
 const noPartition = (name: string): EkmError => new EkmError('EKM_NOT_FOUND', `no partition ${name}`);
 const noUser = (name: string, partition: string): EkmError => new EkmError('EKM_NOT_FOUND', `no user ${name}@${partition}`);
 const wrongLogin = (): EkmError => new EkmError('EKM_UNAUTHORIZED', 'wrong user, partition or password');
+const lockedUser = (message: string): EkmError => new EkmError('EKM_LOCKED', message, { hint: 'an SO must reset its password (ucl user reset-pwd)' });
 
 export function checkPassword(password: string, what = 'the password'): void {
   if (typeof password !== 'string' || [...password].length < MIN_PASSWORD) {
@@ -66,7 +68,7 @@ export function checkPassword(password: string, what = 'the password'): void {
 
 function checkName(name: string, what: string): void {
   if (!NAME_RE.test(name)) {
-    throw new EkmError('EKM_BAD_REQUEST', `${what} "${name.slice(0, 64)}" is not valid: letters, digits, '_', '.', '-' (up to 64, starting with a letter or digit)`);
+    throw new EkmError('EKM_BAD_REQUEST', `${what} "${safeText(name, 64)}" is not valid: letters, digits, '_', '.', '-' (up to 64, starting with a letter or digit)`);
   }
 }
 
@@ -89,23 +91,46 @@ export class Accounts {
   async login(username: string, password: string): Promise<Actor> {
     const { user, partition: partitionName } = splitUsername(username);
     const partition = await this.store.getPartition(partitionName);
-    const row = partition ? await this.store.getUser(partition.id, user) : undefined;
-    const ok = await verifyPassword(password, row?.passwordHash ?? DUMMY_HASH);
-    if (!row || !partition) throw wrongLogin();
-    if (row.locked) {
-      throw new EkmError('EKM_LOCKED', `${user}@${partition.name} is locked after too many failed logins`, { hint: 'an SO must reset its password (ucl user reset-pwd)' });
-    }
-    if (!ok) {
-      // The root SO is never locked (nobody could unlock it); its failures are still counted and audited.
-      const rootSo = partition.id === ROOT_PARTITION_ID && user === ROOT_SO;
-      const r = await this.store.recordLoginFailure(partition.id, user, rootSo ? Number.MAX_SAFE_INTEGER : partition.maxFailedLogins);
-      if (r.locked) {
-        throw new EkmError('EKM_LOCKED', `${user}@${partition.name} is now locked after ${r.failedLogins} failed logins`, { hint: 'an SO must reset its password (ucl user reset-pwd)' });
-      }
+    const row = await this.checkPassword(partition, user, password);
+    return { user, partition: partition!.name, partitionId: partition!.id, role: row.role };
+  }
+
+  /**
+   * One password check, ordered with every other check of the same user on every EP that shares
+   * the store: the attempt is counted as a failure before scrypt runs (store.admitLoginAttempt),
+   * so a burst of guesses checks at most the partition's limit of passwords; after scrypt the
+   * attempt is settled, and a right password still fails if the failures checked beside it
+   * locked the user meanwhile. An unknown user costs the same scrypt as a known one.
+   */
+  private async checkPassword(partition: PartitionRow | undefined, user: string, password: string): Promise<UserRow> {
+    const admission = partition ? await this.store.admitLoginAttempt(partition.id, user, this.failureLimit(partition, user)) : undefined;
+    if (!partition || !admission || (!admission.admitted && admission.reason === 'unknown')) {
+      await verifyPassword(password, DUMMY_HASH);
       throw wrongLogin();
     }
-    if (row.failedLogins > 0) await this.store.recordLoginSuccess(partition.id, user);
-    return { user, partition: partition.name, partitionId: partition.id, role: row.role };
+    const who = `${user}@${partition.name}`;
+    if (!admission.admitted) {
+      if (admission.reason === 'locked') throw lockedUser(`${who} is locked after too many failed logins`);
+      throw new EkmError('EKM_LOGIN_BUSY', `${admission.failedLogins} login attempts for ${who} are already being checked or have failed`, {
+        hint: 'try again in a second; if they fail, the user is locked',
+        retryAfterSeconds: 1,
+      });
+    }
+    const row = await this.store.getUser(partition.id, user);
+    const ok = await verifyPassword(password, row?.passwordHash ?? DUMMY_HASH);
+    if (!row) throw wrongLogin();
+    if (!ok) {
+      const r = await this.store.settleLoginFailure(partition.id, user, this.failureLimit(partition, user));
+      if (r.locked) throw lockedUser(`${who} is now locked after ${r.failedLogins} failed logins`);
+      throw wrongLogin();
+    }
+    if (!(await this.store.settleLoginSuccess(partition.id, user))) throw lockedUser(`${who} was locked by failed logins checked at the same time`);
+    return row;
+  }
+
+  /** The root SO is never locked (nobody could unlock it); its failures are still counted and audited. */
+  private failureLimit(partition: PartitionRow, user: string): number {
+    return partition.id === ROOT_PARTITION_ID && user === ROOT_SO ? Number.MAX_SAFE_INTEGER : partition.maxFailedLogins;
   }
 
   /** The partition as `actor` may see it (outside root, only its own). */
@@ -233,9 +258,12 @@ export class Accounts {
 
   /** Anyone changes their own password, giving the old one again. */
   async changePassword(actor: Actor, oldPassword: string, newPassword: string): Promise<void> {
-    const u = await this.store.getUser(actor.partitionId, actor.user);
-    const ok = await verifyPassword(oldPassword, u?.passwordHash ?? DUMMY_HASH);
-    if (!u || !ok) throw new EkmError('EKM_UNAUTHORIZED', 'the old password is wrong');
+    try {
+      await this.checkPassword(await this.store.getPartitionById(actor.partitionId), actor.user, oldPassword);
+    } catch (e) {
+      if (e instanceof EkmError && e.code === 'EKM_UNAUTHORIZED') throw new EkmError('EKM_UNAUTHORIZED', 'the old password is wrong');
+      throw e;
+    }
     checkPassword(newPassword, 'the new password');
     await this.store.setUserPassword(actor.partitionId, actor.user, await hashPassword(newPassword));
   }

@@ -16,11 +16,32 @@
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import type { AuditEntry, AuditRecord, Store } from '../store/store.js';
+import { safeText } from '../util/text.js';
 
 /** Bootstrap creates the root partition first: its id is 1. */
 export const ROOT_PARTITION_ID = 1;
 const DOMAIN = Buffer.from('ekm-audit-v1\0', 'utf8');
 const GENESIS = '0'.repeat(64);
+
+/**
+ * Every text field as the store will give it back (util/text.ts): the row is hashed as it is
+ * stored, so no input — a lone surrogate, a NUL, a pair cut in half — can make a stored row
+ * disagree with its own hash. Callers pass validated values; this is the chain's own guarantee.
+ */
+function storableEntry(e: AuditEntry): AuditEntry {
+  const text = <T extends string | null>(v: T, max: number): T => (v === null ? v : (safeText(v, max) as T));
+  return {
+    ...e,
+    at: text(e.at, 64),
+    requestId: text(e.requestId, 64),
+    actor: text(e.actor, 129),
+    partition: text(e.partition, 64),
+    operation: text(e.operation, 128),
+    keyId: text(e.keyId, 64),
+    client: text(e.client, 64),
+    detail: text(e.detail, 256),
+  };
+}
 
 /** The canonical encoding of a row: a JSON array in a fixed field order (no key-order ambiguity). */
 export function canonicalAudit(r: AuditEntry & { seq: number }): string {
@@ -97,7 +118,7 @@ export class AuditLog {
    * after the responses that caused it have left, not while their clients wait.
    */
   record(input: AuditInput): Promise<AuditRecord> {
-    const entry: AuditEntry = { ...input, at: input.at ?? new Date().toISOString() };
+    const entry = storableEntry({ ...input, at: input.at ?? new Date().toISOString() });
     return new Promise((resolve, reject) => {
       this.pending.push({ entry, resolve, reject });
       this.scheduleFlush();

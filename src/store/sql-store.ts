@@ -31,6 +31,7 @@ import {
   type IntegrityKeyRow,
   type KeyListQuery,
   type KeyPurge,
+  type LoginAdmission,
   type PartitionRow,
   type ServerRow,
   type Store,
@@ -312,20 +313,34 @@ export class SqlStore implements Store {
     return n === 1;
   }
 
-  async recordLoginFailure(partitionId: number, name: string, lockAt: number): Promise<{ failedLogins: number; locked: boolean }> {
-    // One statement: concurrent failures (from several EPs sharing the store) all count.
+  async admitLoginAttempt(partitionId: number, name: string, limit: number): Promise<LoginAdmission> {
+    // One statement: the check and the count are one step for every EP sharing the store.
+    const r = await this.one<{ failed_logins: number }>(
+      `UPDATE users SET failed_logins = failed_logins + 1
+       WHERE partition_id = ? AND name = ? AND locked = 0 AND failed_logins < ? RETURNING failed_logins`,
+      partitionId,
+      name,
+      limit,
+    );
+    if (r) return { admitted: true, failedLogins: r.failed_logins };
+    const u = await this.getUser(partitionId, name);
+    if (!u) return { admitted: false, reason: 'unknown', failedLogins: 0 };
+    return { admitted: false, reason: u.locked ? 'locked' : 'busy', failedLogins: u.failedLogins };
+  }
+
+  async settleLoginFailure(partitionId: number, name: string, limit: number): Promise<{ failedLogins: number; locked: boolean }> {
     const r = await this.one<{ failed_logins: number; locked: number }>(
-      `UPDATE users SET failed_logins = failed_logins + 1, locked = CASE WHEN failed_logins + 1 >= ? THEN 1 ELSE locked END
+      `UPDATE users SET locked = CASE WHEN failed_logins >= ? THEN 1 ELSE locked END
        WHERE partition_id = ? AND name = ? RETURNING failed_logins, locked`,
-      lockAt,
+      limit,
       partitionId,
       name,
     );
     return { failedLogins: r?.failed_logins ?? 0, locked: (r?.locked ?? 0) !== 0 };
   }
 
-  async recordLoginSuccess(partitionId: number, name: string): Promise<void> {
-    await this.write('UPDATE users SET failed_logins = 0 WHERE partition_id = ? AND name = ? AND failed_logins <> 0', partitionId, name);
+  async settleLoginSuccess(partitionId: number, name: string): Promise<boolean> {
+    return (await this.write('UPDATE users SET failed_logins = 0 WHERE partition_id = ? AND name = ? AND locked = 0', partitionId, name)) > 0;
   }
 
   async upsertServer(s: ServerRow): Promise<void> {

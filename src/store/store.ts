@@ -105,6 +105,11 @@ export interface IntegrityKeyRow {
   readonly createdAt: string;
 }
 
+/** Whether a password check may run: admitted (and counted), or refused without checking. */
+export type LoginAdmission =
+  | { readonly admitted: true; readonly failedLogins: number }
+  | { readonly admitted: false; readonly reason: 'locked' | 'busy' | 'unknown'; readonly failedLogins: number };
+
 /** Partitions, users, key placement, integrity keys and the audit log (schema 3). */
 export interface AccountStore {
   getPartitionById(id: number): Promise<PartitionRow | undefined>;
@@ -115,9 +120,20 @@ export interface AccountStore {
   deleteUser(partitionId: number, name: string): Promise<boolean>;
   /** New password hash; clears the failed-login count and the lock. */
   setUserPassword(partitionId: number, name: string, passwordHash: string): Promise<boolean>;
-  /** Counts a failed login; locks the user once the count reaches `lockAt`. */
-  recordLoginFailure(partitionId: number, name: string, lockAt: number): Promise<{ failedLogins: number; locked: boolean }>;
-  recordLoginSuccess(partitionId: number, name: string): Promise<void>;
+  /**
+   * A password check about to run, counted as a failure before it runs, in one statement: the
+   * attempt is admitted only while the user is unlocked and fewer than `limit` failures (settled or
+   * still being checked) are counted, so concurrent attempts on any EP sharing the store never
+   * check more than `limit` passwords between two successes.
+   */
+  admitLoginAttempt(partitionId: number, name: string, limit: number): Promise<LoginAdmission>;
+  /** The admitted attempt's password was wrong: lock the user once the count has reached `limit`. */
+  settleLoginFailure(partitionId: number, name: string, limit: number): Promise<{ failedLogins: number; locked: boolean }>;
+  /**
+   * The admitted attempt's password was right: the count goes back to 0, and true, unless the user
+   * was locked (by failures checked at the same time) or deleted meanwhile: false, the login fails.
+   */
+  settleLoginSuccess(partitionId: number, name: string): Promise<boolean>;
 
   countPartitionKeys(partitionId: number): Promise<number>;
   /** Live keys of the partition (every protocol state), by key id, after `after`. */

@@ -118,14 +118,27 @@ export function storeContract(label: string, factory: StoreFactory): void {
       const zed = await s.getUser(root.id, 'zed');
       assert.deepEqual([zed?.role, zed?.passwordHash, zed?.failedLogins, zed?.locked], ['user', 'h1', 0, false]);
 
-      assert.deepEqual(await s.recordLoginFailure(root.id, 'zed', 3), { failedLogins: 1, locked: false });
-      await s.recordLoginSuccess(root.id, 'zed');
+      // An attempt is counted before its password is checked, then settled.
+      assert.deepEqual(await s.admitLoginAttempt(root.id, 'zed', 3), { admitted: true, failedLogins: 1 });
+      assert.deepEqual(await s.settleLoginFailure(root.id, 'zed', 3), { failedLogins: 1, locked: false });
+      assert.deepEqual(await s.admitLoginAttempt(root.id, 'zed', 3), { admitted: true, failedLogins: 2 });
+      assert.equal(await s.settleLoginSuccess(root.id, 'zed'), true);
       assert.equal((await s.getUser(root.id, 'zed'))?.failedLogins, 0);
-      // Concurrent failures all count (several EPs may share one store).
-      const counts = await Promise.all([1, 2, 3].map(() => s.recordLoginFailure(root.id, 'zed', 3)));
-      assert.deepEqual(counts.map((c) => c.failedLogins).sort(), [1, 2, 3]);
+      // Concurrent attempts (several EPs may share one store): no more than the limit are admitted.
+      const burst = await Promise.all(Array.from({ length: 8 }, () => s.admitLoginAttempt(root.id, 'zed', 3)));
+      assert.deepEqual(
+        burst.filter((a) => a.admitted).map((a) => a.failedLogins).sort(),
+        [1, 2, 3],
+      );
+      assert.ok(burst.filter((a) => !a.admitted).every((a) => !a.admitted && a.reason === 'busy'));
+      const settled = await Promise.all([1, 2, 3].map(() => s.settleLoginFailure(root.id, 'zed', 3)));
+      assert.ok(settled.every((r) => r.locked && r.failedLogins === 3));
       assert.equal((await s.getUser(root.id, 'zed'))?.locked, true);
-      assert.deepEqual(await s.recordLoginFailure(root.id, 'nobody', 3), { failedLogins: 0, locked: false });
+      assert.deepEqual(await s.admitLoginAttempt(root.id, 'zed', 3), { admitted: false, reason: 'locked', failedLogins: 3 });
+      // A right password checked beside the failures that locked the user does not stand.
+      assert.equal(await s.settleLoginSuccess(root.id, 'zed'), false);
+      assert.deepEqual(await s.admitLoginAttempt(root.id, 'nobody', 3), { admitted: false, reason: 'unknown', failedLogins: 0 });
+      assert.deepEqual(await s.settleLoginFailure(root.id, 'nobody', 3), { failedLogins: 0, locked: false });
 
       assert.equal(await s.setUserPassword(root.id, 'zed', 'h9'), true);
       const reset = await s.getUser(root.id, 'zed');
