@@ -130,12 +130,13 @@ export const ERROR_CODES = {
     group: cli,
     httpStatus: 400,
     exitCode: 1,
-    means: '`ucl audit verify`: the audit chain does not verify (a row was altered, removed or reordered)',
-    action: 'treat the store as tampered with: keep it for investigation and compare with a backup',
+    means: '`ucl audit verify`: the audit chain does not verify (a row was altered, removed or reordered, or holds text an older release stored unlike it hashed it)',
+    action: 'treat the store as tampered with: keep it for investigation and compare with a backup; a row the message says holds replacement characters may be acknowledged (ucl audit acknowledge)',
   },
 
   // API and accounts.
   EKM_BAD_REQUEST: { group: api, httpStatus: 400, exitCode: 2, means: 'the request does not match the route: the message names the field', action: 'fix the request (docs/api.md)' },
+  EKM_AUDIT_NOT_ACKNOWLEDGEABLE: { group: api, httpStatus: 409, exitCode: 1, means: 'the audit row is not one whose content does not match its hash, or is acknowledged already', action: 'acknowledge only the rows `ucl audit verify` reports so' },
   EKM_URI_TOO_LONG: { group: api, httpStatus: 414, exitCode: 1, means: 'a path segment of the request is too long' },
   EKM_UNAUTHORIZED: {
     group: api,

@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastif
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { EkmError } from '../errors.js';
-import { type AuditLog, ROOT_PARTITION_ID } from '../service/audit.js';
+import { AUDIT_ACKNOWLEDGE, type AuditLog, ROOT_PARTITION_ID, acknowledgementDetail } from '../service/audit.js';
 import { KEY_UID_RE } from '../store/key-records.js';
 import { type Authenticator, claimedActor } from './auth.js';
 import { auditedKeyId } from './keys.js';
@@ -17,6 +17,7 @@ import { route } from './routing.js';
 
 const OPERATIONS: Record<string, string> = {
   'POST /api/v1/token': 'auth.token',
+  'POST /api/v1/audit/acknowledge': AUDIT_ACKNOWLEDGE,
   'POST /api/v1/keys': 'key.generate',
   'GET /api/v1/keys': 'key.list',
   'GET /api/v1/keys/:keyId': 'key.show',
@@ -62,6 +63,17 @@ export function operationOf(method: string, url: string | undefined): string {
 }
 
 const errorCodes = new WeakMap<FastifyRequest, string>();
+
+const Problem = z.object({ seq: z.number(), problem: z.string() });
+const VerifyOut = z.object({
+  ok: z.boolean(),
+  rows: z.number(),
+  head: z.object({ seq: z.number(), hash: z.string() }).nullable(),
+  problems: z.array(Problem),
+  notices: z.array(Problem).describe('rows that verify once the store’s replacement of ill-formed text is undone'),
+  acknowledged: z.array(Problem.extend({ by: z.object({ seq: z.number(), actor: z.string().nullable() }) })).describe('content mismatches acknowledged by a later row'),
+});
+const AcknowledgeBody = z.object({ row: z.number().int().positive().describe('the row whose content does not match its hash') }).strict();
 
 const ListQuery = z
   .object({
@@ -131,7 +143,7 @@ export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, {
       ok: {
         status: 200,
         description: 'result (ok=false lists the first problems)',
-        schema: z.object({ ok: z.boolean(), rows: z.number(), head: z.object({ seq: z.number(), hash: z.string() }).nullable(), problems: z.array(z.object({ seq: z.number(), problem: z.string() })) }),
+        schema: VerifyOut,
       },
       errors: [403],
       guard: async (req) => {
@@ -141,7 +153,34 @@ export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, {
     },
     async () => audit.verify(),
   );
+  route(
+    app,
+    doc,
+    {
+      method: 'POST',
+      url: '/api/v1/audit/acknowledge',
+      summary:
+        'Record, in a signed row of the chain, that a row whose content does not match its hash was examined (ill-formed text stored by an older release); the row itself is never rewritten',
+      tag: 'audit',
+      access: 'so of root',
+      body: AcknowledgeBody,
+      ok: { status: 200, description: 'acknowledged', schema: z.object({ acknowledged: z.number(), digest: z.string() }) },
+      errors: [403, 404, 409],
+      guard: async (req) => {
+        const a = await auth.authenticate(req);
+        if (a.partitionId !== ROOT_PARTITION_ID || a.role !== 'so') throw new EkmError('EKM_FORBIDDEN', 'not allowed: only the root SO acknowledges audit rows');
+      },
+    },
+    async (req) => {
+      const seq = req.body.row;
+      const { digest } = await audit.acknowledgeable(seq);
+      auditedDetails.set(req, acknowledgementDetail(seq, digest));
+      return { acknowledged: seq, digest };
+    },
+  );
 };
+
+const auditedDetails = new WeakMap<FastifyRequest, string>();
 
 
 /**
@@ -183,7 +222,7 @@ export function auditHooks(app: FastifyInstance, { auth, audit, log }: { auth: A
         result: status < 400 ? ('ok' as const) : status === 401 || status === 403 ? ('denied' as const) : ('error' as const),
         status,
         client: req.ip,
-        detail: status >= 400 ? (errorCodes.get(req) ?? null) : null,
+        detail: status >= 400 ? (errorCodes.get(req) ?? null) : (auditedDetails.get(req) ?? null),
       };
       const rec = await audit.record(entry);
       log.info({ event: 'audit', seq: rec.seq, ...entry }, 'audit');

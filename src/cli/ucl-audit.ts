@@ -22,6 +22,8 @@ interface VerifyResult {
   rows: number;
   head: { seq: number; hash: string } | null;
   problems: { seq: number; problem: string }[];
+  notices?: { seq: number; problem: string }[];
+  acknowledged?: { seq: number; problem: string; by: { seq: number; actor: string | null } }[];
 }
 
 export function formatAuditRow(r: Row): string {
@@ -58,11 +60,27 @@ export function registerAuditCommands(program: Command, ctx: UclContext): void {
   withCredentials(audit.command('verify').description('walk the whole chain: links, hashes, signatures; exit 1 if anything is wrong')).action(async (o: CredentialOpts) => {
     const r = await call<VerifyResult>(ctx, await credentials(o), 'GET', '/api/v1/audit/verify');
     if (ctx.json()) printJson(ctx, r);
-    else if (r.ok) ctx.print(`Audit chain intact: ${r.rows} rows${r.head ? `, head #${r.head.seq} ${r.head.hash}` : ''}`);
     else {
-      ctx.print(`Audit chain BROKEN: ${r.problems.length}${r.problems.length === 20 ? '+' : ''} problem${r.problems.length === 1 ? '' : 's'} in ${r.rows} rows`);
-      for (const p of r.problems) ctx.print(`  row ${p.seq}: ${p.problem}`);
+      if (r.ok) ctx.print(`Audit chain intact: ${r.rows} rows${r.head ? `, head #${r.head.seq} ${r.head.hash}` : ''}`);
+      else {
+        ctx.print(`Audit chain BROKEN: ${r.problems.length}${r.problems.length === 20 ? '+' : ''} problem${r.problems.length === 1 ? '' : 's'} in ${r.rows} rows`);
+        for (const p of r.problems) ctx.print(`  row ${p.seq}: ${p.problem}`);
+      }
+      for (const a of r.acknowledged ?? []) ctx.print(`  row ${a.seq}: acknowledged by ${a.by.actor ?? '?'} in row ${a.by.seq}: ${a.problem}`);
+      for (const n of r.notices ?? []) ctx.print(`  row ${n.seq}: ${n.problem}`);
     }
     if (!r.ok) throw new EkmError('EKM_AUDIT_BROKEN', 'the audit chain does not verify');
+  });
+
+  withCredentials(
+    audit
+      .command('acknowledge <row>')
+      .description('record in a signed row that a row whose content does not match its hash was examined (root SO; the row is never rewritten)'),
+  ).action(async (row: string, o: CredentialOpts) => {
+    const seq = Number(row);
+    if (!Number.isInteger(seq) || seq < 1) throw usageError(`acknowledge takes a row number, not "${row}"`);
+    const r = await call<{ acknowledged: number; digest: string }>(ctx, await credentials(o), 'POST', '/api/v1/audit/acknowledge', { row: seq });
+    if (ctx.json()) printJson(ctx, r);
+    else ctx.print(`Row ${r.acknowledged} acknowledged as stored (sha256:${r.digest}); \`ucl audit verify\` now lists it apart`);
   });
 }

@@ -17,6 +17,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import type { AuditEntry, AuditRecord, Store } from '../store/store.js';
 import { safeText } from '../util/text.js';
+import { EkmError } from '../errors.js';
 
 /** Bootstrap creates the root partition first: its id is 1. */
 export const ROOT_PARTITION_ID = 1;
@@ -57,12 +58,69 @@ export interface AuditProblem {
   readonly problem: string;
 }
 
+/** A row whose content does not match its hash, recorded as such by a later, signed row. */
+export interface AuditAcknowledged {
+  readonly seq: number;
+  readonly problem: string;
+  /** The row that acknowledged it, and who did. */
+  readonly by: { readonly seq: number; readonly actor: string | null };
+}
+
 export interface AuditVerifyResult {
   readonly ok: boolean;
   readonly rows: number;
   readonly head: { seq: number; hash: string } | null;
   /** The first problems found (at most 20), in chain order. */
   readonly problems: AuditProblem[];
+  /** Rows that verify once the store's replacement of ill-formed text is undone (not problems). */
+  readonly notices: AuditProblem[];
+  /** Content mismatches an operator acknowledged (not problems while the row stays as acknowledged). */
+  readonly acknowledged: AuditAcknowledged[];
+}
+
+/** The operation of an acknowledgement row, and its detail: `row <seq> sha256:<digest of the row as stored>`. */
+export const AUDIT_ACKNOWLEDGE = 'audit.acknowledge';
+const ACK_DETAIL = /^row (\d+) sha256:([0-9a-f]{64})$/;
+export const acknowledgementDetail = (seq: number, digest: string): string => `row ${seq} sha256:${digest}`;
+
+/** Digest of a row's content as stored (what an acknowledgement pins). */
+export function storedRowDigest(r: AuditRecord): string {
+  return createHash('sha256').update(canonicalAudit(r), 'utf8').digest('hex');
+}
+
+const CONTENT_MISMATCH = 'its content does not match its hash';
+
+/**
+ * A row written before rows were made storable (storableEntry) may hold a lone surrogate that was
+ * hashed as sent and stored in its place as U+FFFD: one (UTF-8 encoders that replace, as
+ * PostgreSQL's client does) or three (SQLite keeps the surrogate's three bytes, which decode as
+ * three). With one such place in the row, the 2,048 surrogates are tried in it: the one that
+ * matches the hash is what was sent, and the row is not altered. With more, the search would be
+ * 2,048ⁿ: undefined, and the row is reported for acknowledgement.
+ */
+function restoredSurrogate(r: AuditRecord): string | undefined {
+  const canonical = canonicalAudit(r);
+  const runs = [...canonical.matchAll(/\uFFFD+/g)];
+  if (runs.length !== 1 || (runs[0]![0].length !== 1 && runs[0]![0].length !== 3)) return undefined;
+  const before = canonical.slice(0, runs[0]!.index);
+  const after = canonical.slice(runs[0]!.index! + runs[0]![0].length);
+  for (let unit = 0xd800; unit <= 0xdfff; unit++) {
+    // JSON.stringify writes a lone surrogate as a \uXXXX escape: the canonical form it was hashed in.
+    const escape = `\\u${unit.toString(16)}`;
+    const hash = createHash('sha256').update(Buffer.from(r.prevHash, 'hex')).update(before + escape + after, 'utf8').digest('hex');
+    if (hash === r.hash) return `U+${unit.toString(16).toUpperCase()}`;
+  }
+  return undefined;
+}
+
+/** Why a row's content does not match its hash, for the operator. */
+function contentProblem(r: AuditRecord): string {
+  const replaced = canonicalAudit(r).split('\uFFFD').length - 1;
+  if (replaced === 0) return `${CONTENT_MISMATCH} (the row was altered)`;
+  return (
+    `${CONTENT_MISMATCH}; it holds ${replaced} replacement character${replaced === 1 ? '' : 's'} (U+FFFD), as a row of ill-formed text ` +
+    'written before ekm made rows storable would, and its link and signature hold: if that is what it is, acknowledge it (ucl audit acknowledge)'
+  );
 }
 
 export type AuditInput = Omit<AuditEntry, 'at'> & { at?: string };
@@ -171,6 +229,25 @@ export class AuditLog {
     return this.store.listAudit(opts);
   }
 
+  /**
+   * Row `seq` may be acknowledged: its content does not match its hash (and no surrogate search
+   * explains it), and it is not acknowledged already. Returns the digest of the row as stored,
+   * which the acknowledgement row pins: a row changed after it is a problem again.
+   */
+  async acknowledgeable(seq: number): Promise<{ digest: string }> {
+    const [row] = await this.store.listAudit({ after: seq - 1, limit: 1 });
+    if (!row || row.seq !== seq) throw new EkmError('EKM_NOT_FOUND', `the audit log has no row ${seq}`);
+    const result = await this.verify();
+    if (result.acknowledged.some((a) => a.seq === seq)) throw new EkmError('EKM_AUDIT_NOT_ACKNOWLEDGEABLE', `row ${seq} is acknowledged already`);
+    const problem = result.problems.find((p) => p.seq === seq && p.problem.startsWith(CONTENT_MISMATCH));
+    if (!problem) {
+      throw new EkmError('EKM_AUDIT_NOT_ACKNOWLEDGEABLE', `row ${seq} is not a row whose content does not match its hash`, {
+        hint: 'only such rows are acknowledged; a broken link, a bad signature or a missing row is not (ucl audit verify)',
+      });
+    }
+    return { digest: storedRowDigest(row) };
+  }
+
   /** Walks the whole chain: links, hashes, signatures, gaps, and the tail this process wrote. */
   async verify(): Promise<AuditVerifyResult> {
     const keys = new Map<string, KeyObject>();
@@ -179,6 +256,9 @@ export class AuditLog {
     const note = (seq: number, problem: string): void => {
       if (problems.length < 20) problems.push({ seq, problem });
     };
+    const notices: AuditProblem[] = [];
+    const mismatches = new Map<number, { problem: string; digest: string }>();
+    const acks = new Map<number, { digest: string; by: AuditAcknowledged['by'] }>();
     let prevHash = GENESIS;
     let expected = 1;
     let rows = 0;
@@ -190,7 +270,13 @@ export class AuditLog {
         rows++;
         if (r.seq !== expected) note(expected, r.seq - expected === 1 ? `row ${expected} is missing (deleted)` : `rows ${expected}..${r.seq - 1} are missing (deleted)`);
         if (r.prevHash !== prevHash) note(r.seq, 'its link to the previous row is broken (a row before it was deleted or altered)');
-        if (auditHash(r.prevHash, r) !== r.hash) note(r.seq, 'its content does not match its hash (the row was altered)');
+        if (auditHash(r.prevHash, r) !== r.hash) {
+          const sent = restoredSurrogate(r);
+          if (sent) notices.push({ seq: r.seq, problem: `it held a lone surrogate (${sent}) that the store keeps as U+FFFD; restored, the row matches its hash: not altered` });
+          else mismatches.set(r.seq, { problem: contentProblem(r), digest: storedRowDigest(r) });
+        }
+        const ack = r.operation === AUDIT_ACKNOWLEDGE && r.result === 'ok' ? ACK_DETAIL.exec(r.detail ?? '') : null;
+        if (ack) acks.set(Number(ack[1]), { digest: ack[2]!, by: { seq: r.seq, actor: r.actor } });
         const key = keys.get(r.keyRef);
         if (!key) note(r.seq, `it is signed by an unknown integrity key ${r.keyRef}`);
         else if (!/^[0-9a-f]{64}$/.test(r.hash) || !verify(null, Buffer.concat([DOMAIN, Buffer.from(r.hash, 'hex')]), key, Buffer.from(r.sig, 'base64'))) {
@@ -202,6 +288,14 @@ export class AuditLog {
       }
     }
     if ((head?.seq ?? 0) < this.lastSeq) note((head?.seq ?? 0) + 1, `rows after ${head?.seq ?? 0} up to ${this.lastSeq} were written by this server and are gone (deleted)`);
-    return { ok: problems.length === 0, rows, head, problems };
+    // A mismatch stays a problem unless a later signed row acknowledged this row exactly as it is stored now.
+    const acknowledged: AuditAcknowledged[] = [];
+    for (const [seq, m] of mismatches) {
+      const ack = acks.get(seq);
+      if (ack && ack.digest === m.digest && ack.by.seq > seq) acknowledged.push({ seq, problem: m.problem, by: ack.by });
+      else note(seq, m.problem);
+    }
+    problems.sort((a, b) => a.seq - b.seq);
+    return { ok: problems.length === 0, rows, head, problems, notices: notices.slice(0, 20), acknowledged };
   }
 }

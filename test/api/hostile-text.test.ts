@@ -9,6 +9,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type ApiTriplet, assertError, startApiTriplet } from '../support/api-triplet.js';
+import Database from 'better-sqlite3';
+import type { KeyObject } from 'node:crypto';
+import { sign } from 'node:crypto';
+import { AuditLog, auditHash } from '../../src/service/audit.js';
+import type { AuditEntry } from '../../src/store/store.js';
 import { cutCodePoints, isCleanText, safeText } from '../../src/util/text.js';
 
 const FOUR_BYTE = '😀𝔘𐐷'; // three characters outside the BMP: surrogate pairs in UTF-16
@@ -103,5 +108,55 @@ describe('hostile text cannot break the audit chain', () => {
     }
     const v = await t.root<{ ok: boolean; problems: unknown[] }>('GET', '/audit/verify');
     assert.deepEqual(v.body.problems, []);
+  });
+
+  it('rows an older release stored unlike it hashed them: explained, found, or acknowledged in a signed row', async () => {
+    type Verify = { ok: boolean; problems: { seq: number; problem: string }[]; notices: { seq: number; problem: string }[]; acknowledged: { seq: number; by: { actor: string } }[] };
+    const verify = async (): Promise<Verify> => (await t.root<Verify>('GET', '/audit/verify')).body;
+    const store = t.servers.ep.apiDeps().store;
+    // As a release before clean text wrote them: hashed as the JavaScript string, stored as UTF-8.
+    const key = await (new AuditLog(store) as unknown as { signingKey(): Promise<{ id: string; privateKey: KeyObject }> }).signingKey();
+    const legacy = async (actor: string): Promise<number> => {
+      const entry: AuditEntry = { at: new Date().toISOString(), requestId: null, actor, partition: 'root', operation: 'auth.token', keyId: null, result: 'denied', status: 401, client: '127.0.0.1', detail: 'EKM_UNAUTHORIZED' };
+      const [rec] = await store.appendAudit([entry], (prev, e) => {
+        const hash = auditHash(prev.hash, { ...e, seq: prev.seq + 1 });
+        const sig = sign(null, Buffer.concat([Buffer.from('ekm-audit-v1\0', 'utf8'), Buffer.from(hash, 'hex')]), key.privateKey).toString('base64');
+        return { hash, sig, keyRef: key.id };
+      });
+      return rec!.seq;
+    };
+    const cut = await legacy(`${'x'.repeat(63)}\uD83D@root`); // a pair cut in half at 64 code units
+    const sent = await legacy('\uDC00\uD800\uDBFF@root'); // three lone surrogates sent on purpose
+
+    let v = await verify();
+    assert.deepEqual(v.notices.map((n) => n.seq), [cut], JSON.stringify(v));
+    assert.match(v.notices[0]!.problem, /lone surrogate \(U\+D83D\).*not altered/);
+    assert.deepEqual(v.problems.map((p) => p.seq), [sent]);
+    assert.match(v.problems[0]!.problem, /\d+ replacement characters .*acknowledge it/);
+    assert.equal(v.ok, false);
+
+    assertError(await t.root('POST', '/audit/acknowledge', { row: cut }), 409, 'EKM_AUDIT_NOT_ACKNOWLEDGEABLE');
+    assertError(await t.root('POST', '/audit/acknowledge', { row: 999_999 }), 404, 'EKM_NOT_FOUND');
+    const ack = await t.root<{ acknowledged: number; digest: string }>('POST', '/audit/acknowledge', { row: sent });
+    assert.equal(ack.status, 200);
+    assertError(await t.root('POST', '/audit/acknowledge', { row: sent }), 409, 'EKM_AUDIT_NOT_ACKNOWLEDGEABLE', /acknowledged already/);
+    v = await verify();
+    assert.equal(v.ok, true, JSON.stringify(v.problems));
+    assert.deepEqual(v.acknowledged.map((a) => [a.seq, a.by.actor]), [[sent, 'so@root']]);
+
+    // The acknowledgement pins the row as it was stored: changed afterwards, it is a problem again.
+    const db = new Database(t.servers.ep.paths.sqlite);
+    try {
+      // As someone with write access to the file would: past the append-only trigger.
+      const triggers = db.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit' AND sql LIKE '%UPDATE%'").all() as { name: string }[];
+      for (const { name } of triggers) db.exec(`DROP TRIGGER "${name}"`);
+      db.prepare('UPDATE audit SET client = ? WHERE seq = ?').run('10.0.0.1', sent);
+    } finally {
+      db.close();
+    }
+    v = await verify();
+    assert.equal(v.ok, false);
+    assert.deepEqual(v.problems.map((p) => p.seq), [sent]);
+    assert.deepEqual(v.acknowledged, []);
   });
 });
