@@ -259,6 +259,13 @@ export const ERROR_CODES = {
     means: 'the store (or the archive) is at a schema newer than this release knows',
     action: 'a newer release wrote it: install that release instead of downgrading',
   },
+  EKM_SCHEMA_TOO_OLD: {
+    group: server,
+    httpStatus: 400,
+    exitCode: 1,
+    means: 'a store to copy (a backup of a PostgreSQL database, a restore into one) is at a schema older than this release\'s',
+    action: 'start a server of this release on it once (it migrates the store), or use the release that wrote it',
+  },
   EKM_MIGRATION_FAILED: {
     group: server,
     httpStatus: 400,
