@@ -9,10 +9,12 @@
  *    single-use material and the old triplet's server rows, and (EP) mark the Aux recovery
  *    pending: the EP re-derives the Aux's shares and refreshes every key at its next start.
  */
+import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import { ROLE_LABEL, type Role } from '../config/roles.js';
 import { EkmError } from '../errors.js';
+import { RESTORE_TOKEN_META } from '../store/pg-copy.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { RECOVERY_META } from '../service/aux-recovery.js';
 import { type KeyEpochs, type RestorePlan, keysDigest, listedKeys, planRestore, readKeyEpochs } from './key-epochs.js';
@@ -73,6 +75,17 @@ export async function inspectRestoredStore(sqlitePath: string, role: Role): Prom
       throw new EkmError('EKM_STORE_STATE', 'the restored store has no cluster id', { hint: 'restore it again from a backup archive' });
     const keys = readKeyEpochs(db);
     return { clusterId, keys, keysDigest: keysDigest(listedKeys(keys)), schemaVersion };
+  } finally {
+    db.close();
+  }
+}
+
+/** The restore token of this restored store (src/store/pg-copy.ts): made by the first -restore -externaldb run, kept for its reruns. */
+export function ensureRestoreToken(sqlitePath: string): string {
+  const db = new Database(sqlitePath, { fileMustExist: true });
+  try {
+    db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(RESTORE_TOKEN_META, randomBytes(16).toString('hex'));
+    return (db.prepare('SELECT value FROM meta WHERE name = ?').get(RESTORE_TOKEN_META) as { value: string }).value;
   } finally {
     db.close();
   }
