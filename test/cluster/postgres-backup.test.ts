@@ -13,7 +13,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { verify } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { homePaths } from '../../src/config/home.js';
 import { type Api, b64, createKey, unb64 } from '../support/api.js';
 import {
@@ -57,18 +56,6 @@ async function decryptsOld(api: Api, aes: { keyId: string; ciphertext: string })
   const r = await api.call<{ plaintext: string }>('POST', `/keys/${aes.keyId}/decrypt`, { ciphertext: aes.ciphertext });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(unb64(r.body.plaintext).toString(), AES_PLAINTEXT);
-}
-
-/** DROP DATABASE and CREATE DATABASE again, empty (the role databases are lost). */
-async function recreate(pgServer: PgServer, db: string): Promise<void> {
-  const c = new pg.Client({ connectionString: pgServer.url('postgres') });
-  await c.connect();
-  try {
-    await c.query(`DROP DATABASE "${db}" WITH (FORCE)`);
-  } finally {
-    await c.end();
-  }
-  await pgServer.createDatabase(db);
 }
 
 /** The restored EP and Partner with -restore -externaldb into their role databases, and a fresh Aux, all at once. */
@@ -189,7 +176,10 @@ describe('backup and restore of a grown cluster on PostgreSQL (two triplets, rea
       /the PostgreSQL database postgres:\/\/postgres@127\.0\.0\.1:\d+\/ekm_ep already holds the EP store of cluster [0-9a-f]{16}/,
     );
 
-    for (const db of Object.values(DB)) await recreate(pgServer, db);
+    for (const db of Object.values(DB)) {
+      await pgServer.dropDatabase(db);
+      await pgServer.createDatabase(db);
+    }
     const boots = await bootRestoredOnPostgres(pgServer, n1);
     const outputs = (['ep', 'partner', 'aux'] as Role[])
       .map((r) => `--- ${r} (exit ${boots[r].code}):\n${boots[r].stdout}${boots[r].stderr}`)

@@ -24,8 +24,11 @@ import {
 } from './cluster.js';
 import type { PgServer } from './postgres.js';
 
-/** A serving triplet on `pgServer`: its EP and Partner stores in new databases `<prefix>_ep` and `<prefix>_partner`. */
-export async function postgresTriplet(pgServer: PgServer, prefix = 'ekm'): Promise<Triplet> {
+/**
+ * A triplet bootstrapped (not started) on `pgServer`: its EP and Partner stores in new databases
+ * `<prefix>_ep` and `<prefix>_partner`.
+ */
+export async function bootPostgresTriplet(pgServer: PgServer, prefix = 'ekm'): Promise<Triplet> {
   for (const db of [`${prefix}_ep`, `${prefix}_partner`]) await pgServer.createDatabase(db);
   const t = await makeTriplet();
   const urls: Record<Role, string | undefined> = {
@@ -42,6 +45,12 @@ export async function postgresTriplet(pgServer: PgServer, prefix = 'ekm'): Promi
     ),
   );
   for (const [i, b] of boots.entries()) assert.equal(b.code, 0, `${ROLES[i]} bootstrap: ${b.stderr}`);
+  return t;
+}
+
+/** A serving triplet on `pgServer`: its EP and Partner stores in new databases `<prefix>_ep` and `<prefix>_partner`. */
+export async function postgresTriplet(pgServer: PgServer, prefix = 'ekm'): Promise<Triplet> {
+  const t = await bootPostgresTriplet(pgServer, prefix);
   await startSeedOrder(t);
   return t;
 }
