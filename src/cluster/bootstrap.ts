@@ -19,6 +19,7 @@ import { ROLE_LABEL, type Role } from '../config/roles.js';
 import { type ServerConfig, type StoreConfig, saveServerConfig } from '../config/server-config.js';
 import { hashPassword, verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import { encodeJson, decodeJson } from '../net/framing.js';
 import { PeerLink } from '../net/link.js';
 import { describeSocketError } from '../net/peers.js';
@@ -41,6 +42,7 @@ import {
   RestoreHello,
   applyRestorePlan,
   checkRestorePair,
+  copyBackRestoredStore,
   ensureRestoreToken,
   inspectRestoredStore,
   parseKeyEpochs,
@@ -100,6 +102,9 @@ export async function bootstrap(
         ? 'an Aux is never restored: to bootstrap it again, stop it and remove its EKM_HOME first'
         : 'use -restore to bootstrap again over the existing store, or remove EKM_HOME to start over' },
     );
+  }
+  if (args.restore && args.externalDb && !existsSync(paths.sqlite) && isBootstrapped(paths) && (await copyBackRestoredStore(paths, dbUrl))) {
+    print(`The restored store is copied back from this server's PostgreSQL database into ${paths.sqlite} for this rerun of the restore.`);
   }
   if (args.restore && !existsSync(paths.sqlite)) {
     throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs a restored store at ${paths.sqlite}`, { hint: 'put the restored store there first, or bootstrap without -restore' });
@@ -209,6 +214,7 @@ async function persistBootstrap(
     if (args.restore && config.store.kind === 'postgres') {
       const counts = await loadSqliteIntoPostgres(pgConnection(config.store, keys.systemKey), paths.sqlite, args.role, restore.token);
       print(`The restored store is in the PostgreSQL database ${config.store.url}: ${counts.keys ?? 0} keys, ${counts.audit ?? 0} audit records.`);
+      failpoint('restore:externaldb:loaded');
     }
     const store = await openServerStore(config.store, paths, { create: !args.restore, role: args.role, barrier: keys.systemKey });
     try {
@@ -242,7 +248,10 @@ async function persistBootstrap(
       await store.close();
     }
     saveServerConfig(paths, config);
-    if (args.restore && config.store.kind === 'postgres') await retireRestoredFile(paths, pgConnection(config.store, keys.systemKey));
+    if (args.restore && config.store.kind === 'postgres') {
+      failpoint('restore:externaldb:configured');
+      await retireRestoredFile(paths, pgConnection(config.store, keys.systemKey));
+    }
   } catch (e) {
     for (const f of created) rmSync(f, { force: true });
     throw e;
@@ -288,7 +297,8 @@ async function checkExternalStore(
  */
 async function retireRestoredFile(paths: HomePaths, conn: PgConnection): Promise<void> {
   for (const f of [paths.sqlite, `${paths.sqlite}-wal`, `${paths.sqlite}-shm`]) rmSync(f, { force: true });
-  await clearRestoreToken(conn);
+  // Best effort: the bootstrap is done, and a token that names no file lets no other restore in.
+  await clearRestoreToken(conn).catch(() => undefined);
 }
 
 async function prepareRootPartition(store: Store, args: BootArgs): Promise<void> {

@@ -180,6 +180,16 @@ export function loadSqliteIntoPostgres(
   }).finally(() => db.close());
 }
 
+/** Marks the database as loaded by the restore holding `token` (a rerun copies it back first: src/backup/restore-boot.ts). */
+export function writeRestoreToken(conn: PgConnection, token: string): Promise<void> {
+  return withClient(conn, async (c) => {
+    await c.query('INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value', [
+      RESTORE_TOKEN_META,
+      token,
+    ]);
+  });
+}
+
 /** Forgets the restore token once the restored server is bootstrapped (its SQLite file is gone). */
 export function clearRestoreToken(conn: PgConnection): Promise<void> {
   return withClient(conn, async (c) => {

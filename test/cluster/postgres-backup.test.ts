@@ -9,7 +9,7 @@
  * ciphertext made before the backup decrypts. Refusals: a database that still holds a store.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { verify } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -59,7 +59,12 @@ async function decryptsOld(api: Api, aes: { keyId: string; ciphertext: string })
 }
 
 /** The restored EP and Partner with -restore -externaldb into their role databases, and a fresh Aux, all at once. */
-async function bootRestoredOnPostgres(pgServer: PgServer, t: Triplet, timeout = 120): Promise<Record<Role, RunResult>> {
+async function bootRestoredOnPostgres(
+  pgServer: PgServer,
+  t: Triplet,
+  epEnv: Record<string, string> = {},
+  timeout = 120,
+): Promise<Record<Role, RunResult>> {
   const restored = (role: 'ep' | 'partner'): Promise<RunResult> =>
     run(
       BOOT_SCRIPT[role],
@@ -67,6 +72,7 @@ async function bootRestoredOnPostgres(pgServer: PgServer, t: Triplet, timeout = 
       {
         ...t.env(role),
         EKM_DB_URL: pgServer.url(DB[role], `pw-${role}`),
+        ...(role === 'ep' ? epEnv : {}),
       },
       LONG,
     );
@@ -180,12 +186,27 @@ describe('backup and restore of a grown cluster on PostgreSQL (two triplets, rea
       await pgServer.dropDatabase(db);
       await pgServer.createDatabase(db);
     }
+    // The EP killed once the restored store is in its database, before server.json: the Partner
+    // most likely finished (its data/ekm.db gone). Rerunning the three bootstraps (the Aux's home
+    // wiped, as for any Aux bootstrap again) restores all the same.
+    const killed = await bootRestoredOnPostgres(pgServer, n1, { EKM_FAILPOINTS: 'restore:externaldb:loaded' });
+    assert.notEqual(killed.ep.code, 0);
+    assert.match(killed.ep.stderr, /failpoint restore:externaldb:loaded hit/);
+    assert.ok(!existsSync(homePaths(n1.homes.ep).config), 'the killed EP wrote no server.json');
+    const partnerFinished = killed.partner.code === 0;
+    process.stderr.write(
+      `# first restore attempt: EP killed after the load, Partner ${partnerFinished ? 'finished' : `exited ${killed.partner.code}`}\n`,
+    );
+    await ekm(n1, 'aux', 'stop');
+    rmSync(n1.homes.aux, { recursive: true, force: true });
+
     const boots = await bootRestoredOnPostgres(pgServer, n1);
     const outputs = (['ep', 'partner', 'aux'] as Role[])
       .map((r) => `--- ${r} (exit ${boots[r].code}):\n${boots[r].stdout}${boots[r].stderr}`)
       .join('\n');
     for (const r of ['ep', 'partner', 'aux'] as Role[]) assert.equal(boots[r].code, 0, `${r} failed\n${outputs}`);
     assert.match(boots.ep.stdout, /archives match: 5 keys/);
+    if (partnerFinished) assert.match(boots.partner.stdout, /The restored store is copied back from this server's PostgreSQL database/);
     for (const role of ['ep', 'partner'] as const) {
       assert.match(
         boots[role].stdout,
