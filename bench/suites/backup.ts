@@ -52,7 +52,10 @@ const RESTORE_GOAL_MS = 60_000;
  * gives each suite 6 minutes, and one round of 10,000 keys takes most of that on this machine.
  */
 export function backupSuite(name: string, keys: number, store: BenchStore = 'sqlite'): Suite {
-  const where = store === 'postgres' ? ' with EP and Partner stores on PostgreSQL (`-externaldb`, restored into emptied databases with `-restore -externaldb`)' : '';
+  const where =
+    store === 'postgres'
+      ? ' with EP and Partner stores on PostgreSQL (`-externaldb`, restored into emptied databases with `-restore -externaldb`)'
+      : '';
   return {
     name,
     description: `\`ekm backup\` (EP and Partner, triplet serving) and restore to serving (\`ekm restore\` on new EP and Partner, \`-restore\` bootstraps and a fresh Aux, start in the seed's order, automatic Aux re-derivation and refresh of every key, first \`ucl server test\` exit 0), for ${keys.toLocaleString('en')} P-256 keys${where}.`,

@@ -105,7 +105,9 @@ export async function backup(opts: { out: string; to: string }, paths: HomePaths
     `Backed up ${ROLE_LABEL[config.role]} ${config.name} of cluster ${config.clusterId}: ${metadata.keyCount} keys, schema ${metadata.schemaVersion}, ${archive.length} bytes`,
   );
   if (config.store.kind === 'postgres')
-    print(`  from the ${ROLE_LABEL[config.role]} role's PostgreSQL database ${config.store.url}, read as of one moment (the whole role: every ${ROLE_LABEL[config.role]} shares it)`);
+    print(
+      `  from the ${ROLE_LABEL[config.role]} role's PostgreSQL database ${config.store.url}, read as of one moment (the whole role: every ${ROLE_LABEL[config.role]} shares it)`,
+    );
   print(`  ${out}`);
   print(`  keys digest ${metadata.keysDigest}`);
   print(
@@ -206,10 +208,13 @@ export function restore(opts: { in: string; key: string; force: boolean }, paths
   writeFileAtomic(paths.systemKey, contents.systemKey, 0o600);
   writeFileAtomic(paths.sqlite, contents.db, 0o600);
   contents.systemKey.fill(0);
+  // An archive of a store on PostgreSQL goes back into the role's (empty) database: docs/operations.md §10.6.
+  const externalDb = m.store === 'postgres' ? ' -externaldb' : '';
+  const dbUrl = m.store === 'postgres' ? `EKM_DB_URL=<the empty ${ROLE_LABEL[m.role]} database's URL> ` : '';
   const script =
     m.role === 'ep'
-      ? 'ekm_boot_ep.sh -s <ep> -p <partner> -x <aux> -fips -w <root SO password> -restore [-f]'
-      : 'ekm_boot_partner.sh -s <partner> -p <ep> -x <aux> -fips -restore [-f]';
+      ? `${dbUrl}ekm_boot_ep.sh -s <ep> -p <partner> -x <aux> -fips -w <root SO password>${externalDb} -restore [-f]`
+      : `${dbUrl}ekm_boot_partner.sh -s <partner> -p <ep> -x <aux> -fips${externalDb} -restore [-f]`;
   print(`Restored ${summary(m)}`);
   print(
     `  into ${paths.home} (data/ekm.db, keys/system.key); store digest ${createHash('sha256').update(contents.db).digest('hex').slice(0, 16)}…`,

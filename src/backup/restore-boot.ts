@@ -111,7 +111,10 @@ export async function copyBackRestoredStore(paths: HomePaths, dbUrl: string | un
 export function ensureRestoreToken(sqlitePath: string): string {
   const db = new Database(sqlitePath, { fileMustExist: true });
   try {
-    db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(RESTORE_TOKEN_META, randomBytes(16).toString('hex'));
+    db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(
+      RESTORE_TOKEN_META,
+      randomBytes(16).toString('hex'),
+    );
     return (db.prepare('SELECT value FROM meta WHERE name = ?').get(RESTORE_TOKEN_META) as { value: string }).value;
   } finally {
     db.close();

@@ -43,7 +43,7 @@ export const RESTORE_TOKEN_META = 'restore_token';
 function pgRowReader(c: pg.PoolClient): RowReader {
   return {
     async *batches(t) {
-      for (let offset = 0; ; ) {
+      for (let offset = 0; ;) {
         const r = await c.query<SqlValue[]>({ text: pagedSelect(t), values: [offset], rowMode: 'array' });
         if (r.rows.length === 0) return;
         yield r.rows;
@@ -97,7 +97,7 @@ export function copyPostgresToSqlite(conn: PgConnection, sqlitePath: string): Pr
         hint: "check EKM_HOME: server.json names the role's database",
       });
     checkCopySchema(version, databaseLabel(conn));
-    await (SqliteStore.open(sqlitePath, { create: true })).close();
+    await SqliteStore.open(sqlitePath, { create: true }).close();
     const db = new Database(sqlitePath, { fileMustExist: true });
     try {
       db.exec('BEGIN IMMEDIATE');
@@ -130,7 +130,7 @@ export function storeInUseError(conn: PgConnection, role: Role, clusterId: strin
 async function checkFree(c: pg.PoolClient, conn: PgConnection, role: Role, restoreToken: string | undefined): Promise<void> {
   if (!(await pgTableExists(c, 'meta'))) return;
   const cluster = await pgMeta(c, 'cluster_id');
-  const partitions = (await pgTableExists(c, 'partitions')) ? (await c.query('SELECT 1 FROM partitions LIMIT 1')).rowCount ?? 0 : 0;
+  const partitions = (await pgTableExists(c, 'partitions')) ? ((await c.query('SELECT 1 FROM partitions LIMIT 1')).rowCount ?? 0) : 0;
   if (cluster === undefined && partitions === 0) return;
   if (restoreToken !== undefined && (await pgMeta(c, RESTORE_TOKEN_META)) === restoreToken) return;
   throw storeInUseError(conn, role, cluster);

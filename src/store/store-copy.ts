@@ -57,7 +57,10 @@ export function tableShapes(db: Database.Database): TableShape[] {
     return {
       name,
       columns: cols.map((c) => c.name),
-      key: cols.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk).map((c) => c.name),
+      key: cols
+        .filter((c) => c.pk > 0)
+        .sort((a, b) => a.pk - b.pk)
+        .map((c) => c.name),
     };
   });
 }
@@ -120,7 +123,9 @@ export function sqliteRowReader(db: Database.Database): RowReader {
 export function sqliteRowWriter(db: Database.Database): RowWriter {
   return {
     async insert(t, rows) {
-      const st = db.prepare(`INSERT INTO ${ident(t.name)} (${t.columns.map(ident).join(', ')}) VALUES (${t.columns.map(() => '?').join(', ')})`);
+      const st = db.prepare(
+        `INSERT INTO ${ident(t.name)} (${t.columns.map(ident).join(', ')}) VALUES (${t.columns.map(() => '?').join(', ')})`,
+      );
       for (const r of rows) st.run(...r);
     },
   };

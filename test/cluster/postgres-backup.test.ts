@@ -170,6 +170,7 @@ describe('backup and restore of a grown cluster on PostgreSQL (two triplets, rea
     for (const role of ['ep', 'partner'] as const) {
       const r = await ekm(n1, role, 'restore', '--in', file(`${role}.tar.gz`), '--key', file('ekm-backup.key'));
       assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /EKM_DB_URL=<the empty (EP|Partner) database's URL> ekm_boot_\w+\.sh .* -externaldb -restore \[-f\]/);
     }
     // The databases still hold the cluster: refused at once, before any peer is contacted.
     const inUse = await run(BOOT_SCRIPT.ep, n1.bootArgs('ep', ['-restore', '-f', '-externaldb', '--timeout', '30']), {

@@ -106,7 +106,10 @@ describe('a triplet with EP and Partner on PostgreSQL', () => {
     const archive = join(t.dir, 'ep.tar.gz');
     const backup = await ekm(t, 'ep', 'backup', '--out', archive, '--to', join(t.dir, 'ekm-backup.pub.pem'));
     assert.equal(backup.code, 0, backup.stderr);
-    assert.match(backup.stdout, /Backed up EP .*: 1 keys, .*\n {2}from the EP role's PostgreSQL database postgres:\/\/postgres@.*\/ekm_ep, read as of one moment/);
+    assert.match(
+      backup.stdout,
+      /Backed up EP .*: 1 keys, .*\n {2}from the EP role's PostgreSQL database postgres:\/\/postgres@.*\/ekm_ep, read as of one moment/,
+    );
     const verified = await ekm(t, 'ep', 'backup', 'verify', '--in', archive, '--key', join(t.dir, 'ekm-backup.key'));
     assert.equal(verified.code, 0, verified.stderr);
     assert.match(verified.stdout, /EP \S+ \(from its PostgreSQL database\) of cluster [0-9a-f]{16}, 1 keys/);

@@ -237,7 +237,10 @@ describe('backup, verify, restore (functions, made-up keys)', () => {
 
   it('the Aux is refused with an explanation', async () => {
     const { paths } = await makeHome(join(dir, 'aux-src'), 'aux', 0);
-    await assert.rejects(backup({ out: join(dir, 'aux.tar.gz'), to: pub() }, paths, quiet), isEkmError('EKM_BACKUP_AUX', /the Aux has no backup/));
+    await assert.rejects(
+      backup({ out: join(dir, 'aux.tar.gz'), to: pub() }, paths, quiet),
+      isEkmError('EKM_BACKUP_AUX', /the Aux has no backup/),
+    );
     assert.ok(!existsSync(join(dir, 'aux.tar.gz')));
   });
 

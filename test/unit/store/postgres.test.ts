@@ -317,16 +317,35 @@ describe('PostgreSQL store: copied to a SQLite store file and back (backup and r
       const p2 = await s.createPartition({ name: 'p2', fipsRequired: true });
       await s.createUser({ partitionId: root.id, name: 'so', role: 'so', passwordHash: 'hash' });
       await s.createUser({ partitionId: p2.id, name: 'u', role: 'user', passwordHash: 'hash2' });
-      await s.upsertServer({ name: 'ep1', role: 'ep', tripletId: 'aaaaaaaaaaaaaaaa', host: 'h', port: 1, api: null, fingerprint: 'f', addedAt: 'now' });
+      await s.upsertServer({
+        name: 'ep1',
+        role: 'ep',
+        tripletId: 'aaaaaaaaaaaaaaaa',
+        host: 'h',
+        port: 1,
+        api: null,
+        fingerprint: 'f',
+        addedAt: 'now',
+      });
       await s.putIntegrityKey({ id: 'ik1', partitionId: root.id, publicKeyPem: 'pem', privateKeyDer: randomBytes(40) });
       await s.appendAudit([auditEntry('a'), auditEntry('b', 'p2')], toyChain);
       await s.createPublicKey({ keyId: 'pub1', alg: 'ec', publicKeyPem: 'PEM' });
     } finally {
       await s.close();
     }
-    await sql(db, "INSERT INTO keys (key_id, alg, state, current_epoch, created_at, partition_id, name) VALUES ('k1', 'ecdsa-p256', 'active', 2, 't', 2, 'named')");
-    await sql(db, "INSERT INTO key_shares VALUES ('k1', 1, 'previous', 1, '{}', $1), ('k1', 2, 'current', 1, '{\"x\":1}', $2)", [randomBytes(64), randomBytes(3000)]);
-    await sql(db, "INSERT INTO presignatures (psid, key_id, epoch, sealed, created_at, triplet_id) VALUES ('ps', 'k1', 2, $1, 't', 'aaaaaaaaaaaaaaaa')", [randomBytes(9)]);
+    await sql(
+      db,
+      "INSERT INTO keys (key_id, alg, state, current_epoch, created_at, partition_id, name) VALUES ('k1', 'ecdsa-p256', 'active', 2, 't', 2, 'named')",
+    );
+    await sql(db, "INSERT INTO key_shares VALUES ('k1', 1, 'previous', 1, '{}', $1), ('k1', 2, 'current', 1, '{\"x\":1}', $2)", [
+      randomBytes(64),
+      randomBytes(3000),
+    ]);
+    await sql(
+      db,
+      "INSERT INTO presignatures (psid, key_id, epoch, sealed, created_at, triplet_id) VALUES ('ps', 'k1', 2, $1, 't', 'aaaaaaaaaaaaaaaa')",
+      [randomBytes(9)],
+    );
     await sql(db, "INSERT INTO protocol_sessions VALUES ('s1', 'sign', 'done', '{\"c\":1}', 't', NULL)");
     await sql(db, "INSERT INTO destroyed_keys VALUES ('gone', 1, 'rsa', NULL, NULL, 't', 't')");
     await sql(db, "INSERT INTO key_purges VALUES ('gone', 'aux')");
@@ -341,9 +360,12 @@ describe('PostgreSQL store: copied to a SQLite store file and back (backup and r
     assert.equal(counts.audit, 2);
     const lite = new Database(file, { readonly: true });
     try {
-      const share = lite.prepare("SELECT share_sealed FROM key_shares WHERE epoch = 2").get() as { share_sealed: Buffer };
+      const share = lite.prepare('SELECT share_sealed FROM key_shares WHERE epoch = 2').get() as { share_sealed: Buffer };
       assert.ok(Buffer.isBuffer(share.share_sealed) && share.share_sealed.length === 3000, 'bytea arrives as a BLOB');
-      assert.equal((lite.prepare("SELECT value FROM meta WHERE name = 'schema_version'").get() as { value: string }).value, String(LATEST_SCHEMA));
+      assert.equal(
+        (lite.prepare("SELECT value FROM meta WHERE name = 'schema_version'").get() as { value: string }).value,
+        String(LATEST_SCHEMA),
+      );
     } finally {
       lite.close();
     }
@@ -371,7 +393,10 @@ describe('PostgreSQL store: copied to a SQLite store file and back (backup and r
     );
     const to = await freshDb();
     await loadSqliteIntoPostgres(conn(to), file, 'ep', 'tok');
-    await sql(to, "INSERT INTO audit SELECT seq + 10, at, request_id, actor, partition, operation, key_id, result, status, client, detail, prev_hash, hash, sig, key_ref FROM audit WHERE seq = 1");
+    await sql(
+      to,
+      'INSERT INTO audit SELECT seq + 10, at, request_id, actor, partition, operation, key_id, result, status, client, detail, prev_hash, hash, sig, key_ref FROM audit WHERE seq = 1',
+    );
     // A kill after the load: the rerun of the same restore loads again, over what the first left.
     await loadSqliteIntoPostgres(conn(to), file, 'ep', 'tok');
     assert.equal(await snapshot(to), await snapshot(from));
@@ -379,10 +404,16 @@ describe('PostgreSQL store: copied to a SQLite store file and back (backup and r
   });
 
   it('refuses to copy a database at another schema version, or one with no store', async () => {
-    await assert.rejects(copyPostgresToSqlite(conn(await dbAt(LATEST_SCHEMA - 1)), join(scratch, 'old.db')), isCode('EKM_SCHEMA_TOO_OLD', /older than this release's/));
+    await assert.rejects(
+      copyPostgresToSqlite(conn(await dbAt(LATEST_SCHEMA - 1)), join(scratch, 'old.db')),
+      isCode('EKM_SCHEMA_TOO_OLD', /older than this release's/),
+    );
     const newer = await dbAt(LATEST_SCHEMA);
     await sql(newer, "UPDATE meta SET value = $1 WHERE name = 'schema_version'", [String(LATEST_SCHEMA + 1)]);
     await assert.rejects(copyPostgresToSqlite(conn(newer), join(scratch, 'new.db')), isCode('EKM_SCHEMA_TOO_NEW'));
-    await assert.rejects(copyPostgresToSqlite(conn(await freshDb()), join(scratch, 'none.db')), isCode('EKM_STORE_UNAVAILABLE', /holds no ekm store/));
+    await assert.rejects(
+      copyPostgresToSqlite(conn(await freshDb()), join(scratch, 'none.db')),
+      isCode('EKM_STORE_UNAVAILABLE', /holds no ekm store/),
+    );
   });
 });
