@@ -275,6 +275,13 @@ export const ERROR_CODES = {
     means: 'the store (or the archive) is at a schema newer than this release knows',
     action: 'a newer release wrote it: install that release instead of downgrading',
   },
+  EKM_SCHEMA_TOO_OLD: {
+    group: server,
+    httpStatus: 400,
+    exitCode: 1,
+    means: 'a store to copy (a backup of a PostgreSQL database, a restore into one) is at a schema older than this release\'s',
+    action: 'start a server of this release on it once (it migrates the store), or use the release that wrote it',
+  },
   EKM_MIGRATION_FAILED: {
     group: server,
     httpStatus: 400,
@@ -331,18 +338,10 @@ export const ERROR_CODES = {
     action: 'put them there with `ekm restore` (section 10), or bootstrap without `-restore`',
   },
   EKM_WRONG_PASSWORD: { group: boot, httpStatus: 400, exitCode: 1, means: 'the -w password does not match the root SO password of the restored store', action: 'give the root SO password the store had' },
-  EKM_UNSUPPORTED: { group: boot, httpStatus: 400, exitCode: 1, means: '-restore restores into the embedded store, not into PostgreSQL (-externaldb)', action: 'bootstrap the restored server without `-externaldb`' },
 
   // Backup and restore.
   EKM_BACKUP_AUX: { group: backup, httpStatus: 400, exitCode: 1, means: 'the Aux has no backup', action: 'back up the EP and the Partner; a restored triplet gets a fresh Aux' },
   EKM_BACKUP_CORRUPT: { group: backup, httpStatus: 400, exitCode: 1, means: 'the archive is damaged: cut short, altered, or its contents fail authentication', action: 'use another copy' },
-  EKM_BACKUP_EXTERNAL: {
-    group: backup,
-    httpStatus: 400,
-    exitCode: 1,
-    means: 'the server keeps its store in PostgreSQL, which `ekm backup` does not archive',
-    action: "back the database up with PostgreSQL's own tools (section 12)",
-  },
   EKM_BACKUP_KEY: {
     group: backup,
     httpStatus: 400,

@@ -18,7 +18,10 @@
  *
  * Outside the sessions, on the EP in src/cluster/scale-out.ts: `scale:aux-replace:<step>` during
  * `ucl server create -a` (`before-apply`, `joined`, `partner-pinned`), and
- * `scale:triplet-add:applied-<role>` during `ucl server create -e -p -a`.
+ * `scale:triplet-add:applied-<role>` during `ucl server create -e -p -a`. In a `-restore
+ * -externaldb` bootstrap (src/cluster/bootstrap.ts): `restore:externaldb:loaded` (the restored
+ * store is in the database, server.json not written) and `restore:externaldb:configured`
+ * (server.json written, data/ekm.db not removed yet).
  */
 import { writeSync } from 'node:fs';
 import { EkmError } from './errors.js';

@@ -37,10 +37,12 @@ quick_cluster=(
 )
 # Only in the full tier: the slowest triplets (scale-out's two triplets on PostgreSQL, the packaged
 # release, an upgrade from the last release, replacing an Aux, key lifecycles over days of faked
-# time, a PostgreSQL triplet). Each repeats paths the quick set and the fault subset already cross.
+# time, a PostgreSQL triplet, backup and restore of two triplets on PostgreSQL). Each repeats paths
+# the quick set and the fault subset already cross.
 full_only_cluster=(
   test/cluster/key-lifecycle.test.ts
   test/cluster/package.test.ts
+  test/cluster/postgres-backup.test.ts
   test/cluster/postgres-triplet.test.ts
   test/cluster/replace-aux.test.ts
   test/cluster/scale-out.test.ts

@@ -38,6 +38,8 @@ export const Metadata = z.object({
   softwareVersion: z.string(),
   schemaVersion: z.number().int().positive(),
   createdAt: z.string(),
+  /** Where the server kept the store (absent in archives made before PostgreSQL could be backed up: the embedded store). */
+  store: z.enum(['sqlite', 'postgres']).optional(),
   keyCount: z.number().int().nonnegative(),
   keys: z.array(Listed),
   keysDigest: z.string().regex(/^[0-9a-f]{64}$/),

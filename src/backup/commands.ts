@@ -11,12 +11,14 @@ import { ROLE_LABEL } from '../config/roles.js';
 import { loadServerConfig } from '../config/server-config.js';
 import { EkmError, usageError } from '../errors.js';
 import { daemonRunning } from '../config/pidfile.js';
+import { Barrier } from '../store/barrier.js';
 import { LATEST_SCHEMA } from '../store/migrations.js';
+import { pgConnection } from '../store/server-store.js';
 import { VERSION } from '../version.js';
 import { type Contents, type Metadata, buildArchive, decryptContents, readArchive } from './archive.js';
 import { generateBackupKeyPair, keyFingerprint, loadPrivateKey, loadPublicKey } from './envelope.js';
 import { keysDigest, listedKeys, readKeyEpochs } from './key-epochs.js';
-import { checkSealedShares, snapshotStore } from './snapshot.js';
+import { checkSealedShares, snapshotPostgresStore, snapshotStore } from './snapshot.js';
 
 type Print = (line: string) => void;
 
@@ -50,7 +52,7 @@ export function backupKeygen(opts: { out: string; name?: string }, print: Print)
   print(`  private key ${priv}   (0600) keep it offline: only \`ekm restore\` and \`ekm backup verify --key\` read it`);
 }
 
-export function backup(opts: { out: string; to: string }, paths: HomePaths, print: Print): Metadata {
+export async function backup(opts: { out: string; to: string }, paths: HomePaths, print: Print): Promise<Metadata> {
   const config = loadServerConfig(paths);
   if (config.role === 'aux') {
     throw new EkmError(
@@ -59,21 +61,16 @@ export function backup(opts: { out: string; to: string }, paths: HomePaths, prin
       { hint: 'back up the EP and the Partner (`ekm backup` on each); at restore, bootstrap a fresh Aux' },
     );
   }
-  if (config.store.kind === 'postgres') {
-    throw new EkmError(
-      'EKM_BACKUP_EXTERNAL',
-      `this ${ROLE_LABEL[config.role]} keeps its store in the PostgreSQL database ${config.store.url}; ekm backup archives the embedded store`,
-      {
-        hint: "back up that database with PostgreSQL's own tools (pg_dump, base backups, replicas), with keys/system.key kept apart: its secrets are sealed by that key",
-      },
-    );
-  }
   const recipientKey = loadPublicKey(readInput(opts.to, 'backup public key').toString('utf8'), opts.to);
   const out = resolve(opts.out);
   if (existsSync(out))
     throw new EkmError('EKM_FILE_EXISTS', `${out} already exists`, { hint: 'give a new file name: a backup never overwrites another' });
   const systemKey = readInput(paths.systemKey, 'system key');
-  const snap = snapshotStore(paths.sqlite, join(paths.home, 'run'));
+  const scratch = join(paths.home, 'run');
+  const snap =
+    config.store.kind === 'postgres'
+      ? await snapshotPostgresStore(pgConnection(config.store, new Barrier(systemKey)), scratch)
+      : snapshotStore(paths.sqlite, scratch);
   if (snap.role !== config.role || snap.clusterId !== config.clusterId) {
     throw new EkmError(
       'EKM_STORE_STATE',
@@ -95,6 +92,7 @@ export function backup(opts: { out: string; to: string }, paths: HomePaths, prin
       softwareVersion: VERSION,
       schemaVersion: snap.schemaVersion,
       createdAt: new Date().toISOString(),
+      store: config.store.kind,
       keys: listedKeys(snap.keys),
       removed: snap.removed,
     },
@@ -106,6 +104,10 @@ export function backup(opts: { out: string; to: string }, paths: HomePaths, prin
   print(
     `Backed up ${ROLE_LABEL[config.role]} ${config.name} of cluster ${config.clusterId}: ${metadata.keyCount} keys, schema ${metadata.schemaVersion}, ${archive.length} bytes`,
   );
+  if (config.store.kind === 'postgres')
+    print(
+      `  from the ${ROLE_LABEL[config.role]} role's PostgreSQL database ${config.store.url}, read as of one moment (the whole role: every ${ROLE_LABEL[config.role]} shares it)`,
+    );
   print(`  ${out}`);
   print(`  keys digest ${metadata.keysDigest}`);
   print(
@@ -119,7 +121,8 @@ export function backup(opts: { out: string; to: string }, paths: HomePaths, prin
 }
 
 function summary(m: Metadata): string {
-  return `${ROLE_LABEL[m.role]} ${m.server} of cluster ${m.clusterId}, ${m.keyCount} keys, schema ${m.schemaVersion}, ekm ${m.softwareVersion}, made ${m.createdAt}`;
+  const from = m.store === 'postgres' ? ' (from its PostgreSQL database)' : '';
+  return `${ROLE_LABEL[m.role]} ${m.server}${from} of cluster ${m.clusterId}, ${m.keyCount} keys, schema ${m.schemaVersion}, ekm ${m.softwareVersion}, made ${m.createdAt}`;
 }
 
 function checkSchema(m: Metadata): void {
@@ -205,10 +208,13 @@ export function restore(opts: { in: string; key: string; force: boolean }, paths
   writeFileAtomic(paths.systemKey, contents.systemKey, 0o600);
   writeFileAtomic(paths.sqlite, contents.db, 0o600);
   contents.systemKey.fill(0);
+  // An archive of a store on PostgreSQL goes back into the role's (empty) database: docs/operations.md §10.6.
+  const externalDb = m.store === 'postgres' ? ' -externaldb' : '';
+  const dbUrl = m.store === 'postgres' ? `EKM_DB_URL=<the empty ${ROLE_LABEL[m.role]} database's URL> ` : '';
   const script =
     m.role === 'ep'
-      ? 'ekm_boot_ep.sh -s <ep> -p <partner> -x <aux> -fips -w <root SO password> -restore [-f]'
-      : 'ekm_boot_partner.sh -s <partner> -p <ep> -x <aux> -fips -restore [-f]';
+      ? `${dbUrl}ekm_boot_ep.sh -s <ep> -p <partner> -x <aux> -fips -w <root SO password>${externalDb} -restore [-f]`
+      : `${dbUrl}ekm_boot_partner.sh -s <partner> -p <ep> -x <aux> -fips${externalDb} -restore [-f]`;
   print(`Restored ${summary(m)}`);
   print(
     `  into ${paths.home} (data/ekm.db, keys/system.key); store digest ${createHash('sha256').update(contents.db).digest('hex').slice(0, 16)}…`,

@@ -9,10 +9,18 @@
  *    single-use material and the old triplet's server rows, and (EP) mark the Aux recovery
  *    pending: the EP re-derives the Aux's shares and refreshes every key at its next start.
  */
+import { randomBytes } from 'node:crypto';
+import { readFileSync, renameSync, rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
 import { ROLE_LABEL, type Role } from '../config/roles.js';
 import { EkmError } from '../errors.js';
+import type { HomePaths } from '../config/home.js';
+import { loadServerConfig } from '../config/server-config.js';
+import { Barrier } from '../store/barrier.js';
+import { RESTORE_TOKEN_META, copyPostgresToSqlite, writeRestoreToken } from '../store/pg-copy.js';
+import { parseDbUrl } from '../store/postgres.js';
+import { pgConnection } from '../store/server-store.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { RECOVERY_META } from '../service/aux-recovery.js';
 import { type KeyEpochs, type RestorePlan, keysDigest, listedKeys, planRestore, readKeyEpochs } from './key-epochs.js';
@@ -73,6 +81,41 @@ export async function inspectRestoredStore(sqlitePath: string, role: Role): Prom
       throw new EkmError('EKM_STORE_STATE', 'the restored store has no cluster id', { hint: 'restore it again from a backup archive' });
     const keys = readKeyEpochs(db);
     return { clusterId, keys, keysDigest: keysDigest(listedKeys(keys)), schemaVersion };
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * A rerun of `-restore -externaldb` on a server whose restore bootstrap finished while a peer's
+ * did not (a kill, or a failure after this one wrote server.json): the rerun on all three needs
+ * this server's restored store again, and it is in the database that server.json names. It is
+ * copied back into data/ekm.db under a new restore token, written to the database first so that
+ * the copy carries it and the load that follows may replace the database; the copy lands under
+ * another name and is renamed, so a kill never leaves a partial data/ekm.db. Only a server
+ * bootstrapped with -restore, and only from its own database: false otherwise.
+ */
+export async function copyBackRestoredStore(paths: HomePaths, dbUrl: string | undefined): Promise<boolean> {
+  const config = loadServerConfig(paths);
+  if (!config.restored || config.store.kind !== 'postgres' || !dbUrl || parseDbUrl(dbUrl).url !== config.store.url) return false;
+  const conn = pgConnection(config.store, new Barrier(readFileSync(paths.systemKey)));
+  await writeRestoreToken(conn, randomBytes(16).toString('hex'));
+  const tmp = `${paths.sqlite}.copy`;
+  for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
+  await copyPostgresToSqlite(conn, tmp);
+  renameSync(tmp, paths.sqlite);
+  return true;
+}
+
+/** The restore token of this restored store (src/store/pg-copy.ts): made by the first -restore -externaldb run, kept for its reruns. */
+export function ensureRestoreToken(sqlitePath: string): string {
+  const db = new Database(sqlitePath, { fileMustExist: true });
+  try {
+    db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(
+      RESTORE_TOKEN_META,
+      randomBytes(16).toString('hex'),
+    );
+    return (db.prepare('SELECT value FROM meta WHERE name = ?').get(RESTORE_TOKEN_META) as { value: string }).value;
   } finally {
     db.close();
   }

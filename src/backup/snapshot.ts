@@ -3,7 +3,8 @@
  * (WAL mode lets the server keep writing meanwhile), so the copy is the store as of one commit.
  * Single-use material is then removed from the copy: presignatures, and protocol sessions that
  * were still open (their checkpoints hold nonces bound to the old triplet). The copy is vacuumed
- * again so the removed rows leave no bytes behind.
+ * again so the removed rows leave no bytes behind. A store on PostgreSQL is copied into a SQLite
+ * store file first (src/store/pg-copy.ts), then scrubbed the same way.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,6 +12,8 @@ import Database from 'better-sqlite3';
 import { makeDirs } from '../config/home.js';
 import { EkmError } from '../errors.js';
 import { Barrier } from '../store/barrier.js';
+import { RESTORE_TOKEN_META, copyPostgresToSqlite } from '../store/pg-copy.js';
+import type { PgConnection } from '../store/postgres.js';
 import { shareAad } from '../store/sql-store.js';
 import { type KeyEpochs, readKeyEpochs } from './key-epochs.js';
 
@@ -25,10 +28,7 @@ export interface Snapshot {
 
 /** Copies the store at `sqlitePath` into memory, with single-use material removed. `scratch` holds the temporary file. */
 export function snapshotStore(sqlitePath: string, scratch: string): Snapshot {
-  makeDirs(scratch);
-  const dir = mkdtempSync(join(scratch, 'backup-'));
-  const tmp = join(dir, 'snapshot.db');
-  try {
+  return inScratch(scratch, (tmp) => {
     let src: Database.Database;
     try {
       src = new Database(sqlitePath, { fileMustExist: true });
@@ -43,17 +43,49 @@ export function snapshotStore(sqlitePath: string, scratch: string): Snapshot {
     } finally {
       src.close();
     }
-    const snap = new Database(tmp, { fileMustExist: true });
-    try {
-      const result = scrub(snap);
-      snap.exec('VACUUM');
-      snap.close();
-      return { ...result, db: readFileSync(tmp) };
-    } finally {
-      if (snap.open) snap.close();
-    }
+    return scrubbedCopy(tmp);
+  });
+}
+
+/**
+ * The same snapshot of a store on PostgreSQL: the role's database, read in one repeatable-read
+ * transaction while the cluster serves, copied into a SQLite store file (what an archive holds).
+ */
+export function snapshotPostgresStore(conn: PgConnection, scratch: string): Promise<Snapshot> {
+  return inScratch(scratch, async (tmp) => {
+    await copyPostgresToSqlite(conn, tmp);
+    return scrubbedCopy(tmp);
+  });
+}
+
+/** Runs `fn` with a temporary file name in a folder of its own under `scratch`, removed afterwards. */
+function inScratch<T>(scratch: string, fn: (tmp: string) => T): T {
+  makeDirs(scratch);
+  const dir = mkdtempSync(join(scratch, 'backup-'));
+  const cleanup = (): void => rmSync(dir, { recursive: true, force: true });
+  let out: T;
+  try {
+    out = fn(join(dir, 'snapshot.db'));
+  } catch (e) {
+    cleanup();
+    throw e;
+  }
+  if (out instanceof Promise) return out.finally(cleanup) as T;
+  cleanup();
+  return out;
+}
+
+/** Scrubs the copy at `tmp` and reads it whole: one self-contained file (no WAL), its removed rows vacuumed away. */
+function scrubbedCopy(tmp: string): Snapshot {
+  const snap = new Database(tmp, { fileMustExist: true });
+  try {
+    snap.pragma('journal_mode = DELETE');
+    const result = scrub(snap);
+    snap.exec('VACUUM');
+    snap.close();
+    return { ...result, db: readFileSync(tmp) };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    if (snap.open) snap.close();
   }
 }
 
@@ -70,8 +102,9 @@ function scrub(db: Database.Database): Omit<Snapshot, 'db'> {
       openSessions = db.prepare("DELETE FROM protocol_sessions WHERE state = 'open'").run().changes;
       db.prepare('UPDATE protocol_sessions SET checkpoint = NULL WHERE checkpoint IS NOT NULL').run();
     }
-    // A restore in progress is not part of what the backup holds.
-    db.prepare("DELETE FROM meta WHERE name = 'recovery_pending'").run();
+    // A restore in progress is not part of what the backup holds (nor the token that lets a
+    // rerun of that restore load the database again).
+    db.prepare("DELETE FROM meta WHERE name IN ('recovery_pending', ?)").run(RESTORE_TOKEN_META);
   })();
   return {
     schemaVersion,

@@ -173,7 +173,7 @@ async function main(settings: Settings): Promise<number | void> {
     .action(async (o: { out?: string; to?: string }) => {
       if (!o.out || !o.to) throw usageError('backup: --out <file.tar.gz> and --to <backup public key PEM> are required');
       const { backup } = await import('../backup/commands.js');
-      backup({ out: o.out, to: o.to }, homePaths(settings.home), print);
+      await backup({ out: o.out, to: o.to }, homePaths(settings.home), print);
     });
   backupCmd
     .command('verify')

@@ -20,13 +20,16 @@ import { ROLE_LABEL, type Role } from '../config/roles.js';
 import { type ServerConfig, type StoreConfig, saveServerConfig } from '../config/server-config.js';
 import { hashPassword, verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import { encodeJson, decodeJson } from '../net/framing.js';
 import { PeerLink } from '../net/link.js';
 import { describeSocketError } from '../net/peers.js';
 import { type DialFailure, type Dialed, dialUnpinned } from '../net/unpinned-dialer.js';
 import { type UnpinnedListener, listenUnpinned } from '../net/unpinned-listener.js';
 import { Barrier } from '../store/barrier.js';
-import { externalStoreConfig, openServerStore } from '../store/server-store.js';
+import { checkDatabaseFree, clearRestoreToken, loadSqliteIntoPostgres } from '../store/pg-copy.js';
+import type { PgConnection } from '../store/postgres.js';
+import { externalStoreConfig, openServerStore, pgConnection } from '../store/server-store.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
 import { PEER_PROTOCOL_VERSION, VERSION } from '../version.js';
@@ -35,7 +38,16 @@ import type { BootArgs } from './boot-args.js';
 import { type Identity, createIdentity } from './identity.js';
 import { type ServerAddress, DEFAULT_API_PORT, formatAddress, listenHostFor } from './names.js';
 import { daemonRunning } from '../config/pidfile.js';
-import { type RestoredStore, RestoreHello, applyRestorePlan, checkRestorePair, inspectRestoredStore, parseKeyEpochs } from '../backup/restore-boot.js';
+import {
+  type RestoredStore,
+  RestoreHello,
+  applyRestorePlan,
+  checkRestorePair,
+  copyBackRestoredStore,
+  ensureRestoreToken,
+  inspectRestoredStore,
+  parseKeyEpochs,
+} from '../backup/restore-boot.js';
 import type { RestorePlan } from '../backup/key-epochs.js';
 
 const BootHello = z.object({
@@ -105,9 +117,6 @@ export async function bootstrap(
   if (daemonRunning(paths)) {
     throw new EkmError('EKM_RUNNING', `ekm is running in ${paths.home}`, { hint: 'stop it first: ekm stop' });
   }
-  if (args.externalDb && args.restore) {
-    throw new EkmError('EKM_UNSUPPORTED', '-restore restores into the embedded store, not into PostgreSQL (-externaldb)', { hint: 'bootstrap the restored server without -externaldb' });
-  }
   if (isBootstrapped(paths) && !args.restore) {
     throw new EkmError(
       'EKM_ALREADY_BOOTSTRAPPED',
@@ -116,6 +125,9 @@ export async function bootstrap(
         ? 'an Aux is never restored: to bootstrap it again, stop it and remove its EKM_HOME first'
         : 'use -restore to bootstrap again over the existing store, or remove EKM_HOME to start over' },
     );
+  }
+  if (args.restore && args.externalDb && !existsSync(paths.sqlite) && isBootstrapped(paths) && (await copyBackRestoredStore(paths, dbUrl))) {
+    print(`The restored store is copied back from this server's PostgreSQL database into ${paths.sqlite} for this rerun of the restore.`);
   }
   if (args.restore && !existsSync(paths.sqlite)) {
     throw new EkmError('EKM_NOTHING_TO_RESTORE', `-restore needs a restored store at ${paths.sqlite}`, { hint: 'put the restored store there first, or bootstrap without -restore' });
@@ -128,8 +140,11 @@ export async function bootstrap(
   const newSystemKey = args.restore ? undefined : randomBytes(32);
   const systemKey = new Barrier(newSystemKey ?? readFileSync(paths.systemKey));
   const storeConfig: StoreConfig = args.externalDb ? externalStoreConfig(dbUrl, systemKey) : { kind: 'sqlite' };
+  // -restore -externaldb: the restored store moves into the role's database once the pair agrees;
+  // the token lets a rerun of this same restore (after a kill) load the database again.
+  const restoreToken = args.restore && storeConfig.kind === 'postgres' ? ensureRestoreToken(paths.sqlite) : undefined;
   if (storeConfig.kind === 'postgres') {
-    await checkExternalStore(storeConfig, paths, args.role, systemKey);
+    await checkExternalStore(storeConfig, paths, args.role, systemKey, restoreToken);
     print(`Store: the PostgreSQL database ${storeConfig.url} (the ${ROLE_LABEL[args.role]} role's; every ${ROLE_LABEL[args.role]} of the cluster shares it)`);
   }
 
@@ -185,7 +200,7 @@ export async function bootstrap(
     })),
     store: storeConfig,
   };
-  await persistBootstrap(args, paths, identity, config, exchange.restorePlan, { newSystemKey, systemKey });
+  await persistBootstrap(args, paths, identity, config, { plan: exchange.restorePlan, token: restoreToken }, { newSystemKey, systemKey }, print);
   print(`${ROLE_LABEL[args.role]} ${formatAddress(args.self)} bootstrapped: cluster ${clusterId}, triplet ${tripletId}.`);
   print(
     args.role === 'ep'
@@ -201,8 +216,9 @@ async function persistBootstrap(
   paths: HomePaths,
   identity: Identity,
   config: ServerConfig,
-  restorePlan: RestorePlan | null,
+  restore: { plan: RestorePlan | null; token: string | undefined },
   keys: { newSystemKey: Buffer | undefined; systemKey: Barrier },
+  print: (line: string) => void,
 ): Promise<void> {
   const created: string[] = [];
   try {
@@ -217,7 +233,12 @@ async function persistBootstrap(
       created.push(paths.sqlite, `${paths.sqlite}-wal`, `${paths.sqlite}-shm`);
     }
     // -restore: keep each key at the epoch EP and Partner agreed on, drop the old triplet's rows.
-    if (args.restore && restorePlan) applyRestorePlan(paths.sqlite, args.role, restorePlan);
+    if (args.restore && restore.plan) applyRestorePlan(paths.sqlite, args.role, restore.plan);
+    if (args.restore && config.store.kind === 'postgres') {
+      const counts = await loadSqliteIntoPostgres(pgConnection(config.store, keys.systemKey), paths.sqlite, args.role, restore.token);
+      print(`The restored store is in the PostgreSQL database ${config.store.url}: ${counts.keys ?? 0} keys, ${counts.audit ?? 0} audit records.`);
+      failpoint('restore:externaldb:loaded');
+    }
     const store = await openServerStore(config.store, paths, { create: !args.restore, role: args.role, barrier: keys.systemKey });
     try {
       if (args.role === 'ep') await prepareRootPartition(store, args);
@@ -250,6 +271,10 @@ async function persistBootstrap(
       await store.close();
     }
     saveServerConfig(paths, config);
+    if (args.restore && config.store.kind === 'postgres') {
+      failpoint('restore:externaldb:configured');
+      await retireRestoredFile(paths, pgConnection(config.store, keys.systemKey));
+    }
   } catch (e) {
     for (const f of created) rmSync(f, { force: true });
     throw e;
@@ -272,23 +297,31 @@ async function checkRestoredRootSo(paths: HomePaths, password: string): Promise<
 
 /**
  * -externaldb: the role's database must be reachable, not another role's, and hold no cluster
- * yet; checked (and claimed for the role) before the trust exchange, so a wrong EKM_DB_URL fails
- * at once.
+ * yet (with -restore: or only this same restore's unfinished load); checked (and claimed for the
+ * role) before the trust exchange, so a wrong EKM_DB_URL fails at once.
  */
-async function checkExternalStore(cfg: Extract<StoreConfig, { kind: 'postgres' }>, paths: HomePaths, role: Role, systemKey: Barrier): Promise<void> {
-  const store = await openServerStore(cfg, paths, { create: true, role, barrier: systemKey });
-  try {
-    const cluster = await store.getMeta('cluster_id');
-    if (cluster !== undefined || (await store.listPartitions()).length > 0) {
-      throw new EkmError(
-        'EKM_STORE_IN_USE',
-        `the PostgreSQL database ${cfg.url} already holds the ${ROLE_LABEL[role]} store of ${cluster ? `cluster ${cluster}` : 'an unfinished bootstrap'}`,
-        { hint: 'give a new cluster a new, empty database (drop and create this one again only if its cluster is gone for good)' },
-      );
-    }
-  } finally {
-    await store.close();
-  }
+async function checkExternalStore(
+  cfg: Extract<StoreConfig, { kind: 'postgres' }>,
+  paths: HomePaths,
+  role: Role,
+  systemKey: Barrier,
+  restoreToken: string | undefined,
+): Promise<void> {
+  await (await openServerStore(cfg, paths, { create: true, role, barrier: systemKey })).close();
+  await checkDatabaseFree(pgConnection(cfg, systemKey), role, restoreToken);
+}
+
+/**
+ * Once server.json names the database, the restored SQLite file goes: it holds every share of
+ * the role (sealed by the system key beside it) outside the database's access control and
+ * backups, it no longer changes, and a later -restore would otherwise load this stale copy over
+ * the keys made since. Removed only now, so a kill before server.json leaves everything a rerun
+ * needs. Its token then names no file any more and is forgotten.
+ */
+async function retireRestoredFile(paths: HomePaths, conn: PgConnection): Promise<void> {
+  for (const f of [paths.sqlite, `${paths.sqlite}-wal`, `${paths.sqlite}-shm`]) rmSync(f, { force: true });
+  // Best effort: the bootstrap is done, and a token that names no file lets no other restore in.
+  await clearRestoreToken(conn).catch(() => undefined);
 }
 
 async function prepareRootPartition(store: Store, args: BootArgs): Promise<void> {

@@ -29,7 +29,7 @@ export interface PgConnection {
 }
 
 /** The advisory lock every ekm write transaction takes (an arbitrary constant: "ekm" in ASCII). */
-const WRITE_LOCK = 0x656b6d;
+export const WRITE_LOCK = 0x656b6d;
 
 /** Splits EKM_DB_URL into the URL without its password and the password; refuses what is not a PostgreSQL URL. */
 export function parseDbUrl(text: string): PgConnection {
@@ -133,32 +133,42 @@ class PgDriver implements SqlDriver {
   }
 }
 
+/** How messages name the database: its URL, without the password. */
+export function databaseLabel(conn: PgConnection): string {
+  return `the PostgreSQL database ${conn.url}`;
+}
+
+/** A connection pool to the database, checked reachable (EKM_STORE_UNAVAILABLE when not). */
+export async function connectPool(conn: PgConnection): Promise<pg.Pool> {
+  // The driver is loaded only by servers on PostgreSQL: it costs the embedded default ~50 ms of start-up.
+  const { default: pg } = await import('pg');
+  const pool = new pg.Pool({
+    connectionString: conn.url,
+    ...(conn.password !== undefined ? { password: conn.password } : {}),
+    max: 8,
+    connectionTimeoutMillis: 10_000,
+  });
+  // An idle connection the server dropped (a PostgreSQL restart or failover) is discarded by the
+  // pool; the next query opens a new one and reports its own failure, if any.
+  pool.on('error', () => undefined);
+  try {
+    (await pool.connect()).release();
+  } catch (e) {
+    await pool.end();
+    throw new EkmError('EKM_STORE_UNAVAILABLE', `cannot reach ${databaseLabel(conn)}: ${(e as Error).message}`, {
+      hint: 'check that PostgreSQL runs and accepts this server, and that the database and user exist (EKM_DB_URL at bootstrap)',
+    });
+  }
+  return pool;
+}
+
 export const PostgresStore = {
   /**
    * Connects, migrates (creating the schema when `create`) and claims the database for `role`.
    * Refuses a database that another role's servers use, or one that is not reachable.
    */
   async open(conn: PgConnection, opts: { create: boolean; role?: StoreRole; barrier?: Barrier }): Promise<SqlStore> {
-    const where = `the PostgreSQL database ${conn.url}`;
-    // The driver is loaded only by servers on PostgreSQL: it costs the embedded default ~50 ms of start-up.
-    const { default: pg } = await import('pg');
-    const pool = new pg.Pool({
-      connectionString: conn.url,
-      ...(conn.password !== undefined ? { password: conn.password } : {}),
-      max: 8,
-      connectionTimeoutMillis: 10_000,
-    });
-    // An idle connection the server dropped (a PostgreSQL restart or failover) is discarded by the
-    // pool; the next query opens a new one and reports its own failure, if any.
-    pool.on('error', () => undefined);
-    try {
-      (await pool.connect()).release();
-    } catch (e) {
-      await pool.end();
-      throw new EkmError('EKM_STORE_UNAVAILABLE', `cannot reach ${where}: ${(e as Error).message}`, {
-        hint: 'check that PostgreSQL runs and accepts this server, and that the database and user exist (EKM_DB_URL at bootstrap)',
-      });
-    }
-    return openSqlStore(new PgDriver(pool, where), opts);
+    const pool = await connectPool(conn);
+    return openSqlStore(new PgDriver(pool, databaseLabel(conn)), opts);
   },
 };

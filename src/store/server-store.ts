@@ -32,7 +32,8 @@ export function externalStoreConfig(dbUrl: string | undefined, systemKey: Barrie
   };
 }
 
-function pgConnection(cfg: Extract<StoreConfig, { kind: 'postgres' }>, systemKey: Barrier): PgConnection {
+/** The database's URL and, opened with the system key, its password. */
+export function pgConnection(cfg: Extract<StoreConfig, { kind: 'postgres' }>, systemKey: Barrier): PgConnection {
   if (cfg.passwordSealed === undefined) return { url: cfg.url };
   return { url: cfg.url, password: systemKey.open(Buffer.from(cfg.passwordSealed, 'base64'), PASSWORD_AAD).toString('utf8') };
 }

@@ -15,7 +15,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { EC_TEST_ALGS, verifyIndependently } from '../support/verify-ec.js';
 import { verify } from 'node:crypto';
-import { type Api, apiFor, b64, basicCaller, unb64 } from '../support/api.js';
+import { type Api, apiFor, b64, basicCaller, createKey, unb64 } from '../support/api.js';
 import {
   BOOT_SCRIPT,
   type Role,
@@ -38,12 +38,7 @@ interface Made {
   alg: Alg;
   pem: string;
 }
-
-async function generate(api: Api, alg: Alg): Promise<Made> {
-  const r = await api.call<{ keyId: string; publicKey: string }>('POST', '/keys', { alg });
-  assert.equal(r.status, 201, JSON.stringify(r.body));
-  return { keyId: r.body.keyId, alg, pem: r.body.publicKey };
-}
+const generate = (api: Api, alg: Alg): Promise<Made> => createKey(api, alg);
 
 async function signsUnderOldKey(api: Api, k: Made, text: string): Promise<void> {
   const msg = Buffer.from(text);

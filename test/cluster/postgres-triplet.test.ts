@@ -101,12 +101,19 @@ describe('a triplet with EP and Partner on PostgreSQL', () => {
     assert.ok((await keyIdsIn('ekm_ep')).includes(made.body.keyId), "the key's record is in the EP database");
     assert.ok((await keyIdsIn('ekm_partner')).includes(made.body.keyId), "the key's record is in the Partner database");
 
-    const backup = await ekm(t, 'ep', 'backup', '--out', join(t.dir, 'ep.tar.gz'), '--to', join(t.dir, 'unused.pub.pem'));
-    assertOneLineError(backup);
+    // ekm backup reads the role's database as of one moment while the triplet serves.
+    assert.equal((await ekm(t, 'ep', 'backup-keygen', '--out', t.dir)).code, 0);
+    const archive = join(t.dir, 'ep.tar.gz');
+    const backup = await ekm(t, 'ep', 'backup', '--out', archive, '--to', join(t.dir, 'ekm-backup.pub.pem'));
+    assert.equal(backup.code, 0, backup.stderr);
     assert.match(
-      backup.stderr,
-      /keeps its store in the PostgreSQL database postgres:\/\/postgres@.*\/ekm_ep; ekm backup archives the embedded store: back up that database with PostgreSQL's own tools/,
+      backup.stdout,
+      /Backed up EP .*: 1 keys, .*\n {2}from the EP role's PostgreSQL database postgres:\/\/postgres@.*\/ekm_ep, read as of one moment/,
     );
+    const verified = await ekm(t, 'ep', 'backup', 'verify', '--in', archive, '--key', join(t.dir, 'ekm-backup.key'));
+    assert.equal(verified.code, 0, verified.stderr);
+    assert.match(verified.stdout, /EP \S+ \(from its PostgreSQL database\) of cluster [0-9a-f]{16}, 1 keys/);
+    assert.match(verified.stdout, /1 sealed shares open with the archived system key/);
 
     for (const role of ROLES) assert.equal((await ekm(t, role, 'stop')).code, 0);
     await startSeedOrder(t);

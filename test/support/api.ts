@@ -35,6 +35,13 @@ export async function apiFor(t: Triplet, password = ROOT_SO_PASSWORD): Promise<A
   };
 }
 
+/** POST /keys (asserted created): the new key's id, algorithm and public key (PEM). */
+export async function createKey<A extends string>(api: Api, alg: A): Promise<{ keyId: string; alg: A; pem: string }> {
+  const r = await api.call<{ keyId: string; publicKey: string }>('POST', '/keys', { alg });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  return { keyId: r.body.keyId, alg, pem: r.body.publicKey };
+}
+
 export const b64 = (b: Uint8Array | string): string => Buffer.from(b).toString('base64');
 export const unb64 = (s: string): Buffer => Buffer.from(s, 'base64');
 

@@ -18,6 +18,8 @@ export interface PgServer {
   /** A URL for the database `db` as user postgres (any password is accepted: trust auth). */
   url(db: string, password?: string): string;
   createDatabase(db: string): Promise<void>;
+  /** DROP DATABASE, closing its connections (the servers using it should be stopped). */
+  dropDatabase(db: string): Promise<void>;
   /** Stops PostgreSQL at once (as a crash or a failover would) and starts it again on the same port. */
   restart(): void;
   stop(): void;
@@ -95,18 +97,20 @@ export async function startPostgres(): Promise<PgServer> {
   }
   const url = (db: string, password?: string): string =>
     `postgres://postgres${password ? `:${encodeURIComponent(password)}` : ''}@127.0.0.1:${port}/${db}`;
+  const asAdmin = async (sql: string): Promise<void> => {
+    const c = new pg.Client({ connectionString: url('postgres') });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
   return {
     port: port!,
     url,
-    async createDatabase(db: string): Promise<void> {
-      const c = new pg.Client({ connectionString: url('postgres') });
-      await c.connect();
-      try {
-        await c.query(`CREATE DATABASE "${db}"`);
-      } finally {
-        await c.end();
-      }
-    },
+    createDatabase: (db: string) => asAdmin(`CREATE DATABASE "${db}"`),
+    dropDatabase: (db: string) => asAdmin(`DROP DATABASE "${db}" WITH (FORCE)`),
     restart: () => {
       asServer('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
       startServer();

@@ -24,8 +24,11 @@ import {
 } from './cluster.js';
 import type { PgServer } from './postgres.js';
 
-/** A serving triplet on `pgServer`: its EP and Partner stores in new databases `<prefix>_ep` and `<prefix>_partner`. */
-export async function postgresTriplet(pgServer: PgServer, prefix = 'ekm'): Promise<Triplet> {
+/**
+ * A triplet bootstrapped (not started) on `pgServer`: its EP and Partner stores in new databases
+ * `<prefix>_ep` and `<prefix>_partner`.
+ */
+export async function bootPostgresTriplet(pgServer: PgServer, prefix = 'ekm'): Promise<Triplet> {
   for (const db of [`${prefix}_ep`, `${prefix}_partner`]) await pgServer.createDatabase(db);
   const t = await makeTriplet();
   const urls: Record<Role, string | undefined> = {
@@ -42,6 +45,12 @@ export async function postgresTriplet(pgServer: PgServer, prefix = 'ekm'): Promi
     ),
   );
   for (const [i, b] of boots.entries()) assert.equal(b.code, 0, `${ROLES[i]} bootstrap: ${b.stderr}`);
+  return t;
+}
+
+/** A serving triplet on `pgServer`: its EP and Partner stores in new databases `<prefix>_ep` and `<prefix>_partner`. */
+export async function postgresTriplet(pgServer: PgServer, prefix = 'ekm'): Promise<Triplet> {
+  const t = await bootPostgresTriplet(pgServer, prefix);
   await startSeedOrder(t);
   return t;
 }
@@ -110,4 +119,24 @@ export async function waitClusterInService(on: Triplet, triplets: number, timeou
     await new Promise((r) => setTimeout(r, 500));
   }
   throw new Error(`the cluster is not in service:\n${last?.stdout}\n${last?.stderr}`);
+}
+
+/**
+ * The seed's scale-out of the new servers `t` into `on`'s cluster: the additional bootstraps, the
+ * Partner's approval of the new Partner, `ucl server create -f`, then Partner, Aux and the EP last;
+ * returns once `ucl server test` shows `triplets` triplets in service.
+ */
+export async function addTriplet(on: Triplet, t: Triplet, triplets: number): Promise<void> {
+  const boots = await Promise.all(ROLES.map((r) => bootAdditional(t, r)));
+  for (const [i, b] of boots.entries()) assert.equal(b.code, 0, `additional bootstrap of ${ROLES[i]}: ${b.stderr}`);
+  const approved = await ekm(on, 'partner', 'approve-join', certFingerprintOf(t, 'partner'));
+  assert.equal(approved.code, 0, approved.stderr);
+  const created = await serverCreate(on, t, '-f');
+  assert.equal(created.code, 0, created.stderr);
+  for (const role of ROLES) await waitStopped(t, role);
+  for (const role of ['partner', 'aux', 'ep'] as const) {
+    const r = await ekm(t, role, 'start');
+    assert.equal(r.code, 0, `ekm start (${role}): ${r.stderr}`);
+  }
+  await waitClusterInService(on, triplets);
 }

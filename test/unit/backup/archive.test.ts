@@ -35,14 +35,18 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const pub = (): string => join(keyDir, 'ep.pub.pem');
 const priv = (): string => join(keyDir, 'ep.key');
 
-function rejects(fn: () => unknown, code: string, re?: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
+const isEkmError =
+  (code: string, re?: RegExp) =>
+  (e: unknown): boolean => {
     assert.ok(e instanceof EkmError, `an EkmError, not ${String(e)}`);
     assert.equal(e.code, code, e.message);
     if (re) assert.match(e.message, re);
     assert.ok(!e.oneLine().includes('\n'));
     return true;
-  });
+  };
+
+function rejects(fn: () => unknown, code: string, re?: RegExp): void {
+  assert.throws(fn, isEkmError(code, re));
 }
 
 describe('tar', () => {
@@ -122,7 +126,7 @@ describe('backup, verify, restore (functions, made-up keys)', () => {
     const { paths } = await makeHome(join(dir, 'src'), 'ep', 20);
     archive = join(dir, 'ep.tar.gz');
     const lines: string[] = [];
-    const m = backup({ out: archive, to: pub() }, paths, (l) => lines.push(l));
+    const m = await backup({ out: archive, to: pub() }, paths, (l) => lines.push(l));
     assert.equal(m.keyCount, 20);
     assert.deepEqual(m.removed, { presignatures: 1, openSessions: 1 });
     assert.match(lines.join('\n'), /Backed up EP .* 20 keys/);
@@ -233,7 +237,10 @@ describe('backup, verify, restore (functions, made-up keys)', () => {
 
   it('the Aux is refused with an explanation', async () => {
     const { paths } = await makeHome(join(dir, 'aux-src'), 'aux', 0);
-    rejects(() => backup({ out: join(dir, 'aux.tar.gz'), to: pub() }, paths, quiet), 'EKM_BACKUP_AUX', /the Aux has no backup/);
+    await assert.rejects(
+      backup({ out: join(dir, 'aux.tar.gz'), to: pub() }, paths, quiet),
+      isEkmError('EKM_BACKUP_AUX', /the Aux has no backup/),
+    );
     assert.ok(!existsSync(join(dir, 'aux.tar.gz')));
   });
 
@@ -243,7 +250,7 @@ describe('backup, verify, restore (functions, made-up keys)', () => {
     db.prepare("UPDATE meta SET value = '99' WHERE name = 'schema_version'").run();
     db.close();
     const f = join(dir, 'newer.tar.gz');
-    backup({ out: f, to: pub() }, newer.paths, quiet);
+    await backup({ out: f, to: pub() }, newer.paths, quiet);
     rejects(() => verify({ in: f }, quiet), 'EKM_SCHEMA_TOO_NEW', /schema 99, newer than this release knows/);
     rejects(() => restore({ in: f, key: priv(), force: false }, homePaths(join(dir, 'r-newer')), quiet), 'EKM_SCHEMA_TOO_NEW');
 
@@ -261,7 +268,7 @@ describe('backup, verify, restore (functions, made-up keys)', () => {
       meta.run(k, v);
     odb.close();
     const g = join(dir, 'older.tar.gz');
-    const m = backup({ out: g, to: pub() }, older.paths, quiet);
+    const m = await backup({ out: g, to: pub() }, older.paths, quiet);
     assert.equal(m.schemaVersion, 1);
     const target = homePaths(join(dir, 'r-older'));
     restore({ in: g, key: priv(), force: false }, target, quiet);

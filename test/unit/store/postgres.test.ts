@@ -5,11 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import pg from 'pg';
 import { EkmError } from '../../../src/errors.js';
 import { Barrier } from '../../../src/store/barrier.js';
 import { LATEST_SCHEMA, MIGRATIONS } from '../../../src/store/migrations.js';
+import { checkDatabaseFree, copyPostgresToSqlite, loadSqliteIntoPostgres } from '../../../src/store/pg-copy.js';
 import { PostgresStore, parseDbUrl, postgresMigrationSql } from '../../../src/store/postgres.js';
 import type { Store } from '../../../src/store/store.js';
 import { freePorts } from '../../support/cluster.js';
@@ -291,5 +296,124 @@ describe('PostgreSQL store: connection', () => {
     for (const bad of ['', 'db.example/ekm', 'mysql://u@h/db', 'postgres://u@h', 'postgres://u@h/']) {
       assert.throws(() => parseDbUrl(bad), isCode('EKM_DB_URL_INVALID', /postgres:\/\/<user>/), bad);
     }
+  });
+});
+
+describe('PostgreSQL store: copied to a SQLite store file and back (backup and restore)', () => {
+  const conn = (db: string) => parseDbUrl(server.url(db));
+  let scratch: string;
+  before(() => {
+    scratch = mkdtempSync(join(tmpdir(), 'ekm-pg-copy-'));
+  });
+  after(() => rmSync(scratch, { recursive: true, force: true }));
+
+  /** A store with a row in every table, written through the store and, for shares and sessions, by hand. */
+  async function populated(): Promise<string> {
+    const db = await freshDb();
+    const s = await open(db);
+    try {
+      await s.setMeta('cluster_id', '0123456789abcdef');
+      const root = await s.createPartition({ name: 'root', fipsRequired: false });
+      const p2 = await s.createPartition({ name: 'p2', fipsRequired: true });
+      await s.createUser({ partitionId: root.id, name: 'so', role: 'so', passwordHash: 'hash' });
+      await s.createUser({ partitionId: p2.id, name: 'u', role: 'user', passwordHash: 'hash2' });
+      await s.upsertServer({
+        name: 'ep1',
+        role: 'ep',
+        tripletId: 'aaaaaaaaaaaaaaaa',
+        host: 'h',
+        port: 1,
+        api: null,
+        fingerprint: 'f',
+        addedAt: 'now',
+      });
+      await s.putIntegrityKey({ id: 'ik1', partitionId: root.id, publicKeyPem: 'pem', privateKeyDer: randomBytes(40) });
+      await s.appendAudit([auditEntry('a'), auditEntry('b', 'p2')], toyChain);
+      await s.createPublicKey({ keyId: 'pub1', alg: 'ec', publicKeyPem: 'PEM' });
+    } finally {
+      await s.close();
+    }
+    await sql(
+      db,
+      "INSERT INTO keys (key_id, alg, state, current_epoch, created_at, partition_id, name) VALUES ('k1', 'ecdsa-p256', 'active', 2, 't', 2, 'named')",
+    );
+    await sql(db, "INSERT INTO key_shares VALUES ('k1', 1, 'previous', 1, '{}', $1), ('k1', 2, 'current', 1, '{\"x\":1}', $2)", [
+      randomBytes(64),
+      randomBytes(3000),
+    ]);
+    await sql(
+      db,
+      "INSERT INTO presignatures (psid, key_id, epoch, sealed, created_at, triplet_id) VALUES ('ps', 'k1', 2, $1, 't', 'aaaaaaaaaaaaaaaa')",
+      [randomBytes(9)],
+    );
+    await sql(db, "INSERT INTO protocol_sessions VALUES ('s1', 'sign', 'done', '{\"c\":1}', 't', NULL)");
+    await sql(db, "INSERT INTO destroyed_keys VALUES ('gone', 1, 'rsa', NULL, NULL, 't', 't')");
+    await sql(db, "INSERT INTO key_purges VALUES ('gone', 'aux')");
+    return db;
+  }
+
+  it('PostgreSQL → SQLite → PostgreSQL gives the same tables and rows; ids and the audit chain continue', async () => {
+    const from = await populated();
+    const file = join(scratch, 'round.db');
+    const counts = await copyPostgresToSqlite(conn(from), file);
+    assert.equal(counts.key_shares, 2);
+    assert.equal(counts.audit, 2);
+    const lite = new Database(file, { readonly: true });
+    try {
+      const share = lite.prepare('SELECT share_sealed FROM key_shares WHERE epoch = 2').get() as { share_sealed: Buffer };
+      assert.ok(Buffer.isBuffer(share.share_sealed) && share.share_sealed.length === 3000, 'bytea arrives as a BLOB');
+      assert.equal(
+        (lite.prepare("SELECT value FROM meta WHERE name = 'schema_version'").get() as { value: string }).value,
+        String(LATEST_SCHEMA),
+      );
+    } finally {
+      lite.close();
+    }
+    const to = await freshDb();
+    await (await open(to)).close(); // an empty schema, as the bootstrap's first check leaves it
+    assert.deepEqual(await loadSqliteIntoPostgres(conn(to), file, 'ep', undefined), counts);
+    assert.equal(await snapshot(to), await snapshot(from));
+    const s = await open(to, { create: false });
+    try {
+      assert.equal((await s.createPartition({ name: 'p3', fipsRequired: false })).id, 3);
+      assert.equal((await s.appendAudit([auditEntry('c')], toyChain))[0]!.seq, 3);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('refuses to load into a database that holds a store, except the same unfinished restore', async () => {
+    const from = await populated();
+    await sql(from, "INSERT INTO meta VALUES ('restore_token', 'tok')");
+    const file = join(scratch, 'token.db');
+    await copyPostgresToSqlite(conn(from), file);
+    await assert.rejects(
+      loadSqliteIntoPostgres(conn(from), file, 'ep', 'other'),
+      isCode('EKM_STORE_IN_USE', /already holds the EP store of cluster 0123456789abcdef/),
+    );
+    const to = await freshDb();
+    await loadSqliteIntoPostgres(conn(to), file, 'ep', 'tok');
+    await sql(
+      to,
+      'INSERT INTO audit SELECT seq + 10, at, request_id, actor, partition, operation, key_id, result, status, client, detail, prev_hash, hash, sig, key_ref FROM audit WHERE seq = 1',
+    );
+    // A kill after the load: the rerun of the same restore loads again, over what the first left.
+    await loadSqliteIntoPostgres(conn(to), file, 'ep', 'tok');
+    assert.equal(await snapshot(to), await snapshot(from));
+    await assert.rejects(checkDatabaseFree(conn(to), 'ep', undefined), isCode('EKM_STORE_IN_USE'));
+  });
+
+  it('refuses to copy a database at another schema version, or one with no store', async () => {
+    await assert.rejects(
+      copyPostgresToSqlite(conn(await dbAt(LATEST_SCHEMA - 1)), join(scratch, 'old.db')),
+      isCode('EKM_SCHEMA_TOO_OLD', /older than this release's/),
+    );
+    const newer = await dbAt(LATEST_SCHEMA);
+    await sql(newer, "UPDATE meta SET value = $1 WHERE name = 'schema_version'", [String(LATEST_SCHEMA + 1)]);
+    await assert.rejects(copyPostgresToSqlite(conn(newer), join(scratch, 'new.db')), isCode('EKM_SCHEMA_TOO_NEW'));
+    await assert.rejects(
+      copyPostgresToSqlite(conn(await freshDb()), join(scratch, 'none.db')),
+      isCode('EKM_STORE_UNAVAILABLE', /holds no ekm store/),
+    );
   });
 });
