@@ -12,6 +12,7 @@ import { listenError } from '../net/peers.js';
 import { AuditLog } from '../service/audit.js';
 import { auditHooks, auditRoutes } from './audit.js';
 import { Authenticator } from './auth.js';
+import { limitFailedPasswords } from './login-limits.js';
 import type { ApiDeps } from './deps.js';
 import { keyRoutes } from './keys.js';
 import { Metrics } from './metrics.js';
@@ -23,6 +24,8 @@ import { systemRoutes } from './system.js';
 import { userRoutes } from './users.js';
 
 const MAX_PARAM_LENGTH = 800;
+/** How long a refusal that says Retry-After is held back at most (a tarpit for clients that ignore it). */
+const REFUSAL_DELAY_MS = 1000;
 
 /** The TLS version floor of the API listener. */
 const MIN_TLS_VERSION = 'TLSv1.2';
@@ -82,15 +85,20 @@ export async function buildApi(deps: ApiDeps): Promise<Api> {
   const doc = new ApiDoc();
   doc.collect(app);
 
-  app.setErrorHandler((err, _req, reply) => {
+  app.setErrorHandler(async (err, _req, reply) => {
     if (err instanceof EkmError) {
-      if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(Math.ceil(err.retryAfterSeconds)));
-      void reply.status(err.httpStatus).send(errorBody(err.code, err.message));
-      return;
+      const retryAfter = err.retryAfterSeconds;
+      if (retryAfter !== undefined) {
+        void reply.header('retry-after', String(Math.ceil(retryAfter)));
+        // A client told to wait hears so only after a while (at most REFUSAL_DELAY_MS): one that
+        // ignores Retry-After cannot make the EP refuse faster than its connections are answered.
+        await new Promise((r) => setTimeout(r, Math.min(REFUSAL_DELAY_MS, 1000 * retryAfter)));
+      }
+      return reply.status(err.httpStatus).send(errorBody(err.code, err.message));
     }
     const status = typeof (err as { statusCode?: number }).statusCode === 'number' ? (err as { statusCode: number }).statusCode : 500;
     if (status >= 500) deps.log.error({ err: (err as Error).message }, 'API request failed');
-    void reply.status(status).send(errorBody(status >= 500 ? 'EKM_INTERNAL' : 'EKM_BAD_REQUEST', status >= 500 ? 'internal error' : (err as Error).message));
+    return reply.status(status).send(errorBody(status >= 500 ? 'EKM_INTERNAL' : 'EKM_BAD_REQUEST', status >= 500 ? 'internal error' : (err as Error).message));
   });
   app.setNotFoundHandler((req, reply) => {
     void reply.status(404).send(errorBody('EKM_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
@@ -98,7 +106,8 @@ export async function buildApi(deps: ApiDeps): Promise<Api> {
 
   // Hooks every route shares are added here, on the root, before the route plugins load: each
   // plugin's scope inherits the hooks its parent had when it loaded.
-  const auth = new Authenticator(deps.store, deps.tokenTtlSeconds);
+  limitFailedPasswords(app, deps.loginLimits.failuresPerSecond);
+  const auth = new Authenticator(deps.store, deps.tokenTtlSeconds, deps.loginLimits.concurrentChecks);
   const audit = new AuditLog(deps.store);
   new Metrics().register(app);
   auditHooks(app, { auth, audit, log: deps.log });

@@ -28,12 +28,13 @@ export class Authenticator {
   private readonly seen = new WeakMap<FastifyRequest, { principal?: Principal; claimed?: string }>();
   readonly accounts: Accounts;
 
-  /** `ttlSeconds`: the bearer token lifetime (the EKM_TOKEN_TTL_SECONDS setting). */
+  /** `ttlSeconds`: the bearer token lifetime (EKM_TOKEN_TTL_SECONDS); `passwordChecks`: scrypt runs at once (EKM_PASSWORD_CHECKS). */
   constructor(
     store: Store,
     readonly ttlSeconds: number,
+    passwordChecks: number,
   ) {
-    this.accounts = new Accounts(store);
+    this.accounts = new Accounts(store, { passwordChecks });
   }
 
   /** Drops the bearer tokens of a user (or of a whole partition), e.g. after a reset or delete. */

@@ -28,6 +28,8 @@ export interface ApiDeps {
   readonly catalog: KeyCatalog;
   /** How long an API token lives (EKM_TOKEN_TTL_SECONDS). */
   readonly tokenTtlSeconds: number;
+  /** Failed password checks per second per client address (EKM_LOGIN_FAILURES), and checks at once (EKM_PASSWORD_CHECKS). */
+  readonly loginLimits: { readonly failuresPerSecond: number; readonly concurrentChecks: number };
   /** Absent where servers cannot be added (the routes of `ucl server create|delete` are then not mounted). */
   readonly scaleOut?: ApiScaleOut;
   /** This EP's triplet, probed live (health and `ucl server test`). */

@@ -127,6 +127,30 @@ export const EKM_TOKEN_TTL_SECONDS: IntegerSetting = {
   meaning: "How long a bearer token from `POST /api/v1/token` is accepted. Tokens live in the EP's memory: a restart ends them all.",
 };
 
+export const EKM_LOGIN_FAILURES: IntegerSetting = {
+  name: 'EKM_LOGIN_FAILURES',
+  type: 'integer',
+  min: 1,
+  max: 100_000,
+  default: 2,
+  unit: 'wrong passwords per second per client address',
+  readBy: ['EP'],
+  meaning:
+    'How many wrong passwords (or unknown users) one client address may send per second, with bursts of five times as many; while it is over, every request of that address carrying a password (HTTP Basic, `POST /api/v1/token`) gets 429 `EKM_RATE_LIMITED` with `Retry-After`, before any work. Right passwords and bearer tokens never count. Raise it for a NAT or proxy that many clients share.',
+};
+
+export const EKM_PASSWORD_CHECKS: IntegerSetting = {
+  name: 'EKM_PASSWORD_CHECKS',
+  type: 'integer',
+  min: 1,
+  max: 64,
+  default: 1,
+  unit: 'password checks at once',
+  readBy: ['EP'],
+  meaning:
+    'How many password checks (scrypt, about 0.1 s of one core each) the EP runs at once; eight times as many wait, more get 429 `EKM_TOO_MANY_LOGINS` at once. Bounds what logins, known users or not, can take from signing: the rest of the machine stays with the key operations.',
+};
+
 export const EKM_RECOVERY_BATCH: IntegerSetting = {
   name: 'EKM_RECOVERY_BATCH',
   type: 'integer',
@@ -187,6 +211,8 @@ export const SETTINGS: readonly Setting[] = [
   EKM_POOL_TARGET,
   EKM_AES_OBJECT_FORMAT,
   EKM_TOKEN_TTL_SECONDS,
+  EKM_LOGIN_FAILURES,
+  EKM_PASSWORD_CHECKS,
   EKM_RECOVERY_BATCH,
   EKM_RECOVERY_PARALLEL,
   UCL_CONF,
@@ -302,6 +328,8 @@ export interface Settings {
   readonly poolTarget: number;
   readonly aesObjectFormat: 1 | 2;
   readonly tokenTtlSeconds: number;
+  readonly loginFailures: number;
+  readonly passwordChecks: number;
   readonly recoveryBatch: number;
   readonly recoveryParallel: number;
   readonly uclConf: string | undefined;
@@ -321,6 +349,8 @@ export function readSettings(env: Env): Settings {
     poolTarget: readInteger(env, EKM_POOL_TARGET),
     aesObjectFormat: Number(readEnum(env, EKM_AES_OBJECT_FORMAT)) as 1 | 2,
     tokenTtlSeconds: readInteger(env, EKM_TOKEN_TTL_SECONDS),
+    loginFailures: readInteger(env, EKM_LOGIN_FAILURES),
+    passwordChecks: readInteger(env, EKM_PASSWORD_CHECKS),
     recoveryBatch: readInteger(env, EKM_RECOVERY_BATCH),
     recoveryParallel: readInteger(env, EKM_RECOVERY_PARALLEL),
     uclConf: readText(env, UCL_CONF),

@@ -252,6 +252,7 @@ export class EkmServer implements ServerContext {
       keys: this.keys,
       catalog,
       tokenTtlSeconds: this.settings.tokenTtlSeconds,
+      loginLimits: { failuresPerSecond: this.settings.loginFailures, concurrentChecks: this.settings.passwordChecks },
       ...(this.scaleOut ? { scaleOut: this.scaleOut } : {}),
       probe: () => this.probe(),
     };

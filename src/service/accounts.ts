@@ -14,6 +14,7 @@
  */
 import { hashPassword, verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
+import { BoundedConcurrency } from '../util/rate-limit.js';
 import { safeText } from '../util/text.js';
 import type { PartitionRow, Store, UserRole, UserRow } from '../store/store.js';
 import { ROOT_PARTITION_ID } from './audit.js';
@@ -84,8 +85,32 @@ const isRootReader = (a: Actor): boolean => a.partitionId === ROOT_PARTITION_ID 
 /** A hash to compare against when the user does not exist, so timing does not tell. */
 const DUMMY_HASH = 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
 
+/**
+ * The root SO is never locked (nobody could unlock it). After this many failures in a row each
+ * further check waits: 1 s, then twice as long after each failure, at most ROOT_SO_MAX_DELAY_S.
+ */
+const ROOT_SO_FREE_FAILURES = 5;
+const ROOT_SO_MAX_DELAY_S = 300;
+
+/** How long the root SO's next password check waits after `failures` failures in a row. */
+export function rootSoDelaySeconds(failures: number): number {
+  if (failures < ROOT_SO_FREE_FAILURES) return 0;
+  return Math.min(ROOT_SO_MAX_DELAY_S, 2 ** (failures - ROOT_SO_FREE_FAILURES));
+}
+
 export class Accounts {
-  constructor(private readonly store: Store) {}
+  /** Password checks (scrypt) running or waiting on this EP: logins cannot take the machine from signing. */
+  private readonly passwordChecks: BoundedConcurrency;
+  /** When the root SO may be checked again (this EP's clock; failures are counted in the store). */
+  private rootSoNotBefore = 0;
+
+  constructor(
+    private readonly store: Store,
+    opts: { passwordChecks?: number } = {},
+  ) {
+    const concurrent = opts.passwordChecks ?? 1;
+    this.passwordChecks = new BoundedConcurrency(concurrent, 8 * concurrent);
+  }
 
   /** The login check behind HTTP Basic and `POST /token`: constant-time, counting failures, locking. */
   async login(username: string, password: string): Promise<Actor> {
@@ -103,6 +128,25 @@ export class Accounts {
    * locked the user meanwhile. An unknown user costs the same scrypt as a known one.
    */
   private async checkPassword(partition: PartitionRow | undefined, user: string, password: string): Promise<UserRow> {
+    const rootSo = partition?.id === ROOT_PARTITION_ID && user === ROOT_SO;
+    const wait = rootSo ? (this.rootSoNotBefore - performance.now()) / 1000 : 0;
+    if (wait > 0) {
+      throw new EkmError('EKM_LOGIN_DELAYED', `so@root failed too many logins in a row: its next password check waits ${Math.ceil(wait)} s`, {
+        hint: 'the root SO is never locked; each further failure doubles the wait, up to 5 minutes',
+        retryAfterSeconds: wait,
+      });
+    }
+    const checked = await this.passwordChecks.run(() => this.checkPasswordNow(partition, user, password));
+    if (!checked) {
+      throw new EkmError('EKM_TOO_MANY_LOGINS', 'this EP is checking as many passwords as it may at once', {
+        hint: 'try again in a second; applications should log in once and send the bearer token',
+        retryAfterSeconds: 1,
+      });
+    }
+    return checked.value;
+  }
+
+  private async checkPasswordNow(partition: PartitionRow | undefined, user: string, password: string): Promise<UserRow> {
     const admission = partition ? await this.store.admitLoginAttempt(partition.id, user, this.failureLimit(partition, user)) : undefined;
     if (!partition || !admission || (!admission.admitted && admission.reason === 'unknown')) {
       await verifyPassword(password, DUMMY_HASH);
@@ -121,14 +165,16 @@ export class Accounts {
     if (!row) throw wrongLogin();
     if (!ok) {
       const r = await this.store.settleLoginFailure(partition.id, user, this.failureLimit(partition, user));
+      if (partition.id === ROOT_PARTITION_ID && user === ROOT_SO) this.rootSoNotBefore = performance.now() + 1000 * rootSoDelaySeconds(r.failedLogins);
       if (r.locked) throw lockedUser(`${who} is now locked after ${r.failedLogins} failed logins`);
       throw wrongLogin();
     }
     if (!(await this.store.settleLoginSuccess(partition.id, user))) throw lockedUser(`${who} was locked by failed logins checked at the same time`);
+    if (partition.id === ROOT_PARTITION_ID && user === ROOT_SO) this.rootSoNotBefore = 0;
     return row;
   }
 
-  /** The root SO is never locked (nobody could unlock it); its failures are still counted and audited. */
+  /** The root SO is never locked (its checks wait instead, rootSoDelaySeconds); its failures are counted and audited. */
   private failureLimit(partition: PartitionRow, user: string): number {
     return partition.id === ROOT_PARTITION_ID && user === ROOT_SO ? Number.MAX_SAFE_INTEGER : partition.maxFailedLogins;
   }

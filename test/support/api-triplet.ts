@@ -42,6 +42,8 @@ export interface Request {
   /** Send `as` with HTTP Basic on this request, as `ucl` does. */
   readonly basic?: boolean;
   readonly headers?: Record<string, string>;
+  /** The client address the EP sees (default 127.0.0.1). */
+  readonly remoteAddress?: string;
 }
 
 export interface ApiTriplet {
@@ -60,11 +62,13 @@ export const ROOT_SO: readonly [string, string] = ['so@root', ROOT_SO_PASSWORD];
 const basic = ([user, password]: readonly [string, string]): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 
 /** Bootstraps and starts the three servers of a new triplet, and builds the EP's API on them. */
-export async function startApiTriplet(): Promise<ApiTriplet> {
+export async function startApiTriplet(env: Readonly<Record<string, string>> = {}): Promise<ApiTriplet> {
   // One process for three servers: their protocol parties run on its event loop rather than in
   // six worker threads, and the EP keeps a small presignature pool (the sign path with and
-  // without a ready presignature are both taken).
-  const settings = readSettings({ EKM_PROTOCOL_WORKERS: '0', EKM_POOL_TARGET: '2', ...process.env });
+  // without a ready presignature are both taken). Every request comes from one address here, and
+  // tests send bursts of wrong passwords on purpose: the limits on failed password checks per
+  // address and on checks at once are lifted, but for the tests of those limits (`env`).
+  const settings = readSettings({ EKM_PROTOCOL_WORKERS: '0', EKM_POOL_TARGET: '2', EKM_LOGIN_FAILURES: '100000', EKM_PASSWORD_CHECKS: '64', ...process.env, ...env });
   const dir = mkdtempSync(join(tmpdir(), 'ekm-api-'));
   const [ep, partner, aux, apiPort] = await freePorts(4);
   const names = { ep: `127.0.0.1:${ep}`, partner: `127.0.0.1:${partner}`, aux: `127.0.0.1:${aux}` };
@@ -106,6 +110,7 @@ export async function startApiTriplet(): Promise<ApiTriplet> {
         url,
         headers: { ...(req.as ? { authorization: await authorization(req.as, req.basic) } : {}), ...req.headers },
         ...(req.body === undefined ? {} : { payload: req.body as InjectOptions['payload'] }),
+        ...(req.remoteAddress ? { remoteAddress: req.remoteAddress } : {}),
       });
       const json = String(r.headers['content-type'] ?? '').startsWith('application/json');
       const body = (json ? r.json() : r.body) as T;
