@@ -225,6 +225,59 @@ export const shareAad = (keyId: string, epoch: number, party: number, notAfter?:
 const presigAad = (psid: string): string => `presig|${psid}`;
 const integrityAad = (id: string): string => `integrity|${id}`;
 
+/**
+ * Records key `k` as destroyed, lists `purges` as the peers still to erase their shares, and
+ * erases its record here (its shares and presignatures cascade).
+ */
+function* destroyKeySteps(k: KeyDb, purges: readonly KeyPurge['role'][]): Steps<DestroyedKeyRow> {
+  const row: DestroyedKeyDb = {
+    key_id: k.key_id,
+    partition_id: k.partition_id,
+    alg: k.alg,
+    name: k.name,
+    description: k.description,
+    created_at: k.created_at,
+    destroyed_at: new Date().toISOString(),
+  };
+  yield* write(
+    'INSERT INTO destroyed_keys (key_id, partition_id, alg, name, description, created_at, destroyed_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    row.key_id,
+    row.partition_id,
+    row.alg,
+    row.name,
+    row.description,
+    row.created_at,
+    row.destroyed_at,
+  );
+  for (const role of purges) yield* write('INSERT INTO key_purges (key_id, role) VALUES (?, ?) ON CONFLICT DO NOTHING', k.key_id, role);
+  yield* write('DELETE FROM keys WHERE key_id = ?', k.key_id);
+  return destroyedFromDb(row);
+}
+
+/** The peers that hold shares of key `k`: none for an imported public key. */
+const sharePeers = (k: KeyDb): readonly KeyPurge['role'][] => (k.public_key !== null ? [] : ['partner', 'aux']);
+
+/**
+ * Deletes partition `id` and everything of it but its audit rows, in one transaction. A key still
+ * there (made by a request that raced the catalogue's destroying the partition's keys) is
+ * destroyed here too, its peers listed to purge, so no key record outlives its partition and no
+ * share is left unlisted; without `withKeys` such a key refuses the delete. The destroyed keys
+ * keep their ids (peers of other triplets are still told to erase their shares), not what named
+ * or described them.
+ */
+function* deletePartitionSteps(id: number, withKeys: boolean): Steps<void> {
+  const live = yield* all<KeyDb>('SELECT * FROM keys WHERE partition_id = ? ORDER BY key_id', id);
+  if (live.length > 0 && !withKeys) {
+    throw new EkmError('EKM_PARTITION_NOT_EMPTY', `the partition holds ${live.length} key${live.length === 1 ? '' : 's'}`, {
+      hint: 'delete them first, or force (ucl partition delete --force)',
+    });
+  }
+  for (const k of live) yield* destroyKeySteps(k, sharePeers(k));
+  yield* write('UPDATE destroyed_keys SET name = NULL, description = NULL WHERE partition_id = ?', id);
+  yield* write('DELETE FROM users WHERE partition_id = ?', id);
+  yield* lastWrite('DELETE FROM partitions WHERE id = ?', id);
+}
+
 export class SqlStore implements Store {
   readonly kind: Store['kind'];
 
@@ -285,15 +338,7 @@ export class SqlStore implements Store {
   }
 
   async deletePartition(id: number, opts: { withKeys: boolean }): Promise<void> {
-    await this.d.transaction(
-      (function* () {
-        if (opts.withKeys) yield* write('DELETE FROM keys WHERE partition_id = ?', id);
-        // The ids stay (a peer of another triplet may still hold shares to erase); what named and described the keys goes.
-        yield* write('UPDATE destroyed_keys SET name = NULL, description = NULL WHERE partition_id = ?', id);
-        yield* write('DELETE FROM users WHERE partition_id = ?', id);
-        yield* write('DELETE FROM partitions WHERE id = ?', id);
-      })(),
-    );
+    await this.d.transaction(deletePartitionSteps(id, opts.withKeys));
   }
 
   async createUser(u: Omit<UserRow, 'failedLogins' | 'locked' | 'createdAt'>): Promise<void> {
@@ -713,29 +758,7 @@ export class SqlStore implements Store {
     return this.d.transaction(
       (function* (): Steps<DestroyedKeyRow | undefined> {
         const k = yield* one<KeyDb>('SELECT * FROM keys WHERE key_id = ?', keyId);
-        if (!k) return undefined;
-        const row: DestroyedKeyDb = {
-          key_id: k.key_id,
-          partition_id: k.partition_id,
-          alg: k.alg,
-          name: k.name,
-          description: k.description,
-          created_at: k.created_at,
-          destroyed_at: new Date().toISOString(),
-        };
-        yield* write(
-          'INSERT INTO destroyed_keys (key_id, partition_id, alg, name, description, created_at, destroyed_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-          row.key_id,
-          row.partition_id,
-          row.alg,
-          row.name,
-          row.description,
-          row.created_at,
-          row.destroyed_at,
-        );
-        for (const role of purges) yield* write('INSERT INTO key_purges (key_id, role) VALUES (?, ?) ON CONFLICT DO NOTHING', keyId, role);
-        yield* write('DELETE FROM keys WHERE key_id = ?', keyId); // shares and presignatures cascade
-        return destroyedFromDb(row);
+        return k ? yield* destroyKeySteps(k, purges) : undefined;
       })(),
     );
   }

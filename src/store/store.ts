@@ -125,9 +125,11 @@ export interface AccountStore {
   getPartitionById(id: number): Promise<PartitionRow | undefined>;
   setPartitionMaxFailedLogins(id: number, n: number): Promise<void>;
   /**
-   * Removes the partition and its users; with `withKeys`, also its key records (EP side). The
-   * names and descriptions of its destroyed keys go too: only their ids stay, so that peers are
-   * still told to erase shares. Its id is never given to another partition.
+   * Removes the partition, its users and settings in one transaction; everything of it goes but
+   * its audit rows. A key still in it is refused (EKM_PARTITION_NOT_EMPTY), or with `withKeys`
+   * destroyed as destroyKey does, its peers listed to purge. The names and descriptions of its
+   * destroyed keys go too: only their ids stay, so that peers are still told to erase shares.
+   * Its id is never given to another partition.
    */
   deletePartition(id: number, opts: { withKeys: boolean }): Promise<void>;
   listUsers(partitionId: number): Promise<UserRow[]>;

@@ -93,12 +93,13 @@ export function storeContract(label: string, factory: StoreFactory): void {
       await s.applyKeyWrites([{ op: 'rsa-key-create', keyId: 'k1', alg: 'rsa-2048', share: rsaShare('k1') }]);
       await s.setKeyAttributes('k1', { partitionId: p2.id });
       await s.createUser({ partitionId: p2.id, name: 'u', role: 'user', passwordHash: 'h' });
+      await assert.rejects(s.deletePartition(p2.id, { withKeys: false }), (e: unknown) => e instanceof EkmError && e.code === 'EKM_PARTITION_NOT_EMPTY');
+      assert.equal((await s.getPartition('p2'))?.id, p2.id, 'a partition that holds keys stays without withKeys');
+      const p3 = await s.createPartition({ name: 'p3', fipsRequired: false });
+      await s.setKeyAttributes('k1', { partitionId: p3.id });
       await s.deletePartition(p2.id, { withKeys: false });
       assert.equal(await s.getPartition('p2'), undefined);
       assert.deepEqual(await s.listUsers(p2.id), []);
-      assert.equal(await s.getKeyPartition('k1'), p2.id, 'the keys stay without withKeys');
-      const p3 = await s.createPartition({ name: 'p3', fipsRequired: false });
-      await s.setKeyAttributes('k1', { partitionId: p3.id });
       await s.deletePartition(p3.id, { withKeys: true });
       assert.equal(await s.getKey('k1'), undefined);
     });
@@ -138,6 +139,24 @@ export function storeContract(label: string, factory: StoreFactory): void {
       assert.equal(await s.getUser(p2.id, 'u'), undefined);
       const next = await s.createPartition({ name: 'p2', fipsRequired: false });
       assert.deepEqual(await s.listDestroyedKeys(next.id, { limit: 10 }), [], 'the new partition sees no destroyed key of the old one');
+    });
+
+    withStore('deleting a partition with its keys destroys a key still in it (one made while it was being deleted): its peers are listed to purge', async (s) => {
+      const p2 = await s.createPartition({ name: 'p2', fipsRequired: false });
+      await s.applyKeyWrites([{ op: 'rsa-key-create', keyId: 'late', alg: 'rsa-2048', share: rsaShare('late') }]);
+      await s.setKeyAttributes('late', { partitionId: p2.id, name: 'late-key', description: 'made during the delete' });
+      await s.createPublicKey({ keyId: 'pub', alg: 'ecdsa-p256', publicKeyPem: 'PEM' });
+      await s.setKeyAttributes('pub', { partitionId: p2.id });
+      await s.deletePartition(p2.id, { withKeys: true });
+      assert.equal(await s.getKey('late'), undefined);
+      assert.deepEqual(await s.getRsaShares('late'), []);
+      const gone = await s.getDestroyedKey('late');
+      assert.deepEqual([gone?.partitionId, gone?.name, gone?.description], [p2.id, null, null]);
+      assert.deepEqual((await s.destroyedAmong(['late', 'pub'])).sort(), ['late', 'pub']);
+      assert.deepEqual(await s.listKeyPurges(), [
+        { keyId: 'late', role: 'aux' },
+        { keyId: 'late', role: 'partner' },
+      ], 'an imported public key has no shares to purge');
     });
 
     withStore('users: created, listed by name, failed logins counted and locked, password reset, deleted', async (s) => {
