@@ -23,7 +23,8 @@ const NEW_P2_AUDITOR: Who = ['aud@p2', 'New-p2-aud-pass-1'];
 
 describe('identifiers are never reused', () => {
   let t: ApiTriplet;
-  const as = <T = Record<string, unknown>>(who: Who, method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown) => t.call<T>({ method, path, body, as: who });
+  const as = <T = Record<string, unknown>>(who: Who, method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown) =>
+    t.call<T>({ method, path, body, as: who });
   const createPartition = async (name: string, so: Who): Promise<Partition> => {
     const r = await t.root<Partition>('POST', '/partitions', { name, soPassword: so[1] });
     assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -49,13 +50,23 @@ describe('identifiers are never reused', () => {
     await createPartition('p1', P1_SO);
     const oldP2 = await createPartition('p2', OLD_P2_SO);
     assert.equal((await as(P1_SO, 'POST', '/keys', { alg: 'ecdsa-p256', name: 'p1-key' })).status, 201);
-    const secret = await as<Key>(OLD_P2_SO, 'POST', '/keys', { alg: 'ecdsa-p256', name: 'merger-acme', description: 'signs the Acme merger' });
+    const secret = await as<Key>(OLD_P2_SO, 'POST', '/keys', {
+      alg: 'ecdsa-p256',
+      name: 'merger-acme',
+      description: 'signs the Acme merger',
+    });
     assert.equal(secret.status, 201);
     assert.equal((await as(OLD_P2_SO, 'POST', '/keys', { alg: 'ecdsa-p256', name: 'kept' })).status, 201);
     assert.equal((await as(OLD_P2_SO, 'DELETE', '/keys/merger-acme')).status, 200);
-    assert.equal((await as(OLD_P2_SO, 'POST', '/partitions/p2/users', { name: 'aud', password: OLD_P2_AUDITOR[1], role: 'auditor' })).status, 201);
+    assert.equal(
+      (await as(OLD_P2_SO, 'POST', '/partitions/p2/users', { name: 'aud', password: OLD_P2_AUDITOR[1], role: 'auditor' })).status,
+      201,
+    );
     const oldRows = await auditOf(OLD_P2_AUDITOR, (r) => r.operation === 'key.destroy');
-    assert.ok(oldRows.some((r) => r.operation === 'key.destroy'), 'the old partition audited its destroy');
+    assert.ok(
+      oldRows.some((r) => r.operation === 'key.destroy'),
+      'the old partition audited its destroy',
+    );
     const oldSeqs = new Set(oldRows.map((r) => r.seq));
 
     const deleted = await t.root<{ keysDeleted: number }>('DELETE', '/partitions/p2?force=true');
@@ -77,17 +88,27 @@ describe('identifiers are never reused', () => {
     const listed = await as<{ keys: unknown[]; total: number }>(NEW_P2_SO, 'GET', '/partitions/p2/keys');
     assert.deepEqual([listed.body.keys, listed.body.total], [[], 0]);
     const users = await as<{ users: { name: string }[] }>(NEW_P2_SO, 'GET', '/partitions/p2/users');
-    assert.deepEqual(users.body.users.map((u) => u.name), ['so'], 'the old partition’s users are gone');
+    assert.deepEqual(
+      users.body.users.map((u) => u.name),
+      ['so'],
+      'the old partition’s users are gone',
+    );
     assertError(await t.call({ method: 'GET', path: '/me', as: OLD_P2_AUDITOR, basic: true }), 401, 'EKM_UNAUTHORIZED');
 
     // The new p2's audit rows: bound to its id, none of the old p2's.
-    assert.equal((await as(NEW_P2_SO, 'POST', '/partitions/p2/users', { name: 'aud', password: NEW_P2_AUDITOR[1], role: 'auditor' })).status, 201);
+    assert.equal(
+      (await as(NEW_P2_SO, 'POST', '/partitions/p2/users', { name: 'aud', password: NEW_P2_AUDITOR[1], role: 'auditor' })).status,
+      201,
+    );
     assert.equal((await t.call({ method: 'POST', path: '/token', body: { username: 'so@p2', password: 'Wrong-pass-1' } })).status, 401);
     const newRows = await auditOf(NEW_P2_AUDITOR, (r) => r.operation === 'auth.token');
     const leaked = newRows.filter((r) => oldSeqs.has(r.seq));
     assert.deepEqual(leaked, [], 'the re-created p2 reads none of the deleted p2’s audit rows');
     assert.ok(newRows.some((r) => r.operation === 'user.create'));
-    assert.ok(newRows.some((r) => r.operation === 'auth.token' && r.actor === 'so@p2'), 'a failed login claiming the partition is filed under it');
+    assert.ok(
+      newRows.some((r) => r.operation === 'auth.token' && r.actor === 'so@p2'),
+      'a failed login claiming the partition is filed under it',
+    );
     const newId = newRows[0]!.partitionId;
     assert.equal(typeof newId, 'number');
     assert.ok(newRows.every((r) => r.partitionId === newId && r.partition === 'p2'));
@@ -104,7 +125,10 @@ describe('identifiers are never reused', () => {
   });
 
   it('a failed login claiming a partition that does not exist is filed under no id', async () => {
-    assert.equal((await t.call({ method: 'POST', path: '/token', body: { username: 'nobody@nowhere', password: 'Wrong-pass-1' } })).status, 401);
+    assert.equal(
+      (await t.call({ method: 'POST', path: '/token', body: { username: 'nobody@nowhere', password: 'Wrong-pass-1' } })).status,
+      401,
+    );
     const claimed = (r: AuditRow): boolean => r.operation === 'auth.token' && r.actor === 'nobody@nowhere';
     const row = (await rootAudit(claimed)).find(claimed);
     assert.deepEqual([row?.partition, row?.partitionId], ['nowhere', null]);
