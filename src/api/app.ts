@@ -110,13 +110,13 @@ export async function buildApi(deps: ApiDeps): Promise<Api> {
   const auth = new Authenticator(deps.store, deps.tokenTtlSeconds, deps.loginLimits.concurrentChecks);
   const audit = new AuditLog(deps.store);
   new Metrics().register(app);
-  auditHooks(app, { auth, audit, log: deps.log });
+  auditHooks(app, { auth, audit, store: deps.store, log: deps.log });
 
   await app.register(systemRoutes, { deps, auth, doc });
   await app.register(keyRoutes, { deps, auth, doc });
   await app.register(partitionRoutes, { deps, auth, doc });
   await app.register(userRoutes, { auth, doc });
-  await app.register(auditRoutes, { audit, auth, doc });
+  await app.register(auditRoutes, { audit, store: deps.store, auth, doc });
   const scaleOut = deps.scaleOut;
   if (scaleOut) await app.register(serverRoutes, { scaleOut, auth, doc });
   await app.ready();

@@ -8,9 +8,11 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastif
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { EkmError } from '../errors.js';
+import { NAME_RE } from '../service/accounts.js';
 import { AUDIT_ACKNOWLEDGE, type AuditLog, ROOT_PARTITION_ID, acknowledgementDetail } from '../service/audit.js';
 import { KEY_UID_RE } from '../store/key-records.js';
-import { type Authenticator, claimedActor } from './auth.js';
+import type { Store } from '../store/store.js';
+import { type Authenticator, type Principal, claimedActor } from './auth.js';
 import { auditedKeyId } from './keys.js';
 import type { ApiDoc } from './openapi.js';
 import { route } from './routing.js';
@@ -87,6 +89,7 @@ const Row = z.object({
   requestId: z.string().nullable(),
   actor: z.string().nullable(),
   partition: z.string().nullable(),
+  partitionId: z.number().nullable().describe('the partition’s id (stable: a name may be given again later); null in rows written before ids were recorded, and when no such partition exists'),
   operation: z.string(),
   keyId: z.string().nullable(),
   result: z.enum(['ok', 'denied', 'error']),
@@ -101,18 +104,19 @@ const Row = z.object({
 
 export interface AuditRoutesOptions {
   readonly audit: AuditLog;
+  readonly store: Pick<Store, 'getPartitionById'>;
   readonly auth: Authenticator;
   readonly doc: ApiDoc;
 }
 
-export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, { audit, auth, doc }) => {
+export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, { audit, store, auth, doc }) => {
   route(
     app,
     doc,
     {
       method: 'GET',
       url: '/api/v1/audit',
-      summary: 'Audit rows in order (root SO and auditors: all; a partition’s SO and auditors: that partition’s)',
+      summary: 'Audit rows in order (root SO and auditors: all; a partition’s SO and auditors: that partition’s, by its id — never an earlier partition’s of the same name)',
       tag: 'audit',
       access: 'so, auditor',
       query: ListQuery,
@@ -126,7 +130,9 @@ export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, {
     async (req) => {
       const a = await auth.authenticate(req);
       const q = req.query;
-      const rows = await audit.list({ after: q.after, limit: q.limit + 1, partition: a.partitionId === ROOT_PARTITION_ID ? undefined : a.partition });
+      const own = a.partitionId === ROOT_PARTITION_ID ? undefined : await store.getPartitionById(a.partitionId);
+      if (a.partitionId !== ROOT_PARTITION_ID && !own) throw new EkmError('EKM_UNAUTHORIZED', 'the partition of this credential no longer exists');
+      const rows = await audit.list({ after: q.after, limit: q.limit + 1, partition: own });
       const page = rows.slice(0, q.limit);
       return { rows: page, next: rows.length > q.limit ? page[page.length - 1]!.seq : null };
     },
@@ -182,13 +188,46 @@ export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, {
 
 const auditedDetails = new WeakMap<FastifyRequest, string>();
 
+const auditedPartitionIds = new WeakMap<FastifyRequest, number>();
+
+/**
+ * Files the request's audit row under partition `id`: for a route whose partition is gone by the
+ * time the row is written (a deleted partition), so that the row still names the id it acted on.
+ */
+export function auditUnderPartition(req: FastifyRequest, id: number): void {
+  auditedPartitionIds.set(req, id);
+}
+
+/**
+ * The id of the partition named `name` in a row: the one the route acted on, the caller's own,
+ * or (a partition named in a path or claimed by a failed login) the one of that name now; null
+ * when there is none. The id, not the name, decides whose audit rows these are.
+ */
+async function auditedPartitionId(
+  store: Pick<Store, 'getPartition'>,
+  req: FastifyRequest,
+  name: string | null,
+  principal: Principal | undefined,
+): Promise<number | null> {
+  if (name === null) return null;
+  const acted = auditedPartitionIds.get(req);
+  if (acted !== undefined) return acted;
+  if (principal?.partition === name) return principal.partitionId;
+  // Claimed text that is no partition name needs no lookup.
+  if (!NAME_RE.test(name)) return null;
+  return (await store.getPartition(name))?.id ?? null;
+}
+
 
 /**
  * Records every answered request in the audit log (and the structured log). Added on the root
  * instance before the route plugins load, so that every route's scope has it; the rows still
  * waiting for their group commit are written when the app closes, before the store does.
  */
-export function auditHooks(app: FastifyInstance, { auth, audit, log }: { auth: Authenticator; audit: AuditLog; log: Logger }): void {
+export function auditHooks(
+  app: FastifyInstance,
+  { auth, audit, store, log }: { auth: Authenticator; audit: AuditLog; store: Pick<Store, 'getPartition'>; log: Logger },
+): void {
   app.addHook('onClose', async () => audit.drain());
   app.addHook('onError', async (req, _reply, err) => {
     errorCodes.set(req, err instanceof EkmError ? err.code : 'EKM_BAD_REQUEST');
@@ -210,13 +249,15 @@ export function auditHooks(app: FastifyInstance, { auth, audit, log }: { auth: A
       }
       const params = req.params as { keyId?: unknown; partition?: unknown } | undefined;
       // Partition-scoped routes are filed under the partition acted on (its auditors see the root SO's acts in it).
-      if (typeof params?.partition === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(params.partition) && who?.principal) partition = params.partition;
+      if (typeof params?.partition === 'string' && NAME_RE.test(params.partition) && who?.principal) partition = params.partition;
+      const partitionId = await auditedPartitionId(store, req, partition, who?.principal);
       const keyId = auditedKeyId(req) ?? (typeof params?.keyId === 'string' && KEY_UID_RE.test(params.keyId) ? params.keyId : null);
       const status = reply.statusCode;
       const entry = {
         requestId: String(req.id).slice(0, 64),
         actor,
         partition,
+        partitionId,
         operation: operationOf(req.method, url),
         keyId,
         result: status < 400 ? ('ok' as const) : status === 401 || status === 403 ? ('denied' as const) : ('error' as const),

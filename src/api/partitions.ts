@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { EkmError } from '../errors.js';
 import { DEFAULT_MAX_FAILED_LOGINS, MAX_PASSWORD, NAME_RE } from '../service/accounts.js';
 import { KEY_UID_RE } from '../store/key-records.js';
+import { auditUnderPartition } from './audit.js';
 import type { Authenticator } from './auth.js';
 import type { ApiDeps } from './deps.js';
 import type { ApiDoc } from './openapi.js';
@@ -98,6 +99,7 @@ export const partitionRoutes: FastifyPluginAsync<PartitionRoutesOptions> = async
       const { partition } = req.params;
       const { force } = req.query;
       const before = await store.getPartition(partition);
+      if (before) auditUnderPartition(req, before.id);
       const r = await accounts.deletePartition(actor, partition, force === 'true', (id) => catalog.destroyPartitionKeys(id));
       if (before) auth.revoke(before.id);
       return { deleted: partition, keysDeleted: r.keysDeleted };

@@ -11,11 +11,11 @@
  * its backups, where old rows must still verify), and there is no second secret file to
  * protect, back up and restore. Public keys stay readable, so `verify` names the key per row.
  *
- * What goes in: who (`user@partition`), partition, operation, key id, result, HTTP status, client
+ * What goes in: who (`user@partition`), partition (its name, and its id when it exists), operation, key id, result, HTTP status, client
  * address, request id, and at most an error code as detail. Never a body, a password or a token.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import type { AuditEntry, AuditRecord, Store } from '../store/store.js';
+import type { AuditEntry, AuditPartition, AuditRecord, Store } from '../store/store.js';
 import { safeText } from '../util/text.js';
 import { EkmError } from '../errors.js';
 
@@ -44,9 +44,16 @@ function storableEntry(e: AuditEntry): AuditEntry {
   };
 }
 
-/** The canonical encoding of a row: a JSON array in a fixed field order (no key-order ambiguity). */
+/**
+ * The canonical encoding of a row: a JSON array in a fixed field order (no key-order ambiguity).
+ * The partition id (schema 8) is appended only when the row has one: rows written before it
+ * existed have none and hash exactly as they were hashed then, so they still verify; a row with
+ * an id has a longer array, so no row with an id hashes like one without.
+ */
 export function canonicalAudit(r: AuditEntry & { seq: number }): string {
-  return JSON.stringify([r.seq, r.at, r.requestId, r.actor, r.partition, r.operation, r.keyId, r.result, r.status, r.client, r.detail]);
+  const fields: unknown[] = [r.seq, r.at, r.requestId, r.actor, r.partition, r.operation, r.keyId, r.result, r.status, r.client, r.detail];
+  if (r.partitionId !== undefined && r.partitionId !== null) fields.push(r.partitionId);
+  return JSON.stringify(fields);
 }
 
 export function auditHash(prevHash: string, r: AuditEntry & { seq: number }): string {
@@ -225,7 +232,7 @@ export class AuditLog {
     }
   }
 
-  list(opts: { after?: number; limit: number; partition?: string }): Promise<AuditRecord[]> {
+  list(opts: { after?: number; limit: number; partition?: AuditPartition }): Promise<AuditRecord[]> {
     return this.store.listAudit(opts);
   }
 

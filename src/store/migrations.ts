@@ -189,6 +189,27 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE presignatures ADD COLUMN triplet_id TEXT;
     `,
   },
+  {
+    version: 8,
+    name: 'identifiers never reused: partition id high-water mark, audit rows bound to a partition id',
+    // A partition id is never given twice (a deleted partition's id stays retired): meta holds the
+    // highest id ever given, started here from the highest found anywhere a partition id is kept,
+    // and createPartition numbers past it. Audit rows name the partition's id from now on (NULL in
+    // rows written before, which are filed by name only); the column is not in the canonical form
+    // of a row whose id is NULL, so every row written before still verifies.
+    sqlite: `
+      ALTER TABLE audit ADD COLUMN partition_id INTEGER;
+      CREATE INDEX audit_partition_id ON audit (partition_id, seq);
+      INSERT INTO meta (name, value)
+        SELECT 'partition_id_high', '' || COALESCE(MAX(id), 0) FROM (
+          SELECT id FROM partitions
+          UNION ALL SELECT partition_id FROM users
+          UNION ALL SELECT partition_id FROM keys
+          UNION ALL SELECT partition_id FROM destroyed_keys
+          UNION ALL SELECT partition_id FROM integrity_keys
+        ) AS ids;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -26,6 +26,7 @@ import {
   keyNameTaken,
   type AuditChain,
   type AuditEntry,
+  type AuditPartition,
   type AuditRecord,
   type DestroyedKeyRow,
   type IntegrityKeyRow,
@@ -166,8 +167,8 @@ export const AUDIT_GENESIS = '0'.repeat(64);
 
 /** Audit columns in insert order; seq and status are integers (cast: PostgreSQL types a VALUES list's parameters as text). */
 const AUDIT_INSERT_COLUMNS =
-  'seq, at, request_id, actor, partition, operation, key_id, result, status, client, detail, prev_hash, hash, sig, key_ref';
-const AUDIT_ROW_VALUES = '(CAST(? AS INTEGER), ?, ?, ?, ?, ?, ?, ?, CAST(? AS INTEGER), ?, ?, ?, ?, ?, ?)';
+  'seq, at, request_id, actor, partition, partition_id, operation, key_id, result, status, client, detail, prev_hash, hash, sig, key_ref';
+const AUDIT_ROW_VALUES = '(CAST(? AS INTEGER), ?, ?, ?, ?, CAST(? AS INTEGER), ?, ?, ?, CAST(? AS INTEGER), ?, ?, ?, ?, ?, ?)';
 
 /**
  * Appends `entries` as the rows after `prev`, in one statement that inserts only if `prev` is
@@ -180,7 +181,7 @@ function* appendAuditAfter(prev: { seq: number; hash: string }, entries: readonl
   let link = prev;
   for (const entry of entries) {
     const c = chain(link, entry);
-    const rec: AuditRecord = { ...entry, seq: link.seq + 1, prevHash: link.hash, hash: c.hash, sig: c.sig, keyRef: c.keyRef };
+    const rec: AuditRecord = { ...entry, partitionId: entry.partitionId ?? null, seq: link.seq + 1, prevHash: link.hash, hash: c.hash, sig: c.sig, keyRef: c.keyRef };
     recs.push(rec);
     link = rec;
   }
@@ -188,13 +189,32 @@ function* appendAuditAfter(prev: { seq: number; hash: string }, entries: readonl
   const inserted = yield* lastWrite(
     `INSERT INTO audit (${AUDIT_INSERT_COLUMNS})
      SELECT * FROM (VALUES ${recs.map(() => AUDIT_ROW_VALUES).join(', ')}) AS v WHERE ${linked}`,
-    ...recs.flatMap((r) => [r.seq, r.at, r.requestId, r.actor, r.partition, r.operation, r.keyId, r.result, r.status, r.client, r.detail, r.prevHash, r.hash, r.sig, r.keyRef]),
+    ...recs.flatMap((r) => [r.seq, r.at, r.requestId, r.actor, r.partition, r.partitionId, r.operation, r.keyId, r.result, r.status, r.client, r.detail, r.prevHash, r.hash, r.sig, r.keyRef]),
     ...(prev.seq === 0 ? [] : [prev.seq, prev.hash]),
   );
   return inserted === recs.length ? recs : undefined;
 }
 
 const META_UPSERT = 'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value';
+/** The meta row holding the highest partition id ever given (schema 8). */
+const PARTITION_ID_HIGH = 'partition_id_high';
+
+/**
+ * Numbers a new partition past every id ever given, the high-water mark advanced in the same
+ * transaction: a deleted partition's id is never given again, so nothing left under it (audit
+ * rows, a destroyed key's id, a token or a cache naming it) can ever name a later partition.
+ * Both backends serialise write transactions (SQLite's write lock, PostgreSQL's advisory lock),
+ * so EPs sharing a store that create partitions at once read and advance the mark in turn.
+ */
+function* createPartitionSteps(p: { name: string; fipsRequired: boolean }, createdAt: string): Steps<number> {
+  const high = Number((yield* one<{ value: string }>('SELECT value FROM meta WHERE name = ?', PARTITION_ID_HIGH))?.value ?? 0);
+  // A store whose mark is missing or behind (written by hand, restored from an older copy) still never reuses a live id.
+  const top = Number((yield* one<{ n: number }>('SELECT CAST(COALESCE(MAX(id), 0) AS INTEGER) AS n FROM partitions'))!.n);
+  const id = Math.max(high, top) + 1;
+  yield* write('INSERT INTO partitions (id, name, fips_required, created_at) VALUES (?, ?, ?, ?)', id, p.name, p.fipsRequired ? 1 : 0, createdAt);
+  yield* lastWrite(META_UPSERT, PARTITION_ID_HIGH, String(id));
+  return id;
+}
 /**
  * The AAD of a sealed share names its row and, when the key has one, its policy's notAfter: the
  * policy sits in the clear public data, and editing it in the database must make the share fail
@@ -204,6 +224,59 @@ export const shareAad = (keyId: string, epoch: number, party: number, notAfter?:
   `share|${keyId}|${epoch}|${party}${notAfter !== undefined ? `|notAfter=${notAfter}` : ''}`;
 const presigAad = (psid: string): string => `presig|${psid}`;
 const integrityAad = (id: string): string => `integrity|${id}`;
+
+/**
+ * Records key `k` as destroyed, lists `purges` as the peers still to erase their shares, and
+ * erases its record here (its shares and presignatures cascade).
+ */
+function* destroyKeySteps(k: KeyDb, purges: readonly KeyPurge['role'][]): Steps<DestroyedKeyRow> {
+  const row: DestroyedKeyDb = {
+    key_id: k.key_id,
+    partition_id: k.partition_id,
+    alg: k.alg,
+    name: k.name,
+    description: k.description,
+    created_at: k.created_at,
+    destroyed_at: new Date().toISOString(),
+  };
+  yield* write(
+    'INSERT INTO destroyed_keys (key_id, partition_id, alg, name, description, created_at, destroyed_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    row.key_id,
+    row.partition_id,
+    row.alg,
+    row.name,
+    row.description,
+    row.created_at,
+    row.destroyed_at,
+  );
+  for (const role of purges) yield* write('INSERT INTO key_purges (key_id, role) VALUES (?, ?) ON CONFLICT DO NOTHING', k.key_id, role);
+  yield* write('DELETE FROM keys WHERE key_id = ?', k.key_id);
+  return destroyedFromDb(row);
+}
+
+/** The peers that hold shares of key `k`: none for an imported public key. */
+const sharePeers = (k: KeyDb): readonly KeyPurge['role'][] => (k.public_key !== null ? [] : ['partner', 'aux']);
+
+/**
+ * Deletes partition `id` and everything of it but its audit rows, in one transaction. A key still
+ * there (made by a request that raced the catalogue's destroying the partition's keys) is
+ * destroyed here too, its peers listed to purge, so no key record outlives its partition and no
+ * share is left unlisted; without `withKeys` such a key refuses the delete. The destroyed keys
+ * keep their ids (peers of other triplets are still told to erase their shares), not what named
+ * or described them.
+ */
+function* deletePartitionSteps(id: number, withKeys: boolean): Steps<void> {
+  const live = yield* all<KeyDb>('SELECT * FROM keys WHERE partition_id = ? ORDER BY key_id', id);
+  if (live.length > 0 && !withKeys) {
+    throw new EkmError('EKM_PARTITION_NOT_EMPTY', `the partition holds ${live.length} key${live.length === 1 ? '' : 's'}`, {
+      hint: 'delete them first, or force (ucl partition delete --force)',
+    });
+  }
+  for (const k of live) yield* destroyKeySteps(k, sharePeers(k));
+  yield* write('UPDATE destroyed_keys SET name = NULL, description = NULL WHERE partition_id = ?', id);
+  yield* write('DELETE FROM users WHERE partition_id = ?', id);
+  yield* lastWrite('DELETE FROM partitions WHERE id = ?', id);
+}
 
 export class SqlStore implements Store {
   readonly kind: Store['kind'];
@@ -242,13 +315,8 @@ export class SqlStore implements Store {
 
   async createPartition(p: { name: string; fipsRequired: boolean }): Promise<PartitionRow> {
     const createdAt = new Date().toISOString();
-    const r = await this.one<{ id: number }>(
-      'INSERT INTO partitions (name, fips_required, created_at) VALUES (?, ?, ?) RETURNING id',
-      p.name,
-      p.fipsRequired ? 1 : 0,
-      createdAt,
-    );
-    return { id: r!.id, name: p.name, fipsRequired: p.fipsRequired, createdAt, maxFailedLogins: 5 };
+    const id = await this.d.transaction(createPartitionSteps(p, createdAt));
+    return { id, name: p.name, fipsRequired: p.fipsRequired, createdAt, maxFailedLogins: 5 };
   }
 
   async getPartition(name: string): Promise<PartitionRow | undefined> {
@@ -270,13 +338,7 @@ export class SqlStore implements Store {
   }
 
   async deletePartition(id: number, opts: { withKeys: boolean }): Promise<void> {
-    await this.d.transaction(
-      (function* () {
-        if (opts.withKeys) yield* write('DELETE FROM keys WHERE partition_id = ?', id);
-        yield* write('DELETE FROM users WHERE partition_id = ?', id);
-        yield* write('DELETE FROM partitions WHERE id = ?', id);
-      })(),
-    );
+    await this.d.transaction(deletePartitionSteps(id, opts.withKeys));
   }
 
   async createUser(u: Omit<UserRow, 'failedLogins' | 'locked' | 'createdAt'>): Promise<void> {
@@ -696,29 +758,7 @@ export class SqlStore implements Store {
     return this.d.transaction(
       (function* (): Steps<DestroyedKeyRow | undefined> {
         const k = yield* one<KeyDb>('SELECT * FROM keys WHERE key_id = ?', keyId);
-        if (!k) return undefined;
-        const row: DestroyedKeyDb = {
-          key_id: k.key_id,
-          partition_id: k.partition_id,
-          alg: k.alg,
-          name: k.name,
-          description: k.description,
-          created_at: k.created_at,
-          destroyed_at: new Date().toISOString(),
-        };
-        yield* write(
-          'INSERT INTO destroyed_keys (key_id, partition_id, alg, name, description, created_at, destroyed_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-          row.key_id,
-          row.partition_id,
-          row.alg,
-          row.name,
-          row.description,
-          row.created_at,
-          row.destroyed_at,
-        );
-        for (const role of purges) yield* write('INSERT INTO key_purges (key_id, role) VALUES (?, ?) ON CONFLICT DO NOTHING', keyId, role);
-        yield* write('DELETE FROM keys WHERE key_id = ?', keyId); // shares and presignatures cascade
-        return destroyedFromDb(row);
+        return k ? yield* destroyKeySteps(k, purges) : undefined;
       })(),
     );
   }
@@ -843,11 +883,16 @@ export class SqlStore implements Store {
     return recs;
   }
 
-  async listAudit(opts: { after?: number; limit: number; partition?: string }): Promise<AuditRecord[]> {
-    const rows = opts.partition
+  async listAudit(opts: { after?: number; limit: number; partition?: AuditPartition }): Promise<AuditRecord[]> {
+    const p = opts.partition;
+    // Rows from before schema 8 have no id: the name, and only from the partition's creation on
+    // (an earlier partition of that name is not this one).
+    const rows = p
       ? await this.all<object>(
-          'SELECT * FROM audit WHERE partition = ? AND seq > ? ORDER BY seq LIMIT ?',
-          opts.partition,
+          `SELECT * FROM audit WHERE (partition_id = ? OR (partition_id IS NULL AND partition = ? AND at >= ?)) AND seq > ? ORDER BY seq LIMIT ?`,
+          p.id,
+          p.name,
+          p.createdAt,
           opts.after ?? 0,
           opts.limit,
         )

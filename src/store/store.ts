@@ -78,6 +78,12 @@ export interface AuditEntry {
   /** `user@partition` as authenticated, or as claimed on a failed login; null when anonymous. */
   readonly actor: string | null;
   readonly partition: string | null;
+  /**
+   * The id of that partition when it exists (schema 8): a stable identity, where a name may be
+   * given again to a later partition. Null (or absent) when there is none, and in rows written
+   * before schema 8.
+   */
+  readonly partitionId?: number | null;
   readonly operation: string;
   readonly keyId: string | null;
   readonly result: 'ok' | 'denied' | 'error';
@@ -86,10 +92,14 @@ export interface AuditEntry {
   readonly detail: string | null;
 }
 
+/** What filters a partition's audit rows: its id, and for rows older than ids in the log, its name and creation. */
+export type AuditPartition = Pick<PartitionRow, 'id' | 'name' | 'createdAt'>;
+
 /** Links an audit row to the row before it: its hash, and the signature over that hash. */
 export type AuditChain = (prev: { seq: number; hash: string }, entry: AuditEntry) => { hash: string; sig: string; keyRef: string };
 
 export interface AuditRecord extends AuditEntry {
+  readonly partitionId: number | null;
   readonly seq: number;
   readonly prevHash: string;
   readonly hash: string;
@@ -114,7 +124,13 @@ export type LoginAdmission =
 export interface AccountStore {
   getPartitionById(id: number): Promise<PartitionRow | undefined>;
   setPartitionMaxFailedLogins(id: number, n: number): Promise<void>;
-  /** Removes the partition and its users; with `withKeys`, also its key records (EP side). */
+  /**
+   * Removes the partition, its users and settings in one transaction; everything of it goes but
+   * its audit rows. A key still in it is refused (EKM_PARTITION_NOT_EMPTY), or with `withKeys`
+   * destroyed as destroyKey does, its peers listed to purge. The names and descriptions of its
+   * destroyed keys go too: only their ids stay, so that peers are still told to erase shares.
+   * Its id is never given to another partition.
+   */
   deletePartition(id: number, opts: { withKeys: boolean }): Promise<void>;
   listUsers(partitionId: number): Promise<UserRow[]>;
   deleteUser(partitionId: number, name: string): Promise<boolean>;
@@ -175,7 +191,11 @@ export interface AccountStore {
    * signature.
    */
   appendAudit(entries: readonly AuditEntry[], chain: AuditChain): Promise<AuditRecord[]>;
-  listAudit(opts: { after?: number; limit: number; partition?: string }): Promise<AuditRecord[]>;
+  /**
+   * Rows in seq order; with `partition`, that partition's: the rows bound to its id, and rows
+   * written before schema 8 (no id) under its name at or after its creation.
+   */
+  listAudit(opts: { after?: number; limit: number; partition?: AuditPartition }): Promise<AuditRecord[]>;
 }
 
 export interface Store extends KeyStore, AccountStore {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { AuditLog, auditHash } from '../../../src/service/audit.js';
+import { AuditLog, auditHash, canonicalAudit } from '../../../src/service/audit.js';
 import { Barrier } from '../../../src/store/barrier.js';
 import { SqliteStore } from '../../../src/store/sqlite.js';
 import type { AuditRecord } from '../../../src/store/store.js';
@@ -81,6 +81,29 @@ describe('audit chain', () => {
     const r = await verifyAfterRestart(path, key);
     assert.equal(r.ok, false);
     assert.deepEqual(r.problems, [{ seq: 3, problem: 'its content does not match its hash (the row was altered)' }]);
+  });
+
+  it('a row without a partition id hashes as rows were hashed before ids existed: old chains still verify', () => {
+    const row = { seq: 7, at: '2026-01-01T00:00:00.000Z', requestId: 'r', actor: 'so@p2', partition: 'p2', operation: 'key.list', keyId: null, result: 'ok' as const, status: 200, client: '::1', detail: null };
+    const before = JSON.stringify([7, row.at, 'r', 'so@p2', 'p2', 'key.list', null, 'ok', 200, '::1', null]);
+    assert.equal(canonicalAudit(row), before);
+    assert.equal(canonicalAudit({ ...row, partitionId: null }), before);
+    assert.equal(canonicalAudit({ ...row, partitionId: 3 }), JSON.stringify([...(JSON.parse(before) as unknown[]), 3]));
+  });
+
+  it('rows with and without a partition id verify in one chain; an id edited, added or removed is detected', async () => {
+    const { store, log, path, key } = await fresh(3);
+    for (let i = 0; i < 3; i++) {
+      await log.record({ requestId: `p${i}`, actor: 'so@p2', partition: 'p2', partitionId: 2, operation: 'key.list', keyId: null, result: 'ok', status: 200, client: '::1', detail: null });
+    }
+    assert.deepEqual((await store.listAudit({ limit: 10 })).map((r) => r.partitionId), [null, null, null, 2, 2, 2]);
+    assert.equal((await log.verify()).ok, true);
+    await store.close();
+    tamper(path, 'UPDATE audit SET partition_id = 9 WHERE seq = 4');
+    tamper(path, 'UPDATE audit SET partition_id = 2 WHERE seq = 2');
+    tamper(path, 'UPDATE audit SET partition_id = NULL WHERE seq = 6');
+    const r = await verifyAfterRestart(path, key);
+    assert.deepEqual(r.problems.map((p) => p.seq), [2, 4, 6]);
   });
 
   it('detects a deleted row in the middle', async () => {

@@ -127,6 +127,14 @@ describe('PostgreSQL store: one database per role', () => {
         Array.from({ length: 15 }, (_, i) => i + 1),
       );
       for (let i = 1; i < rows.length; i++) assert.equal(rows[i]!.prevHash, rows[i - 1]!.hash);
+      // Partitions created at once through every server: distinct ids, none given twice after a delete.
+      const made = await Promise.all(
+        stores.flatMap((s, i) => [0, 1].map((j) => s.createPartition({ name: `s${i}p${j}`, fipsRequired: false }))),
+      );
+      assert.equal(new Set(made.map((p) => p.id)).size, made.length);
+      const newest = made.reduce((a, b) => (a.id > b.id ? a : b));
+      await stores[0]!.deletePartition(newest.id, { withKeys: true });
+      assert.ok((await stores[2]!.createPartition({ name: 'after', fipsRequired: false })).id > newest.id);
       await stores[1]!.applyKeyWrites([
         {
           op: 'rsa-key-create',
@@ -196,6 +204,19 @@ describe('PostgreSQL store: schema versions and migrations', () => {
     const s = await open(db, { create: false });
     assert.equal(await s.schemaVersion(), LATEST_SCHEMA);
     assert.equal((await s.getPartition('old'))?.fipsRequired, true);
+    await s.close();
+  });
+
+  it('migrating to schema 8 starts partition ids past the highest id found anywhere, also of deleted partitions', async () => {
+    const db = await dbAt(7);
+    await sql(db, "INSERT INTO partitions (name, fips_required, created_at) VALUES ('root', 0, 'then')");
+    // Partition 5 was deleted; one of its keys (never destroyed, left by a delete without keys) still names it.
+    await sql(
+      db,
+      "INSERT INTO keys (key_id, alg, state, current_epoch, created_at, partition_id) VALUES ('k', 'rsa-2048', 'active', 1, 'then', 5)",
+    );
+    const s = await open(db, { create: false });
+    assert.equal((await s.createPartition({ name: 'next', fipsRequired: false })).id, 6);
     await s.close();
   });
 

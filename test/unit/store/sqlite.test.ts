@@ -101,6 +101,21 @@ describe('SqliteStore schema', () => {
     await s.close();
   });
 
+  it('migrating to schema 8 starts partition ids past the highest id found anywhere, also of deleted partitions', async () => {
+    const path = fresh();
+    storeAt(path, 7);
+    const db = new Database(path);
+    db.prepare("INSERT INTO partitions (id, name, fips_required, created_at) VALUES (1, 'root', 0, 'then')").run();
+    // Partition 5 was deleted; one of its destroyed keys still names it.
+    db.prepare(
+      "INSERT INTO destroyed_keys (key_id, partition_id, alg, created_at, destroyed_at) VALUES ('k', 5, 'rsa-2048', 'then', 'then')",
+    ).run();
+    db.close();
+    const s = SqliteStore.open(path, { create: false });
+    assert.equal((await s.createPartition({ name: 'next', fipsRequired: false })).id, 6);
+    await s.close();
+  });
+
   it('refuses a store whose schema is newer than this release, and leaves it alone', async () => {
     const path = fresh();
     await SqliteStore.open(path, { create: true }).close();

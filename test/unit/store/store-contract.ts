@@ -93,14 +93,70 @@ export function storeContract(label: string, factory: StoreFactory): void {
       await s.applyKeyWrites([{ op: 'rsa-key-create', keyId: 'k1', alg: 'rsa-2048', share: rsaShare('k1') }]);
       await s.setKeyAttributes('k1', { partitionId: p2.id });
       await s.createUser({ partitionId: p2.id, name: 'u', role: 'user', passwordHash: 'h' });
+      await assert.rejects(s.deletePartition(p2.id, { withKeys: false }), (e: unknown) => e instanceof EkmError && e.code === 'EKM_PARTITION_NOT_EMPTY');
+      assert.equal((await s.getPartition('p2'))?.id, p2.id, 'a partition that holds keys stays without withKeys');
+      const p3 = await s.createPartition({ name: 'p3', fipsRequired: false });
+      await s.setKeyAttributes('k1', { partitionId: p3.id });
       await s.deletePartition(p2.id, { withKeys: false });
       assert.equal(await s.getPartition('p2'), undefined);
       assert.deepEqual(await s.listUsers(p2.id), []);
-      assert.equal(await s.getKeyPartition('k1'), p2.id, 'the keys stay without withKeys');
-      const p3 = await s.createPartition({ name: 'p3', fipsRequired: false });
-      await s.setKeyAttributes('k1', { partitionId: p3.id });
       await s.deletePartition(p3.id, { withKeys: true });
       assert.equal(await s.getKey('k1'), undefined);
+    });
+
+    withStore('partitions: an id is never given again, after deleting the newest nor under concurrent creates', async (s) => {
+      const root = await s.createPartition({ name: 'root', fipsRequired: false });
+      assert.equal(root.id, 1, 'bootstrap creates root first: id 1');
+      const p2 = await s.createPartition({ name: 'p2', fipsRequired: false });
+      await s.deletePartition(p2.id, { withKeys: true });
+      const p3 = await s.createPartition({ name: 'p3', fipsRequired: false });
+      assert.ok(p3.id > p2.id, `the deleted newest partition's id ${p2.id} is not given to the next (${p3.id})`);
+      await s.deletePartition(p3.id, { withKeys: false });
+      const again = await s.createPartition({ name: 'p2', fipsRequired: false });
+      assert.ok(again.id > p3.id, 'a partition re-created under an old name gets a new id');
+      const burst = await Promise.all(Array.from({ length: 8 }, (_, i) => s.createPartition({ name: `c${i}`, fipsRequired: false })));
+      const ids = burst.map((p) => p.id);
+      assert.equal(new Set(ids).size, ids.length, 'concurrent creates get distinct ids');
+      assert.ok(ids.every((id) => id > again.id));
+      assert.deepEqual(
+        (await s.listPartitions()).map((p) => p.id).sort((a, b) => a - b),
+        [root.id, again.id, ...ids].sort((a, b) => a - b),
+      );
+    });
+
+    withStore('deleting a partition leaves its destroyed keys an id and nothing that named or described them', async (s) => {
+      const p2 = await s.createPartition({ name: 'p2', fipsRequired: false });
+      await s.applyKeyWrites([{ op: 'rsa-key-create', keyId: 'k1', alg: 'rsa-2048', share: rsaShare('k1') }]);
+      await s.setKeyAttributes('k1', { partitionId: p2.id, name: 'payroll', description: 'signs the payroll' });
+      await s.destroyKey('k1', ['aux']);
+      assert.equal((await s.getDestroyedKey('k1'))?.name, 'payroll');
+      await s.createUser({ partitionId: p2.id, name: 'u', role: 'user', passwordHash: 'h' });
+      await s.deletePartition(p2.id, { withKeys: false });
+      const left = await s.getDestroyedKey('k1');
+      assert.deepEqual([left?.keyId, left?.name, left?.description], ['k1', null, null]);
+      assert.deepEqual(await s.destroyedAmong(['k1']), ['k1'], 'peers are still told to erase their shares');
+      assert.deepEqual(await s.listKeyPurges(), [{ keyId: 'k1', role: 'aux' }]);
+      assert.equal(await s.getUser(p2.id, 'u'), undefined);
+      const next = await s.createPartition({ name: 'p2', fipsRequired: false });
+      assert.deepEqual(await s.listDestroyedKeys(next.id, { limit: 10 }), [], 'the new partition sees no destroyed key of the old one');
+    });
+
+    withStore('deleting a partition with its keys destroys a key still in it (one made while it was being deleted): its peers are listed to purge', async (s) => {
+      const p2 = await s.createPartition({ name: 'p2', fipsRequired: false });
+      await s.applyKeyWrites([{ op: 'rsa-key-create', keyId: 'late', alg: 'rsa-2048', share: rsaShare('late') }]);
+      await s.setKeyAttributes('late', { partitionId: p2.id, name: 'late-key', description: 'made during the delete' });
+      await s.createPublicKey({ keyId: 'pub', alg: 'ecdsa-p256', publicKeyPem: 'PEM' });
+      await s.setKeyAttributes('pub', { partitionId: p2.id });
+      await s.deletePartition(p2.id, { withKeys: true });
+      assert.equal(await s.getKey('late'), undefined);
+      assert.deepEqual(await s.getRsaShares('late'), []);
+      const gone = await s.getDestroyedKey('late');
+      assert.deepEqual([gone?.partitionId, gone?.name, gone?.description], [p2.id, null, null]);
+      assert.deepEqual((await s.destroyedAmong(['late', 'pub'])).sort(), ['late', 'pub']);
+      assert.deepEqual(await s.listKeyPurges(), [
+        { keyId: 'late', role: 'aux' },
+        { keyId: 'late', role: 'partner' },
+      ], 'an imported public key has no shares to purge');
     });
 
     withStore('users: created, listed by name, failed logins counted and locked, password reset, deleted', async (s) => {
@@ -537,6 +593,28 @@ export function storeContract(label: string, factory: StoreFactory): void {
       assert.deepEqual(await s.appendAudit([], toyChain), []);
     });
 
+    withStore('audit: a partition reads the rows bound to its id, and rows without one under its name only from its creation on', async (s) => {
+      const row = (operation: string, partitionId: number | null, at: string): AuditEntry => ({ ...auditEntry(operation, 'p2'), partitionId, at });
+      const old = await s.createPartition({ name: 'p2', fipsRequired: false });
+      await s.appendAudit([row('legacy-before', null, '2000-01-01T00:00:00.000Z'), row('old-p2', old.id, new Date().toISOString())], toyChain);
+      await s.deletePartition(old.id, { withKeys: false });
+      const p2 = await s.createPartition({ name: 'p2', fipsRequired: false });
+      await s.appendAudit([row('new-p2', p2.id, new Date().toISOString()), row('legacy-after', null, '2999-01-01T00:00:00.000Z')], toyChain);
+      assert.deepEqual(
+        (await s.listAudit({ limit: 10, partition: p2 })).map((r) => [r.operation, r.partitionId]),
+        [
+          ['new-p2', p2.id],
+          ['legacy-after', null],
+        ],
+      );
+      // A row without an id written after a later partition of the name was created cannot be told apart (docs/security-model.md §1.4).
+      assert.deepEqual(
+        (await s.listAudit({ limit: 10, partition: { ...old, createdAt: '1999-01-01T00:00:00.000Z' } })).map((r) => r.operation),
+        ['legacy-before', 'old-p2', 'legacy-after'],
+      );
+      assert.equal((await s.listAudit({ limit: 10 })).length, 4);
+    });
+
     withStore('audit: one hash chain from the genesis, even under concurrent appends; listed by partition and position', async (s) => {
       const first = (await s.appendAudit([auditEntry('login')], toyChain))[0]!;
       assert.deepEqual([first.seq, first.prevHash], [1, AUDIT_GENESIS]);
@@ -549,6 +627,7 @@ export function storeContract(label: string, factory: StoreFactory): void {
       for (let i = 1; i < rows.length; i++) assert.equal(rows[i]!.prevHash, rows[i - 1]!.hash, `row ${i + 1} links to the one before`);
       assert.deepEqual(rows[0], {
         ...auditEntry('login'),
+        partitionId: null,
         at: rows[0]!.at,
         seq: 1,
         prevHash: AUDIT_GENESIS,
@@ -556,7 +635,7 @@ export function storeContract(label: string, factory: StoreFactory): void {
         sig: 'sig',
         keyRef: 'k1',
       });
-      assert.equal((await s.listAudit({ limit: 100, partition: 'p2' })).length, 6);
+      assert.equal((await s.listAudit({ limit: 100, partition: { id: 2, name: 'p2', createdAt: '1970-01-01T00:00:00.000Z' } })).length, 6);
       assert.deepEqual(
         (await s.listAudit({ after: 10, limit: 2 })).map((r) => r.seq),
         [11, 12],
