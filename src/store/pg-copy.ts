@@ -173,6 +173,8 @@ export function loadSqliteIntoPostgres(
     // Dropped and made again rather than emptied: the audit table refuses DELETE and TRUNCATE.
     for (const t of [...tables].reverse()) await c.query(`DROP TABLE IF EXISTS ${ident(t.name)} CASCADE`);
     for (const m of MIGRATIONS) await c.query(postgresMigrationSql(m));
+    // Migrations seed meta rows (the partition id high-water mark); the copy brings the store's own.
+    await c.query('DELETE FROM meta');
     const counts = await copyTables(tables, sqliteRowReader(db), pgRowWriter(c));
     await resetIdentities(c, tables);
     await c.query('COMMIT');
