@@ -76,6 +76,8 @@ if [ "$tier" = full ]; then
   # 1,000 random keys × signatures per curve and mode, each verified by node:crypto / noble.
   export EKM_PROTOCOL_SAMPLES="${EKM_PROTOCOL_SAMPLES:-1000}"
   export EKM_FAULTS_SCOPE="${EKM_FAULTS_SCOPE:-full}"
+  # The API fuzzer (test/api/fuzz.test.ts): 3,000 requests instead of the quick tier's 500.
+  export EKM_FUZZ_RUNS="${EKM_FUZZ_RUNS:-3000}"
   cluster=("${quick_cluster[@]}" "${full_only_cluster[@]}")
   fault_files=("${faults[@]}")
 else
