@@ -89,10 +89,15 @@ export class Accounts {
 
   /** The login check behind HTTP Basic and `POST /token`: constant-time, counting failures, locking. */
   async login(username: string, password: string): Promise<Actor> {
+    return (await this.verifiedLogin(username, password)).actor;
+  }
+
+  /** The login check, with the credential version of the password it checked (a bearer token records it). */
+  async verifiedLogin(username: string, password: string): Promise<{ actor: Actor; credentialVersion: number }> {
     const { user, partition: partitionName } = splitUsername(username);
     const partition = await this.store.getPartition(partitionName);
     const row = await this.checkPassword(partition, user, password);
-    return { user, partition: partition!.name, partitionId: partition!.id, role: row.role };
+    return { actor: { user, partition: partition!.name, partitionId: partition!.id, role: row.role }, credentialVersion: row.credentialVersion };
   }
 
   /**
