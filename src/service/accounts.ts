@@ -15,7 +15,7 @@
 import { hashPassword, verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
 import { safeText } from '../util/text.js';
-import type { PartitionRow, Store, UserRole, UserRow } from '../store/store.js';
+import { MAX_FAILED_LOGINS_LIMIT, type PartitionRow, type Store, type UserRole, type UserRow } from '../store/store.js';
 import { ROOT_PARTITION_ID } from './audit.js';
 
 export const ROOT_PARTITION = 'root';
@@ -135,7 +135,7 @@ export class Accounts {
 
   /** The root SO is never locked (nobody could unlock it); its failures are still counted and audited. */
   private failureLimit(partition: PartitionRow, user: string): number {
-    return partition.id === ROOT_PARTITION_ID && user === ROOT_SO ? Number.MAX_SAFE_INTEGER : partition.maxFailedLogins;
+    return partition.id === ROOT_PARTITION_ID && user === ROOT_SO ? MAX_FAILED_LOGINS_LIMIT : partition.maxFailedLogins;
   }
 
   /** The partition as `actor` may see it (outside root, only its own). */

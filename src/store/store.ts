@@ -107,6 +107,12 @@ export interface IntegrityKeyRow {
   readonly createdAt: string;
 }
 
+/**
+ * The largest failed-login limit the store compares with: `failed_logins` is an INTEGER column,
+ * 32-bit on PostgreSQL, which refuses a larger parameter (a limit meaning "never lock" uses this).
+ */
+export const MAX_FAILED_LOGINS_LIMIT = 2_147_483_647;
+
 /** Whether a password check may run: admitted (and counted), or refused without checking. */
 export type LoginAdmission =
   | { readonly admitted: true; readonly failedLogins: number }

@@ -10,7 +10,7 @@ import { EkmError } from '../../../src/errors.js';
 import type { KeyWrite, RsaShareRecord, ShareRecord } from '../../../src/store/key-records.js';
 import { LATEST_SCHEMA } from '../../../src/store/migrations.js';
 import { AUDIT_GENESIS } from '../../../src/store/sql-store.js';
-import type { AuditEntry, Store } from '../../../src/store/store.js';
+import { type AuditEntry, MAX_FAILED_LOGINS_LIMIT, type Store } from '../../../src/store/store.js';
 
 export interface StoreFactory {
   /** A new, empty store at LATEST_SCHEMA with its barrier; closed by the suite. */
@@ -138,6 +138,9 @@ export function storeContract(label: string, factory: StoreFactory): void {
       // A right password checked beside the failures that locked the user does not stand.
       assert.equal(await s.settleLoginSuccess(root.id, 'zed'), false);
       assert.deepEqual(await s.admitLoginAttempt(root.id, 'nobody', 3), { admitted: false, reason: 'unknown', failedLogins: 0 });
+      // The root SO's "never locked" limit fits the column on both backends.
+      assert.equal((await s.admitLoginAttempt(root.id, 'amy', MAX_FAILED_LOGINS_LIMIT)).admitted, true);
+      assert.deepEqual(await s.settleLoginFailure(root.id, 'amy', MAX_FAILED_LOGINS_LIMIT), { failedLogins: 1, locked: false });
       assert.deepEqual(await s.settleLoginFailure(root.id, 'nobody', 3), { failedLogins: 0, locked: false });
 
       assert.equal(await s.setUserPassword(root.id, 'zed', 'h9'), true);
