@@ -69,9 +69,16 @@ export class Authenticator {
   }
 
   /** The password grant; the caller of the request becomes the token's user (for the audit log). */
-  async issueToken(req: FastifyRequest, username: string, password: string): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number }> {
+  async issueToken(
+    req: FastifyRequest,
+    username: string,
+    password: string,
+  ): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number }> {
     const issued = await this.tokens.issue(username, password);
-    if (!issued) throw new EkmError('EKM_UNAUTHORIZED', 'the password was changed while this login was checked', { hint: 'log in again with the new password' });
+    if (!issued)
+      throw new EkmError('EKM_UNAUTHORIZED', 'the password was changed while this login was checked', {
+        hint: 'log in again with the new password',
+      });
     this.seen.set(req, { principal: issued.actor });
     return { access_token: issued.token, token_type: 'Bearer', expires_in: issued.expiresInSeconds };
   }
@@ -80,7 +87,10 @@ export class Authenticator {
   async logout(req: FastifyRequest): Promise<void> {
     const token = bearerToken(req);
     if (!req.headers.authorization) throw unauthorized();
-    if (!token) throw new EkmError('EKM_BAD_REQUEST', 'logout ends the bearer token the request presents: HTTP Basic has none to end', { hint: 'send Authorization: Bearer <token>' });
+    if (!token)
+      throw new EkmError('EKM_BAD_REQUEST', 'logout ends the bearer token the request presents: HTTP Basic has none to end', {
+        hint: 'send Authorization: Bearer <token>',
+      });
     await this.authenticate(req);
     // Two logouts of one token at once: the one that finds no row has nothing left to end.
     if (!(await this.tokens.end(token))) throw unknownToken();

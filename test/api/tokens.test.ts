@@ -21,9 +21,20 @@ describe('bearer tokens: revocation and logout on every EP', () => {
   let n = 0;
 
   /** One request with `authorization` on `app`, its answer checked against the route's declared schema. */
-  async function send(app: FastifyInstance, method: 'GET' | 'POST' | 'DELETE', path: string, authorization?: string, body?: unknown): Promise<Answer> {
+  async function send(
+    app: FastifyInstance,
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    authorization?: string,
+    body?: unknown,
+  ): Promise<Answer> {
     const url = `/api/v1${path}`;
-    const r = await app.inject({ method, url, headers: authorization ? { authorization } : {}, ...(body === undefined ? {} : { payload: body as object }) });
+    const r = await app.inject({
+      method,
+      url,
+      headers: authorization ? { authorization } : {},
+      ...(body === undefined ? {} : { payload: body as object }),
+    });
     const answer = { status: r.statusCode, body: r.json<Record<string, unknown>>(), headers: r.headers };
     checkAnswer(t.doc, method, url, answer.status, answer.body);
     return answer;
