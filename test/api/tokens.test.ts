@@ -125,6 +125,22 @@ describe('bearer tokens: revocation and logout on every EP', () => {
     }
     // A second logout of the same token: it is gone.
     assertError(await send(t.app, 'DELETE', '/token', u.here), 401, 'EKM_UNAUTHORIZED');
+    // The logout is audited under its user (a row is appended once its request was answered: group commit).
+    type Rows = { rows: { operation: string; actor: string | null; result: string }[] };
+    const logouts = async (): Promise<Rows['rows']> =>
+      (await t.root<Rows>('GET', '/audit?limit=1000')).body.rows.filter((r) => r.operation === 'auth.logout');
+    let rows = await logouts();
+    for (let i = 0; i < 40 && rows.length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      rows = await logouts();
+    }
+    assert.deepEqual(
+      rows.map((r) => [r.actor, r.result]),
+      [
+        [`${u.name}@tok`, 'ok'],
+        [null, 'denied'],
+      ],
+    );
   });
 
   it('logout without a bearer token: no credentials is 401, HTTP Basic is 400 (it has no token to end)', async () => {
