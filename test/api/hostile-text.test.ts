@@ -139,6 +139,8 @@ describe('hostile text cannot break the audit chain', () => {
     assertError(await t.root('POST', '/audit/acknowledge', { row: 999_999 }), 404, 'EKM_NOT_FOUND');
     const ack = await t.root<{ acknowledged: number; digest: string }>('POST', '/audit/acknowledge', { row: sent });
     assert.equal(ack.status, 200);
+    // The acknowledgement row is appended once its request was answered (group commit): wait for it.
+    for (let i = 0; i < 40 && !(await verify()).acknowledged.some((a) => a.seq === sent); i++) await new Promise((r) => setTimeout(r, 50));
     assertError(await t.root('POST', '/audit/acknowledge', { row: sent }), 409, 'EKM_AUDIT_NOT_ACKNOWLEDGEABLE', /acknowledged already/);
     v = await verify();
     assert.equal(v.ok, true, JSON.stringify(v.problems));
