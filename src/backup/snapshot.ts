@@ -1,8 +1,8 @@
 /**
  * A consistent copy of a live store: `VACUUM INTO` reads the database in one read transaction
  * (WAL mode lets the server keep writing meanwhile), so the copy is the store as of one commit.
- * Single-use material is then removed from the copy: presignatures, and protocol sessions that
- * were still open (their checkpoints hold nonces bound to the old triplet). The copy is vacuumed
+ * Single-use material is then removed from the copy: presignatures, protocol sessions that
+ * were still open (their checkpoints hold nonces bound to the old triplet), and bearer tokens. The copy is vacuumed
  * again so the removed rows leave no bytes behind.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -70,6 +70,8 @@ function scrub(db: Database.Database): Omit<Snapshot, 'db'> {
       openSessions = db.prepare("DELETE FROM protocol_sessions WHERE state = 'open'").run().changes;
       db.prepare('UPDATE protocol_sessions SET checkpoint = NULL WHERE checkpoint IS NOT NULL').run();
     }
+    // Bearer tokens are short-lived session state, not data: a backup holds none (not even their SHA-256).
+    if (hasTable('api_tokens')) db.prepare('DELETE FROM api_tokens').run();
     // A restore in progress is not part of what the backup holds.
     db.prepare("DELETE FROM meta WHERE name = 'recovery_pending'").run();
   })();
