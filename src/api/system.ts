@@ -1,7 +1,7 @@
 /**
  * The EP's public routes: health, who this EP is, the servers of the cluster (as recorded, and
- * probed live), the password grant of a bearer token and its logout, and the OpenAPI document (where `/metrics`,
- * which metrics.ts registers on the root, is described too).
+ * probed live), the password grant of a bearer token and its logout, and the OpenAPI document
+ * (where `/metrics`, which metrics.ts registers on the root, is described too).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
