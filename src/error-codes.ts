@@ -142,7 +142,7 @@ export const ERROR_CODES = {
     group: api,
     httpStatus: 401,
     exitCode: 1,
-    means: 'no credentials, wrong user, partition or password, or an unknown or expired bearer token',
+    means: 'no credentials, wrong user, partition or password, or an unknown, expired or revoked bearer token',
     action: 'give user@partition and its password, or get a new token from POST /api/v1/token',
   },
   EKM_LOCKED: { group: api, httpStatus: 401, exitCode: 1, means: 'the user is locked after too many failed logins', action: 'an SO resets its password (ucl user reset-pwd)' },

@@ -19,6 +19,7 @@ import { route } from './routing.js';
 
 const OPERATIONS: Record<string, string> = {
   'POST /api/v1/token': 'auth.token',
+  'DELETE /api/v1/token': 'auth.logout',
   'POST /api/v1/audit/acknowledge': AUDIT_ACKNOWLEDGE,
   'POST /api/v1/keys': 'key.generate',
   'GET /api/v1/keys': 'key.list',

@@ -1,12 +1,13 @@
 /**
  * Who is calling: HTTP Basic `user@partition:password`, or a bearer token from
- * `POST /api/v1/token` (short-lived, held in the EP's memory). Passwords are checked with scrypt
- * in constant time; a failure never says whether the user or the password was wrong.
+ * `POST /api/v1/token` (short-lived, recorded in the store so that every EP sharing it accepts
+ * and revokes it: service/tokens.ts). Passwords are checked with scrypt in constant time; a
+ * failure never says whether the user or the password was wrong.
  */
-import { randomBytes } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { EkmError } from '../errors.js';
 import { Accounts, splitUsername } from '../service/accounts.js';
+import { ApiTokens } from '../service/tokens.js';
 import { safeText } from '../util/text.js';
 import type { Store, UserRole } from '../store/store.js';
 
@@ -20,13 +21,22 @@ export interface Principal {
 const unauthorized = (): EkmError =>
   new EkmError('EKM_UNAUTHORIZED', 'authentication required: HTTP Basic user@partition:password, or a bearer token');
 
+const unknownToken = (): EkmError =>
+  new EkmError('EKM_UNAUTHORIZED', 'the bearer token is unknown, expired or revoked', { hint: 'get a new one from POST /api/v1/token' });
+
+/** The bearer token an `Authorization` header presents, if it presents one. */
+export function bearerToken(req: FastifyRequest): string | undefined {
+  const [scheme, value] = (req.headers.authorization ?? '').split(' ', 2);
+  return scheme?.toLowerCase() === 'bearer' && value ? value : undefined;
+}
+
 export class Authenticator {
-  private readonly tokens = new Map<string, { principal: Principal; expires: number }>();
   /** One authentication per request, however many hooks and handlers ask (a failed login counts once). */
   private readonly perRequest = new WeakMap<FastifyRequest, Promise<Principal>>();
   /** Who a request was (or claimed to be), for the audit log; never the password. */
   private readonly seen = new WeakMap<FastifyRequest, { principal?: Principal; claimed?: string }>();
   readonly accounts: Accounts;
+  private readonly tokens: ApiTokens;
 
   /** `ttlSeconds`: the bearer token lifetime (EKM_TOKEN_TTL_SECONDS); `passwordChecks`: scrypt runs at once (EKM_PASSWORD_CHECKS). */
   constructor(
@@ -35,19 +45,14 @@ export class Authenticator {
     passwordChecks: number,
   ) {
     this.accounts = new Accounts(store, { passwordChecks });
-  }
-
-  /** Drops the bearer tokens of a user (or of a whole partition), e.g. after a reset or delete. */
-  revoke(partitionId: number, user?: string): void {
-    for (const [tok, t] of this.tokens) {
-      if (t.principal.partitionId === partitionId && (user === undefined || t.principal.user === user)) this.tokens.delete(tok);
-    }
+    this.tokens = new ApiTokens(store, this.accounts, ttlSeconds);
   }
 
   identity(req: FastifyRequest): { principal?: Principal; claimed?: string } | undefined {
     return this.seen.get(req);
   }
 
+  /** The caller of `req`, checked once per request (a token: one store read; Basic: one password check). */
   async authenticate(req: FastifyRequest): Promise<Principal> {
     let p = this.perRequest.get(req);
     if (!p) {
@@ -64,12 +69,32 @@ export class Authenticator {
     return this.accounts.login(username, password);
   }
 
-  issueToken(principal: Principal): { access_token: string; token_type: 'Bearer'; expires_in: number } {
-    const token = randomBytes(32).toString('base64url');
-    const now = performance.now();
-    for (const [tok, t] of this.tokens) if (t.expires < now) this.tokens.delete(tok);
-    this.tokens.set(token, { principal, expires: now + this.ttlSeconds * 1000 });
-    return { access_token: token, token_type: 'Bearer', expires_in: this.ttlSeconds };
+  /** The password grant; the caller of the request becomes the token's user (for the audit log). */
+  async issueToken(
+    req: FastifyRequest,
+    username: string,
+    password: string,
+  ): Promise<{ access_token: string; token_type: 'Bearer'; expires_in: number }> {
+    const issued = await this.tokens.issue(username, password);
+    if (!issued)
+      throw new EkmError('EKM_UNAUTHORIZED', 'the password was changed while this login was checked', {
+        hint: 'log in again with the new password',
+      });
+    this.seen.set(req, { principal: issued.actor });
+    return { access_token: issued.token, token_type: 'Bearer', expires_in: issued.expiresInSeconds };
+  }
+
+  /** Logout: the bearer token `req` presents stops working on every EP sharing the store. */
+  async logout(req: FastifyRequest): Promise<void> {
+    const token = bearerToken(req);
+    if (!req.headers.authorization) throw unauthorized();
+    if (!token)
+      throw new EkmError('EKM_BAD_REQUEST', 'logout ends the bearer token the request presents: HTTP Basic has none to end', {
+        hint: 'send Authorization: Bearer <token>',
+      });
+    await this.authenticate(req);
+    // Two logouts of one token at once: the one that finds no row has nothing left to end.
+    if (!(await this.tokens.end(token))) throw unknownToken();
   }
 
   /** Records the user a failed login claimed (for the audit log). */
@@ -80,15 +105,13 @@ export class Authenticator {
   private async authenticateOnce(req: FastifyRequest): Promise<Principal> {
     const header = req.headers.authorization;
     if (!header) throw unauthorized();
-    const [scheme, value] = header.split(' ', 2);
-    if (scheme?.toLowerCase() === 'bearer' && value) {
-      const t = this.tokens.get(value);
-      if (!t || t.expires < performance.now()) {
-        if (t) this.tokens.delete(value);
-        throw new EkmError('EKM_UNAUTHORIZED', 'the bearer token is unknown or expired', { hint: 'get a new one from POST /api/v1/token' });
-      }
-      return t.principal;
+    const token = bearerToken(req);
+    if (token) {
+      const holder = await this.tokens.holder(token);
+      if (!holder) throw unknownToken();
+      return holder;
     }
+    const [scheme, value] = header.split(' ', 2);
     if (scheme?.toLowerCase() === 'basic' && value) {
       const decoded = Buffer.from(value, 'base64').toString('utf8');
       const colon = decoded.indexOf(':');

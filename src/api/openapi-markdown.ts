@@ -58,7 +58,7 @@ export function openApiMarkdown(doc: Doc): string {
   out.push('# ekm REST API', '', `Generated from \`GET /api/v1/openapi.json\` (ekm ${doc.info.version}) by \`src/api/openapi-markdown.ts\`; do not edit by hand.`, '');
   out.push(doc.info.description, '');
   out.push(
-    'Examples assume the EP at `https://127.0.0.1:16643` (as `npm start` runs it). `-k` skips certificate checks for brevity; a real client pins the EP certificate (`EKM_HOME/tls/server.crt`) by its SHA-256 fingerprint, as `ucl` does. HTTP Basic works on every authenticated route (`-u alice@codesign:Alice-pass-1`); the examples mostly use a bearer token.',
+    'Examples assume the EP at `https://127.0.0.1:16643` (as `npm start` runs it). `-k` skips certificate checks for brevity; a real client pins the EP certificate (`EKM_HOME/tls/server.crt`) by its SHA-256 fingerprint, as `ucl` does. HTTP Basic works on every authenticated route (`-u alice@codesign:Alice-pass-1`); the examples mostly use a bearer token. A token works on every EP of the cluster until it expires, its user logs out (`DELETE /api/v1/token`), its password is reset or changed, or the user or its partition is deleted.',
     '',
     '```sh',
     'EP=https://127.0.0.1:16643',

@@ -100,8 +100,8 @@ export const partitionRoutes: FastifyPluginAsync<PartitionRoutesOptions> = async
       const { force } = req.query;
       const before = await store.getPartition(partition);
       if (before) auditUnderPartition(req, before.id);
+      // The store deletes the partition's bearer tokens with its users, for every EP that shares the store.
       const r = await accounts.deletePartition(actor, partition, force === 'true', (id) => catalog.destroyPartitionKeys(id));
-      if (before) auth.revoke(before.id);
       return { deleted: partition, keysDeleted: r.keysDeleted };
     },
   );

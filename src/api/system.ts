@@ -1,7 +1,7 @@
 /**
  * The EP's public routes: health, who this EP is, the servers of the cluster (as recorded, and
- * probed live), the password grant of a bearer token, and the OpenAPI document (where `/metrics`,
- * which metrics.ts registers on the root, is described too).
+ * probed live), the password grant of a bearer token and its logout, and the OpenAPI document
+ * (where `/metrics`, which metrics.ts registers on the root, is described too).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
@@ -99,7 +99,25 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
       ok: { status: 200, description: 'token', schema: z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number() }) },
       errors: [401, 429],
     },
-    async (req) => auth.issueToken(await auth.login(req.body.username, req.body.password)),
+    async (req) => auth.issueToken(req, req.body.username, req.body.password),
+  );
+
+  route(
+    app,
+    doc,
+    {
+      method: 'DELETE',
+      url: '/api/v1/token',
+      summary: 'Logout: the bearer token this request presents stops working on every EP of the cluster',
+      tag: 'auth',
+      access: 'any (with a bearer token)',
+      ok: { status: 200, description: 'the token is revoked', schema: z.object({ revoked: z.literal(true) }) },
+      errors: [400, 401],
+    },
+    async (req) => {
+      await auth.logout(req);
+      return { revoked: true as const };
+    },
   );
 
   let cached: Record<string, unknown> | undefined;

@@ -63,9 +63,8 @@ export const userRoutes: FastifyPluginAsync<UserRoutesOptions> = async (app, { a
     async (req) => {
       const actor = await auth.authenticate(req);
       const p = req.params;
+      // The store deletes the user's bearer tokens with it, for every EP that shares the store.
       await accounts.deleteUser(actor, p.partition, p.user);
-      const part = await accounts.partitionFor(actor, p.partition);
-      auth.revoke(part.id, p.user);
       return { deleted: `${p.user}@${p.partition}` };
     },
   );
@@ -87,8 +86,8 @@ export const userRoutes: FastifyPluginAsync<UserRoutesOptions> = async (app, { a
     async (req) => {
       const actor = await auth.authenticate(req);
       const p = req.params;
+      // The new password ends the user's bearer tokens on every EP (its credential version moves on).
       await accounts.resetPassword(actor, p.partition, p.user, req.body.password);
-      auth.revoke((await accounts.partitionFor(actor, p.partition)).id, p.user);
       return { reset: `${p.user}@${p.partition}`, locked: false as const };
     },
   );
@@ -109,7 +108,6 @@ export const userRoutes: FastifyPluginAsync<UserRoutesOptions> = async (app, { a
       const a = await auth.authenticate(req);
       const b = req.body;
       await accounts.changePassword(a, b.oldPassword, b.newPassword);
-      auth.revoke(a.partitionId, a.user);
       return { changed: `${a.user}@${a.partition}` };
     },
   );

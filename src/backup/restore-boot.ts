@@ -196,7 +196,7 @@ function mismatch(message: string, hint: string): EkmError {
 /**
  * Applies the plan to the restored store in one transaction, before server.json is written: each
  * kept key holds only its agreed epoch as CURRENT (Aux absent), other shared keys are removed, so are
- * presignatures, open protocol sessions and the old triplet's server rows. The EP records that the
+ * presignatures, open protocol sessions, bearer tokens and the old triplet's server rows. The EP records that the
  * Aux recovery is pending.
  */
 export function applyRestorePlan(sqlitePath: string, role: Role, plan: RestorePlan): void {
@@ -213,6 +213,8 @@ export function applyRestorePlan(sqlitePath: string, role: Role, plan: RestorePl
       const setShare = db.prepare("UPDATE key_shares SET status = 'current' WHERE key_id = ? AND epoch = ?");
       const setKey = db.prepare("UPDATE keys SET current_epoch = ?, aux_present = 0, state = 'active' WHERE key_id = ?");
       db.prepare('DELETE FROM presignatures').run();
+      // Bearer tokens of the backup's time would work again (a logout since then undone): none survive a restore.
+      db.prepare('DELETE FROM api_tokens').run();
       for (const id of ids) {
         const epoch = keep.get(id);
         if (epoch === undefined) {

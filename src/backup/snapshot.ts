@@ -1,10 +1,10 @@
 /**
  * A consistent copy of a live store: `VACUUM INTO` reads the database in one read transaction
  * (WAL mode lets the server keep writing meanwhile), so the copy is the store as of one commit.
- * Single-use material is then removed from the copy: presignatures, and protocol sessions that
- * were still open (their checkpoints hold nonces bound to the old triplet). The copy is vacuumed
- * again so the removed rows leave no bytes behind. A store on PostgreSQL is copied into a SQLite
- * store file first (src/store/pg-copy.ts), then scrubbed the same way.
+ * Single-use material is then removed from the copy: presignatures, protocol sessions that were
+ * still open (their checkpoints hold nonces bound to the old triplet), and bearer tokens. The copy
+ * is vacuumed again so the removed rows leave no bytes behind. A store on PostgreSQL is copied into
+ * a SQLite store file first (src/store/pg-copy.ts), then scrubbed the same way.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -102,6 +102,8 @@ function scrub(db: Database.Database): Omit<Snapshot, 'db'> {
       openSessions = db.prepare("DELETE FROM protocol_sessions WHERE state = 'open'").run().changes;
       db.prepare('UPDATE protocol_sessions SET checkpoint = NULL WHERE checkpoint IS NOT NULL').run();
     }
+    // Bearer tokens are short-lived session state, not data: a backup holds none (not even their SHA-256).
+    if (hasTable('api_tokens')) db.prepare('DELETE FROM api_tokens').run();
     // A restore in progress is not part of what the backup holds (nor the token that lets a
     // rerun of that restore load the database again).
     db.prepare("DELETE FROM meta WHERE name IN ('recovery_pending', ?)").run(RESTORE_TOKEN_META);

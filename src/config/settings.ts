@@ -124,7 +124,8 @@ export const EKM_TOKEN_TTL_SECONDS: IntegerSetting = {
   default: 900,
   unit: 'seconds',
   readBy: ['EP'],
-  meaning: "How long a bearer token from `POST /api/v1/token` is accepted. Tokens live in the EP's memory: a restart ends them all.",
+  meaning:
+    'How long a bearer token from `POST /api/v1/token` is accepted, by every EP sharing the store. Logout (`DELETE /api/v1/token`), a password reset or change, and deleting the user or its partition end it sooner.',
 };
 
 export const EKM_LOGIN_FAILURES: IntegerSetting = {

@@ -16,7 +16,7 @@ import { hashPassword, verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
 import { BoundedConcurrency } from '../util/rate-limit.js';
 import { safeText } from '../util/text.js';
-import type { PartitionRow, Store, UserRole, UserRow } from '../store/store.js';
+import { MAX_FAILED_LOGINS_LIMIT, type PartitionRow, type Store, type UserRole, type UserRow } from '../store/store.js';
 import { ROOT_PARTITION_ID } from './audit.js';
 
 export const ROOT_PARTITION = 'root';
@@ -114,10 +114,15 @@ export class Accounts {
 
   /** The login check behind HTTP Basic and `POST /token`: constant-time, counting failures, locking. */
   async login(username: string, password: string): Promise<Actor> {
+    return (await this.verifiedLogin(username, password)).actor;
+  }
+
+  /** The login check, with the credential version of the password it checked (a bearer token records it). */
+  async verifiedLogin(username: string, password: string): Promise<{ actor: Actor; credentialVersion: number }> {
     const { user, partition: partitionName } = splitUsername(username);
     const partition = await this.store.getPartition(partitionName);
     const row = await this.checkPassword(partition, user, password);
-    return { user, partition: partition!.name, partitionId: partition!.id, role: row.role };
+    return { actor: { user, partition: partition!.name, partitionId: partition!.id, role: row.role }, credentialVersion: row.credentialVersion };
   }
 
   /**
@@ -176,7 +181,7 @@ export class Accounts {
 
   /** The root SO is never locked (its checks wait instead, rootSoDelaySeconds); its failures are counted and audited. */
   private failureLimit(partition: PartitionRow, user: string): number {
-    return partition.id === ROOT_PARTITION_ID && user === ROOT_SO ? Number.MAX_SAFE_INTEGER : partition.maxFailedLogins;
+    return partition.id === ROOT_PARTITION_ID && user === ROOT_SO ? MAX_FAILED_LOGINS_LIMIT : partition.maxFailedLogins;
   }
 
   /** The partition as `actor` may see it (outside root, only its own). */

@@ -210,6 +210,28 @@ export const MIGRATIONS: readonly Migration[] = [
         ) AS ids;
     `,
   },
+  {
+    version: 9,
+    name: 'credential versions and bearer tokens in the shared store',
+    // A bearer token is accepted by every EP sharing the store and revoked for all of them at once:
+    // the store keeps the SHA-256 of each token (never the token), bound to the user's credential
+    // version at the login that issued it. A password reset or change bumps the version, so the
+    // user's tokens (also one issued by a login that raced the reset) match no more; deleting the
+    // user or partition deletes its token rows. expires_at is an ISO-8601 UTC time (compared as text).
+    sqlite: `
+      ALTER TABLE users ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 1;
+      CREATE TABLE api_tokens (
+        token_sha256 TEXT PRIMARY KEY,
+        partition_id INTEGER NOT NULL,
+        user_name TEXT NOT NULL,
+        credential_version INTEGER NOT NULL,
+        expires_at TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE INDEX api_tokens_user ON api_tokens (partition_id, user_name);
+      CREATE INDEX api_tokens_expiry ON api_tokens (expires_at);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;

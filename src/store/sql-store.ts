@@ -24,6 +24,8 @@ import type {
 import { LATEST_SCHEMA, MIGRATIONS, type Migration, tooNewError } from './migrations.js';
 import {
   keyNameTaken,
+  type ApiTokenGrant,
+  type ApiTokenHolder,
   type AuditChain,
   type AuditEntry,
   type AuditPartition,
@@ -36,6 +38,7 @@ import {
   type PartitionRow,
   type ServerRow,
   type Store,
+  type UserRole,
   type UserRow,
 } from './store.js';
 
@@ -195,6 +198,7 @@ function* appendAuditAfter(prev: { seq: number; hash: string }, entries: readonl
   return inserted === recs.length ? recs : undefined;
 }
 
+const DELETE_USER_TOKENS = 'DELETE FROM api_tokens WHERE partition_id = ? AND user_name = ?';
 const META_UPSERT = 'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value';
 /** The meta row holding the highest partition id ever given (schema 8). */
 const PARTITION_ID_HIGH = 'partition_id_high';
@@ -274,6 +278,7 @@ function* deletePartitionSteps(id: number, withKeys: boolean): Steps<void> {
   }
   for (const k of live) yield* destroyKeySteps(k, sharePeers(k));
   yield* write('UPDATE destroyed_keys SET name = NULL, description = NULL WHERE partition_id = ?', id);
+  yield* write('DELETE FROM api_tokens WHERE partition_id = ?', id);
   yield* write('DELETE FROM users WHERE partition_id = ?', id);
   yield* lastWrite('DELETE FROM partitions WHERE id = ?', id);
 }
@@ -341,7 +346,7 @@ export class SqlStore implements Store {
     await this.d.transaction(deletePartitionSteps(id, opts.withKeys));
   }
 
-  async createUser(u: Omit<UserRow, 'failedLogins' | 'locked' | 'createdAt'>): Promise<void> {
+  async createUser(u: Omit<UserRow, 'failedLogins' | 'locked' | 'createdAt' | 'credentialVersion'>): Promise<void> {
     await this.write(
       'INSERT INTO users (partition_id, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)',
       u.partitionId,
@@ -362,17 +367,67 @@ export class SqlStore implements Store {
   }
 
   async deleteUser(partitionId: number, name: string): Promise<boolean> {
-    return (await this.write('DELETE FROM users WHERE partition_id = ? AND name = ?', partitionId, name)) === 1;
+    return this.d.transaction(
+      (function* () {
+        yield* write(DELETE_USER_TOKENS, partitionId, name);
+        return (yield* lastWrite('DELETE FROM users WHERE partition_id = ? AND name = ?', partitionId, name)) === 1;
+      })(),
+    );
   }
 
   async setUserPassword(partitionId: number, name: string, passwordHash: string): Promise<boolean> {
-    const n = await this.write(
-      'UPDATE users SET password_hash = ?, failed_logins = 0, locked = 0 WHERE partition_id = ? AND name = ?',
-      passwordHash,
-      partitionId,
-      name,
+    return this.d.transaction(
+      (function* () {
+        yield* write(DELETE_USER_TOKENS, partitionId, name);
+        const n = yield* lastWrite(
+          `UPDATE users SET password_hash = ?, failed_logins = 0, locked = 0, credential_version = credential_version + 1
+           WHERE partition_id = ? AND name = ?`,
+          passwordHash,
+          partitionId,
+          name,
+        );
+        return n === 1;
+      })(),
     );
-    return n === 1;
+  }
+
+  async createApiToken(g: ApiTokenGrant, now: string): Promise<boolean> {
+    return this.d.transaction(
+      (function* () {
+        yield* write('DELETE FROM api_tokens WHERE expires_at <= ?', now);
+        // Recorded only if the user still holds the credentials the login checked.
+        const n = yield* lastWrite(
+          `INSERT INTO api_tokens (token_sha256, partition_id, user_name, credential_version, expires_at, created_at)
+           SELECT ?, partition_id, name, credential_version, ?, ? FROM users
+           WHERE partition_id = ? AND name = ? AND credential_version = ?`,
+          g.tokenSha256,
+          g.expiresAt,
+          now,
+          g.partitionId,
+          g.user,
+          g.credentialVersion,
+        );
+        return n === 1;
+      })(),
+    );
+  }
+
+  async getApiToken(tokenSha256: string, now: string): Promise<ApiTokenHolder | undefined> {
+    // One read by primary key: the token, its user at the version it was issued at, and its partition.
+    const r = await this.one<{ partition_id: number; partition: string; user_name: string; role: UserRole; expires_at: string }>(
+      `SELECT t.partition_id, p.name AS partition, t.user_name, u.role, t.expires_at
+       FROM api_tokens t
+       JOIN users u ON u.partition_id = t.partition_id AND u.name = t.user_name AND u.credential_version = t.credential_version
+       JOIN partitions p ON p.id = t.partition_id
+       WHERE t.token_sha256 = ? AND t.expires_at > ?`,
+      tokenSha256,
+      now,
+    );
+    return r ? { partitionId: r.partition_id, partition: r.partition, user: r.user_name, role: r.role, expiresAt: r.expires_at } : undefined;
+  }
+
+  async deleteApiToken(tokenSha256: string): Promise<boolean> {
+    return (await this.write('DELETE FROM api_tokens WHERE token_sha256 = ?', tokenSha256)) === 1;
   }
 
   async admitLoginAttempt(partitionId: number, name: string, limit: number): Promise<LoginAdmission> {

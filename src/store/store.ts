@@ -22,6 +22,8 @@ export interface UserRow {
   readonly failedLogins: number;
   readonly locked: boolean;
   readonly createdAt: string;
+  /** Bumped by every password reset or change (schema 9): a bearer token holds the version it was issued at. */
+  readonly credentialVersion: number;
 }
 
 /** A member of the cluster as the stores record it (`ucl server list`). */
@@ -115,17 +117,43 @@ export interface IntegrityKeyRow {
   readonly createdAt: string;
 }
 
+/**
+ * The largest failed-login limit the store compares with: `failed_logins` is an INTEGER column,
+ * 32-bit on PostgreSQL, which refuses a larger parameter (a limit meaning "never lock" uses this).
+ */
+export const MAX_FAILED_LOGINS_LIMIT = 2_147_483_647;
+
 /** Whether a password check may run: admitted (and counted), or refused without checking. */
 export type LoginAdmission =
   | { readonly admitted: true; readonly failedLogins: number }
   | { readonly admitted: false; readonly reason: 'locked' | 'busy' | 'unknown'; readonly failedLogins: number };
+
+/** A bearer token as the store keeps it: the SHA-256 of the token, never the token itself. */
+export interface ApiTokenGrant {
+  readonly tokenSha256: string;
+  readonly partitionId: number;
+  readonly user: string;
+  /** The user's credential version read with the password hash the login checked. */
+  readonly credentialVersion: number;
+  /** ISO-8601 UTC. */
+  readonly expiresAt: string;
+}
+
+/** Whose a live token is, as of now: its user's current role and partition name. */
+export interface ApiTokenHolder {
+  readonly partitionId: number;
+  readonly partition: string;
+  readonly user: string;
+  readonly role: UserRole;
+  readonly expiresAt: string;
+}
 
 /** Partitions, users, key placement, integrity keys and the audit log (schema 3). */
 export interface AccountStore {
   getPartitionById(id: number): Promise<PartitionRow | undefined>;
   setPartitionMaxFailedLogins(id: number, n: number): Promise<void>;
   /**
-   * Removes the partition, its users and settings in one transaction; everything of it goes but
+   * Removes the partition, its users, their bearer tokens and its settings in one transaction; everything of it goes but
    * its audit rows. A key still in it is refused (EKM_PARTITION_NOT_EMPTY), or with `withKeys`
    * destroyed as destroyKey does, its peers listed to purge. The names and descriptions of its
    * destroyed keys go too: only their ids stay, so that peers are still told to erase shares.
@@ -133,9 +161,19 @@ export interface AccountStore {
    */
   deletePartition(id: number, opts: { withKeys: boolean }): Promise<void>;
   listUsers(partitionId: number): Promise<UserRow[]>;
+  /** Removes the user and its bearer tokens. */
   deleteUser(partitionId: number, name: string): Promise<boolean>;
-  /** New password hash; clears the failed-login count and the lock. */
+  /** New password hash; clears the failed-login count and the lock, bumps the credential version and ends the user's bearer tokens. */
   setUserPassword(partitionId: number, name: string, passwordHash: string): Promise<boolean>;
+  /**
+   * Records a bearer token, only while its user still exists at `credentialVersion` (a reset
+   * between the login's password check and this call refuses it: false); drops expired tokens.
+   */
+  createApiToken(grant: ApiTokenGrant, now: string): Promise<boolean>;
+  /** The holder of a token that is recorded, unexpired at `now`, and of a user still at the version it was issued at. */
+  getApiToken(tokenSha256: string, now: string): Promise<ApiTokenHolder | undefined>;
+  /** Ends one token (logout); false when it was not recorded. */
+  deleteApiToken(tokenSha256: string): Promise<boolean>;
   /**
    * A password check about to run, counted as a failure before it runs, in one statement: the
    * attempt is admitted only while the user is unlocked and fewer than `limit` failures (settled or
@@ -209,7 +247,7 @@ export interface Store extends KeyStore, AccountStore {
   getPartition(name: string): Promise<PartitionRow | undefined>;
   listPartitions(): Promise<PartitionRow[]>;
 
-  createUser(u: Omit<UserRow, 'failedLogins' | 'locked' | 'createdAt'>): Promise<void>;
+  createUser(u: Omit<UserRow, 'failedLogins' | 'locked' | 'createdAt' | 'credentialVersion'>): Promise<void>;
   getUser(partitionId: number, name: string): Promise<UserRow | undefined>;
 
   upsertServer(s: ServerRow): Promise<void>;

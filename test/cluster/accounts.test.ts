@@ -159,7 +159,7 @@ describe('lockout, reset, tokens', () => {
     await new Promise((r) => setTimeout(r, TTL * 1000 + 700));
     const late = await client.request('GET', '/api/v1/me', undefined, bearer);
     assertError(late, 401, 'EKM_UNAUTHORIZED');
-    assert.match(JSON.stringify(late.body), /unknown or expired/);
+    assert.match(JSON.stringify(late.body), /unknown, expired or revoked/);
   });
 
   it('a password reset revokes the user’s tokens', async () => {

@@ -393,6 +393,47 @@ describe('scale-out: clients trust the cluster, not one EP', () => {
   });
 });
 
+describe('scale-out: bearer tokens hold on every EP, and so does their revocation', () => {
+  it('a token from EP1 works on EP2; a password reset on EP1 ends it on EP2 at the next request; a logout on EP2 ends a token on EP1', async () => {
+    const pinned = (t: Triplet): EkmClient =>
+      new EkmClient({ servers: [{ host: '127.0.0.1', port: t.apiPort }], trustedCertsPem: [readFileSync(homePaths(t.homes.ep).tlsCert, 'utf8')], timeoutMs: 60_000 });
+    const [ep1, ep2] = [pinned(t1), pinned(t2)];
+    const root = await apiOf(t1);
+    const bearer = async (client: EkmClient, username: string, password: string): Promise<Record<string, string>> => {
+      const r = await client.request<{ access_token: string }>('POST', '/api/v1/token', { username, password });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return { authorization: `Bearer ${r.body.access_token}` };
+    };
+    const me = async (client: EkmClient, auth: Record<string, string>): Promise<{ status: number; server: string }> => {
+      const r = await client.request('GET', '/api/v1/me', undefined, auth);
+      return { status: r.status, server: r.server };
+    };
+    try {
+      for (const name of ['tokalice', 'tokbob']) {
+        const made = await root.call('POST', '/partitions/root/users', { name, password: `${name}-pass-1`, role: 'user' });
+        assert.equal(made.status, 201, JSON.stringify(made.body));
+      }
+      const alice = await bearer(ep1, 'tokalice@root', 'tokalice-pass-1');
+      const bob = await bearer(ep1, 'tokbob@root', 'tokbob-pass-1');
+      assert.deepEqual(await me(ep2, alice), { status: 200, server: `127.0.0.1:${t2.apiPort}` }, 'a token issued by EP1 is accepted by EP2');
+
+      const reset = await root.call('POST', '/partitions/root/users/tokalice/reset-password', { password: 'tokalice-pass-2' });
+      assert.equal(reset.status, 200, JSON.stringify(reset.body));
+      assert.deepEqual(await me(ep2, alice), { status: 401, server: `127.0.0.1:${t2.apiPort}` }, 'revoked on EP1, refused by EP2 at once');
+      assert.equal((await me(ep1, alice)).status, 401);
+      assert.equal((await me(ep2, bob)).status, 200, "another user's token is untouched");
+
+      const out = await ep2.request('DELETE', '/api/v1/token', undefined, bob);
+      assert.equal(out.status, 200, JSON.stringify(out.body));
+      assert.equal((await me(ep1, bob)).status, 401, 'logged out on EP2, refused by EP1');
+    } finally {
+      ep1.close();
+      ep2.close();
+      root.close();
+    }
+  });
+});
+
 describe('scale-out: rolling upgrade', () => {
   it(`restarting triplet 1, then triplet 2, each as release ${NEXT} (the seed's upgrade, one triplet at a time), under a load through a client that knows both EPs: zero failed requests`, async () => {
     const setup = await apiOf(t1);

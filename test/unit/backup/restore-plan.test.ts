@@ -206,6 +206,11 @@ describe('applyRestorePlan on a restored store', () => {
     await store.applyKeyWrites([{ op: 'share-put', share: share(keyIds[0]!, 1, 1), status: 'pending' }]);
     await store.applyKeyWrites([{ op: 'epoch-activate', keyId: keyIds[0]!, from: 0, to: 1 }]);
     await store.close();
+    const raw = new Database(paths.sqlite);
+    raw
+      .prepare('INSERT INTO api_tokens (token_sha256, partition_id, user_name, credential_version, expires_at, created_at) VALUES (?, 1, ?, 1, ?, ?)')
+      .run('ab'.repeat(32), 'so', '2999-01-01T00:00:00.000Z', new Date().toISOString());
+    raw.close();
     const inspected = await inspectRestoredStore(paths.sqlite, 'ep');
     assert.deepEqual(
       inspected.keys[0]!.held.map((h) => [h.epoch, h.status]),
@@ -232,7 +237,7 @@ describe('applyRestorePlan on a restored store', () => {
         { key_id: keyIds[0], epoch: 0, status: 'current' },
         { key_id: keyIds[1], epoch: 0, status: 'current' },
       ]);
-      for (const t of ['presignatures', 'servers'])
+      for (const t of ['presignatures', 'servers', 'api_tokens'])
         assert.equal((db.prepare(`SELECT count(*) AS n FROM ${t}`).get() as { n: number }).n, 0, t);
       assert.equal(
         (db.prepare("SELECT count(*) AS n FROM protocol_sessions WHERE state = 'open' OR checkpoint IS NOT NULL").get() as { n: number }).n,

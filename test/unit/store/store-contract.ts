@@ -10,7 +10,7 @@ import { EkmError } from '../../../src/errors.js';
 import type { KeyWrite, RsaShareRecord, ShareRecord } from '../../../src/store/key-records.js';
 import { LATEST_SCHEMA } from '../../../src/store/migrations.js';
 import { AUDIT_GENESIS } from '../../../src/store/sql-store.js';
-import type { AuditEntry, Store } from '../../../src/store/store.js';
+import { type AuditEntry, MAX_FAILED_LOGINS_LIMIT, type Store } from '../../../src/store/store.js';
 
 export interface StoreFactory {
   /** A new, empty store at LATEST_SCHEMA with its barrier; closed by the suite. */
@@ -194,6 +194,9 @@ export function storeContract(label: string, factory: StoreFactory): void {
       // A right password checked beside the failures that locked the user does not stand.
       assert.equal(await s.settleLoginSuccess(root.id, 'zed'), false);
       assert.deepEqual(await s.admitLoginAttempt(root.id, 'nobody', 3), { admitted: false, reason: 'unknown', failedLogins: 0 });
+      // The root SO's "never locked" limit fits the column on both backends.
+      assert.equal((await s.admitLoginAttempt(root.id, 'amy', MAX_FAILED_LOGINS_LIMIT)).admitted, true);
+      assert.deepEqual(await s.settleLoginFailure(root.id, 'amy', MAX_FAILED_LOGINS_LIMIT), { failedLogins: 1, locked: false });
       assert.deepEqual(await s.settleLoginFailure(root.id, 'nobody', 3), { failedLogins: 0, locked: false });
 
       assert.equal(await s.setUserPassword(root.id, 'zed', 'h9'), true);
@@ -202,6 +205,47 @@ export function storeContract(label: string, factory: StoreFactory): void {
       assert.equal(await s.setUserPassword(root.id, 'nobody', 'x'), false);
       assert.equal(await s.deleteUser(root.id, 'amy'), true);
       assert.equal(await s.deleteUser(root.id, 'amy'), false);
+    });
+
+    withStore('bearer tokens: recorded for a credential version, ended by logout, expiry, reset, user and partition delete', async (s) => {
+      const root = await s.createPartition({ name: 'root', fipsRequired: false });
+      const p2 = await s.createPartition({ name: 'p2', fipsRequired: false });
+      for (const [partitionId, name] of [[root.id, 'amy'], [root.id, 'bo'], [p2.id, 'cy']] as const) {
+        await s.createUser({ partitionId, name, role: 'user', passwordHash: 'h' });
+      }
+      const [t0, t1, later] = ['2030-01-01T00:00:00.000Z', '2030-01-01T00:15:00.000Z', '2030-01-01T00:20:00.000Z'];
+      const grant = (tokenSha256: string, partitionId: number, user: string, credentialVersion = 1, expiresAt = t1) => ({ tokenSha256, partitionId, user, credentialVersion, expiresAt });
+      assert.equal((await s.getUser(root.id, 'amy'))?.credentialVersion, 1);
+      for (const [sha, partitionId, user] of [['a1', root.id, 'amy'], ['a2', root.id, 'amy'], ['b1', root.id, 'bo'], ['c1', p2.id, 'cy']] as const) {
+        assert.equal(await s.createApiToken(grant(sha, partitionId, user), t0), true);
+      }
+      assert.deepEqual(await s.getApiToken('a1', t0), { partitionId: root.id, partition: 'root', user: 'amy', role: 'user', expiresAt: t1 });
+      assert.equal(await s.getApiToken('a1', later), undefined, 'expired');
+      assert.equal(await s.getApiToken('zz', t0), undefined);
+      assert.equal(await s.createApiToken(grant('x', root.id, 'nobody'), t0), false, 'no user, no token');
+
+      assert.equal(await s.deleteApiToken('a1'), true);
+      assert.equal(await s.deleteApiToken('a1'), false);
+      assert.equal(await s.getApiToken('a1', t0), undefined);
+
+      // A reset moves the version on: the old tokens, and a grant at the old version, no longer count.
+      assert.equal(await s.setUserPassword(root.id, 'amy', 'h2'), true);
+      assert.equal((await s.getUser(root.id, 'amy'))?.credentialVersion, 2);
+      assert.equal(await s.getApiToken('a2', t0), undefined);
+      assert.equal(await s.createApiToken(grant('a3', root.id, 'amy', 1), t0), false, 'a login that raced the reset');
+      assert.equal(await s.createApiToken(grant('a4', root.id, 'amy', 2), t0), true);
+      assert.equal((await s.getApiToken('a4', t0))?.user, 'amy');
+      assert.equal((await s.getApiToken('b1', t0))?.user, 'bo', 'another user is untouched');
+
+      assert.equal(await s.deleteUser(root.id, 'bo'), true);
+      await s.createUser({ partitionId: root.id, name: 'bo', role: 'so', passwordHash: 'h' });
+      assert.equal(await s.getApiToken('b1', t0), undefined, 'a re-created user does not inherit tokens');
+      await s.deletePartition(p2.id, { withKeys: false });
+      assert.equal(await s.getApiToken('c1', t0), undefined);
+      assert.equal(await s.deleteApiToken('c1'), false, 'the partition took its token rows with it');
+      // Issuing drops the expired rows.
+      assert.equal(await s.createApiToken(grant('a5', root.id, 'amy', 2, '2030-01-01T01:00:00.000Z'), later), true);
+      assert.equal(await s.deleteApiToken('a4'), false, 'expired rows are dropped when a token is issued');
     });
 
     withStore('servers: upserted by name, listed by triplet then name', async (s) => {
