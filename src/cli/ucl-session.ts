@@ -82,7 +82,8 @@ export async function credentials(o: CredentialOpts, defaults: { user?: string; 
   if (user === '' || partition === '') throw usageError('--user and -p must not be empty');
   let password = o.password;
   if (password === undefined) {
-    if (!process.stdin.isTTY) throw usageError(`no password for ${user}@${partition}`, 'give -w <password> (there is no terminal to ask on)');
+    if (!process.stdin.isTTY)
+      throw usageError(`no password for ${user}@${partition}`, 'give -w <password> (there is no terminal to ask on)');
     password = await promptHidden(`${user}@${partition} password: `);
   }
   if (password === '') throw usageError(`empty password for ${user}@${partition}`);
@@ -93,12 +94,24 @@ interface ApiErrorShape {
   error?: { code?: string; message?: string };
 }
 
+/** The HTTP Basic `Authorization` header of `creds`. */
+export function basicAuthorization(creds: Credentials): { authorization: string } {
+  return { authorization: `Basic ${Buffer.from(`${creds.user}@${creds.partition}:${creds.password}`, 'utf8').toString('base64')}` };
+}
+
+/**
+ * The credentials of a command that an EP of the cluster may also run without any (`ucl server
+ * test|list` in an EP's home shows the EP's identity): Basic when `--user` or `-w` is given.
+ */
+export async function optionalAuthorization(o: CredentialOpts): Promise<Record<string, string>> {
+  return o.user === undefined && o.password === undefined ? {} : basicAuthorization(await credentials(o));
+}
+
 /** One authenticated request; anything but 2xx becomes an EkmError carrying the API's message. */
 export async function call<T>(ctx: UclContext, creds: Credentials, method: string, path: string, body?: unknown): Promise<T> {
-  const basic = Buffer.from(`${creds.user}@${creds.partition}:${creds.password}`, 'utf8').toString('base64');
   const client = await ctx.client();
   try {
-    const res = await client.request<T & ApiErrorShape>(method, path, body, { authorization: `Basic ${basic}` });
+    const res = await client.request<T & ApiErrorShape>(method, path, body, basicAuthorization(creds));
     if (res.status >= 200 && res.status < 300) return res.body;
     const err = (res.body as ApiErrorShape | null)?.error;
     const message = err?.message ?? `the EP answered ${res.status}`;
@@ -119,7 +132,14 @@ export function readInput(path: string | undefined, what = '-i <file>'): Buffer 
     return readFileSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : code === 'EACCES' ? 'permission denied' : (code ?? (e as Error).message);
+    const why =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EISDIR'
+          ? 'it is a folder'
+          : code === 'EACCES'
+            ? 'permission denied'
+            : (code ?? (e as Error).message);
     throw new EkmError('EKM_INPUT', `cannot read ${path}: ${why}`);
   }
 }
@@ -129,7 +149,14 @@ export function writeOutput(path: string, data: string | Uint8Array): void {
     writeFileSync(path, data);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'its folder does not exist' : code === 'EISDIR' ? 'it is a folder' : code === 'EACCES' ? 'permission denied' : (code ?? (e as Error).message);
+    const why =
+      code === 'ENOENT'
+        ? 'its folder does not exist'
+        : code === 'EISDIR'
+          ? 'it is a folder'
+          : code === 'EACCES'
+            ? 'permission denied'
+            : (code ?? (e as Error).message);
     throw new EkmError('EKM_OUTPUT', `cannot write ${path}: ${why}`);
   }
 }

@@ -138,10 +138,16 @@ const RemoteHealth = z.object({
 
 /**
  * Another triplet of the cluster, as its EP reports it (`GET /api/v1/health`, which probes its own
- * Partner and Aux), over HTTPS pinned to the EP's recorded certificate fingerprint. An EP that does
- * not answer leaves its whole triplet out of service: no other server can use it.
+ * Partner and Aux), over HTTPS pinned to the EP's recorded certificate fingerprint. The probing EP
+ * shows its own `identity` as the client certificate: the other EP tells the triplet's servers
+ * only to an EP of the cluster (or an authenticated caller). An EP that does not answer leaves its
+ * whole triplet out of service: no other server can use it.
  */
-export async function probeRemoteTriplet(members: readonly MemberRow[], timeoutMs = 3000): Promise<TripletHealth> {
+export async function probeRemoteTriplet(
+  members: readonly MemberRow[],
+  identity: { readonly keyPem: string; readonly certPem: string },
+  timeoutMs = 3000,
+): Promise<TripletHealth> {
   const ep = members.find((m) => m.role === 'ep');
   const tripletId = members[0]?.tripletId ?? '';
   const down = (why: string): TripletHealth => ({
@@ -166,7 +172,16 @@ export async function probeRemoteTriplet(members: readonly MemberRow[], timeoutM
   return new Promise<TripletHealth>((resolve) => {
     const t0 = performance.now();
     const req = request(
-      { host, port, path: '/api/v1/health', method: 'GET', rejectUnauthorized: false, timeout: timeoutMs },
+      {
+        host,
+        port,
+        path: '/api/v1/health',
+        method: 'GET',
+        rejectUnauthorized: false,
+        timeout: timeoutMs,
+        key: identity.keyPem,
+        cert: identity.certPem,
+      },
       (res) => {
         const presented = (res.socket as TLSSocket).getPeerX509Certificate?.()?.fingerprint256;
         if (presented !== ep.fingerprint) {

@@ -4,8 +4,26 @@
  * mutual TLS.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ROLES, type Role, type Triplet, bootAll, BOOT_SCRIPT, ekm, makeTriplet, permutations, run, ucl, waitInService } from '../support/cluster.js';
+import { homePaths } from '../../src/config/home.js';
+import {
+  ROLES,
+  ROOT_SO_PASSWORD,
+  type Role,
+  type Triplet,
+  assertOneLineError,
+  bootAll,
+  BOOT_SCRIPT,
+  ekm,
+  makeTriplet,
+  permutations,
+  run,
+  ucl,
+  waitInService,
+} from '../support/cluster.js';
 
 describe('a FIPS triplet bootstrapped with -f', () => {
   let t: Triplet;
@@ -39,6 +57,20 @@ describe('a FIPS triplet bootstrapped with -f', () => {
     const list = await ucl(t, 'server', 'list');
     assert.equal(list.code, 0, list.stderr);
     assert.equal((list.stdout.match(/127\.0\.0\.1:\d+/g) ?? []).length, 3);
+  });
+
+  it("ucl server test|list away from the EP's home: a one-line 401 without credentials, the servers with any role's", async () => {
+    const home = mkdtempSync(join(tmpdir(), 'ekm-client-'));
+    writeFileSync(join(home, 'client.conf'), `servers=127.0.0.1:${t.apiPort}\ntrust=${homePaths(t.homes.ep).tlsCert}\n`);
+    const env = { EKM_HOME: home };
+    for (const cmd of ['test', 'list']) {
+      const refused = await run('ucl', ['server', cmd], env);
+      assertOneLineError(refused);
+      assert.match(refused.stderr, /the EP answered 401: authentication required.*--user <user@partition> and -w/);
+      const listed = await run('ucl', ['server', cmd, '--user', 'so@root', '-w', ROOT_SO_PASSWORD], env);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.equal((listed.stdout.match(/127\.0\.0\.1:\d+/g) ?? []).length, 3);
+    }
   });
 
   it('answers /api/v1/health with 200 in service and 503 with a server down', async () => {
