@@ -118,6 +118,9 @@ export interface MemberRow {
   readonly fingerprint: string;
 }
 
+/** What an EP tells a caller it does not know (health without the triplet). */
+const BareHealth = z.object({ status: z.enum(['ok', 'unavailable']) }).strict();
+
 const RemoteHealth = z.object({
   triplet: z.object({
     tripletId: z.string(),
@@ -193,7 +196,12 @@ export async function probeRemoteTriplet(
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           try {
-            const parsed = RemoteHealth.parse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+            const body: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+            if (BareHealth.safeParse(body).success) {
+              resolve(down(`told only up or down: it does not take this EP's certificate as an EP of the cluster's`));
+              return;
+            }
+            const parsed = RemoteHealth.parse(body);
             const rtt = performance.now() - t0;
             resolve({ ...parsed.triplet, servers: parsed.triplet.servers.map((s) => (s.role === 'ep' ? { ...s, rttMs: rtt } : s)) });
           } catch {

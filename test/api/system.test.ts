@@ -9,6 +9,9 @@ import type { Server as HttpsServer } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { type OpenApiDoc, openApiMarkdown } from '../../src/api/openapi-markdown.js';
 import { API_DOC } from '../../scripts/gen-api-doc.js';
+import { listenApi } from '../../src/api/app.js';
+import { probeRemoteTriplet } from '../../src/cluster/health.js';
+import { createIdentity } from '../../src/cluster/identity.js';
 import { type ApiTriplet, ROOT_SO, assertError, startApiTriplet } from '../support/api-triplet.js';
 import { freePorts } from '../support/cluster.js';
 
@@ -94,6 +97,22 @@ describe('system routes', () => {
     assert.equal(m.status, 200);
     assert.match(String(m.headers['content-type']), /^text\/plain; version=0\.0\.4/);
     assert.match(m.body, /ekm_http_requests_total\{method="GET",route="\/api\/v1\/health",operation="GET \/api\/v1\/health",status="200"\} 2/);
+  });
+
+  it("over TLS, an EP of the cluster (its identity certificate) reads the triplet's health without a password; another certificate gets up or down only", async () => {
+    const [port] = await freePorts(1);
+    const paths = t.servers.ep.paths;
+    const identity = { keyPem: readFileSync(paths.tlsKey, 'utf8'), certPem: readFileSync(paths.tlsCert, 'utf8') };
+    await listenApi(t.app, { host: '127.0.0.1', port: port!, identity });
+    const ep = (await t.servers.ep.store.listServers()).find((s) => s.role === 'ep')!;
+    const members = [{ ...ep, api: `127.0.0.1:${port}` }];
+    const asEp = await probeRemoteTriplet(members, identity);
+    assert.equal(asEp.inService, true, JSON.stringify(asEp));
+    assert.deepEqual(asEp.servers.map((s) => s.role), ['ep', 'partner', 'aux']);
+    const stranger = await createIdentity({ role: 'ep', host: '127.0.0.1', years: 1 });
+    const asStranger = await probeRemoteTriplet(members, stranger);
+    assert.equal(asStranger.inService, false);
+    assert.match(asStranger.servers[0]?.detail ?? '', /told only up or down: it does not take this EP's certificate/);
   });
 
   describe('scale-out routes refuse', () => {
