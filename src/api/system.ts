@@ -21,16 +21,9 @@ export interface SystemRoutesOptions {
 }
 
 const Triplet = z.object({}).passthrough().describe('triplet health: servers, states, round trips');
-const Health = z.object({
-  status: z.enum(['ok', 'unavailable']),
-  triplet: Triplet.optional().describe('for an authenticated caller or an EP of the cluster only'),
-});
+const Health = z.object({ status: z.enum(['ok', 'unavailable']), triplet: Triplet.optional().describe('for an authenticated caller or an EP of the cluster only') });
 const TokenBody = z
-  .object({
-    grant_type: z.literal('password').optional(),
-    username: z.string().min(1).max(256).describe('user@partition'),
-    password: z.string().min(1).max(1024),
-  })
+  .object({ grant_type: z.literal('password').optional(), username: z.string().min(1).max(256).describe('user@partition'), password: z.string().min(1).max(1024) })
   .strict();
 
 export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app, { deps, auth, doc }) => {
@@ -65,20 +58,7 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
       summary: 'Product, version, role, names and schema of this EP',
       tag: 'system',
       access: 'public',
-      ok: {
-        status: 200,
-        description: 'info',
-        schema: z.object({
-          product: z.literal('ekm'),
-          version: z.string(),
-          role: z.string(),
-          server: z.string(),
-          clusterId: z.string(),
-          tripletId: z.string(),
-          fips: z.boolean(),
-          schemaVersion: z.number(),
-        }),
-      },
+      ok: { status: 200, description: 'info', schema: z.object({ product: z.literal('ekm'), version: z.string(), role: z.string(), server: z.string(), clusterId: z.string(), tripletId: z.string(), fips: z.boolean(), schemaVersion: z.number() }) },
     },
     async () => ({
       product: 'ekm',
@@ -101,11 +81,7 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
       summary: 'Servers of the cluster as recorded (ucl server list; clients learn the EPs here)',
       tag: 'system',
       access: 'any role; an EP of the cluster',
-      ok: {
-        status: 200,
-        description: 'servers',
-        schema: z.object({ clusterId: z.string(), servers: z.array(z.object({}).passthrough()) }),
-      },
+      ok: { status: 200, description: 'servers', schema: z.object({ clusterId: z.string(), servers: z.array(z.object({}).passthrough()) }) },
       guard: (req) => auth.clusterReader(req, { what: 'list the servers' }),
     },
     async () => ({ clusterId: deps.server.clusterId, servers: await deps.store.listServers() }),
@@ -120,21 +96,14 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
       summary: 'Probe every server (ucl server test)',
       tag: 'system',
       access: 'any role; an EP of the cluster',
-      ok: {
-        status: 200,
-        description: 'probe',
-        schema: z.object({ clusterId: z.string(), inService: z.boolean(), triplets: z.array(Triplet) }),
-      },
+      ok: { status: 200, description: 'probe', schema: z.object({ clusterId: z.string(), inService: z.boolean(), triplets: z.array(Triplet) }) },
       guard: (req) => auth.clusterReader(req, { what: 'probe the servers' }),
     },
     // This EP's triplet, then each other triplet through its EP.
     async () => {
       const members = await deps.store.listServers();
       const others = [...new Set(members.map((m) => m.tripletId))].filter((id) => id !== deps.server.tripletId);
-      const triplets = await Promise.all([
-        deps.probe(),
-        ...others.map((id) => deps.probeOtherTriplet(members.filter((m) => m.tripletId === id))),
-      ]);
+      const triplets = await Promise.all([deps.probe(), ...others.map((id) => deps.probeOtherTriplet(members.filter((m) => m.tripletId === id)))]);
       return { clusterId: deps.server.clusterId, inService: triplets.every((t) => t.inService), triplets };
     },
   );
@@ -149,29 +118,13 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
       tag: 'auth',
       access: 'public',
       body: TokenBody,
-      ok: {
-        status: 200,
-        description: 'token',
-        schema: z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number() }),
-      },
+      ok: { status: 200, description: 'token', schema: z.object({ access_token: z.string(), token_type: z.literal('Bearer'), expires_in: z.number() }) },
       errors: [401, 429],
     },
     async (req) => auth.issueToken(await auth.login(req.body.username, req.body.password)),
   );
 
   let cached: Record<string, unknown> | undefined;
-  route(
-    app,
-    doc,
-    {
-      method: 'GET',
-      url: '/api/v1/openapi.json',
-      summary: 'This document',
-      tag: 'system',
-      access: 'public',
-      ok: { status: 200, description: 'OpenAPI 3.1' },
-    },
-    async () => (cached ??= doc.document()),
-  );
+  route(app, doc, { method: 'GET', url: '/api/v1/openapi.json', summary: 'This document', tag: 'system', access: 'public', ok: { status: 200, description: 'OpenAPI 3.1' } }, async () => (cached ??= doc.document()));
   describeMetricsRoute(doc);
 };

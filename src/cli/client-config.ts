@@ -37,14 +37,9 @@ function parseConf(path: string): ClientConf {
     if (eq < 0) throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: expected key=value`);
     const key = line.slice(0, eq).trim();
     const value = line.slice(eq + 1).trim();
-    if (!isConfKey(key))
-      throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: unknown setting "${key}"`, {
-        hint: `known settings: ${CONF_KEYS.join(', ')}`,
-      });
+    if (!isConfKey(key)) throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: unknown setting "${key}"`, { hint: `known settings: ${CONF_KEYS.join(', ')}` });
     if (key === 'discover' && value !== 'yes' && value !== 'no')
-      throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: discover must be yes or no, not "${value}"`, {
-        hint: 'discover=no keeps ucl to the servers= and trust= written here',
-      });
+      throw new EkmError('EKM_CLIENT_CONF', `${path}:${i + 1}: discover must be yes or no, not "${value}"`, { hint: 'discover=no keeps ucl to the servers= and trust= written here' });
     out[key] = value;
   });
   return out;
@@ -118,9 +113,7 @@ export async function resolveClientOptions(
     }
   }
   if (servers.length === 0) {
-    throw new EkmError('EKM_NO_SERVER', 'no EP to talk to', {
-      hint: "give --server host:port, set UCL_SERVERS, write servers= in client.conf, or set EKM_HOME to an EP's home",
-    });
+    throw new EkmError('EKM_NO_SERVER', 'no EP to talk to', { hint: 'give --server host:port, set UCL_SERVERS, write servers= in client.conf, or set EKM_HOME to an EP\'s home' });
   }
   const discover = conf.discover !== 'no';
   return {

@@ -146,11 +146,7 @@ const RemoteHealth = z.object({
  * only to an EP of the cluster (or an authenticated caller). An EP that does not answer leaves its
  * whole triplet out of service: no other server can use it.
  */
-export async function probeRemoteTriplet(
-  members: readonly MemberRow[],
-  identity: { readonly keyPem: string; readonly certPem: string },
-  timeoutMs = 3000,
-): Promise<TripletHealth> {
+export async function probeRemoteTriplet(members: readonly MemberRow[], identity: { readonly keyPem: string; readonly certPem: string }, timeoutMs = 3000): Promise<TripletHealth> {
   const ep = members.find((m) => m.role === 'ep');
   const tripletId = members[0]?.tripletId ?? '';
   const down = (why: string): TripletHealth => ({
@@ -175,16 +171,7 @@ export async function probeRemoteTriplet(
   return new Promise<TripletHealth>((resolve) => {
     const t0 = performance.now();
     const req = request(
-      {
-        host,
-        port,
-        path: '/api/v1/health',
-        method: 'GET',
-        rejectUnauthorized: false,
-        timeout: timeoutMs,
-        key: identity.keyPem,
-        cert: identity.certPem,
-      },
+      { host, port, path: '/api/v1/health', method: 'GET', rejectUnauthorized: false, timeout: timeoutMs, key: identity.keyPem, cert: identity.certPem },
       (res) => {
         const presented = (res.socket as TLSSocket).getPeerX509Certificate?.()?.fingerprint256;
         if (presented !== ep.fingerprint) {
