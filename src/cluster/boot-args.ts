@@ -6,6 +6,7 @@
  * the command line that every local user can read (util/secret-input.ts).
  */
 import { usageError } from '../errors.js';
+import { passwordLength } from '../crypto/password.js';
 import { FROM_STDIN, readPasswordFile, readPasswordStdin } from '../util/secret-input.js';
 import type { Role } from '../config/roles.js';
 import { type ServerAddress, parsePort, parseServerName } from './names.js';
@@ -161,7 +162,7 @@ export function parseBootArgs(role: Role, argv: readonly string[], secrets: Secr
   let password: string | undefined;
   if (role === 'ep') {
     password = rootSoPassword(str('password'), str('passwordFile'), flagOf.passwordFile ?? '-W', secrets);
-    if (password.length < MIN_PASSWORD_LENGTH) {
+    if (passwordLength(password) < MIN_PASSWORD_LENGTH) {
       throw usageError(`${SCRIPT[role]}: the root SO password must have at least ${MIN_PASSWORD_LENGTH} characters`);
     }
   }

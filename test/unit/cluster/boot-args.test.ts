@@ -102,6 +102,11 @@ describe('parseBootArgs: EP', () => {
       usage(new RegExp(`at least ${MIN_PASSWORD_LENGTH} characters`)),
     );
     assert.equal(parseBootArgs('ep', [...EP.slice(0, -1), 'x'.repeat(MIN_PASSWORD_LENGTH)]).rootSoPassword?.length, MIN_PASSWORD_LENGTH);
+    assert.throws(
+      () => parseBootArgs('ep', [...EP.slice(0, -1), 'e\u0301'.repeat(MIN_PASSWORD_LENGTH / 2)]),
+      usage(new RegExp(`at least ${MIN_PASSWORD_LENGTH} characters`)),
+      'counted as hashed (NFKC): eight code points, four characters',
+    );
     for (const y of ['0', '31', 'ten', '1.5', '-1']) {
       assert.throws(
         () => parseBootArgs('ep', [...EP, '-e', y]),
