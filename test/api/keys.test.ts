@@ -142,6 +142,34 @@ describe('key routes', () => {
     assertError(await as(ALICE, 'POST', '/keys/fresh/refresh', { now: true }), 400, 'EKM_BAD_REQUEST');
   });
 
+  it('refuses key names that render like another name, and descriptions that reorder what is shown', async () => {
+    const lookAlikes: [string, RegExp][] = [
+      ['rele\u200Base', /invisible character/],
+      ['release\u2060', /invisible character/],
+      ['\u202Eexe.gnp', /invisible character/],
+      ['p\u0430ypal-signing', /mixes Latin and Cyrillic letters/],
+      ['\u03A9mega-release', /mixes Latin and Greek letters/],
+      ['\uFF52\uFF45\uFF4C\uFF45\uFF41\uFF53\uFF45', /not in Unicode NFKC form \(it would read the same as "release"\)/],
+      ['cafe\u0301-2026', /not in Unicode NFKC form/],
+      ['release\u00A0key', /a space other than the plain space/],
+      ['release ', /ends with a space/],
+    ];
+    const kept = await as(ALICE, 'POST', '/keys', { alg: 'ecdsa-p256', name: 'plain-name' });
+    assert.equal(kept.status, 201);
+    for (const [name, why] of lookAlikes) {
+      assertError(await as(ALICE, 'POST', '/keys', { alg: 'ecdsa-p256', name }), 400, 'EKM_BAD_KEY_NAME', why);
+      assertError(await as(ALICE, 'PATCH', '/keys/plain-name', { name }), 400, 'EKM_BAD_KEY_NAME', why);
+    }
+    for (const name of ['caf\u00e9-2026', '\u043a\u043b\u044e\u0447-\u043f\u043e\u0434\u043f\u0438\u0441\u0438', '\u7f72\u540d\u9375', 'release key 2026', '\u{1F511}-signing']) {
+      const made = await as(ALICE, 'POST', '/keys', { alg: 'ecdsa-p256', name });
+      assert.equal(made.status, 201, `${name}: ${JSON.stringify(made.body)}`);
+      assert.equal(made.body.name, name);
+    }
+    assertError(await as(ALICE, 'PATCH', '/keys/plain-name', { description: 'signs \u202Eexe.txt' }), 400, 'EKM_BAD_REQUEST', /bidirectional control/);
+    assertError(await as(ALICE, 'POST', '/keys', { alg: 'ecdsa-p256', description: 'x\u2066y\u2069' }), 400, 'EKM_BAD_REQUEST', /bidirectional control/);
+    assert.equal((await as(ALICE, 'PATCH', '/keys/plain-name', { description: 'family \u{1F468}\u200D\u{1F469}\u200D\u{1F467} key' })).status, 200, 'a joiner in free text is fine');
+  });
+
   it("a user may not destroy a key (an AES key's data would go with it): 403, and the key still serves", async () => {
     const g = await as(ALICE, 'POST', '/keys', { alg: 'aes-256-dprf', name: 'files-of-alice' });
     assert.equal(g.status, 201);
