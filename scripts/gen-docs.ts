@@ -53,7 +53,7 @@ const EXAMPLES: readonly (readonly [string, string])[] = [
   ['ucl decrypt (the AES object names its key)', `ucl decrypt -i data.ekm -o data.out --aad context ${ALICE} && cat data.out && echo`],
   ['ucl encrypt and decrypt (RSA OAEP)', `ucl encrypt -n legacy-rsa -i data.txt -o data.rsa ${ALICE} && ucl decrypt -n legacy-rsa -i data.rsa -o data.rsa.out ${ALICE}`],
   ['ucl update (rename, deactivate)', `ucl update -n ed-signer --new-name ed-signer-2025 --state deactivated ${ALICE}`],
-  ['ucl delete', `ucl delete -n ed-signer-2025 -y ${ALICE}`],
+  ['ucl delete (the partition\'s SO)', 'ucl delete -n ed-signer-2025 -y -p codesign -w Codesign-SO-1'],
   ['ucl list --state destroyed', `ucl list --state destroyed ${ALICE}`],
   ['ucl user delete', 'ucl user delete -n audrey -y -p codesign -w Codesign-SO-1'],
   ['ucl partition delete (refused: it holds keys)', 'ucl partition delete -p codesign -y -w $PW'],
@@ -68,7 +68,8 @@ const ERRORS: readonly (readonly [string, string])[] = [
   ['a name that is taken', `ucl generate -t ECC -n signer ${ALICE}`],
   ['a deactivated key does not sign', `ucl update -n signer --state deactivated ${ALICE} >/dev/null && ucl sign -n signer -i data.txt -o x.sig ${ALICE}`],
   ['the wrong encryption context', `ucl decrypt -i data.ekm -o x.out ${ALICE}`],
-  ['delete without -y and no terminal', `ucl delete -n legacy-rsa ${ALICE}`],
+  ['a user may not destroy keys', `ucl delete -n legacy-rsa -y ${ALICE}`],
+  ['delete without -y and no terminal', 'ucl delete -n legacy-rsa -p codesign -w Codesign-SO-1'],
   ['no -w and no terminal', 'ucl partition list'],
 ];
 

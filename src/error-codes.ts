@@ -161,7 +161,7 @@ export const ERROR_CODES = {
   EKM_BAD_ALG: { group: keys, httpStatus: 400, exitCode: 1, means: 'an unknown key algorithm, or an operation the key algorithm does not have' },
   EKM_BAD_INPUT: { group: keys, httpStatus: 400, exitCode: 2, means: 'an operation argument is out of range (digest length, notAfter, addresses)' },
   EKM_BAD_KEY: { group: keys, httpStatus: 400, exitCode: 1, means: 'the RSA private key to import cannot be imported', action: 'give an RSA 2048, 3072 or 4096-bit key as PKCS#8 PEM' },
-  EKM_BAD_KEY_NAME: { group: keys, httpStatus: 400, exitCode: 2, means: 'not a key name', action: 'a name has 1 to 64 printable characters, no "/", and is not 16 hex characters' },
+  EKM_BAD_KEY_NAME: { group: keys, httpStatus: 400, exitCode: 2, means: 'not a key name', action: 'a name has 1 to 64 printable characters, no "/", and is not 16 hex characters; nothing that renders like another name (invisible characters, spaces other than the plain one or at the end, forms NFKC changes, Latin, Greek and Cyrillic letters mixed)' },
   EKM_BAD_PUBLIC_KEY: { group: keys, httpStatus: 400, exitCode: 2, means: 'not an importable public key', action: 'give an SPKI PEM (-----BEGIN PUBLIC KEY-----) of a supported algorithm' },
   EKM_KEY_NOT_FOUND: { group: keys, httpStatus: 404, exitCode: 1, means: 'no such key in this partition', action: 'list the keys with `ucl list`' },
   EKM_KEY_NAME_TAKEN: { group: keys, httpStatus: 409, exitCode: 1, means: 'a key of that name exists in the partition', action: 'choose another name, or rename or delete the other key first' },

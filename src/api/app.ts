@@ -54,7 +54,9 @@ export async function buildApi(deps: ApiDeps): Promise<Api> {
     // An HTTPS server without its identity yet (listenApi sets it). Fastify creates it, so its
     // connection defaults apply (keep-alive 72 s, not node's 5 s, under which clients race idle
     // connections closing); a server factory of ours would not get them.
-    https: { minVersion: MIN_TLS_VERSION },
+    // A client certificate is asked for, never required: an EP of the cluster shows its identity
+    // (Authenticator.isClusterEp); any other client connects as before and authenticates by password.
+    https: { minVersion: MIN_TLS_VERSION, requestCert: true, rejectUnauthorized: false },
     logger: false,
     // Room for a 4 MiB object in base64 (AES encrypt/decrypt of large blobs); larger bodies get 413.
     bodyLimit: 6 * 1024 * 1024,
@@ -109,7 +111,7 @@ export async function buildApi(deps: ApiDeps): Promise<Api> {
   limitFailedPasswords(app, deps.loginLimits.failuresPerSecond);
   const auth = new Authenticator(deps.store, deps.tokenTtlSeconds, deps.loginLimits.concurrentChecks);
   const audit = new AuditLog(deps.store);
-  new Metrics().register(app);
+  new Metrics().register(app, (req) => auth.clusterReader(req, { rootOnly: true, what: 'read the metrics' }));
   auditHooks(app, { auth, audit, store: deps.store, log: deps.log });
 
   await app.register(systemRoutes, { deps, auth, doc });

@@ -4,9 +4,11 @@
  * and revokes it: service/tokens.ts). Passwords are checked with scrypt in constant time; a
  * failure never says whether the user or the password was wrong.
  */
+import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
 import { EkmError } from '../errors.js';
 import { Accounts, splitUsername } from '../service/accounts.js';
+import { ROOT_PARTITION_ID } from '../service/audit.js';
 import { ApiTokens } from '../service/tokens.js';
 import { safeText } from '../util/text.js';
 import type { Store, UserRole } from '../store/store.js';
@@ -40,7 +42,7 @@ export class Authenticator {
 
   /** `ttlSeconds`: the bearer token lifetime (EKM_TOKEN_TTL_SECONDS); `passwordChecks`: scrypt runs at once (EKM_PASSWORD_CHECKS). */
   constructor(
-    store: Store,
+    private readonly store: Store,
     readonly ttlSeconds: number,
     passwordChecks: number,
   ) {
@@ -63,6 +65,31 @@ export class Authenticator {
       this.perRequest.set(req, p);
     }
     return p;
+  }
+
+  /**
+   * Whether the caller showed, as its TLS client certificate, the identity of an EP of the
+   * cluster (its fingerprint as the store records it): another EP probing this triplet, or `ucl`
+   * run in an EP's home. The TLS handshake proved the caller holds that certificate's key, so
+   * the fingerprint is as good as the peer pinning between servers.
+   */
+  async isClusterEp(req: FastifyRequest): Promise<boolean> {
+    const fingerprint = presentedFingerprint(req);
+    if (fingerprint === undefined) return false;
+    return (await this.store.listServers()).some((s) => s.role === 'ep' && s.fingerprint === fingerprint);
+  }
+
+  /**
+   * A guard for what describes the cluster itself (its servers, their health, the metrics): an EP
+   * of the cluster, or an authenticated caller of one of `roles` (any role when absent), in the
+   * root partition only when `rootOnly`.
+   */
+  async clusterReader(req: FastifyRequest, opts: { rootOnly?: boolean; what: string }): Promise<void> {
+    if (await this.isClusterEp(req)) return;
+    const p = await this.authenticate(req);
+    if (opts.rootOnly && (p.partitionId !== ROOT_PARTITION_ID || p.role === 'user')) {
+      throw new EkmError('EKM_FORBIDDEN', `not allowed: the root SO and root auditors ${opts.what}`);
+    }
   }
 
   async login(username: string, password: string): Promise<Principal> {
@@ -121,6 +148,12 @@ export class Authenticator {
     }
     throw unauthorized();
   }
+}
+
+/** The SHA-256 fingerprint of the TLS client certificate of `req`, if one was shown. */
+function presentedFingerprint(req: FastifyRequest): string | undefined {
+  const socket = req.raw.socket as Partial<TLSSocket> | undefined;
+  return socket?.getPeerX509Certificate?.()?.fingerprint256;
 }
 
 /**

@@ -9,7 +9,7 @@ import type { ScaleOut } from '../cluster/scale-out.js';
 import type { ServerConfig } from '../config/server-config.js';
 import type { KeyCatalog } from '../service/key-catalog.js';
 import type { KeyService } from '../service/key-service.js';
-import type { Store } from '../store/store.js';
+import type { ServerRow, Store } from '../store/store.js';
 
 /** The key service's operations the key routes call. */
 export type ApiKeyService = Pick<KeyService, 'generateKey' | 'importPublic' | 'rsaAes' | 'policyOf' | 'publicKey' | 'pool' | 'sign' | 'verify' | 'refresh' | 'rederiveAux'>;
@@ -34,4 +34,6 @@ export interface ApiDeps {
   readonly scaleOut?: ApiScaleOut;
   /** This EP's triplet, probed live (health and `ucl server test`). */
   probe(): Promise<TripletHealth>;
+  /** Another triplet of the cluster (its rows of the server list), probed through its EP, which this EP shows its identity. */
+  probeOtherTriplet(members: readonly ServerRow[]): Promise<TripletHealth>;
 }

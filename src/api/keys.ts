@@ -144,6 +144,12 @@ async function timedOp<T>(reply: FastifyReply, op: () => Promise<T>): Promise<T>
 
 const CRYPTO_ROLES = ['so', 'user'] as const;
 const ANY_ROLE = ['so', 'user', 'auditor'] as const;
+/**
+ * Destroying a key cannot be undone, and for an AES key it destroys every object the key
+ * encrypted: an application's credentials (a `user`) may use and deactivate keys, and only the
+ * partition's SO destroys one (docs/security-model.md §1.3a).
+ */
+const DESTROY_ROLES = ['so'] as const;
 
 export interface KeyRoutesOptions {
   readonly deps: Pick<ApiDeps, 'keys' | 'catalog' | 'store'>;
@@ -324,7 +330,7 @@ export const keyRoutes: FastifyPluginAsync<KeyRoutesOptions> = async (app, { dep
       url: '/api/v1/keys/:keyId',
       summary: 'Destroy a key on all three servers (irreversible; its record stays, state destroyed)',
       tag: 'keys',
-      access: 'so, user',
+      access: 'so (a user gets 403: it may deactivate the key instead)',
       params: KeyRef,
       ok: {
         status: 200,
@@ -332,7 +338,7 @@ export const keyRoutes: FastifyPluginAsync<KeyRoutesOptions> = async (app, { dep
         schema: KeyOut.extend({ pendingPurge: z.array(z.enum(['partner', 'aux'])).describe('peers that were unreachable: asked again until they erase their share') }),
       },
       errors: [403, 404, 410],
-      guard: keyOfPath(CRYPTO_ROLES, 'destroy keys', 'manage'),
+      guard: keyOfPath(DESTROY_ROLES, "destroy keys (only the partition's SO does; a user may deactivate a key instead)", 'manage'),
     },
     async (req) => {
       const { p, key } = await keyFor(req);

@@ -97,7 +97,8 @@ export class Metrics {
     return this.registry.metrics();
   }
 
-  register(app: FastifyInstance): void {
+  /** Counts every request of `app` and serves `/metrics` to callers `mayRead` lets through. */
+  register(app: FastifyInstance, mayRead: (req: FastifyRequest) => Promise<unknown>): void {
     const aborted = new WeakSet<FastifyRequest>();
     app.addHook('onRequest', async (req) => {
       this.started.set(req, process.hrtime.bigint());
@@ -110,6 +111,9 @@ export class Metrics {
       const seconds = t0 === undefined ? 0 : Number(process.hrtime.bigint() - t0) / 1e9;
       this.observe(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, seconds, aborted.has(req));
     });
-    app.get('/metrics', async (_req, reply) => reply.type(this.registry.contentType).send(await this.render()));
+    const preValidation = async (req: FastifyRequest): Promise<void> => {
+      await mayRead(req);
+    };
+    app.get('/metrics', { preValidation }, async (_req, reply) => reply.type(this.registry.contentType).send(await this.render()));
   }
 }

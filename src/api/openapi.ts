@@ -172,5 +172,13 @@ function errorStatuses(op: OpDoc): number[] {
 
 /** `/metrics` is registered by its own module (metrics.ts), so it is described here. */
 export function describeMetricsRoute(doc: ApiDoc): void {
-  doc.add({ method: 'GET', url: '/metrics', summary: 'Prometheus metrics (text format 0.0.4)', tag: 'system', access: 'public', ok: { status: 200, description: 'text/plain metrics' } });
+  doc.add({
+    method: 'GET',
+    url: '/metrics',
+    summary: 'Prometheus metrics (text format 0.0.4); scrape with HTTP Basic of a root auditor',
+    tag: 'system',
+    access: 'root SO, root auditors; an EP of the cluster',
+    ok: { status: 200, description: 'text/plain metrics' },
+    errors: [403],
+  });
 }

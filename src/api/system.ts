@@ -1,11 +1,13 @@
 /**
- * The EP's public routes: health, who this EP is, the servers of the cluster (as recorded, and
+ * The EP's system routes: health, who this EP is, the servers of the cluster (as recorded, and
  * probed live), the password grant of a bearer token and its logout, and the OpenAPI document
- * (where `/metrics`, which metrics.ts registers on the root, is described too).
+ * (where `/metrics`, which metrics.ts registers on the root, is described too). Health, info, the
+ * token grant and the document answer anyone; health tells an unauthenticated caller only up or
+ * down. The servers (addresses, fingerprints, live probes) are for an authenticated caller or an
+ * EP of the cluster (Authenticator.clusterReader).
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import { probeRemoteTriplet } from '../cluster/health.js';
 import { VERSION } from '../version.js';
 import type { Authenticator } from './auth.js';
 import type { ApiDeps } from './deps.js';
@@ -13,13 +15,13 @@ import { type ApiDoc, describeMetricsRoute } from './openapi.js';
 import { route } from './routing.js';
 
 export interface SystemRoutesOptions {
-  readonly deps: Pick<ApiDeps, 'server' | 'store' | 'probe'>;
+  readonly deps: Pick<ApiDeps, 'server' | 'store' | 'probe' | 'probeOtherTriplet'>;
   readonly auth: Authenticator;
   readonly doc: ApiDoc;
 }
 
 const Triplet = z.object({}).passthrough().describe('triplet health: servers, states, round trips');
-const Health = z.object({ status: z.enum(['ok', 'unavailable']), triplet: Triplet });
+const Health = z.object({ status: z.enum(['ok', 'unavailable']), triplet: Triplet.optional().describe('for an authenticated caller or an EP of the cluster only') });
 const TokenBody = z
   .object({ grant_type: z.literal('password').optional(), username: z.string().min(1).max(256).describe('user@partition'), password: z.string().min(1).max(1024) })
   .strict();
@@ -31,15 +33,19 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
     {
       method: 'GET',
       url: '/api/v1/health',
-      summary: 'Health: 200 when the triplet is in service, 503 otherwise',
+      summary: 'Health: 200 when the triplet is in service, 503 otherwise; the servers only to an authenticated caller',
       tag: 'system',
-      access: 'public',
+      access: 'public (the triplet: any role, or an EP of the cluster)',
       ok: { status: 200, description: 'in service', schema: Health },
       also: [{ status: 503, description: 'the triplet is not in service', schema: Health }],
     },
-    async (_req, reply) => {
+    // Credentials, when sent, are checked (a wrong one is a 401, not a quiet bare answer).
+    async (req, reply) => {
+      const detailed = req.headers.authorization !== undefined || (await auth.isClusterEp(req));
+      if (detailed) await auth.clusterReader(req, { what: 'read the health of the triplet' });
       const t = await deps.probe();
-      return reply.status(t.inService ? 200 : 503).send({ status: t.inService ? 'ok' : 'unavailable', triplet: t });
+      const status = t.inService ? 'ok' : 'unavailable';
+      return reply.status(t.inService ? 200 : 503).send(detailed ? { status, triplet: t } : { status });
     },
   );
 
@@ -69,19 +75,35 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
   route(
     app,
     doc,
-    { method: 'GET', url: '/api/v1/servers', summary: 'Servers of the cluster as recorded (ucl server list)', tag: 'system', access: 'public', ok: { status: 200, description: 'servers', schema: z.object({ clusterId: z.string(), servers: z.array(z.object({}).passthrough()) }) } },
+    {
+      method: 'GET',
+      url: '/api/v1/servers',
+      summary: 'Servers of the cluster as recorded (ucl server list; clients learn the EPs here)',
+      tag: 'system',
+      access: 'any role; an EP of the cluster',
+      ok: { status: 200, description: 'servers', schema: z.object({ clusterId: z.string(), servers: z.array(z.object({}).passthrough()) }) },
+      guard: (req) => auth.clusterReader(req, { what: 'list the servers' }),
+    },
     async () => ({ clusterId: deps.server.clusterId, servers: await deps.store.listServers() }),
   );
 
   route(
     app,
     doc,
-    { method: 'GET', url: '/api/v1/servers/test', summary: 'Probe every server (ucl server test)', tag: 'system', access: 'public', ok: { status: 200, description: 'probe', schema: z.object({ clusterId: z.string(), inService: z.boolean(), triplets: z.array(Triplet) }) } },
+    {
+      method: 'GET',
+      url: '/api/v1/servers/test',
+      summary: 'Probe every server (ucl server test)',
+      tag: 'system',
+      access: 'any role; an EP of the cluster',
+      ok: { status: 200, description: 'probe', schema: z.object({ clusterId: z.string(), inService: z.boolean(), triplets: z.array(Triplet) }) },
+      guard: (req) => auth.clusterReader(req, { what: 'probe the servers' }),
+    },
     // This EP's triplet, then each other triplet through its EP.
     async () => {
       const members = await deps.store.listServers();
       const others = [...new Set(members.map((m) => m.tripletId))].filter((id) => id !== deps.server.tripletId);
-      const triplets = await Promise.all([deps.probe(), ...others.map((id) => probeRemoteTriplet(members.filter((m) => m.tripletId === id)))]);
+      const triplets = await Promise.all([deps.probe(), ...others.map((id) => deps.probeOtherTriplet(members.filter((m) => m.tripletId === id)))]);
       return { clusterId: deps.server.clusterId, inService: triplets.every((t) => t.inService), triplets };
     },
   );

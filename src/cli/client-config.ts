@@ -8,11 +8,11 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { homePaths, isBootstrapped } from '../config/home.js';
+import { type HomePaths, homePaths, isBootstrapped } from '../config/home.js';
 import type { Settings } from '../config/settings.js';
 import { EkmError } from '../errors.js';
 import { DEFAULT_API_PORT, type ServerAddress, parseServerName } from '../cluster/names.js';
-import type { ClientOptions } from '../client/client.js';
+import type { ClientIdentity, ClientOptions } from '../client/client.js';
 
 export const SYSTEM_CLIENT_CONF = '/etc/ekm/client.conf';
 
@@ -98,12 +98,14 @@ export async function resolveClientOptions(
   // Where this is an EP's EKM_HOME, its own API and certificate need no configuration.
   // The configuration's schema module is loaded only then: it costs ~0.1 s of start-up.
   let clusterId: string | undefined;
+  let identity: ClientIdentity | undefined;
   if (isBootstrapped(paths)) {
     const { loadServerConfig } = await import('../config/server-config.js');
     const cfg = loadServerConfig(paths);
     if (cfg.role === 'ep' && cfg.api) {
       clusterId = cfg.clusterId;
       trusted.push(readFileSync(paths.tlsCert, 'utf8'));
+      identity = readOwnIdentity(paths);
       if (servers.length === 0) {
         const host = cfg.api.host === '0.0.0.0' ? '127.0.0.1' : cfg.api.host;
         servers = [{ host, port: cfg.api.port }];
@@ -120,5 +122,18 @@ export async function resolveClientOptions(
     discover,
     ...(discover ? { clusterCachePath: clusterCachePath(settings) } : {}),
     ...(clusterId !== undefined ? { clusterId } : {}),
+    ...(identity !== undefined ? { identity } : {}),
   };
+}
+
+/**
+ * The EP's identity, where ucl may read its key (the EP's own account): shown to the EP, it lets
+ * `ucl server test|list` run on the EP's host without a password. Unreadable: none.
+ */
+function readOwnIdentity(paths: HomePaths): ClientIdentity | undefined {
+  try {
+    return { keyPem: readFileSync(paths.tlsKey, 'utf8'), certPem: readFileSync(paths.tlsCert, 'utf8') };
+  } catch {
+    return undefined;
+  }
 }

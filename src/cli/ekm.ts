@@ -8,7 +8,7 @@ import { ROLES, type Role } from '../config/roles.js';
 import type { Settings } from '../config/settings.js';
 import { EkmError, usageError } from '../errors.js';
 import { autoApprover, promptApprover } from '../cluster/approval.js';
-import { BOOT_USAGE, parseBootArgs } from '../cluster/boot-args.js';
+import { BOOT_USAGE, ROOT_SO_PASSWORD_HELP, parseBootArgs } from '../cluster/boot-args.js';
 import { describeRunning, startDaemon, stopDaemon } from '../server/daemon.js';
 import { daemonPid, removePid, writePid } from '../config/pidfile.js';
 import { VERSION } from '../version.js';
@@ -25,6 +25,7 @@ async function boot(argv: string[], settings: Settings): Promise<number> {
   const r = role as Role;
   if (argv.length === 1 || argv.includes('-h') || argv.includes('--help')) {
     print(`usage: ${BOOT_USAGE[r]}`);
+    if (r === 'ep') print(ROOT_SO_PASSWORD_HELP);
     return argv.length === 1 ? 2 : 0;
   }
   const args = parseBootArgs(r, argv.slice(1));

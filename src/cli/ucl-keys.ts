@@ -287,7 +287,7 @@ export function registerKeyCommands(program: Command, ctx: UclContext): void {
   withCredentials(
     program
       .command('delete')
-      .description('destroy a key on all three servers (irreversible)')
+      .description("destroy a key on all three servers (irreversible; the partition's SO only)")
       .requiredOption('-n, --name <name>', 'key name or UID')
       .option('-y, --yes', 'do not ask for confirmation'),
     { defaultUser: 'so' },

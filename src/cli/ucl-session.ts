@@ -1,13 +1,15 @@
 /**
  * What every authenticated `ucl` command shares: `-p <partition>`, `--user <user>` (or
- * `user@partition`), `-w <password>`, the prompt `<user>@<partition> password:` when `-w` is
- * missing on a terminal, HTTP Basic on each request (ucl keeps no login session, as the
+ * `user@partition`), `-w <password>` (`-w -`: the first line of standard input; `-W <file>`: of a
+ * file, both out of the process list), the prompt `<user>@<partition> password:` when no password
+ * is given on a terminal, HTTP Basic on each request (ucl keeps no login session, as the
  * original), files in and out, and API errors turned into one line and a non-zero exit.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { EkmClient } from '../client/client.js';
 import { EkmError, usageError } from '../errors.js';
+import { FROM_STDIN, fileErrorReason, readPasswordFile, readPasswordStdin } from '../util/secret-input.js';
 
 export interface UclContext {
   client(): Promise<EkmClient>;
@@ -25,6 +27,7 @@ export interface CredentialOpts {
   partition?: string;
   user?: string;
   password?: string;
+  passwordFile?: string;
 }
 
 /** Adds `-p`, `--user`, `-w` (the partition flag is left out where `-p` means something else). */
@@ -32,7 +35,8 @@ export function withCredentials(cmd: Command, opts: { partitionFlag?: boolean; d
   if (opts.partitionFlag !== false) cmd.option('-p, --partition <partition>', 'partition (default root)');
   return cmd
     .option('--user <user>', `user, or user@partition (default ${opts.defaultUser ?? 'so'})`)
-    .option('-w, --password <password>', 'password (prompted for on a terminal when missing)');
+    .option('-w, --password <password>', 'password; - reads it from standard input (prompted for on a terminal when missing)')
+    .option('-W, --password-file <file>', 'read the password from the first line of this file');
 }
 
 /** Reads a password from the terminal without echo. */
@@ -80,7 +84,7 @@ export async function credentials(o: CredentialOpts, defaults: { user?: string; 
     user = user.slice(0, at);
   }
   if (user === '' || partition === '') throw usageError('--user and -p must not be empty');
-  let password = o.password;
+  let password = givenPassword(o);
   if (password === undefined) {
     if (!process.stdin.isTTY) throw usageError(`no password for ${user}@${partition}`, 'give -w <password> (there is no terminal to ask on)');
     password = await promptHidden(`${user}@${partition} password: `);
@@ -89,16 +93,35 @@ export async function credentials(o: CredentialOpts, defaults: { user?: string; 
   return { user, partition, password };
 }
 
+/** The password of `-w`, `-w -` (standard input) or `-W <file>`; undefined when none was given. */
+function givenPassword(o: CredentialOpts): string | undefined {
+  if (o.password !== undefined && o.passwordFile !== undefined) throw usageError('give -w or -W <file>, not both');
+  if (o.passwordFile !== undefined) return readPasswordFile(o.passwordFile, '-W');
+  return o.password === FROM_STDIN ? readPasswordStdin() : o.password;
+}
+
 interface ApiErrorShape {
   error?: { code?: string; message?: string };
 }
 
+/** The HTTP Basic `Authorization` header of `creds`. */
+export function basicAuthorization(creds: Credentials): { authorization: string } {
+  return { authorization: `Basic ${Buffer.from(`${creds.user}@${creds.partition}:${creds.password}`, 'utf8').toString('base64')}` };
+}
+
+/**
+ * The credentials of a command that an EP of the cluster may also run without any (`ucl server
+ * test|list` in an EP's home shows the EP's identity): Basic when `--user`, `-w` or `-W` is given.
+ */
+export async function optionalAuthorization(o: CredentialOpts): Promise<Record<string, string>> {
+  return o.user === undefined && o.password === undefined && o.passwordFile === undefined ? {} : basicAuthorization(await credentials(o));
+}
+
 /** One authenticated request; anything but 2xx becomes an EkmError carrying the API's message. */
 export async function call<T>(ctx: UclContext, creds: Credentials, method: string, path: string, body?: unknown): Promise<T> {
-  const basic = Buffer.from(`${creds.user}@${creds.partition}:${creds.password}`, 'utf8').toString('base64');
   const client = await ctx.client();
   try {
-    const res = await client.request<T & ApiErrorShape>(method, path, body, { authorization: `Basic ${basic}` });
+    const res = await client.request<T & ApiErrorShape>(method, path, body, basicAuthorization(creds));
     if (res.status >= 200 && res.status < 300) return res.body;
     const err = (res.body as ApiErrorShape | null)?.error;
     const message = err?.message ?? `the EP answered ${res.status}`;
@@ -118,9 +141,7 @@ export function readInput(path: string | undefined, what = '-i <file>'): Buffer 
   try {
     return readFileSync(path);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : code === 'EACCES' ? 'permission denied' : (code ?? (e as Error).message);
-    throw new EkmError('EKM_INPUT', `cannot read ${path}: ${why}`);
+    throw new EkmError('EKM_INPUT', `cannot read ${path}: ${fileErrorReason(e, 'no such file')}`);
   }
 }
 
@@ -128,9 +149,7 @@ export function writeOutput(path: string, data: string | Uint8Array): void {
   try {
     writeFileSync(path, data);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'its folder does not exist' : code === 'EISDIR' ? 'it is a folder' : code === 'EACCES' ? 'permission denied' : (code ?? (e as Error).message);
-    throw new EkmError('EKM_OUTPUT', `cannot write ${path}: ${why}`);
+    throw new EkmError('EKM_OUTPUT', `cannot write ${path}: ${fileErrorReason(e, 'its folder does not exist')}`);
   }
 }
 

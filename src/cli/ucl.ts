@@ -13,7 +13,7 @@ import { runCli } from './run.js';
 import { registerAccountCommands } from './ucl-accounts.js';
 import { registerAuditCommands } from './ucl-audit.js';
 import { registerKeyCommands } from './ucl-keys.js';
-import { type CredentialOpts, type UclContext, call, credentials, withCredentials } from './ucl-session.js';
+import { type CredentialOpts, type UclContext, call, credentials, optionalAuthorization, withCredentials } from './ucl-session.js';
 import { promptApprover } from '../cluster/approval.js';
 import { ROLE_LABEL, type Role } from '../config/roles.js';
 import type { Settings } from '../config/settings.js';
@@ -41,6 +41,15 @@ function table(rows: string[][]): string[] {
       .join('  ')
       .trimEnd(),
   );
+}
+
+/** The one line for an EP that would not tell the servers: a 401 names the credentials it wants. */
+function serverReadRefused(status: number, body: unknown): EkmError {
+  const message = (body as { error?: { message?: string } } | null)?.error?.message ?? JSON.stringify(body);
+  if (status !== 401) return new EkmError('EKM_API', `the EP answered ${status}: ${message}`);
+  return new EkmError('EKM_API', `the EP answered 401: ${message}`, {
+    hint: "give --user <user@partition> and -w (any role), or run ucl in an EP's home",
+  });
 }
 
 export function formatServerTest(clusterId: string, triplets: readonly TripletHealth[]): { lines: string[]; ok: boolean } {
@@ -99,35 +108,46 @@ async function main(settings: Settings): Promise<number> {
 
   const ctx: UclContext = { client, json, print };
   const server = program.command('server').description('servers of the cluster');
-  server
-    .command('test')
-    .description('probe every server of every triplet; exit 0 only when all are in service')
-    .action(async () => {
-      const res = await (
-        await client()
-      ).request<{ clusterId: string; inService: boolean; triplets: TripletHealth[] }>('GET', '/api/v1/servers/test');
-      if (res.status !== 200) throw new EkmError('EKM_API', `the EP answered ${res.status}: ${JSON.stringify(res.body)}`);
-      const out = formatServerTest(res.body.clusterId, res.body.triplets);
-      if (json()) print(JSON.stringify(res.body, null, 2));
-      else out.lines.forEach(print);
-      code = out.ok ? 0 : 1;
-    });
-  server
-    .command('list')
-    .description('list the servers of the cluster as recorded (no probing)')
-    .action(async () => {
-      const res = await (await client()).request<{ clusterId: string; servers: ServerRow[] }>('GET', '/api/v1/servers');
-      if (res.status !== 200) throw new EkmError('EKM_API', `the EP answered ${res.status}`);
-      if (json()) {
-        print(JSON.stringify(res.body, null, 2));
-        return;
-      }
-      print(`Cluster ${res.body.clusterId}: ${res.body.servers.length} servers`);
-      const label = { ep: 'EP', partner: 'Partner', aux: 'Aux' } as const;
-      const rows = [['  ROLE', 'SERVER', 'TRIPLET', 'FINGERPRINT']];
-      for (const s of res.body.servers) rows.push([`  ${label[s.role]}`, s.name, s.tripletId, s.fingerprint]);
-      table(rows).forEach(print);
-    });
+  withCredentials(
+    server
+      .command('test')
+      .description(
+        "probe every server of every triplet; exit 0 only when all are in service (credentials: any role; none in an EP's home)",
+      ),
+  ).action(async (o: CredentialOpts) => {
+    const res = await (
+      await client()
+    ).request<{ clusterId: string; inService: boolean; triplets: TripletHealth[] }>(
+      'GET',
+      '/api/v1/servers/test',
+      undefined,
+      await optionalAuthorization(o),
+    );
+    if (res.status !== 200) throw serverReadRefused(res.status, res.body);
+    const out = formatServerTest(res.body.clusterId, res.body.triplets);
+    if (json()) print(JSON.stringify(res.body, null, 2));
+    else out.lines.forEach(print);
+    code = out.ok ? 0 : 1;
+  });
+  withCredentials(
+    server
+      .command('list')
+      .description("list the servers of the cluster as recorded, no probing (credentials: any role; none in an EP's home)"),
+  ).action(async (o: CredentialOpts) => {
+    const res = await (
+      await client()
+    ).request<{ clusterId: string; servers: ServerRow[] }>('GET', '/api/v1/servers', undefined, await optionalAuthorization(o));
+    if (res.status !== 200) throw serverReadRefused(res.status, res.body);
+    if (json()) {
+      print(JSON.stringify(res.body, null, 2));
+      return;
+    }
+    print(`Cluster ${res.body.clusterId}: ${res.body.servers.length} servers`);
+    const label = { ep: 'EP', partner: 'Partner', aux: 'Aux' } as const;
+    const rows = [['  ROLE', 'SERVER', 'TRIPLET', 'FINGERPRINT']];
+    for (const s of res.body.servers) rows.push([`  ${label[s.role]}`, s.name, s.tripletId, s.fingerprint]);
+    table(rows).forEach(print);
+  });
 
   withCredentials(
     server

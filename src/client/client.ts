@@ -41,6 +41,17 @@ export interface ClientOptions {
   readonly clusterId?: string;
   /** How long a learned membership is used before it is read again (default 60 s; after a failover at once). */
   readonly membershipRefreshMs?: number;
+  /**
+   * An EP's own identity, where the client runs in that EP's home: shown as the TLS client
+   * certificate, it lets the client read the cluster's servers and health without a password.
+   */
+  readonly identity?: ClientIdentity;
+}
+
+/** A TLS client certificate and its key (PEM). */
+export interface ClientIdentity {
+  readonly keyPem: string;
+  readonly certPem: string;
 }
 
 export interface ApiResponse<T = unknown> {
@@ -65,12 +76,14 @@ class PinnedAgent extends https.Agent {
     private readonly label: string,
     private readonly isTrusted: (fingerprint: string) => boolean,
     private readonly timeoutMs: number,
+    private readonly identity: ClientIdentity | undefined,
   ) {
     super({ keepAlive: true, maxSockets: 64 });
   }
 
   override createConnection(options: tls.ConnectionOptions, done: (err: Error | null, socket?: Duplex) => void): undefined {
-    const socket = tls.connect({ ...options, rejectUnauthorized: false });
+    const shown = this.identity ? { key: this.identity.keyPem, cert: this.identity.certPem } : {};
+    const socket = tls.connect({ ...options, ...shown, rejectUnauthorized: false });
     let settled = false;
     const fail = (err: Error): void => {
       socket.destroy();
@@ -149,7 +162,10 @@ export class EkmClient {
     const failures: string[] = [];
     for (const [i, server] of servers.entries()) {
       try {
-        if (this.membershipDue()) await this.learnMembership(server);
+        if (this.membershipDue()) {
+          const refused = await this.learnMembership(server, authorizationOf(headers));
+          if (refused) return refused as ApiResponse<T>;
+        }
         const res = await this.once<T>(server, method, path, body, headers);
         // A 503 from a server that is shutting down or whose triplet is out, or an operation its
         // triplet aborted ("not performed; safe to retry"): another EP, with its own triplet, may serve.
@@ -211,20 +227,26 @@ export class EkmClient {
    * Reads the cluster's EPs from `server`, whose certificate the agent has checked (pinned, or
    * learned the same way): the membership is as trustworthy as the EP it comes from. A network
    * failure goes to the caller (the next EP is tried); an answer that is not a server list (an EP
-   * of an older release) leaves what is known as it is.
+   * of an older release) leaves what is known as it is. The list is read with the caller's
+   * `authorization` (the EP shows it only to an authenticated caller or an EP of the cluster);
+   * when the EP refuses those credentials (401), that answer is returned: the caller's request,
+   * with the same credentials, would be refused alike, and sending it would count a second
+   * failed login against the account's lockout.
    */
-  private async learnMembership(server: ServerAddress): Promise<void> {
+  private async learnMembership(server: ServerAddress, authorization: string | undefined): Promise<ApiResponse | undefined> {
     this.learning = true;
     try {
-      const res = await this.once(server, 'GET', '/api/v1/servers', undefined, {});
+      const res = await this.once(server, 'GET', '/api/v1/servers', undefined, authorization === undefined ? {} : { authorization });
       this.learnedAt = Date.now();
+      if (res.status === 401 && authorization !== undefined) return res;
       const membership = res.status === 200 ? membershipFromServerList(res.body) : undefined;
-      if (membership === undefined) return;
+      if (membership === undefined) return undefined;
       assertSameCluster(this.expectedCluster(), membership, `the EP at ${formatAddress(server)}`);
-      if (sameMembership(this.learned, membership)) return;
+      if (sameMembership(this.learned, membership)) return undefined;
       this.forgetDroppedEps(membership);
       this.learned = membership;
       if (this.opts.clusterCachePath !== undefined) writeClusterCache(this.opts.clusterCachePath, membership);
+      return undefined;
     } finally {
       this.learning = false;
     }
@@ -244,7 +266,7 @@ export class EkmClient {
     const key = formatAddress(server);
     let agent = this.agents.get(key);
     if (!agent) {
-      agent = new PinnedAgent(key, (fingerprint) => this.isTrusted(fingerprint), this.opts.timeoutMs ?? 15_000);
+      agent = new PinnedAgent(key, (fingerprint) => this.isTrusted(fingerprint), this.opts.timeoutMs ?? 15_000, this.opts.identity);
       this.agents.set(key, agent);
     }
     return agent;
@@ -289,6 +311,12 @@ export class EkmClient {
       req.end();
     });
   }
+}
+
+/** The `Authorization` header of a request, whatever the case of its name. */
+function authorizationOf(headers: Readonly<Record<string, string>>): string | undefined {
+  const name = Object.keys(headers).find((h) => h.toLowerCase() === 'authorization');
+  return name === undefined ? undefined : headers[name];
 }
 
 /** EKM_PROTOCOL_ABORTED: the multi-party operation was not performed (the API's promise), so it may be sent again. */

@@ -1,9 +1,13 @@
 /**
  * The bootstrap scripts' flags, exactly as the seed writes them (`-s`, `-p`, `-x`, `-e`, `-fips`,
  * `-w`, `-restore`, `-f`, `-n`, `-externaldb`), parsed strictly per role: a flag another role
- * takes, a missing value or a repeated flag is a one-line usage error.
+ * takes, a missing value or a repeated flag is a one-line usage error. The root SO password may
+ * also come from a file (`-W <file>`, `--password-file <file>`) or standard input (`-w -`), out of
+ * the command line that every local user can read (util/secret-input.ts).
  */
 import { usageError } from '../errors.js';
+import { passwordLength } from '../crypto/password.js';
+import { FROM_STDIN, readPasswordFile, readPasswordStdin } from '../util/secret-input.js';
 import type { Role } from '../config/roles.js';
 import { type ServerAddress, parsePort, parseServerName } from './names.js';
 
@@ -48,6 +52,8 @@ const BY_ROLE: Record<Role, Record<string, FlagSpec>> = {
     '-p': { key: 'partner', kind: 'value' },
     '-x': { key: 'aux', kind: 'value' },
     '-w': { key: 'password', kind: 'value' },
+    '-W': { key: 'passwordFile', kind: 'value' },
+    '--password-file': { key: 'passwordFile', kind: 'value' },
     '-restore': { key: 'restore', kind: 'switch' },
     '--partial': { key: 'partial', kind: 'switch' },
     '-n': { key: 'names', kind: 'value' },
@@ -73,16 +79,30 @@ const BY_ROLE: Record<Role, Record<string, FlagSpec>> = {
 const SCRIPT: Record<Role, string> = { ep: 'ekm_boot_ep.sh', partner: 'ekm_boot_partner.sh', aux: 'ekm_boot_auxiliary.sh' };
 
 export const BOOT_USAGE: Record<Role, string> = {
-  ep: 'ekm_boot_ep.sh -s <self>[:port] -p <partner>[:port] -x <aux>[:port] -fips -w <root SO password> [-restore [--partial]] [-f] [-n <csv>] [-e <years>] [-externaldb] [--api-port <port>] [--timeout <s>]',
+  ep: 'ekm_boot_ep.sh -s <self>[:port] -p <partner>[:port] -x <aux>[:port] -fips (-w <root SO password> | -w - (from standard input) | -W <file>) [-restore [--partial]] [-f] [-n <csv>] [-e <years>] [-externaldb] [--api-port <port>] [--timeout <s>]',
   partner: 'ekm_boot_partner.sh -s <self>[:port] -p <ep>[:port] -x <aux>[:port] -fips [-restore [--partial]] [-f] [-externaldb] [--timeout <s>]',
   aux: 'ekm_boot_auxiliary.sh -s <self>[:port] -e <ep>[:port] -p <partner>[:port] -fips [-f] [--timeout <s>]',
 };
 
+/** What the EP bootstrap's help adds below its usage line. */
+export const ROOT_SO_PASSWORD_HELP =
+  '-w - reads the root SO password from the first line of standard input, -W <file> (or --password-file <file>) from the first line of a file (keep it mode 0600): either keeps it out of the process list, where -w <password> is visible to every local user.';
+
 export const MIN_PASSWORD_LENGTH = 8;
 
-export function parseBootArgs(role: Role, argv: readonly string[]): BootArgs {
+/** Where a password given as a file or as `-w -` is read (tests give their own). */
+export interface SecretReader {
+  file(path: string, flag: string): string;
+  stdin(): string;
+}
+
+const SECRETS: SecretReader = { file: readPasswordFile, stdin: readPasswordStdin };
+
+export function parseBootArgs(role: Role, argv: readonly string[], secrets: SecretReader = SECRETS): BootArgs {
   const specs = BY_ROLE[role];
   const seen: Record<string, string | true> = {};
+  /** The flag each value was given with, for messages (`-W` or `--password-file`). */
+  const flagOf: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const spec = specs[flag];
@@ -94,6 +114,7 @@ export function parseBootArgs(role: Role, argv: readonly string[]): BootArgs {
       );
     }
     if (seen[spec.key] !== undefined) throw usageError(`${SCRIPT[role]}: ${flag} given twice`);
+    flagOf[spec.key] = flag;
     if (spec.kind === 'switch') {
       seen[spec.key] = true;
       continue;
@@ -140,9 +161,8 @@ export function parseBootArgs(role: Role, argv: readonly string[]): BootArgs {
 
   let password: string | undefined;
   if (role === 'ep') {
-    password = str('password');
-    if (password === undefined) throw usageError(`${SCRIPT[role]}: -w <root SO password> is required`);
-    if (password.length < MIN_PASSWORD_LENGTH) {
+    password = rootSoPassword(str('password'), str('passwordFile'), flagOf.passwordFile ?? '-W', secrets);
+    if (passwordLength(password) < MIN_PASSWORD_LENGTH) {
       throw usageError(`${SCRIPT[role]}: the root SO password must have at least ${MIN_PASSWORD_LENGTH} characters`);
     }
   }
@@ -186,4 +206,14 @@ export function parseBootArgs(role: Role, argv: readonly string[]): BootArgs {
     ...(apiText !== undefined ? { apiPort: parsePort(apiText, '--api-port') } : {}),
     timeoutSeconds,
   };
+}
+
+/** The root SO password from `-w <password>`, `-w -` (standard input) or `-W <file>`: exactly one of them. */
+function rootSoPassword(given: string | undefined, file: string | undefined, fileFlag: string, secrets: SecretReader): string {
+  const script = SCRIPT.ep;
+  if (given !== undefined && file !== undefined) throw usageError(`${script}: give -w or ${fileFlag}, not both`);
+  if (file !== undefined) return secrets.file(file, fileFlag);
+  if (given === FROM_STDIN) return secrets.stdin();
+  if (given !== undefined) return given;
+  throw usageError(`${script}: -w <root SO password> is required`, 'or -W <file> to read it from a file, or -w - from standard input (either keeps it out of the process list)');
 }

@@ -118,6 +118,9 @@ export interface MemberRow {
   readonly fingerprint: string;
 }
 
+/** What an EP tells a caller it does not know (health without the triplet). */
+const BareHealth = z.object({ status: z.enum(['ok', 'unavailable']) }).strict();
+
 const RemoteHealth = z.object({
   triplet: z.object({
     tripletId: z.string(),
@@ -138,10 +141,12 @@ const RemoteHealth = z.object({
 
 /**
  * Another triplet of the cluster, as its EP reports it (`GET /api/v1/health`, which probes its own
- * Partner and Aux), over HTTPS pinned to the EP's recorded certificate fingerprint. An EP that does
- * not answer leaves its whole triplet out of service: no other server can use it.
+ * Partner and Aux), over HTTPS pinned to the EP's recorded certificate fingerprint. The probing EP
+ * shows its own `identity` as the client certificate: the other EP tells the triplet's servers
+ * only to an EP of the cluster (or an authenticated caller). An EP that does not answer leaves its
+ * whole triplet out of service: no other server can use it.
  */
-export async function probeRemoteTriplet(members: readonly MemberRow[], timeoutMs = 3000): Promise<TripletHealth> {
+export async function probeRemoteTriplet(members: readonly MemberRow[], identity: { readonly keyPem: string; readonly certPem: string }, timeoutMs = 3000): Promise<TripletHealth> {
   const ep = members.find((m) => m.role === 'ep');
   const tripletId = members[0]?.tripletId ?? '';
   const down = (why: string): TripletHealth => ({
@@ -166,7 +171,7 @@ export async function probeRemoteTriplet(members: readonly MemberRow[], timeoutM
   return new Promise<TripletHealth>((resolve) => {
     const t0 = performance.now();
     const req = request(
-      { host, port, path: '/api/v1/health', method: 'GET', rejectUnauthorized: false, timeout: timeoutMs },
+      { host, port, path: '/api/v1/health', method: 'GET', rejectUnauthorized: false, timeout: timeoutMs, key: identity.keyPem, cert: identity.certPem },
       (res) => {
         const presented = (res.socket as TLSSocket).getPeerX509Certificate?.()?.fingerprint256;
         if (presented !== ep.fingerprint) {
@@ -178,7 +183,12 @@ export async function probeRemoteTriplet(members: readonly MemberRow[], timeoutM
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           try {
-            const parsed = RemoteHealth.parse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+            const body: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+            if (BareHealth.safeParse(body).success) {
+              resolve(down(`told only up or down: it does not take this EP's certificate as an EP of the cluster's`));
+              return;
+            }
+            const parsed = RemoteHealth.parse(body);
             const rtt = performance.now() - t0;
             resolve({ ...parsed.triplet, servers: parsed.triplet.servers.map((s) => (s.role === 'ep' ? { ...s, rttMs: rtt } : s)) });
           } catch {

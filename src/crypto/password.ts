@@ -1,6 +1,10 @@
 /**
  * Password hashes: scrypt (node:crypto) with a per-password random salt, stored as
  * `scrypt$N$r$p$salt$hash` (base64) so the cost can be raised later without a migration.
+ * A password is hashed in its NFKC form (and has been since the first release, so every stored
+ * hash verifies as before): the same password typed as precomposed or combining characters, or
+ * with compatibility forms (full-width letters, ligatures), is one password, and its length is
+ * counted on that form (`passwordLength`).
  */
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 
@@ -10,9 +14,22 @@ const P = 1;
 const KEY_LEN = 32;
 const MAXMEM = 128 * N * R * 2;
 
+/** The form of a password that is hashed and whose length counts. */
+export function normalizePassword(password: string): string {
+  return password.normalize('NFKC');
+}
+
+/**
+ * A password's length as a minimum-length rule should see it: code points of its NFKC form, so
+ * that eight combining sequences that compose into four characters count as four.
+ */
+export function passwordLength(password: string): number {
+  return [...normalizePassword(password)].length;
+}
+
 function derive(password: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
   return new Promise((resolve, reject) =>
-    scrypt(password.normalize('NFKC'), salt, KEY_LEN, { N: n, r, p, maxmem: Math.max(MAXMEM, 128 * n * r * 2) }, (err, key) =>
+    scrypt(normalizePassword(password), salt, KEY_LEN, { N: n, r, p, maxmem: Math.max(MAXMEM, 128 * n * r * 2) }, (err, key) =>
       err ? reject(err) : resolve(key),
     ),
   );

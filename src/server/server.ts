@@ -12,7 +12,7 @@ import type { HomePaths } from '../config/home.js';
 import type { Settings } from '../config/settings.js';
 import { type PeerEntry, type ServerConfig, loadServerConfig, saveServerConfig } from '../config/server-config.js';
 import { EkmError } from '../errors.js';
-import { type PeerStatusReply, REDIAL_WAIT_MS, type TripletHealth, encodeStatus, probeTriplet } from '../cluster/health.js';
+import { type PeerStatusReply, REDIAL_WAIT_MS, type TripletHealth, encodeStatus, probeRemoteTriplet, probeTriplet } from '../cluster/health.js';
 import { PeerManager, type PeerRole } from '../net/peers.js';
 import { Barrier } from '../store/barrier.js';
 import { openServerStore } from '../store/server-store.js';
@@ -83,7 +83,7 @@ export class EkmServer implements ServerContext {
     readonly store: Store,
     readonly barrier: Barrier,
     readonly log: Logger,
-    identity: { keyPem: string; certPem: string },
+    private readonly identity: { keyPem: string; certPem: string },
     readonly settings: Settings,
   ) {
     this.currentConfig = config;
@@ -255,6 +255,7 @@ export class EkmServer implements ServerContext {
       loginLimits: { failuresPerSecond: this.settings.loginFailures, concurrentChecks: this.settings.passwordChecks },
       ...(this.scaleOut ? { scaleOut: this.scaleOut } : {}),
       probe: () => this.probe(),
+      probeOtherTriplet: (members) => probeRemoteTriplet(members, this.identity),
     };
   }
 

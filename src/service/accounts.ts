@@ -12,7 +12,7 @@
  *   resets the password (the root SO is never locked: nobody could unlock it). A failure never
  *   says whether the user or the password was wrong.
  */
-import { hashPassword, verifyPassword } from '../crypto/password.js';
+import { hashPassword, passwordLength, verifyPassword } from '../crypto/password.js';
 import { EkmError } from '../errors.js';
 import { BoundedConcurrency } from '../util/rate-limit.js';
 import { safeText } from '../util/text.js';
@@ -61,7 +61,8 @@ const wrongLogin = (): EkmError => new EkmError('EKM_UNAUTHORIZED', 'wrong user,
 const lockedUser = (message: string): EkmError => new EkmError('EKM_LOCKED', message, { hint: 'an SO must reset its password (ucl user reset-pwd)' });
 
 export function checkPassword(password: string, what = 'the password'): void {
-  if (typeof password !== 'string' || [...password].length < MIN_PASSWORD) {
+  // Counted as hashed: code points of the NFKC form (crypto/password.ts).
+  if (typeof password !== 'string' || passwordLength(password) < MIN_PASSWORD) {
     throw new EkmError('EKM_WEAK_PASSWORD', `${what} must have at least ${MIN_PASSWORD} characters`);
   }
   if (password.length > MAX_PASSWORD) throw new EkmError('EKM_BAD_REQUEST', `${what} is longer than ${MAX_PASSWORD} characters`);

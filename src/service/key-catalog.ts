@@ -19,6 +19,7 @@
  */
 import type { Logger } from 'pino';
 import { EkmError } from '../errors.js';
+import { lookAlikeProblem, reorderingProblem, safeText } from '../util/text.js';
 import type { PeerManager } from '../net/peers.js';
 import { KEY_UID_RE, type KeyRow, type KeyUsage } from '../store/key-records.js';
 import { type DestroyedKeyRow, type KeyPurge, type Store, keyNameTaken } from '../store/store.js';
@@ -43,14 +44,27 @@ const PURGE_TIMEOUT_MS = 10_000;
 /** How often an EP sweeps its Aux for shares of keys destroyed through another triplet. */
 export const AUX_SWEEP_MS = 60_000;
 
+/**
+ * Whether `name` may be given to a key: besides the pattern, nothing that makes it render like
+ * another name (util/text.ts lookAlikeProblem), so that an operator who reads a name reads the key.
+ * Names stored before this rule stay usable; only new names and renames are checked.
+ */
 export function checkKeyName(name: string): void {
   if (!KEY_NAME_RE.test(name) || KEY_UID_RE.test(name)) {
     throw new EkmError(
       'EKM_BAD_KEY_NAME',
-      `"${name.slice(0, 40)}" is not a key name`,
+      `"${safeText(name, 40)}" is not a key name`,
       { hint: 'a name has 1 to 64 printable characters, no "/", and is not 16 hex characters (that is a UID)' },
     );
   }
+  const problem = lookAlikeProblem(name);
+  if (problem) throw new EkmError('EKM_BAD_KEY_NAME', `the key name "${safeText(name, 40)}" ${problem}`, { hint: 'names that render alike would let one key pass for another' });
+}
+
+/** A description is free text, but none that reorders how the listing around it is shown. */
+export function checkKeyDescription(description: string): void {
+  const problem = reorderingProblem(description);
+  if (problem) throw new EkmError('EKM_BAD_REQUEST', `the key description ${problem}`);
 }
 
 function notFound(ref: string): EkmError {
@@ -115,6 +129,7 @@ export class KeyCatalog {
     attrs: { readonly name?: string; readonly description?: string },
     make: () => Promise<{ keyId: string; alg: KeyAlg }>,
   ): Promise<KeyRow> {
+    if (attrs.description !== undefined) checkKeyDescription(attrs.description);
     if (attrs.name !== undefined) {
       checkKeyName(attrs.name);
       if (await this.deps.store.findKeyByName(partitionId, attrs.name)) throw keyNameTaken(attrs.name);
@@ -133,6 +148,7 @@ export class KeyCatalog {
   async update(partitionId: number, ref: string, change: { readonly name?: string | null; readonly description?: string | null; readonly state?: KeyUsage }): Promise<KeyRow> {
     const row = await this.resolve(partitionId, ref, 'manage');
     if (typeof change.name === 'string') checkKeyName(change.name);
+    if (typeof change.description === 'string') checkKeyDescription(change.description);
     await this.deps.store.setKeyAttributes(row.keyId, {
       ...(change.name !== undefined ? { name: change.name } : {}),
       ...(change.description !== undefined ? { description: change.description } : {}),

@@ -32,6 +32,40 @@ export function textProblem(s: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Characters that render as nothing: Unicode's default-ignorable code points (zero-width spaces
+ * and joiners, bidirectional marks and controls, variation selectors, the soft hyphen, …).
+ */
+const INVISIBLE = /\p{Default_Ignorable_Code_Point}/u;
+/** Whitespace other than the plain space (tab, no-break, em, ideographic spaces…). */
+const OTHER_SPACE = /[^\S ]/u;
+/** Scripts whose letters pass for one another (Latin `a`, Cyrillic `а`, Greek `α`…). */
+const LOOK_ALIKE_SCRIPTS = ['Latin', 'Greek', 'Cyrillic', 'Armenian', 'Cherokee', 'Coptic'] as const;
+const SCRIPT_RE = LOOK_ALIKE_SCRIPTS.map((script) => [script, new RegExp(`\\p{Script=${script}}`, 'u')] as const);
+
+/**
+ * What makes `name` render like another name, in words, or undefined: an invisible character, a
+ * space other than the plain one or a trailing space, a form that Unicode NFKC would change
+ * (decomposed accents, full-width letters, ligatures), or letters of look-alike scripts mixed
+ * (a Cyrillic `а` in a Latin name). For identifiers people pick by reading them (key names).
+ */
+export function lookAlikeProblem(name: string): string | undefined {
+  if (INVISIBLE.test(name)) return 'holds an invisible character (zero-width, bidirectional control or the like)';
+  if (OTHER_SPACE.test(name)) return 'holds a space other than the plain space';
+  if (name !== name.trimEnd()) return 'ends with a space';
+  const nfkc = name.normalize('NFKC');
+  if (nfkc !== name) return `is not in Unicode NFKC form (it would read the same as "${safeText(nfkc, 64)}")`;
+  const scripts = SCRIPT_RE.filter(([, re]) => re.test(name)).map(([script]) => script);
+  if (scripts.length > 1) return `mixes ${scripts.join(' and ')} letters, which look alike`;
+  return undefined;
+}
+
+/** What reorders how free text (a description) is shown: a bidirectional embedding, override or isolate. */
+export function reorderingProblem(s: string): string | undefined {
+  BIDI_CONTROL_G.lastIndex = 0;
+  return BIDI_CONTROL_G.test(s) ? 'holds a bidirectional control (embedding, override or isolate) that reorders what is shown' : undefined;
+}
+
 /** The first `max` code points of `s`: never half of a surrogate pair. */
 export function cutCodePoints(s: string, max: number): string {
   if (s.length <= max) return s;

@@ -40,6 +40,17 @@ describe('partition, user and audit routes', () => {
     );
   });
 
+  it('counts a password as it is hashed (NFKC): eight code points that compose into four characters are too short', async () => {
+    const fourComposed = 'e\u0301o\u0301a\u0301u\u0301';
+    assertError(await as(SALES_SO, 'POST', '/partitions/sales/users', { name: 'nfkc', password: fourComposed, role: 'user' }), 400, 'EKM_WEAK_PASSWORD', /at least 8 characters/);
+    assertError(await as(SALES_SO, 'POST', '/partitions/sales/users/so/reset-password', { password: fourComposed }), 400, 'EKM_WEAK_PASSWORD');
+    const composed = `${fourComposed}${fourComposed}`;
+    assert.equal((await as(SALES_SO, 'POST', '/partitions/sales/users', { name: 'nfkc', password: composed, role: 'user' })).status, 201);
+    // The same password typed precomposed logs in: it is one password.
+    assert.equal((await t.call({ method: 'GET', path: '/me', as: ['nfkc@sales', composed.normalize('NFC')], basic: true })).status, 200);
+    assert.deepEqual((await as(SALES_SO, 'DELETE', '/partitions/sales/users/nfkc')).body, { deleted: 'nfkc@sales' });
+  });
+
   it('a partition SO creates, shows, lists, resets and deletes users', async () => {
     assert.equal((await as<User>(SALES_SO, 'POST', '/partitions/sales/users', { name: 'bob', password: BOB[1], role: 'user' })).status, 201);
     assert.equal((await as<User>(SALES_SO, 'POST', '/partitions/sales/users', { name: 'eve', password: AUDITOR[1], role: 'auditor' })).status, 201);

@@ -17,6 +17,7 @@ type Key = { keyId: string; alg: string; name: string | null; publicKey: string 
 const ALICE: readonly [string, string] = ['alice@apps', 'Alice-pass-1'];
 const AUDREY: readonly [string, string] = ['audrey@apps', 'Audrey-pass-1'];
 const OTHER_SO: readonly [string, string] = ['so@other', 'Other-SO-pass-1'];
+const APPS_SO: readonly [string, string] = ['so@apps', 'Apps-SO-pass-1'];
 
 describe('key routes', () => {
   let t: ApiTriplet;
@@ -31,9 +32,8 @@ describe('key routes', () => {
     ] as const) {
       assert.equal((await t.root('POST', '/partitions', { name, soPassword })).status, 201);
     }
-    const so: readonly [string, string] = ['so@apps', 'Apps-SO-pass-1'];
-    assert.equal((await as(so, 'POST', '/partitions/apps/users', { name: 'alice', password: ALICE[1], role: 'user' })).status, 201);
-    assert.equal((await as(so, 'POST', '/partitions/apps/users', { name: 'audrey', password: AUDREY[1], role: 'auditor' })).status, 201);
+    assert.equal((await as(APPS_SO, 'POST', '/partitions/apps/users', { name: 'alice', password: ALICE[1], role: 'user' })).status, 201);
+    assert.equal((await as(APPS_SO, 'POST', '/partitions/apps/users', { name: 'audrey', password: AUDREY[1], role: 'auditor' })).status, 201);
   });
   after(async () => t?.close());
 
@@ -142,9 +142,45 @@ describe('key routes', () => {
     assertError(await as(ALICE, 'POST', '/keys/fresh/refresh', { now: true }), 400, 'EKM_BAD_REQUEST');
   });
 
-  it('destroys a key: its record stays (state destroyed), using it answers 410', async () => {
+  it('refuses key names that render like another name, and descriptions that reorder what is shown', async () => {
+    const lookAlikes: [string, RegExp][] = [
+      ['rele\u200Base', /invisible character/],
+      ['release\u2060', /invisible character/],
+      ['\u202Eexe.gnp', /invisible character/],
+      ['p\u0430ypal-signing', /mixes Latin and Cyrillic letters/],
+      ['\u03A9mega-release', /mixes Latin and Greek letters/],
+      ['\uFF52\uFF45\uFF4C\uFF45\uFF41\uFF53\uFF45', /not in Unicode NFKC form \(it would read the same as "release"\)/],
+      ['cafe\u0301-2026', /not in Unicode NFKC form/],
+      ['release\u00A0key', /a space other than the plain space/],
+      ['release ', /ends with a space/],
+    ];
+    const kept = await as(ALICE, 'POST', '/keys', { alg: 'ecdsa-p256', name: 'plain-name' });
+    assert.equal(kept.status, 201);
+    for (const [name, why] of lookAlikes) {
+      assertError(await as(ALICE, 'POST', '/keys', { alg: 'ecdsa-p256', name }), 400, 'EKM_BAD_KEY_NAME', why);
+      assertError(await as(ALICE, 'PATCH', '/keys/plain-name', { name }), 400, 'EKM_BAD_KEY_NAME', why);
+    }
+    for (const name of ['caf\u00e9-2026', '\u043a\u043b\u044e\u0447-\u043f\u043e\u0434\u043f\u0438\u0441\u0438', '\u7f72\u540d\u9375', 'release key 2026', '\u{1F511}-signing']) {
+      const made = await as(ALICE, 'POST', '/keys', { alg: 'ecdsa-p256', name });
+      assert.equal(made.status, 201, `${name}: ${JSON.stringify(made.body)}`);
+      assert.equal(made.body.name, name);
+    }
+    assertError(await as(ALICE, 'PATCH', '/keys/plain-name', { description: 'signs \u202Eexe.txt' }), 400, 'EKM_BAD_REQUEST', /bidirectional control/);
+    assertError(await as(ALICE, 'POST', '/keys', { alg: 'ecdsa-p256', description: 'x\u2066y\u2069' }), 400, 'EKM_BAD_REQUEST', /bidirectional control/);
+    assert.equal((await as(ALICE, 'PATCH', '/keys/plain-name', { description: 'family \u{1F468}\u200D\u{1F469}\u200D\u{1F467} key' })).status, 200, 'a joiner in free text is fine');
+  });
+
+  it("a user may not destroy a key (an AES key's data would go with it): 403, and the key still serves", async () => {
+    const g = await as(ALICE, 'POST', '/keys', { alg: 'aes-256-dprf', name: 'files-of-alice' });
+    assert.equal(g.status, 201);
+    assertError(await as(ALICE, 'DELETE', '/keys/files-of-alice'), 403, 'EKM_FORBIDDEN', /a user may not destroy keys \(only the partition's SO does; a user may deactivate a key instead\)/);
+    assert.equal((await as(ALICE, 'GET', '/keys/files-of-alice')).body.state, 'active');
+    assert.equal((await as(ALICE, 'POST', '/keys/files-of-alice/encrypt', { plaintext: Buffer.from('still here').toString('base64') })).status, 200);
+  });
+
+  it("destroys a key (the partition's SO): its record stays (state destroyed), using it answers 410", async () => {
     const g = await as(ALICE, 'POST', '/keys', { alg: 'ecdsa-p256', name: 'doomed' });
-    const d = await as<Key & { pendingPurge: string[] }>(ALICE, 'DELETE', '/keys/doomed');
+    const d = await as<Key & { pendingPurge: string[] }>(APPS_SO, 'DELETE', '/keys/doomed');
     assert.equal(d.status, 200);
     assert.equal(d.body.state, 'destroyed');
     assert.deepEqual(d.body.pendingPurge, []);

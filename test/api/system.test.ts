@@ -9,6 +9,9 @@ import type { Server as HttpsServer } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { type OpenApiDoc, openApiMarkdown } from '../../src/api/openapi-markdown.js';
 import { API_DOC } from '../../scripts/gen-api-doc.js';
+import { listenApi } from '../../src/api/app.js';
+import { probeRemoteTriplet } from '../../src/cluster/health.js';
+import { createIdentity } from '../../src/cluster/identity.js';
 import { type ApiTriplet, ROOT_SO, assertError, startApiTriplet } from '../support/api-triplet.js';
 import { freePorts } from '../support/cluster.js';
 
@@ -21,23 +24,34 @@ describe('system routes', () => {
   });
   after(async () => t?.close());
 
-  it('health: 200 and the triplet, all three servers up', async () => {
-    const h = await t.call<{ status: string; triplet: { inService: boolean } }>({ method: 'GET', path: '/health' });
+  it('health: 200 and the triplet, all three servers up; to a caller without credentials only the bare status', async () => {
+    const h = await t.call<{ status: string; triplet: { inService: boolean } }>({ method: 'GET', path: '/health', as: ROOT_SO });
     assert.equal(h.status, 200);
     assert.equal(h.body.status, 'ok');
     assert.equal(h.body.triplet.inService, true);
     assert.match(String(h.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+    const bare = await t.call({ method: 'GET', path: '/health' });
+    assert.equal(bare.status, 200);
+    assert.deepEqual(bare.body, { status: 'ok' }, 'no server names, versions or round trips to anyone');
+    assertError(await t.call({ method: 'GET', path: '/health', as: [ROOT_SO[0], 'Wrong-pass-1'], basic: true }), 401, 'EKM_UNAUTHORIZED');
   });
 
-  it('info and the servers of the cluster, as recorded and as probed', async () => {
+  it('info and the servers of the cluster, as recorded and as probed, to any role', async () => {
     const info = await t.call<{ role: string; server: string; tripletId: string; schemaVersion: number }>({ method: 'GET', path: '/info' });
     assert.equal(info.body.role, 'ep');
     assert.equal(info.body.server, t.servers.ep.config.name);
-    const servers = await t.call<{ servers: { role: string }[] }>({ method: 'GET', path: '/servers' });
+    assert.equal((await t.root('POST', '/partitions', { name: 'readers', soPassword: 'Readers-SO-pass-1' })).status, 201);
+    const reader = ['so@readers', 'Readers-SO-pass-1'] as const;
+    assert.equal((await t.call({ method: 'POST', path: '/partitions/readers/users', body: { name: 'app', password: 'Reader-app-pass-1', role: 'user' }, as: reader })).status, 201);
+    const servers = await t.call<{ servers: { role: string }[] }>({ method: 'GET', path: '/servers', as: ['app@readers', 'Reader-app-pass-1'], basic: true });
     assert.deepEqual(servers.body.servers.map((s) => s.role).sort(), ['aux', 'ep', 'partner']);
-    const probed = await t.call<{ inService: boolean; triplets: unknown[] }>({ method: 'GET', path: '/servers/test' });
+    const probed = await t.call<{ inService: boolean; triplets: unknown[] }>({ method: 'GET', path: '/servers/test', as: reader });
     assert.equal(probed.body.inService, true);
     assert.equal(probed.body.triplets.length, 1);
+  });
+
+  it('the servers (addresses, fingerprints, live probes) and the metrics: 401 without credentials', async () => {
+    for (const path of ['/servers', '/servers/test', '/metrics']) assertError(await t.call({ method: 'GET', path }), 401, 'EKM_UNAUTHORIZED');
   });
 
   it('the password grant: a token for the right password, 401 otherwise', async () => {
@@ -70,11 +84,35 @@ describe('system routes', () => {
     assert.ok(readFileSync(API_DOC, 'utf8') === openApiMarkdown(d.body), 'docs/api.md is out of date: node --import tsx scripts/gen-api-doc.ts');
   });
 
+  it('metrics: to the root SO and root auditors only (403 to a partition SO or a root user)', async () => {
+    assert.equal((await t.root('POST', '/partitions/root/users', { name: 'prometheus', password: 'Scrape-pass-1', role: 'auditor' })).status, 201);
+    assert.equal((await t.root('POST', '/partitions/root/users', { name: 'rootapp', password: 'Rootapp-pass-1', role: 'user' })).status, 201);
+    assert.equal((await t.call({ method: 'GET', path: '/metrics', as: ['prometheus@root', 'Scrape-pass-1'], basic: true })).status, 200);
+    assertError(await t.call({ method: 'GET', path: '/metrics', as: ['rootapp@root', 'Rootapp-pass-1'] }), 403, 'EKM_FORBIDDEN', /root SO and root auditors read the metrics/);
+    assertError(await t.call({ method: 'GET', path: '/metrics', as: ['so@readers', 'Readers-SO-pass-1'] }), 403, 'EKM_FORBIDDEN');
+  });
+
   it('metrics: Prometheus text with the requests answered so far', async () => {
-    const m = await t.call<string>({ method: 'GET', path: '/metrics' });
+    const m = await t.call<string>({ method: 'GET', path: '/metrics', as: ROOT_SO });
     assert.equal(m.status, 200);
     assert.match(String(m.headers['content-type']), /^text\/plain; version=0\.0\.4/);
-    assert.match(m.body, /ekm_http_requests_total\{method="GET",route="\/api\/v1\/health",operation="GET \/api\/v1\/health",status="200"\} 1/);
+    assert.match(m.body, /ekm_http_requests_total\{method="GET",route="\/api\/v1\/health",operation="GET \/api\/v1\/health",status="200"\} 2/);
+  });
+
+  it("over TLS, an EP of the cluster (its identity certificate) reads the triplet's health without a password; another certificate gets up or down only", async () => {
+    const [port] = await freePorts(1);
+    const paths = t.servers.ep.paths;
+    const identity = { keyPem: readFileSync(paths.tlsKey, 'utf8'), certPem: readFileSync(paths.tlsCert, 'utf8') };
+    await listenApi(t.app, { host: '127.0.0.1', port: port!, identity });
+    const ep = (await t.servers.ep.store.listServers()).find((s) => s.role === 'ep')!;
+    const members = [{ ...ep, api: `127.0.0.1:${port}` }];
+    const asEp = await probeRemoteTriplet(members, identity);
+    assert.equal(asEp.inService, true, JSON.stringify(asEp));
+    assert.deepEqual(asEp.servers.map((s) => s.role), ['ep', 'partner', 'aux']);
+    const stranger = await createIdentity({ role: 'ep', host: '127.0.0.1', years: 1 });
+    const asStranger = await probeRemoteTriplet(members, stranger);
+    assert.equal(asStranger.inService, false);
+    assert.match(asStranger.servers[0]?.detail ?? '', /told only up or down: it does not take this EP's certificate/);
   });
 
   describe('scale-out routes refuse', () => {
@@ -133,7 +171,7 @@ describe('system routes', () => {
 
   it('health: 503 and the missing server once the Aux is down', async () => {
     await t.servers.aux.stop(1000);
-    const h = await t.call<{ status: string; triplet: { inService: boolean } }>({ method: 'GET', path: '/health' });
+    const h = await t.call<{ status: string; triplet: { inService: boolean } }>({ method: 'GET', path: '/health', as: ROOT_SO });
     assert.equal(h.status, 503);
     assert.equal(h.body.status, 'unavailable');
     assert.equal(h.body.triplet.inService, false);

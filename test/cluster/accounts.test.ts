@@ -206,8 +206,11 @@ describe('audit, metrics, OpenAPI', () => {
     }
   });
 
-  it('/metrics speaks the Prometheus text format with per-route counts and latencies, and the process defaults', async () => {
-    const r = await client.request<string>('GET', '/metrics');
+  it('/metrics speaks the Prometheus text format with per-route counts and latencies, and the process defaults, to the root SO only', async () => {
+    const basicOf = ([user, password]: readonly [string, string]): Record<string, string> => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
+    assert.equal((await client.request('GET', '/metrics')).status, 401, 'no metrics without credentials');
+    assert.equal((await client.request('GET', '/metrics', undefined, basicOf(A_AUDITOR))).status, 403, "not to a partition's auditor");
+    const r = await client.request<string>('GET', '/metrics', undefined, basicOf(ROOT));
     assert.equal(r.status, 200);
     // The strict reader refuses any line that is not a HELP, TYPE or sample of a declared family.
     const metrics = parseExposition(String(r.body));

@@ -37,11 +37,20 @@ describe('bootstrap flags', () => {
     ['no -fips', 'ekm_boot_ep.sh', ['-s', 'a:1', '-p', 'b:2', '-x', 'c:3', '-w', 'longenough'], /-fips is required/],
     ['no root SO password', 'ekm_boot_ep.sh', ['-s', 'a:1', '-p', 'b:2', '-x', 'c:3', '-fips'], /-w <root SO password> is required/],
     ['a short root SO password', 'ekm_boot_ep.sh', ['-s', 'a:1', '-p', 'b:2', '-x', 'c:3', '-fips', '-w', 'short'], /at least 8 characters/],
+    ['-w and -W together', 'ekm_boot_ep.sh', ['-s', 'a:1', '-p', 'b:2', '-x', 'c:3', '-fips', '-w', 'longenough', '-W', 'pw'], /give -w or -W, not both/],
+    ['a password file that is not there', 'ekm_boot_ep.sh', ['-s', 'a:1', '-p', 'b:2', '-x', 'c:3', '-fips', '--password-file', 'no-such.pw'], /--password-file: cannot read no-such\.pw: no such file/],
+    ['a short root SO password on standard input', 'ekm_boot_ep.sh', ['-s', 'a:1', '-p', 'b:2', '-x', 'c:3', '-fips', '-w', '-'], /at least 8 characters/],
     ['a port out of range', 'ekm_boot_aux' + 'iliary.sh', ['-s', 'a:99999', '-e', 'b:2', '-p', 'c:3', '-fips'], /port 99999 is out of range/],
     ['a bad host name', 'ekm_boot_ep.sh', ['-s', 'bad_host!:1', '-p', 'b:2', '-x', 'c:3', '-fips', '-w', 'longenough'], /not a valid host name/],
     ['the same address twice', 'ekm_boot_ep.sh', ['-s', 'a:1', '-p', 'a:1', '-x', 'c:3', '-fips', '-w', 'longenough'], /three different host:port/],
     ['a bad -e', 'ekm_boot_ep.sh', ['-s', 'a:1', '-p', 'b:2', '-x', 'c:3', '-fips', '-w', 'longenough', '-e', 'ten'], /-e takes the certificate lifetime/],
   ];
+  it('the EP bootstrap says in its help how to keep the root SO password out of the process list', async () => {
+    const r = await run('ekm_boot_ep.sh', ['--help'], home);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /-w <root SO password> \| -w - \(from standard input\) \| -W <file>/);
+    assert.match(r.stdout, /-w - reads the root SO password from the first line of standard input, -W <file> \(or --password-file <file>\)/);
+  });
   for (const [what, cmd, args, expected] of cases) {
     it(`refuses ${what}`, async () => {
       const r = await run(cmd, args, home);

@@ -4,8 +4,25 @@
  * mutual TLS.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ROLES, type Role, type Triplet, bootAll, BOOT_SCRIPT, ekm, makeTriplet, permutations, run, ucl, waitInService } from '../support/cluster.js';
+import { homePaths } from '../../src/config/home.js';
+import {
+  ROLES,
+  ROOT_SO_PASSWORD,
+  type Role,
+  type Triplet,
+  assertOneLineError,
+  BOOT_SCRIPT,
+  ekm,
+  makeTriplet,
+  permutations,
+  run,
+  ucl,
+  waitInService,
+} from '../support/cluster.js';
 
 describe('a FIPS triplet bootstrapped with -f', () => {
   let t: Triplet;
@@ -14,8 +31,18 @@ describe('a FIPS triplet bootstrapped with -f', () => {
   });
   after(async () => t.cleanup());
 
-  it('bootstraps all three concurrently', async () => {
-    const r = await bootAll(t);
+  it('bootstraps all three concurrently, the EP reading the root SO password from a file (-W)', async () => {
+    const passwordFile = join(t.dir, 'root-so.pw');
+    writeFileSync(passwordFile, `${ROOT_SO_PASSWORD}\n`, { mode: 0o600 });
+    const epArgs = t.bootArgs('ep', ['-f', '--timeout', '60']);
+    const w = epArgs.indexOf('-w');
+    epArgs.splice(w, 2, '-W', passwordFile);
+    assert.ok(!epArgs.includes(ROOT_SO_PASSWORD), 'the password is not on the command line');
+    const [ep, partner, aux] = await Promise.all([
+      run(BOOT_SCRIPT.ep, epArgs, t.env('ep')),
+      ...(['partner', 'aux'] as const).map((role) => run(BOOT_SCRIPT[role], t.bootArgs(role, ['-f', '--timeout', '60']), t.env(role))),
+    ]);
+    const r = { ep: ep!, partner: partner!, aux: aux! };
     for (const role of ROLES) {
       assert.equal(r[role].code, 0, `${role}: ${r[role].stderr}`);
       assert.match(r[role].stdout, /bootstrapped: cluster [0-9a-f]{16}, triplet [0-9a-f]{16}/);
@@ -39,6 +66,38 @@ describe('a FIPS triplet bootstrapped with -f', () => {
     const list = await ucl(t, 'server', 'list');
     assert.equal(list.code, 0, list.stderr);
     assert.equal((list.stdout.match(/127\.0\.0\.1:\d+/g) ?? []).length, 3);
+    const root = await ucl(t, 'partition', 'list', '-w', ROOT_SO_PASSWORD);
+    assert.equal(root.code, 0, `the root SO logs in with the password of the -W file: ${root.stderr}`);
+  });
+
+  it("ucl server test|list away from the EP's home: a one-line 401 without credentials, the servers with any role's", async () => {
+    const home = mkdtempSync(join(tmpdir(), 'ekm-client-'));
+    writeFileSync(join(home, 'client.conf'), `servers=127.0.0.1:${t.apiPort}\ntrust=${homePaths(t.homes.ep).tlsCert}\n`);
+    const env = { EKM_HOME: home };
+    const passwordFile = join(home, 'so.pw');
+    writeFileSync(passwordFile, `${ROOT_SO_PASSWORD}\r\n`, { mode: 0o600 });
+    // The password three ways: -w, -W <file> (its first line) and -w - (the first line of standard input).
+    const ways: [string[], { input?: string }][] = [
+      [['-w', ROOT_SO_PASSWORD], {}],
+      [['-W', passwordFile], {}],
+      [['-w', '-'], { input: `${ROOT_SO_PASSWORD}\nnot this line\n` }],
+    ];
+    for (const cmd of ['test', 'list']) {
+      const refused = await run('ucl', ['server', cmd], env);
+      assertOneLineError(refused);
+      assert.match(refused.stderr, /the EP answered 401: authentication required.*--user <user@partition> and -w/);
+      for (const [flags, opts] of ways) {
+        const listed = await run('ucl', ['server', cmd, '--user', 'so@root', ...flags], env, opts);
+        assert.equal(listed.code, 0, `${flags.join(' ')}: ${listed.stderr}`);
+        assert.equal((listed.stdout.match(/127\.0\.0\.1:\d+/g) ?? []).length, 3);
+      }
+    }
+    const both = await run('ucl', ['server', 'list', '--user', 'so@root', '-w', ROOT_SO_PASSWORD, '-W', passwordFile], env);
+    assertOneLineError(both);
+    assert.match(both.stderr, /give -w or -W <file>, not both/);
+    const missing = await run('ucl', ['server', 'list', '--user', 'so@root', '-W', join(home, 'nowhere.pw')], env);
+    assertOneLineError(missing);
+    assert.match(missing.stderr, /-W: cannot read .*nowhere\.pw: no such file/);
   });
 
   it('answers /api/v1/health with 200 in service and 503 with a server down', async () => {
@@ -110,9 +169,14 @@ describe('a FIPS triplet bootstrapped by answering the prompts', () => {
   });
   after(async () => t.cleanup());
 
-  it('asks each boot to approve the other two fingerprints and finishes when all said yes', async () => {
+  it('asks each boot to approve the other two fingerprints and finishes when all said yes (the EP read its password from standard input first)', async () => {
+    const args = (r: Role): string[] => {
+      const a = t.bootArgs(r, ['--timeout', '60']);
+      if (r === 'ep') a.splice(a.indexOf('-w') + 1, 1, '-');
+      return a;
+    };
     const results = await Promise.all(
-      ROLES.map((r) => run(BOOT_SCRIPT[r], t.bootArgs(r, ['--timeout', '60']), t.env(r), { answers: ['y', 'yes'] })),
+      ROLES.map((r) => run(BOOT_SCRIPT[r], args(r), t.env(r), { answers: ['y', 'yes'], ...(r === 'ep' ? { input: `${ROOT_SO_PASSWORD}\n` } : {}) })),
     );
     const fps = results.map((r) => /fingerprint:\n {2}([0-9A-F:]{95})/.exec(r.stdout)?.[1]);
     results.forEach((r, i) => {
@@ -123,5 +187,7 @@ describe('a FIPS triplet bootstrapped by answering the prompts', () => {
     });
     for (const role of ['partner', 'aux', 'ep'] as Role[]) assert.equal((await ekm(t, role, 'start')).code, 0);
     await waitInService(t);
+    const root = await ucl(t, 'partition', 'list', '-w', ROOT_SO_PASSWORD);
+    assert.equal(root.code, 0, `the root SO logs in with the password read from standard input: ${root.stderr}`);
   });
 });

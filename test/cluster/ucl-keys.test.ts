@@ -91,6 +91,7 @@ describe('ucl end to end', () => {
       [['sign', '-n', 'my-key', '-i', join(t.dir, 'msg.bin'), '-o', join(t.dir, 'x'), ...ALICE], /no key my-key in this partition/],
       [['generate', '-t', 'ECC', '-n', 'signer', ...ALICE], /a key named "signer" already exists/],
       [['delete', '-n', 'signer', ...ALICE], /give -y to confirm/],
+      [['delete', '-n', 'signer', '-y', ...ALICE], /not allowed: a user may not destroy keys \(only the partition's SO does; a user may deactivate a key instead\)/],
       [['update', '-n', 'signer', ...ALICE], /nothing to change/],
       [['decrypt', '-i', join(t.dir, 'msg.bin'), '-o', join(t.dir, 'x'), ...ALICE], /not an ekm AES object/],
       [['encrypt', '-n', 'signer', '--scheme', 'ROT13', '-i', join(t.dir, 'msg.bin'), '-o', join(t.dir, 'x'), ...ALICE], /--scheme ROT13 is not available/],
@@ -147,7 +148,7 @@ describe('ucl end to end', () => {
     const refused = await ucl(t, 'encrypt', '-n', 'files-2026', '-i', plain, '-o', sealed, ...ALICE);
     assertOneLineError(refused);
     assert.match(refused.stderr, /is deactivated/);
-    assert.match(await ok('delete', '-n', 'files-2026', '-y', ...ALICE), /Destroyed AES key UID=[0-9a-f]{16}: its shares are erased/);
+    assert.match(await ok('delete', '-n', 'files-2026', '-y', '-p', 'codesign', '-w', 'Codesign-SO-1'), /Destroyed AES key UID=[0-9a-f]{16}: its shares are erased/);
     assert.match(await ok('list', '--state', 'destroyed', ...ALICE), /Secret AES key : UID=[0-9a-f]{16} Name="files-2026" Description="" Alg=aes-256-dprf State=destroyed/);
   });
 

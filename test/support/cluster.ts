@@ -20,12 +20,12 @@ export interface RunResult {
 }
 
 /** Runs a bin/ script (a path relative to bin/, or an absolute one) to completion, in `cwd` (default: this
- * process's); `answers` are written when a `[y/N]` prompt appears. */
+ * process's); `input` is written to its standard input at once, `answers` when a `[y/N]` prompt appears. */
 export function run(
   cmd: string,
   args: readonly string[],
   env: Record<string, string>,
-  opts: { answers?: readonly string[]; timeoutMs?: number; cwd?: string } = {},
+  opts: { answers?: readonly string[]; input?: string; timeoutMs?: number; cwd?: string } = {},
 ): Promise<RunResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(isAbsolute(cmd) ? cmd : join(BIN, cmd), args, {
@@ -48,6 +48,7 @@ export function run(
       }
     });
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    if (opts.input !== undefined) child.stdin.write(opts.input);
     if (!opts.answers) child.stdin.end();
     const timer = setTimeout(() => {
       child.kill('SIGKILL');

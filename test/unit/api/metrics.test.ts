@@ -20,7 +20,7 @@ async function appWithMetrics(): Promise<FastifyInstance> {
     const status = err instanceof EkmError ? err.httpStatus : 500;
     return reply.status(status).send({ error: { code: err instanceof EkmError ? err.code : 'EKM_INTERNAL' } });
   });
-  new Metrics().register(app);
+  new Metrics().register(app, async () => undefined);
   app.post('/api/v1/keys/:keyId/sign', async () => ({ signature: 'ok' }));
   app.post('/api/v1/keys/:keyId/decrypt', async () => {
     throw new EkmError('EKM_PROTOCOL_ABORTED', 'a helper refused');

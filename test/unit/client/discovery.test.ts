@@ -34,12 +34,21 @@ interface Ep {
   membership: { clusterId: string; servers: unknown[] };
   /** Requests other than the membership's. */
   calls: number;
+  /** When set, the membership is told only to a request with this Authorization header (as an EP does). */
+  authorization?: string;
+  /** The Authorization headers the membership requests came with. */
+  membershipAuth: (string | undefined)[];
 }
 
 async function ep(name: string): Promise<Ep> {
   const id = await createIdentity({ role: 'ep', host: '127.0.0.1', years: 1 });
-  const e = { name, calls: 0, certPem: id.certPem, fingerprint: new X509Certificate(id.certPem).fingerprint256 } as Ep;
+  const e = { name, calls: 0, membershipAuth: [], certPem: id.certPem, fingerprint: new X509Certificate(id.certPem).fingerprint256 } as unknown as Ep;
   e.server = createServer({ key: id.keyPem, cert: id.certPem }, (req, res) => {
+    if (req.url === '/api/v1/servers') e.membershipAuth.push(req.headers.authorization);
+    if (req.url === '/api/v1/servers' && e.authorization !== undefined && req.headers.authorization !== e.authorization) {
+      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'EKM_UNAUTHORIZED', message: 'authentication required' } }));
+      return;
+    }
     const body = req.url === '/api/v1/servers' ? e.membership : (e.calls++, { answeredBy: name });
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   });
@@ -69,6 +78,8 @@ describe('EkmClient learns the EPs of its cluster from a pinned EP', () => {
     for (const e of [a, b]) {
       if (!e.server.listening) await listen(e);
       e.membership = { clusterId: CLUSTER, servers: [row(a), row(b), { name: 'p1', role: 'partner', api: null, fingerprint: a.fingerprint }] };
+      delete e.authorization;
+      e.membershipAuth = [];
     }
   });
   after(async () => {
@@ -88,6 +99,20 @@ describe('EkmClient learns the EPs of its cluster from a pinned EP', () => {
     assert.equal((await learning.request<{ answeredBy: string }>('GET', '/x')).body.answeredBy, 'ep2');
     await assert.rejects(fixed.request('GET', '/x'), { code: 'EKM_UNTRUSTED' });
     learning.close();
+  });
+
+  it("reads the server list with the caller's credentials; when the EP refuses them, that is the answer and the request is not sent", async () => {
+    a.authorization = 'Basic good';
+    const c = new EkmClient({ servers: [addressOf(a)], trustedCertsPem: [a.certPem], membershipRefreshMs: 0 });
+    assert.equal((await c.request<{ answeredBy: string }>('GET', '/x', undefined, { Authorization: 'Basic good' })).body.answeredBy, 'ep1');
+    assert.deepEqual(c.servers, [addressOf(a), addressOf(b)], 'EP2 learned with the credentials');
+    const calls = a.calls;
+    const refused = await c.request<{ error: { code: string } }>('POST', '/x', {}, { authorization: 'Basic wrong' });
+    assert.equal(refused.status, 401);
+    assert.equal(refused.body.error.code, 'EKM_UNAUTHORIZED');
+    assert.equal(a.calls, calls, 'one failed login, not two: the request itself was not sent');
+    assert.deepEqual(a.membershipAuth, ['Basic good', 'Basic wrong']);
+    c.close();
   });
 
   it('keeps the learned EPs in a file (owner-writable, atomically) and the next client fails over from it at once', async () => {

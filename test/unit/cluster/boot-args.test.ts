@@ -75,13 +75,38 @@ describe('parseBootArgs: EP', () => {
     assert.equal(parseBootArgs('ep', ['-w', '-dashing-pw', ...EP.slice(0, -2)]).rootSoPassword, '-dashing-pw');
   });
 
+  it('takes the root SO password from a file (-W, --password-file) or standard input (-w -), never both ways', () => {
+    const read: string[] = [];
+    const secrets = {
+      file: (path: string, flag: string) => (read.push(`${flag} ${path}`), 'From-a-file-1'),
+      stdin: () => (read.push('stdin'), 'From-stdin-1'),
+    };
+    const noW = EP.slice(0, -2);
+    assert.equal(parseBootArgs('ep', [...noW, '-W', '/run/secrets/root-so'], secrets).rootSoPassword, 'From-a-file-1');
+    assert.equal(parseBootArgs('ep', [...noW, '--password-file', 'pw.txt'], secrets).rootSoPassword, 'From-a-file-1');
+    assert.equal(parseBootArgs('ep', [...noW, '-w', '-'], secrets).rootSoPassword, 'From-stdin-1');
+    assert.deepEqual(read, ['-W /run/secrets/root-so', '--password-file pw.txt', 'stdin']);
+    assert.throws(() => parseBootArgs('ep', [...EP, '-W', 'pw.txt'], secrets), usage(/^ekm_boot_ep\.sh: give -w or -W, not both$/));
+    assert.throws(() => parseBootArgs('ep', [...noW, '-W', 'a', '--password-file', 'b'], secrets), usage(/--password-file given twice/));
+    assert.throws(() => parseBootArgs('partner', [...PARTNER, '-W', 'pw.txt'], secrets), usage(/-W is not a flag of the partner bootstrap/));
+    assert.throws(
+      () => parseBootArgs('ep', [...noW, '-w', '-'], { ...secrets, stdin: () => 'short' }),
+      usage(new RegExp(`at least ${MIN_PASSWORD_LENGTH} characters`)),
+    );
+  });
+
   it('refuses a missing or short password, bad -e, -n, --api-port and --timeout', () => {
-    assert.throws(() => parseBootArgs('ep', EP.slice(0, -2)), usage(/^ekm_boot_ep\.sh: -w <root SO password> is required$/));
+    assert.throws(() => parseBootArgs('ep', EP.slice(0, -2)), usage(/^ekm_boot_ep\.sh: -w <root SO password> is required: or -W <file> .*, or -w - from standard input/));
     assert.throws(
       () => parseBootArgs('ep', [...EP.slice(0, -1), 'x'.repeat(MIN_PASSWORD_LENGTH - 1)]),
       usage(new RegExp(`at least ${MIN_PASSWORD_LENGTH} characters`)),
     );
     assert.equal(parseBootArgs('ep', [...EP.slice(0, -1), 'x'.repeat(MIN_PASSWORD_LENGTH)]).rootSoPassword?.length, MIN_PASSWORD_LENGTH);
+    assert.throws(
+      () => parseBootArgs('ep', [...EP.slice(0, -1), 'e\u0301'.repeat(MIN_PASSWORD_LENGTH / 2)]),
+      usage(new RegExp(`at least ${MIN_PASSWORD_LENGTH} characters`)),
+      'counted as hashed (NFKC): eight code points, four characters',
+    );
     for (const y of ['0', '31', 'ten', '1.5', '-1']) {
       assert.throws(
         () => parseBootArgs('ep', [...EP, '-e', y]),

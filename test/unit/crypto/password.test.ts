@@ -1,7 +1,7 @@
 /** Root SO and user passwords: scrypt with a random salt; a malformed stored hash never matches. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { hashPassword, verifyPassword } from '../../../src/crypto/password.js';
+import { hashPassword, passwordLength, verifyPassword } from '../../../src/crypto/password.js';
 
 describe('password hashes', () => {
   it('verify the password they were made from, and only that', async () => {
@@ -23,6 +23,19 @@ describe('password hashes', () => {
   it('compare Unicode passwords after NFKC normalisation', async () => {
     const h = await hashPassword('caf\u00e9-pass');
     assert.equal(await verifyPassword('cafe\u0301-pass', h), true);
+  });
+
+  it('count a password as it is hashed: code points of its NFKC form', () => {
+    assert.equal(passwordLength('e\u0301'.repeat(8)), 8, 'eight composed characters');
+    assert.equal(passwordLength('e\u0301e\u0301e\u0301e\u0301'), 4, 'eight code points, four characters');
+    assert.equal(passwordLength('\ufb03'), 3, 'the ffi ligature is three letters');
+    assert.equal(passwordLength('\u{1F511}'.repeat(2)), 2, 'a 4-byte character is one');
+  });
+
+  it('verify a hash stored before the length rule counted the NFKC form (hashing is unchanged)', async () => {
+    // A stored hash of 'caf\u00e9-pass', kept as a literal: hashing must go on producing it.
+    const stored = 'scrypt$32768$8$1$9hGUbtpNopjqYvfv2NF5vA==$oxD8zGsyy+ne6Mjo8aGg2bg3ca9+MuqMpFt1ER/McC8=';
+    for (const typed of ['caf\u00e9-pass', 'cafe\u0301-pass']) assert.equal(await verifyPassword(typed, stored), true, typed);
   });
 
   it('never match a malformed stored hash', async () => {
