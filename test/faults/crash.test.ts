@@ -360,7 +360,7 @@ describe(`fault suite (${SCOPE}, seed ${SEED})`, () => {
   it("a crash before the Aux's PENDING leaves no refresh committing: the key refreshes again", async () => {
     fx.ledger.figures.scenarios++;
     const key = await generate(fx, 'ecdsa-p256');
-    assert.ok(key, 'a new key');
+    assert.ok(key, `a new key (refused: ${fx.lastRefusal ?? '?'})`);
     const pid = await arm(fx, 'aux', 'proto:refresh:3:before-persist');
     assert.ok(pid !== undefined && (await loadUntilDeath(pid, () => refresh(fx, key.keyId))).died, 'the Aux crashed');
     const from = logMark(t, 'ep');

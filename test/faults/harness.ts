@@ -22,6 +22,8 @@ export interface Fixture {
   /** Logged in again whenever the EP restarts (its sessions do not outlive it). */
   api: Api;
   readonly ledger: Ledger;
+  /** Why the last request the EP did not acknowledge failed (status and error, or the client's error). */
+  lastRefusal?: string;
 }
 
 export async function fixture(t: Triplet): Promise<Fixture> {
@@ -43,7 +45,15 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 
 /** One API call; a refused connection (the EP is down) is an unacknowledged operation, not an error. */
 async function call<T>(fx: Fixture, method: string, path: string, body?: unknown): Promise<{ status: number; body: T } | undefined> {
-  return fx.api.call<T>(method, path, body).catch(() => undefined);
+  const r = await fx.api.call<T>(method, path, body).catch((e: unknown) => {
+    fx.lastRefusal = `${method} ${path}: no answer (${(e as Error).message})`;
+    return undefined;
+  });
+  if (r && r.status >= 300) {
+    const e = (r.body as { error?: { code?: string; message?: string } } | undefined)?.error;
+    fx.lastRefusal = `${method} ${path}: ${r.status} ${e?.code ?? ''} ${e?.message ?? JSON.stringify(r.body).slice(0, 200)}`;
+  }
+  return r;
 }
 
 // --- operations: each returns whether the EP acknowledged it, and records what it returned ----
