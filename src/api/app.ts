@@ -26,6 +26,8 @@ import { userRoutes } from './users.js';
 const MAX_PARAM_LENGTH = 800;
 /** How long a refusal that says Retry-After is held back at most (a tarpit for clients that ignore it). */
 const REFUSAL_DELAY_MS = 1000;
+/** Refusals held back at once at most, over all connections. */
+const MAX_HELD_REFUSALS = 256;
 
 /** The TLS version floor of the API listener. */
 const MIN_TLS_VERSION = 'TLSv1.2';
@@ -87,14 +89,25 @@ export async function buildApi(deps: ApiDeps): Promise<Api> {
   const doc = new ApiDoc();
   doc.collect(app);
 
+  let heldRefusals = 0;
   app.setErrorHandler(async (err, _req, reply) => {
     if (err instanceof EkmError) {
       const retryAfter = err.retryAfterSeconds;
       if (retryAfter !== undefined) {
         void reply.header('retry-after', String(Math.ceil(retryAfter)));
-        // A client told to wait hears so only after a while (at most REFUSAL_DELAY_MS): one that
-        // ignores Retry-After cannot make the EP refuse faster than its connections are answered.
-        await new Promise((r) => setTimeout(r, Math.min(REFUSAL_DELAY_MS, 1000 * retryAfter)));
+        // A client told to wait hears so only after a while (at most REFUSAL_DELAY_MS), and its
+        // connection is closed: one that ignores Retry-After gets one refusal a second per
+        // connection, requests pipelined behind it are dropped, and at most MAX_HELD_REFUSALS are
+        // held at once (past that, refusals go out at once), so holding costs bounded memory.
+        void reply.header('connection', 'close');
+        if (heldRefusals < MAX_HELD_REFUSALS) {
+          heldRefusals++;
+          try {
+            await new Promise((r) => setTimeout(r, Math.min(REFUSAL_DELAY_MS, 1000 * retryAfter)));
+          } finally {
+            heldRefusals--;
+          }
+        }
       }
       return reply.status(err.httpStatus).send(errorBody(err.code, err.message));
     }

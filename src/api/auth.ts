@@ -10,7 +10,7 @@ import { EkmError } from '../errors.js';
 import { Accounts, splitUsername } from '../service/accounts.js';
 import { ROOT_PARTITION_ID } from '../service/audit.js';
 import { ApiTokens } from '../service/tokens.js';
-import { safeText } from '../util/text.js';
+import { isCleanText, safeText } from '../util/text.js';
 import type { Store, UserRole } from '../store/store.js';
 
 export interface Principal {
@@ -144,6 +144,9 @@ export class Authenticator {
       const colon = decoded.indexOf(':');
       if (colon < 0) throw unauthorized();
       this.claim(req, decoded.slice(0, colon));
+      // Text no user name or password can hold (NUL, controls) never reaches the store: PostgreSQL
+      // refuses NUL in text, and the answer is the one any wrong login gets.
+      if (!isCleanText(decoded)) throw new EkmError('EKM_UNAUTHORIZED', 'wrong user, partition or password');
       return this.login(decoded.slice(0, colon), decoded.slice(colon + 1));
     }
     throw unauthorized();

@@ -25,6 +25,8 @@ export function badInput(where: string, issues: readonly z.core.$ZodIssue[]): Ek
 
 /** Parses `value` with `schema` or throws the API's 400 naming `where` (body, query, path). */
 export function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
+  const unclean = uncleanText(value);
+  if (unclean) throw new EkmError('EKM_BAD_REQUEST', `${where}${safeText(unclean.at, 200)}: ${unclean.problem}`);
   const r = schema.safeParse(value);
   if (!r.success) throw badInput(where, r.error.issues);
   return r.data;

@@ -134,15 +134,14 @@ export class Accounts {
    * locked the user meanwhile. An unknown user costs the same scrypt as a known one.
    */
   private async checkPassword(partition: PartitionRow | undefined, user: string, password: string): Promise<UserRow> {
+    // The root SO's wait is checked before the line and again when its turn comes: checks that
+    // queued while one was failing must not each get a guess.
     const rootSo = partition?.id === ROOT_PARTITION_ID && user === ROOT_SO;
-    const wait = rootSo ? (this.rootSoNotBefore - performance.now()) / 1000 : 0;
-    if (wait > 0) {
-      throw new EkmError('EKM_LOGIN_DELAYED', `so@root failed too many logins in a row: its next password check waits ${Math.ceil(wait)} s`, {
-        hint: 'the root SO is never locked; each further failure doubles the wait, up to 5 minutes',
-        retryAfterSeconds: wait,
-      });
-    }
-    const checked = await this.passwordChecks.run(() => this.checkPasswordNow(partition, user, password));
+    if (rootSo) this.refuseRootSoWhileWaiting();
+    const checked = await this.passwordChecks.run(() => {
+      if (rootSo) this.refuseRootSoWhileWaiting();
+      return this.checkPasswordNow(partition, user, password);
+    });
     if (!checked) {
       throw new EkmError('EKM_TOO_MANY_LOGINS', 'this EP is checking as many passwords as it may at once', {
         hint: 'try again in a second; applications should log in once and send the bearer token',
@@ -150,6 +149,16 @@ export class Accounts {
       });
     }
     return checked.value;
+  }
+
+  private refuseRootSoWhileWaiting(): void {
+    const wait = (this.rootSoNotBefore - performance.now()) / 1000;
+    if (wait > 0) {
+      throw new EkmError('EKM_LOGIN_DELAYED', `so@root failed too many logins in a row: its next password check waits ${Math.ceil(wait)} s`, {
+        hint: 'the root SO is never locked; each further failure doubles the wait, up to 5 minutes',
+        retryAfterSeconds: wait,
+      });
+    }
   }
 
   private async checkPasswordNow(partition: PartitionRow | undefined, user: string, password: string): Promise<UserRow> {

@@ -244,21 +244,45 @@ export class AuditLog {
   async acknowledgeable(seq: number): Promise<{ digest: string }> {
     const [row] = await this.store.listAudit({ after: seq - 1, limit: 1 });
     if (!row || row.seq !== seq) throw new EkmError('EKM_NOT_FOUND', `the audit log has no row ${seq}`);
-    const result = await this.verify();
-    if (result.acknowledged.some((a) => a.seq === seq)) throw new EkmError('EKM_AUDIT_NOT_ACKNOWLEDGEABLE', `row ${seq} is acknowledged already`);
-    const problem = result.problems.find((p) => p.seq === seq && p.problem.startsWith(CONTENT_MISMATCH));
-    if (!problem) {
-      throw new EkmError('EKM_AUDIT_NOT_ACKNOWLEDGEABLE', `row ${seq} is not a row whose content does not match its hash`, {
-        hint: 'only such rows are acknowledged; a broken link, a bad signature or a missing row is not (ucl audit verify)',
+    // Only what an older release could have written: a row whose content does not match its hash
+    // and holds replacement characters where it stored ill-formed text, with no surrogate search
+    // explaining it. A row edited otherwise is tampering, and stays a problem.
+    const mismatch = auditHash(row.prevHash, row) !== row.hash;
+    if (!mismatch || !canonicalAudit(row).includes('\uFFFD') || restoredSurrogate(row) !== undefined) {
+      throw new EkmError('EKM_AUDIT_NOT_ACKNOWLEDGEABLE', `row ${seq} is not a row of ill-formed text stored unlike it was hashed`, {
+        hint: 'only rows `ucl audit verify` reports as holding replacement characters are acknowledged; any other mismatch, a broken link, a bad signature or a missing row is tampering',
       });
     }
+    if ((await this.verify()).acknowledged.some((a) => a.seq === seq)) throw new EkmError('EKM_AUDIT_NOT_ACKNOWLEDGEABLE', `row ${seq} is acknowledged already`);
     return { digest: storedRowDigest(row) };
+  }
+
+  /** Whether `k` is a root integrity key whose private half this store sealed and matches its public half. */
+  private async sealedByThisStore(k: { id: string; partitionId: number; publicKeyPem: string }): Promise<boolean> {
+    if (k.partitionId !== ROOT_PARTITION_ID) return false;
+    const der = await this.store.openIntegrityKey(k.id);
+    if (!der) return false;
+    try {
+      const fromPrivate = createPublicKey(createPrivateKey({ key: Buffer.from(der), format: 'der', type: 'pkcs8' })).export({ format: 'der', type: 'spki' });
+      return fromPrivate.equals(createPublicKey(k.publicKeyPem).export({ format: 'der', type: 'spki' }));
+    } catch {
+      return false;
+    } finally {
+      der.fill(0);
+    }
   }
 
   /** Walks the whole chain: links, hashes, signatures, gaps, and the tail this process wrote. */
   async verify(): Promise<AuditVerifyResult> {
+    // Only keys this store sealed count: a row added to integrity_keys by someone with write access
+    // to the database (their own public key, junk in place of the sealed private key) would
+    // otherwise let them re-hash and re-sign the chain from any row on.
     const keys = new Map<string, KeyObject>();
-    for (const k of await this.store.listIntegrityKeys()) keys.set(k.id, createPublicKey(k.publicKeyPem));
+    const forged = new Set<string>();
+    for (const k of await this.store.listIntegrityKeys()) {
+      if (await this.sealedByThisStore(k)) keys.set(k.id, createPublicKey(k.publicKeyPem));
+      else forged.add(k.id);
+    }
     const problems: AuditProblem[] = [];
     const note = (seq: number, problem: string): void => {
       if (problems.length < 20) problems.push({ seq, problem });
@@ -285,7 +309,13 @@ export class AuditLog {
         const ack = r.operation === AUDIT_ACKNOWLEDGE && r.result === 'ok' ? ACK_DETAIL.exec(r.detail ?? '') : null;
         if (ack) acks.set(Number(ack[1]), { digest: ack[2]!, by: { seq: r.seq, actor: r.actor } });
         const key = keys.get(r.keyRef);
-        if (!key) note(r.seq, `it is signed by an unknown integrity key ${r.keyRef}`);
+        if (!key)
+          note(
+            r.seq,
+            forged.has(r.keyRef)
+              ? `it is signed by integrity key ${r.keyRef}, which the store lists but this server's system key did not seal (a key added to the database: the rows it signs are forged)`
+              : `it is signed by an unknown integrity key ${r.keyRef}`,
+          );
         else if (!/^[0-9a-f]{64}$/.test(r.hash) || !verify(null, Buffer.concat([DOMAIN, Buffer.from(r.hash, 'hex')]), key, Buffer.from(r.sig, 'base64'))) {
           note(r.seq, 'its signature does not verify (the row was re-hashed or forged)');
         }
@@ -299,7 +329,10 @@ export class AuditLog {
     const acknowledged: AuditAcknowledged[] = [];
     for (const [seq, m] of mismatches) {
       const ack = acks.get(seq);
-      if (ack && ack.digest === m.digest && ack.by.seq > seq) acknowledged.push({ seq, problem: m.problem, by: ack.by });
+      // Only rows of replacement characters are ever acknowledged (acknowledgeable); an
+      // acknowledgement of any other row, written into the chain by hand, counts for nothing.
+      const replaced = !m.problem.endsWith('(the row was altered)');
+      if (ack && replaced && ack.digest === m.digest && ack.by.seq > seq) acknowledged.push({ seq, problem: m.problem, by: ack.by });
       else note(seq, m.problem);
     }
     problems.sort((a, b) => a.seq - b.seq);

@@ -898,6 +898,16 @@ export class SqlStore implements Store {
     return { ...integrityFromDb(r), privateKeyDer: new Uint8Array(this.sealer().open(r.sealed, integrityAad(r.id))) };
   }
 
+  async openIntegrityKey(id: string): Promise<Uint8Array | undefined> {
+    const r = await this.one<IntegrityKeyDb>('SELECT * FROM integrity_keys WHERE id = ?', id);
+    if (!r) return undefined;
+    try {
+      return new Uint8Array(this.sealer().open(r.sealed, integrityAad(r.id)));
+    } catch {
+      return undefined;
+    }
+  }
+
   async listIntegrityKeys(): Promise<IntegrityKeyRow[]> {
     return (await this.all<IntegrityKeyDb>('SELECT * FROM integrity_keys ORDER BY created_at, id')).map(integrityFromDb);
   }

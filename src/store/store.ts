@@ -223,6 +223,8 @@ export interface AccountStore {
   /** The partition's newest integrity key, opened. */
   getIntegrityKey(partitionId: number): Promise<(IntegrityKeyRow & { privateKeyDer: Uint8Array }) | undefined>;
   listIntegrityKeys(): Promise<IntegrityKeyRow[]>;
+  /** The private key (PKCS#8 DER) of integrity key `id`, if its row exists and its seal opens with this store's system key. */
+  openIntegrityKey(id: string): Promise<Uint8Array | undefined>;
   /**
    * Appends audit rows, in order, in one transaction: `chain` gets each row's previous row (seq
    * and hash; seq 0 and the genesis hash for the first row of the log) and returns its hash and

@@ -37,6 +37,12 @@ export class RateLimiter<K> {
     b.tokens = Math.max(0, b.tokens - 1);
   }
 
+  /** Gives back a token taken for an event that, as it turned out, does not count. */
+  give(key: K): void {
+    const b = this.refilled(key);
+    b.tokens = Math.min(this.burst, b.tokens + 1);
+  }
+
   private refilled(key: K): Bucket {
     const t = this.now();
     const b = this.buckets.get(key) ?? { tokens: this.burst, at: t };

@@ -3,7 +3,7 @@
  * edited, deleted, re-hashed or cut off the end in the SQLite file itself is detected.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,6 +104,41 @@ describe('audit chain', () => {
     tamper(path, 'UPDATE audit SET partition_id = NULL WHERE seq = 6');
     const r = await verifyAfterRestart(path, key);
     assert.deepEqual(r.problems.map((p) => p.seq), [2, 4, 6]);
+  });
+
+  it('detects rows re-signed with an integrity key added to the database (its seal does not open)', async () => {
+    const { store, path, key } = await fresh();
+    const [real] = await store.listIntegrityKeys();
+    await store.close();
+    // The attacker's own Ed25519 key, listed beside the real one (older, so signing keeps the real
+    // one), with junk where the sealed private key goes; rows 3.. edited and re-chained with it.
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    tamper(
+      path,
+      "INSERT INTO integrity_keys (id, partition_id, public_key, sealed, created_at) VALUES ('evil', 1, ?, ?, '2000-01-01T00:00:00.000Z')",
+      publicKey.export({ format: 'pem', type: 'spki' }),
+      randomBytes(64),
+    );
+    const db = new Database(path);
+    db.exec('DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;');
+    const rows = db.prepare('SELECT * FROM audit ORDER BY seq').all() as Record<string, unknown>[];
+    let prev = rows[1]!.hash as string;
+    for (const r of rows.slice(2)) {
+      const row = { seq: r.seq as number, at: r.at as string, requestId: r.request_id as string, actor: 'mallory@root', partition: r.partition as string, operation: r.operation as string, keyId: r.key_id as string, result: r.result as 'ok', status: r.status as number, client: r.client as string, detail: null };
+      const hash = auditHash(prev, row);
+      const sig = sign(null, Buffer.concat([Buffer.from('ekm-audit-v1\0', 'utf8'), Buffer.from(hash, 'hex')]), privateKey).toString('base64');
+      db.prepare("UPDATE audit SET actor = 'mallory@root', prev_hash = ?, hash = ?, sig = ?, key_ref = 'evil' WHERE seq = ?").run(prev, hash, sig, row.seq);
+      prev = hash;
+    }
+    db.close();
+    assert.ok(real);
+    const r = await verifyAfterRestart(path, key);
+    assert.equal(r.ok, false);
+    assert.deepEqual(
+      r.problems.map((p) => p.seq),
+      [3, 4, 5, 6],
+    );
+    assert.match(r.problems[0]!.problem, /integrity key evil, which the store lists but this server's system key did not seal/);
   });
 
   it('detects a deleted row in the middle', async () => {

@@ -618,6 +618,8 @@ export function storeContract(label: string, factory: StoreFactory): void {
         (await s.listIntegrityKeys()).map((x) => x.id),
         ['i1', 'i2'],
       );
+      assert.deepEqual([...(await s.openIntegrityKey('i1'))!], [1, 1, 1, 1]);
+      assert.equal(await s.openIntegrityKey('nope'), undefined);
     });
 
     withStore('audit: a batch of rows is appended in order, each linked to the one before, after the existing head', async (s) => {
