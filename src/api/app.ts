@@ -4,7 +4,7 @@
  * `buildApi` assembles the routes on the dependencies it is given; `listenApi` serves them over
  * TLS. Tests call the first alone and answer requests with `inject()`.
  */
-import { randomUUID } from 'node:crypto';
+import { constants as cryptoConstants, randomUUID } from 'node:crypto';
 import type { Server as HttpsServer } from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { EkmError } from '../errors.js';
@@ -58,7 +58,8 @@ export async function buildApi(deps: ApiDeps): Promise<Api> {
     // connections closing); a server factory of ours would not get them.
     // A client certificate is asked for, never required: an EP of the cluster shows its identity
     // (Authenticator.isClusterEp); any other client connects as before and authenticates by password.
-    https: { minVersion: MIN_TLS_VERSION, requestCert: true, rejectUnauthorized: false },
+    // No renegotiation (TLS 1.2): a client certificate is what the handshake proved, once.
+    https: { minVersion: MIN_TLS_VERSION, requestCert: true, rejectUnauthorized: false, secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION },
     logger: false,
     // Room for a 4 MiB object in base64 (AES encrypt/decrypt of large blobs); larger bodies get 413.
     bodyLimit: 6 * 1024 * 1024,
@@ -147,7 +148,12 @@ export interface ApiListener {
 
 /** Serves a built API over TLS on `host:port`; a port in use is a one-line error naming it. */
 export async function listenApi(app: FastifyInstance, listener: ApiListener): Promise<void> {
-  (app.server as HttpsServer).setSecureContext({ key: listener.identity.keyPem, cert: listener.identity.certPem, minVersion: MIN_TLS_VERSION });
+  (app.server as HttpsServer).setSecureContext({
+    key: listener.identity.keyPem,
+    cert: listener.identity.certPem,
+    minVersion: MIN_TLS_VERSION,
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+  });
   try {
     await app.listen({ host: listener.host, port: listener.port });
   } catch (e) {

@@ -130,7 +130,10 @@ export function writeClusterCache(path: string, m: ClusterMembership, now: Date 
   const body = { clusterId: m.clusterId, learnedAt: now.toISOString(), eps: m.eps.map((e) => ({ name: e.name, api: e.api, fingerprint: e.fingerprint })) };
   try {
     makeFolder(dirname(path));
-    writeFileSync(temp, `${JSON.stringify(body, null, 2)}\n`, { mode: 0o644, flush: true });
+    // Created new (O_EXCL), never through whatever sits at the temporary name: a symlink left
+    // there by someone else is removed, and one made again in between makes the write fail.
+    rmSync(temp, { force: true });
+    writeFileSync(temp, `${JSON.stringify(body, null, 2)}\n`, { mode: 0o644, flag: 'wx', flush: true });
     renameSync(temp, path);
     return true;
   } catch {

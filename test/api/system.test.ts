@@ -4,8 +4,10 @@
  * triplet through `inject()`, every answer checked against its declared schema.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
+import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { type OpenApiDoc, openApiMarkdown } from '../../src/api/openapi-markdown.js';
 import { API_DOC } from '../../scripts/gen-api-doc.js';
@@ -113,6 +115,16 @@ describe('system routes', () => {
     const asStranger = await probeRemoteTriplet(members, stranger);
     assert.equal(asStranger.inService, false);
     assert.match(asStranger.servers[0]?.detail ?? '', /told only up or down: it does not take this EP's certificate/);
+    // A certificate counts as the handshake proved it, once: TLS 1.2 renegotiation is refused.
+    const socket = tls.connect({ host: '127.0.0.1', port: port!, maxVersion: 'TLSv1.2', rejectUnauthorized: false });
+    await once(socket, 'secureConnect');
+    const renegotiated = await new Promise<Error | null>((resolve) => {
+      socket.once('error', resolve);
+      socket.once('close', () => resolve(new Error('closed')));
+      socket.renegotiate({ rejectUnauthorized: false }, (err) => resolve(err ?? null));
+    });
+    socket.destroy();
+    assert.notEqual(renegotiated, null, 'the EP accepted a renegotiation');
   });
 
   describe('scale-out routes refuse', () => {
