@@ -320,7 +320,14 @@ export class SqlStore implements Store {
 
   async createPartition(p: { name: string; fipsRequired: boolean }): Promise<PartitionRow> {
     const createdAt = new Date().toISOString();
-    const id = await this.d.transaction(createPartitionSteps(p, createdAt));
+    let id: number;
+    try {
+      id = await this.d.transaction(createPartitionSteps(p, createdAt));
+    } catch (e) {
+      // Two creates of one name (from two EPs, or at once on one) both pass the caller's check.
+      if (this.d.isUniqueViolation(e)) throw new EkmError('EKM_EXISTS', `partition ${p.name} already exists`);
+      throw e;
+    }
     return { id, name: p.name, fipsRequired: p.fipsRequired, createdAt, maxFailedLogins: 5 };
   }
 
@@ -347,14 +354,19 @@ export class SqlStore implements Store {
   }
 
   async createUser(u: Omit<UserRow, 'failedLogins' | 'locked' | 'createdAt' | 'credentialVersion'>): Promise<void> {
-    await this.write(
-      'INSERT INTO users (partition_id, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)',
-      u.partitionId,
-      u.name,
-      u.role,
-      u.passwordHash,
-      new Date().toISOString(),
-    );
+    try {
+      await this.write(
+        'INSERT INTO users (partition_id, name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?)',
+        u.partitionId,
+        u.name,
+        u.role,
+        u.passwordHash,
+        new Date().toISOString(),
+      );
+    } catch (e) {
+      if (this.d.isUniqueViolation(e)) throw new EkmError('EKM_EXISTS', `user ${u.name} already exists in the partition`);
+      throw e;
+    }
   }
 
   async getUser(partitionId: number, name: string): Promise<UserRow | undefined> {

@@ -51,6 +51,15 @@ describe('partition, user and audit routes', () => {
     assert.deepEqual((await as(SALES_SO, 'DELETE', '/partitions/sales/users/nfkc')).body, { deleted: 'nfkc@sales' });
   });
 
+  it('creates of one name at once: one is made, the others are refused 409, never a 5xx', async () => {
+    const partitions = await Promise.all([1, 2, 3].map(() => t.root('POST', '/partitions', { name: 'twice', soPassword: 'Twice-SO-pass-1' })));
+    assert.deepEqual(partitions.map((r) => r.status).sort(), [201, 409, 409]);
+    for (const r of partitions.filter((x) => x.status === 409)) assertError(r, 409, 'EKM_EXISTS');
+    const users = await Promise.all([1, 2, 3].map(() => t.root('POST', '/partitions/twice/users', { name: 'dup', password: 'Dup-user-pass-1', role: 'user' })));
+    assert.deepEqual(users.map((r) => r.status).sort(), [201, 409, 409]);
+    for (const r of users.filter((x) => x.status === 409)) assertError(r, 409, 'EKM_EXISTS');
+  });
+
   it('a partition SO creates, shows, lists, resets and deletes users', async () => {
     assert.equal((await as<User>(SALES_SO, 'POST', '/partitions/sales/users', { name: 'bob', password: BOB[1], role: 'user' })).status, 201);
     assert.equal((await as<User>(SALES_SO, 'POST', '/partitions/sales/users', { name: 'eve', password: AUDITOR[1], role: 'auditor' })).status, 201);

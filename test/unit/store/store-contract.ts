@@ -165,7 +165,8 @@ export function storeContract(label: string, factory: StoreFactory): void {
       await s.createUser({ partitionId: root.id, name: 'amy', role: 'auditor', passwordHash: 'h2' });
       await assert.rejects(
         s.createUser({ partitionId: root.id, name: 'amy', role: 'so', passwordHash: 'h3' }),
-        'a user name is unique in its partition',
+        (e: unknown) => (e as { code?: string }).code === 'EKM_EXISTS',
+        'a user name is unique in its partition, refused as EKM_EXISTS',
       );
       assert.deepEqual(
         (await s.listUsers(root.id)).map((u) => u.name),
