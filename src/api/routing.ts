@@ -25,8 +25,8 @@ export function badInput(where: string, issues: readonly z.core.$ZodIssue[]): Ek
 
 /** Parses `value` with `schema` or throws the API's 400 naming `where` (body, query, path). */
 export function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const unclean = uncleanText(value);
-  if (unclean) throw new EkmError('EKM_BAD_REQUEST', `${where}${safeText(unclean.at, 200)}: ${unclean.problem}`);
+  const unclean = uncleanInput(where, value);
+  if (unclean) throw unclean;
   const r = schema.safeParse(value);
   if (!r.success) throw badInput(where, r.error.issues);
   return r.data;
@@ -41,8 +41,8 @@ export const zodValidatorCompiler: FastifySchemaCompiler<Schema> = ({ schema, ht
   const part = httpPart ?? 'body';
   const where = PART_NAME[part] ?? part;
   return (data: unknown) => {
-    const unclean = uncleanText(data);
-    if (unclean) return { error: new EkmError('EKM_BAD_REQUEST', `${where}${safeText(unclean.at, 200)}: ${unclean.problem}`) };
+    const unclean = uncleanInput(where, data);
+    if (unclean) return { error: unclean };
     const r = schema.safeParse(part === 'body' && data === null ? undefined : data);
     return r.success ? { value: r.data } : { error: badInput(where, r.error.issues) };
   };
@@ -54,6 +54,12 @@ export const zodValidatorCompiler: FastifySchemaCompiler<Schema> = ({ schema, ht
  * the edge, before a store could keep it as something else than what was checked or hashed.
  * Iterative, so a deeply nested body cannot exhaust the stack.
  */
+/** The API's 400 for a request part holding text that is not clean (uncleanText), or undefined. */
+function uncleanInput(where: string, data: unknown): EkmError | undefined {
+  const unclean = uncleanText(data);
+  return unclean ? new EkmError('EKM_BAD_REQUEST', `${where}${safeText(unclean.at, 200)}: ${unclean.problem}`) : undefined;
+}
+
 export function uncleanText(data: unknown): { at: string; problem: string } | undefined {
   const stack: [unknown, string][] = [[data, '']];
   while (stack.length > 0) {

@@ -99,6 +99,9 @@ export function rootSoDelaySeconds(failures: number): number {
   return Math.min(ROOT_SO_MAX_DELAY_S, 2 ** (failures - ROOT_SO_FREE_FAILURES));
 }
 
+/** Whether a login names the root SO (never locked: its checks wait instead). */
+const isRootSoLogin = (partition: PartitionRow, user: string): boolean => partition.id === ROOT_PARTITION_ID && user === ROOT_SO;
+
 export class Accounts {
   /** Password checks (scrypt) running or waiting on this EP: logins cannot take the machine from signing. */
   private readonly passwordChecks: BoundedConcurrency;
@@ -136,7 +139,7 @@ export class Accounts {
   private async checkPassword(partition: PartitionRow | undefined, user: string, password: string): Promise<UserRow> {
     // The root SO's wait is checked before the line and again when its turn comes: checks that
     // queued while one was failing must not each get a guess.
-    const rootSo = partition?.id === ROOT_PARTITION_ID && user === ROOT_SO;
+    const rootSo = partition !== undefined && isRootSoLogin(partition, user);
     if (rootSo) this.refuseRootSoWhileWaiting();
     const checked = await this.passwordChecks.run(() => {
       if (rootSo) this.refuseRootSoWhileWaiting();
@@ -180,18 +183,18 @@ export class Accounts {
     if (!row) throw wrongLogin();
     if (!ok) {
       const r = await this.store.settleLoginFailure(partition.id, user, this.failureLimit(partition, user));
-      if (partition.id === ROOT_PARTITION_ID && user === ROOT_SO) this.rootSoNotBefore = performance.now() + 1000 * rootSoDelaySeconds(r.failedLogins);
+      if (isRootSoLogin(partition, user)) this.rootSoNotBefore = performance.now() + 1000 * rootSoDelaySeconds(r.failedLogins);
       if (r.locked) throw lockedUser(`${who} is now locked after ${r.failedLogins} failed logins`);
       throw wrongLogin();
     }
     if (!(await this.store.settleLoginSuccess(partition.id, user))) throw lockedUser(`${who} was locked by failed logins checked at the same time`);
-    if (partition.id === ROOT_PARTITION_ID && user === ROOT_SO) this.rootSoNotBefore = 0;
+    if (isRootSoLogin(partition, user)) this.rootSoNotBefore = 0;
     return row;
   }
 
   /** The root SO is never locked (its checks wait instead, rootSoDelaySeconds); its failures are counted and audited. */
   private failureLimit(partition: PartitionRow, user: string): number {
-    return partition.id === ROOT_PARTITION_ID && user === ROOT_SO ? MAX_FAILED_LOGINS_LIMIT : partition.maxFailedLogins;
+    return isRootSoLogin(partition, user) ? MAX_FAILED_LOGINS_LIMIT : partition.maxFailedLogins;
   }
 
   /** The partition as `actor` may see it (outside root, only its own). */
